@@ -1,0 +1,34 @@
+# Sakk — `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Sakk with its development tools
+
+demo: $(STAMP) ## Run the demo: embedded broker, SQLite ledger, thousands of payments, a summary
+	$(BIN)/sakk demo
+
+test: $(STAMP) ## Run the whole test suite (SQLite and the local PostgreSQL, embedded broker)
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check engine consumers producers tests
+	$(BIN)/ruff format --check engine consumers producers tests
+	$(BIN)/mypy engine
+
+clean: ## Remove the virtual environment and local data
+	rm -rf $(VENV) var
+
+.PHONY: help install demo test lint clean

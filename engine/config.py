@@ -1,0 +1,185 @@
+"""One typed settings object, read from ``SAKK_*`` environment variables.
+
+Every limit the engine obeys (batch sizes, retries, timeouts, message size) is
+a field here with a stated bound, checked at start-up, so an operator finds a
+bad value when the process starts rather than in the middle of the night.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "SAKK_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A ``SAKK_*`` variable holds a value the engine cannot run with."""
+
+
+def _bounded(lo: int, hi: int) -> dict[str, Any]:
+    return {"metadata": {"bounds": (lo, hi)}}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one Sakk process.
+
+    Empty ``kafka_bootstrap_servers`` means "start the embedded broker";
+    empty ``database_url`` means "the SQLite ledger under ``data_dir``".
+    """
+
+    kafka_bootstrap_servers: str = ""
+    database_url: str = ""
+    data_dir: Path = PROJECT_ROOT / "var"
+    schemas_dir: Path = PROJECT_ROOT / "schemas"
+    reference_file: Path = PROJECT_ROOT / "reference" / "morocco.json"
+    log_level: str = "INFO"
+
+    # Topics
+    topic_prefix: str = "payments"
+    topic_partitions: int = field(default=6, **_bounded(1, 1024))
+    topic_replication_factor: int = field(default=1, **_bounded(1, 5))
+    consumer_group_prefix: str = "sakk"
+
+    # Kafka consumer
+    batch_max_records: int = field(default=500, **_bounded(1, 10_000))
+    poll_timeout_ms: int = field(default=200, **_bounded(10, 30_000))
+    session_timeout_ms: int = field(default=6_000, **_bounded(1_000, 300_000))
+    heartbeat_interval_ms: int = field(default=1_000, **_bounded(100, 60_000))
+    max_poll_interval_ms: int = field(default=300_000, **_bounded(10_000, 3_600_000))
+    fetch_max_bytes: int = field(default=16 * 1024 * 1024, **_bounded(1024, 512 * 1024 * 1024))
+
+    # Kafka producer
+    linger_ms: int = field(default=5, **_bounded(0, 1_000))
+    producer_batch_size_bytes: int = field(default=256 * 1024, **_bounded(1024, 16 * 1024 * 1024))
+    max_message_bytes: int = field(default=1024 * 1024, **_bounded(1024, 16 * 1024 * 1024))
+    produce_timeout_s: int = field(default=60, **_bounded(1, 600))
+    request_timeout_ms: int = field(default=30_000, **_bounded(1_000, 300_000))
+
+    # Database
+    db_retry_max_attempts: int = field(default=0, **_bounded(0, 1_000_000))
+    db_retry_backoff_max_ms: int = field(default=5_000, **_bounded(10, 300_000))
+    db_pool_size: int = field(default=4, **_bounded(1, 64))
+
+    # Validation
+    max_event_age_s: int = field(default=7 * 24 * 3600, **_bounded(1, 366 * 24 * 3600))
+    max_event_skew_s: int = field(default=300, **_bounded(0, 24 * 3600))
+
+    # Notification
+    notify_sender: str = "log"
+    notify_log_path: Path = PROJECT_ROOT / "var" / "notifications.jsonl"
+    webhook_secret: str = field(default="", repr=False)
+    webhook_timeout_ms: int = field(default=2_000, **_bounded(50, 60_000))
+    webhook_max_attempts: int = field(default=4, **_bounded(1, 20))
+    webhook_backoff_initial_ms: int = field(default=100, **_bounded(1, 60_000))
+    webhook_backoff_max_ms: int = field(default=2_000, **_bounded(1, 300_000))
+    webhook_concurrency: int = field(default=16, **_bounded(1, 256))
+
+    # Metrics and health
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = field(default=9100, **_bounded(0, 65_535))
+
+    # Graceful shutdown
+    shutdown_timeout_s: int = field(default=30, **_bounded(1, 600))
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def ledger_url(self) -> str:
+        """The SQLAlchemy URL of the ledger; SQLite under ``data_dir`` by default."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name of a stage, e.g. ``topic("initiated")`` -> ``payments.initiated``."""
+        return f"{self.topic_prefix}.{name}"
+
+    def group(self, consumer_name: str) -> str:
+        return f"{self.consumer_group_prefix}.{consumer_name}"
+
+    def redacted(self) -> dict[str, str]:
+        """Settings as printable strings, secrets masked."""
+        shown = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.repr and value:
+                value = "********"
+            elif f.name == "database_url" and value:
+                value = _mask_url_password(str(value))
+            shown[f.name] = str(value)
+        return shown
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _mask_url_password(url: str) -> str:
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":********"
+    return f"{scheme}://{creds}@{host}"
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    env_name = PREFIX + name.upper()
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{env_name}={raw!r} is not an integer") from None
+    if kind in (Path, "Path"):
+        return Path(raw)
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``), then apply ``overrides``.
+
+    Raises :class:`SettingsError` naming the variable at fault.
+    """
+    environ = os.environ if environ is None else environ
+    known = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name not in known:
+            continue  # other tools share the prefix (SAKK_TEST_*); ignore
+        values[name] = _parse(name, raw, known[name].type)
+    values.update(overrides)
+    settings = Settings(**values)
+    _check_bounds(settings)
+    return settings
+
+
+def _check_bounds(settings: Settings) -> None:
+    for f in dataclasses.fields(settings):
+        bounds = f.metadata.get("bounds")
+        if bounds is None:
+            continue
+        value = getattr(settings, f.name)
+        lo, hi = bounds
+        if not lo <= value <= hi:
+            raise SettingsError(f"{PREFIX}{f.name.upper()}={value} is outside [{lo}, {hi}]")
+    if settings.notify_sender not in ("log", "webhook"):
+        raise SettingsError(
+            f"{PREFIX}NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'"
+        )
+    if settings.notify_sender == "webhook" and not settings.webhook_secret:
+        raise SettingsError(f"{PREFIX}WEBHOOK_SECRET must be set when {PREFIX}NOTIFY_SENDER=webhook")
+    if settings.heartbeat_interval_ms * 3 > settings.session_timeout_ms:
+        raise SettingsError(
+            f"{PREFIX}HEARTBEAT_INTERVAL_MS={settings.heartbeat_interval_ms} must be at most a "
+            f"third of {PREFIX}SESSION_TIMEOUT_MS={settings.session_timeout_ms}"
+        )

@@ -1,0 +1,155 @@
+"""A thin, typed layer over kafka-python: every client option is set here, on purpose."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from engine.config import Settings
+from engine.kafka.exceptions import KafkaProducerDeliveryError, TopicSetupError
+
+log = logging.getLogger(__name__)
+
+STAGE_TOPICS = ("initiated", "validated", "rejected", "settled", "failed", "notified", "dlq")
+TOPIC_CREATE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to produce: the unit every consumer hands to the producer."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
+    """Idempotent producer, ``acks=all``: a retried send never duplicates on the partition."""
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        max_in_flight_requests_per_connection=5,
+        retries=2**31 - 1,  # bounded by delivery_timeout_ms, not by a count
+        delivery_timeout_ms=settings.produce_timeout_s * 1000,
+        request_timeout_ms=settings.request_timeout_ms,
+        linger_ms=settings.linger_ms,
+        batch_size=settings.producer_batch_size_bytes,
+        max_request_size=settings.max_message_bytes,
+        compression_type=None,
+    )
+
+
+def make_consumer(
+    settings: Settings,
+    group_id: str | None,
+    topics: Sequence[str] = (),
+    client_id: str = "sakk",
+) -> KafkaConsumer:
+    """Consumer with manual offset commits: offsets move only after the ledger commit."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        max_poll_records=settings.batch_max_records,
+        fetch_max_bytes=settings.fetch_max_bytes,
+        max_partition_fetch_bytes=max(settings.max_message_bytes, 1024 * 1024),
+        request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+    )
+    if topics:
+        consumer.subscribe(list(topics))
+    return consumer
+
+
+def send_all(producer: KafkaProducer, messages: Iterable[Outgoing], timeout_s: float) -> int:
+    """Produce ``messages`` and wait until the broker acknowledged every one.
+
+    Raises :class:`KafkaProducerDeliveryError` when any is not acknowledged within
+    ``timeout_s``: the caller must then not commit its input offsets.
+    """
+    futures = [
+        producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers) or None)
+        for m in messages
+    ]
+    if not futures:
+        return 0
+    producer.flush(timeout=timeout_s)
+    for future in futures:
+        if not future.is_done:
+            raise KafkaProducerDeliveryError(f"produce not acknowledged within {timeout_s:.0f}s")
+        if future.failed():
+            raise KafkaProducerDeliveryError(f"produce failed: {future.exception!r}")
+    return len(futures)
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [settings.topic(name) for name in STAGE_TOPICS] + [schema_topic(settings)]
+
+
+def schema_topic(settings: Settings) -> str:
+    """Topic where producers register the Avro writer schemas they use."""
+    return f"{settings.topic_prefix}._schemas"
+
+
+def create_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """Create the topics that are missing; existing ones are left as they are.
+
+    Returns the names that were created.
+    """
+    names = list(names or all_topics(settings))
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="sakk-admin",
+            request_timeout_ms=settings.request_timeout_ms,
+        )
+    except KafkaError as exc:
+        raise TopicSetupError(f"cannot reach {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        for name in missing:
+            partitions = 1 if name.endswith("._schemas") else settings.topic_partitions
+            try:
+                admin.create_topics(
+                    [NewTopic(name, partitions, settings.topic_replication_factor)],
+                    timeout_ms=int(TOPIC_CREATE_TIMEOUT_S * 1000),
+                )
+            except TopicAlreadyExistsError:
+                pass  # created meanwhile by another process: fine
+        _wait_for_metadata(admin, names)
+        return missing
+    finally:
+        admin.close()
+
+
+def _wait_for_metadata(admin: KafkaAdminClient, names: list[str]) -> None:
+    deadline = time.monotonic() + TOPIC_CREATE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if set(names) <= set(admin.list_topics()):
+            return
+        time.sleep(0.1)
+    raise TopicSetupError(f"topics {names} not visible after {TOPIC_CREATE_TIMEOUT_S:.0f}s")
+
+
+def end_offsets(consumer: KafkaConsumer, partitions: Sequence[TopicPartition]) -> dict:
+    return consumer.end_offsets(list(partitions)) if partitions else {}
+
+
+def partitions_of(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    ids = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(ids)]

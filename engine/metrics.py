@@ -1,0 +1,182 @@
+"""Prometheus metrics and the health endpoints served beside them.
+
+Labels are bounded sets only (consumer, topic, partition, channel, outcome,
+reason code, bank code): never a payment id.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+MESSAGES = Counter(
+    "sakk_messages_total",
+    "Messages a consumer handled, by outcome "
+    "(validated, rejected, settled, failed, notified, duplicate, dead_lettered).",
+    ["consumer", "topic", "outcome"],
+)
+PAYMENT_OUTCOMES = Counter(
+    "sakk_payment_outcomes_total",
+    "Payment decisions by stage, channel, outcome and ISO 20022 reason code ('' when none).",
+    ["consumer", "channel", "outcome", "reason"],
+)
+SETTLED_AMOUNT = Counter(
+    "sakk_settled_amount_minor_total",
+    "Settled amount in minor units (centimes for MAD), by channel and currency.",
+    ["channel", "currency"],
+)
+FEES = Counter(
+    "sakk_fees_minor_total",
+    "Fees taken in minor units, by channel and currency.",
+    ["channel", "currency"],
+)
+BATCH_SECONDS = Histogram(
+    "sakk_batch_processing_seconds",
+    "Time to process one polled batch: decode, database transaction, produce, offset commit.",
+    ["consumer"],
+    buckets=LATENCY_BUCKETS_S,
+)
+BATCH_SIZE = Histogram(
+    "sakk_batch_size_messages",
+    "Messages per polled batch.",
+    ["consumer"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
+END_TO_END_SECONDS = Histogram(
+    "sakk_end_to_end_seconds",
+    "Time from the payment's initiation to this consumer's output.",
+    ["consumer", "outcome"],
+    buckets=LATENCY_BUCKETS_S,
+)
+DEAD_LETTERS = Counter(
+    "sakk_dead_letters_total",
+    "Messages sent to the dead-letter topic, by consumer, source topic and kind of fault.",
+    ["consumer", "source_topic", "kind"],
+)
+CONSUMER_LAG = Gauge(
+    "sakk_consumer_lag_messages",
+    "Messages between the consumer's position and the partition's end.",
+    ["consumer", "topic", "partition"],
+)
+DB_RETRIES = Counter(
+    "sakk_database_retries_total",
+    "Batches retried because the database was unavailable.",
+    ["consumer"],
+)
+NOTIFICATION_DELIVERIES = Counter(
+    "sakk_notification_deliveries_total",
+    "Notification deliveries by sender and final status (delivered, failed).",
+    ["sender", "status"],
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    "sakk_notification_attempts_total",
+    "Notification delivery attempts by sender and result (ok, error).",
+    ["sender", "result"],
+)
+NET_POSITION = Gauge(
+    "sakk_bank_net_position_minor",
+    "Net interbank position of a bank since the process started, minor units "
+    "(positive: the switch owes the bank).",
+    ["bank", "currency"],
+)
+CONSUMER_READY = Gauge(
+    "sakk_consumer_ready",
+    "1 when the consumer is connected to broker and database and holds partitions.",
+    ["consumer"],
+)
+LAST_PROGRESS = Gauge(
+    "sakk_consumer_last_progress_timestamp_seconds",
+    "Unix time of the consumer's last committed batch.",
+    ["consumer"],
+)
+
+
+class HealthState:
+    """Liveness and readiness of the consumers in one process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready: dict[str, bool] = {}
+        self._alive = True
+
+    def set_ready(self, consumer: str, ready: bool) -> None:
+        with self._lock:
+            self._ready[consumer] = ready
+        CONSUMER_READY.labels(consumer).set(1 if ready else 0)
+
+    def set_alive(self, alive: bool) -> None:
+        with self._lock:
+            self._alive = alive
+
+    def snapshot(self) -> tuple[bool, dict[str, bool]]:
+        with self._lock:
+            return self._alive, dict(self._ready)
+
+
+def _handler(health: HealthState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._reply(200, generate_latest(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                alive, _ = health.snapshot()
+                self._json(200 if alive else 503, {"alive": alive})
+            elif path == "/readyz":
+                alive, ready = health.snapshot()
+                ok = alive and bool(ready) and all(ready.values())
+                self._json(200 if ok else 503, {"ready": ok, "consumers": ready})
+            else:
+                self._json(404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
+
+        def _json(self, status: int, body: dict) -> None:
+            self._reply(status, json.dumps(body).encode(), "application/json")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return  # scrapes every few seconds would flood the log
+
+    return Handler
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on one port, in a daemon thread."""
+
+    def __init__(self, host: str, port: int, health: HealthState) -> None:
+        self._server = ThreadingHTTPServer((host, port), _handler(health))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def serve_metrics(host: str, port: int, health: HealthState) -> MetricsServer | None:
+    """Start the metrics server; port 0 in settings means no server at all."""
+    if port == 0:
+        return None
+    return MetricsServer(host, port, health).start()
+
+

@@ -63,7 +63,7 @@ class Settings:
     request_timeout_ms: int = field(default=30_000, **_bounded(1_000, 300_000))
 
     # Database
-    db_retry_max_attempts: int = field(default=0, **_bounded(0, 1_000_000))
+    db_retry_max_attempts: int = field(default=120, **_bounded(1, 1_000_000))
     db_retry_backoff_max_ms: int = field(default=5_000, **_bounded(10, 300_000))
     db_pool_size: int = field(default=4, **_bounded(1, 64))
 

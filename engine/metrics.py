@@ -96,6 +96,17 @@ LAST_PROGRESS = Gauge(
 )
 
 
+def observe_settled(event: dict) -> None:
+    """Count a PaymentSettled event (after its transaction committed)."""
+    channel, currency, amount = event["channel"], event["currency"], event["amount_minor"]
+    SETTLED_AMOUNT.labels(channel, currency).inc(amount)
+    if event["fee_minor"]:
+        FEES.labels(channel, currency).inc(event["fee_minor"])
+    if event["payer_bank"] != event["payee_bank"]:
+        NET_POSITION.labels(event["payer_bank"], currency).dec(amount)
+        NET_POSITION.labels(event["payee_bank"], currency).inc(amount)
+
+
 class HealthState:
     """Liveness and readiness of the consumers in one process."""
 

@@ -1,0 +1,102 @@
+"""Wiring: settings -> broker, ledger, codec and stages. The CLI and tests build on this."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine
+
+from engine import metrics
+from engine.config import Settings
+from engine.kafka.client import create_topics
+from engine.kafka.embedded import EmbeddedBroker
+from engine.ledger.database import make_engine, upgrade
+from engine.runtime import ConsumerService, Stage
+from engine.serialization import AvroCodec, KafkaSchemaStore, SchemaRegistry, register_current_schemas
+
+log = logging.getLogger(__name__)
+
+STAGE_NAMES = ("validator", "settlement", "notification")
+
+
+@contextmanager
+def kafka_for(settings: Settings) -> Iterator[Settings]:
+    """Settings with a reachable broker: the configured one, or an embedded one for this block."""
+    if not settings.uses_embedded_broker:
+        yield settings
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_path=settings.data_dir / "broker.log") as broker:
+        log.info("embedded broker listening on %s", broker.bootstrap_servers)
+        yield settings.replace(kafka_bootstrap_servers=broker.bootstrap_servers)
+
+
+def ledger_engine(settings: Settings, migrate: bool = False) -> Engine:
+    if migrate:
+        upgrade(settings.ledger_url)
+    return make_engine(settings.ledger_url, pool_size=settings.db_pool_size)
+
+
+def make_codec(settings: Settings, with_store: bool = True) -> AvroCodec:
+    """Codec over the local schemas; with the Kafka store it also learns other writers' schemas."""
+    registry = SchemaRegistry.from_dir(settings.schemas_dir)
+    store = KafkaSchemaStore(settings) if with_store else None
+    codec = AvroCodec(registry, store)
+    if store is not None:
+        register_current_schemas(codec, store)
+    return codec
+
+
+def build_stage(name: str, settings: Settings) -> Stage:
+    if name == "validator":
+        from consumers.validator import Validator
+
+        return Validator(settings)
+    if name == "settlement":
+        from consumers.settlement import Settlement
+
+        return Settlement(settings)
+    if name == "notification":
+        from consumers.notification import NotificationStage
+        from consumers.senders import make_sender
+
+        return NotificationStage(settings, make_sender(settings))
+    raise ValueError(f"unknown consumer {name!r}: expected one of {STAGE_NAMES}")
+
+
+def prepare(settings: Settings) -> None:
+    """Topics and ledger schema exist (idempotent)."""
+    create_topics(settings)
+    upgrade(settings.ledger_url)
+
+
+def run_consumers(
+    settings: Settings, names: tuple[str, ...], stop_event: threading.Event
+) -> list[threading.Thread]:
+    """Run each named stage in its own thread of this process, sharing one metrics server."""
+    health = metrics.HealthState()
+    server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port, health)
+    if server:
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
+    engine = ledger_engine(settings)
+    codec = make_codec(settings)
+    threads = []
+    for name in names:
+        service = ConsumerService(build_stage(name, settings), engine, codec, settings, health,
+                                  stop_event)
+        thread = threading.Thread(target=_run_guarded, args=(service, stop_event), name=name)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def _run_guarded(service: ConsumerService, stop_event: threading.Event) -> None:
+    try:
+        service.run()
+    except Exception:
+        log.exception("%s stopped on an error; stopping the process", service.stage.name)
+        stop_event.set()
+        raise

@@ -1,0 +1,36 @@
+"""``sakk``: one entry point for operators, banks and auditors (also ``python -m engine``)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from engine.config import SettingsError, load_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Sakk: payment events through Kafka to a double-entry ledger.
+
+    Configuration comes from SAKK_* environment variables. Without
+    SAKK_KAFKA_BOOTSTRAP_SERVERS an embedded broker is started for the command;
+    without SAKK_DATABASE_URL the ledger is a SQLite file under var/.
+    """
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    ctx.obj = settings
+
+
+def main() -> None:
+    from engine.cli import accounts, broker, db, demo, publish, run, simulate, topics  # noqa: F401
+
+    cli()

@@ -1,0 +1,168 @@
+"""``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, then a summary."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+
+from engine.app import STAGE_NAMES, kafka_for, ledger_engine
+from engine.cli import cli
+from engine.config import Settings
+from engine.kafka.client import create_topics
+from engine.ledger.checks import FlowCounts, check_ledger, expected_notifications, flow_counts
+from engine.ledger.reference import load_reference_data, read_file
+from engine.ledger.reports import channel_summary, net_positions, reason_summary
+from engine.money import format_minor
+from engine.reasons import Reason
+from engine.supervisor import Fleet
+
+DRAIN_TIMEOUT_S = 300.0
+POLL_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    published: int
+    counts: FlowCounts
+    seconds: float
+    ledger_ok: bool
+    violations: list[str]
+
+    @property
+    def adds_up(self) -> bool:
+        c = self.counts
+        return self.published == c.terminal + c.dead_lettered
+
+
+@cli.command()
+@click.option("--payments", default=5000, show_default=True, help="Messages to publish.")
+@click.option("--seed", default=2026, show_default=True)
+@click.option("--rate", type=int, default=None, help="Offered payments/s (default: as fast as possible).")
+@click.pass_obj
+def demo(settings: Settings, payments: int, seed: int, rate: int | None) -> None:
+    """Start everything, publish simulated payments from every channel, summarise, check."""
+    console = Console()
+    run_dir = settings.data_dir / "demo"
+    _fresh_dir(run_dir)
+    settings = settings.replace(
+        database_url=settings.database_url or f"sqlite:///{run_dir / 'ledger.db'}",
+        notify_log_path=run_dir / "notifications.jsonl",
+        data_dir=run_dir,
+    )
+    result = run_demo(settings, payments, seed, rate, console)
+    _print_summary(console, settings, result)
+    if not (result.adds_up and result.ledger_ok):
+        raise SystemExit(1)
+
+
+def _fresh_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.is_file():
+            child.unlink()
+
+
+def run_demo(settings: Settings, payments: int, seed: int, rate: int | None, console: Console) -> DemoResult:
+    from producers.simulator import simulate
+
+    with kafka_for(settings) as live:
+        console.print(f"[bold]Sakk demo[/]: broker {live.kafka_bootstrap_servers}, "
+                      f"ledger {live.ledger_url}")
+        create_topics(live)
+        engine = ledger_engine(live, migrate=True)
+        report = load_reference_data(engine, read_file(live.reference_file))
+        console.print(f"reference data: {report.banks} banks, {report.accounts_created} accounts")
+        fleet = Fleet(live, live.data_dir / "logs")
+        for stage in STAGE_NAMES:
+            fleet.start(stage)
+        try:
+            started = time.monotonic()
+            with _progress(console) as progress:
+                task = progress.add_task("publishing", total=payments)
+                sim = simulate(live, payments=payments, seed=seed, rate_per_s=rate,
+                               progress=lambda n: progress.update(task, completed=n),
+                               reference_path=live.reference_file)
+                drain = progress.add_task("reaching a terminal state", total=sim.published)
+                counts = _wait_for_drain(engine, sim.published, fleet,
+                                         lambda done: progress.update(drain, completed=done))
+            seconds = time.monotonic() - started
+        finally:
+            fleet.stop()
+        with engine.connect() as conn:
+            check = check_ledger(conn)
+        return DemoResult(sim.published, counts, seconds, check.ok, check.violations)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def _wait_for_drain(engine: Engine, published: int, fleet: Fleet, on_progress) -> FlowCounts:  # type: ignore[no-untyped-def]
+    """Until every message is terminal or dead-lettered and every bank has been told."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while True:
+        with engine.connect() as conn:
+            counts = flow_counts(conn)
+            expected, finished = expected_notifications(conn)
+        on_progress(counts.terminal + counts.dead_lettered)
+        if counts.terminal + counts.dead_lettered >= published and finished >= expected:
+            return counts
+        dead = fleet.check_alive()
+        if dead:
+            raise click.ClickException(f"consumer exited: {dead}; see {fleet.log_dir}")
+        if time.monotonic() > deadline:
+            return counts
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _print_summary(console: Console, settings: Settings, result: DemoResult) -> None:
+    engine = ledger_engine(settings)
+    with engine.connect() as conn:
+        channels = channel_summary(conn)
+        reasons = reason_summary(conn)
+        positions = net_positions(conn)
+    table = Table(title="Payments by channel")
+    for col in ("channel", "payments", "settled", "rejected", "failed", "settled amount", "fees"):
+        table.add_column(col, justify="left" if col == "channel" else "right")
+    for line in channels:
+        table.add_row(line.channel, f"{line.payments:,}", f"{line.settled:,}", f"{line.rejected:,}",
+                      f"{line.failed:,}", format_minor(line.settled_amount_minor, line.currency),
+                      format_minor(line.fees_minor, line.currency))
+    console.print(table)
+    why = Table(title="Rejected and failed, by reason")
+    for col in ("outcome", "code", "reason", "payments"):
+        why.add_column(col, justify="right" if col == "payments" else "left")
+    for state, code, count in reasons:
+        title = Reason(code).title if code in Reason.__members__ else ""
+        why.add_row(state.lower(), code, title, f"{count:,}")
+    console.print(why)
+    banks = Table(title="Interbank net positions (positive: the switch owes the bank)")
+    for col in ("bank", "name", "paid out", "paid in", "net position"):
+        banks.add_column(col, justify="left" if col in ("bank", "name") else "right")
+    for pos in positions:
+        banks.add_row(pos.bank_code, pos.bank_name, format_minor(pos.gross_debits_minor, pos.currency),
+                      format_minor(pos.gross_credits_minor, pos.currency),
+                      format_minor(pos.net_minor, pos.currency))
+    console.print(banks)
+    c = result.counts
+    rate = result.published / result.seconds if result.seconds else 0
+    console.print(f"published {result.published:,} messages in {result.seconds:.1f} s "
+                  f"(~{rate:,.0f} payments/s end to end, notifications included)")
+    mark = "[green]OK[/]" if result.adds_up else "[red]MISMATCH[/]"
+    console.print(f"{mark} published {result.published:,} = settled {c.settled:,} + rejected "
+                  f"{c.rejected:,} + failed {c.failed:,} + dead-lettered {c.dead_lettered:,}")
+    if result.ledger_ok:
+        console.print("[green]OK[/] ledger balances: every posting sums to zero, every balance "
+                      "equals its entries, money is conserved")
+    else:
+        console.print("[red]LEDGER VIOLATIONS[/]")
+        for v in result.violations[:20]:
+            console.print(f"  {v}")

@@ -1,0 +1,36 @@
+"""``sakk run validator|settlement|notification|all``: the consumers as a service."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from engine.app import STAGE_NAMES, kafka_for, prepare, run_consumers
+from engine.cli import cli
+from engine.config import Settings
+from engine.runtime import install_signal_handlers
+
+
+@cli.command()
+@click.argument("consumer", type=click.Choice([*STAGE_NAMES, "all"]))
+@click.pass_obj
+def run(settings: Settings, consumer: str) -> None:
+    """Run a consumer (or all three, each in its own thread) until SIGTERM or Ctrl-C."""
+    names = STAGE_NAMES if consumer == "all" else (consumer,)
+    stop_event = threading.Event()
+    install_signal_handlers(stop_event)
+    with kafka_for(settings) as live:
+        if settings.uses_embedded_broker:
+            prepare(live)
+            click.echo(f"embedded broker: {live.kafka_bootstrap_servers}", err=True)
+        threads = run_consumers(live, names, stop_event)
+        while any(t.is_alive() for t in threads):
+            stop_event.wait(0.5)
+            if stop_event.is_set():
+                for t in threads:
+                    t.join(live.shutdown_timeout_s)
+                break
+    failed = [t.name for t in threads if t.is_alive()]
+    if failed:
+        raise click.ClickException(f"did not stop within {settings.shutdown_timeout_s}s: {failed}")

@@ -1,0 +1,118 @@
+"""Ledger invariants, checked from the database alone (demo, chaos harness, auditors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, func, select
+
+from engine.ledger.models import Account, DeadLetter, LedgerEntry, Notification, Payment, Posting
+
+TERMINAL = ("SETTLED", "REJECTED", "FAILED")
+
+
+@dataclass
+class LedgerCheck:
+    """What was checked and every violation found (empty list: the ledger is sound)."""
+
+    postings: int = 0
+    entries: int = 0
+    accounts: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def check_ledger(conn: Connection) -> LedgerCheck:
+    """Double entry holds: postings sum to zero, balances equal entries, money is conserved."""
+    check = LedgerCheck()
+    e = LedgerEntry.__table__
+    check.entries = conn.execute(select(func.count()).select_from(e)).scalar_one()
+    check.postings = conn.execute(select(func.count()).select_from(Posting.__table__)).scalar_one()
+    unbalanced = conn.execute(
+        select(e.c.posting_id, e.c.currency, func.sum(e.c.amount_minor))
+        .group_by(e.c.posting_id, e.c.currency)
+        .having(func.sum(e.c.amount_minor) != 0)
+        .limit(20)
+    ).all()
+    check.violations += [f"posting {p} sums to {s} {c}, not zero" for p, c, s in unbalanced]
+    for currency, total in conn.execute(
+        select(e.c.currency, func.sum(e.c.amount_minor)).group_by(e.c.currency)
+    ):
+        if total != 0:
+            check.violations.append(f"money not conserved in {currency}: entries sum to {total}")
+    a = Account.__table__
+    sums = dict(conn.execute(select(e.c.account_number, func.sum(e.c.amount_minor))
+                             .group_by(e.c.account_number)).all())
+    accounts = conn.execute(select(a.c.number, a.c.balance_minor)).all()
+    check.accounts = len(accounts)
+    for number, balance in accounts:
+        expected = int(sums.get(number) or 0)
+        if balance != expected:
+            check.violations.append(f"account {number}: balance {balance} != sum of entries {expected}")
+    return check
+
+
+@dataclass(frozen=True)
+class FlowCounts:
+    payments: int
+    settled: int
+    rejected: int
+    failed: int
+    in_flight: int
+    dead_lettered: int
+    notifications_pending: int
+    postings_for_payments: int
+    settled_without_posting: int
+
+    @property
+    def terminal(self) -> int:
+        return self.settled + self.rejected + self.failed
+
+
+def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> FlowCounts:
+    p = Payment.__table__
+    states = dict(conn.execute(select(p.c.state, func.count()).group_by(p.c.state)).all())
+    dead = conn.execute(
+        select(func.count()).select_from(DeadLetter.__table__)
+        .where(DeadLetter.__table__.c.consumer == dead_letter_consumer)
+    ).scalar_one()
+    n = Notification.__table__
+    pending = conn.execute(
+        select(func.count()).select_from(n).where(n.c.status == "PENDING")
+    ).scalar_one()
+    postings = conn.execute(
+        select(func.count()).select_from(Posting.__table__).where(Posting.__table__.c.kind == "PAYMENT")
+    ).scalar_one()
+    settled_without = conn.execute(
+        select(func.count()).select_from(p).where(p.c.state == "SETTLED", p.c.posting_id.is_(None))
+    ).scalar_one()
+    return FlowCounts(
+        payments=sum(states.values()),
+        settled=states.get("SETTLED", 0),
+        rejected=states.get("REJECTED", 0),
+        failed=states.get("FAILED", 0),
+        in_flight=states.get("VALIDATED", 0),
+        dead_lettered=dead,
+        notifications_pending=pending,
+        postings_for_payments=postings,
+        settled_without_posting=settled_without,
+    )
+
+
+def expected_notifications(conn: Connection) -> tuple[int, int]:
+    """(notifications expected for terminal payments, notifications finished)."""
+    p, n = Payment.__table__, Notification.__table__
+    interbank_settled = conn.execute(
+        select(func.count()).select_from(p)
+        .where(p.c.state == "SETTLED", p.c.payer_bank != p.c.payee_bank)
+    ).scalar_one()
+    terminal = conn.execute(
+        select(func.count()).select_from(p).where(p.c.state.in_(TERMINAL))
+    ).scalar_one()
+    finished = conn.execute(
+        select(func.count()).select_from(n).where(n.c.status != "PENDING")
+    ).scalar_one()
+    return terminal + interbank_settled, finished

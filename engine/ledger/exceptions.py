@@ -1,0 +1,17 @@
+"""Errors of the ledger, named for what happened."""
+
+
+class LedgerError(RuntimeError):
+    """Base of the errors raised by ``engine.ledger``."""
+
+
+class UnbalancedPostingError(LedgerError):
+    """A posting's legs do not sum to zero per currency; nothing was written."""
+
+
+class ReferenceDataError(LedgerError):
+    """A reference data file is invalid; the message names the entry at fault."""
+
+
+class VignetteFeeError(LedgerError):
+    """A fee was computed for a vehicle-tax vignette payment, which is free by law."""

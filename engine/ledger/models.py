@@ -1,0 +1,281 @@
+"""The ledger's tables: reference data, payments, double-entry postings, consumer bookkeeping.
+
+Invariants the code and the database enforce together:
+- a posting's entries sum to zero per currency (``engine.ledger.postings`` refuses
+  anything else before it reaches the database);
+- ledger entries are append-only (database triggers refuse UPDATE and DELETE;
+  a correction is a reversing posting);
+- an account's ``balance_minor`` equals the sum of its entries: both change in
+  the same transaction, and ``sakk audit verify`` checks it;
+- ``handled_events`` holds each (consumer, event_id) once: the primary key is what
+  makes redelivered messages harmless.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT autoincrement keys on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class AccountKind(enum.StrEnum):
+    CUSTOMER = "CUSTOMER"
+    MERCHANT = "MERCHANT"
+    GOVERNMENT = "GOVERNMENT"
+    FEE_INCOME = "FEE_INCOME"
+    SETTLEMENT = "SETTLEMENT"
+    CASH = "CASH"
+    FUNDING = "FUNDING"  # the bank's equity: opening balances are posted against it
+
+
+class AccountStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    BLOCKED = "BLOCKED"
+    CLOSED = "CLOSED"
+
+
+class PaymentState(enum.StrEnum):
+    VALIDATED = "VALIDATED"
+    REJECTED = "REJECTED"
+    SETTLED = "SETTLED"
+    FAILED = "FAILED"
+
+
+class Bank(Base):
+    __tablename__ = "banks"
+
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    bic: Mapped[str | None] = mapped_column(String(11))
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("overdraft_limit_minor IS NULL OR overdraft_limit_minor >= 0", name="overdraft"),
+        CheckConstraint("length(currency) = 3", name="currency"),
+    )
+
+    number: Mapped[str] = mapped_column(String(34), primary_key=True)
+    bank_code: Mapped[str] = mapped_column(ForeignKey("banks.code"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    holder: Mapped[str] = mapped_column(String(120))
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(8), default=AccountStatus.ACTIVE)
+    # NULL: no limit (internal accounts of banks and the switch may go negative).
+    overdraft_limit_minor: Mapped[int | None] = mapped_column(BigInteger, default=0)
+    balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class FeeRule(Base):
+    """Fee for a (channel, payment type): fixed part + basis points of the amount, capped."""
+
+    __tablename__ = "fee_rules"
+    __table_args__ = (
+        CheckConstraint("fixed_minor >= 0 AND rate_bps >= 0 AND rate_bps <= 10000", name="fee"),
+    )
+
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    payment_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    fixed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_bps: Mapped[int] = mapped_column(Integer, default=0)
+    max_minor: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ChannelLimit(Base):
+    __tablename__ = "channel_limits"
+    __table_args__ = (CheckConstraint("max_amount_minor > 0", name="positive"),)
+
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    max_amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class Payment(Base):
+    """Current state of a payment; its history is in ``payment_transitions``."""
+
+    __tablename__ = "payments"
+
+    payment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    initiated_event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    bank_reference: Mapped[str] = mapped_column(String(35))
+    payer_bank: Mapped[str] = mapped_column(String(8))
+    payer_account: Mapped[str] = mapped_column(String(34))
+    payee_bank: Mapped[str] = mapped_column(String(8))
+    payee_account: Mapped[str] = mapped_column(String(34))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str] = mapped_column(String(8), index=True)
+    payment_type: Mapped[str] = mapped_column(String(16))
+    merchant_category_code: Mapped[str | None] = mapped_column(String(4))
+    egov_service: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    state: Mapped[str] = mapped_column(String(10), index=True)
+    reason_code: Mapped[str | None] = mapped_column(String(4))
+    reason_message: Mapped[str | None] = mapped_column(String(300))
+    fee_minor: Mapped[int | None] = mapped_column(BigInteger)
+    posting_id: Mapped[str | None] = mapped_column(String(64))
+    settlement_window: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class PaymentTransition(Base):
+    """Append-only history of each payment's state changes."""
+
+    __tablename__ = "payment_transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(10))
+    to_state: Mapped[str] = mapped_column(String(10))
+    reason_code: Mapped[str | None] = mapped_column(String(4))
+    consumer: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BankReference(Base):
+    """First payment accepted for each (bank, reference): the key a bank retries with."""
+
+    __tablename__ = "bank_references"
+
+    bank_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    bank_reference: Mapped[str] = mapped_column(String(35), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(64))
+
+
+class Posting(Base):
+    __tablename__ = "postings"
+
+    posting_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="PAYMENT")
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    settlement_window: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class LedgerEntry(Base):
+    """One leg of a posting: a signed amount on one account (append-only)."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    posting_id: Mapped[str] = mapped_column(ForeignKey("postings.posting_id"), index=True)
+    account_number: Mapped[str] = mapped_column(ForeignKey("accounts.number"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class HandledEvent(Base):
+    """Every event a consumer handled, with where it came from.
+
+    The primary key (consumer, event_id) makes consumers idempotent: it is written
+    in the same transaction as the event's effects.
+    """
+
+    __tablename__ = "handled_events"
+
+    consumer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    topic: Mapped[str] = mapped_column(String(120))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(16))
+    handled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EmittedEvent(Base):
+    """Events a consumer produced for a handled event, kept so a redelivery re-sends them."""
+
+    __tablename__ = "emitted_events"
+    __table_args__ = (Index("ix_emitted_events_source", "consumer", "source_event_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(32))
+    source_event_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    topic: Mapped[str] = mapped_column(String(120))
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeadLetter(Base):
+    """A message that could not be handled, with its reason and source coordinates."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (UniqueConstraint("consumer", "source_topic", "source_partition", "source_offset"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(String(32))
+    source_topic: Mapped[str] = mapped_column(String(120))
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    payment_id: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Notification(Base):
+    """One outcome told to one bank: never sent twice for the same (payment, outcome, bank)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("payment_id", "outcome", "recipient_bank"),)
+
+    notification_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(10))
+    recipient_bank: Mapped[str] = mapped_column(String(8))
+    sender: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(10), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    payload: Mapped[str] = mapped_column(Text)
+    source_event_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationAttempt(Base):
+    __tablename__ = "notification_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(ForeignKey("notifications.notification_id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))

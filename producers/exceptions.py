@@ -1,0 +1,32 @@
+"""Errors of the bank side, named for what happened."""
+
+from __future__ import annotations
+
+
+class PublisherError(RuntimeError):
+    """Base of the errors raised by ``producers``."""
+
+
+class InvalidPaymentError(PublisherError, ValueError):
+    """A payment does not fit the PaymentInitiated schema; ``field`` names the field at fault.
+
+    Raised before anything is sent: a bank finds its mistake at the call, not in a
+    dead-letter topic.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid payment: {field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class PublisherNotStartedError(PublisherError):
+    """``publish`` was called outside ``with PaymentPublisher(...)`` (or after ``close``)."""
+
+
+class PaymentDeliveryError(PublisherError):
+    """The broker did not acknowledge some payments: they may not have been published."""
+
+    def __init__(self, message: str, failed: int) -> None:
+        super().__init__(message)
+        self.failed = failed

@@ -1,0 +1,53 @@
+"""Builders of test payments against ``tests/fixtures/reference.json``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REFERENCE_FILE = Path(__file__).parent / "fixtures" / "reference.json"
+
+AMINA = ("007", "007780000000000000000111")  # 1,000.00 MAD
+YOUSSEF = ("007", "007780000000000000000222")  # 500.00 MAD + 100.00 overdraft
+KARIM = ("011", "011810000000000000000333")  # 200.00 MAD
+CLOSED = ("011", "011810000000000000000444")
+BLOCKED = ("011", "011810000000000000000555")
+RAM = ("007", "007780000000000000000999")  # merchant: Royal Air Maroc
+VIGNETTE_DGI = ("310", "310810000000000000000001")
+
+
+def payment(
+    payer: tuple[str, str] = AMINA,
+    payee: tuple[str, str] = KARIM,
+    amount_minor: int = 10_000,
+    channel: str = "WEB",
+    payment_type: str = "TRANSFER",
+    reference: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A PaymentInitiated record; every id fresh unless given."""
+    record = {
+        "event_id": str(uuid.uuid4()),
+        "payment_id": str(uuid.uuid4()),
+        "bank_reference": reference or f"REF-{uuid.uuid4().hex[:16]}",
+        "occurred_at": datetime.now(UTC).replace(microsecond=0),
+        "payer_bank": payer[0],
+        "payer_account": payer[1],
+        "payee_bank": payee[0],
+        "payee_account": payee[1],
+        "amount_minor": amount_minor,
+        "currency": "MAD",
+        "channel": channel,
+        "payment_type": payment_type,
+        "merchant_category_code": None,
+        "egov_service": None,
+    }
+    record.update(extra)
+    return record
+
+
+def vignette(amount_minor: int = 70_000, payer: tuple[str, str] = AMINA) -> dict[str, Any]:
+    return payment(payer, VIGNETTE_DGI, amount_minor, channel="EGOV", payment_type="EGOV",
+                   egov_service="VIGNETTE")

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+PAYMENTS ?= 5000
 
 .DEFAULT_GOAL := help
 
@@ -17,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Sakk with its development tools
 
-demo: $(STAMP) ## Run the demo: embedded broker, SQLite ledger, thousands of payments, a summary
-	$(BIN)/sakk demo
+demo: $(STAMP) ## Run the demo: embedded broker, SQLite ledger, thousands of payments, a summary (PAYMENTS=5000)
+	$(BIN)/sakk demo --payments $(PAYMENTS)
 
 test: $(STAMP) ## Run the whole test suite (SQLite and the local PostgreSQL, embedded broker)
 	$(BIN)/pytest

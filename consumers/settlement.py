@@ -27,6 +27,7 @@ from engine.config import Settings
 from engine.ledger.models import Account, AccountKind, Payment, PaymentState, PaymentTransition
 from engine.ledger.postings import Leg, PostingDraft, write_postings
 from engine.ledger.reference import FeeSchedule, internal_account, read_fee_schedule
+from engine.ledger.states import IllegalTransitionError, check_transition
 from engine.money import format_minor
 from engine.reasons import Reason
 from engine.runtime import DeadLetterReason, Handled, Inbound, derived_event_id
@@ -90,13 +91,16 @@ class Settlement:
         decisions: list[Handled] = []
         for inbound in batch:
             p = inbound.record
-            if states.get(p["payment_id"]) != PaymentState.VALIDATED:
-                raise DeadLetterReason(
-                    "state_conflict",
-                    f"payment {p['payment_id']} is {states.get(p['payment_id'])}, not VALIDATED",
-                )
-            states[p["payment_id"]] = "DECIDED"
+            current = states.get(p["payment_id"])
+            if current is None:
+                raise DeadLetterReason("unknown_payment", f"payment {p['payment_id']} is not in the ledger")
             decision, draft = self._decide(p, funds)
+            target = PaymentState.SETTLED if draft else PaymentState.FAILED
+            try:
+                check_transition(current, target)
+            except IllegalTransitionError as exc:
+                raise DeadLetterReason("state_conflict", str(exc)) from exc
+            states[p["payment_id"]] = target
             if draft is not None:
                 drafts.append(draft)
             updates.append(_payment_update(p, decision, draft))

@@ -178,6 +178,12 @@ def _check_bounds(settings: Settings) -> None:
         )
     if settings.notify_sender == "webhook" and not settings.webhook_secret:
         raise SettingsError(f"{PREFIX}WEBHOOK_SECRET must be set when {PREFIX}NOTIFY_SENDER=webhook")
+    if settings.produce_timeout_s * 1000 < settings.linger_ms + settings.request_timeout_ms:
+        raise SettingsError(
+            f"{PREFIX}PRODUCE_TIMEOUT_S={settings.produce_timeout_s} must cover "
+            f"{PREFIX}LINGER_MS + {PREFIX}REQUEST_TIMEOUT_MS "
+            f"({settings.linger_ms + settings.request_timeout_ms} ms)"
+        )
     if settings.heartbeat_interval_ms * 3 > settings.session_timeout_ms:
         raise SettingsError(
             f"{PREFIX}HEARTBEAT_INTERVAL_MS={settings.heartbeat_interval_ms} must be at most a "

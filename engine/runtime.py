@@ -35,7 +35,7 @@ from engine.kafka.client import Outgoing, make_consumer, make_producer, send_all
 from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.ledger.database import is_transient
 from engine.ledger.models import DeadLetter, EmittedEvent, HandledEvent
-from engine.serialization import AvroCodec, DecodeError
+from engine.serialization import AvroCodec, DecodeError, SchemaStoreError
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,8 @@ class BatchProcessor:
                     return self._process_in(conn, decoded, undecodable)
             except IntegrityError as exc:
                 failure = exc  # most often a racing instance: the retry sees duplicates
+            except SchemaStoreError:
+                raise  # the schema store is unreachable: retry later, never dead-letter
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -431,7 +433,7 @@ class ConsumerService:
             try:
                 return self.processor.process(raw)
             except Exception as exc:
-                if not is_transient(exc):
+                if not (is_transient(exc) or isinstance(exc, SchemaStoreError)):
                     raise
                 metrics.DB_RETRIES.labels(self.stage.name).inc()
                 log.warning("%s: database unavailable (attempt %d/%d): %s", self.stage.name,

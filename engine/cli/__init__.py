@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 
 import click
 
@@ -31,6 +33,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    from engine.cli import accounts, broker, db, demo, publish, run, simulate, topics  # noqa: F401
-
+    # One module per command: importing each registers it on ``cli``.
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
     cli()

@@ -45,6 +45,7 @@ def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
         batch_size=settings.producer_batch_size_bytes,
         max_request_size=settings.max_message_bytes,
         compression_type=None,
+        allow_auto_create_topics=False,  # a typo must fail, not create a topic
     )
 
 
@@ -69,6 +70,7 @@ def make_consumer(
         fetch_max_bytes=settings.fetch_max_bytes,
         max_partition_fetch_bytes=max(settings.max_message_bytes, 1024 * 1024),
         request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        allow_auto_create_topics=False,
     )
     if topics:
         consumer.subscribe(list(topics))

@@ -1,0 +1,136 @@
+"""Publish payments from a JSON Lines file: one PaymentInitiated object per line.
+
+Each line is a JSON object with the schema's fields. ``amount_minor`` is an integer
+(centimes for MAD, never a decimal); ``occurred_at`` is an ISO 8601 time with its UTC
+offset (``2026-11-26T09:30:15.123Z``) or absent for "now"; ``event_id`` and
+``payment_id`` are optional (fresh UUIDs). Blank lines are ignored. A bad line is
+reported with its number and reason, counted, and skipped; the lines after it are
+still published. See ``producers/examples/payments.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from engine.config import Settings
+from engine.serialization import AvroCodec
+from producers.exceptions import InvalidPaymentError
+from producers.publisher import PaymentPublisher, new_payment
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_BAD_LINES = 1_000  # beyond this, bad lines are counted but not described
+
+
+@dataclass(frozen=True)
+class BadLine:
+    line_number: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line_number}: {self.reason}"
+
+
+@dataclass
+class PublishReport:
+    """What became of each line of a file: published, or skipped with its reason."""
+
+    path: str
+    lines: int = 0  # non-blank lines read
+    published: int = 0
+    skipped: int = 0
+    bad_lines: list[BadLine] = field(default_factory=list)  # the first MAX_REPORTED_BAD_LINES
+
+    def add_bad_line(self, line_number: int, reason: str) -> None:
+        self.skipped += 1
+        log.warning("%s: line %d skipped: %s", self.path, line_number, reason)
+        if len(self.bad_lines) < MAX_REPORTED_BAD_LINES:
+            self.bad_lines.append(BadLine(line_number, reason))
+
+    def summary(self) -> str:
+        head = (
+            f"{self.path}: {self.lines} lines, {self.published} payments published, "
+            f"{self.skipped} lines skipped"
+        )
+        details = [f"  {bad}" for bad in self.bad_lines]
+        if self.skipped > len(self.bad_lines):
+            details.append(f"  ... and {self.skipped - len(self.bad_lines)} more")
+        return "\n".join([head, *details])
+
+
+def parse_line(text: str) -> dict[str, Any]:
+    """The payment on one line, ids and time filled in; raises InvalidPaymentError."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPaymentError("(line)", f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise InvalidPaymentError("(line)", f"expected a JSON object, got {type(data).__name__}")
+    if data.get("occurred_at") is not None:
+        data["occurred_at"] = parse_occurred_at(data["occurred_at"])
+    return new_payment(**data)
+
+
+def parse_occurred_at(value: Any) -> datetime:
+    """An ISO 8601 time with its offset, as UTC; a time without offset is ambiguous: refused."""
+    if not isinstance(value, str):
+        raise InvalidPaymentError("occurred_at", f"expected an ISO 8601 string, got {type(value).__name__}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidPaymentError("occurred_at", f"{value[:40]!r} is not ISO 8601") from None
+    if moment.utcoffset() is None:
+        raise InvalidPaymentError("occurred_at", f"{value[:40]!r} has no UTC offset (add Z or +01:00)")
+    return moment.astimezone(UTC)
+
+
+def publish_file(
+    settings: Settings, path: Path | str, codec: AvroCodec | None = None
+) -> PublishReport:
+    """Publish every good line of ``path`` to ``payments.initiated``; report the bad ones.
+
+    Raises :class:`~producers.exceptions.PaymentDeliveryError` if the broker does not
+    acknowledge what was sent: a delivery problem is not a bad line.
+    """
+    path = Path(path)
+    report = PublishReport(str(path))
+    max_line_bytes = settings.max_message_bytes
+    with PaymentPublisher(settings, codec) as publisher, path.open("rb") as f:
+        for line_number, raw in _numbered_lines(f, max_line_bytes):
+            if raw is None:
+                report.lines += 1
+                report.add_bad_line(line_number, f"longer than {max_line_bytes} bytes")
+                continue
+            if not raw.strip():
+                continue
+            report.lines += 1
+            try:
+                publisher.publish(parse_line(raw.decode("utf-8")))
+            except UnicodeDecodeError as exc:
+                report.add_bad_line(line_number, f"not UTF-8 at byte {exc.start}")
+            except InvalidPaymentError as exc:
+                report.add_bad_line(line_number, f"{exc.field}: {exc.problem}")
+    report.published = publisher.published
+    return report
+
+
+def _numbered_lines(f: IO[bytes], max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line) from 1; None for a line over ``max_line_bytes`` (read, not kept)."""
+    line_number = 0
+    while True:
+        raw = f.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        line_number += 1
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the long line
+                raw = f.readline(max_line_bytes + 1)
+            yield line_number, None
+        else:
+            yield line_number, raw

@@ -89,7 +89,7 @@ class NotificationStage:
                     "attempts": 0, "last_error": None, "payload": payload,
                     "source_event_id": inbound.event_id, "created_at": now, "finished_at": None,
                 })  # fmt: skip
-            decisions.append(Handled("accepted", record["payment_id"]))
+            decisions.append(Handled("notified", record["payment_id"]))
         conn.execute(insert(NotificationRow), rows)
         return decisions
 

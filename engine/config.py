@@ -16,6 +16,8 @@ from typing import Any
 
 PREFIX = "SAKK_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Steps of engine.runtime where SAKK_CRASH_POINT may kill the process (fault injection).
+CRASH_POINTS = ("before_db_commit", "after_db_commit", "after_complete", "after_produce")
 
 
 class SettingsError(ValueError):
@@ -87,6 +89,12 @@ class Settings:
 
     # Graceful shutdown
     shutdown_timeout_s: int = field(default=30, **_bounded(1, 600))
+
+    # Fault injection (the chaos harness only; off when empty): SIGKILL this process at
+    # the named steps of the consumer loop (comma-separated, see CRASH_POINTS), each pass
+    # with probability crash_probability_ppm / 1e6. Read once at start.
+    crash_point: str = ""
+    crash_probability_ppm: int = field(default=1_000_000, **_bounded(0, 1_000_000))
 
     @property
     def uses_embedded_broker(self) -> bool:
@@ -178,6 +186,12 @@ def _check_bounds(settings: Settings) -> None:
         )
     if settings.notify_sender == "webhook" and not settings.webhook_secret:
         raise SettingsError(f"{PREFIX}WEBHOOK_SECRET must be set when {PREFIX}NOTIFY_SENDER=webhook")
+    unknown_points = set(settings.crash_point.split(",")) - set(CRASH_POINTS) - {""}
+    if unknown_points:
+        raise SettingsError(
+            f"{PREFIX}CRASH_POINT={settings.crash_point!r}: unknown {sorted(unknown_points)}, "
+            f"expected names from {', '.join(CRASH_POINTS)}"
+        )
     if settings.produce_timeout_s * 1000 < settings.linger_ms + settings.request_timeout_ms:
         raise SettingsError(
             f"{PREFIX}PRODUCE_TIMEOUT_S={settings.produce_timeout_s} must cover "

@@ -9,11 +9,17 @@ Exactly-once effects rest on three rules applied here, once, for every stage:
 3. A redelivered event (its id already handled) has no new effect: the events
    stored for it are produced again, with the same ids, so a crash between any
    two steps loses nothing downstream and doubles nothing in effect.
+
+The chaos harness (``engine.chaos``) proves it by killing consumers at random and,
+through ``SAKK_CRASH_POINT`` (:class:`CrashPoints`, off by default), exactly between
+those steps: before/after the batch's commit, after deliveries, after produce.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import signal
 import threading
 import time
@@ -50,6 +56,26 @@ EVENT_TOPICS = {
 }
 DLQ_HEADROOM_BYTES = 64 * 1024  # room for headers when a huge message is dead-lettered
 MAX_IN_CLAUSE = 500  # ids per IN (...) query
+
+
+class CrashPoints:
+    """Fault injection for the chaos harness: SIGKILL this process at named loop steps.
+
+    No effect unless ``SAKK_CRASH_POINT`` names steps (``engine.config.CRASH_POINTS``);
+    then each pass through a named step kills with probability ppm / 1e6. SIGKILL, not an
+    exception: nothing after that instant runs, exactly like ``kill -9``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.names = frozenset(n for n in settings.crash_point.split(",") if n)
+        self.ppm = settings.crash_probability_ppm
+        self._rng = random.Random()  # timing decides anyway: a seed would not replay a crash
+
+    def __call__(self, name: str) -> None:
+        if name in self.names and self._rng.randrange(1_000_000) < self.ppm:
+            log.warning("crash point %s: SIGKILL (SAKK_CRASH_POINT)", name)
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def derived_event_id(source_event_id: str, event_type: str, extra: str = "") -> str:
@@ -134,11 +160,13 @@ class BatchProcessor:
         self.codec = codec
         self.settings = settings
         self.dlq_topic = settings.topic("dlq")
+        self.crash = CrashPoints(settings)
 
     def process(self, raw: Sequence[RawMessage]) -> BatchResult:
         """Handle ``raw`` messages in partition order; raises only when the database is down."""
         result = self._process_batch(raw)
         follow_ups = self.stage.complete(self.engine, result.event_ids)
+        self.crash("after_complete")
         if follow_ups:
             result.outgoing += self._store_follow_ups(follow_ups)
         return result
@@ -149,7 +177,10 @@ class BatchProcessor:
         for _attempt in range(2):
             try:
                 with self.engine.begin() as conn:
-                    return self._process_in(conn, decoded, undecodable)
+                    result = self._process_in(conn, decoded, undecodable)
+                    self.crash("before_db_commit")
+                self.crash("after_db_commit")
+                return result
             except IntegrityError as exc:
                 failure = exc  # most often a racing instance: the retry sees duplicates
             except SchemaStoreError:
@@ -422,6 +453,7 @@ class ConsumerService:
             log.warning("%s: produce failed (%s); rewinding to redeliver", self.stage.name, exc)
             self._rewind(polled)
             return
+        self.processor.crash("after_produce")
         self._commit(polled)
         self._observe(raw, result, time.perf_counter() - started)
 

@@ -80,13 +80,16 @@ def parse_line(text: str) -> dict[str, Any]:
 def parse_occurred_at(value: Any) -> datetime:
     """An ISO 8601 time with its offset, as UTC; a time without offset is ambiguous: refused."""
     if not isinstance(value, str):
-        raise InvalidPaymentError("occurred_at", f"expected an ISO 8601 string, got {type(value).__name__}")
+        got = type(value).__name__
+        raise InvalidPaymentError("occurred_at", f"expected an ISO 8601 string, got {got}")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidPaymentError("occurred_at", f"{value[:40]!r} is not ISO 8601") from None
     if moment.utcoffset() is None:
-        raise InvalidPaymentError("occurred_at", f"{value[:40]!r} has no UTC offset (add Z or +01:00)")
+        raise InvalidPaymentError(
+            "occurred_at", f"{value[:40]!r} has no UTC offset (add Z or +01:00)"
+        )
     return moment.astimezone(UTC)
 
 

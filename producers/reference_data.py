@@ -60,14 +60,15 @@ CITIES: tuple[tuple[str, str, int], ...] = (
 CITY_BY_NAME = {name: code for code, name, _ in CITIES}
 
 # (holder, bank, city, MCC, opening balance in MAD): the merchants the simulator pays.
+# They also pay salaries in the simulation, hence operating balances that last.
 MERCHANTS: tuple[tuple[str, str, str, str, int], ...] = (
-    ("Royal Air Maroc", "007", "Casablanca", "4511", 40_000_000),
-    ("Air Arabia Maroc", "011", "Casablanca", "4511", 15_000_000),
-    ("Jumia Maroc", "190", "Casablanca", "5311", 8_000_000),
-    ("Marjane Holding", "007", "Rabat", "5411", 12_000_000),
-    ("Afriquia SMDC", "022", "Casablanca", "5541", 10_000_000),
-    ("Maroc Telecom", "011", "Rabat", "4814", 20_000_000),
-    ("Riad Zitoun, Marrakech", "230", "Marrakech", "7011", 2_000_000),
+    ("Royal Air Maroc", "007", "Casablanca", "4511", 200_000_000),
+    ("Air Arabia Maroc", "011", "Casablanca", "4511", 75_000_000),
+    ("Jumia Maroc", "190", "Casablanca", "5311", 40_000_000),
+    ("Marjane Holding", "007", "Rabat", "5411", 60_000_000),
+    ("Afriquia SMDC", "022", "Casablanca", "5541", 50_000_000),
+    ("Maroc Telecom", "011", "Rabat", "4814", 100_000_000),
+    ("Riad Zitoun, Marrakech", "230", "Marrakech", "7011", 10_000_000),
 )
 
 # (holder, egov_service): the government's accounts at the TGR. No opening balance.
@@ -146,7 +147,8 @@ def build_reference(seed: int = 7, customers_per_bank: int = 60) -> dict[str, An
     minimum = CLOSED_PER_BANK + BLOCKED_PER_BANK + 1
     if not minimum <= customers_per_bank <= MAX_CUSTOMERS_PER_BANK:
         raise ValueError(
-            f"customers_per_bank={customers_per_bank} must be in [{minimum}, {MAX_CUSTOMERS_PER_BANK}]"
+            f"customers_per_bank={customers_per_bank} must be in "
+            f"[{minimum}, {MAX_CUSTOMERS_PER_BANK}]"
         )
     rng = random.Random(seed)
     used: set[str] = set()
@@ -165,8 +167,14 @@ def build_reference(seed: int = 7, customers_per_bank: int = 60) -> dict[str, An
         "banks": [{"code": c, "name": n, "bic": b, "webhook_url": None} for c, n, b in BANKS],
         "accounts": accounts,
         "fee_schedule": [
-            {"channel": ch, "payment_type": pt, "currency": CURRENCY, "fixed_minor": fixed,
-             "rate_bps": bps, "max_minor": cap}
+            {
+                "channel": ch,
+                "payment_type": pt,
+                "currency": CURRENCY,
+                "fixed_minor": fixed,
+                "rate_bps": bps,
+                "max_minor": cap,
+            }
             for ch, pt, fixed, bps, cap in FEE_SCHEDULE
         ],  # fmt: skip
         "channel_limits": [
@@ -194,9 +202,7 @@ def _opening_balance_minor(rng: random.Random) -> int:
     return rng.randrange(low * 100, high * 100 + 1)
 
 
-def _customers(
-    rng: random.Random, bank: str, count: int, used: set[str]
-) -> list[dict[str, Any]]:
+def _customers(rng: random.Random, bank: str, count: int, used: set[str]) -> list[dict[str, Any]]:
     special = rng.sample(range(count), CLOSED_PER_BANK + BLOCKED_PER_BANK)
     status = {i: AccountStatus.CLOSED for i in special[:CLOSED_PER_BANK]}
     status.update({i: AccountStatus.BLOCKED for i in special[CLOSED_PER_BANK:]})

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -185,7 +186,12 @@ class Posting(Base):
 
 
 class LedgerEntry(Base):
-    """One leg of a posting: a signed amount on one account (append-only)."""
+    """One leg of a posting: a signed amount on one account (append-only).
+
+    Entries form a hash chain in ``chain_seq`` order: ``entry_hash`` covers the
+    entry, its posting and ``prev_hash`` (see ``engine.ledger.postings.entry_hash``),
+    so altering, deleting or inserting an entry breaks the chain from there on.
+    """
 
     __tablename__ = "ledger_entries"
 
@@ -194,6 +200,74 @@ class LedgerEntry(Base):
     account_number: Mapped[str] = mapped_column(ForeignKey("accounts.number"), index=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+    chain_seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # 1, 2, 3, ... no gaps
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerChainHead(Base):
+    """The last link of the entries' hash chain: one row, locked by every append."""
+
+    __tablename__ = "ledger_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)  # chain_seq of the last entry, 0 when empty
+    head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class SettlementWindow(Base):
+    """A closed settlement window: its net positions are final.
+
+    A posting counts in the window of its ``occurred_at`` if its entries are at or
+    below ``chain_seq`` (written before the close); a later one is carried into the
+    next window still open when it was written.
+    """
+
+    __tablename__ = "settlement_windows"
+
+    label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_hours: Mapped[int] = mapped_column(Integer)
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    chain_seq: Mapped[int] = mapped_column(BigInteger)
+    chain_hash: Mapped[str] = mapped_column(String(64))
+    postings: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SettlementWindowPosition(Base):
+    """A bank's net position in a closed window, as recorded at the close."""
+
+    __tablename__ = "settlement_window_positions"
+
+    label: Mapped[str] = mapped_column(ForeignKey("settlement_windows.label"), primary_key=True)
+    bank_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    gross_debits_minor: Mapped[int] = mapped_column(BigInteger)
+    gross_credits_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReplayRun(Base):
+    """What a replay read (topic, offsets per partition, selection) into this ledger."""
+
+    __tablename__ = "replay_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(120))
+    selection: Mapped[str] = mapped_column(String(16))  # offsets | record-time | occurred-at
+    from_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    to_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ranges: Mapped[str] = mapped_column(Text)  # JSON: partition, start, end, from_beginning
+    reference_file: Mapped[str] = mapped_column(String(500))
+    reference_sha256: Mapped[str] = mapped_column(String(64))
+    events_read: Mapped[int] = mapped_column(BigInteger)
+    events_replayed: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float] = mapped_column(Float)
 
 
 class HandledEvent(Base):

@@ -3,19 +3,29 @@
 A posting is refused before it reaches the database unless its legs sum to
 zero in every currency; entries and balance changes are written in the
 caller's transaction, so they commit or vanish together.
+
+Entries are chained: each entry's hash covers its content, its posting and the
+previous entry's hash. Appends are serialised on the single chain-head row
+(locked FOR UPDATE on PostgreSQL; SQLite has one writer at a time), read once
+and updated once per batch; the hashes themselves are computed here, in Python.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
-from engine.ledger.exceptions import UnbalancedPostingError
-from engine.ledger.models import Account, LedgerEntry, Posting
+from engine.ledger.exceptions import LedgerError, UnbalancedPostingError
+from engine.ledger.models import Account, LedgerChainHead, LedgerEntry, Posting
+
+GENESIS_HASH = "0" * 64  # prev_hash of the first entry
+CHAIN_HEAD_ID = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,25 +59,44 @@ def check_balanced(legs: Sequence[Leg]) -> None:
         raise UnbalancedPostingError(f"posting does not sum to zero: {off}")
 
 
+def utc_text(moment: datetime) -> str:
+    """Canonical text of a time in a hash: UTC, microseconds (naive means UTC, as SQLite returns)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_hash(
+    prev_hash: str,
+    chain_seq: int,
+    posting_id: str,
+    payment_id: str,
+    kind: str,
+    occurred_at: datetime,
+    settlement_window: str,
+    account_number: str,
+    amount_minor: int,
+    currency: str,
+) -> str:
+    """SHA-256 of the previous hash and the entry with its posting, as canonical JSON."""
+    content = json.dumps(
+        [chain_seq, posting_id, payment_id, kind, utc_text(occurred_at), settlement_window,
+         account_number, amount_minor, currency],
+        separators=(",", ":"), ensure_ascii=False,
+    )  # fmt: skip
+    return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
+
+
 def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
     """Insert postings, their entries and the balance changes in bulk; returns entries written."""
     drafts = list(drafts)
     if not drafts:
         return 0
     deltas: dict[str, int] = defaultdict(int)
-    entries = []
     for draft in drafts:
         check_balanced(draft.legs)
         for leg in draft.legs:
             deltas[leg.account_number] += leg.amount_minor
-            entries.append(
-                {
-                    "posting_id": draft.posting_id,
-                    "account_number": leg.account_number,
-                    "amount_minor": leg.amount_minor,
-                    "currency": leg.currency,
-                }
-            )
     conn.execute(
         insert(Posting),
         [
@@ -75,15 +104,54 @@ def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
                 "posting_id": d.posting_id,
                 "payment_id": d.payment_id,
                 "kind": d.kind,
-                "occurred_at": d.occurred_at,
+                "occurred_at": _as_utc(d.occurred_at),
                 "settlement_window": d.settlement_window,
             }
             for d in drafts
         ],
     )
-    conn.execute(insert(LedgerEntry), entries)
     apply_balance_deltas(conn, deltas)
+    # The chain head is locked last, so it is held for as little of the transaction as can be.
+    seq, prev = lock_chain_head(conn)
+    entries = []
+    for draft in drafts:
+        for leg in draft.legs:
+            seq += 1
+            digest = entry_hash(prev, seq, draft.posting_id, draft.payment_id, draft.kind,
+                                draft.occurred_at, draft.settlement_window, leg.account_number,
+                                leg.amount_minor, leg.currency)
+            entries.append(
+                {
+                    "posting_id": draft.posting_id,
+                    "account_number": leg.account_number,
+                    "amount_minor": leg.amount_minor,
+                    "currency": leg.currency,
+                    "chain_seq": seq,
+                    "prev_hash": prev,
+                    "entry_hash": digest,
+                }
+            )
+            prev = digest
+    conn.execute(insert(LedgerEntry), entries)
+    head = LedgerChainHead.__table__
+    conn.execute(update(head).where(head.c.id == CHAIN_HEAD_ID).values(seq=seq, head_hash=prev))
     return len(entries)
+
+
+def lock_chain_head(conn: Connection) -> tuple[int, str]:
+    """(seq, hash) of the chain's last entry, row-locked until the caller's transaction ends."""
+    head = LedgerChainHead.__table__
+    row = conn.execute(
+        select(head.c.seq, head.c.head_hash).where(head.c.id == CHAIN_HEAD_ID).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise LedgerError("ledger_chain_head row missing: run `sakk db upgrade`")
+    return int(row.seq), str(row.head_hash)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite keeps a time's wall clock and drops its zone: store UTC so hashes verify.
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment
 
 
 def apply_balance_deltas(conn: Connection, deltas: dict[str, int]) -> None:

@@ -129,8 +129,12 @@ def unknown_metric_problems(where: str, expr: str, series: dict[str, MetricSerie
 
 
 def alert_rules() -> list[dict[str, Any]]:
-    return [rule for group in load_yaml(ALERTS_FILE)["groups"] for rule in group["rules"]
-            if "alert" in rule]
+    return [
+        rule
+        for group in load_yaml(ALERTS_FILE)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
 
 
 def dashboard() -> dict[str, Any]:
@@ -172,8 +176,9 @@ GRAFANA_SUBSTITUTIONS = {
 
 def as_plain_promql(expr: str, substitutions: dict[str, str] | None = None) -> str:
     """Replace Grafana's macros and variables so Prometheus can evaluate the query."""
-    for macro, value in sorted((substitutions or GRAFANA_SUBSTITUTIONS).items(),
-                               key=lambda item: -len(item[0])):
+    for macro, value in sorted(
+        (substitutions or GRAFANA_SUBSTITUTIONS).items(), key=lambda item: -len(item[0])
+    ):
         expr = expr.replace(macro, value)
     return expr
 
@@ -184,16 +189,19 @@ def as_plain_promql(expr: str, substitutions: dict[str, str] | None = None) -> s
 def prometheus_binary() -> str:
     path = shutil.which("prometheus")
     if path is None:
-        pytest.skip("the Prometheus server is not installed (Debian package `prometheus`, "
-                    "which .ci/run installs)")
+        pytest.skip(
+            "the Prometheus server is not installed (Debian package `prometheus`, "
+            "which .ci/run installs)"
+        )
     return path
 
 
 def promtool_binary() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool is not installed (Debian package `prometheus`, which .ci/run "
-                    "installs)")
+        pytest.skip(
+            "promtool is not installed (Debian package `prometheus`, which .ci/run installs)"
+        )
     return path
 
 
@@ -218,16 +226,22 @@ class PrometheusServer:
         except urllib.error.HTTPError as exc:
             body = json.load(exc)
         if body.get("status") != "success":
-            raise PrometheusError(f"GET {path} {params}: {body.get('errorType')}: "
-                                  f"{body.get('error')}")
+            raise PrometheusError(
+                f"GET {path} {params}: {body.get('errorType')}: {body.get('error')}"
+            )
         return body["data"]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         return self.get("/api/v1/query", query=expr)["result"]
 
     def query_range(self, expr: str, start: float, end: float, step_s: float) -> list[dict]:
-        return self.get("/api/v1/query_range", query=expr, start=f"{start:.3f}",
-                        end=f"{end:.3f}", step=f"{step_s}s")["result"]
+        return self.get(
+            "/api/v1/query_range",
+            query=expr,
+            start=f"{start:.3f}",
+            end=f"{end:.3f}",
+            step=f"{step_s}s",
+        )["result"]
 
     def scalar(self, expr: str) -> float | None:
         """The single value of ``expr``, None when it has no result."""
@@ -238,8 +252,13 @@ class PrometheusServer:
             raise PrometheusError(f"{expr!r} returned {len(result)} series, expected one")
         return float(result[0]["value"][1])
 
-    def wait_for(self, what: str, check: Callable[[], bool], timeout_s: float,
-                 diagnose: Callable[[], str] = lambda: "") -> None:
+    def wait_for(
+        self,
+        what: str,
+        check: Callable[[], bool],
+        timeout_s: float,
+        diagnose: Callable[[], str] = lambda: "",
+    ) -> None:
         """Poll ``check`` every 0.5 s until it holds; fail naming ``what`` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -280,17 +299,21 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServe
     binary = prometheus_binary()
     started = _Started()
 
-    def start(targets: Sequence[str], rule_files: Sequence[Path] = (),
-              scrape_interval_s: int = 1) -> PrometheusServer:
+    def start(
+        targets: Sequence[str], rule_files: Sequence[Path] = (), scrape_interval_s: int = 1
+    ) -> PrometheusServer:
         home = tmp_path / f"prometheus-{len(started.servers)}"
         (home / "data").mkdir(parents=True)
         config = {
-            "global": {"scrape_interval": f"{scrape_interval_s}s",
-                       "scrape_timeout": f"{scrape_interval_s}s",
-                       "evaluation_interval": f"{scrape_interval_s}s"},
+            "global": {
+                "scrape_interval": f"{scrape_interval_s}s",
+                "scrape_timeout": f"{scrape_interval_s}s",
+                "evaluation_interval": f"{scrape_interval_s}s",
+            },
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": SCRAPE_JOB,
-                                "static_configs": [{"targets": list(targets)}]}],
+            "scrape_configs": [
+                {"job_name": SCRAPE_JOB, "static_configs": [{"targets": list(targets)}]}
+            ],
         }
         config_path = home / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -317,8 +340,10 @@ def _wait_until_ready(server: PrometheusServer) -> None:
     deadline = time.monotonic() + PROMETHEUS_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise PrometheusError(f"Prometheus exited with code {server.process.returncode} "
-                                  f"at start\n{tail(server.log_path)}")
+            raise PrometheusError(
+                f"Prometheus exited with code {server.process.returncode} "
+                f"at start\n{tail(server.log_path)}"
+            )
         try:
             with urllib.request.urlopen(f"{server.url}/-/ready", timeout=1) as response:
                 if response.status == 200:
@@ -326,8 +351,9 @@ def _wait_until_ready(server: PrometheusServer) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise PrometheusError(f"Prometheus not ready after {PROMETHEUS_START_TIMEOUT_S:.0f}s\n"
-                          f"{tail(server.log_path)}")
+    raise PrometheusError(
+        f"Prometheus not ready after {PROMETHEUS_START_TIMEOUT_S:.0f}s\n{tail(server.log_path)}"
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -35,8 +35,13 @@ REQUIRED_COVERAGE = {
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool_binary(), *args], capture_output=True, text=True,
-                          timeout=PROMTOOL_TIMEOUT_S, cwd=ROOT)
+    return subprocess.run(
+        [promtool_binary(), *args],
+        capture_output=True,
+        text=True,
+        timeout=PROMTOOL_TIMEOUT_S,
+        cwd=ROOT,
+    )
 
 
 def markdown_anchors(text: str) -> set[str]:
@@ -89,7 +94,8 @@ def test_every_alert_is_covered_by_a_firing_and_a_silent_unit_test() -> None:
     names = {rule["alert"] for rule in alert_rules()}
     assert not names - fires, f"never shown to fire: {sorted(names - fires)}"
     assert not names - silent, f"never shown to stay silent: {sorted(names - silent)}"
-    assert not (fires | silent) - names, f"tests of unknown alerts: {sorted((fires | silent) - names)}"
+    unknown = (fires | silent) - names
+    assert not unknown, f"tests of unknown alerts: {sorted(unknown)}"
 
 
 def test_unit_tests_load_the_deployed_rule_file() -> None:
@@ -108,8 +114,11 @@ def test_alert_has_severity_summary_description_and_runbook(rule: dict[str, Any]
 
 def test_every_runbook_link_lands_on_a_section_of_the_operations_guide() -> None:
     anchors = markdown_anchors(OPERATIONS_DOC.read_text(encoding="utf-8"))
-    missing = [rule["alert"] for rule in alert_rules()
-               if rule["annotations"]["runbook"].split("#", 1)[1] not in anchors]
+    missing = [
+        rule["alert"]
+        for rule in alert_rules()
+        if rule["annotations"]["runbook"].split("#", 1)[1] not in anchors
+    ]
     assert not missing, f"docs/operations.md has no section for {missing}"
 
 
@@ -128,5 +137,6 @@ def test_alerts_cover(subject: str) -> None:
 
 
 def test_an_alert_fires_when_a_consumer_process_is_down() -> None:
-    assert any(re.fullmatch(r'up\{job="sakk"\}\s*==\s*0', rule["expr"].strip())
-               for rule in alert_rules())
+    assert any(
+        re.fullmatch(r'up\{job="sakk"\}\s*==\s*0', rule["expr"].strip()) for rule in alert_rules()
+    )

@@ -39,11 +39,21 @@ from tests.deploy.support import (
 )
 
 EXPECTED_SERVICES = {
-    "kafka", "postgres", "init", *CONSUMERS, "simulator", "prometheus", "grafana",
+    "kafka",
+    "postgres",
+    "init",
+    *CONSUMERS,
+    "simulator",
+    "prometheus",
+    "grafana",
 }
 # The CLI as the brief documents it; compose may use only these commands.
 DOCUMENTED_COMMANDS = {
-    ("run",), ("topics", "create"), ("db", "upgrade"), ("accounts", "load"), ("simulate",),
+    ("run",),
+    ("topics", "create"),
+    ("db", "upgrade"),
+    ("accounts", "load"),
+    ("simulate",),
     ("broker",),
 }
 DEPENDS_ON_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
@@ -160,16 +170,20 @@ def sakk_click_command() -> Any:
     try:
         cli_module = importlib.import_module("engine.cli")
     except ImportError as exc:
-        pytest.fail(f"engine.cli is not importable ({exc}): the image's ENTRYPOINT `sakk` "
-                    "runs engine.cli:main")
+        pytest.fail(
+            f"engine.cli is not importable ({exc}): the image's ENTRYPOINT `sakk` "
+            "runs engine.cli:main"
+        )
     if isinstance(getattr(cli_module, "main", None), click.Command):
         return cli_module.main
     for module in pkgutil.iter_modules(getattr(cli_module, "__path__", [])):
         importlib.import_module(f"engine.cli.{module.name}")
     groups = [obj for obj in vars(cli_module).values() if isinstance(obj, click.Group)]
     if len(groups) != 1:
-        pytest.fail(f"engine.cli: expected main to be a click command or one click group, "
-                    f"found {len(groups)} groups")
+        pytest.fail(
+            f"engine.cli: expected main to be a click command or one click group, "
+            f"found {len(groups)} groups"
+        )
     return groups[0]
 
 
@@ -184,8 +198,10 @@ def check_invocation(root: Any, argv: list[str]) -> list[str]:
         ctx = click.Context(command)
         sub = command.get_command(ctx, rest[0])
         if sub is None:
-            return [f"`sakk {' '.join([*path, rest[0]])}`: no such command "
-                    f"(`sakk {' '.join(path)}` has {command.list_commands(ctx)})"]
+            return [
+                f"`sakk {' '.join([*path, rest[0]])}`: no such command "
+                f"(`sakk {' '.join(path)}` has {command.list_commands(ctx)})"
+            ]
         path.append(rest.pop(0))
         command = sub
     problems = []
@@ -209,8 +225,11 @@ def check_invocation(root: Any, argv: list[str]) -> list[str]:
             param = arguments.pop(0)
             if not isinstance(param.type, click.Path | click.File):  # container paths
                 problems += _convert(ctx, param, word, f"sakk {' '.join(path)} {param.name}")
-    problems += [f"`sakk {' '.join(path)}` lacks its argument {p.name.upper()}"
-                 for p in arguments if p.required]
+    problems += [
+        f"`sakk {' '.join(path)}` lacks its argument {p.name.upper()}"
+        for p in arguments
+        if p.required
+    ]
     return problems
 
 
@@ -308,8 +327,9 @@ def test_every_sakk_variable_is_a_settings_field() -> None:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("service", sorted(EXPECTED_SERVICES - {"kafka", "postgres",
-                                                                "prometheus", "grafana"}))
+@pytest.mark.parametrize(
+    "service", sorted(EXPECTED_SERVICES - {"kafka", "postgres", "prometheus", "grafana"})
+)
 def test_sakk_container_settings_pass_the_engine_checks(service: str) -> None:
     env = {**dockerfile_env(), **environment(services()[service])}
     sakk_env = {k: v for k, v in env.items() if k.startswith(PREFIX)}
@@ -322,8 +342,9 @@ def test_sakk_container_settings_pass_the_engine_checks(service: str) -> None:
 
 
 def test_consumers_expose_metrics_where_prometheus_looks() -> None:
-    job = next(j for j in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]
-               if j["job_name"] == SCRAPE_JOB)
+    job = next(
+        j for j in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"] if j["job_name"] == SCRAPE_JOB
+    )
     (discovery,) = job["dns_sd_configs"]
     assert sorted(discovery["names"]) == sorted(CONSUMERS)
     for consumer in CONSUMERS:
@@ -380,8 +401,11 @@ def test_files_the_containers_name_are_in_the_image() -> None:
         named |= {v for v in environment(services()[name]).values() if v.startswith(APP_DIR)}
         for _, argv in sakk_invocations():
             named |= {word for word in argv if word.startswith(APP_DIR)}
-    named |= {v for k, v in dockerfile_env().items() if v.startswith(APP_DIR)
-              and k not in CREATED_AT_RUNTIME}
+    named |= {
+        v
+        for k, v in dockerfile_env().items()
+        if v.startswith(APP_DIR) and k not in CREATED_AT_RUNTIME
+    }
     missing = sorted(p for p in named if not (ROOT / p.removeprefix(APP_DIR)).exists())
     assert not missing, f"not in the repository, so not in the image: {missing}"
 
@@ -406,13 +430,19 @@ def test_containers_run_only_documented_sakk_commands() -> None:
             problems.append(f"{service}: `sakk {' '.join(argv)}` is not a documented command")
     assert not problems, "\n".join(problems)
     assert {tuple(argv[:2]) for _, argv in sakk_invocations() if argv[0] != "run"} >= {
-        ("db", "upgrade"), ("accounts", "load"), ("topics", "create")}
+        ("db", "upgrade"),
+        ("accounts", "load"),
+        ("topics", "create"),
+    }
 
 
 def test_sakk_commands_the_containers_run_exist_in_the_cli() -> None:
     root = sakk_click_command()
-    problems = [f"{service}: {problem}" for service, argv in sakk_invocations()
-                for problem in check_invocation(root, argv)]
+    problems = [
+        f"{service}: {problem}"
+        for service, argv in sakk_invocations()
+        for problem in check_invocation(root, argv)
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -448,8 +478,11 @@ def test_image_runs_as_a_non_root_user() -> None:
 
 
 def test_every_file_the_image_copies_is_in_the_build_context() -> None:
-    ignored = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     problems = []
     for name, args in dockerfile_instructions():
         if name != "COPY" or "--from=" in args:
@@ -485,8 +518,9 @@ def test_image_health_check_passes_on_a_live_process_and_fails_otherwise() -> No
     env = {**os.environ, "SAKK_METRICS_PORT": str(server.port)}
 
     def check() -> int:
-        return subprocess.run(command, env=env, capture_output=True,
-                              timeout=HEALTHCHECK_TIMEOUT_S).returncode
+        return subprocess.run(
+            command, env=env, capture_output=True, timeout=HEALTHCHECK_TIMEOUT_S
+        ).returncode
 
     try:
         assert check() == 0, "healthy process reported unhealthy"
@@ -523,6 +557,9 @@ def test_docker_compose_accepts_the_file(profiles: list[str], tmp_path: Path) ->
         pytest.skip(reason)
     result = subprocess.run(
         ["docker", "compose", "-f", str(COMPOSE_FILE), *profiles, "config", "--quiet"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr

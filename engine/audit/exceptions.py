@@ -1,0 +1,25 @@
+"""Errors of the auditing tools, named for what happened."""
+
+
+class AuditError(RuntimeError):
+    """Base of the errors raised by ``engine.audit``."""
+
+
+class ReplayTargetError(AuditError):
+    """The replay's target ledger is the live one, or not fresh; nothing was replayed."""
+
+
+class ReplayStalledError(AuditError):
+    """A partition stopped yielding records before the end of its range."""
+
+
+class OffsetLookupError(AuditError):
+    """Offsets for a time or a range could not be found on the broker."""
+
+
+class WindowError(AuditError):
+    """A settlement window request that cannot be honoured (format, length, not over yet)."""
+
+
+class PaymentNotFoundError(AuditError):
+    """No payment with that id or bank reference in the ledger."""

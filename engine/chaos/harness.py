@@ -1,0 +1,576 @@
+"""Runs one chaos experiment end to end and returns its report.
+
+1. A fresh embedded broker (it gets SIGSTOPped: never a shared one), a fresh ledger
+   (SQLite file, or a new database on a PostgreSQL server, dropped after), the flaky
+   webhook endpoint as every bank's ``webhook_url``.
+2. The consumers as separate OS processes (``python -m engine run <stage>``), several
+   instances per group.
+3. The seeded workload is published at a steady pace while the seeded fault plan runs;
+   every process that dies is restarted (one that dies on its own is a violation).
+4. Faults end; the harness waits until every payment is terminal or dead-lettered,
+   every notification finished and every group's offsets committed to the end.
+5. The consumers get SIGTERM (each must exit 0), every topic is read back and every
+   invariant is checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
+
+from engine.app import make_codec
+from engine.chaos import plan as fp
+from engine.chaos.exceptions import ChaosSetupError, PublishError
+from engine.chaos.faults import DatabaseOutage, FlakyWebhook, PostgresOutage, SqliteOutage
+from engine.chaos.invariants import Evidence, check_all
+from engine.chaos.report import ChaosReport
+from engine.chaos.wire import committed_lag, read_topics
+from engine.chaos.workload import POISON_KINDS, Workload, WorkloadBuilder
+from engine.config import Settings, load_settings
+from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
+from engine.kafka.embedded import EmbeddedBroker
+from engine.ledger.checks import expected_notifications, flow_counts
+from engine.ledger.database import make_engine, upgrade
+from engine.ledger.models import Account
+from engine.ledger.reference import load_reference_data, read_file
+from engine.supervisor import ConsumerProcess, Fleet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INSTANCES: Mapping[str, int] = {"validator": 2, "settlement": 2, "notification": 1}
+STAGE_INPUTS: Mapping[str, tuple[str, ...]] = {
+    "validator": ("initiated",),
+    "settlement": ("validated",),
+    "notification": ("settled", "rejected", "failed"),
+}
+PUBLISH_FRACTION = 0.6  # payments are spread over this share of the fault window
+TICK_S = 0.05
+RESTART_DELAY_S = 0.5
+ARMED_TIMEOUT_S = 20.0  # a crash point not reached by then is disarmed by a plain kill
+GRACEFUL_BOUND_EXTRA_S = 5.0  # beyond SAKK_SHUTDOWN_TIMEOUT_S: closing the clients
+DRAIN_POLL_S = 1.0
+LOG_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    seed: int = 1
+    payments: int = 500
+    duration_s: float = 60.0
+    database_url: str = "sqlite"  # "sqlite", a sqlite:/// URL, or a PostgreSQL server URL
+    instances: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_INSTANCES))
+    webhook_failure_rate: float = 0.3
+    drain_timeout_s: float = 180.0
+    start: datetime | None = None  # business time of the first payment (default: now)
+    keep: bool = False  # keep the run directory and the PostgreSQL database
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.duration_s <= 24 * 3600:
+            raise ValueError(f"duration_s={self.duration_s} must be in [1, 86400]")
+        if not 10 <= self.drain_timeout_s <= 24 * 3600:
+            raise ValueError(f"drain_timeout_s={self.drain_timeout_s} must be in [10, 86400]")
+        if set(self.instances) != set(STAGE_INPUTS) or not all(
+            1 <= n <= 8 for n in self.instances.values()
+        ):
+            raise ValueError(f"instances must give 1 to 8 for each of {sorted(STAGE_INPUTS)}")
+
+
+@contextmanager
+def fresh_database(
+    url: str, run_dir: Path, seed: int, keep: bool
+) -> Iterator[tuple[str, DatabaseOutage, str]]:
+    """(SQLAlchemy URL, outage injector, backend name) of a new, empty ledger database."""
+    if url == "sqlite" or url.startswith("sqlite"):
+        path = run_dir / "ledger.db" if url == "sqlite" else Path(make_url(url).database or "")
+        if path.exists():
+            raise ChaosSetupError(f"{path} exists: the chaos run needs a fresh ledger")
+        yield f"sqlite:///{path}", SqliteOutage(str(path)), "sqlite"
+        return
+    server = make_url(url)
+    if server.get_backend_name() != "postgresql":
+        raise ChaosSetupError(f"--database-url {url!r}: expected 'sqlite' or a PostgreSQL URL")
+    admin = server.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    name = f"sakk_chaos_{seed}_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise ChaosSetupError(
+            f"cannot create a database on {server.render_as_string()}: {exc}"
+        ) from exc
+    ledger = server.set(drivername="postgresql+psycopg", database=name)
+    try:
+        yield (
+            ledger.render_as_string(hide_password=False),
+            PostgresOutage(admin, name),
+            "postgresql",
+        )
+    finally:
+        if keep:
+            log.warning("kept database %s", name)
+        else:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def chaos_settings(base: Settings, **changes: object) -> Settings:
+    """``base`` with the run's changes, bounds checked like any other settings."""
+    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    values.update(changes)
+    return load_settings(environ={}, **values)
+
+
+class Publisher(threading.Thread):
+    """The banks: publishes the workload at a steady pace over ``window_s``."""
+
+    def __init__(self, settings: Settings, workload: Workload, window_s: float) -> None:
+        super().__init__(name="chaos-publisher", daemon=True)
+        self.settings = settings
+        self.workload = workload
+        self.window_s = window_s
+        self.error: str | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            producer = make_producer(self.settings, "sakk-chaos-banks")
+        except Exception as exc:  # reported by the harness, which then stops the run
+            self.error = f"cannot create the producer: {exc!r}"
+            return
+        topic = self.settings.topic("initiated")
+        messages = self.workload.messages
+        futures = []
+        try:
+            for i, m in enumerate(messages):
+                pause = started + self.window_s * i / len(messages) - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                futures.append(producer.send(topic, key=m.key, value=m.value))
+            producer.flush(timeout=self.settings.produce_timeout_s)
+            failed = [f for f in futures if not f.is_done or f.failed()]
+            if failed:
+                first = next((f.exception for f in failed if f.is_done), None)
+                self.error = (
+                    f"{len(failed)} of {len(futures)} messages not acknowledged ({first!r})"
+                )
+        except Exception as exc:
+            self.error = f"publishing stopped: {exc!r}"
+        finally:
+            producer.close(timeout=self.settings.produce_timeout_s)
+            self.seconds = time.monotonic() - started
+
+
+@dataclass
+class _Member:
+    """A consumer process and what the harness expects of it right now."""
+
+    process: ConsumerProcess
+    status: str = "up"  # up | down | armed | stopping
+    since: float = 0.0
+    restart_at: float = 0.0
+    point: str = ""
+    kind: str = ""  # the fault that armed it
+
+
+class ChaosRun:
+    """One run: owns the broker, the database, the endpoint and the consumer processes."""
+
+    def __init__(
+        self, config: ChaosConfig, base: Settings, progress: Callable[[str], None] | None = None
+    ) -> None:
+        self.config = config
+        self.base = base
+        self.say = progress or (lambda _line: None)
+        self.report = ChaosReport(config.seed, "", config.payments)
+        self.members: dict[str, _Member] = {}
+        self.broker: EmbeddedBroker | None = None
+        self.outage: DatabaseOutage | None = None
+        self.frozen_until: float | None = None
+        self.outage_until: float | None = None
+        self.shutdown_timeout_s = base.shutdown_timeout_s
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> ChaosReport:
+        started = time.monotonic()
+        run_dir = self._run_dir()
+        with ExitStack() as stack:
+            self._run_in(stack, run_dir)
+        self.report.run_s = time.monotonic() - started
+        if self.report.ok and not self.config.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)  # kept on failure: logs to read
+        else:
+            self.say(f"kept {run_dir}")
+        return self.report
+
+    def _run_dir(self) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = (
+            self.base.data_dir / "chaos" / f"seed-{self.config.seed}-{stamp}-{secrets.token_hex(2)}"
+        )
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def _run_in(self, stack: ExitStack, run_dir: Path) -> None:
+        config = self.config
+        self.broker = stack.enter_context(EmbeddedBroker(log_path=run_dir / "broker.log"))
+        url, self.outage, backend = stack.enter_context(
+            fresh_database(config.database_url, run_dir, config.seed, config.keep)
+        )
+        self.report.database = backend
+        webhook = FlakyWebhook(
+            secrets.token_hex(16), config.seed, config.webhook_failure_rate, hold_s=1.5
+        )
+        stack.callback(webhook.stop)
+        webhook.start()
+        settings = self._settings(url, run_dir, webhook)
+        self.shutdown_timeout_s = settings.shutdown_timeout_s
+        engine, start_balances = self._prepare(settings, webhook)
+        stack.callback(engine.dispose)
+        workload = self._workload(settings)
+        fleet = Fleet(settings, run_dir / "logs")
+        stack.callback(self._stop_all, fleet)
+        self.say(f"run directory {run_dir}")
+        self._start_consumers(fleet)
+        faults = fp.plan_faults(config.seed, config.duration_s, list(self.members))
+        publisher = Publisher(settings, workload, config.duration_s * PUBLISH_FRACTION)
+        publisher.start()
+        self._inject(faults)
+        self._end_faults()
+        publisher.join(settings.produce_timeout_s + config.duration_s)
+        if publisher.is_alive() or publisher.error:
+            raise PublishError(publisher.error or "publisher did not finish")
+        self.report.publish_s = publisher.seconds
+        self._drain(engine, settings, workload)
+        self._stop_gracefully(fleet)
+        self._check(engine, settings, workload, start_balances, webhook)
+
+    def _settings(self, url: str, run_dir: Path, webhook: FlakyWebhook) -> Settings:
+        assert self.broker is not None
+        return chaos_settings(
+            self.base,
+            kafka_bootstrap_servers=self.broker.bootstrap_servers,
+            database_url=url,
+            data_dir=run_dir,
+            notify_log_path=run_dir / "notifications.jsonl",
+            topic_partitions=6,
+            session_timeout_ms=3_000,  # rebalances after a kill take seconds, not tens
+            heartbeat_interval_ms=1_000,
+            batch_max_records=100,  # more batch boundaries: more instants to crash at
+            notify_sender="webhook",
+            webhook_secret=webhook.secret,
+            webhook_timeout_ms=1_000,
+            webhook_max_attempts=3,
+            webhook_backoff_initial_ms=50,
+            webhook_backoff_max_ms=400,
+            db_retry_backoff_max_ms=1_000,
+            db_retry_max_attempts=600,
+            shutdown_timeout_s=10,
+            metrics_port=0,
+            crash_point="",
+        )
+
+    def _prepare(self, settings: Settings, webhook: FlakyWebhook) -> tuple[Engine, dict[str, int]]:
+        create_topics(settings)
+        upgrade(settings.ledger_url)
+        engine = make_engine(settings.ledger_url)
+        reference = read_file(settings.reference_file)
+        for bank in reference.get("banks", []):
+            bank["webhook_url"] = webhook.url_for(bank["code"])
+        load_reference_data(engine, reference)
+        with engine.connect() as conn:
+            balances = dict(conn.execute(select(Account.number, Account.balance_minor)).tuples())
+        return engine, balances
+
+    def _workload(self, settings: Settings) -> Workload:
+        start = self.config.start or datetime.now(UTC).replace(microsecond=0)
+        codec = make_codec(settings, with_store=False)
+        workload = WorkloadBuilder(
+            read_file(settings.reference_file), self.config.seed, start, codec
+        ).build(self.config.payments)
+        self.report.poison = Counter(
+            {label: n for label, n in workload.labels.items() if label in POISON_KINDS}
+        )
+        self.report.bank_retries = workload.bank_retries
+        self.say(
+            f"workload: {len(workload.payments)} payments, {workload.poison} poison, "
+            f"{workload.bank_retries} bank retries; start {start.isoformat()}"
+        )
+        return workload
+
+    def _start_consumers(self, fleet: Fleet) -> None:
+        for stage, count in self.config.instances.items():
+            for process in fleet.start(stage, count):
+                self.members[process.label] = _Member(process, since=time.monotonic())
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def _inject(self, faults: list[fp.Fault]) -> None:
+        opened = time.monotonic()
+        pending = list(faults)
+        while True:
+            now = time.monotonic()
+            while pending and opened + pending[0].at_s <= now:
+                fault = pending.pop(0)
+                self.say(f"fault {fault.describe()}")
+                self._apply(fault, now)
+            self._tick(now)
+            if not pending and now - opened >= self.config.duration_s:
+                return
+            time.sleep(TICK_S)
+
+    def _apply(self, fault: fp.Fault, now: float) -> None:
+        if fault.kind in (fp.BROKER_FREEZE, fp.DATABASE_OUTAGE):
+            self._stall(fault, now)
+            return
+        member = self.members[fault.target]
+        if member.status not in ("up", "armed") or not member.process.alive():
+            log.info("fault %s skipped: %s is %s", fault.kind, fault.target, member.status)
+            return
+        if fault.kind == fp.GRACEFUL_STOP:
+            assert member.process.process is not None
+            member.process.process.send_signal(signal.SIGTERM)
+            member.status, member.since = "stopping", now
+            return
+        member.process.kill()
+        self.report.faults[fp.KILL] += 1
+        if fault.kind == fp.KILL:
+            self._down(member, now)
+            return
+        member.process.settings = member.process.settings.replace(
+            crash_point=fault.point, crash_probability_ppm=1_000_000
+        )
+        self._restart(member, now, status="armed")
+        member.point, member.kind = fault.point, fault.kind
+
+    def _stall(self, fault: fp.Fault, now: float) -> None:
+        assert self.broker is not None and self.outage is not None
+        if fault.kind == fp.BROKER_FREEZE and self.frozen_until is None:
+            self.broker.freeze()
+            self.frozen_until = now + fault.duration_s
+        elif fault.kind == fp.DATABASE_OUTAGE and self.outage_until is None:
+            self.outage.begin()
+            self.outage_until = time.monotonic() + fault.duration_s
+        else:
+            return
+        self.report.faults[fault.kind] += 1
+        self.report.stalls_s[fault.kind] += fault.duration_s
+
+    def _tick(self, now: float) -> None:
+        if self.frozen_until is not None and now >= self.frozen_until:
+            self._thaw()
+        if self.outage_until is not None and now >= self.outage_until:
+            self._end_outage()
+        for member in self.members.values():
+            self._supervise(member, now)
+
+    def _thaw(self) -> None:
+        assert self.broker is not None
+        self.broker.thaw()
+        self.frozen_until = None
+
+    def _end_outage(self) -> None:
+        assert self.outage is not None
+        self.outage.end()
+        self.outage_until = None
+
+    def _supervise(self, member: _Member, now: float) -> None:
+        p = member.process
+        if member.status == "down":
+            if now >= member.restart_at and self.frozen_until is None:
+                # Not while frozen: a client starting against a stopped broker gives up on
+                # its first version probe; starting is not what a freeze tests.
+                self._restart(member, now)
+            return
+        if p.alive():
+            if member.status == "armed" and now - member.since > ARMED_TIMEOUT_S:
+                log.info("%s never reached %s; disarming", p.label, member.point)
+                p.kill()
+                self.report.faults[fp.KILL] += 1
+                self._down(member, now)
+            elif member.status == "stopping" and now - member.since > self._graceful_bound_s():
+                p.kill()
+                self.report.violations.append(
+                    f"{p.label} did not exit within {self._graceful_bound_s():.0f} s of SIGTERM"
+                )
+                self._down(member, now)
+            return
+        code = p.process.returncode if p.process else None
+        if member.status == "armed" and code == -signal.SIGKILL:
+            self.report.faults[member.kind] += 1
+            self.report.crash_points[member.point] += 1
+        elif member.status == "stopping":
+            self._stopped(member, now, code)
+        else:
+            self.report.violations.append(
+                f"{p.label} exited on its own (code {code}): {self._log_tail(p)}"
+            )
+        self._down(member, now)
+
+    def _stopped(self, member: _Member, now: float, code: int | None) -> None:
+        seconds = now - member.since
+        self.report.faults[fp.GRACEFUL_STOP] += 1
+        self.report.graceful_exit_s.append(seconds)
+        if code != 0:
+            self.report.violations.append(
+                f"{member.process.label} exited with code {code} on SIGTERM: "
+                f"{self._log_tail(member.process)}"
+            )
+
+    def _graceful_bound_s(self) -> float:
+        return self.shutdown_timeout_s + GRACEFUL_BOUND_EXTRA_S
+
+    def _down(self, member: _Member, now: float) -> None:
+        member.status, member.since, member.restart_at = "down", now, now + RESTART_DELAY_S
+        member.point = member.kind = ""
+        member.process.settings = member.process.settings.replace(crash_point="")
+
+    def _restart(self, member: _Member, now: float, status: str = "up") -> None:
+        member.process.start()
+        member.status, member.since = status, now
+        self.report.restarts += 1
+
+    def _end_faults(self) -> None:
+        if self.frozen_until is not None:
+            self._thaw()
+        if self.outage_until is not None:
+            self._end_outage()
+        deadline = time.monotonic() + ARMED_TIMEOUT_S + RESTART_DELAY_S
+        while any(m.status != "up" for m in self.members.values()):
+            now = time.monotonic()
+            if now > deadline:
+                break
+            self._tick(now)
+            time.sleep(TICK_S)
+
+    # -- drain, stop, check ----------------------------------------------------------------
+
+    def _drain(self, engine: Engine, settings: Settings, workload: Workload) -> None:
+        started = time.monotonic()
+        deadline = started + self.config.drain_timeout_s
+        last_poll = 0.0
+        state = ""
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            self._tick(now)
+            if now - last_poll >= DRAIN_POLL_S:
+                last_poll = now
+                done, state = self._drained(engine, settings, workload)
+                if done:
+                    self.report.drain_s = time.monotonic() - started
+                    self.say(f"drained in {self.report.drain_s:.1f} s")
+                    return
+            time.sleep(TICK_S)
+        self.report.violations.append(
+            f"did not drain within {self.config.drain_timeout_s:.0f} s: {state}"
+        )
+
+    def _drained(self, engine: Engine, settings: Settings, workload: Workload) -> tuple[bool, str]:
+        with engine.connect() as conn:
+            counts = flow_counts(conn)
+            expected, finished = expected_notifications(conn)
+        state = (
+            f"{counts.terminal} terminal + {counts.dead_lettered} dead-lettered of "
+            f"{workload.published}; notifications {finished}/{expected}"
+        )
+        if counts.terminal + counts.dead_lettered < workload.published or finished < expected:
+            return False, state
+        lag = self._lag(settings)
+        return not lag, state + (f"; uncommitted {lag}" if lag else "")
+
+    def _lag(self, settings: Settings) -> dict[str, int]:
+        lag: dict[str, int] = {}
+        for stage, inputs in STAGE_INPUTS.items():
+            lag.update(
+                committed_lag(settings, settings.group(stage), [settings.topic(t) for t in inputs])
+            )
+        return lag
+
+    def _stop_gracefully(self, fleet: Fleet) -> None:
+        """SIGTERM to every consumer: each must finish its batch, commit and exit 0."""
+        running = {
+            label for label, m in self.members.items() if m.status == "up" and m.process.alive()
+        }
+        for label, code in fleet.stop().items():
+            if label in running and code != 0:
+                self.report.violations.append(
+                    f"{label} exited with code {code} on the final SIGTERM: "
+                    f"{self._log_tail(self.members[label].process)}"
+                )
+        for member in self.members.values():
+            member.status = "stopped"
+
+    def _stop_all(self, fleet: Fleet) -> None:
+        if self.frozen_until is not None:
+            self._thaw()
+        if self.outage_until is not None:
+            self._end_outage()
+        for member in fleet.members:
+            member.kill()
+
+    def _check(
+        self,
+        engine: Engine,
+        settings: Settings,
+        workload: Workload,
+        start_balances: dict[str, int],
+        webhook: FlakyWebhook,
+    ) -> None:
+        lag = self._lag(settings)
+        if lag:
+            self.report.violations.append(f"offsets not committed after the final stop: {lag}")
+        wire_topics = {name: settings.topic(name) for name in STAGE_TOPICS}
+        records = read_topics(settings, list(wire_topics.values()))
+        wire = {name: records[topic] for name, topic in wire_topics.items()}
+        evidence = Evidence(
+            settings,
+            make_codec(settings, with_store=False),
+            workload,
+            start_balances,
+            wire,
+            webhook.log,
+        )
+        with engine.connect() as conn:
+            checked, violations = check_all(conn, evidence)
+        self.report.checked = checked
+        self.report.violations += violations
+        self.report.webhook_modes = webhook.log.modes.copy()
+        failures = sum(n for mode, n in webhook.log.modes.items() if mode != "ok")
+        if failures:
+            self.report.faults["webhook_failure"] += failures
+
+    @staticmethod
+    def _log_tail(process: ConsumerProcess) -> str:
+        try:
+            lines = process.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-LOG_TAIL_LINES:])
+
+
+def run_chaos(
+    config: ChaosConfig, base: Settings, progress: Callable[[str], None] | None = None
+) -> ChaosReport:
+    """Run the experiment ``config`` describes; the report says what held and what did not."""
+    return ChaosRun(config, base, progress).run()

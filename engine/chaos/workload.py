@@ -1,0 +1,351 @@
+"""The messages a chaos run publishes, and what each one must end as.
+
+Everything comes from one ``random.Random(seed)``: the same seed and start time give
+the same bytes in the same order. Four families:
+
+- good payments from every channel (each settles, or fails AM04 when funds run short);
+- absurd payments that decode but must be rejected with a fixed reason (negative, zero
+  or huge amounts, unknown currency, a 1 MB bank reference, unknown/closed/blocked
+  accounts) and bank re-submissions of a used reference (AM05);
+- poison that must be dead-lettered: random bytes, truncated Avro, an unknown schema
+  fingerprint, an empty message, a 1 MB blob (its dead-letter copy is truncated) and an
+  event reusing another payment's id;
+- bank retries: byte-identical copies of earlier payments, which must change nothing.
+
+Dependants (copies, re-submissions, reused ids) carry their original's key, so they
+sit on its partition, after it: their outcome does not depend on scheduling.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.ledger.models import AccountKind
+from engine.ledger.reference import internal_account
+from engine.serialization import HEADER_BYTES, MARKER, AvroCodec
+
+EVENT_TYPE = "PaymentInitiated"
+MEGABYTE = 1_000_000
+MAX_PAYMENTS = 1_000_000
+
+# label -> the dead-letter kind the validator must record
+POISON_KINDS: Mapping[str, str] = {
+    "random_bytes": "undecodable",
+    "truncated_avro": "undecodable",
+    "unknown_fingerprint": "unknown_schema",
+    "empty_message": "undecodable",
+    "megabyte_blob": "undecodable",
+    "payment_id_reused": "payment_id_reused",
+}
+# label -> the ISO 20022 reason the validator must reject with
+ABSURD_REASONS: Mapping[str, str] = {
+    "negative_amount": "AM12",
+    "zero_amount": "AM12",
+    "huge_amount": "AM02",
+    "unknown_currency": "AM03",
+    "megabyte_reference": "CH16",
+    "unknown_account": "AC01",
+    "closed_account": "AC04",
+    "blocked_account": "AC06",
+    "resubmitted_reference": "AM05",
+}
+ONE_PER_RUN = frozenset({"megabyte_reference", "megabyte_blob"})  # 1 MB each: keep it cheap
+GOOD_OUTCOMES: Mapping[str, str | None] = {"SETTLED": None, "FAILED": "AM04"}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message for ``payments.initiated``; ``value`` None is an empty (tombstone) message."""
+
+    key: bytes | None
+    value: bytes | None
+    label: str
+    payment_id: str | None = None  # the payment this message creates, if any
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedPayment:
+    """A payment the ledger must hold, in one of ``outcomes`` (state -> required reason)."""
+
+    payment_id: str
+    label: str
+    outcomes: Mapping[str, str | None]
+
+
+@dataclass
+class Workload:
+    seed: int
+    messages: list[Message]
+    payments: dict[str, ExpectedPayment]
+    dead_letters: Counter[str] = field(default_factory=Counter)  # dead-letter kind -> count
+
+    @property
+    def labels(self) -> Counter[str]:
+        return Counter(m.label for m in self.messages)
+
+    @property
+    def poison(self) -> int:
+        return sum(self.dead_letters.values())
+
+    @property
+    def bank_retries(self) -> int:
+        return self.labels["bank_retry"]
+
+    @property
+    def published(self) -> int:
+        """What must add up: one per payment plus one per poison message (copies add none)."""
+        return len(self.payments) + self.poison
+
+
+@dataclass(frozen=True)
+class _Accounts:
+    """The reference data's accounts, sorted into what a generator needs."""
+
+    customers: list[tuple[str, str]]  # (bank, number), active, MAD
+    merchants: list[tuple[str, str, str]]  # (bank, number, mcc)
+    government: list[tuple[str, str, str]]  # (bank, number, service)
+    closed: list[tuple[str, str]]
+    blocked: list[tuple[str, str]]
+    banks: list[str]
+
+    @classmethod
+    def of(cls, reference: Mapping[str, Any]) -> _Accounts:
+        def pick(kind: str, status: str = "ACTIVE") -> list[dict[str, Any]]:
+            return [
+                a
+                for a in reference.get("accounts", [])
+                if a["kind"] == kind
+                and a.get("status", "ACTIVE") == status
+                and a["currency"] == "MAD"
+            ]
+
+        return cls(
+            customers=[(a["bank"], a["number"]) for a in pick("CUSTOMER")],
+            merchants=[
+                (a["bank"], a["number"], a.get("merchant_category_code") or "5999")
+                for a in pick("MERCHANT")
+            ],
+            government=[
+                (a["bank"], a["number"], a.get("egov_service") or "IMPOTS")
+                for a in pick("GOVERNMENT")
+            ],
+            closed=[(a["bank"], a["number"]) for a in pick("CUSTOMER", "CLOSED")],
+            blocked=[(a["bank"], a["number"]) for a in pick("CUSTOMER", "BLOCKED")],
+            banks=sorted(b["code"] for b in reference.get("banks", [])),
+        )
+
+
+class WorkloadBuilder:
+    """Builds a :class:`Workload`; one instance per run, not thread-safe."""
+
+    def __init__(self, reference: Mapping[str, Any], seed: int, start: datetime, codec: AvroCodec):
+        if start.utcoffset() is None:
+            raise ValueError("start must be a timezone-aware datetime")
+        self.accounts = _Accounts.of(reference)
+        if (
+            len(self.accounts.customers) < 2
+            or not self.accounts.merchants
+            or not self.accounts.government
+        ):
+            raise ValueError(
+                "reference data needs 2+ active MAD customers, a merchant and a government account"
+            )
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.start = start
+        self.codec = codec
+        self._count = 0
+
+    def build(self, payments: int) -> Workload:
+        """``payments`` distinct payments, plus poison and bank retries in proportion."""
+        if not 1 <= payments <= MAX_PAYMENTS:
+            raise ValueError(f"payments={payments} must be in [1, {MAX_PAYMENTS}]")
+        rng = self.rng
+        absurd_labels = self._spread(list(ABSURD_REASONS), max(1, payments * 8 // 100), payments)
+        slots: list[tuple[float, Message]] = []
+        expected: dict[str, ExpectedPayment] = {}
+        goods: list[tuple[float, Message, dict[str, Any]]] = []
+        n_good = payments - len(absurd_labels)
+        for _ in range(n_good):
+            record = self._good_record()
+            message = self._message(record, "payment")
+            position = rng.uniform(0, payments)
+            slots.append((position, message))
+            goods.append((position, message, record))
+            expected[record["payment_id"]] = ExpectedPayment(
+                record["payment_id"], "payment", GOOD_OUTCOMES
+            )
+        for label in absurd_labels:
+            if label == "resubmitted_reference" and goods:
+                position, original, record = rng.choice(goods)
+                again = self._record(
+                    payer=(record["payer_bank"], record["payer_account"]),
+                    reference=record["bank_reference"],
+                )
+                position = rng.uniform(position, payments + 1)
+            else:
+                again = self._absurd_record(label)
+                position = rng.uniform(0, payments)
+            slots.append((position, self._message(again, label)))
+            expected[again["payment_id"]] = ExpectedPayment(
+                again["payment_id"], label, {"REJECTED": ABSURD_REASONS[label]}
+            )
+        dead_letters: Counter[str] = Counter()
+        for label in self._spread(list(POISON_KINDS), max(1, payments * 5 // 100), payments):
+            position, message = self._poison(label, goods, payments)
+            slots.append((position, message))
+            dead_letters[POISON_KINDS.get(message.label, "undecodable")] += 1
+        for _ in range(max(1, payments // 10) if goods else 0):
+            position, original, _record = rng.choice(goods)
+            for _copy in range(rng.randint(1, 4)):
+                copy = Message(original.key, original.value, "bank_retry")
+                slots.append((rng.uniform(position, payments + 1), copy))
+        slots.sort(key=lambda s: s[0])  # stable: equal positions keep their creation order
+        return Workload(self.seed, [m for _, m in slots], expected, dead_letters)
+
+    def _spread(self, labels: list[str], total: int, payments: int) -> list[str]:
+        """``total`` labels, every one at least once, the 1 MB ones exactly once."""
+        chosen = list(labels)
+        repeatable = [label for label in labels if label not in ONE_PER_RUN]
+        while len(chosen) < total:
+            chosen.append(self.rng.choice(repeatable))
+        return chosen if payments >= len(labels) * 4 else chosen[: max(1, payments // 4)]
+
+    # -- records ---------------------------------------------------------------------------
+
+    def _ids(self) -> tuple[str, str]:
+        return (
+            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+        )
+
+    def _record(
+        self, payer: tuple[str, str] | None = None, reference: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        self._count += 1
+        event_id, payment_id = self._ids()
+        bank, number = payer or self.rng.choice(self.accounts.customers)
+        payee_bank, payee = self._other_customer(number)
+        record: dict[str, Any] = {
+            "event_id": event_id,
+            "payment_id": payment_id,
+            "bank_reference": reference or f"CH{self.seed % 10**6:06d}-{self._count:08d}",
+            "occurred_at": self.start + timedelta(milliseconds=self._count),
+            "payer_bank": bank, "payer_account": number,
+            "payee_bank": payee_bank, "payee_account": payee,
+            "amount_minor": self.rng.randint(1_000, 50_000), "currency": "MAD",
+            "channel": "MOBILE", "payment_type": "TRANSFER",
+            "merchant_category_code": None, "egov_service": None,
+        }  # fmt: skip
+        record.update(fields)
+        return record
+
+    def _other_customer(self, number: str) -> tuple[str, str]:
+        while True:
+            bank, other = self.rng.choice(self.accounts.customers)
+            if other != number:
+                return bank, other
+
+    def _good_record(self) -> dict[str, Any]:
+        rng = self.rng
+        amount = rng.choice(
+            (
+                rng.randint(1_000, 50_000),
+                rng.randint(50_000, 500_000),
+                rng.randint(500_000, 2_000_000),
+            )
+        )
+        kind = rng.choices(("transfer", "purchase", "cash", "egov"), (5, 3, 1, 1))[0]
+        if kind == "transfer":
+            return self._record(
+                channel=rng.choice(("WEB", "MOBILE", "BRANCH")), amount_minor=amount
+            )
+        if kind == "purchase":
+            bank, number, mcc = rng.choice(self.accounts.merchants)
+            return self._record(
+                channel=rng.choice(("WEB", "POS", "MOBILE")),
+                payment_type="PURCHASE",
+                payee_bank=bank,
+                payee_account=number,
+                merchant_category_code=mcc,
+                amount_minor=amount,
+            )
+        if kind == "cash":
+            record = self._record(
+                channel="ATM", payment_type="CASH_WITHDRAWAL", amount_minor=min(amount, 200_000)
+            )
+            record["payee_bank"] = record["payer_bank"]
+            record["payee_account"] = internal_account(
+                record["payer_bank"], AccountKind.CASH, "MAD"
+            )
+            return record
+        bank, number, service = rng.choice(self.accounts.government)
+        return self._record(
+            channel="EGOV",
+            payment_type="EGOV",
+            payee_bank=bank,
+            payee_account=number,
+            egov_service=service,
+            amount_minor=amount,
+        )
+
+    def _absurd_record(self, label: str) -> dict[str, Any]:
+        rng = self.rng
+        if label == "negative_amount":
+            return self._record(amount_minor=-rng.randint(1, 10**12))
+        if label == "zero_amount":
+            return self._record(amount_minor=0)
+        if label == "huge_amount":
+            return self._record(amount_minor=rng.choice((10**15 + 1, 2**63 - 1, 2_000_001)))
+        if label == "unknown_currency":
+            return self._record(currency=rng.choice(("XYZ", "MA", "DIRHAM", "")))
+        if label == "megabyte_reference":
+            return self._record(reference="R" * MEGABYTE)
+        if label == "unknown_account":
+            bank = rng.choice(self.accounts.banks)
+            return self._record(
+                payee_bank=bank, payee_account=f"{bank}{rng.getrandbits(64):021d}"[:24]
+            )
+        pool = self.accounts.closed if label == "closed_account" else self.accounts.blocked
+        if not pool:
+            raise ValueError(f"reference data has no {label.split('_')[0]} customer account")
+        bank, number = rng.choice(pool)
+        return self._record(payee_bank=bank, payee_account=number)
+
+    def _message(self, record: dict[str, Any], label: str) -> Message:
+        value = self.codec.encode(EVENT_TYPE, record)
+        return Message(record["payer_account"].encode(), value, label, record["payment_id"])
+
+    # -- poison ----------------------------------------------------------------------------
+
+    def _poison(self, label: str, goods: list, payments: int) -> tuple[float, Message]:
+        rng = self.rng
+        position = rng.uniform(0, payments)
+        key = rng.randbytes(8)
+        if label == "random_bytes":
+            value = bytes([rng.randrange(0xC3)]) + rng.randbytes(rng.randint(0, 300))
+        elif label == "megabyte_blob":
+            value = b"\x00" + rng.randbytes(MEGABYTE - 1)
+        elif label == "empty_message":
+            value = None
+        elif label == "truncated_avro":
+            full = self.codec.encode(EVENT_TYPE, self._record())
+            value = full[: rng.randint(HEADER_BYTES + 1, len(full) - 1)]
+        elif label == "unknown_fingerprint":
+            full = self.codec.encode(EVENT_TYPE, self._record())
+            value = MARKER + rng.randbytes(8) + full[HEADER_BYTES:]
+        elif label == "payment_id_reused" and goods:
+            position, _original, record = rng.choice(goods)
+            event_id, _ = self._ids()
+            reused = {**record, "event_id": event_id, "amount_minor": record["amount_minor"] + 1}
+            key, value = record["payer_account"].encode(), self.codec.encode(EVENT_TYPE, reused)
+            position = rng.uniform(position, payments + 1)
+        else:  # payment_id_reused without a good payment to reuse: plain garbage instead
+            label, value = "random_bytes", b"\x01poison"
+        return position, Message(key, value, label)

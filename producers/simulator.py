@@ -1,0 +1,753 @@
+"""Multichannel bank traffic: a Moroccan day of payments, good and bad, deterministic for a seed.
+
+The mix (share of messages): e-commerce 22% (airlines among the largest merchants),
+the vehicle-tax vignette 10%, other e-government 4%, ATM withdrawals 15% (a third
+at another bank's ATM), card payments at POS 20%, mobile transfers 12%, transfers
+between banks by web or branch 10% (seven in ten are employers paying salaries,
+which keeps customers funded: the mix holds steady for about a million messages),
+and 7% of the bad cases a real day brings: unknown accounts, insufficient funds, a
+bank retrying with the same reference, closed accounts, amounts over the channel
+limit, malformed messages.
+
+Every message says what Sakk should do with it (``expected_outcome``,
+``expected_reason``), and the labels are true by construction: the simulator keeps
+a shadow of every payer's funds, so a good payment never overdraws its payer and
+an ``insufficient_funds`` one always does. Credits count as spendable only
+``CREDIT_DELAY_MESSAGES`` messages later, because settlement may see a payee's
+later debit before the credit that funded it (they sit on different partitions).
+The shadow starts from the reference file's opening balances: run against a
+ledger that earlier runs already moved, some good payments may fail for funds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.config import Settings
+from engine.ledger.models import AccountKind, AccountStatus
+from engine.ledger.reference import internal_account, read_file
+from engine.money import apply_rate_bps
+from engine.serialization import HEADER_BYTES, AvroCodec
+from producers.publisher import PaymentPublisher, utc_now_ms
+from producers.reference_data import CITIES, make_rib
+
+CURRENCY = "MAD"
+MAD = 100  # minor units per dirham
+VIGNETTE = "VIGNETTE"
+TAX_SERVICE = "IMPOTS"
+EGOV_MCC = "9311"  # ISO 18245: tax payments to government agencies
+
+MAX_SEED = 10**9
+MAX_MESSAGES = 10**8 - 1  # bank references carry the message index in 8 digits
+MAX_REFERENCE_CHARS = 35
+MAX_RUN_TAG_CHARS = 8
+MAX_PAYER_DRAWS = 32  # random payers tried before scanning for the richest one
+MAX_KIND_DRAWS = 16  # kinds tried before falling back to an insufficient_funds message
+MAX_RETRY_CANDIDATES = 1_000  # recent good payments a duplicate_retry may copy
+CREDIT_DELAY_MESSAGES = 1_000
+MAX_RAW_BYTES = 120
+TIME_STEP_MS = (1, 9)  # occurred_at advances this many ms per message (non-live)
+MAX_RATE_PER_S = 1_000_000
+MAX_PAYMENTS = MAX_MESSAGES
+PROGRESS_EVERY = 100
+
+# Permille of messages per kind (sums to 1000).
+MIX: Mapping[str, int] = {
+    "ecommerce_airline": 90,
+    "ecommerce": 130,
+    "vignette": 100,
+    "egov_tax": 40,
+    "atm_withdrawal": 150,
+    "pos_card": 200,
+    "mobile_transfer": 120,
+    "interbank_transfer": 65,
+    "branch_transfer": 35,
+    "unknown_account": 15,
+    "insufficient_funds": 15,
+    "duplicate_retry": 15,
+    "closed_account": 10,
+    "over_limit": 10,
+    "malformed": 5,
+}
+BAD_KINDS = frozenset({"unknown_account", "insufficient_funds", "duplicate_retry",
+                       "closed_account", "over_limit", "malformed"})  # fmt: skip
+GOOD_KINDS = frozenset(MIX) - BAD_KINDS
+
+# What Sakk must do with each kind: (outcome, ISO 20022 reason).
+EXPECTED: Mapping[str, tuple[str, str | None]] = {
+    **{kind: ("settled", None) for kind in GOOD_KINDS},
+    "unknown_account": ("rejected", "AC01"),
+    "insufficient_funds": ("failed", "AM04"),
+    "duplicate_retry": ("rejected", "AM05"),
+    "closed_account": ("rejected", "AC04"),
+    "over_limit": ("rejected", "AM02"),
+    "malformed": ("dead_lettered", None),
+}
+
+# (merchant holder, weight, low MAD, high MAD) per merchant group.
+AIRLINES = (("Royal Air Maroc", 60, 600, 9_000), ("Air Arabia Maroc", 40, 450, 5_000))
+ONLINE_SHOPS = (
+    ("Jumia Maroc", 50, 50, 4_000),
+    ("Maroc Telecom", 25, 20, 1_000),
+    ("Marjane Holding", 15, 100, 2_500),
+    ("Riad Zitoun, Marrakech", 10, 600, 8_000),
+)
+CARD_SHOPS = (
+    ("Marjane Holding", 45, 30, 2_500),
+    ("Afriquia SMDC", 35, 100, 800),
+    ("Maroc Telecom", 12, 20, 500),
+    ("Riad Zitoun, Marrakech", 8, 500, 5_000),
+)
+VIGNETTE_TARIFFS_MAD = ((700, 45), (1_500, 30), (3_000, 18), (6_000, 7))
+ATM_AMOUNTS_MAD = ((100, 8), (200, 18), (300, 8), (400, 8), (500, 20), (600, 5), (700, 3),
+                   (800, 4), (1_000, 16), (1_500, 5), (2_000, 5))  # fmt: skip
+TAX_SERVICES = ("IMPOT_SUR_LE_REVENU", "TAXE_HABITATION", "TAXE_SERVICES_COMMUNAUX",
+                "TAXE_PROFESSIONNELLE")  # fmt: skip
+ATM_AT_OTHER_BANK_PERCENT = 35
+SALARY_PERCENT = 70  # of web and branch transfers: an employer (merchant) pays a customer
+SALARY_MAD = (5_000, 30_000)
+INSUFFICIENT_MARGIN_MAD = (100_000, 300_000)  # above everything the payer could have
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    number: str
+    bank: str
+    kind: str
+    status: str
+    holder: str
+    overdraft_minor: int
+
+
+@dataclass(frozen=True)
+class SimulatedMessage:
+    """One message for ``payments.initiated``: a payment record, or raw bytes (malformed)."""
+
+    kind: str
+    payment: dict[str, Any] | None = None
+    raw: bytes | None = None
+    key: bytes | None = None  # the Kafka key of a raw message (payments are keyed by payer)
+
+    @property
+    def expected_outcome(self) -> str:
+        """settled, rejected, failed or dead_lettered."""
+        return EXPECTED[self.kind][0]
+
+    @property
+    def expected_reason(self) -> str | None:
+        return EXPECTED[self.kind][1]
+
+    @property
+    def channel(self) -> str | None:
+        return None if self.payment is None else str(self.payment["channel"])
+
+
+class _Funds:
+    """Shadow of what each payer may spend, from opening balances and the simulated flow."""
+
+    def __init__(self, accounts: Sequence[tuple[_Account, int]]) -> None:
+        self.balance = {a.number: opening for a, opening in accounts}
+        self.overdraft = {a.number: a.overdraft_minor for a, _ in accounts}
+        self.unreleased: Counter[str] = Counter()
+        # (index from which it is spendable, account, amount)
+        self._credits: deque[tuple[int, str, int]] = deque()
+
+    def release(self, index: int) -> None:
+        while self._credits and self._credits[0][0] <= index:
+            _, number, amount = self._credits.popleft()
+            self.unreleased[number] -= amount
+
+    def spendable(self, number: str) -> int:
+        return self.balance[number] - self.unreleased[number] + self.overdraft[number]
+
+    def ceiling(self, number: str) -> int:
+        """Most the account could hold by now, counting every credit sent so far."""
+        return self.balance[number] + self.overdraft[number]
+
+    def move(self, payer: str, payee: str, amount: int, fee: int, index: int) -> None:
+        self.balance[payer] -= amount + fee
+        if payee in self.balance:  # government and bank cash accounts are not payers
+            self.balance[payee] += amount
+            self.unreleased[payee] += amount
+            self._credits.append((index + CREDIT_DELAY_MESSAGES, payee, amount))
+
+
+class TrafficSimulator:
+    """Generates simulated messages; the same reference, seed and start give the same messages.
+
+    ``live=True`` stamps each payment with the time it is generated (for publishing
+    now: the validator refuses event times in the future or too old). ``run_tag``
+    makes ids and bank references differ between runs of the same seed, so a second
+    run against the same ledger is not one long series of duplicates. ``codec`` lets
+    malformed messages include truncated encodings, not only random bytes.
+    """
+
+    def __init__(
+        self,
+        reference: Mapping[str, Any],
+        seed: int,
+        start: datetime,
+        codec: AvroCodec | None = None,
+        live: bool = False,
+        run_tag: str | None = None,
+    ) -> None:
+        if not 0 <= seed < MAX_SEED:
+            raise ValueError(f"seed={seed} must be in [0, {MAX_SEED})")
+        if start.utcoffset() is None:
+            raise ValueError("start must be a timezone-aware datetime")
+        if run_tag is not None and not (
+            0 < len(run_tag) <= MAX_RUN_TAG_CHARS and run_tag.isalnum()
+        ):
+            raise ValueError(f"run_tag must be 1 to {MAX_RUN_TAG_CHARS} letters or digits")
+        self.seed = seed
+        self.live = live
+        self._rng = random.Random(seed)
+        self._codec = codec
+        self._clock = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
+        self._ref_prefix = f"{run_tag}-{seed}" if run_tag else str(seed)
+        self._id_salt = 0 if run_tag is None else int.from_bytes(
+            hashlib.sha256(run_tag.encode()).digest()[:16], "big")  # fmt: skip
+        self._index = 0
+        self._recent_good: deque[dict[str, Any]] = deque(maxlen=MAX_RETRY_CANDIDATES)
+        self._load(reference)
+
+    # --- reference data -------------------------------------------------------------
+
+    def _load(self, reference: Mapping[str, Any]) -> None:
+        accounts = [
+            (_Account(a["number"], a["bank"], a["kind"], a.get("status", AccountStatus.ACTIVE),
+                      a.get("holder", a["number"]), a.get("overdraft_limit_minor") or 0),
+             a.get("opening_balance_minor") or 0)
+            for a in reference.get("accounts", []) if a.get("currency", CURRENCY) == CURRENCY
+        ]  # fmt: skip
+        active = [a for a, _ in accounts if a.status == AccountStatus.ACTIVE]
+        self._customers = [a for a in active if a.kind == AccountKind.CUSTOMER]
+        self._closed = [a for a, _ in accounts if a.status == AccountStatus.CLOSED]
+        self._merchants = {a.holder: a for a in active if a.kind == AccountKind.MERCHANT}
+        self._employers = sorted(self._merchants.values(), key=lambda a: a.number)
+        government = {
+            r.get("egov_service"): r["number"] for r in reference.get("accounts", [])
+            if r["kind"] == AccountKind.GOVERNMENT and r.get("status", "ACTIVE") == "ACTIVE"
+        }  # fmt: skip
+        by_number = {a.number: a for a in active}
+        self._government = {svc: by_number[n] for svc, n in government.items() if n in by_number}
+        self._known_numbers = {a.number for a, _ in accounts}
+        self._retail_banks = sorted({a.bank for a in self._customers})
+        self._limits = {
+            lim["channel"]: lim["max_amount_minor"] for lim in reference.get("channel_limits", [])
+            if lim.get("currency") == CURRENCY
+        }  # fmt: skip
+        self._fees = {
+            (f["channel"], f["payment_type"]): (f.get("fixed_minor") or 0, f.get("rate_bps") or 0,
+                                                f.get("max_minor"))
+            for f in reference.get("fee_schedule", []) if f.get("currency") == CURRENCY
+        }  # fmt: skip
+        self._funds = _Funds([(a, o) for a, o in accounts if a.status == AccountStatus.ACTIVE])
+        self._check_reference()
+
+    def _check_reference(self) -> None:
+        if len(self._customers) < 2 or len(self._retail_banks) < 2:
+            raise ValueError("the reference needs active customers at two banks at least")
+        needed = {h for group in (AIRLINES, ONLINE_SHOPS, CARD_SHOPS) for h, *_ in group}
+        missing = sorted(needed - set(self._merchants))
+        if missing:
+            raise ValueError(f"the reference lacks active merchant accounts: {missing}")
+        for service in (VIGNETTE, TAX_SERVICE):
+            if service not in self._government:
+                raise ValueError(f"the reference lacks a government account for {service}")
+
+    # --- the stream -----------------------------------------------------------------
+
+    def generate(self, n: int) -> Iterator[SimulatedMessage]:
+        """The next ``n`` messages; successive calls continue the same stream."""
+        if not 0 <= n <= MAX_MESSAGES - self._index:
+            raise ValueError(f"n={n}: at most {MAX_MESSAGES} messages per simulator")
+        kinds, weights = list(MIX), list(MIX.values())
+        for _ in range(n):
+            self._index += 1
+            self._funds.release(self._index)
+            self._advance_clock()
+            yield self._next_message(kinds, weights)
+
+    def _next_message(self, kinds: list[str], weights: list[int]) -> SimulatedMessage:
+        for _ in range(MAX_KIND_DRAWS):
+            kind = self._rng.choices(kinds, weights)[0]
+            message = BUILDERS[kind](self)
+            if message is not None:
+                return message
+        # Nobody can afford anything drawn: the population ran dry. Say so honestly.
+        return self._insufficient_funds()
+
+    def _advance_clock(self) -> None:
+        self._clock += timedelta(milliseconds=self._rng.randint(*TIME_STEP_MS))
+
+    def _occurred_at(self) -> datetime:
+        return utc_now_ms() if self.live else self._clock
+
+    def _new_id(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128) ^ self._id_salt, version=4))
+
+    # --- building blocks --------------------------------------------------------------
+
+    def _payment(
+        self, payer: _Account, payee_bank: str, payee_account: str, amount: int, channel: str,
+        payment_type: str, mcc: str | None = None, egov_service: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        reference = f"{payer.bank}-{self._ref_prefix}-{self._index:08d}"
+        if len(reference) > MAX_REFERENCE_CHARS:
+            raise ValueError(f"bank reference {reference!r} is over {MAX_REFERENCE_CHARS} chars")
+        return {
+            "event_id": self._new_id(),
+            "payment_id": self._new_id(),
+            "bank_reference": reference,
+            "occurred_at": self._occurred_at(),
+            "payer_bank": payer.bank,
+            "payer_account": payer.number,
+            "payee_bank": payee_bank,
+            "payee_account": payee_account,
+            "amount_minor": amount,
+            "currency": CURRENCY,
+            "channel": channel,
+            "payment_type": payment_type,
+            "merchant_category_code": mcc,
+            "egov_service": egov_service,
+        }
+
+    def _fee(self, channel: str, payment_type: str, amount: int, egov_service: str | None) -> int:
+        """What settlement will charge (mirrors consumers.fees; the vignette is free)."""
+        rule = self._fees.get((channel, payment_type))
+        if egov_service == VIGNETTE or rule is None:
+            return 0
+        fixed, bps, cap = rule
+        fee = fixed + apply_rate_bps(amount, bps)
+        return fee if cap is None else min(fee, cap)
+
+    def _good(
+        self, kind: str, payer: _Account, payee: _Account, amount: int, channel: str,
+        payment_type: str, mcc: str | None = None, egov_service: str | None = None,
+    ) -> SimulatedMessage:  # fmt: skip
+        payment = self._payment(
+            payer, payee.bank, payee.number, amount, channel, payment_type, mcc, egov_service
+        )
+        fee = self._fee(channel, payment_type, amount, egov_service)
+        self._funds.move(payer.number, payee.number, amount, fee, self._index)
+        self._recent_good.append(payment)
+        return SimulatedMessage(kind, payment)
+
+    def _affordable_payer(
+        self, pool: Sequence[_Account], amount: int, channel: str, payment_type: str,
+        egov_service: str | None = None, exclude: str | None = None,
+    ) -> _Account | None:  # fmt: skip
+        """A payer from ``pool`` who can pay ``amount`` and its fee now, or None."""
+        need = amount + self._fee(channel, payment_type, amount, egov_service)
+        for _ in range(MAX_PAYER_DRAWS):
+            candidate = self._rng.choice(pool)
+            if candidate.number != exclude and self._funds.spendable(candidate.number) >= need:
+                return candidate
+        richest = max((a for a in pool if a.number != exclude),
+                      key=lambda a: self._funds.spendable(a.number), default=None)  # fmt: skip
+        if richest is None or self._funds.spendable(richest.number) < need:
+            return None
+        return richest
+
+    def _other_customer(self, payer: _Account, other_bank: bool) -> _Account:
+        for _ in range(MAX_PAYER_DRAWS):
+            payee = self._rng.choice(self._customers)
+            if payee.number != payer.number and (not other_bank or payee.bank != payer.bank):
+                return payee
+        return next(
+            c for c in self._customers
+            if c.number != payer.number and (not other_bank or c.bank != payer.bank)
+        )  # fmt: skip
+
+    def _amount_mad(self, low: int, high: int, centimes: bool = False) -> int:
+        """Skewed to small amounts (the lower of two draws), in minor units."""
+        mad = min(self._rng.randint(low, high), self._rng.randint(low, high))
+        return mad * MAD + (self._rng.randrange(MAD) if centimes and mad < high else 0)
+
+    def _weighted(self, items: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+        return self._rng.choices(items, [item[1] for item in items])[0]
+
+    # --- good traffic ---------------------------------------------------------------
+
+    def _purchase(self, kind: str, shops: Sequence[tuple[str, int, int, int]],
+                  channels: Sequence[tuple[str, int]]) -> SimulatedMessage | None:  # fmt: skip
+        holder, _, low, high = self._weighted(shops)
+        merchant = self._merchants[holder]
+        channel = self._weighted(channels)[0]
+        amount = self._amount_mad(low, high, centimes=kind == "pos_card")
+        payer = self._affordable_payer(self._customers, amount, channel, "PURCHASE")
+        if payer is None:
+            return None
+        mcc = self._mcc(merchant)
+        return self._good(kind, payer, merchant, amount, channel, "PURCHASE", mcc=mcc)
+
+    def _mcc(self, merchant: _Account) -> str:
+        return MERCHANT_MCC.get(merchant.holder, "5999")
+
+    def _ecommerce_airline(self) -> SimulatedMessage | None:
+        return self._purchase("ecommerce_airline", AIRLINES, (("WEB", 75), ("MOBILE", 25)))
+
+    def _ecommerce(self) -> SimulatedMessage | None:
+        return self._purchase("ecommerce", ONLINE_SHOPS, (("WEB", 70), ("MOBILE", 30)))
+
+    def _pos_card(self) -> SimulatedMessage | None:
+        return self._purchase("pos_card", CARD_SHOPS, (("POS", 1),))
+
+    def _vignette(self) -> SimulatedMessage | None:
+        amount = self._weighted(VIGNETTE_TARIFFS_MAD)[0] * MAD
+        channel = self._weighted((("EGOV", 50), ("WEB", 30), ("MOBILE", 20)))[0]
+        payer = self._affordable_payer(self._customers, amount, channel, "EGOV", VIGNETTE)
+        if payer is None:
+            return None
+        return self._good(
+            "vignette",
+            payer,
+            self._government[VIGNETTE],
+            amount,
+            channel,
+            "EGOV",
+            mcc=EGOV_MCC,
+            egov_service=VIGNETTE,
+        )
+
+    def _egov_tax(self) -> SimulatedMessage | None:
+        amount = self._amount_mad(100, 6_000, centimes=True)
+        channel = self._weighted((("EGOV", 70), ("WEB", 30)))[0]
+        service = self._rng.choice(TAX_SERVICES)
+        payer = self._affordable_payer(self._customers, amount, channel, "EGOV", service)
+        if payer is None:
+            return None
+        return self._good(
+            "egov_tax",
+            payer,
+            self._government[TAX_SERVICE],
+            amount,
+            channel,
+            "EGOV",
+            mcc=EGOV_MCC,
+            egov_service=service,
+        )
+
+    def _atm_withdrawal(self) -> SimulatedMessage | None:
+        amount = self._weighted(ATM_AMOUNTS_MAD)[0] * MAD
+        payer = self._affordable_payer(self._customers, amount, "ATM", "CASH_WITHDRAWAL")
+        if payer is None:
+            return None
+        atm_bank = payer.bank
+        if self._rng.randrange(100) < ATM_AT_OTHER_BANK_PERCENT:
+            atm_bank = self._rng.choice([b for b in self._retail_banks if b != payer.bank])
+        cash = _Account(
+            internal_account(atm_bank, AccountKind.CASH, CURRENCY),
+            atm_bank,
+            AccountKind.CASH,
+            AccountStatus.ACTIVE,
+            f"{atm_bank} ATM cash",
+            0,
+        )
+        return self._good("atm_withdrawal", payer, cash, amount, "ATM", "CASH_WITHDRAWAL")
+
+    def _mobile_transfer(self) -> SimulatedMessage | None:
+        amount = self._amount_mad(50, 5_000)
+        payer = self._affordable_payer(self._customers, amount, "MOBILE", "TRANSFER")
+        if payer is None:
+            return None
+        payee = self._other_customer(payer, other_bank=self._rng.randrange(100) < 60)
+        return self._good("mobile_transfer", payer, payee, amount, "MOBILE", "TRANSFER")
+
+    def _transfer(self, kind: str, channel: str, customer_mad: tuple[int, int],
+                  other_bank: bool) -> SimulatedMessage | None:  # fmt: skip
+        salary = self._rng.randrange(100) < SALARY_PERCENT
+        amount = self._amount_mad(*(SALARY_MAD if salary else customer_mad))
+        pool = self._employers if salary else self._customers
+        payer = self._affordable_payer(pool, amount, channel, "TRANSFER")
+        if payer is None:
+            return None
+        payee = self._other_customer(payer, other_bank)
+        return self._good(kind, payer, payee, amount, channel, "TRANSFER")
+
+    def _interbank_transfer(self) -> SimulatedMessage | None:
+        return self._transfer("interbank_transfer", "WEB", (200, 20_000), other_bank=True)
+
+    def _branch_transfer(self) -> SimulatedMessage | None:
+        return self._transfer(
+            "branch_transfer", "BRANCH", (500, 40_000), other_bank=self._rng.randrange(100) < 50
+        )
+
+    # --- bad traffic ----------------------------------------------------------------
+
+    def _unknown_account(self) -> SimulatedMessage:
+        payer = self._rng.choice(self._customers)
+        bank = self._rng.choice(self._retail_banks)
+        number = self._unknown_number(bank)
+        amount = self._amount_mad(100, 2_000)
+        channel = self._rng.choice(("WEB", "MOBILE"))
+        if self._rng.randrange(100) < 70:  # a mistyped beneficiary
+            payment = self._payment(payer, bank, number, amount, channel, "TRANSFER")
+        else:  # a payer account the bank's system made up
+            ghost = _Account(number, bank, AccountKind.CUSTOMER, AccountStatus.ACTIVE, "?", 0)
+            payee = self._other_customer(ghost, other_bank=False)
+            payment = self._payment(ghost, payee.bank, payee.number, amount, channel, "TRANSFER")
+        return SimulatedMessage("unknown_account", payment)
+
+    def _unknown_number(self, bank: str) -> str:
+        for _ in range(MAX_PAYER_DRAWS):
+            city = self._rng.choice(CITIES)[0]
+            number = make_rib(bank, city, f"{self._rng.randrange(10**16):016d}")
+            if number not in self._known_numbers:
+                return number
+        raise RuntimeError(f"no unknown account number found in {MAX_PAYER_DRAWS} draws")
+
+    def _insufficient_funds(self) -> SimulatedMessage:
+        limit = self._limits.get("BRANCH", 0)
+        low, high = (m * MAD for m in INSUFFICIENT_MARGIN_MAD)
+        for _ in range(MAX_PAYER_DRAWS):
+            payer = self._rng.choice(self._customers)
+            amount = self._funds.ceiling(payer.number) + self._rng.randint(low, high)
+            if 0 < amount <= limit:
+                break
+        else:
+            payer = min(self._customers, key=lambda a: self._funds.ceiling(a.number))
+            amount = max(1, self._funds.ceiling(payer.number)) + low
+            if amount > limit:
+                raise RuntimeError(
+                    "every customer holds more than the BRANCH limit: "
+                    "cannot build an insufficient-funds payment"
+                )
+        payee = self._other_customer(payer, other_bank=self._rng.randrange(100) < 50)
+        payment = self._payment(payer, payee.bank, payee.number, amount, "BRANCH", "TRANSFER")
+        return SimulatedMessage("insufficient_funds", payment)
+
+    def _duplicate_retry(self) -> SimulatedMessage | None:
+        if not self._recent_good:
+            return None
+        original = self._rng.choice(self._recent_good)
+        retry = dict(original, event_id=self._new_id(), payment_id=self._new_id(),
+                     occurred_at=self._occurred_at())  # fmt: skip
+        return SimulatedMessage("duplicate_retry", retry)
+
+    def _closed_account(self) -> SimulatedMessage | None:
+        if not self._closed:
+            return None
+        closed = self._rng.choice(self._closed)
+        amount = self._amount_mad(100, 3_000)
+        channel = self._rng.choice(("WEB", "MOBILE"))
+        if self._rng.randrange(100) < 50:  # paying from an account closed since
+            payee = self._other_customer(closed, other_bank=False)
+            payment = self._payment(closed, payee.bank, payee.number, amount, channel, "TRANSFER")
+        else:  # paying an old beneficiary whose account was closed
+            payer = self._other_customer(closed, other_bank=False)
+            payment = self._payment(payer, closed.bank, closed.number, amount, channel, "TRANSFER")
+        return SimulatedMessage("closed_account", payment)
+
+    def _over_limit(self) -> SimulatedMessage:
+        payer = self._rng.choice(self._customers)
+        case = self._rng.choice(("ATM", "MOBILE", "POS", "WEB"))
+        limit = self._limits.get(case)
+        if limit is None:
+            raise ValueError(f"the reference has no {CURRENCY} limit for channel {case}")
+        if case == "ATM":
+            amount = (limit // (100 * MAD) + self._rng.randint(1, 50)) * 100 * MAD
+            cash = internal_account(payer.bank, AccountKind.CASH, CURRENCY)
+            payment = self._payment(payer, payer.bank, cash, amount, "ATM", "CASH_WITHDRAWAL")
+        elif case == "MOBILE":
+            amount = limit + self._rng.randint(1, 40_000) * MAD
+            payee = self._other_customer(payer, other_bank=True)
+            payment = self._payment(payer, payee.bank, payee.number, amount, "MOBILE", "TRANSFER")
+        else:
+            holder = "Riad Zitoun, Marrakech" if case == "POS" else "Royal Air Maroc"
+            merchant = self._merchants[holder]
+            amount = limit + self._rng.randint(1, 40_000) * MAD
+            payment = self._payment(
+                payer,
+                merchant.bank,
+                merchant.number,
+                amount,
+                case,
+                "PURCHASE",
+                mcc=self._mcc(merchant),
+            )
+        return SimulatedMessage("over_limit", payment)
+
+    def _malformed(self) -> SimulatedMessage:
+        payer = self._rng.choice(self._customers)
+        key = payer.number.encode()
+        if self._codec is not None and self._rng.randrange(2):
+            merchant = self._merchants["Marjane Holding"]
+            payment = self._payment(
+                payer,
+                merchant.bank,
+                merchant.number,
+                10_000,
+                "POS",
+                "PURCHASE",
+                mcc=self._mcc(merchant),
+            )
+            whole = self._codec.encode("PaymentInitiated", payment)
+            # Cut within the first half of the body: a later field is always missing.
+            cut = self._rng.randint(HEADER_BYTES, HEADER_BYTES + (len(whole) - HEADER_BYTES) // 2)
+            return SimulatedMessage("malformed", raw=whole[:cut], key=key)
+        size = self._rng.randint(1, MAX_RAW_BYTES)
+        return SimulatedMessage("malformed", raw=self._rng.randbytes(size), key=key)
+
+
+MERCHANT_MCC = {
+    "Royal Air Maroc": "4511", "Air Arabia Maroc": "4511", "Jumia Maroc": "5311",
+    "Marjane Holding": "5411", "Afriquia SMDC": "5541", "Maroc Telecom": "4814",
+    "Riad Zitoun, Marrakech": "7011",
+}  # fmt: skip
+
+BUILDERS: Mapping[str, Callable[[TrafficSimulator], SimulatedMessage | None]] = {
+    "ecommerce_airline": TrafficSimulator._ecommerce_airline,
+    "ecommerce": TrafficSimulator._ecommerce,
+    "vignette": TrafficSimulator._vignette,
+    "egov_tax": TrafficSimulator._egov_tax,
+    "atm_withdrawal": TrafficSimulator._atm_withdrawal,
+    "pos_card": TrafficSimulator._pos_card,
+    "mobile_transfer": TrafficSimulator._mobile_transfer,
+    "interbank_transfer": TrafficSimulator._interbank_transfer,
+    "branch_transfer": TrafficSimulator._branch_transfer,
+    "unknown_account": TrafficSimulator._unknown_account,
+    "insufficient_funds": TrafficSimulator._insufficient_funds,
+    "duplicate_retry": TrafficSimulator._duplicate_retry,
+    "closed_account": TrafficSimulator._closed_account,
+    "over_limit": TrafficSimulator._over_limit,
+    "malformed": TrafficSimulator._malformed,
+}
+
+
+# --- publishing -------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """Paces calls to ``rate_per_s``, allowing bursts of at most ``burst`` (50 ms worth)."""
+
+    def __init__(
+        self,
+        rate_per_s: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < rate_per_s <= MAX_RATE_PER_S:
+            raise ValueError(f"rate_per_s={rate_per_s} must be in (0, {MAX_RATE_PER_S}]")
+        self.rate_per_s = rate_per_s
+        self.burst = max(1, rate_per_s // 20)
+        self._clock, self._sleep = clock, sleep
+        self._tokens = 1.0
+        self._last = clock()
+
+    def take(self) -> None:
+        """Block until a token is available, then spend it."""
+        self._refill()
+        if self._tokens < 1:
+            self._sleep((1 - self._tokens) / self.rate_per_s)
+            self._refill()
+        self._tokens -= 1
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_s)
+        self._last = now
+
+
+@dataclass
+class SimulationReport:
+    """What the simulator published, per kind, channel and expected outcome."""
+
+    seed: int
+    run_tag: str | None
+    published: int = 0  # messages the broker acknowledged
+    malformed: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    by_channel: Counter[str] = field(default_factory=Counter)
+    by_expected: Counter[str] = field(default_factory=Counter)  # "settled", "rejected AC01", ...
+    elapsed_s: float = 0.0
+
+    def count(self, message: SimulatedMessage) -> None:
+        self.by_kind[message.kind] += 1
+        if message.raw is not None:
+            self.malformed += 1
+        if message.channel:
+            self.by_channel[message.channel] += 1
+        outcome = message.expected_outcome
+        reason = message.expected_reason
+        self.by_expected[f"{outcome} {reason}" if reason else outcome] += 1
+
+    def summary(self) -> str:
+        rate = self.published / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        lines = [
+            f"published {self.published:,} messages in {self.elapsed_s:.1f} s "
+            f"(~{rate:,.0f}/s; seed {self.seed}, run {self.run_tag or '-'}), "
+            f"{self.malformed:,} malformed",
+            "by kind:    " + _counts(self.by_kind),
+            "by channel: " + _counts(self.by_channel),
+            "expected:   " + _counts(self.by_expected),
+        ]
+        return "\n".join(lines)
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counter.most_common())
+
+
+def new_run_tag() -> str:
+    """A short tag unique per run (milliseconds since the epoch, base 36)."""
+    n, digits = time.time_ns() // 1_000_000, []
+    while n:
+        n, d = divmod(n, 36)
+        digits.append("0123456789abcdefghijklmnopqrstuvwxyz"[d])
+    return "".join(reversed(digits))[-MAX_RUN_TAG_CHARS:]
+
+
+def simulate(
+    settings: Settings,
+    payments: int,
+    seed: int = 1,
+    rate_per_s: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    reference_path: Path | str | None = None,
+    run_tag: str | None = None,
+) -> SimulationReport:
+    """Publish ``payments`` simulated messages (live times) and report what was sent.
+
+    ``rate_per_s`` paces publishing (token bucket; None: as fast as the producer goes).
+    ``progress`` is called with the number of messages sent so far, every
+    ``PROGRESS_EVERY`` messages and once at the end. ``run_tag`` defaults to a fresh
+    one, so each run's ids and bank references are new.
+    """
+    if not 0 < payments <= MAX_PAYMENTS:
+        raise ValueError(f"payments={payments} must be in [1, {MAX_PAYMENTS}]")
+    reference = read_file(Path(reference_path or settings.reference_file))
+    run_tag = run_tag or new_run_tag()
+    bucket = TokenBucket(rate_per_s) if rate_per_s is not None else None
+    report = SimulationReport(seed, run_tag)
+    started = time.monotonic()
+    with PaymentPublisher(settings, client_id="sakk-simulator") as publisher:
+        simulator = TrafficSimulator(reference, seed, utc_now_ms(), codec=publisher.codec,
+                                     live=True, run_tag=run_tag)  # fmt: skip
+        messages = simulator.generate(payments)
+        for sent in range(1, payments + 1):
+            if bucket is not None:
+                bucket.take()  # before generating: occurred_at is the time it is sent
+            message = next(messages)
+            if message.raw is not None:
+                publisher.publish_raw(message.raw, message.key)
+            elif message.payment is not None:
+                publisher.publish(message.payment)
+            report.count(message)
+            if progress is not None and sent % PROGRESS_EVERY == 0:
+                progress(sent)
+    report.published = publisher.published
+    report.elapsed_s = time.monotonic() - started
+    if progress is not None:
+        progress(payments)
+    return report

@@ -1,0 +1,279 @@
+"""The bank side against a real broker: publisher, JSON Lines publishing, the simulator.
+
+The last test runs the simulator's traffic through the real validator and
+settlement and checks that every message ends as its kind says it should.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka.consumer.fetcher import ConsumerRecord
+from sqlalchemy import func, select
+
+from engine.config import PROJECT_ROOT, Settings
+from engine.kafka.client import create_topics, make_consumer, partitions_of
+from engine.kafka.embedded import EmbeddedBroker
+from engine.ledger.reference import read_file
+from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
+from producers.jsonl import publish_file
+from producers.publisher import PaymentPublisher
+from producers.simulator import SimulatedMessage, TrafficSimulator, simulate
+
+pytestmark = pytest.mark.integration
+
+REFERENCE = PROJECT_ROOT / "reference" / "morocco.json"
+EXAMPLES = PROJECT_ROOT / "producers" / "examples" / "payments.jsonl"
+READ_TIMEOUT_S = 30.0
+FLOW_TIMEOUT_S = 90.0
+START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def settings(embedded_broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    """Settings with this test's own topics on the module's broker."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    made = Settings(
+        kafka_bootstrap_servers=embedded_broker.bootstrap_servers,
+        topic_prefix=prefix,
+        consumer_group_prefix=prefix,
+        topic_partitions=3,
+        data_dir=tmp_path,
+    )
+    create_topics(made)
+    return made
+
+
+@pytest.fixture(scope="module")
+def codec() -> AvroCodec:
+    return AvroCodec(SchemaRegistry.from_dir(Settings().schemas_dir))
+
+
+def read_initiated(settings: Settings) -> list[ConsumerRecord]:
+    """Every record on payments.initiated, read without a consumer group up to its end."""
+    consumer = make_consumer(settings, group_id=None, client_id="test-reader")
+    try:
+        partitions = partitions_of(consumer, settings.topic("initiated"))
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic not read to its end in {READ_TIMEOUT_S:.0f}s")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close(autocommit=False)
+
+
+def good_payments(n: int) -> list[dict[str, Any]]:
+    sim = TrafficSimulator(read_file(REFERENCE), seed=21, start=START)
+    found: list[dict[str, Any]] = []
+    for m in sim.generate(n * 2):
+        if m.expected_outcome == "settled" and m.payment is not None and len(found) < n:
+            found.append(m.payment)
+    return found
+
+
+def test_published_payments_come_back_keyed_by_payer_and_decodable(
+    settings: Settings, codec: AvroCodec
+) -> None:
+    payments = good_payments(50)
+    with PaymentPublisher(settings) as publisher:
+        for p in payments:
+            publisher.publish(p)
+        publisher.publish_raw(b"not avro at all", key=b"raw-key")
+        assert publisher.flush() == 51
+    assert publisher.published == 51
+
+    records = read_initiated(settings)
+    raw = [r for r in records if r.key == b"raw-key"]
+    assert [r.value for r in raw] == [b"not avro at all"]
+    with pytest.raises(DecodeError):
+        codec.decode(raw[0].value)
+    decoded = {codec.decode(r.value).record["payment_id"]: r for r in records if r not in raw}
+    assert len(decoded) == 50
+    for p in payments:
+        record = decoded[p["payment_id"]]
+        assert record.key == p["payer_account"].encode()
+        assert codec.decode(record.value).record == p
+
+
+def test_one_payers_payments_share_a_partition_in_publish_order(settings: Settings) -> None:
+    payments = good_payments(200)
+    with PaymentPublisher(settings) as publisher:
+        for p in payments:
+            publisher.publish(p)
+    by_payer: dict[bytes, list[ConsumerRecord]] = {}
+    for r in read_initiated(settings):
+        by_payer.setdefault(r.key, []).append(r)
+    index = {p["payment_id"]: i for i, p in enumerate(payments)}
+    codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir))
+    for records in by_payer.values():
+        assert len({r.partition for r in records}) == 1
+        order = [index[codec.decode(r.value).record["payment_id"]]
+                 for r in sorted(records, key=lambda r: r.offset)]  # fmt: skip
+        assert order == sorted(order)
+
+
+def test_starting_a_publisher_registers_the_writer_schemas(settings: Settings) -> None:
+    with PaymentPublisher(settings) as publisher:
+        expected = publisher.codec.registry.fingerprint_of("PaymentInitiated")
+    store = KafkaSchemaStore(settings)
+    try:
+        assert expected in store.fetch_all()
+    finally:
+        store.close()
+
+
+def test_publish_file_publishes_good_lines_and_reports_bad_ones_by_number(
+    settings: Settings, tmp_path: Path
+) -> None:
+    good = EXAMPLES.read_text(encoding="utf-8").splitlines()
+    lines = [good[0], "{broken", good[1], "", '{"amount_minor": 10.5}', good[2], "[]"]
+    path = tmp_path / "payments.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = publish_file(settings, path)
+
+    assert (report.lines, report.published, report.skipped) == (6, 3, 3)
+    assert [b.line_number for b in report.bad_lines] == [2, 5, 7]
+    assert "(line): not JSON" in str(report.bad_lines[0])
+    assert "line 5" in report.summary()
+    assert len(read_initiated(settings)) == 3
+
+
+def test_the_example_file_publishes_without_a_bad_line(settings: Settings) -> None:
+    report = publish_file(settings, EXAMPLES)
+    assert report.skipped == 0 and report.published == report.lines >= 10
+    assert len(read_initiated(settings)) == report.published
+
+
+def test_simulate_publishes_every_message_it_reports(settings: Settings, codec: AvroCodec) -> None:
+    seen: list[int] = []
+    before_ms = int(time.time() * 1000)
+    report = simulate(settings, payments=400, seed=3, rate_per_s=None, progress=seen.append,
+                      reference_path=REFERENCE)  # fmt: skip
+
+    records = read_initiated(settings)
+    assert report.published == len(records) == 400
+    assert sum(report.by_kind.values()) == 400
+    assert seen[-1] == 400 and seen == sorted(seen)
+    undecodable = 0
+    for r in records:
+        try:
+            event = codec.decode(r.value).record
+        except DecodeError:
+            undecodable += 1
+            continue
+        occurred_ms = int(event["occurred_at"].timestamp() * 1000)
+        assert before_ms <= occurred_ms <= r.timestamp  # never in the future of the broker
+    assert undecodable == report.malformed == report.by_kind["malformed"]
+    assert sum(report.by_channel.values()) == 400 - report.malformed
+    assert "published 400 messages" in report.summary()
+
+
+def test_simulate_at_a_rate_takes_as_long_as_the_rate_says(settings: Settings) -> None:
+    started = time.monotonic()
+    report = simulate(settings, payments=150, seed=4, rate_per_s=300, progress=None,
+                      reference_path=REFERENCE)  # fmt: skip
+    assert report.published == 150
+    assert time.monotonic() - started >= 150 / 300 * 0.8
+
+
+def test_two_runs_of_one_seed_publish_distinct_ids_and_references(settings: Settings) -> None:
+    one = simulate(settings, 100, seed=9, reference_path=REFERENCE, run_tag="a")
+    two = simulate(settings, 100, seed=9, reference_path=REFERENCE, run_tag="b")
+    assert one.by_kind == two.by_kind
+    codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir))
+    events = []
+    for r in read_initiated(settings):
+        try:
+            events.append(codec.decode(r.value).record)
+        except DecodeError:
+            continue
+    assert len({e["payment_id"] for e in events}) == len(events)
+    references = Counter((e["payer_bank"], e["bank_reference"]) for e in events)
+    assert max(references.values()) == 2  # only a duplicate_retry repeats, within its run
+
+
+# --- the labels hold through the real consumers ----------------------------------------
+
+
+def test_simulated_traffic_ends_as_each_kind_says(
+    embedded_broker: EmbeddedBroker,
+    settings_factory: Callable[..., Settings],
+    database_url: str,
+) -> None:
+    from engine.app import run_consumers
+    from engine.ledger.database import make_engine, upgrade
+    from engine.ledger.models import DeadLetter, Payment, PaymentState
+    from engine.ledger.reference import load_reference_data
+
+    flow_settings = settings_factory(embedded_broker.bootstrap_servers, database_url)
+    create_topics(flow_settings)
+    upgrade(flow_settings.ledger_url)
+    engine = make_engine(flow_settings.ledger_url)
+    load_reference_data(engine, read_file(REFERENCE))
+    stop = threading.Event()
+    threads = run_consumers(flow_settings, ("validator", "settlement"), stop)
+    expected: dict[str, SimulatedMessage] = {}
+    try:
+        with PaymentPublisher(flow_settings) as publisher:
+            sim = TrafficSimulator(read_file(REFERENCE), 17, START, codec=publisher.codec,
+                                   live=True, run_tag="e2e")  # fmt: skip
+            for m in sim.generate(700):
+                if m.raw is not None:
+                    publisher.publish_raw(m.raw, m.key)
+                else:
+                    assert m.payment is not None
+                    publisher.publish(m.payment)
+                    expected[m.payment["payment_id"]] = m
+        malformed = 700 - len(expected)
+
+        terminal = (PaymentState.SETTLED, PaymentState.REJECTED, PaymentState.FAILED)
+        deadline = time.monotonic() + FLOW_TIMEOUT_S
+        while True:
+            with engine.connect() as conn:
+                done = conn.scalar(select(func.count()).select_from(Payment)
+                                   .where(Payment.state.in_(terminal)))  # fmt: skip
+                dead = conn.scalar(select(func.count()).select_from(DeadLetter))
+            if done == len(expected) and dead == malformed:
+                break
+            assert time.monotonic() < deadline, f"{done} terminal, {dead} dead-lettered"
+            assert all(t.is_alive() for t in threads), "a consumer thread died"
+            time.sleep(0.2)
+        with engine.connect() as conn:
+            rows = conn.execute(select(Payment.payment_id, Payment.state, Payment.reason_code))
+            outcomes = {r.payment_id: (r.state.lower(), r.reason_code) for r in rows}
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        engine.dispose()
+
+    wrong = [
+        (m.kind, outcomes.get(pid), (m.expected_outcome, m.expected_reason))
+        for pid, m in expected.items()
+        if outcomes.get(pid) != (m.expected_outcome, m.expected_reason)
+    ]
+    assert wrong == []
+    kinds = Counter(m.kind for m in expected.values())
+    assert kinds["insufficient_funds"] and kinds["duplicate_retry"] and kinds["vignette"]

@@ -1,0 +1,484 @@
+"""The traffic simulator and the Moroccan reference data it draws from, without a broker."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.fees import compute_fee
+from consumers.validator import (
+    AccountView,
+    check_account,
+    check_amount,
+    check_formats,
+    check_parties,
+)
+from engine.config import PROJECT_ROOT, Settings
+from engine.ledger.models import AccountKind, AccountStatus
+from engine.ledger.reference import FeeSchedule, Limits, internal_account
+from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
+from producers.publisher import utc_now_ms
+from producers.reference_data import (
+    BANKS,
+    build_reference,
+    dumps,
+    is_valid_rib,
+    make_rib,
+    rib_key,
+)
+from producers.simulator import (
+    BAD_KINDS,
+    GOOD_KINDS,
+    MIX,
+    SimulatedMessage,
+    TokenBucket,
+    TrafficSimulator,
+)
+
+START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+SEED = 11
+MESSAGES = 10_000
+VIGNETTE_TARIFFS_MINOR = {70_000, 150_000, 300_000, 600_000}
+COMMITTED_REFERENCE = PROJECT_ROOT / "reference" / "morocco.json"
+EXAMPLES = PROJECT_ROOT / "producers" / "examples" / "payments.jsonl"
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    return build_reference()
+
+
+@pytest.fixture(scope="module")
+def codec() -> AvroCodec:
+    return AvroCodec(SchemaRegistry.from_dir(Settings().schemas_dir))
+
+
+@pytest.fixture(scope="module")
+def messages(reference: dict[str, Any], codec: AvroCodec) -> list[SimulatedMessage]:
+    return list(TrafficSimulator(reference, SEED, START, codec=codec).generate(MESSAGES))
+
+
+@pytest.fixture(scope="module")
+def views(reference: dict[str, Any]) -> dict[str, AccountView]:
+    """Every account the ledger holds after loading ``reference``, as the validator sees it."""
+    found = {
+        a["number"]: AccountView(a["number"], a["bank"], a["kind"], a["currency"], a["status"])
+        for a in reference["accounts"]
+    }
+    for bank in (b["code"] for b in reference["banks"]):
+        for kind in (AccountKind.CASH, AccountKind.FEE_INCOME, AccountKind.SETTLEMENT):
+            number = internal_account(bank, kind, "MAD")
+            found[number] = AccountView(number, bank, kind.value, "MAD", AccountStatus.ACTIVE)
+    return found
+
+
+@pytest.fixture(scope="module")
+def limits(reference: dict[str, Any]) -> Limits:
+    return Limits({(x["channel"], x["currency"]): x["max_amount_minor"]
+                   for x in reference["channel_limits"]})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def schedule(reference: dict[str, Any]) -> FeeSchedule:
+    return FeeSchedule({
+        (f["channel"], f["payment_type"], f["currency"]): (f["fixed_minor"], f["rate_bps"],
+                                                            f["max_minor"])
+        for f in reference["fee_schedule"]
+    })  # fmt: skip
+
+
+def payments_of(messages: list[SimulatedMessage], *kinds: str) -> list[dict[str, Any]]:
+    return [m.payment for m in messages if m.kind in kinds and m.payment is not None]
+
+
+def validator_rejection(p: dict[str, Any], views: dict[str, AccountView], limits: Limits) -> Any:
+    """The first rule of the validator that refuses ``p`` (duplicates and time aside)."""
+    banks = frozenset(v.bank_code for v in views.values())
+    payer, payee = views.get(p["payer_account"]), views.get(p["payee_account"])
+    return (
+        check_formats(p)
+        or check_amount(p, limits)
+        or check_account("payer", p["payer_bank"], p["payer_account"], payer, banks)
+        or check_account("payee", p["payee_bank"], p["payee_account"], payee, banks)
+        or check_parties(p, payer, payee)  # type: ignore[arg-type]
+    )
+
+
+# --- the reference data ---------------------------------------------------------------
+
+
+def test_committed_reference_file_is_what_the_generator_prints() -> None:
+    assert COMMITTED_REFERENCE.read_text(encoding="utf-8") == dumps(build_reference())
+
+
+def test_reference_file_stays_small() -> None:
+    assert COMMITTED_REFERENCE.stat().st_size < 200 * 1024
+
+
+def test_same_seed_gives_the_same_reference_and_another_seed_another() -> None:
+    assert build_reference(seed=3) == build_reference(seed=3)
+    assert build_reference(seed=3)["accounts"] != build_reference(seed=4)["accounts"]
+
+
+def test_every_reference_account_is_a_24_digit_rib_with_a_valid_key(reference: dict) -> None:
+    numbers = [a["number"] for a in reference["accounts"]]
+    assert all(is_valid_rib(n) for n in numbers)
+    assert len(set(numbers)) == len(numbers)
+    assert all(n[:3] == a["bank"] for n, a in zip(numbers, reference["accounts"], strict=True))
+
+
+def test_rib_key_makes_the_whole_number_a_multiple_of_97() -> None:
+    number = make_rib("007", "780", "0000001234567890")
+    assert number == "007780000000123456789057"  # 97 - (7780000000123456789000 mod 97) = 57
+    assert int(number) % 97 == 0
+    assert rib_key("190", "810", "0000000000000000") == f"{97 - 190810 * 10**18 % 97:02d}"
+
+
+def test_a_mistyped_rib_digit_fails_the_key_check() -> None:
+    number = make_rib("011", "450", "1234567812345678")
+    mistyped = number[:10] + str((int(number[10]) + 1) % 10) + number[11:]
+    assert is_valid_rib(number) and not is_valid_rib(mistyped)
+
+
+def test_reference_has_the_banks_with_their_codes_and_bics(reference: dict) -> None:
+    banks = {b["code"]: b for b in reference["banks"]}
+    assert banks["007"]["bic"] == "BCMAMAMC" and banks["225"]["bic"] == "CNCAMAMR"
+    assert banks["310"]["name"] == "Trésorerie Générale du Royaume"
+    assert len(banks) == len(BANKS) == 9
+
+
+def test_each_bank_has_two_closed_and_one_blocked_customer(reference: dict) -> None:
+    customers = [a for a in reference["accounts"] if a["kind"] == "CUSTOMER"]
+    per_bank = Counter((a["bank"], a["status"]) for a in customers)
+    for code in {a["bank"] for a in customers}:
+        assert per_bank[(code, "CLOSED")] == 2
+        assert per_bank[(code, "BLOCKED")] == 1
+        assert per_bank[(code, "ACTIVE")] == 57
+
+
+def test_customer_opening_balances_are_200_to_80000_mad(reference: dict) -> None:
+    customers = [a for a in reference["accounts"] if a["kind"] == "CUSTOMER"]
+    openings = [a["opening_balance_minor"] for a in customers]
+    assert min(openings) >= 20_000 and max(openings) <= 8_000_000
+    assert all(isinstance(o, int) for o in openings)
+    assert 0 < sum(1 for a in customers if a["overdraft_limit_minor"]) < len(customers) // 5
+
+
+def test_merchants_and_government_accounts_sit_at_their_banks(reference: dict) -> None:
+    others = {a["holder"]: a for a in reference["accounts"] if a["kind"] != "CUSTOMER"}
+    ram = others["Royal Air Maroc"]
+    assert (ram["bank"], ram["merchant_category_code"]) == ("007", "4511")
+    assert others["Air Arabia Maroc"]["bank"] == "011"
+    assert others["Jumia Maroc"]["merchant_category_code"] == "5311"
+    vignette = others["DGI — Vignette automobile"]
+    assert (vignette["bank"], vignette["kind"], vignette["egov_service"]) == \
+        ("310", "GOVERNMENT", "VIGNETTE")  # fmt: skip
+    assert others["DGI — Impôts"]["kind"] == "GOVERNMENT"
+
+
+def test_fee_schedule_and_limits_are_the_stated_ones(reference: dict) -> None:
+    fees = {(f["channel"], f["payment_type"]): (f["fixed_minor"], f["rate_bps"], f["max_minor"])
+            for f in reference["fee_schedule"]}  # fmt: skip
+    assert fees[("BRANCH", "TRANSFER")] == (1_000, 10, 5_000)
+    assert fees[("EGOV", "EGOV")] == (0, 100, 5_000)
+    assert fees[("ATM", "CASH_WITHDRAWAL")] == (600, 0, None)
+    limits = {x["channel"]: x["max_amount_minor"] for x in reference["channel_limits"]}
+    assert limits == {"WEB": 5_000_000, "MOBILE": 2_000_000, "ATM": 500_000, "POS": 2_000_000,
+                      "BRANCH": 100_000_000, "EGOV": 10_000_000}  # fmt: skip
+
+
+def test_reference_loads_into_a_ledger_twice_without_change(tmp_path: Path) -> None:
+    from engine.ledger.database import make_engine, upgrade
+    from engine.ledger.reference import load_reference_data
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    data = json.loads(COMMITTED_REFERENCE.read_text(encoding="utf-8"))
+    first = load_reference_data(engine, data)
+    again = load_reference_data(engine, data)
+    engine.dispose()
+    assert (first.banks, first.fee_rules, first.channel_limits) == (9, 8, 6)
+    internal_per_bank = 4  # cash, fee income, settlement, funding
+    assert first.accounts_created == len(data["accounts"]) + 9 * internal_per_bank
+    assert again.accounts_created == 0
+
+
+# --- determinism and the mix ----------------------------------------------------------
+
+
+def test_same_seed_gives_the_same_messages(reference: dict, codec: AvroCodec) -> None:
+    one = list(TrafficSimulator(reference, 5, START, codec=codec).generate(800))
+    two = list(TrafficSimulator(reference, 5, START, codec=codec).generate(800))
+    assert one == two
+
+
+def test_another_seed_gives_other_messages(reference: dict) -> None:
+    one = list(TrafficSimulator(reference, 5, START).generate(50))
+    two = list(TrafficSimulator(reference, 6, START).generate(50))
+    assert [m.payment for m in one] != [m.payment for m in two]
+
+
+def test_successive_generate_calls_continue_one_stream(reference: dict) -> None:
+    whole = list(TrafficSimulator(reference, 5, START).generate(300))
+    sim = TrafficSimulator(reference, 5, START)
+    assert list(sim.generate(100)) + list(sim.generate(200)) == whole
+
+
+def test_mix_over_10000_messages_is_close_to_the_stated_shares(
+    messages: list[SimulatedMessage],
+) -> None:
+    percent = {k: 100 * v / len(messages) for k, v in Counter(m.kind for m in messages).items()}
+    groups = {
+        "e-commerce": (("ecommerce_airline", "ecommerce"), 22),
+        "vignette": (("vignette",), 10),
+        "other e-government": (("egov_tax",), 4),
+        "ATM": (("atm_withdrawal",), 15),
+        "POS": (("pos_card",), 20),
+        "mobile transfers": (("mobile_transfer",), 12),
+        "web and branch transfers": (("interbank_transfer", "branch_transfer"), 10),
+        "bad cases": (tuple(BAD_KINDS), 7),
+    }
+    for name, (kinds, share) in groups.items():
+        measured = sum(percent.get(k, 0) for k in kinds)
+        assert abs(measured - share) <= max(1.0, share * 0.1), f"{name}: {measured:.1f}%"
+    assert set(percent) == set(MIX)
+    assert percent["ecommerce_airline"] >= 7  # airlines among the largest merchants
+
+
+def test_every_good_payment_passes_the_validator_rules(
+    messages: list[SimulatedMessage], views: dict[str, AccountView], limits: Limits
+) -> None:
+    good = payments_of(messages, *GOOD_KINDS)
+    assert len(good) > 9_000
+    refused = [(p["bank_reference"], validator_rejection(p, views, limits)) for p in good]
+    assert [r for r in refused if r[1] is not None] == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("unknown_account", "AC01"), ("closed_account", "AC04"), ("over_limit", "AM02")],
+)
+def test_each_bad_payment_breaks_the_rule_its_kind_names(
+    kind: str, reason: str, messages: list[SimulatedMessage],
+    views: dict[str, AccountView], limits: Limits,
+) -> None:  # fmt: skip
+    bad = payments_of(messages, kind)
+    assert bad
+    reasons = {validator_rejection(p, views, limits).reason.value for p in bad}
+    assert reasons == {reason}
+    assert {m.expected_reason for m in messages if m.kind == kind} == {reason}
+
+
+def test_good_payments_never_overdraw_a_payer_and_insufficient_ones_always_do(
+    messages: list[SimulatedMessage], reference: dict, schedule: FeeSchedule
+) -> None:
+    """Replayed in order, as settlement sees one payer's payments (one partition)."""
+    balance = {a["number"]: a["opening_balance_minor"] for a in reference["accounts"]}
+    overdraft = {a["number"]: a["overdraft_limit_minor"] for a in reference["accounts"]}
+    short = []
+    for m in messages:
+        p = m.payment
+        if p is None or m.kind not in GOOD_KINDS | {"insufficient_funds"}:
+            continue
+        fee = compute_fee(schedule, p["channel"], p["payment_type"], p["currency"],
+                          p["amount_minor"], p["egov_service"])  # fmt: skip
+        payer = p["payer_account"]
+        can_pay = balance[payer] + overdraft[payer] >= p["amount_minor"] + fee
+        if m.kind == "insufficient_funds":
+            assert not can_pay, p["bank_reference"]
+            continue
+        if not can_pay:
+            short.append(p["bank_reference"])
+        balance[p["payer_account"]] -= p["amount_minor"] + fee
+        if p["payee_account"] in balance:
+            balance[p["payee_account"]] += p["amount_minor"]
+    assert short == []
+    assert sum(1 for m in messages if m.kind == "insufficient_funds") > 50
+
+
+def test_vignette_is_paid_to_the_dgi_as_egov_and_never_carries_a_fee(
+    messages: list[SimulatedMessage], reference: dict, schedule: FeeSchedule
+) -> None:
+    dgi = next(a["number"] for a in reference["accounts"] if a.get("egov_service") == "VIGNETTE")
+    vignettes = payments_of(messages, "vignette")
+    assert len(vignettes) > 800
+    for p in vignettes:
+        assert p["payee_account"] == dgi
+        assert (p["payment_type"], p["egov_service"]) == ("EGOV", "VIGNETTE")
+        assert p["amount_minor"] in VIGNETTE_TARIFFS_MINOR
+        fee = compute_fee(schedule, p["channel"], p["payment_type"], p["currency"],
+                          p["amount_minor"], p["egov_service"])  # fmt: skip
+        assert fee == 0
+    assert {p["channel"] for p in vignettes} == {"EGOV", "WEB", "MOBILE"}
+    # The exemption is by code, not by luck: the same payment as a tax would pay a fee.
+    assert compute_fee(schedule, "EGOV", "EGOV", "MAD", 70_000, "IMPOTS") > 0
+
+
+def test_atm_withdrawals_are_whole_hundreds_often_at_another_banks_atm(
+    messages: list[SimulatedMessage],
+) -> None:
+    withdrawals = payments_of(messages, "atm_withdrawal")
+    for p in withdrawals:
+        assert p["amount_minor"] % 10_000 == 0 and 10_000 <= p["amount_minor"] <= 200_000
+        assert p["payee_account"] == f"{p['payee_bank']}-CASH-MAD"
+    elsewhere = sum(1 for p in withdrawals if p["payee_bank"] != p["payer_bank"])
+    assert 0.25 < elsewhere / len(withdrawals) < 0.45
+
+
+def test_airlines_are_paid_online_with_their_mcc(messages: list[SimulatedMessage]) -> None:
+    flights = payments_of(messages, "ecommerce_airline")
+    assert {p["merchant_category_code"] for p in flights} == {"4511"}
+    assert {p["channel"] for p in flights} == {"WEB", "MOBILE"}
+    assert {p["payee_bank"] for p in flights} == {"007", "011"}
+
+
+def test_duplicate_retry_reuses_an_earlier_reference_of_the_same_bank_with_new_ids(
+    messages: list[SimulatedMessage],
+) -> None:
+    earlier: dict[tuple[str, str], dict[str, Any]] = {}
+    retries = 0
+    for m in messages:
+        p = m.payment
+        if p is None:
+            continue
+        key = (p["payer_bank"], p["bank_reference"])
+        if m.kind == "duplicate_retry":
+            original = earlier[key]
+            assert p["payment_id"] != original["payment_id"]
+            assert p["event_id"] != original["event_id"]
+            assert p["payer_account"] == original["payer_account"]
+            assert p["amount_minor"] == original["amount_minor"]
+            retries += 1
+        else:
+            assert key not in earlier, f"reference reused outside a retry: {key}"
+            earlier[key] = p
+    assert retries > 50
+
+
+def test_bank_references_fit_35_characters_and_ids_are_unique(
+    messages: list[SimulatedMessage],
+) -> None:
+    payments = [m.payment for m in messages if m.payment is not None]
+    assert max(len(p["bank_reference"]) for p in payments) <= 35
+    assert len({p["event_id"] for p in payments}) == len(payments)
+    assert len({p["payment_id"] for p in payments}) == len(payments)
+
+
+def test_every_payment_fits_the_schema(messages: list[SimulatedMessage], codec: AvroCodec) -> None:
+    for m in messages:
+        if m.payment is not None:
+            codec.encode("PaymentInitiated", m.payment, validate=True)
+
+
+def test_malformed_messages_never_decode_and_some_are_truncated_payments(
+    messages: list[SimulatedMessage], codec: AvroCodec
+) -> None:
+    malformed = [m for m in messages if m.kind == "malformed"]
+    assert malformed and all(m.payment is None and m.raw for m in malformed)
+    for m in malformed:
+        with pytest.raises(DecodeError):
+            codec.decode(m.raw)
+    truncated = [m for m in malformed if m.raw[:2] == b"\xc3\x01"]  # type: ignore[index]
+    assert 0 < len(truncated) < len(malformed)
+    assert all(m.expected_outcome == "dead_lettered" for m in malformed)
+
+
+def test_without_a_codec_malformed_messages_are_random_bytes(reference: dict) -> None:
+    malformed = [m for m in TrafficSimulator(reference, SEED, START).generate(3_000)
+                 if m.kind == "malformed"]  # fmt: skip
+    assert malformed and all(m.raw and m.raw[:2] != b"\xc3\x01" for m in malformed)
+
+
+# --- time -------------------------------------------------------------------------------
+
+
+def test_occurred_at_advances_from_start_a_few_milliseconds_per_message(
+    messages: list[SimulatedMessage],
+) -> None:
+    times = [m.payment["occurred_at"] for m in messages if m.payment is not None]
+    assert times[0] > START
+    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(timedelta(0) < s <= timedelta(milliseconds=9 * 30) for s in steps)
+    assert times[-1] - START < timedelta(seconds=MESSAGES * 9 / 1000)
+    assert all(t.tzinfo is not None and t.microsecond % 1000 == 0 for t in times)
+
+
+def test_live_mode_stamps_each_payment_with_the_time_it_is_generated(reference: dict) -> None:
+    before = utc_now_ms()
+    live = [m.payment for m in TrafficSimulator(reference, SEED, START, live=True).generate(200)]
+    after = utc_now_ms()
+    assert all(before <= p["occurred_at"] <= after for p in live if p is not None)
+
+
+def test_run_tag_changes_ids_and_references_but_not_the_traffic(reference: dict) -> None:
+    plain = list(TrafficSimulator(reference, SEED, START).generate(300))
+    tagged = list(TrafficSimulator(reference, SEED, START, run_tag="r1").generate(300))
+    assert [m.kind for m in plain] == [m.kind for m in tagged]
+    pairs = [(a.payment, b.payment) for a, b in zip(plain, tagged, strict=True) if a.payment]
+    assert all(a["amount_minor"] == b["amount_minor"] for a, b in pairs)  # type: ignore[index]
+    assert all(a["payment_id"] != b["payment_id"] for a, b in pairs)  # type: ignore[index]
+    assert all("-r1-" in b["bank_reference"] for _, b in pairs)  # type: ignore[index]
+
+
+def test_simulator_refuses_a_naive_start(reference: dict) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        TrafficSimulator(reference, SEED, datetime(2026, 1, 1))
+
+
+# --- pacing -----------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self.now += seconds
+
+
+def test_token_bucket_paces_to_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(200, clock=clock, sleep=clock.sleep)
+    for _ in range(1_000):
+        bucket.take()
+    assert clock.now == pytest.approx(1_000 / 200, rel=0.02)
+
+
+def test_token_bucket_allows_only_a_short_burst_after_idling() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1_000, clock=clock, sleep=clock.sleep)
+    clock.now = 60.0  # a minute idle must not bank a minute of tokens
+    for _ in range(bucket.burst + 100):
+        bucket.take()
+    assert clock.slept == pytest.approx(100 / 1_000, rel=0.05)
+
+
+def test_token_bucket_refuses_a_rate_beyond_its_maximum() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(0)
+
+
+# --- the example file ---------------------------------------------------------------
+
+
+def test_example_file_payments_pass_the_validator_rules(
+    views: dict[str, AccountView], limits: Limits
+) -> None:
+    from producers.jsonl import parse_line
+
+    lines = [line for line in EXAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(lines) >= 10
+    for line in lines:
+        p = parse_line(line)
+        assert validator_rejection(p, views, limits) is None, p["bank_reference"]

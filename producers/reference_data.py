@@ -101,10 +101,10 @@ CHANNEL_LIMITS_MAD: tuple[tuple[str, int], ...] = (
 
 # Opening balances of customers, 200 to 80,000 MAD: (low MAD, high MAD, percent).
 BALANCE_BANDS: tuple[tuple[int, int, int], ...] = (
-    (200, 1_000, 15),
-    (1_000, 5_000, 30),
-    (5_000, 20_000, 35),
-    (20_000, 80_000, 20),
+    (200, 1_000, 10),
+    (1_000, 5_000, 20),
+    (5_000, 20_000, 30),
+    (20_000, 80_000, 40),
 )
 OVERDRAFTS_MAD = (1_000, 2_000, 5_000, 10_000)
 

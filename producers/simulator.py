@@ -4,7 +4,7 @@ The mix (share of messages): e-commerce 22% (airlines among the largest merchant
 the vehicle-tax vignette 10%, other e-government 4%, ATM withdrawals 15% (a third
 at another bank's ATM), card payments at POS 20%, mobile transfers 12%, transfers
 between banks by web or branch 10% (seven in ten are employers paying salaries,
-which keeps customers funded: the mix holds steady for about a million messages),
+which keeps customers funded: the mix holds for about a million messages),
 and 7% of the bad cases a real day brings: unknown accounts, insufficient funds, a
 bank retrying with the same reference, closed accounts, amounts over the channel
 limit, malformed messages.
@@ -12,9 +12,17 @@ limit, malformed messages.
 Every message says what Sakk should do with it (``expected_outcome``,
 ``expected_reason``), and the labels are true by construction: the simulator keeps
 a shadow of every payer's funds, so a good payment never overdraws its payer and
-an ``insufficient_funds`` one always does. Credits count as spendable only
-``CREDIT_DELAY_MESSAGES`` messages later, because settlement may see a payee's
-later debit before the credit that funded it (they sit on different partitions).
+an ``insufficient_funds`` one always does. A payer's own debits reach settlement
+in order (one key, one partition), but a credit from another payer sits on another
+partition and may be settled after the payee's next debit: a consumer drains its
+partitions unevenly, a fetch at a time. So credits become spendable only later:
+``CREDIT_DELAY_MESSAGES`` messages later when not live (deterministic), and
+``LIVE_CREDIT_DELAY_S`` seconds later when live (uneven draining is bounded in
+time, not in messages). A live run published much faster than that therefore
+spends opening balances only: with the committed reference about 8,000 messages
+keep the mix; after that, the kinds nobody can afford give way to others, and
+to ``insufficient_funds`` payments (still labelled truly).
+
 The shadow starts from the reference file's opening balances: run against a
 ledger that earlier runs already moved, some good payments may fail for funds.
 """
@@ -54,6 +62,7 @@ MAX_PAYER_DRAWS = 32  # random payers tried before scanning for the richest one
 MAX_KIND_DRAWS = 16  # kinds tried before falling back to an insufficient_funds message
 MAX_RETRY_CANDIDATES = 1_000  # recent good payments a duplicate_retry may copy
 CREDIT_DELAY_MESSAGES = 1_000
+LIVE_CREDIT_DELAY_S = 60.0
 MAX_RAW_BYTES = 120
 TIME_STEP_MS = (1, 9)  # occurred_at advances this many ms per message (non-live)
 MAX_RATE_PER_S = 1_000_000
@@ -158,11 +167,11 @@ class _Funds:
         self.balance = {a.number: opening for a, opening in accounts}
         self.overdraft = {a.number: a.overdraft_minor for a, _ in accounts}
         self.unreleased: Counter[str] = Counter()
-        # (index from which it is spendable, account, amount)
-        self._credits: deque[tuple[int, str, int]] = deque()
+        # (message index or monotonic time from which it is spendable, account, amount)
+        self._credits: deque[tuple[float, str, int]] = deque()
 
-    def release(self, index: int) -> None:
-        while self._credits and self._credits[0][0] <= index:
+    def release(self, now: float) -> None:
+        while self._credits and self._credits[0][0] <= now:
             _, number, amount = self._credits.popleft()
             self.unreleased[number] -= amount
 
@@ -173,12 +182,12 @@ class _Funds:
         """Most the account could hold by now, counting every credit sent so far."""
         return self.balance[number] + self.overdraft[number]
 
-    def move(self, payer: str, payee: str, amount: int, fee: int, index: int) -> None:
+    def move(self, payer: str, payee: str, amount: int, fee: int, spendable_from: float) -> None:
         self.balance[payer] -= amount + fee
         if payee in self.balance:  # government and bank cash accounts are not payers
             self.balance[payee] += amount
             self.unreleased[payee] += amount
-            self._credits.append((index + CREDIT_DELAY_MESSAGES, payee, amount))
+            self._credits.append((spendable_from, payee, amount))
 
 
 class TrafficSimulator:
@@ -274,7 +283,7 @@ class TrafficSimulator:
         kinds, weights = list(MIX), list(MIX.values())
         for _ in range(n):
             self._index += 1
-            self._funds.release(self._index)
+            self._funds.release(time.monotonic() if self.live else self._index)
             self._advance_clock()
             yield self._next_message(kinds, weights)
 
@@ -339,7 +348,12 @@ class TrafficSimulator:
             payer, payee.bank, payee.number, amount, channel, payment_type, mcc, egov_service
         )
         fee = self._fee(channel, payment_type, amount, egov_service)
-        self._funds.move(payer.number, payee.number, amount, fee, self._index)
+        spendable_from = (
+            time.monotonic() + LIVE_CREDIT_DELAY_S
+            if self.live
+            else self._index + CREDIT_DELAY_MESSAGES
+        )
+        self._funds.move(payer.number, payee.number, amount, fee, spendable_from)
         self._recent_good.append(payment)
         return SimulatedMessage(kind, payment)
 

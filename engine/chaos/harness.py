@@ -62,6 +62,7 @@ STAGE_INPUTS: Mapping[str, tuple[str, ...]] = {
 PUBLISH_FRACTION = 0.6  # payments are spread over this share of the fault window
 TICK_S = 0.05
 RESTART_DELAY_S = 0.5
+MAX_DEFERRALS = 60  # a fault waits at most this many restart delays for its target
 ARMED_TIMEOUT_S = 20.0  # a crash point not reached by then is disarmed by a plain kill
 GRACEFUL_BOUND_EXTRA_S = 5.0  # beyond SAKK_SHUTDOWN_TIMEOUT_S: closing the clients
 DRAIN_POLL_S = 1.0
@@ -300,7 +301,9 @@ class ChaosRun:
             bank["webhook_url"] = webhook.url_for(bank["code"])
         load_reference_data(engine, reference)
         with engine.connect() as conn:
-            balances = dict(conn.execute(select(Account.number, Account.balance_minor)).tuples())
+            balances = {
+                n: b for n, b in conn.execute(select(Account.number, Account.balance_minor))
+            }
         return engine, balances
 
     def _workload(self, settings: Settings) -> Workload:
@@ -327,44 +330,47 @@ class ChaosRun:
     # -- faults ----------------------------------------------------------------------------
 
     def _inject(self, faults: list[fp.Fault]) -> None:
+        """Apply each fault when due; one aimed at a consumer that is not up waits for it."""
         opened = time.monotonic()
-        pending = list(faults)
+        pending = [(opened + f.at_s, 0, f) for f in faults]
         while True:
             now = time.monotonic()
-            while pending and opened + pending[0].at_s <= now:
-                fault = pending.pop(0)
-                self.say(f"fault {fault.describe()}")
-                self._apply(fault, now)
+            due = [p for p in pending if p[0] <= now]
+            pending = [p for p in pending if p[0] > now]
+            for _at, tries, fault in due:
+                if self._apply(fault, now):
+                    self.say(f"fault {fault.describe()}")
+                elif tries < MAX_DEFERRALS:
+                    pending.append((now + RESTART_DELAY_S, tries + 1, fault))
             self._tick(now)
             if not pending and now - opened >= self.config.duration_s:
                 return
             time.sleep(TICK_S)
 
-    def _apply(self, fault: fp.Fault, now: float) -> None:
+    def _apply(self, fault: fp.Fault, now: float) -> bool:
         if fault.kind in (fp.BROKER_FREEZE, fp.DATABASE_OUTAGE):
-            self._stall(fault, now)
-            return
+            return self._stall(fault, now)
         member = self.members[fault.target]
-        if member.status not in ("up", "armed") or not member.process.alive():
-            log.info("fault %s skipped: %s is %s", fault.kind, fault.target, member.status)
-            return
+        if member.status != "up" or not member.process.alive():
+            return False  # down, armed or stopping already: try again once it is back
         if fault.kind == fp.GRACEFUL_STOP:
             assert member.process.process is not None
             member.process.process.send_signal(signal.SIGTERM)
             member.status, member.since = "stopping", now
-            return
+            return True
         member.process.kill()
         self.report.faults[fp.KILL] += 1
         if fault.kind == fp.KILL:
             self._down(member, now)
-            return
+            return True
         member.process.settings = member.process.settings.replace(
             crash_point=fault.point, crash_probability_ppm=1_000_000
         )
         self._restart(member, now, status="armed")
         member.point, member.kind = fault.point, fault.kind
+        return True
 
-    def _stall(self, fault: fp.Fault, now: float) -> None:
+    def _stall(self, fault: fp.Fault, now: float) -> bool:
         assert self.broker is not None and self.outage is not None
         if fault.kind == fp.BROKER_FREEZE and self.frozen_until is None:
             self.broker.freeze()
@@ -373,9 +379,10 @@ class ChaosRun:
             self.outage.begin()
             self.outage_until = time.monotonic() + fault.duration_s
         else:
-            return
+            return False
         self.report.faults[fault.kind] += 1
         self.report.stalls_s[fault.kind] += fault.duration_s
+        return True
 
     def _tick(self, now: float) -> None:
         if self.frozen_until is not None and now >= self.frozen_until:

@@ -192,7 +192,7 @@ def check_money(
             moves.append((internal_account(row.payee_bank, AccountKind.SETTLEMENT, cur), -amount))
         for account, delta in moves:
             expected[account] = expected.get(account, 0) + delta
-    actual = dict(conn.execute(select(Account.number, Account.balance_minor)).tuples())
+    actual = {n: b for n, b in conn.execute(select(Account.number, Account.balance_minor))}
     off = [
         f"{n}: {actual.get(n)} != {expected.get(n)} expected from its settled payments"
         for n in sorted(set(expected) | set(actual))

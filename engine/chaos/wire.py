@@ -71,7 +71,7 @@ def committed_lag(settings: Settings, group: str, topics: Sequence[str]) -> dict
     try:
         partitions: list[TopicPartition] = [tp for t in topics for tp in partitions_of(consumer, t)]
         ends = consumer.end_offsets(partitions)
-        committed = admin.list_consumer_group_offsets(group, partitions=partitions)
+        committed = admin.list_group_offsets({group: partitions}).get(group, {})
         lag = {}
         for tp in partitions:
             meta = committed.get(tp)

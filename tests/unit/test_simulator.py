@@ -482,3 +482,20 @@ def test_example_file_payments_pass_the_validator_rules(
     for line in lines:
         p = parse_line(line)
         assert validator_rejection(p, views, limits) is None, p["bank_reference"]
+
+
+def test_live_good_payments_are_covered_without_credits_not_yet_a_minute_old(
+    reference: dict, schedule: FeeSchedule
+) -> None:
+    """Live, a credit may settle after the payee's next debit: only older credits are spent."""
+    balance = {a["number"]: a["opening_balance_minor"] + a["overdraft_limit_minor"]
+               for a in reference["accounts"]}  # fmt: skip
+    sim = TrafficSimulator(reference, SEED, START, live=True)  # a run far shorter than a minute
+    for m in sim.generate(5_000):
+        p = m.payment
+        if p is None or m.kind not in GOOD_KINDS:
+            continue
+        fee = compute_fee(schedule, p["channel"], p["payment_type"], p["currency"],
+                          p["amount_minor"], p["egov_service"])  # fmt: skip
+        balance[p["payer_account"]] -= p["amount_minor"] + fee  # credits never counted
+        assert balance[p["payer_account"]] >= 0, p["bank_reference"]

@@ -1,0 +1,324 @@
+"""Replay ``payments.initiated`` into a fresh, isolated ledger with the live stages' own code.
+
+The replay reads with a group-less consumer (assign + seek: it joins no group and
+commits no offsets), feeds each batch to a :class:`~engine.runtime.BatchProcessor`
+around the validator stage, decodes the ``PaymentValidated`` messages that batch
+would have produced and feeds them, in process, to a second ``BatchProcessor``
+around the settlement stage. Nothing is produced to any topic; nothing is written
+but the target ledger, which must be new.
+
+Selections (see docs/auditing.md for what each means to an auditor):
+
+- ``offsets``: ``[from, to)`` per partition, as given.
+- ``record-time``: per partition, the records from the first whose Kafka record
+  timestamp is at or after ``from`` up to the first at or after ``to``: a
+  contiguous slice of the log, as the live validator saw it.
+- ``occurred-at``: the slice widened by the validator's time bounds (an accepted
+  payment's record time is within ``max_event_skew_s`` before and
+  ``max_event_age_s`` after its ``occurred_at``), then only the events whose
+  ``occurred_at`` is in ``[from, to)`` are replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.engine import make_url
+
+from engine.app import build_stage
+from engine.audit.exceptions import ReplayTargetError
+from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offsets, locate_by_time
+from engine.audit.reader import RangeReader
+from engine.audit.times import to_ms
+from engine.config import Settings
+from engine.kafka.client import Outgoing, make_consumer
+from engine.ledger.database import is_sqlite, make_engine, upgrade
+from engine.ledger.models import Account, Payment, ReplayRun
+from engine.ledger.reference import load_reference_data, read_file
+from engine.runtime import BatchProcessor, BatchResult, RawMessage
+from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
+
+log = logging.getLogger(__name__)
+
+SELECTIONS = ("offsets", "record-time", "occurred-at")
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    reference_file: Path
+    target_url: str
+    selection: str = "record-time"
+    from_time: datetime | None = None
+    to_time: datetime | None = None
+    from_offsets: Mapping[int, int] = field(default_factory=dict)
+    to_offsets: Mapping[int, int] = field(default_factory=dict)
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection {self.selection!r}: expected one of {SELECTIONS}")
+        if not 1 <= self.batch_size <= 10_000:
+            raise ValueError(f"batch_size {self.batch_size} outside [1, 10000]")
+        if self.from_time and self.to_time and self.from_time >= self.to_time:
+            raise ValueError(f"--from {self.from_time.isoformat()} is not before "
+                             f"--to {self.to_time.isoformat()}")
+
+
+@dataclass
+class ReplayReport:
+    target_url: str
+    topic: str
+    selection: str
+    ranges: list[PartitionRange]
+    events_read: int = 0
+    events_replayed: int = 0
+    skipped_outside_occurred_range: int = 0
+    record_time_outside_range: int = 0  # in the slice, yet stamped outside [from, to)
+    timestamps_going_back: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)  # validator + settlement decisions
+    dead_lettered: int = 0
+    duplicates: int = 0
+    probes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events_replayed / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "target": _safe_url(self.target_url), "topic": self.topic, "selection": self.selection,
+            "events_read": self.events_read, "events_replayed": self.events_replayed,
+            "skipped_outside_occurred_range": self.skipped_outside_occurred_range,
+            "record_time_outside_range": self.record_time_outside_range,
+            "timestamps_going_back": self.timestamps_going_back,
+            "validated": self.outcomes["validated"], "rejected": self.outcomes["rejected"],
+            "settled": self.outcomes["settled"], "failed": self.outcomes["failed"],
+            "dead_lettered": self.dead_lettered, "duplicates": self.duplicates,
+            "offset_probes": self.probes, "seconds": round(self.seconds, 3),
+            "events_per_s": round(self.events_per_s, 1),
+        }  # fmt: skip
+
+
+def replay(
+    settings: Settings,
+    request: ReplayRequest,
+    progress: Callable[[ReplayReport], None] | None = None,
+) -> ReplayReport:
+    """Run the replay described by ``request``; raises before reading if the target is unfit."""
+    check_target(settings, request.target_url)
+    upgrade(request.target_url)
+    engine = make_engine(request.target_url)
+    try:
+        _require_fresh(engine, request.target_url)
+        load_reference_data(engine, read_file(request.reference_file))
+        return _run(settings, request, engine, progress)
+    finally:
+        engine.dispose()
+
+
+def check_target(settings: Settings, target_url: str) -> None:
+    """Refuse the live ledger as a target, however its URL is spelled."""
+    if _same_database(target_url, settings.ledger_url):
+        raise ReplayTargetError(f"the target {_safe_url(target_url)} is the live ledger; "
+                                f"a replay writes only to a new ledger")
+
+
+def _same_database(a: str, b: str) -> bool:
+    ua, ub = make_url(a), make_url(b)
+    if is_sqlite(a) and is_sqlite(b):
+        return bool(ua.database) and Path(ua.database or "").resolve() == Path(ub.database or "").resolve()
+    return (ua.get_backend_name(), ua.host, ua.port or 5432, ua.database) == \
+        (ub.get_backend_name(), ub.host, ub.port or 5432, ub.database)  # fmt: skip
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _require_fresh(engine: Engine, url: str) -> None:
+    with engine.connect() as conn:
+        used = {
+            "payments": conn.execute(select(func.count()).select_from(Payment.__table__)).scalar_one(),
+            "accounts": conn.execute(select(func.count()).select_from(Account.__table__)).scalar_one(),
+            "replay runs": conn.execute(select(func.count()).select_from(ReplayRun.__table__)).scalar_one(),
+        }
+    found = {k: v for k, v in used.items() if v}
+    if found:
+        raise ReplayTargetError(f"the target {_safe_url(url)} is not a new ledger ({found}); "
+                                f"give a new SQLite file or an empty database")
+
+
+def replay_codec(settings: Settings) -> AvroCodec:
+    """Reader schemas from disk, older writers' from the store; publishes nothing."""
+    return AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir),
+                     KafkaSchemaStore(settings, client_id="sakk-replay-schemas"))
+
+
+def _run(
+    settings: Settings,
+    request: ReplayRequest,
+    engine: Engine,
+    progress: Callable[[ReplayReport], None] | None,
+) -> ReplayReport:
+    replay_settings = settings.replace(database_url=request.target_url)
+    codec = replay_codec(settings)
+    validator = BatchProcessor(build_stage("validator", replay_settings), engine, codec, replay_settings)
+    settlement = BatchProcessor(build_stage("settlement", replay_settings), engine, codec,
+                                replay_settings)
+    topic = settings.topic("initiated")
+    validated_topic = settings.topic("validated")
+    started_at = datetime.now(UTC)
+    consumer = make_consumer(settings, group_id=None, client_id="sakk-replay")
+    try:
+        locator = OffsetLocator(consumer, topic)
+        ranges = _locate(settings, request, locator)
+        report = ReplayReport(request.target_url, topic, request.selection, ranges,
+                              probes=locator.probes)
+        reader = RangeReader(consumer, topic, ranges)
+        window = _selected_window(request)
+        started = time.perf_counter()
+        for batch in reader.batches(request.batch_size):
+            raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                   for r in batch]
+            report.events_read += len(raw)
+            raw = _select(raw, request, codec, report, window)
+            if not raw:
+                continue
+            result = validator.process(raw)
+            _tally(report, result)
+            forwarded = _validated_messages(result, validated_topic, codec)
+            if forwarded:
+                _tally(report, settlement.process(forwarded), validator_stage=False)
+            report.events_replayed += len(raw)
+            if progress:
+                report.seconds = time.perf_counter() - started
+                progress(report)
+        report.seconds = time.perf_counter() - started
+        report.timestamps_going_back = reader.stats.timestamps_going_back
+    finally:
+        consumer.close(autocommit=False)
+    _record_run(engine, request, report, started_at)
+    return report
+
+
+def _locate(settings: Settings, request: ReplayRequest, locator: OffsetLocator) -> list[PartitionRange]:
+    if request.selection == "offsets":
+        return locate_by_offsets(locator, dict(request.from_offsets), dict(request.to_offsets))
+    start, stop = request.from_time, request.to_time
+    if request.selection == "occurred-at":
+        start = start - timedelta(seconds=settings.max_event_skew_s) if start else None
+        stop = stop + timedelta(seconds=settings.max_event_age_s) if stop else None
+    return locate_by_time(locator, to_ms(start) if start else None, to_ms(stop) if stop else None)
+
+
+def _selected_window(request: ReplayRequest) -> tuple[int | None, int | None]:
+    return (to_ms(request.from_time) if request.from_time else None,
+            to_ms(request.to_time) if request.to_time else None)  # fmt: skip
+
+
+def _inside(ms: int, window: tuple[int | None, int | None]) -> bool:
+    lo, hi = window
+    return (lo is None or ms >= lo) and (hi is None or ms < hi)
+
+
+def _select(
+    raw: list[RawMessage],
+    request: ReplayRequest,
+    codec: AvroCodec,
+    report: ReplayReport,
+    window: tuple[int | None, int | None],
+) -> list[RawMessage]:
+    if request.selection == "offsets":
+        return raw
+    if request.selection == "record-time":
+        report.record_time_outside_range += sum(1 for m in raw if not _inside(m.timestamp_ms, window))
+        return raw
+    kept = []
+    for m in raw:
+        try:
+            occurred = codec.decode(m.value).record.get("occurred_at")
+            ms = to_ms(occurred) if isinstance(occurred, datetime) else m.timestamp_ms
+        except DecodeError:
+            ms = m.timestamp_ms  # an undecodable message has no occurred_at: judge it by record time
+        if _inside(ms, window):
+            kept.append(m)
+        else:
+            report.skipped_outside_occurred_range += 1
+    return kept
+
+
+def _validated_messages(result: BatchResult, topic: str, codec: AvroCodec) -> list[RawMessage]:
+    """What the validator would have produced to payments.validated, as settlement would read it.
+
+    A forwarded event keeps the partition, offset and record time of the initiated
+    record it answers (-1 for a re-sent duplicate whose source is in an earlier batch).
+    """
+    sources = {inbound.event_id: inbound for inbound, _ in result.handled}
+    forwarded = []
+    for message in result.outgoing:
+        if message.topic != topic:
+            continue
+        cause = codec.decode(message.value).record["causation_event_id"]
+        src = sources.get(cause)
+        forwarded.append(_as_raw(message, src.partition if src else -1, src.offset if src else -1,
+                                 src.timestamp_ms if src else 0))
+    return forwarded
+
+
+def _as_raw(message: Outgoing, partition: int, offset: int, timestamp_ms: int) -> RawMessage:
+    return RawMessage(message.topic, partition, offset, message.key, message.value, timestamp_ms)
+
+
+def _tally(report: ReplayReport, result: BatchResult, validator_stage: bool = True) -> None:
+    for _inbound, handled in result.handled:
+        report.outcomes[handled.outcome] += 1
+    if validator_stage:
+        report.dead_lettered += result.dead_lettered
+        report.duplicates += result.duplicates
+
+
+def _record_run(engine: Engine, request: ReplayRequest, report: ReplayReport, started_at: datetime) -> None:
+    digest = hashlib.sha256(Path(request.reference_file).read_bytes()).hexdigest()
+    with engine.begin() as conn:
+        conn.execute(insert(ReplayRun), [{
+            "topic": report.topic, "selection": request.selection,
+            "from_time": request.from_time, "to_time": request.to_time,
+            "ranges": json.dumps([r.as_dict() for r in report.ranges]),
+            "reference_file": str(request.reference_file)[:500], "reference_sha256": digest,
+            "events_read": report.events_read, "events_replayed": report.events_replayed,
+            "started_at": started_at, "seconds": report.seconds,
+        }])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """A replay run as recorded in its ledger (what reconcile needs to scope the live side)."""
+
+    topic: str
+    selection: str
+    from_time: datetime | None
+    to_time: datetime | None
+    ranges: list[dict[str, Any]]
+    reference_sha256: str
+
+    @property
+    def from_beginning(self) -> bool:
+        return all(r["from_beginning"] for r in self.ranges)
+
+
+def recorded_runs(conn: Any) -> list[RecordedRun]:
+    t = ReplayRun.__table__
+    return [RecordedRun(r.topic, r.selection, r.from_time, r.to_time, json.loads(r.ranges),
+                        r.reference_sha256)
+            for r in conn.execute(select(t).order_by(t.c.id))]  # fmt: skip

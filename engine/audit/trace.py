@@ -1,0 +1,239 @@
+"""A payment's life: events, state changes, postings, notifications, from the ledger and topics.
+
+The ledger knows where every consumed event sat (``handled_events``: topic,
+partition, offset) and every event produced (``emitted_events``). With
+``scan_topics`` the trace also reads those records back from the broker and
+confirms each one holds the event the ledger says it does, and finds the events
+nobody consumes (``payments.notified``) by their key's partition and time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.partitioner.default import murmur2
+from sqlalchemy import Connection, select
+
+from engine.audit.exceptions import PaymentNotFoundError
+from engine.audit.offsets import OffsetLocator
+from engine.audit.times import as_utc, from_ms, to_ms
+from engine.config import Settings
+from engine.kafka.client import make_consumer
+from engine.ledger.models import (
+    DeadLetter,
+    EmittedEvent,
+    HandledEvent,
+    LedgerEntry,
+    Notification,
+    NotificationAttempt,
+    Payment,
+    PaymentTransition,
+    Posting,
+)
+from engine.serialization import AvroCodec, DecodeError
+
+SCAN_MAX_RECORDS = 20_000  # per topic partition searched for an unconsumed event
+SCAN_LOOKBACK = timedelta(minutes=1)  # before the first handling of its source event
+
+
+@dataclass
+class PaymentTrace:
+    payment: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    postings: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def payment_id(self) -> str:
+        return str(self.payment["payment_id"])
+
+    def sections(self) -> dict[str, list[dict[str, Any]]]:
+        return {"events": self.events, "transitions": self.transitions, "postings": self.postings,
+                "entries": self.entries, "notifications": self.notifications,
+                "attempts": self.attempts, "dead_letters": self.dead_letters}  # fmt: skip
+
+
+def find_payment_ids(conn: Connection, payment_id: str | None = None,
+                     bank_reference: str | None = None) -> list[str]:
+    """The payment with that id, or every payment a bank sent with that reference (``BANK:REF``)."""
+    p = Payment.__table__
+    if payment_id is not None:
+        found = list(conn.execute(select(p.c.payment_id).where(p.c.payment_id == payment_id)).scalars())
+        if not found:
+            raise PaymentNotFoundError(f"no payment {payment_id} in the ledger")
+        return found
+    if bank_reference is None or ":" not in bank_reference:
+        raise PaymentNotFoundError("give a payment id or a bank reference as BANK:REFERENCE")
+    bank, _, reference = bank_reference.partition(":")
+    found = list(conn.execute(
+        select(p.c.payment_id)
+        .where(p.c.payer_bank == bank, p.c.bank_reference == reference)
+        .order_by(p.c.occurred_at, p.c.payment_id)
+    ).scalars())  # fmt: skip
+    if not found:
+        raise PaymentNotFoundError(f"no payment with reference {reference!r} from bank {bank}")
+    return found
+
+
+def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def trace_payment(conn: Connection, payment_id: str) -> PaymentTrace:
+    p = Payment.__table__
+    payment = conn.execute(select(p).where(p.c.payment_id == payment_id)).mappings().one_or_none()
+    if payment is None:
+        raise PaymentNotFoundError(f"no payment {payment_id} in the ledger")
+    trace = PaymentTrace(dict(payment))
+    trace.events = _events(conn, payment_id)
+    t = PaymentTransition.__table__
+    trace.transitions = _rows(conn, select(t).where(t.c.payment_id == payment_id).order_by(t.c.id))
+    po, e = Posting.__table__, LedgerEntry.__table__
+    trace.postings = _rows(conn, select(po).where(po.c.payment_id == payment_id))
+    posting_ids = [x["posting_id"] for x in trace.postings]
+    if posting_ids:
+        trace.entries = _rows(conn, select(e).where(e.c.posting_id.in_(posting_ids))
+                              .order_by(e.c.chain_seq))
+    n, a = Notification.__table__, NotificationAttempt.__table__
+    trace.notifications = _rows(conn, select(n.c.notification_id, n.c.outcome, n.c.recipient_bank,
+                                             n.c.sender, n.c.status, n.c.attempts, n.c.last_error,
+                                             n.c.created_at, n.c.finished_at)
+                                .where(n.c.payment_id == payment_id)
+                                .order_by(n.c.created_at, n.c.recipient_bank))
+    ids = [x["notification_id"] for x in trace.notifications]
+    if ids:
+        trace.attempts = _rows(conn, select(a).where(a.c.notification_id.in_(ids))
+                               .order_by(a.c.notification_id, a.c.number))
+    d = DeadLetter.__table__
+    trace.dead_letters = _rows(conn, select(d).where(d.c.payment_id == payment_id))
+    return trace
+
+
+def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
+    """Every event of the payment: consumed ones with their coordinates, then emitted ones."""
+    h, em = HandledEvent.__table__, EmittedEvent.__table__
+    handled = _rows(conn, select(h).where(h.c.payment_id == payment_id).order_by(h.c.handled_at))
+    emitted = _rows(conn, select(em.c.consumer, em.c.source_event_id, em.c.event_id, em.c.topic,
+                                 em.c.key).where(em.c.payment_id == payment_id).order_by(em.c.id))
+    consumed_by: dict[str, list[dict[str, Any]]] = {}
+    for row in handled:
+        consumed_by.setdefault(row["event_id"], []).append(row)
+    handled_at = {row["event_id"]: row["handled_at"] for row in handled}
+    events: list[dict[str, Any]] = []
+    initiated = [row for row in handled if row["consumer"] == "validator"]
+    for row in initiated:
+        events.append(_event_row(row["event_id"], row["event_type"], row["topic"], "bank", row))
+    for row in emitted:
+        producer = row["consumer"]
+        consumers = consumed_by.get(row["event_id"], [])
+        first = consumers[0] if consumers else None
+        event = _event_row(row["event_id"], first["event_type"] if first else "", row["topic"],
+                           producer, first)
+        event["key"] = row["key"]
+        event["source_handled_at"] = handled_at.get(row["source_event_id"])
+        events.append(event)
+    return events
+
+
+def _event_row(event_id: str, event_type: str, topic: str, producer: str,
+               consumed: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "event_type": event_type, "topic": topic, "produced_by": producer,
+        "consumed_by": consumed["consumer"] if consumed else None,
+        "partition": consumed["partition"] if consumed else None,
+        "offset": consumed["offset"] if consumed else None,
+        "outcome": consumed["outcome"] if consumed else None,
+        "handled_at": consumed["handled_at"] if consumed else None,
+        "record_time": None, "on_topic": None,
+    }  # fmt: skip
+
+
+def scan_topics(settings: Settings, codec: AvroCodec, trace: PaymentTrace,
+                max_records: int = SCAN_MAX_RECORDS) -> None:
+    """Confirm each event on its topic; find unconsumed ones. Fills record_time and on_topic."""
+    consumer = make_consumer(settings, group_id=None, client_id="sakk-trace")
+    try:
+        for event in trace.events:
+            locator = OffsetLocator(consumer, event["topic"])
+            if event["partition"] is not None and event["offset"] is not None:
+                _confirm(locator, codec, event)
+            else:
+                _search(locator, codec, event, max_records)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _decoded_event_id(codec: AvroCodec, value: bytes | None) -> str | None:
+    try:
+        return str(codec.decode(value).record.get("event_id"))
+    except DecodeError:
+        return None
+
+
+def _confirm(locator: OffsetLocator, codec: AvroCodec, event: dict[str, Any]) -> None:
+    tp = TopicPartition(event["topic"], int(event["partition"]))
+    if not locator.consumer.partitions_for_topic(tp.topic):
+        event["on_topic"] = "topic missing"
+        return
+    _start, end = locator.bounds(tp)
+    record = _record_at(locator, tp, int(event["offset"]), end)
+    if record is None:
+        event["on_topic"] = "record gone (retention?)"
+        return
+    event["record_time"] = from_ms(record.timestamp)
+    found = _decoded_event_id(codec, record.value)
+    event["on_topic"] = "confirmed" if found == event["event_id"] else f"MISMATCH: holds {found}"
+
+
+def _record_at(locator: OffsetLocator, tp: TopicPartition, offset: int, end: int) -> Any:
+    if offset >= end:
+        return None
+    locator.consumer.seek(tp, offset)
+    for _ in range(50):
+        records = locator.consumer.poll(timeout_ms=200, max_records=1).get(tp)
+        if records:
+            return records[0] if records[0].offset == offset else None
+    return None
+
+
+def _search(locator: OffsetLocator, codec: AvroCodec, event: dict[str, Any], max_records: int) -> None:
+    """Find an unconsumed event in its key's partition, from shortly before its source was handled."""
+    partitions = locator.consumer.partitions_for_topic(event["topic"])
+    if not partitions or event.get("key") is None:
+        event["on_topic"] = "topic missing" if not partitions else "no key"
+        return
+    # The producers are kafka-python's: murmur2 of the key, like the Java client.
+    partition = (murmur2(event["key"]) & 0x7FFFFFFF) % len(partitions)
+    tp = TopicPartition(event["topic"], partition)
+    log_start, end = locator.bounds(tp)
+    since = event.get("source_handled_at")
+    start = log_start
+    if since is not None:
+        start, _ = locator.first_at_or_after_time(tp, to_ms(as_utc(since) - SCAN_LOOKBACK),
+                                                  log_start, end)
+    locator.consumer.seek(tp, start)
+    read = 0
+    while read < max_records:
+        records = locator.consumer.poll(timeout_ms=500).get(tp)
+        if not records:
+            if locator.consumer.position(tp) >= end:
+                break
+            continue
+        for r in records:
+            read += 1
+            if r.offset >= end:
+                break
+            if r.key == event["key"] and _decoded_event_id(codec, r.value) == event["event_id"]:
+                event.update(partition=partition, offset=r.offset, record_time=from_ms(r.timestamp),
+                             on_topic="found by scan")
+                return
+        if records[-1].offset >= end - 1:
+            break
+    event["on_topic"] = f"not found in {read} records of partition {partition}"

@@ -1,0 +1,102 @@
+"""``SettlementWindowClosed`` on ``payments.windows``: the close as an event, and a chain anchor.
+
+The event is Avro single-object encoded like every Sakk event; its writer schema
+is published to the schema store so any reader can decode it by fingerprint. It
+has its own small registry: the stage codecs neither produce nor consume it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.audit.offsets import OffsetLocator, PartitionRange
+from engine.audit.reader import RangeReader
+from engine.audit.windows import WindowReport
+from engine.config import Settings
+from engine.kafka.client import (
+    Outgoing,
+    create_topics,
+    make_consumer,
+    make_producer,
+    schema_topic,
+    send_all,
+)
+from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
+
+EVENT_TYPE = "SettlementWindowClosed"
+SCHEMA_FILE = "settlement_window_closed.avsc"
+WINDOWS_TOPIC = "windows"
+
+
+def windows_topic(settings: Settings) -> str:
+    return settings.topic(WINDOWS_TOPIC)
+
+
+def _schema_text(settings: Settings) -> str:
+    return (settings.schemas_dir / SCHEMA_FILE).read_text(encoding="utf-8")
+
+
+def window_codec(settings: Settings) -> AvroCodec:
+    return AvroCodec(SchemaRegistry({EVENT_TYPE: _schema_text(settings)}))
+
+
+def closed_event(report: WindowReport) -> dict[str, Any]:
+    close = report.close
+    if close is None:
+        raise ValueError(f"window {report.window.label} is not closed")
+    return {
+        "event_id": close.event_id, "window": report.window.label,
+        "window_start": report.window.start, "window_end": report.window.end,
+        "window_hours": report.window.hours, "closed_at": close.closed_at,
+        "chain_seq": close.chain_seq, "chain_hash": close.chain_hash, "postings": close.postings,
+        "positions": [
+            {"bank_code": r["bank_code"], "currency": r["currency"],
+             "gross_debits_minor": int(r["gross_debits_minor"]),
+             "gross_credits_minor": int(r["gross_credits_minor"]), "net_minor": int(r["net_minor"])}
+            for r in report.recorded
+        ],
+    }  # fmt: skip
+
+
+def publish_close(settings: Settings, report: WindowReport) -> str:
+    """Produce the window's closed event (acks=all); returns the topic. Safe to repeat."""
+    topic = windows_topic(settings)
+    create_topics(settings, [topic, schema_topic(settings)])
+    store = KafkaSchemaStore(settings, client_id="sakk-settlement")
+    try:
+        store.publish(_schema_text(settings))
+    finally:
+        store.close()
+    value = window_codec(settings).encode(EVENT_TYPE, closed_event(report), validate=True)
+    producer = make_producer(settings, client_id="sakk-settlement")
+    try:
+        send_all(producer, [Outgoing(topic, report.window.label.encode(), value)],
+                 settings.produce_timeout_s)
+    finally:
+        producer.close(timeout=settings.produce_timeout_s)
+    return topic
+
+
+def read_closed_events(settings: Settings) -> list[dict[str, Any]]:
+    """Every window-closed event on the topic (none when the topic does not exist)."""
+    topic = windows_topic(settings)
+    codec = window_codec(settings)
+    consumer = make_consumer(settings, group_id=None, client_id="sakk-audit")
+    try:
+        if not consumer.partitions_for_topic(topic):
+            return []
+        locator = OffsetLocator(consumer, topic)
+        ranges = []
+        for tp in locator.partitions():
+            start, end = locator.bounds(tp)
+            ranges.append(PartitionRange(tp.partition, start, end, start, "log-start"))
+        events = []
+        for record in RangeReader(consumer, topic, ranges).records():
+            try:
+                events.append(codec.decode(record.value).record)
+            except DecodeError:
+                continue  # not ours to judge here: the topic may carry other writers' versions
+        return events
+    finally:
+        consumer.close(autocommit=False)
+

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 MAX_HTML_ROWS = 5_000  # per section; the CSV and JSON files hold every row
 
@@ -33,16 +34,25 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(columns)
 
 
+def _write_rows(f: TextIO, rows: Sequence[Mapping[str, Any]]) -> None:
+    writer = csv.DictWriter(f, fieldnames=_columns(rows), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: jsonable(v) for k, v in row.items()})
+
+
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """One header line, then one line per row; the columns are the union of the rows' keys."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = _columns(rows)
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: jsonable(v) for k, v in row.items()})
+        _write_rows(f, rows)
     return path
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    _write_rows(buffer, rows)
+    return buffer.getvalue()
 
 
 def write_json(path: Path, data: Any) -> Path:

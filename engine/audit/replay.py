@@ -40,6 +40,7 @@ from engine.audit.exceptions import ReplayTargetError
 from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offsets, locate_by_time
 from engine.audit.reader import RangeReader
 from engine.audit.times import to_ms
+from engine.audit.urls import safe_url
 from engine.config import Settings
 from engine.kafka.client import Outgoing, make_consumer
 from engine.ledger.database import is_sqlite, make_engine, upgrade
@@ -97,7 +98,7 @@ class ReplayReport:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "target": _safe_url(self.target_url), "topic": self.topic, "selection": self.selection,
+            "target": safe_url(self.target_url), "topic": self.topic, "selection": self.selection,
             "events_read": self.events_read, "events_replayed": self.events_replayed,
             "skipped_outside_occurred_range": self.skipped_outside_occurred_range,
             "record_time_outside_range": self.record_time_outside_range,
@@ -130,7 +131,7 @@ def replay(
 def check_target(settings: Settings, target_url: str) -> None:
     """Refuse the live ledger as a target, however its URL is spelled."""
     if _same_database(target_url, settings.ledger_url):
-        raise ReplayTargetError(f"the target {_safe_url(target_url)} is the live ledger; "
+        raise ReplayTargetError(f"the target {safe_url(target_url)} is the live ledger; "
                                 f"a replay writes only to a new ledger")
 
 
@@ -142,10 +143,6 @@ def _same_database(a: str, b: str) -> bool:
         (ub.get_backend_name(), ub.host, ub.port or 5432, ub.database)  # fmt: skip
 
 
-def _safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def _require_fresh(engine: Engine, url: str) -> None:
     with engine.connect() as conn:
         used = {
@@ -155,7 +152,7 @@ def _require_fresh(engine: Engine, url: str) -> None:
         }
     found = {k: v for k, v in used.items() if v}
     if found:
-        raise ReplayTargetError(f"the target {_safe_url(url)} is not a new ledger ({found}); "
+        raise ReplayTargetError(f"the target {safe_url(url)} is not a new ledger ({found}); "
                                 f"give a new SQLite file or an empty database")
 
 

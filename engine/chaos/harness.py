@@ -62,6 +62,7 @@ STAGE_INPUTS: Mapping[str, tuple[str, ...]] = {
 PUBLISH_FRACTION = 0.6  # payments are spread over this share of the fault window
 TICK_S = 0.05
 RESTART_DELAY_S = 0.5
+GRACEFUL_MIN_UPTIME_S = 5.0
 MAX_DEFERRALS = 60  # a fault waits at most this many restart delays for its target
 ARMED_TIMEOUT_S = 20.0  # a crash point not reached by then is disarmed by a plain kill
 GRACEFUL_BOUND_EXTRA_S = 5.0  # beyond SAKK_SHUTDOWN_TIMEOUT_S: closing the clients
@@ -354,6 +355,8 @@ class ChaosRun:
         if member.status != "up" or not member.process.alive():
             return False  # down, armed or stopping already: try again once it is back
         if fault.kind == fp.GRACEFUL_STOP:
+            if now - member.since < GRACEFUL_MIN_UPTIME_S:
+                return False  # still starting: no handler yet, nothing in hand to drain
             assert member.process.process is not None
             member.process.process.send_signal(signal.SIGTERM)
             member.status, member.since = "stopping", now

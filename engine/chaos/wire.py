@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from engine.chaos.exceptions import ChaosError
 from engine.config import Settings
@@ -29,7 +29,12 @@ class WireRecord:
 def read_topics(
     settings: Settings, topics: Sequence[str], timeout_s: float = READ_TIMEOUT_S
 ) -> dict[str, list[WireRecord]]:
-    """Every record of ``topics`` up to their end offsets of now, in partition order."""
+    """Every record of ``topics`` up to their high watermarks, in partition order.
+
+    The end is the high watermark of fetch responses, not ``ListOffsets``: the embedded
+    broker answers ``ListOffsets(latest)`` with the last batch's base offset + 1, short
+    of the end whenever a producer batched several records.
+    """
     consumer = make_consumer(settings, group_id=None, client_id="sakk-chaos-reader")
     try:
         partitions = [tp for topic in topics for tp in partitions_of(consumer, topic)]
@@ -38,9 +43,8 @@ def read_topics(
             return found
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
         deadline = time.monotonic() + timeout_s
-        pending = {tp for tp in partitions if ends[tp] > 0}
+        pending = set(partitions)
         while pending:
             if time.monotonic() > deadline:
                 raise ChaosError(
@@ -52,12 +56,30 @@ def read_topics(
                         r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ())
                     )
                     for r in records
-                    if r.offset < ends[tp]
                 )
-            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+            pending = {tp for tp in pending if not _at_end(consumer, tp)}
         return found
     finally:
         consumer.close(autocommit=False)
+
+
+def _at_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
+    high = consumer.highwater(tp)
+    return high is not None and consumer.position(tp) >= high
+
+
+def high_watermarks(
+    consumer: KafkaConsumer, partitions: Sequence[TopicPartition], timeout_s: float
+) -> dict[TopicPartition, int]:
+    """End offsets as fetch responses report them (see ``read_topics`` for why)."""
+    consumer.assign(list(partitions))
+    consumer.seek_to_beginning(*partitions)
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.highwater(tp) is None for tp in partitions):
+        if time.monotonic() > deadline:
+            raise ChaosError(f"no fetch response for {partitions} within {timeout_s:.0f}s")
+        consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=1)
+    return {tp: int(consumer.highwater(tp)) for tp in partitions}
 
 
 def committed_lag(settings: Settings, group: str, topics: Sequence[str]) -> dict[str, int]:
@@ -70,7 +92,7 @@ def committed_lag(settings: Settings, group: str, topics: Sequence[str]) -> dict
     consumer = make_consumer(settings, group_id=None, client_id="sakk-chaos-offsets")
     try:
         partitions: list[TopicPartition] = [tp for t in topics for tp in partitions_of(consumer, t)]
-        ends = consumer.end_offsets(partitions)
+        ends = high_watermarks(consumer, partitions, READ_TIMEOUT_S)
         committed = admin.list_group_offsets({group: partitions}).get(group, {})
         lag = {}
         for tp in partitions:

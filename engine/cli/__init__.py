@@ -29,6 +29,7 @@ def cli(ctx: click.Context) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = settings
 
 

@@ -44,7 +44,7 @@ def chaos(
     keep: bool,
     quiet: bool,
 ) -> None:
-    """Kill, freeze and starve the consumers while payments flow; check nothing was lost or doubled."""
+    """Kill, freeze and starve the consumers while payments flow; check nothing is lost or doubled."""
     config = ChaosConfig(
         seed=seed,
         payments=payments,

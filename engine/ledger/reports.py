@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Engine, case, func, select
 
-from engine.ledger.models import Account, AccountKind, Bank, LedgerEntry, Payment, Posting
+from engine.ledger.models import (
+    Account,
+    AccountKind,
+    Bank,
+    HandledEvent,
+    LedgerEntry,
+    Notification,
+    Payment,
+    Posting,
+)
 
 
 @dataclass(frozen=True)
@@ -83,3 +93,12 @@ def net_positions(conn: Connection, window: str | None = None) -> list[NetPositi
         NetPosition(code, name, cur, int(owed or 0), int(due or 0), int(due or 0) - int(owed or 0))
         for code, name, cur, owed, due in conn.execute(query)
     ]
+
+
+def processing_window(engine: Engine) -> tuple[datetime | None, datetime | None]:
+    """Wall-clock span from the validator's first handled event to the last finished notification."""
+    h, n = HandledEvent.__table__, Notification.__table__
+    with engine.connect() as conn:
+        first = conn.execute(select(func.min(h.c.handled_at)).where(h.c.consumer == "validator")).scalar()
+        last = conn.execute(select(func.max(n.c.finished_at))).scalar()
+    return first, last

@@ -1,0 +1,84 @@
+"""``sakk reconcile``: a replayed ledger against the live one, with a detailed report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from engine.audit.exceptions import AuditError
+from engine.audit.export import write_report
+from engine.audit.reconcile import ReconcileReport, reconcile
+from engine.audit.times import parse_instant
+from engine.audit.urls import as_database_url, safe_url
+from engine.cli import cli
+from engine.config import Settings
+from engine.ledger.database import make_engine
+
+SHOWN_ROWS = 20
+
+
+@cli.command("reconcile")
+@click.option("--replay", "replay_db", required=True, metavar="URL|FILE",
+              help="The replayed ledger (from `sakk replay`).")
+@click.option("--live", "live_db", metavar="URL|FILE",
+              help="The live ledger. Default: SAKK_DATABASE_URL (or the local SQLite ledger).")
+@click.option("--from", "from_text", metavar="TIME", help="Only payments that occurred at or after.")
+@click.option("--to", "to_text", metavar="TIME", help="Only payments that occurred before.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Report directory. Default: var/reports/reconcile-<time>/.")
+@click.option("--html/--no-html", default=True, show_default=True)
+@click.pass_obj
+def reconcile_command(settings: Settings, replay_db: str, live_db: str | None, from_text: str | None,
+                      to_text: str | None, out_dir: Path | None, html: bool) -> None:
+    """Payments matched, missing on either side, different outcome, amount or fee; balances.
+
+    Exits with status 1 when there is any difference.
+    """
+    try:
+        lo = parse_instant(from_text) if from_text else None
+        hi = parse_instant(to_text) if to_text else None
+    except AuditError as exc:
+        raise click.UsageError(str(exc)) from exc
+    live_url = as_database_url(live_db) if live_db else settings.ledger_url
+    replay_url = as_database_url(replay_db)
+    live, replayed = make_engine(live_url), make_engine(replay_url)
+    try:
+        report = reconcile(live, replayed, lo, hi)
+    finally:
+        live.dispose()
+        replayed.dispose()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = out_dir or settings.data_dir / "reports" / f"reconcile-{stamp}"
+    summary = {"live": safe_url(live_url), "replay": safe_url(replay_url), **report.summary()}
+    paths = write_report(out_dir, "reconcile", summary, report.sections(), with_html=html)
+    _print(Console(), report)
+    click.echo(f"report: {out_dir} ({len(paths)} files)")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _print(console: Console, report: ReconcileReport) -> None:
+    table = Table(title=f"Reconciliation: {report.scope}")
+    table.add_column("")
+    table.add_column("", justify="right")
+    for key, value in report.summary().items():
+        if key in ("scope", "ok"):
+            continue
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+    for name, rows in report.sections().items():
+        if not rows:
+            continue
+        shown = Table(title=f"{name} ({len(rows)}; first {min(len(rows), SHOWN_ROWS)})")
+        columns = list(dict.fromkeys(k for row in rows[:SHOWN_ROWS] for k in row))
+        for col in columns:
+            shown.add_column(col)
+        for row in rows[:SHOWN_ROWS]:
+            shown.add_row(*(str(row.get(c, "")) for c in columns))
+        console.print(shown)
+    mark = "[green]OK[/] no differences" if report.ok else f"[red]{report.differences} differences[/]"
+    console.print(mark)

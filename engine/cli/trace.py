@@ -1,0 +1,106 @@
+"""``sakk trace``: one payment's life through every topic, state, posting and notification."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from engine.audit.exceptions import AuditError
+from engine.audit.export import jsonable, write_report
+from engine.audit.trace import PaymentTrace, find_payment_ids, scan_topics, trace_payment
+from engine.audit.urls import as_database_url
+from engine.cli import cli
+from engine.config import Settings
+from engine.kafka.exceptions import KafkaPlumbingError
+from engine.ledger.database import make_engine
+
+EVENT_COLUMNS = ("event_type", "topic", "partition", "offset", "record_time", "on_topic",
+                 "produced_by", "consumed_by", "outcome", "handled_at", "event_id")
+
+
+@cli.command("trace")
+@click.argument("payment_id", required=False)
+@click.option("--reference", "bank_reference", metavar="BANK:REFERENCE",
+              help="Every payment the bank sent with this reference (a retry shows up too).")
+@click.option("--database-url", "database", metavar="URL|FILE", help="Ledger to read (default: live).")
+@click.option("--scan-topics", "scan", is_flag=True,
+              help="Read each event back from the broker, confirm it, find unconsumed ones.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the trace as JSON and CSV files to this directory.")
+@click.pass_obj
+def trace_command(settings: Settings, payment_id: str | None, bank_reference: str | None,
+                  database: str | None, scan: bool, fmt: str, out_dir: Path | None) -> None:
+    """Print a payment's life: events (topic, partition, offset, time), states, postings, notices."""
+    if (payment_id is None) == (bank_reference is None):
+        raise click.UsageError("give a PAYMENT_ID or --reference BANK:REFERENCE")
+    engine = make_engine(as_database_url(database) if database else settings.ledger_url)
+    try:
+        with engine.connect() as conn:
+            ids = find_payment_ids(conn, payment_id, bank_reference)
+            traces = [trace_payment(conn, pid) for pid in ids]
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+    if scan:
+        _scan(settings, traces)
+    for trace in traces:
+        if out_dir is not None:
+            for path in write_report(out_dir, f"trace-{trace.payment_id}", trace.payment,
+                                     trace.sections()):
+                click.echo(f"wrote {path}", err=True)
+        if fmt == "json":
+            click.echo(json.dumps(jsonable({"payment": trace.payment, **trace.sections()}), indent=2))
+        else:
+            _print(Console(), trace)
+
+
+def _scan(settings: Settings, traces: list[PaymentTrace]) -> None:
+    if settings.uses_embedded_broker:
+        raise click.UsageError("--scan-topics needs SAKK_KAFKA_BOOTSTRAP_SERVERS")
+    from engine.audit.replay import replay_codec
+
+    codec = replay_codec(settings)
+    try:
+        for trace in traces:
+            scan_topics(settings, codec, trace)
+    except (AuditError, KafkaPlumbingError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _table(console: Console, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...] = ()
+           ) -> None:
+    if not rows:
+        console.print(f"[dim]{title}: none[/]")
+        return
+    columns = columns or tuple(dict.fromkeys(k for row in rows for k in row))
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(jsonable(row.get(c))) for c in columns))
+    console.print(table)
+
+
+def _print(console: Console, trace: PaymentTrace) -> None:
+    p = trace.payment
+    console.rule(f"payment {trace.payment_id}")
+    console.print(f"{p['payer_bank']}/{p['payer_account']} -> {p['payee_bank']}/{p['payee_account']}"
+                  f"  {p['amount_minor']} {p['currency']} ({p['channel']} {p['payment_type']})"
+                  f"  reference {p['bank_reference']}  occurred {jsonable(p['occurred_at'])}")
+    console.print(f"state [bold]{p['state']}[/] {p['reason_code'] or ''} {p['reason_message'] or ''}"
+                  f"  fee {p['fee_minor']}  window {p['settlement_window']}")
+    _table(console, "Events", trace.events, EVENT_COLUMNS)
+    _table(console, "State changes", trace.transitions)
+    _table(console, "Postings", trace.postings)
+    _table(console, "Ledger entries", trace.entries)
+    _table(console, "Notifications", trace.notifications)
+    _table(console, "Delivery attempts", trace.attempts)
+    if trace.dead_letters:
+        _table(console, "Dead letters", trace.dead_letters)

@@ -24,6 +24,9 @@ demo: $(STAMP) ## Run the demo: embedded broker, SQLite ledger, thousands of pay
 test: $(STAMP) ## Run the whole test suite (SQLite and the local PostgreSQL, embedded broker)
 	$(BIN)/pytest
 
+bench: $(STAMP) ## Benchmark: raw Kafka hop vs full flow on SQLite and PostgreSQL, latency at 2,000/s
+	$(BIN)/sakk bench
+
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check engine consumers producers tests
 	$(BIN)/ruff format --check engine consumers producers tests
@@ -32,4 +35,4 @@ lint: $(STAMP) ## ruff and mypy
 clean: ## Remove the virtual environment and local data
 	rm -rf $(VENV) var
 
-.PHONY: help install demo test lint clean
+.PHONY: help install demo test bench lint clean

@@ -55,6 +55,7 @@ class Settings:
     session_timeout_ms: int = field(default=6_000, **_bounded(1_000, 300_000))
     heartbeat_interval_ms: int = field(default=1_000, **_bounded(100, 60_000))
     max_poll_interval_ms: int = field(default=300_000, **_bounded(10_000, 3_600_000))
+    fetch_max_wait_ms: int = field(default=100, **_bounded(1, 10_000))
     fetch_max_bytes: int = field(default=16 * 1024 * 1024, **_bounded(1024, 512 * 1024 * 1024))
 
     # Kafka producer

@@ -13,6 +13,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaProducerDeliveryError, TopicSetupError
+from engine.kafka.partitioner import CachedMurmur2Partitioner
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
         max_request_size=settings.max_message_bytes,
         compression_type=None,
         allow_auto_create_topics=False,  # a typo must fail, not create a topic
+        partitioner=CachedMurmur2Partitioner(),  # same partitions as the Java default
     )
 
 
@@ -68,6 +70,8 @@ def make_consumer(
         max_poll_interval_ms=settings.max_poll_interval_ms,
         max_poll_records=settings.batch_max_records,
         fetch_max_bytes=settings.fetch_max_bytes,
+        fetch_min_bytes=1,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_partition_fetch_bytes=max(settings.max_message_bytes, 1024 * 1024),
         request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
         allow_auto_create_topics=False,

@@ -134,3 +134,30 @@ def test_garbage_and_unknown_schema_are_dead_lettered_while_the_flow_carries_on(
     assert all(h["sakk.source.topic"] == flow.settings.topic("initiated").encode() for h in headers)
     assert {h["sakk.kind"] for h in headers} == {b"undecodable", b"unknown_schema"}
     assert all(b"sakk.source.offset" in dict(h).keys() or "sakk.source.offset" in h for h in headers)
+
+
+def test_payment_from_a_newer_writer_with_an_added_optional_field_settles_on_a_running_consumer(
+    flow_factory, database_url, tmp_path
+):
+    import json
+    import shutil
+
+    from engine.config import PROJECT_ROOT
+    from engine.serialization import AvroCodec, KafkaSchemaStore, SchemaRegistry
+
+    flow = flow_factory(database_url)  # consumers already running with the v1 schemas
+    newer = tmp_path / "schemas"
+    shutil.copytree(PROJECT_ROOT / "schemas", newer)
+    path = newer / "payment_initiated.avsc"
+    schema = json.loads(path.read_text())
+    schema["fields"].append({"name": "device_id", "type": ["null", "string"], "default": None})
+    path.write_text(json.dumps(schema))
+    store = KafkaSchemaStore(flow.settings)
+    writer = AvroCodec(SchemaRegistry.from_dir(newer))
+    store.publish(schema)  # what a bank's newer publisher does at start-up
+    p = payment(AMINA, KARIM, 3_000)
+    p["device_id"] = "android-7f3a"
+    flow.publish_encoded([writer.encode("PaymentInitiated", p)], key=AMINA[1].encode())
+    flow.wait_until(lambda: drained(flow, 1))
+    assert states(flow)[p["payment_id"]] == ("SETTLED", None)
+    store.close()

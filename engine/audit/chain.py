@@ -145,22 +145,49 @@ def _check_entry(walk: ChainWalk, r: Any, expected_seq: int, prev_hash: str) -> 
     if r.chain_seq != expected_seq:
         missing = (f"#{expected_seq}" if r.chain_seq == expected_seq + 1
                    else f"#{expected_seq} to #{r.chain_seq - 1}")  # fmt: skip
-        walk.add(ChainBreak(r.chain_seq, r.id, r.posting_id,
-                            f"entries {missing} are missing (deleted) before this one"))
+        walk.add(
+            ChainBreak(
+                r.chain_seq,
+                r.id,
+                r.posting_id,
+                f"entries {missing} are missing (deleted) before this one",
+            )
+        )
     elif r.prev_hash != prev_hash:
-        walk.add(ChainBreak(r.chain_seq, r.id, r.posting_id,
-                            "prev_hash is not the hash of the entry before: the chain was cut "
-                            "or rewritten here"))
+        walk.add(
+            ChainBreak(
+                r.chain_seq,
+                r.id,
+                r.posting_id,
+                "prev_hash is not the hash of the entry before: the chain was cut "
+                "or rewritten here",
+            )
+        )
     if r.payment_id is None:
         walk.add(ChainBreak(r.chain_seq, r.id, r.posting_id, "its posting does not exist"))
         return
-    recomputed = entry_hash(r.prev_hash, r.chain_seq, r.posting_id, r.payment_id, r.kind,
-                            r.occurred_at, r.settlement_window, r.account_number,
-                            int(r.amount_minor), r.currency)
+    recomputed = entry_hash(
+        r.prev_hash,
+        r.chain_seq,
+        r.posting_id,
+        r.payment_id,
+        r.kind,
+        r.occurred_at,
+        r.settlement_window,
+        r.account_number,
+        int(r.amount_minor),
+        r.currency,
+    )
     if recomputed != r.entry_hash:
-        walk.add(ChainBreak(r.chain_seq, r.id, r.posting_id,
-                            f"content altered: entry ({r.account_number}, {r.amount_minor} "
-                            f"{r.currency}) or its posting does not match its hash"))
+        walk.add(
+            ChainBreak(
+                r.chain_seq,
+                r.id,
+                r.posting_id,
+                f"content altered: entry ({r.account_number}, {r.amount_minor} "
+                f"{r.currency}) or its posting does not match its hash",
+            )
+        )
 
 
 def _check_head(conn: Connection, walk: ChainWalk) -> None:
@@ -171,13 +198,22 @@ def _check_head(conn: Connection, walk: ChainWalk) -> None:
         return
     walk.head_seq, walk.head_hash = int(head.seq), str(head.head_hash)
     if walk.head_seq != walk.last_seq:
-        walk.add(ChainBreak(walk.last_seq, None, None,
-                            f"chain head is at #{walk.head_seq} but the last entry is "
-                            f"#{walk.last_seq}: entries deleted at the end, or appended "
-                            f"without the chain"))
+        walk.add(
+            ChainBreak(
+                walk.last_seq,
+                None,
+                None,
+                f"chain head is at #{walk.head_seq} but the last entry is "
+                f"#{walk.last_seq}: entries deleted at the end, or appended "
+                f"without the chain",
+            )
+        )
     elif walk.head_hash != walk.last_hash:
-        walk.add(ChainBreak(walk.last_seq, None, None,
-                            "chain head hash differs from the last entry's hash"))
+        walk.add(
+            ChainBreak(
+                walk.last_seq, None, None, "chain head hash differs from the last entry's hash"
+            )
+        )
 
 
 def window_anchors(conn: Connection) -> list[Anchor]:
@@ -211,7 +247,8 @@ def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyR
                 off = {cur: net for cur, net in window.net_by_currency().items() if net}
                 if off:
                     report.window_problems.append(
-                        f"window {window.window.label}: net positions sum to {off}, not zero")
+                        f"window {window.window.label}: net positions sum to {off}, not zero"
+                    )
     return report
 
 

@@ -57,7 +57,9 @@ def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def write_json(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(jsonable(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return path
 
 
@@ -68,7 +70,7 @@ def write_report(
     sections: Mapping[str, Sequence[Mapping[str, Any]]],
     with_html: bool = False,
 ) -> list[Path]:
-    """``name.json`` (summary and every section), ``name-<section>.csv``, optionally ``name.html``."""
+    """Write ``name.json`` (everything), ``name-<section>.csv`` per section, maybe ``name.html``."""
     written = [write_json(out_dir / f"{name}.json", {"summary": summary, **sections})]
     for section, rows in sections.items():
         written.append(write_csv(out_dir / f"{name}-{section}.csv", rows))

@@ -63,9 +63,11 @@ class PartitionRange:
 
 
 class OffsetLocator:
-    """Finds offsets on one topic with a group-less consumer (it joins no group, commits nothing)."""
+    """Finds offsets on one topic with a group-less consumer: it joins no group, commits nothing."""
 
-    def __init__(self, consumer: KafkaConsumer, topic: str, probe_timeout_s: float = PROBE_TIMEOUT_S):
+    def __init__(
+        self, consumer: KafkaConsumer, topic: str, probe_timeout_s: float = PROBE_TIMEOUT_S
+    ):
         self.consumer = consumer
         self.topic = topic
         self.probe_timeout_s = probe_timeout_s
@@ -84,19 +86,28 @@ class OffsetLocator:
             start = self.consumer.beginning_offsets([tp])[tp]
             claimed_end = self.consumer.end_offsets([tp])[tp]
         except KafkaError as exc:
-            raise OffsetLookupError(f"{tp.topic}[{tp.partition}]: ListOffsets failed: {exc}") from exc
+            raise OffsetLookupError(
+                f"{tp.topic}[{tp.partition}]: ListOffsets failed: {exc}"
+            ) from exc
         self.consumer.seek(tp, max(claimed_end - 1, start))
         deadline = time.monotonic() + self.probe_timeout_s
         high = self.consumer.highwater(tp)
         while high is None or high < claimed_end:
             if time.monotonic() > deadline:
-                raise OffsetLookupError(f"{tp.topic}[{tp.partition}]: no fetch response within "
-                                        f"{self.probe_timeout_s:.0f}s")
+                raise OffsetLookupError(
+                    f"{tp.topic}[{tp.partition}]: no fetch response within "
+                    f"{self.probe_timeout_s:.0f}s"
+                )
             self.consumer.poll(timeout_ms=PROBE_POLL_MS, max_records=1)
             high = self.consumer.highwater(tp)
         if high != claimed_end:
-            log.info("%s[%d]: broker said the log ends at %d, a fetch says %d", tp.topic,
-                     tp.partition, claimed_end, high)
+            log.info(
+                "%s[%d]: broker said the log ends at %d, a fetch says %d",
+                tp.topic,
+                tp.partition,
+                claimed_end,
+                high,
+            )
         return start, max(high, claimed_end)
 
     def record_at_or_after(self, tp: TopicPartition, offset: int, end: int) -> Probe | None:
@@ -113,8 +124,10 @@ class OffsetLocator:
                 return Probe(r.offset, r.timestamp) if r.offset < end else None
             if self.consumer.position(tp) >= end:
                 return None  # only control records (transaction markers) were left
-        raise OffsetLookupError(f"{tp.topic}[{tp.partition}]: no record at or after offset {offset} "
-                                f"within {self.probe_timeout_s:.0f}s although the log ends at {end}")
+        raise OffsetLookupError(
+            f"{tp.topic}[{tp.partition}]: no record at or after offset {offset} "
+            f"within {self.probe_timeout_s:.0f}s although the log ends at {end}"
+        )
 
     def first_at_or_after_time(
         self, tp: TopicPartition, timestamp_ms: int, log_start: int, end: int
@@ -124,15 +137,22 @@ class OffsetLocator:
         claimed = end if answer is None else answer
         if self._proves_first_at_or_after(tp, claimed, timestamp_ms, log_start, end):
             return claimed, "broker"
-        log.info("%s[%d]: broker answered offset %s for time %d, which the records disprove; "
-                 "searching", tp.topic, tp.partition, answer, timestamp_ms)
+        log.info(
+            "%s[%d]: broker answered offset %s for time %d, which the records disprove; searching",
+            tp.topic,
+            tp.partition,
+            answer,
+            timestamp_ms,
+        )
         return self._search(tp, timestamp_ms, log_start, end), "search"
 
     def _ask_broker(self, tp: TopicPartition, timestamp_ms: int) -> int | None:
         try:
             found = self.consumer.offsets_for_times({tp: timestamp_ms}).get(tp)
         except (KafkaError, ValueError) as exc:
-            log.info("%s[%d]: ListOffsets by time failed (%s); searching", tp.topic, tp.partition, exc)
+            log.info(
+                "%s[%d]: ListOffsets by time failed (%s); searching", tp.topic, tp.partition, exc
+            )
             return -1  # never proven right: forces the search
         return None if found is None else int(found.offset)
 
@@ -148,7 +168,11 @@ class OffsetLocator:
         if offset == log_start:
             return True
         before = self.record_at_or_after(tp, offset - 1, end)
-        return before is not None and before.offset == offset - 1 and before.timestamp_ms < timestamp_ms
+        return (
+            before is not None
+            and before.offset == offset - 1
+            and before.timestamp_ms < timestamp_ms
+        )
 
     def _search(self, tp: TopicPartition, timestamp_ms: int, log_start: int, end: int) -> int:
         lo, hi = log_start, end
@@ -161,8 +185,10 @@ class OffsetLocator:
                 hi = mid
             else:
                 lo = found.offset + 1
-        raise OffsetLookupError(f"{tp.topic}[{tp.partition}]: search for time {timestamp_ms} did "
-                                f"not converge in {MAX_SEARCH_STEPS} steps")
+        raise OffsetLookupError(
+            f"{tp.topic}[{tp.partition}]: search for time {timestamp_ms} did "
+            f"not converge in {MAX_SEARCH_STEPS} steps"
+        )
 
 
 def locate_by_offsets(
@@ -173,19 +199,30 @@ def locate_by_offsets(
     known = {tp.partition for tp in partitions}
     unknown = sorted((set(from_offsets) | set(to_offsets)) - known)
     if unknown:
-        raise OffsetLookupError(f"{locator.topic} has no partition {unknown}; it has {sorted(known)}")
+        raise OffsetLookupError(
+            f"{locator.topic} has no partition {unknown}; it has {sorted(known)}"
+        )
     ranges = []
     for tp in partitions:
         log_start, end = locator.bounds(tp)
         start = max(from_offsets.get(tp.partition, log_start), log_start)
         stop = min(to_offsets.get(tp.partition, end), end)
         named = tp.partition in from_offsets or tp.partition in to_offsets
-        ranges.append(PartitionRange(tp.partition, start, max(start, stop), log_start,
-                                     "offsets" if named else "log-start"))
+        ranges.append(
+            PartitionRange(
+                tp.partition,
+                start,
+                max(start, stop),
+                log_start,
+                "offsets" if named else "log-start",
+            )
+        )
     return ranges
 
 
-def locate_by_time(locator: OffsetLocator, from_ms: int | None, to_ms: int | None) -> list[PartitionRange]:
+def locate_by_time(
+    locator: OffsetLocator, from_ms: int | None, to_ms: int | None
+) -> list[PartitionRange]:
     """Per partition: [first offset at or after ``from_ms``, first offset at or after ``to_ms``)."""
     ranges = []
     for tp in locator.partitions():

@@ -61,7 +61,9 @@ class RangeReader:
             heads = [p for p, buf in self._buffers.items() if buf]
             if not heads:
                 return
-            p = min(heads, key=lambda q: (self._buffers[q][0].timestamp, q, self._buffers[q][0].offset))
+            p = min(
+                heads, key=lambda q: (self._buffers[q][0].timestamp, q, self._buffers[q][0].offset)
+            )
             record = self._buffers[p].popleft()
             self._count(p, record)
             if p in self._paused and len(self._buffers[p]) < MAX_BUFFERED_PER_PARTITION // 2:
@@ -99,9 +101,11 @@ class RangeReader:
             if all(p in self._done for p in waiting):
                 return
             if time.monotonic() > deadline:
-                late = {p: self.consumer.position(self.tps[p]) for p in waiting if p not in self._done}
+                late = {
+                    p: self.consumer.position(self.tps[p]) for p in waiting if p not in self._done
+                }
                 raise ReplayStalledError(
-                    f"no records for {self.stall_timeout_s:.0f}s from partitions at positions {late} "
+                    f"no records for {self.stall_timeout_s:.0f}s from partitions at {late} "
                     f"(ranges end at { {p: self.ranges[p].end for p in late} })"
                 )
             polled = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)

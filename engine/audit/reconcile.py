@@ -29,14 +29,40 @@ from engine.audit.times import as_utc
 from engine.ledger.models import Account, DeadLetter, HandledEvent, LedgerEntry, Payment, Posting
 
 IN_CHUNK = 500
-PAYMENT_FIELDS = ("state", "reason_code", "amount_minor", "currency", "fee_minor", "payer_bank",
-                  "payer_account", "payee_bank", "payee_account", "channel", "payment_type",
-                  "bank_reference", "occurred_at", "posting_id", "settlement_window",
-                  "initiated_event_id", "egov_service", "merchant_category_code")
-DIFFERENCE_KIND = {"state": "outcome", "reason_code": "outcome", "amount_minor": "amount",
-                   "currency": "amount", "fee_minor": "fee", "payer_bank": "parties",
-                   "payer_account": "parties", "payee_bank": "parties", "payee_account": "parties",
-                   "settlement_window": "window", "posting_id": "posting"}
+MAX_ORPHANS_LISTED = 10_000
+PAYMENT_FIELDS = (
+    "state",
+    "reason_code",
+    "amount_minor",
+    "currency",
+    "fee_minor",
+    "payer_bank",
+    "payer_account",
+    "payee_bank",
+    "payee_account",
+    "channel",
+    "payment_type",
+    "bank_reference",
+    "occurred_at",
+    "posting_id",
+    "settlement_window",
+    "initiated_event_id",
+    "egov_service",
+    "merchant_category_code",
+)
+DIFFERENCE_KIND = {
+    "state": "outcome",
+    "reason_code": "outcome",
+    "amount_minor": "amount",
+    "currency": "amount",
+    "fee_minor": "fee",
+    "payer_bank": "parties",
+    "payer_account": "parties",
+    "payee_bank": "parties",
+    "payee_account": "parties",
+    "settlement_window": "window",
+    "posting_id": "posting",
+}
 
 
 @dataclass
@@ -80,12 +106,21 @@ class ReconcileReport:
         }  # fmt: skip
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
-        return {"payments": self.payments, "postings": self.postings, "balances": self.balances,
-                "dead_letters": self.dead_letters, "orphan_postings": self.orphan_postings}
+        return {
+            "payments": self.payments,
+            "postings": self.postings,
+            "balances": self.balances,
+            "dead_letters": self.dead_letters,
+            "orphan_postings": self.orphan_postings,
+        }
 
 
-def reconcile(live: Engine, replayed: Engine, from_time: datetime | None = None,
-              to_time: datetime | None = None) -> ReconcileReport:
+def reconcile(
+    live: Engine,
+    replayed: Engine,
+    from_time: datetime | None = None,
+    to_time: datetime | None = None,
+) -> ReconcileReport:
     with live.connect() as lc, replayed.connect() as rc:
         runs = recorded_runs(rc)
         live_ids, scope = _live_scope(lc, runs)
@@ -96,7 +131,9 @@ def reconcile(live: Engine, replayed: Engine, from_time: datetime | None = None,
             scope += f"; occurred_at in [{from_time or '-inf'}, {to_time or '+inf'})"
             live_rows = _in_time(live_rows, from_time, to_time)
             replay_rows = _in_time(replay_rows, from_time, to_time)
-        comparable, note = _balances_comparable(lc, runs, len(live_rows), bool(from_time or to_time))
+        comparable, note = _balances_comparable(
+            lc, runs, len(live_rows), bool(from_time or to_time)
+        )
         report = ReconcileReport(scope, comparable, note, len(live_rows), len(replay_rows))
         _compare_payments(report, live_rows, replay_rows)
         live_legs = _legs(lc, [r["posting_id"] for r in live_rows.values() if r["posting_id"]])
@@ -154,60 +191,89 @@ def _payments(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]
     return rows
 
 
-def _in_time(rows: dict[str, dict[str, Any]], lo: datetime | None, hi: datetime | None
-             ) -> dict[str, dict[str, Any]]:
+def _in_time(
+    rows: dict[str, dict[str, Any]], lo: datetime | None, hi: datetime | None
+) -> dict[str, dict[str, Any]]:
     lo, hi = (as_utc(lo) if lo else None), (as_utc(hi) if hi else None)
-    return {k: v for k, v in rows.items()
-            if (lo is None or v["occurred_at"] >= lo) and (hi is None or v["occurred_at"] < hi)}
+    return {
+        k: v
+        for k, v in rows.items()
+        if (lo is None or v["occurred_at"] >= lo) and (hi is None or v["occurred_at"] < hi)
+    }
 
 
-def _balances_comparable(conn: Connection, runs: list[RecordedRun], in_scope: int,
-                         narrowed: bool) -> tuple[bool, str]:
+def _balances_comparable(
+    conn: Connection, runs: list[RecordedRun], in_scope: int, narrowed: bool
+) -> tuple[bool, str]:
     total = conn.execute(select(func.count()).select_from(Payment.__table__)).scalar_one()
     if narrowed:
         return False, "a --from/--to range was given: movements in scope compared, not balances"
     if runs and not all(run.from_beginning for run in runs):
-        return False, ("the replay did not start at the beginning of every partition: opening "
-                       "balances differ, movements in scope compared instead")
+        return False, (
+            "the replay did not start at the beginning of every partition: opening "
+            "balances differ, movements in scope compared instead"
+        )
     if total != in_scope:
-        return False, (f"the live ledger has {total - in_scope} payments outside the replay's "
-                       f"scope: movements in scope compared instead")
+        return False, (
+            f"the live ledger has {total - in_scope} payments outside the replay's "
+            f"scope: movements in scope compared instead"
+        )
     return True, "whole balances compared (the replay covers every live payment)"
 
 
-def _compare_payments(report: ReconcileReport, live: dict[str, dict[str, Any]],
-                      replayed: dict[str, dict[str, Any]]) -> None:
+def _compare_payments(
+    report: ReconcileReport, live: dict[str, dict[str, Any]], replayed: dict[str, dict[str, Any]]
+) -> None:
     for pid in sorted(set(live) | set(replayed)):
         a, b = live.get(pid), replayed.get(pid)
         if a is None or b is None:
             kind = "missing_in_live" if a is None else "missing_in_replay"
             row = a or b or {}
-            report.payments.append({"payment_id": pid, "difference": kind, "field": "",
-                                    "live": row.get("state") if a else None,
-                                    "replay": row.get("state") if b else None})
+            report.payments.append(
+                {
+                    "payment_id": pid,
+                    "difference": kind,
+                    "field": "",
+                    "live": row.get("state") if a else None,
+                    "replay": row.get("state") if b else None,
+                }
+            )
             continue
         report.matched += 1
         for name in PAYMENT_FIELDS:
             if a[name] != b[name]:
-                report.payments.append({"payment_id": pid,
-                                        "difference": DIFFERENCE_KIND.get(name, "other"),
-                                        "field": name, "live": a[name], "replay": b[name]})
+                report.payments.append(
+                    {
+                        "payment_id": pid,
+                        "difference": DIFFERENCE_KIND.get(name, "other"),
+                        "field": name,
+                        "live": a[name],
+                        "replay": b[name],
+                    }
+                )
 
 
 def _legs(conn: Connection, posting_ids: Sequence[str]) -> dict[str, Counter[tuple[str, int, str]]]:
     e = LedgerEntry.__table__
     legs: dict[str, Counter[tuple[str, int, str]]] = defaultdict(Counter)
     for chunk in _chunks(sorted(posting_ids)):
-        rows = conn.execute(select(e.c.posting_id, e.c.account_number, e.c.amount_minor, e.c.currency)
-                            .where(e.c.posting_id.in_(chunk)))
+        rows = conn.execute(
+            select(e.c.posting_id, e.c.account_number, e.c.amount_minor, e.c.currency).where(
+                e.c.posting_id.in_(chunk)
+            )
+        )
         for r in rows:
             legs[r.posting_id][(r.account_number, int(r.amount_minor), r.currency)] += 1
     return legs
 
 
-def _compare_postings(report: ReconcileReport, live: dict[str, dict[str, Any]],
-                      replayed: dict[str, dict[str, Any]], live_legs: dict[str, Counter[Any]],
-                      replay_legs: dict[str, Counter[Any]]) -> None:
+def _compare_postings(
+    report: ReconcileReport,
+    live: dict[str, dict[str, Any]],
+    replayed: dict[str, dict[str, Any]],
+    live_legs: dict[str, Counter[Any]],
+    replay_legs: dict[str, Counter[Any]],
+) -> None:
     for pid in sorted(set(live) & set(replayed)):
         posting = live[pid]["posting_id"] or replayed[pid]["posting_id"]
         if posting is None:
@@ -217,13 +283,29 @@ def _compare_postings(report: ReconcileReport, live: dict[str, dict[str, Any]],
         if a == b:
             continue
         for (account, amount, currency), n in sorted((a - b).items()):
-            report.postings.append({"payment_id": pid, "posting_id": posting, "side": "live only",
-                                    "account_number": account, "amount_minor": amount,
-                                    "currency": currency, "entries": n})
+            report.postings.append(
+                {
+                    "payment_id": pid,
+                    "posting_id": posting,
+                    "side": "live only",
+                    "account_number": account,
+                    "amount_minor": amount,
+                    "currency": currency,
+                    "entries": n,
+                }
+            )
         for (account, amount, currency), n in sorted((b - a).items()):
-            report.postings.append({"payment_id": pid, "posting_id": posting,
-                                    "side": "replay only", "account_number": account,
-                                    "amount_minor": amount, "currency": currency, "entries": n})
+            report.postings.append(
+                {
+                    "payment_id": pid,
+                    "posting_id": posting,
+                    "side": "replay only",
+                    "account_number": account,
+                    "amount_minor": amount,
+                    "currency": currency,
+                    "entries": n,
+                }
+            )
 
 
 def _headers(conn: Connection, posting_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -235,11 +317,17 @@ def _headers(conn: Connection, posting_ids: Sequence[str]) -> dict[str, tuple[An
     return found
 
 
-def _compare_posting_headers(report: ReconcileReport, lc: Connection, rc: Connection,
-                             live: dict[str, dict[str, Any]],
-                             replayed: dict[str, dict[str, Any]]) -> None:
-    ids = sorted({r["posting_id"] for r in live.values() if r["posting_id"]}
-                 | {r["posting_id"] for r in replayed.values() if r["posting_id"]})
+def _compare_posting_headers(
+    report: ReconcileReport,
+    lc: Connection,
+    rc: Connection,
+    live: dict[str, dict[str, Any]],
+    replayed: dict[str, dict[str, Any]],
+) -> None:
+    ids = sorted(
+        {r["posting_id"] for r in live.values() if r["posting_id"]}
+        | {r["posting_id"] for r in replayed.values() if r["posting_id"]}
+    )
     a, b = _headers(lc, ids), _headers(rc, ids)
     names = ("payment_id", "kind", "occurred_at", "settlement_window")
     for posting in ids:
@@ -249,8 +337,9 @@ def _compare_posting_headers(report: ReconcileReport, lc: Connection, rc: Connec
             continue
         for name, x, y in zip(names, a[posting], b[posting], strict=True):
             if x != y:
-                report.postings.append({"posting_id": posting, "side": "both", "field": name,
-                                        "live": x, "replay": y})
+                report.postings.append(
+                    {"posting_id": posting, "side": "both", "field": name, "live": x, "replay": y}
+                )
 
 
 def _compare_openings(report: ReconcileReport, lc: Connection, rc: Connection) -> None:
@@ -261,9 +350,15 @@ def _compare_openings(report: ReconcileReport, lc: Connection, rc: Connection) -
     b = _legs(rc, list(rc.execute(query).scalars()))
     for posting in sorted(set(a) | set(b)):
         if a.get(posting, Counter()) != b.get(posting, Counter()):
-            report.postings.append({"posting_id": posting, "side": "both", "field": "opening legs",
-                                    "live": sorted(a.get(posting, Counter()).elements()),
-                                    "replay": sorted(b.get(posting, Counter()).elements())})
+            report.postings.append(
+                {
+                    "posting_id": posting,
+                    "side": "both",
+                    "field": "opening legs",
+                    "live": sorted(a.get(posting, Counter()).elements()),
+                    "replay": sorted(b.get(posting, Counter()).elements()),
+                }
+            )
 
 
 def _movements(legs: dict[str, Counter[tuple[str, int, str]]]) -> dict[str, int]:
@@ -277,14 +372,22 @@ def _movements(legs: dict[str, Counter[tuple[str, int, str]]]) -> dict[str, int]
 def _balances(conn: Connection) -> dict[str, tuple[int, int]]:
     """account -> (balance_minor, sum of its entries)."""
     a, e = Account.__table__, LedgerEntry.__table__
-    sums = dict(conn.execute(select(e.c.account_number, func.sum(e.c.amount_minor))
-                             .group_by(e.c.account_number)).all())
+    sums = dict(
+        conn.execute(
+            select(e.c.account_number, func.sum(e.c.amount_minor)).group_by(e.c.account_number)
+        ).all()
+    )
     return {r.number: (int(r.balance_minor), int(sums.get(r.number) or 0))
             for r in conn.execute(select(a.c.number, a.c.balance_minor))}  # fmt: skip
 
 
-def _compare_balances(report: ReconcileReport, lc: Connection, rc: Connection,
-                      live_legs: dict[str, Counter[Any]], replay_legs: dict[str, Counter[Any]]) -> None:
+def _compare_balances(
+    report: ReconcileReport,
+    lc: Connection,
+    rc: Connection,
+    live_legs: dict[str, Counter[Any]],
+    replay_legs: dict[str, Counter[Any]],
+) -> None:
     live_moved, replay_moved = _movements(live_legs), _movements(replay_legs)
     live_bal, replay_bal = _balances(lc), _balances(rc)
     for account in sorted(set(live_bal) | set(replay_bal) | set(live_moved) | set(replay_moved)):
@@ -300,7 +403,9 @@ def _compare_balances(report: ReconcileReport, lc: Connection, rc: Connection,
         if report.balances_compared and lb != rb:
             problems.append("balance")
         if account not in live_bal or account not in replay_bal:
-            problems.append("account missing in " + ("live" if account not in live_bal else "replay"))
+            problems.append(
+                "account missing in " + ("live" if account not in live_bal else "replay")
+            )
         if problems:
             report.balances.append({
                 "account_number": account, "difference": "; ".join(problems),
@@ -313,7 +418,9 @@ def _compare_balances(report: ReconcileReport, lc: Connection, rc: Connection,
 
 def _dead_letter_keys(conn: Connection, runs: list[RecordedRun]) -> set[tuple[int, int, str]]:
     d = DeadLetter.__table__
-    query = select(d.c.source_partition, d.c.source_offset, d.c.kind).where(d.c.consumer == "validator")
+    query = select(d.c.source_partition, d.c.source_offset, d.c.kind).where(
+        d.c.consumer == "validator"
+    )
     if runs:
         conditions = [and_(d.c.source_topic == run.topic, d.c.source_partition == r["partition"],
                            d.c.source_offset >= r["start"], d.c.source_offset < r["end"])
@@ -324,17 +431,20 @@ def _dead_letter_keys(conn: Connection, runs: list[RecordedRun]) -> set[tuple[in
     return {(r.source_partition, r.source_offset, r.kind) for r in conn.execute(query)}
 
 
-def _compare_dead_letters(report: ReconcileReport, lc: Connection, rc: Connection,
-                          runs: list[RecordedRun]) -> None:
+def _compare_dead_letters(
+    report: ReconcileReport, lc: Connection, rc: Connection, runs: list[RecordedRun]
+) -> None:
     if runs and runs[-1].selection == "occurred-at":
         return  # an undecodable message has no occurred_at: the two sides' scopes differ
     live, replayed = _dead_letter_keys(lc, runs), _dead_letter_keys(rc, runs)
     for partition, offset, kind in sorted(live - replayed):
-        report.dead_letters.append({"side": "live only", "partition": partition, "offset": offset,
-                                    "kind": kind})
+        report.dead_letters.append(
+            {"side": "live only", "partition": partition, "offset": offset, "kind": kind}
+        )
     for partition, offset, kind in sorted(replayed - live):
-        report.dead_letters.append({"side": "replay only", "partition": partition,
-                                    "offset": offset, "kind": kind})
+        report.dead_letters.append(
+            {"side": "replay only", "partition": partition, "offset": offset, "kind": kind}
+        )
 
 
 def _orphans(conn: Connection) -> list[dict[str, Any]]:
@@ -342,8 +452,10 @@ def _orphans(conn: Connection) -> list[dict[str, Any]]:
     po, p = Posting.__table__, Payment.__table__
     rows = conn.execute(
         select(po.c.posting_id, po.c.payment_id, po.c.kind, po.c.settlement_window)
-        .join(p, and_(p.c.posting_id == po.c.posting_id, p.c.state == "SETTLED"), isouter=True)
-        .where(po.c.kind != "OPENING", p.c.payment_id.is_(None))
-        .limit(10_000)
+        .join(p, p.c.payment_id == po.c.payment_id, isouter=True)  # the primary key: no scan
+        .where(po.c.kind != "OPENING",
+               or_(p.c.payment_id.is_(None), p.c.state != "SETTLED", p.c.posting_id.is_(None),
+                   p.c.posting_id != po.c.posting_id))
+        .limit(MAX_ORPHANS_LISTED)
     )  # fmt: skip
     return [dict(r._mapping) for r in rows]

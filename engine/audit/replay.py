@@ -17,22 +17,32 @@ Selections (see docs/auditing.md for what each means to an auditor):
   payment's record time is within ``max_event_skew_s`` before and
   ``max_event_age_s`` after its ``occurred_at``), then only the events whose
   ``occurred_at`` is in ``[from, to)`` are replayed.
+
+Order. Within a partition the log fixes the order. Across partitions it does not:
+a payee may spend a credit that arrived on another partition, and whether it was
+there in time depended on how the live settlement consumer happened to interleave
+its partitions. By default partitions are merged by record time. With
+``order_from`` the replay takes from a ledger *only* the order in which its
+settlement stage decided (``payment_transitions`` ids), never an outcome or an
+amount, and feeds the settlement stage in that order: any such order is a valid
+execution of the topic, so a difference that remains is not an ordering effect.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, and_, func, insert, select
 from sqlalchemy.engine import make_url
 
 from engine.app import build_stage
@@ -44,7 +54,7 @@ from engine.audit.urls import safe_url
 from engine.config import Settings
 from engine.kafka.client import Outgoing, make_consumer
 from engine.ledger.database import is_sqlite, make_engine, upgrade
-from engine.ledger.models import Account, Payment, ReplayRun
+from engine.ledger.models import Account, HandledEvent, Payment, PaymentTransition, ReplayRun
 from engine.ledger.reference import load_reference_data, read_file
 from engine.runtime import BatchProcessor, BatchResult, RawMessage
 from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
@@ -52,6 +62,7 @@ from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, Schem
 log = logging.getLogger(__name__)
 
 SELECTIONS = ("offsets", "record-time", "occurred-at")
+MAX_HELD_FOR_ORDER = 1_000_000  # validated events waiting for their turn in the given order
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class ReplayRequest:
     from_offsets: Mapping[int, int] = field(default_factory=dict)
     to_offsets: Mapping[int, int] = field(default_factory=dict)
     batch_size: int = 500
+    order_from: str | None = None  # a ledger whose settlement order the replay follows
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:
@@ -71,8 +83,9 @@ class ReplayRequest:
         if not 1 <= self.batch_size <= 10_000:
             raise ValueError(f"batch_size {self.batch_size} outside [1, 10000]")
         if self.from_time and self.to_time and self.from_time >= self.to_time:
-            raise ValueError(f"--from {self.from_time.isoformat()} is not before "
-                             f"--to {self.to_time.isoformat()}")
+            raise ValueError(
+                f"--from {self.from_time.isoformat()} is not before --to {self.to_time.isoformat()}"
+            )
 
 
 @dataclass
@@ -91,6 +104,8 @@ class ReplayReport:
     duplicates: int = 0
     probes: int = 0
     seconds: float = 0.0
+    settlement_order: str = "record time"
+    order_forced: int = 0  # events released out of the given order (the hold was full)
 
     @property
     def events_per_s(self) -> float:
@@ -106,6 +121,7 @@ class ReplayReport:
             "validated": self.outcomes["validated"], "rejected": self.outcomes["rejected"],
             "settled": self.outcomes["settled"], "failed": self.outcomes["failed"],
             "dead_lettered": self.dead_lettered, "duplicates": self.duplicates,
+            "settlement_order": self.settlement_order, "order_forced": self.order_forced,
             "offset_probes": self.probes, "seconds": round(self.seconds, 3),
             "events_per_s": round(self.events_per_s, 1),
         }  # fmt: skip
@@ -131,14 +147,19 @@ def replay(
 def check_target(settings: Settings, target_url: str) -> None:
     """Refuse the live ledger as a target, however its URL is spelled."""
     if _same_database(target_url, settings.ledger_url):
-        raise ReplayTargetError(f"the target {safe_url(target_url)} is the live ledger; "
-                                f"a replay writes only to a new ledger")
+        raise ReplayTargetError(
+            f"the target {safe_url(target_url)} is the live ledger; "
+            f"a replay writes only to a new ledger"
+        )
 
 
 def _same_database(a: str, b: str) -> bool:
     ua, ub = make_url(a), make_url(b)
     if is_sqlite(a) and is_sqlite(b):
-        return bool(ua.database) and Path(ua.database or "").resolve() == Path(ub.database or "").resolve()
+        return (
+            bool(ua.database)
+            and Path(ua.database or "").resolve() == Path(ub.database or "").resolve()
+        )
     return (ua.get_backend_name(), ua.host, ua.port or 5432, ua.database) == \
         (ub.get_backend_name(), ub.host, ub.port or 5432, ub.database)  # fmt: skip
 
@@ -146,20 +167,30 @@ def _same_database(a: str, b: str) -> bool:
 def _require_fresh(engine: Engine, url: str) -> None:
     with engine.connect() as conn:
         used = {
-            "payments": conn.execute(select(func.count()).select_from(Payment.__table__)).scalar_one(),
-            "accounts": conn.execute(select(func.count()).select_from(Account.__table__)).scalar_one(),
-            "replay runs": conn.execute(select(func.count()).select_from(ReplayRun.__table__)).scalar_one(),
+            "payments": conn.execute(
+                select(func.count()).select_from(Payment.__table__)
+            ).scalar_one(),
+            "accounts": conn.execute(
+                select(func.count()).select_from(Account.__table__)
+            ).scalar_one(),
+            "replay runs": conn.execute(
+                select(func.count()).select_from(ReplayRun.__table__)
+            ).scalar_one(),
         }
     found = {k: v for k, v in used.items() if v}
     if found:
-        raise ReplayTargetError(f"the target {safe_url(url)} is not a new ledger ({found}); "
-                                f"give a new SQLite file or an empty database")
+        raise ReplayTargetError(
+            f"the target {safe_url(url)} is not a new ledger ({found}); "
+            f"give a new SQLite file or an empty database"
+        )
 
 
 def replay_codec(settings: Settings) -> AvroCodec:
     """Reader schemas from disk, older writers' from the store; publishes nothing."""
-    return AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir),
-                     KafkaSchemaStore(settings, client_id="sakk-replay-schemas"))
+    return AvroCodec(
+        SchemaRegistry.from_dir(settings.schemas_dir),
+        KafkaSchemaStore(settings, client_id="sakk-replay-schemas"),
+    )
 
 
 def _run(
@@ -170,9 +201,12 @@ def _run(
 ) -> ReplayReport:
     replay_settings = settings.replace(database_url=request.target_url)
     codec = replay_codec(settings)
-    validator = BatchProcessor(build_stage("validator", replay_settings), engine, codec, replay_settings)
-    settlement = BatchProcessor(build_stage("settlement", replay_settings), engine, codec,
-                                replay_settings)
+    validator = BatchProcessor(
+        build_stage("validator", replay_settings), engine, codec, replay_settings
+    )
+    settlement = BatchProcessor(
+        build_stage("settlement", replay_settings), engine, codec, replay_settings
+    )
     topic = settings.topic("initiated")
     validated_topic = settings.topic("validated")
     started_at = datetime.now(UTC)
@@ -180,14 +214,18 @@ def _run(
     try:
         locator = OffsetLocator(consumer, topic)
         ranges = _locate(settings, request, locator)
-        report = ReplayReport(request.target_url, topic, request.selection, ranges,
-                              probes=locator.probes)
+        report = ReplayReport(
+            request.target_url, topic, request.selection, ranges, probes=locator.probes
+        )
         reader = RangeReader(consumer, topic, ranges)
+        hold = _order_hold(request, topic, ranges, report)
         window = _selected_window(request)
         started = time.perf_counter()
         for batch in reader.batches(request.batch_size):
-            raw = [RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-                   for r in batch]
+            raw = [
+                RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                for r in batch
+            ]
             report.events_read += len(raw)
             raw = _select(raw, request, codec, report, window)
             if not raw:
@@ -195,12 +233,19 @@ def _run(
             result = validator.process(raw)
             _tally(report, result)
             forwarded = _validated_messages(result, validated_topic, codec)
-            if forwarded:
-                _tally(report, settlement.process(forwarded), validator_stage=False)
+            if hold is None:
+                ready = [m for _, m in forwarded]
+            else:
+                hold.skip(h.payment_id for _, h in result.handled if h.outcome != "validated")
+                ready = [m for pid, message in forwarded for m in hold.push(pid, message)]
+            _settle(settlement, ready, request.batch_size, report)
             report.events_replayed += len(raw)
             if progress:
                 report.seconds = time.perf_counter() - started
                 progress(report)
+        if hold is not None:
+            _settle(settlement, hold.flush(), request.batch_size, report)
+            report.order_forced = hold.forced
         report.seconds = time.perf_counter() - started
         report.timestamps_going_back = reader.stats.timestamps_going_back
     finally:
@@ -209,7 +254,9 @@ def _run(
     return report
 
 
-def _locate(settings: Settings, request: ReplayRequest, locator: OffsetLocator) -> list[PartitionRange]:
+def _locate(
+    settings: Settings, request: ReplayRequest, locator: OffsetLocator
+) -> list[PartitionRange]:
     if request.selection == "offsets":
         return locate_by_offsets(locator, dict(request.from_offsets), dict(request.to_offsets))
     start, stop = request.from_time, request.to_time
@@ -239,7 +286,9 @@ def _select(
     if request.selection == "offsets":
         return raw
     if request.selection == "record-time":
-        report.record_time_outside_range += sum(1 for m in raw if not _inside(m.timestamp_ms, window))
+        report.record_time_outside_range += sum(
+            1 for m in raw if not _inside(m.timestamp_ms, window)
+        )
         return raw
     kept = []
     for m in raw:
@@ -247,7 +296,9 @@ def _select(
             occurred = codec.decode(m.value).record.get("occurred_at")
             ms = to_ms(occurred) if isinstance(occurred, datetime) else m.timestamp_ms
         except DecodeError:
-            ms = m.timestamp_ms  # an undecodable message has no occurred_at: judge it by record time
+            ms = (
+                m.timestamp_ms
+            )  # an undecodable message has no occurred_at: judge it by record time
         if _inside(ms, window):
             kept.append(m)
         else:
@@ -255,7 +306,9 @@ def _select(
     return kept
 
 
-def _validated_messages(result: BatchResult, topic: str, codec: AvroCodec) -> list[RawMessage]:
+def _validated_messages(
+    result: BatchResult, topic: str, codec: AvroCodec
+) -> list[tuple[str, RawMessage]]:
     """What the validator would have produced to payments.validated, as settlement would read it.
 
     A forwarded event keeps the partition, offset and record time of the initiated
@@ -266,11 +319,136 @@ def _validated_messages(result: BatchResult, topic: str, codec: AvroCodec) -> li
     for message in result.outgoing:
         if message.topic != topic:
             continue
-        cause = codec.decode(message.value).record["causation_event_id"]
-        src = sources.get(cause)
-        forwarded.append(_as_raw(message, src.partition if src else -1, src.offset if src else -1,
-                                 src.timestamp_ms if src else 0))
+        record = codec.decode(message.value).record
+        src = sources.get(record["causation_event_id"])
+        forwarded.append(
+            (
+                record["payment_id"],
+                _as_raw(
+                    message,
+                    src.partition if src else -1,
+                    src.offset if src else -1,
+                    src.timestamp_ms if src else 0,
+                ),
+            )
+        )
     return forwarded
+
+
+def _settle(
+    settlement: BatchProcessor, messages: Sequence[RawMessage], size: int, report: ReplayReport
+) -> None:
+    for start in range(0, len(messages), size):
+        _tally(report, settlement.process(messages[start : start + size]), validator_stage=False)
+
+
+class OrderHold:
+    """Releases validated events in a given order of payment ids; unknown ids pass at once.
+
+    ``rank`` holds the in-scope payments in the order their settlement was decided.
+    An event waits until every payment ranked before it was released or is known
+    never to come (the validator did not validate it in this replay).
+    """
+
+    def __init__(self, rank: Mapping[str, int], max_held: int = MAX_HELD_FOR_ORDER):
+        self.rank = rank
+        self.max_held = max_held
+        self.forced = 0
+        self._next = 0
+        self._resolved: set[int] = set()
+        self._held: list[tuple[int, int, RawMessage]] = []
+        self._arrivals = 0
+
+    def skip(self, payment_ids: Iterable[str | None]) -> None:
+        for pid in payment_ids:
+            r = self.rank.get(pid) if pid is not None else None
+            if r is not None:
+                self._resolved.add(r)
+
+    def push(self, payment_id: str, message: RawMessage) -> list[RawMessage]:
+        r = self.rank.get(payment_id)
+        if r is None:
+            return [message]
+        self._arrivals += 1
+        heapq.heappush(self._held, (r, self._arrivals, message))
+        released = self._release()
+        while len(self._held) > self.max_held:
+            self.forced += 1
+            rank, _, message = heapq.heappop(self._held)
+            self._resolved.add(rank)
+            released.append(message)
+        return released
+
+    def _release(self) -> list[RawMessage]:
+        out: list[RawMessage] = []
+        while True:
+            while self._next in self._resolved:
+                self._resolved.discard(self._next)
+                self._next += 1
+            if self._held and self._held[0][0] <= self._next:
+                rank, _, message = heapq.heappop(self._held)
+                out.append(message)
+                self._next = max(self._next, rank + 1)
+                continue
+            return out
+
+    def flush(self) -> list[RawMessage]:
+        """Whatever still waits (its predecessors never came), in the given order."""
+        out = [m for _, _, m in sorted(self._held)]
+        self._held.clear()
+        return out
+
+
+def settlement_order(
+    conn: Any,
+    topic: str,
+    ranges: Sequence[PartitionRange],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, int]:
+    """payment id -> rank of its settlement decision in a ledger, for the payments in ``ranges``."""
+    h, t, p = HandledEvent.__table__, PaymentTransition.__table__, Payment.__table__
+    decided: list[tuple[int, str]] = []
+    for r in ranges:
+        if r.start >= r.end:
+            continue
+        query = (
+            select(t.c.id, t.c.payment_id)
+            .join(h, and_(h.c.payment_id == t.c.payment_id, h.c.consumer == "validator"))
+            .where(t.c.consumer == "settlement", h.c.topic == topic,
+                   h.c.partition == r.partition, h.c.offset >= r.start, h.c.offset < r.end)
+        )  # fmt: skip
+        if since is not None or until is not None:
+            query = query.join(p, p.c.payment_id == t.c.payment_id)
+            if since is not None:
+                query = query.where(p.c.occurred_at >= since)
+            if until is not None:
+                query = query.where(p.c.occurred_at < until)
+        decided.extend((row.id, row.payment_id) for row in conn.execute(query))
+    decided.sort()
+    return {pid: rank for rank, (_, pid) in enumerate(decided)}
+
+
+def _order_hold(
+    request: ReplayRequest, topic: str, ranges: Sequence[PartitionRange], report: ReplayReport
+) -> OrderHold | None:
+    if request.order_from is None:
+        return None
+    engine = make_engine(request.order_from)
+    occurred = request.selection == "occurred-at"
+    try:
+        with engine.connect() as conn:
+            rank = settlement_order(
+                conn,
+                topic,
+                ranges,
+                request.from_time if occurred else None,
+                request.to_time if occurred else None,
+            )
+    finally:
+        engine.dispose()
+    report.settlement_order = f"as decided in {safe_url(request.order_from)} ({len(rank)} payments)"
+    return OrderHold(rank)
 
 
 def _as_raw(message: Outgoing, partition: int, offset: int, timestamp_ms: int) -> RawMessage:
@@ -285,7 +463,9 @@ def _tally(report: ReplayReport, result: BatchResult, validator_stage: bool = Tr
         report.duplicates += result.duplicates
 
 
-def _record_run(engine: Engine, request: ReplayRequest, report: ReplayReport, started_at: datetime) -> None:
+def _record_run(
+    engine: Engine, request: ReplayRequest, report: ReplayReport, started_at: datetime
+) -> None:
     digest = hashlib.sha256(Path(request.reference_file).read_bytes()).hexdigest()
     with engine.begin() as conn:
         conn.execute(insert(ReplayRun), [{

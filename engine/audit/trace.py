@@ -60,12 +60,15 @@ class PaymentTrace:
                 "attempts": self.attempts, "dead_letters": self.dead_letters}  # fmt: skip
 
 
-def find_payment_ids(conn: Connection, payment_id: str | None = None,
-                     bank_reference: str | None = None) -> list[str]:
+def find_payment_ids(
+    conn: Connection, payment_id: str | None = None, bank_reference: str | None = None
+) -> list[str]:
     """The payment with that id, or every payment a bank sent with that reference (``BANK:REF``)."""
     p = Payment.__table__
     if payment_id is not None:
-        found = list(conn.execute(select(p.c.payment_id).where(p.c.payment_id == payment_id)).scalars())
+        found = list(
+            conn.execute(select(p.c.payment_id).where(p.c.payment_id == payment_id)).scalars()
+        )
         if not found:
             raise PaymentNotFoundError(f"no payment {payment_id} in the ledger")
         return found
@@ -99,18 +102,32 @@ def trace_payment(conn: Connection, payment_id: str) -> PaymentTrace:
     trace.postings = _rows(conn, select(po).where(po.c.payment_id == payment_id))
     posting_ids = [x["posting_id"] for x in trace.postings]
     if posting_ids:
-        trace.entries = _rows(conn, select(e).where(e.c.posting_id.in_(posting_ids))
-                              .order_by(e.c.chain_seq))
+        trace.entries = _rows(
+            conn, select(e).where(e.c.posting_id.in_(posting_ids)).order_by(e.c.chain_seq)
+        )
     n, a = Notification.__table__, NotificationAttempt.__table__
-    trace.notifications = _rows(conn, select(n.c.notification_id, n.c.outcome, n.c.recipient_bank,
-                                             n.c.sender, n.c.status, n.c.attempts, n.c.last_error,
-                                             n.c.created_at, n.c.finished_at)
-                                .where(n.c.payment_id == payment_id)
-                                .order_by(n.c.created_at, n.c.recipient_bank))
+    trace.notifications = _rows(
+        conn,
+        select(
+            n.c.notification_id,
+            n.c.outcome,
+            n.c.recipient_bank,
+            n.c.sender,
+            n.c.status,
+            n.c.attempts,
+            n.c.last_error,
+            n.c.created_at,
+            n.c.finished_at,
+        )
+        .where(n.c.payment_id == payment_id)
+        .order_by(n.c.created_at, n.c.recipient_bank),
+    )
     ids = [x["notification_id"] for x in trace.notifications]
     if ids:
-        trace.attempts = _rows(conn, select(a).where(a.c.notification_id.in_(ids))
-                               .order_by(a.c.notification_id, a.c.number))
+        trace.attempts = _rows(
+            conn,
+            select(a).where(a.c.notification_id.in_(ids)).order_by(a.c.notification_id, a.c.number),
+        )
     d = DeadLetter.__table__
     trace.dead_letters = _rows(conn, select(d).where(d.c.payment_id == payment_id))
     return trace
@@ -120,8 +137,12 @@ def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
     """Every event of the payment: consumed ones with their coordinates, then emitted ones."""
     h, em = HandledEvent.__table__, EmittedEvent.__table__
     handled = _rows(conn, select(h).where(h.c.payment_id == payment_id).order_by(h.c.handled_at))
-    emitted = _rows(conn, select(em.c.consumer, em.c.source_event_id, em.c.event_id, em.c.topic,
-                                 em.c.key).where(em.c.payment_id == payment_id).order_by(em.c.id))
+    emitted = _rows(
+        conn,
+        select(em.c.consumer, em.c.source_event_id, em.c.event_id, em.c.topic, em.c.key)
+        .where(em.c.payment_id == payment_id)
+        .order_by(em.c.id),
+    )
     consumed_by: dict[str, list[dict[str, Any]]] = {}
     for row in handled:
         consumed_by.setdefault(row["event_id"], []).append(row)
@@ -134,16 +155,18 @@ def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
         producer = row["consumer"]
         consumers = consumed_by.get(row["event_id"], [])
         first = consumers[0] if consumers else None
-        event = _event_row(row["event_id"], first["event_type"] if first else "", row["topic"],
-                           producer, first)
+        event = _event_row(
+            row["event_id"], first["event_type"] if first else "", row["topic"], producer, first
+        )
         event["key"] = row["key"]
         event["source_handled_at"] = handled_at.get(row["source_event_id"])
         events.append(event)
     return events
 
 
-def _event_row(event_id: str, event_type: str, topic: str, producer: str,
-               consumed: dict[str, Any] | None) -> dict[str, Any]:
+def _event_row(
+    event_id: str, event_type: str, topic: str, producer: str, consumed: dict[str, Any] | None
+) -> dict[str, Any]:
     return {
         "event_id": event_id, "event_type": event_type, "topic": topic, "produced_by": producer,
         "consumed_by": consumed["consumer"] if consumed else None,
@@ -155,8 +178,9 @@ def _event_row(event_id: str, event_type: str, topic: str, producer: str,
     }  # fmt: skip
 
 
-def scan_topics(settings: Settings, codec: AvroCodec, trace: PaymentTrace,
-                max_records: int = SCAN_MAX_RECORDS) -> None:
+def scan_topics(
+    settings: Settings, codec: AvroCodec, trace: PaymentTrace, max_records: int = SCAN_MAX_RECORDS
+) -> None:
     """Confirm each event on its topic; find unconsumed ones. Fills record_time and on_topic."""
     consumer = make_consumer(settings, group_id=None, client_id="sakk-trace")
     try:
@@ -203,8 +227,10 @@ def _record_at(locator: OffsetLocator, tp: TopicPartition, offset: int, end: int
     return None
 
 
-def _search(locator: OffsetLocator, codec: AvroCodec, event: dict[str, Any], max_records: int) -> None:
-    """Find an unconsumed event in its key's partition, from shortly before its source was handled."""
+def _search(
+    locator: OffsetLocator, codec: AvroCodec, event: dict[str, Any], max_records: int
+) -> None:
+    """Find an unconsumed event in its key's partition, from just before its source was handled."""
     partitions = locator.consumer.partitions_for_topic(event["topic"])
     if not partitions or event.get("key") is None:
         event["on_topic"] = "topic missing" if not partitions else "no key"
@@ -216,8 +242,9 @@ def _search(locator: OffsetLocator, codec: AvroCodec, event: dict[str, Any], max
     since = event.get("source_handled_at")
     start = log_start
     if since is not None:
-        start, _ = locator.first_at_or_after_time(tp, to_ms(as_utc(since) - SCAN_LOOKBACK),
-                                                  log_start, end)
+        start, _ = locator.first_at_or_after_time(
+            tp, to_ms(as_utc(since) - SCAN_LOOKBACK), log_start, end
+        )
     locator.consumer.seek(tp, start)
     read = 0
     while read < max_records:
@@ -231,8 +258,12 @@ def _search(locator: OffsetLocator, codec: AvroCodec, event: dict[str, Any], max
             if r.offset >= end:
                 break
             if r.key == event["key"] and _decoded_event_id(codec, r.value) == event["event_id"]:
-                event.update(partition=partition, offset=r.offset, record_time=from_ms(r.timestamp),
-                             on_topic="found by scan")
+                event.update(
+                    partition=partition,
+                    offset=r.offset,
+                    record_time=from_ms(r.timestamp),
+                    on_topic="found by scan",
+                )
                 return
         if records[-1].offset >= end - 1:
             break

@@ -70,8 +70,11 @@ def publish_close(settings: Settings, report: WindowReport) -> str:
     value = window_codec(settings).encode(EVENT_TYPE, closed_event(report), validate=True)
     producer = make_producer(settings, client_id="sakk-settlement")
     try:
-        send_all(producer, [Outgoing(topic, report.window.label.encode(), value)],
-                 settings.produce_timeout_s)
+        send_all(
+            producer,
+            [Outgoing(topic, report.window.label.encode(), value)],
+            settings.produce_timeout_s,
+        )
     finally:
         producer.close(timeout=settings.produce_timeout_s)
     return topic
@@ -99,4 +102,3 @@ def read_closed_events(settings: Settings) -> list[dict[str, Any]]:
         return events
     finally:
         consumer.close(autocommit=False)
-

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.audit.exceptions import WindowError
 from engine.audit.times import as_utc, parse_instant
@@ -56,7 +56,9 @@ class Window:
 
     def __post_init__(self) -> None:
         if self.hours not in SUPPORTED_WINDOW_HOURS:
-            raise WindowError(f"window length {self.hours}h: expected one of {SUPPORTED_WINDOW_HOURS}")
+            raise WindowError(
+                f"window length {self.hours}h: expected one of {SUPPORTED_WINDOW_HOURS}"
+            )
 
     @property
     def end(self) -> datetime:
@@ -91,8 +93,10 @@ class Window:
         start = parse_instant(text)
         window = cls.containing(start, hours)
         if window.start != start:
-            raise WindowError(f"{text} is not the start of a {hours}h window; "
-                              f"the window containing it starts at {window.start.isoformat()}")
+            raise WindowError(
+                f"{text} is not the start of a {hours}h window; "
+                f"the window containing it starts at {window.start.isoformat()}"
+            )
         return window
 
 
@@ -144,7 +148,8 @@ class PositionLine:
         return {"bank_code": self.bank_code, "bank_name": self.bank_name, "currency": self.currency,
                 "gross_debits_minor": self.gross_debits_minor,
                 "gross_credits_minor": self.gross_credits_minor, "net_minor": self.net_minor,
-                "postings": self.postings, "carried_in_postings": self.carried_in_postings}  # fmt: skip
+                "postings": self.postings,
+                "carried_in_postings": self.carried_in_postings}  # fmt: skip
 
 
 @dataclass
@@ -176,9 +181,11 @@ class WindowReport:
         problems = []
         for key in sorted(set(now) | set(then)):
             if now.get(key, (0, 0)) != then.get(key, (0, 0)):
-                problems.append(f"window {self.window.label} bank {key[0]} {key[1]}: recorded at "
-                                f"close (debits, credits) {then.get(key, (0, 0))}, ledger now "
-                                f"{now.get(key, (0, 0))}")
+                problems.append(
+                    f"window {self.window.label} bank {key[0]} {key[1]}: recorded at "
+                    f"close (debits, credits) {then.get(key, (0, 0))}, ledger now "
+                    f"{now.get(key, (0, 0))}"
+                )
         return problems
 
     def summary(self) -> dict[str, Any]:
@@ -201,12 +208,20 @@ def read_closes(conn: Connection, hours: int | None = None) -> dict[str, Close]:
     closes = {}
     for r in conn.execute(select(t).order_by(t.c.window_start)):
         if hours is not None and r.window_hours != hours:
-            raise WindowError(f"window {r.label} was closed as a {r.window_hours}h window; "
-                              f"report with --window-hours {r.window_hours}")
+            raise WindowError(
+                f"window {r.label} was closed as a {r.window_hours}h window; "
+                f"report with --window-hours {r.window_hours}"
+            )
         window = Window(as_utc(r.window_start), r.window_hours)
-        closes[r.label] = Close(window, as_utc(r.closed_at), r.chain_seq, r.chain_hash,
-                                r.postings, r.event_id,
-                                as_utc(r.published_at) if r.published_at else None)
+        closes[r.label] = Close(
+            window,
+            as_utc(r.closed_at),
+            r.chain_seq,
+            r.chain_hash,
+            r.postings,
+            r.event_id,
+            as_utc(r.published_at) if r.published_at else None,
+        )
     return closes
 
 
@@ -216,8 +231,9 @@ def _recorded_positions(conn: Connection, label: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def _settlement_entries(conn: Connection, since: datetime | None, until: datetime | None,
-                        min_seq: int | None = None) -> Iterable[Any]:
+def _settlement_entries(
+    conn: Connection, since: datetime | None, until: datetime | None, min_seq: int | None = None
+) -> Iterable[Any]:
     """Settlement-account entries of payment postings with their posting's time and chain seq."""
     e, a, p, b = LedgerEntry.__table__, Account.__table__, Posting.__table__, Bank.__table__
     query = (
@@ -237,8 +253,9 @@ def _settlement_entries(conn: Connection, since: datetime | None, until: datetim
     return conn.execute(query)
 
 
-def _aggregate(rows: Iterable[Any], hours: int, closes: Mapping[str, Close],
-               only: Window | None = None) -> dict[Window, WindowReport]:
+def _aggregate(
+    rows: Iterable[Any], hours: int, closes: Mapping[str, Close], only: Window | None = None
+) -> dict[Window, WindowReport]:
     reports: dict[Window, WindowReport] = {}
     lines: dict[tuple[Window, str, str], PositionLine] = {}
     seen: set[tuple[Window, str, str, str]] = set()
@@ -294,7 +311,9 @@ def all_window_reports(conn: Connection, hours: int = DEFAULT_WINDOW_HOURS) -> l
     return [_with_close(conn, reports[w], closes) for w in sorted(reports)]
 
 
-def _with_close(conn: Connection, report: WindowReport, closes: Mapping[str, Close]) -> WindowReport:
+def _with_close(
+    conn: Connection, report: WindowReport, closes: Mapping[str, Close]
+) -> WindowReport:
     report.close = closes.get(report.window.label)
     if report.close is not None:
         report.recorded = _recorded_positions(conn, report.window.label)
@@ -310,16 +329,19 @@ class CloseResult:
 def close_window(engine: Engine, window: Window, now: datetime, early: bool = False) -> CloseResult:
     """Record the close of ``window`` with its final positions; closing twice changes nothing."""
     if window.end > now and not early:
-        raise WindowError(f"window {window.label} ends at {window.end.isoformat()}, after now "
-                          f"({now.isoformat()}); closing it early needs --early")
+        raise WindowError(
+            f"window {window.label} ends at {window.end.isoformat()}, after now "
+            f"({now.isoformat()}); closing it early needs --early"
+        )
     with engine.begin() as conn:
         closes = read_closes(conn, window.hours)
         if window.label in closes:
             return CloseResult(window_report(conn, window), already_closed=True)
         seq, head = lock_chain_head(conn)  # no posting is appended until this transaction ends
         report = window_report(conn, window)
-        close = Close(window, now.astimezone(UTC), seq, head, _posting_count(report),
-                      event_id_of(window))
+        close = Close(
+            window, now.astimezone(UTC), seq, head, _posting_count(report), event_id_of(window)
+        )
         conn.execute(insert(SettlementWindow), [{
             "label": window.label, "window_start": window.start, "window_end": window.end,
             "window_hours": window.hours, "closed_at": close.closed_at, "chain_seq": seq,
@@ -343,10 +365,15 @@ def _posting_count(report: WindowReport) -> int:
 
 
 def mark_published(engine: Engine, label: str, when: datetime) -> None:
-    t = SettlementWindow.__table__
     with engine.begin() as conn:
-        conn.execute(t.update().where(t.c.label == label).values(published_at=when))
+        conn.execute(
+            update(SettlementWindow)
+            .where(SettlementWindow.label == label)
+            .values(published_at=when)
+        )
 
 
 def count_closes(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(SettlementWindow.__table__)).scalar_one())
+    return int(
+        conn.execute(select(func.count()).select_from(SettlementWindow.__table__)).scalar_one()
+    )

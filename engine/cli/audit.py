@@ -24,17 +24,39 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--database-url", "database", metavar="URL|FILE", help="Ledger to verify (default: live).")
-@click.option("--anchor", "anchors", multiple=True, metavar="SEQ:HASH",
-              help="A chain head noted earlier (printed by this command); repeatable.")
-@click.option("--anchors-from-topic", is_flag=True,
-              help="Also check the chain heads carried by the window-closed events on the broker.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write the findings as JSON and CSV files to this directory.")
+@click.option(
+    "--database-url", "database", metavar="URL|FILE", help="Ledger to verify (default: live)."
+)
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    metavar="SEQ:HASH",
+    help="A chain head noted earlier (printed by this command); repeatable.",
+)
+@click.option(
+    "--anchors-from-topic",
+    is_flag=True,
+    help="Also check the chain heads carried by the window-closed events on the broker.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the findings as JSON and CSV files to this directory.",
+)
 @click.pass_obj
-def audit_verify(settings: Settings, database: str | None, anchors: tuple[str, ...],
-                 anchors_from_topic: bool, fmt: str, out_dir: Path | None) -> None:
+def audit_verify(
+    settings: Settings,
+    database: str | None,
+    anchors: tuple[str, ...],
+    anchors_from_topic: bool,
+    fmt: str,
+    out_dir: Path | None,
+) -> None:
     """Walk the entries' hash chain and name the first entry that breaks it.
 
     Also checks that every posting sums to zero, every balance equals its entries,
@@ -55,11 +77,17 @@ def audit_verify(settings: Settings, database: str | None, anchors: tuple[str, .
     finally:
         engine.dispose()
     if out_dir is not None:
-        for path in write_report(out_dir, "audit-verify", {"ledger": safe_url(url), **report.summary()},
-                                 report.sections()):
+        for path in write_report(
+            out_dir,
+            "audit-verify",
+            {"ledger": safe_url(url), **report.summary()},
+            report.sections(),
+        ):
             click.echo(f"wrote {path}", err=True)
     if fmt == "json":
-        click.echo(json.dumps(jsonable({"summary": report.summary(), **report.sections()}), indent=2))
+        click.echo(
+            json.dumps(jsonable({"summary": report.summary(), **report.sections()}), indent=2)
+        )
     else:
         _print(Console(), url, report)
     if not report.ok:
@@ -78,26 +106,46 @@ def _topic_anchors(settings: Settings) -> list[Anchor]:
 
 def _print(console: Console, url: str, report: VerifyReport) -> None:
     walk = report.walk
-    console.print(f"ledger {safe_url(url)}: {walk.entries:,} entries, {report.ledger.postings:,} "
-                  f"postings, {report.ledger.accounts:,} accounts")
+    console.print(
+        f"ledger {safe_url(url)}: {walk.entries:,} entries, {report.ledger.postings:,} "
+        f"postings, {report.ledger.accounts:,} accounts"
+    )
     first = report.first_break
     if first is None:
-        console.print(f"[green]OK[/] hash chain intact; head {walk.last_seq}:{walk.last_hash} "
-                      f"(note it down: `--anchor {walk.last_seq}:{walk.last_hash}` later proves "
-                      f"nothing before it was rewritten)")
+        console.print(
+            f"[green]OK[/] hash chain intact; head {walk.last_seq}:{walk.last_hash} "
+            f"(note it down: `--anchor {walk.last_seq}:{walk.last_hash}` later proves "
+            f"nothing before it was rewritten)"
+        )
     else:
-        console.print(f"[red]CHAIN BROKEN[/] first at entry #{first.chain_seq} (id {first.entry_id}, "
-                      f"posting {first.posting_id}): {first.problem}")
+        console.print(
+            f"[red]CHAIN BROKEN[/] first at entry #{first.chain_seq} (id {first.entry_id}, "
+            f"posting {first.posting_id}): {first.problem}"
+        )
         for b in walk.breaks[1:SHOWN_PROBLEMS]:
-            console.print(f"  entry #{b.chain_seq} (id {b.entry_id}, posting {b.posting_id}): {b.problem}")
+            console.print(
+                f"  entry #{b.chain_seq} (id {b.entry_id}, posting {b.posting_id}): {b.problem}"
+            )
         if len(walk.breaks) > SHOWN_PROBLEMS:
             console.print(f"  ... {len(walk.breaks) - SHOWN_PROBLEMS} more")
-    _print_list(console, "double entry holds: postings sum to zero, balances equal entries",
-                "LEDGER VIOLATIONS", report.ledger.violations)
-    _print_list(console, f"{report.windows_checked} closed windows unchanged since their close",
-                "CLOSED WINDOWS CHANGED", report.window_problems)
-    _print_list(console, f"{report.anchors_checked} anchors match the chain", "ANCHORS BROKEN",
-                report.anchor_problems)
+    _print_list(
+        console,
+        "double entry holds: postings sum to zero, balances equal entries",
+        "LEDGER VIOLATIONS",
+        report.ledger.violations,
+    )
+    _print_list(
+        console,
+        f"{report.windows_checked} closed windows unchanged since their close",
+        "CLOSED WINDOWS CHANGED",
+        report.window_problems,
+    )
+    _print_list(
+        console,
+        f"{report.anchors_checked} anchors match the chain",
+        "ANCHORS BROKEN",
+        report.anchor_problems,
+    )
 
 
 def _print_list(console: Console, ok_text: str, bad_title: str, problems: list[str]) -> None:

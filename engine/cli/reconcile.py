@@ -22,18 +22,40 @@ SHOWN_ROWS = 20
 
 
 @cli.command("reconcile")
-@click.option("--replay", "replay_db", required=True, metavar="URL|FILE",
-              help="The replayed ledger (from `sakk replay`).")
-@click.option("--live", "live_db", metavar="URL|FILE",
-              help="The live ledger. Default: SAKK_DATABASE_URL (or the local SQLite ledger).")
-@click.option("--from", "from_text", metavar="TIME", help="Only payments that occurred at or after.")
+@click.option(
+    "--replay",
+    "replay_db",
+    required=True,
+    metavar="URL|FILE",
+    help="The replayed ledger (from `sakk replay`).",
+)
+@click.option(
+    "--live",
+    "live_db",
+    metavar="URL|FILE",
+    help="The live ledger. Default: SAKK_DATABASE_URL (or the local SQLite ledger).",
+)
+@click.option(
+    "--from", "from_text", metavar="TIME", help="Only payments that occurred at or after."
+)
 @click.option("--to", "to_text", metavar="TIME", help="Only payments that occurred before.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Report directory. Default: var/reports/reconcile-<time>/.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report directory. Default: var/reports/reconcile-<time>/.",
+)
 @click.option("--html/--no-html", default=True, show_default=True)
 @click.pass_obj
-def reconcile_command(settings: Settings, replay_db: str, live_db: str | None, from_text: str | None,
-                      to_text: str | None, out_dir: Path | None, html: bool) -> None:
+def reconcile_command(
+    settings: Settings,
+    replay_db: str,
+    live_db: str | None,
+    from_text: str | None,
+    to_text: str | None,
+    out_dir: Path | None,
+    html: bool,
+) -> None:
     """Payments matched, missing on either side, different outcome, amount or fee; balances.
 
     Exits with status 1 when there is any difference.
@@ -80,5 +102,7 @@ def _print(console: Console, report: ReconcileReport) -> None:
         for row in rows[:SHOWN_ROWS]:
             shown.add_row(*(str(row.get(c, "")) for c in columns))
         console.print(shown)
-    mark = "[green]OK[/] no differences" if report.ok else f"[red]{report.differences} differences[/]"
+    mark = (
+        "[green]OK[/] no differences" if report.ok else f"[red]{report.differences} differences[/]"
+    )
     console.print(mark)

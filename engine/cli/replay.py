@@ -34,28 +34,72 @@ def _offsets(values: tuple[str, ...], option: str) -> dict[int, int]:
 
 
 @cli.command("replay")
-@click.option("--from", "from_text", metavar="TIME", help="Start, ISO 8601 (UTC unless a zone is given).")
+@click.option(
+    "--from", "from_text", metavar="TIME", help="Start, ISO 8601 (UTC unless a zone is given)."
+)
 @click.option("--to", "to_text", metavar="TIME", help="End (excluded), ISO 8601.")
-@click.option("--by", "selection", type=click.Choice(["record-time", "occurred-at"]),
-              default="record-time", show_default=True,
-              help="Which time --from/--to select on: the Kafka record time (a contiguous slice "
-                   "of the log) or the payment's occurred_at.")
-@click.option("--from-offset", multiple=True, metavar="PARTITION:OFFSET",
-              help="First offset replayed on a partition (repeatable).")
-@click.option("--to-offset", multiple=True, metavar="PARTITION:OFFSET",
-              help="First offset NOT replayed on a partition (repeatable).")
-@click.option("--reference", "reference_file", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Reference data snapshot (banks, accounts, opening balances, fees, limits).")
-@click.option("--database-url", "target", metavar="URL|FILE",
-              help="Target ledger (must be new). Default: a new SQLite file under var/replays/.")
+@click.option(
+    "--by",
+    "selection",
+    type=click.Choice(["record-time", "occurred-at"]),
+    default="record-time",
+    show_default=True,
+    help="Which time --from/--to select on: the Kafka record time (a contiguous slice "
+    "of the log) or the payment's occurred_at.",
+)
+@click.option(
+    "--from-offset",
+    multiple=True,
+    metavar="PARTITION:OFFSET",
+    help="First offset replayed on a partition (repeatable).",
+)
+@click.option(
+    "--to-offset",
+    multiple=True,
+    metavar="PARTITION:OFFSET",
+    help="First offset NOT replayed on a partition (repeatable).",
+)
+@click.option(
+    "--reference",
+    "reference_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Reference data snapshot (banks, accounts, opening balances, fees, limits).",
+)
+@click.option(
+    "--database-url",
+    "target",
+    metavar="URL|FILE",
+    help="Target ledger (must be new). Default: a new SQLite file under var/replays/.",
+)
+@click.option(
+    "--order-from",
+    "order_from",
+    metavar="URL|FILE",
+    help="Settle in the order this ledger's settlement stage decided (only the order is "
+    "read from it): a whole replay then reproduces the live ledger exactly.",
+)
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write the replay summary as JSON and CSV to this directory.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the replay summary as JSON and CSV to this directory.",
+)
 @click.pass_obj
-def replay_command(settings: Settings, from_text: str | None, to_text: str | None, selection: str,
-                   from_offset: tuple[str, ...], to_offset: tuple[str, ...], reference_file: Path,
-                   target: str | None, batch_size: int, out_dir: Path | None) -> None:
+def replay_command(
+    settings: Settings,
+    from_text: str | None,
+    to_text: str | None,
+    selection: str,
+    from_offset: tuple[str, ...],
+    to_offset: tuple[str, ...],
+    reference_file: Path,
+    target: str | None,
+    order_from: str | None,
+    batch_size: int,
+    out_dir: Path | None,
+) -> None:
     """Replay payments.initiated through the validator and settlement code into a new ledger.
 
     Reads with no consumer group (nothing is committed), produces nothing, and
@@ -76,12 +120,15 @@ def replay_command(settings: Settings, from_text: str | None, to_text: str | Non
             from_offsets=_offsets(from_offset, "--from-offset"),
             to_offsets=_offsets(to_offset, "--to-offset"),
             batch_size=batch_size,
+            order_from=as_database_url(order_from) if order_from else None,
         )
     except (AuditError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
     console = Console(stderr=True)
-    console.print(f"replaying {settings.topic('initiated')} ({request.selection}) into "
-                  f"{safe_url(request.target_url)}")
+    console.print(
+        f"replaying {settings.topic('initiated')} ({request.selection}) into "
+        f"{safe_url(request.target_url)}"
+    )
     try:
         report = replay(settings, request, _progress(console))
     except (AuditError, LedgerError, KafkaPlumbingError) as exc:
@@ -114,8 +161,14 @@ def _print(console: Console, report: ReplayReport) -> None:
     for col in ("partition", "start", "end", "events", "from log start", "located by"):
         ranges.add_column(col, justify="left" if col == "located by" else "right")
     for r in report.ranges:
-        ranges.add_row(str(r.partition), str(r.start), str(r.end), f"{r.end - r.start:,}",
-                       "yes" if r.from_beginning else "no", r.located_by)
+        ranges.add_row(
+            str(r.partition),
+            str(r.start),
+            str(r.end),
+            f"{r.end - r.start:,}",
+            "yes" if r.from_beginning else "no",
+            r.located_by,
+        )
     console.print(ranges)
     table = Table(title="Replay")
     table.add_column("")
@@ -124,8 +177,12 @@ def _print(console: Console, report: ReplayReport) -> None:
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
     if report.timestamps_going_back:
-        console.print(f"[yellow]warning[/]: {report.timestamps_going_back} records are older than "
-                      f"the record before them; time boundaries assume ordered record times "
-                      f"(use --from-offset/--to-offset for an exact slice)")
-    console.print(f"replayed {report.events_replayed:,} events in {report.seconds:.2f} s: "
-                  f"{report.events_per_s:,.0f} events/s")
+        console.print(
+            f"[yellow]warning[/]: {report.timestamps_going_back} records are older than "
+            f"the record before them; time boundaries assume ordered record times "
+            f"(use --from-offset/--to-offset for an exact slice)"
+        )
+    console.print(
+        f"replayed {report.events_replayed:,} events in {report.seconds:.2f} s: "
+        f"{report.events_per_s:,.0f} events/s"
+    )

@@ -35,15 +35,20 @@ WINDOW_HOURS_ENV = "SAKK_SETTLEMENT_WINDOW_HOURS"
 
 def _hours_option(f: Any) -> Any:
     return click.option(
-        "--window-hours", "hours", type=click.Choice([str(h) for h in SUPPORTED_WINDOW_HOURS]),
-        default=str(DEFAULT_WINDOW_HOURS), show_default=True, envvar=WINDOW_HOURS_ENV,
+        "--window-hours",
+        "hours",
+        type=click.Choice([str(h) for h in SUPPORTED_WINDOW_HOURS]),
+        default=str(DEFAULT_WINDOW_HOURS),
+        show_default=True,
+        envvar=WINDOW_HOURS_ENV,
         help=f"Window length, aligned on UTC midnight (env {WINDOW_HOURS_ENV}).",
     )(f)
 
 
 def _database_option(f: Any) -> Any:
-    return click.option("--database-url", "database", metavar="URL|FILE",
-                        help="Ledger to read (default: live).")(f)
+    return click.option(
+        "--database-url", "database", metavar="URL|FILE", help="Ledger to read (default: live)."
+    )(f)
 
 
 @cli.group()
@@ -52,18 +57,39 @@ def settlement() -> None:
 
 
 @settlement.command("report")
-@click.option("--window", "window_text", metavar="DAY|START",
-              help="2026-11-26, or a shorter window's start: 2026-11-26T06:00.")
+@click.option(
+    "--window",
+    "window_text",
+    metavar="DAY|START",
+    help="2026-11-26, or a shorter window's start: 2026-11-26T06:00.",
+)
 @click.option("--all", "every", is_flag=True, help="Every window that has interbank postings.")
 @_hours_option
 @_database_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
-              show_default=True, help="csv prints the positions; --out writes every format.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write JSON and CSV files to this directory.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "csv"]),
+    default="text",
+    show_default=True,
+    help="csv prints the positions; --out writes every format.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write JSON and CSV files to this directory.",
+)
 @click.pass_obj
-def settlement_report(settings: Settings, window_text: str | None, every: bool, hours: str,
-                      database: str | None, fmt: str, out_dir: Path | None) -> None:
+def settlement_report(
+    settings: Settings,
+    window_text: str | None,
+    every: bool,
+    hours: str,
+    database: str | None,
+    fmt: str,
+    out_dir: Path | None,
+) -> None:
     """Each bank's gross debits, gross credits and multilateral net position in a window."""
     if bool(window_text) == every:
         raise click.UsageError("give --window or --all")
@@ -85,8 +111,14 @@ def settlement_report(settings: Settings, window_text: str | None, every: bool, 
         for path in write_report(out_dir, "settlement", summary, {"positions": rows}):
             click.echo(f"wrote {path}", err=True)
     if fmt == "json":
-        click.echo(json.dumps(jsonable([{**r.summary(), "positions": [x.as_dict() for x in r.lines]}
-                                        for r in reports]), indent=2))
+        click.echo(
+            json.dumps(
+                jsonable(
+                    [{**r.summary(), "positions": [x.as_dict() for x in r.lines]} for r in reports]
+                ),
+                indent=2,
+            )
+        )
     elif fmt == "csv":
         click.echo(csv_text(rows), nl=False)
     else:
@@ -102,19 +134,30 @@ def settlement_report(settings: Settings, window_text: str | None, every: bool, 
 @_hours_option
 @_database_option
 @click.option("--early", is_flag=True, help="Close a window that has not ended yet.")
-@click.option("--no-publish", is_flag=True,
-              help="Record the close in the ledger only (no broker); publish later by closing again.")
+@click.option(
+    "--no-publish",
+    is_flag=True,
+    help="Record the close in the ledger only (no broker); publish later by closing again.",
+)
 @click.pass_obj
-def settlement_close(settings: Settings, window_text: str, hours: str, database: str | None,
-                     early: bool, no_publish: bool) -> None:
+def settlement_close(
+    settings: Settings,
+    window_text: str,
+    hours: str,
+    database: str | None,
+    early: bool,
+    no_publish: bool,
+) -> None:
     """Make a window's net positions final and publish SettlementWindowClosed.
 
     Payments of this window settled after the close count in the next open window.
     Closing again changes nothing in the ledger and re-publishes the same event.
     """
     if settings.uses_embedded_broker and not no_publish:
-        raise click.UsageError("set SAKK_KAFKA_BOOTSTRAP_SERVERS to publish the close, "
-                               "or record it only with --no-publish")
+        raise click.UsageError(
+            "set SAKK_KAFKA_BOOTSTRAP_SERVERS to publish the close, "
+            "or record it only with --no-publish"
+        )
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
     try:
         window = Window.parse(window_text, int(hours))
@@ -124,8 +167,10 @@ def settlement_close(settings: Settings, window_text: str, hours: str, database:
         close = result.report.close
         assert close is not None  # close_window always returns a closed report
         verb = "was already closed" if result.already_closed else "closed"
-        console.print(f"window {window.label} {verb} at {close.closed_at.isoformat()} "
-                      f"(chain head {close.chain_seq}:{close.chain_hash})")
+        console.print(
+            f"window {window.label} {verb} at {close.closed_at.isoformat()} "
+            f"(chain head {close.chain_seq}:{close.chain_hash})"
+        )
         if not no_publish:
             from engine.audit.window_events import publish_close
 
@@ -135,8 +180,9 @@ def settlement_close(settings: Settings, window_text: str, hours: str, database:
     except WindowError as exc:
         raise click.UsageError(str(exc)) from exc
     except KafkaPlumbingError as exc:
-        raise click.ClickException(f"the close is recorded but not published: {exc}; "
-                                   f"close again to publish") from exc
+        raise click.ClickException(
+            f"the close is recorded but not published: {exc}; close again to publish"
+        ) from exc
     finally:
         engine.dispose()
 
@@ -144,23 +190,39 @@ def settlement_close(settings: Settings, window_text: str, hours: str, database:
 def _print(console: Console, report: WindowReport) -> None:
     status = (f"CLOSED {report.close.closed_at:%Y-%m-%d %H:%M}Z" if report.close
               else "OPEN: provisional")  # fmt: skip
-    table = Table(title=f"Settlement window {report.window.label} "
-                        f"[{report.window.start:%Y-%m-%d %H:%M}Z, {report.window.end:%Y-%m-%d %H:%M}Z)"
-                        f" {status}")
-    for col in ("bank", "name", "gross debits", "gross credits", "net position", "postings",
-                "carried in"):
+    table = Table(
+        title=f"Settlement window {report.window.label} "
+        f"[{report.window.start:%Y-%m-%d %H:%M}Z, {report.window.end:%Y-%m-%d %H:%M}Z)"
+        f" {status}"
+    )
+    for col in (
+        "bank",
+        "name",
+        "gross debits",
+        "gross credits",
+        "net position",
+        "postings",
+        "carried in",
+    ):
         table.add_column(col, justify="left" if col in ("bank", "name") else "right")
     for x in report.lines:
-        table.add_row(x.bank_code, x.bank_name, format_minor(x.gross_debits_minor, x.currency),
-                      format_minor(x.gross_credits_minor, x.currency),
-                      format_minor(x.net_minor, x.currency), f"{x.postings:,}",
-                      f"{x.carried_in_postings:,}")
+        table.add_row(
+            x.bank_code,
+            x.bank_name,
+            format_minor(x.gross_debits_minor, x.currency),
+            format_minor(x.gross_credits_minor, x.currency),
+            format_minor(x.net_minor, x.currency),
+            f"{x.postings:,}",
+            f"{x.carried_in_postings:,}",
+        )
     console.print(table)
     for currency, total in sorted(report.net_by_currency().items()):
         mark = "[green]OK[/]" if total == 0 else "[red]NOT ZERO[/]"
         console.print(f"{mark} net positions sum to {format_minor(total, currency)}")
     if report.carried_out_postings:
-        console.print(f"{report.carried_out_postings} postings of this window were settled after "
-                      f"its close and count in a later window")
+        console.print(
+            f"{report.carried_out_postings} postings of this window were settled after "
+            f"its close and count in a later window"
+        )
     for problem in report.mismatches():
         console.print(f"[red]CHANGED SINCE CLOSE[/] {problem}")

@@ -19,24 +19,61 @@ from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
 
-EVENT_COLUMNS = ("event_type", "topic", "partition", "offset", "record_time", "on_topic",
-                 "produced_by", "consumed_by", "outcome", "handled_at", "event_id")
+EVENT_COLUMNS = (
+    "event_type",
+    "topic",
+    "partition",
+    "offset",
+    "record_time",
+    "on_topic",
+    "produced_by",
+    "consumed_by",
+    "outcome",
+    "handled_at",
+    "event_id",
+)
 
 
 @cli.command("trace")
 @click.argument("payment_id", required=False)
-@click.option("--reference", "bank_reference", metavar="BANK:REFERENCE",
-              help="Every payment the bank sent with this reference (a retry shows up too).")
-@click.option("--database-url", "database", metavar="URL|FILE", help="Ledger to read (default: live).")
-@click.option("--scan-topics", "scan", is_flag=True,
-              help="Read each event back from the broker, confirm it, find unconsumed ones.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write the trace as JSON and CSV files to this directory.")
+@click.option(
+    "--reference",
+    "bank_reference",
+    metavar="BANK:REFERENCE",
+    help="Every payment the bank sent with this reference (a retry shows up too).",
+)
+@click.option(
+    "--database-url", "database", metavar="URL|FILE", help="Ledger to read (default: live)."
+)
+@click.option(
+    "--scan-topics",
+    "scan",
+    is_flag=True,
+    help="Read each event back from the broker, confirm it, find unconsumed ones.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write the trace as JSON and CSV files to this directory.",
+)
 @click.pass_obj
-def trace_command(settings: Settings, payment_id: str | None, bank_reference: str | None,
-                  database: str | None, scan: bool, fmt: str, out_dir: Path | None) -> None:
-    """Print a payment's life: events (topic, partition, offset, time), states, postings, notices."""
+def trace_command(
+    settings: Settings,
+    payment_id: str | None,
+    bank_reference: str | None,
+    database: str | None,
+    scan: bool,
+    fmt: str,
+    out_dir: Path | None,
+) -> None:
+    """Print a payment's life: events (topic, partition, offset, time), states, postings, notices.
+
+    With --scan-topics each event is read back from the broker and confirmed.
+    """
     if (payment_id is None) == (bank_reference is None):
         raise click.UsageError("give a PAYMENT_ID or --reference BANK:REFERENCE")
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
@@ -52,11 +89,14 @@ def trace_command(settings: Settings, payment_id: str | None, bank_reference: st
         _scan(settings, traces)
     for trace in traces:
         if out_dir is not None:
-            for path in write_report(out_dir, f"trace-{trace.payment_id}", trace.payment,
-                                     trace.sections()):
+            for path in write_report(
+                out_dir, f"trace-{trace.payment_id}", trace.payment, trace.sections()
+            ):
                 click.echo(f"wrote {path}", err=True)
         if fmt == "json":
-            click.echo(json.dumps(jsonable({"payment": trace.payment, **trace.sections()}), indent=2))
+            click.echo(
+                json.dumps(jsonable({"payment": trace.payment, **trace.sections()}), indent=2)
+            )
         else:
             _print(Console(), trace)
 
@@ -74,8 +114,9 @@ def _scan(settings: Settings, traces: list[PaymentTrace]) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def _table(console: Console, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...] = ()
-           ) -> None:
+def _table(
+    console: Console, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...] = ()
+) -> None:
     if not rows:
         console.print(f"[dim]{title}: none[/]")
         return
@@ -91,11 +132,15 @@ def _table(console: Console, title: str, rows: list[dict[str, Any]], columns: tu
 def _print(console: Console, trace: PaymentTrace) -> None:
     p = trace.payment
     console.rule(f"payment {trace.payment_id}")
-    console.print(f"{p['payer_bank']}/{p['payer_account']} -> {p['payee_bank']}/{p['payee_account']}"
-                  f"  {p['amount_minor']} {p['currency']} ({p['channel']} {p['payment_type']})"
-                  f"  reference {p['bank_reference']}  occurred {jsonable(p['occurred_at'])}")
-    console.print(f"state [bold]{p['state']}[/] {p['reason_code'] or ''} {p['reason_message'] or ''}"
-                  f"  fee {p['fee_minor']}  window {p['settlement_window']}")
+    console.print(
+        f"{p['payer_bank']}/{p['payer_account']} -> {p['payee_bank']}/{p['payee_account']}"
+        f"  {p['amount_minor']} {p['currency']} ({p['channel']} {p['payment_type']})"
+        f"  reference {p['bank_reference']}  occurred {jsonable(p['occurred_at'])}"
+    )
+    console.print(
+        f"state [bold]{p['state']}[/] {p['reason_code'] or ''} {p['reason_message'] or ''}"
+        f"  fee {p['fee_minor']}  window {p['settlement_window']}"
+    )
     _table(console, "Events", trace.events, EVENT_COLUMNS)
     _table(console, "State changes", trace.transitions)
     _table(console, "Postings", trace.postings)

@@ -26,7 +26,10 @@ class LedgerCheck:
 
 
 def check_ledger(conn: Connection) -> LedgerCheck:
-    """Double entry holds: postings sum to zero, balances equal entries, money is conserved."""
+    """Double entry holds: postings balance on two legs or more, balances equal entries.
+
+    Money is conserved too: all entries of a currency sum to zero.
+    """
     check = LedgerCheck()
     e = LedgerEntry.__table__
     check.entries = conn.execute(select(func.count()).select_from(e)).scalar_one()
@@ -38,6 +41,15 @@ def check_ledger(conn: Connection) -> LedgerCheck:
         .limit(20)
     ).all()
     check.violations += [f"posting {p} sums to {s} {c}, not zero" for p, c, s in unbalanced]
+    po = Posting.__table__
+    hollow = conn.execute(
+        select(po.c.posting_id, func.count(e.c.id))
+        .join(e, e.c.posting_id == po.c.posting_id, isouter=True)
+        .group_by(po.c.posting_id)
+        .having(func.count(e.c.id) < 2)
+        .limit(20)
+    ).all()
+    check.violations += [f"posting {p} has {n} entries, fewer than two" for p, n in hollow]
     for currency, total in conn.execute(
         select(e.c.currency, func.sum(e.c.amount_minor)).group_by(e.c.currency)
     ):

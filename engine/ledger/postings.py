@@ -60,10 +60,30 @@ def check_balanced(legs: Sequence[Leg]) -> None:
 
 
 def utc_text(moment: datetime) -> str:
-    """Canonical text of a time in a hash: UTC, microseconds (naive means UTC, as SQLite returns)."""
+    """A time as hashed: UTC with microseconds (naive means UTC, as SQLite returns it)."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
+_to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def posting_part(
+    posting_id: str, payment_id: str, kind: str, occurred_at: datetime, settlement_window: str
+) -> str:
+    """The posting's share of each of its entries' hashed content (computed once per posting)."""
+    return _to_json([posting_id, payment_id, kind, utc_text(occurred_at), settlement_window])[1:-1]
+
+
+def leg_hash(
+    prev_hash: str, chain_seq: int, posting: str, account_number: str, amount_minor: int,
+    currency: str,
+) -> str:
+    """SHA-256 of ``prev_hash`` + the entry as the canonical JSON array (see ``entry_hash``)."""
+    content = (f"{prev_hash}[{chain_seq:d},{posting},{_to_json(account_number)},{amount_minor:d},"
+               f"{_to_json(currency)}]")
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
 def entry_hash(
@@ -78,13 +98,13 @@ def entry_hash(
     amount_minor: int,
     currency: str,
 ) -> str:
-    """SHA-256 of the previous hash and the entry with its posting, as canonical JSON."""
-    content = json.dumps(
-        [chain_seq, posting_id, payment_id, kind, utc_text(occurred_at), settlement_window,
-         account_number, amount_minor, currency],
-        separators=(",", ":"), ensure_ascii=False,
-    )  # fmt: skip
-    return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
+    """SHA-256 of ``prev_hash`` followed by the entry, with its posting, as compact JSON.
+
+    The array hashed: ``[chain_seq, posting_id, payment_id, kind, occurred_at (UTC text),
+    settlement_window, account_number, amount_minor, currency]``. Auditors recompute it.
+    """
+    posting = posting_part(posting_id, payment_id, kind, occurred_at, settlement_window)
+    return leg_hash(prev_hash, chain_seq, posting, account_number, amount_minor, currency)
 
 
 def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
@@ -115,11 +135,12 @@ def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
     seq, prev = lock_chain_head(conn)
     entries = []
     for draft in drafts:
+        posting = posting_part(draft.posting_id, draft.payment_id, draft.kind, draft.occurred_at,
+                               draft.settlement_window)
         for leg in draft.legs:
             seq += 1
-            digest = entry_hash(prev, seq, draft.posting_id, draft.payment_id, draft.kind,
-                                draft.occurred_at, draft.settlement_window, leg.account_number,
-                                leg.amount_minor, leg.currency)
+            digest = leg_hash(prev, seq, posting, leg.account_number, leg.amount_minor,
+                              leg.currency)
             entries.append(
                 {
                     "posting_id": draft.posting_id,
@@ -133,8 +154,11 @@ def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
             )
             prev = digest
     conn.execute(insert(LedgerEntry), entries)
-    head = LedgerChainHead.__table__
-    conn.execute(update(head).where(head.c.id == CHAIN_HEAD_ID).values(seq=seq, head_hash=prev))
+    conn.execute(
+        update(LedgerChainHead)
+        .where(LedgerChainHead.id == CHAIN_HEAD_ID)
+        .values(seq=seq, head_hash=prev)
+    )
     return len(entries)
 
 

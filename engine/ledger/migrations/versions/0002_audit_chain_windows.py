@@ -129,21 +129,33 @@ def _backfill_chain() -> tuple[int, str]:
             + " ORDER BY e.id LIMIT :limit"
         )
         params = {"limit": BACKFILL_CHUNK} | ({} if last_id is None else {"last": last_id})
-        rows = bind.execute(sa.text(query).columns(occurred_at=sa.DateTime(timezone=True)),
-                            params).all()
+        rows = bind.execute(
+            sa.text(query).columns(occurred_at=sa.DateTime(timezone=True)), params
+        ).all()
         if not rows:
             return seq, prev
         updates = []
         for r in rows:
             seq += 1
-            digest = entry_hash(prev, seq, r.posting_id, r.payment_id, r.kind, r.occurred_at,
-                                r.settlement_window, r.account_number, int(r.amount_minor),
-                                r.currency)
+            digest = entry_hash(
+                prev,
+                seq,
+                r.posting_id,
+                r.payment_id,
+                r.kind,
+                r.occurred_at,
+                r.settlement_window,
+                r.account_number,
+                int(r.amount_minor),
+                r.currency,
+            )
             updates.append({"id_": r.id, "seq": seq, "prev": prev, "hash": digest})
             prev = digest
         bind.execute(
-            sa.text("UPDATE ledger_entries SET chain_seq = :seq, prev_hash = :prev,"
-                    " entry_hash = :hash WHERE id = :id_"),
+            sa.text(
+                "UPDATE ledger_entries SET chain_seq = :seq, prev_hash = :prev,"
+                " entry_hash = :hash WHERE id = :id_"
+            ),
             updates,
         )
         last_id = rows[-1].id

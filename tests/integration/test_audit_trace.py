@@ -1,0 +1,49 @@
+"""Trace: a payment's life from the ledger, confirmed against the topics."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.audit.exceptions import PaymentNotFoundError
+from engine.audit.replay import replay_codec
+from engine.audit.trace import find_payment_ids, scan_topics, trace_payment
+from tests.factories import AMINA, KARIM, payment
+from tests.integration.test_flow import drained
+
+pytestmark = pytest.mark.integration
+
+
+def test_trace_shows_every_event_state_posting_and_notification(flow_factory, database_url):
+    flow = flow_factory(database_url)
+    paid = payment(AMINA, KARIM, 12_345, reference="ATW-TRACE-1")
+    retry = payment(AMINA, KARIM, 12_345, reference="ATW-TRACE-1")  # rejected AM05
+    flow.publish([paid, retry])
+    flow.wait_until(lambda: drained(flow, 2))
+
+    with flow.engine.connect() as conn:
+        assert set(find_payment_ids(conn, bank_reference="007:ATW-TRACE-1")) == {
+            paid["payment_id"],
+            retry["payment_id"],
+        }
+        trace = trace_payment(conn, paid["payment_id"])
+        with pytest.raises(PaymentNotFoundError):
+            find_payment_ids(conn, "no-such-payment")
+
+    kinds = [(e["topic"].rsplit(".", 1)[1], e["consumed_by"]) for e in trace.events]
+    assert kinds[:3] == [
+        ("initiated", "validator"),
+        ("validated", "settlement"),
+        ("settled", "notification"),
+    ]
+    assert sorted(kinds[3:]) == [("notified", None), ("notified", None)]  # payer's and payee's bank
+    assert [t["to_state"] for t in trace.transitions] == ["VALIDATED", "SETTLED"]
+    assert len(trace.postings) == 1 and len(trace.entries) == 5  # fee and two settlement legs
+    assert sum(e["amount_minor"] for e in trace.entries) == 0
+    assert {n["recipient_bank"] for n in trace.notifications} == {"007", "011"}
+    assert len(trace.attempts) >= 2
+
+    scan_topics(flow.settings, replay_codec(flow.settings), trace)
+
+    assert [e["on_topic"] for e in trace.events[:3]] == ["confirmed"] * 3
+    assert [e["on_topic"] for e in trace.events[3:]] == ["found by scan"] * 2
+    assert all(e["record_time"] is not None and e["offset"] is not None for e in trace.events)

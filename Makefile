@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PAYMENTS ?= 5000
+SEED ?= 1
+DURATION_S ?= 60
+CHAOS_DATABASE_URL ?= sqlite
+POSTGRES_SERVER_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
 
@@ -27,6 +31,13 @@ test: $(STAMP) ## Run the whole test suite (SQLite and the local PostgreSQL, emb
 bench: $(STAMP) ## Benchmark: raw Kafka hop vs full flow on SQLite and PostgreSQL, latency at 2,000/s
 	$(BIN)/sakk bench
 
+chaos: PAYMENTS = 500
+chaos: $(STAMP) ## Fault injection: kills, freezes, outages, poison; exits 1 on any violation (SEED PAYMENTS DURATION_S CHAOS_DATABASE_URL)
+	$(BIN)/sakk chaos --seed $(SEED) --payments $(PAYMENTS) --duration-s $(DURATION_S) --database-url $(CHAOS_DATABASE_URL)
+
+chaos-long: $(STAMP) ## Long fault-injection run on PostgreSQL: 20,000 payments, 15 minutes of faults
+	$(BIN)/sakk chaos --seed $(SEED) --payments 20000 --duration-s 900 --drain-timeout-s 600 --database-url $(POSTGRES_SERVER_URL)
+
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check engine consumers producers tests
 	$(BIN)/ruff format --check engine consumers producers tests
@@ -35,4 +46,4 @@ lint: $(STAMP) ## ruff and mypy
 clean: ## Remove the virtual environment and local data
 	rm -rf $(VENV) var
 
-.PHONY: help install demo test bench lint clean
+.PHONY: help install demo test bench chaos chaos-long lint clean

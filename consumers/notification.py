@@ -10,7 +10,9 @@ Two steps, so a slow webhook never holds a ledger transaction open:
 
 A crash between the two leaves the rows PENDING; the redelivered event finds
 them and step 2 runs again, with the same notification id, so the receiver can
-deduplicate.
+deduplicate. A crash after the status is recorded but before ``PaymentNotified``
+is stored leaves finished rows nobody announced: the redelivered event emits
+their ``PaymentNotified`` from the recorded status, without delivering again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from consumers.senders import DeliveryResult, Notification, Sender
 from engine import metrics
 from engine.config import Settings
-from engine.ledger.models import Bank, NotificationAttempt
+from engine.ledger.models import Bank, EmittedEvent, NotificationAttempt
 from engine.ledger.models import Notification as NotificationRow
 from engine.runtime import DeadLetterReason, Handled, Inbound, derived_event_id
 
@@ -94,13 +96,19 @@ class NotificationStage:
         return decisions
 
     def complete(self, engine: Engine, event_ids: Sequence[str]) -> list[tuple[str, str, dict]]:
-        pending = self._pending(engine, event_ids)
+        pending, finished = self._pending(engine, event_ids)
+        follow_ups = [(row["source_event_id"], "PaymentNotified",
+                       _notified_event(row, n, row["status"] == "DELIVERED", row["attempts"],
+                                       self.sender.name))
+                      for n, row in self._unannounced(engine, finished)]
         if not pending:
-            return []
+            return follow_ups
         results = list(self._pool.map(self._deliver, [n for n, _ in pending]))
         self._record(engine, pending, results)
-        return [(row["source_event_id"], "PaymentNotified", _notified_event(row, n, result, self.sender.name))
-                for (n, row), result in zip(pending, results, strict=True)]
+        return follow_ups + [
+            (row["source_event_id"], "PaymentNotified",
+             _notified_event(row, n, result.delivered, len(result.attempts), self.sender.name))
+            for (n, row), result in zip(pending, results, strict=True)]
 
     def _deliver(self, notification: Notification) -> DeliveryResult:
         result = self.sender.deliver(notification)
@@ -108,24 +116,45 @@ class NotificationStage:
         metrics.NOTIFICATION_DELIVERIES.labels(self.sender.name, status).inc()
         return result
 
-    def _pending(self, engine: Engine, event_ids: Sequence[str]) -> list[tuple[Notification, dict]]:
+    def _pending(self, engine: Engine, event_ids: Sequence[str]
+                 ) -> tuple[list[tuple[Notification, dict]], list[tuple[Notification, dict]]]:
+        """The events' notifications: (still PENDING, already finished)."""
         table, banks = NotificationRow.__table__, Bank.__table__
-        found: list[tuple[Notification, dict]] = []
+        pending: list[tuple[Notification, dict]] = []
+        finished: list[tuple[Notification, dict]] = []
         with engine.connect() as conn:
             for start in range(0, len(event_ids), IN_CHUNK):
                 chunk = list(event_ids[start : start + IN_CHUNK])
                 rows = conn.execute(
                     select(table, banks.c.webhook_url)
                     .join(banks, banks.c.code == table.c.recipient_bank, isouter=True)
-                    .where(table.c.source_event_id.in_(chunk), table.c.status == "PENDING")
+                    .where(table.c.source_event_id.in_(chunk))
                     .order_by(table.c.notification_id)
                 ).mappings()
                 for row in rows:
                     n = Notification(row["notification_id"], row["payment_id"], row["outcome"],
                                      row["recipient_bank"], row["webhook_url"],
                                      json.loads(row["payload"]))
-                    found.append((n, dict(row)))
-        return found
+                    (pending if row["status"] == "PENDING" else finished).append((n, dict(row)))
+        return pending, finished
+
+    def _unannounced(self, engine: Engine, finished: list[tuple[Notification, dict]]
+                     ) -> list[tuple[Notification, dict]]:
+        """Finished notifications whose PaymentNotified was never stored (a crash in between)."""
+        if not finished:
+            return []
+        wanted = {_notified_event_id(row): (n, row) for n, row in finished}
+        table = EmittedEvent.__table__
+        stored: set[str] = set()
+        ids = sorted(wanted)
+        with engine.connect() as conn:
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = ids[start : start + IN_CHUNK]
+                stored.update(conn.execute(
+                    select(table.c.event_id)
+                    .where(table.c.consumer == NAME, table.c.event_id.in_(chunk))
+                ).scalars())
+        return [wanted[eid] for eid in ids if eid not in stored]
 
     def _record(self, engine: Engine, pending: list, results: list[DeliveryResult]) -> None:
         now = datetime.now(UTC)
@@ -156,10 +185,15 @@ class NotificationStage:
         self.sender.close()
 
 
-def _notified_event(row: dict, n: Notification, result: DeliveryResult, sender: str) -> dict[str, Any]:
+def _notified_event_id(row: dict) -> str:
+    return derived_event_id(row["source_event_id"], "PaymentNotified", row["recipient_bank"])
+
+
+def _notified_event(row: dict, n: Notification, delivered: bool, attempts: int,
+                    sender: str) -> dict[str, Any]:
     data = n.payload
     return {
-        "event_id": derived_event_id(row["source_event_id"], "PaymentNotified", n.recipient_bank),
+        "event_id": _notified_event_id(row),
         "payment_id": n.payment_id,
         "bank_reference": data.get("bank_reference", ""),
         "occurred_at": datetime.fromisoformat(data["occurred_at"]),
@@ -167,6 +201,6 @@ def _notified_event(row: dict, n: Notification, result: DeliveryResult, sender: 
         "payee_bank": data["payee_bank"], "payee_account": data["payee_account"],
         "outcome": n.outcome, "notification_id": n.notification_id,
         "recipient_bank": n.recipient_bank, "sender": sender,
-        "delivery_status": "DELIVERED" if result.delivered else "FAILED",
-        "attempts": len(result.attempts), "causation_event_id": row["source_event_id"],
+        "delivery_status": "DELIVERED" if delivered else "FAILED",
+        "attempts": attempts, "causation_event_id": row["source_event_id"],
     }  # fmt: skip

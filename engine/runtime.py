@@ -258,8 +258,9 @@ class BatchProcessor:
             else:
                 in_batch.add(inbound.event_id)
                 fresh.append(inbound)
-        resend = _stored_emissions(conn, name, [i for i in duplicate_ids if i in seen]
-                                   + [i for i in dlq_ids if i in seen])
+        resend = _stored_emissions(conn, name, [i for i in duplicate_ids if i in seen])
+        resend += self._dead_letters_again(conn, [m for eid, (m, _, _) in dlq_ids.items()
+                                                  if eid in seen])
         new_dlq = [(eid, v) for eid, v in dlq_ids.items() if eid not in seen]
 
         decisions = self.stage.process(conn, fresh) if fresh else []
@@ -303,6 +304,26 @@ class BatchProcessor:
             duplicates=len(duplicate_ids) + len(dlq_ids) - len(new_dlq),
             event_ids=[i.event_id for i in decoded],
         )
+
+    def _dead_letters_again(self, conn: Connection, messages: list[RawMessage]) -> list[Outgoing]:
+        """Redelivered poison: its dead letter again, headers included, from what was recorded.
+
+        ``emitted_events`` keeps no headers, so the stored copy alone would reach the
+        dead-letter topic without its reason and source coordinates.
+        """
+        table = DeadLetter.__table__
+        found: list[Outgoing] = []
+        for m in messages:  # poison is rare: one query each
+            row = conn.execute(
+                select(table.c.kind, table.c.reason).where(
+                    table.c.consumer == self.stage.name, table.c.source_topic == m.topic,
+                    table.c.source_partition == m.partition, table.c.source_offset == m.offset)
+            ).first()
+            if row is None:
+                found += _stored_emissions(conn, self.stage.name, [_dlq_event_id(m)])
+            else:
+                found.append(self._dead_letter_message(m, row.kind, row.reason))
+        return found
 
     def _dead_letter_message(self, m: RawMessage, kind: str, reason: str) -> Outgoing:
         value = m.value or b""

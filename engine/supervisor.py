@@ -64,12 +64,17 @@ class ConsumerProcess:
             self.process.kill()
             self.process.wait(timeout=STOP_TIMEOUT_S)
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S, signalled: bool = False) -> int | None:
+        """SIGTERM (unless already ``signalled``), then SIGKILL after ``timeout_s``; the exit code.
+
+        One SIGTERM only: a second one reaching a process that has stopped cleanly and is
+        finalizing finds the default action restored by Python, and kills it (exit -15).
+        """
         if self.process is None:
             return None
         if self.alive():
-            self.process.send_signal(signal.SIGTERM)
+            if not signalled:
+                self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -104,11 +109,13 @@ class Fleet:
         return [m.label for m in self.members if m.process is not None and not m.alive()]
 
     def stop(self) -> dict[str, int | None]:
+        signalled = set()
         for m in self.members:
             if m.alive() and m.process is not None:
                 m.process.send_signal(signal.SIGTERM)
+                signalled.add(m.label)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         codes = {}
         for m in self.members:
-            codes[m.label] = m.stop(max(deadline - time.monotonic(), 0.1))
+            codes[m.label] = m.stop(max(deadline - time.monotonic(), 0.1), m.label in signalled)
         return codes

@@ -146,8 +146,8 @@ class FlakyWebhook:
     def url(self) -> str:
         if self._server is None:
             raise ChaosSetupError("webhook endpoint not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def url_for(self, bank: str) -> str:
         return f"{self.url}/banks/{bank}"

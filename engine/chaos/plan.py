@@ -26,6 +26,7 @@ EXCLUSIVE = frozenset({BROKER_FREEZE, DATABASE_OUTAGE, GRACEFUL_STOP})
 
 WINDOW_START = 0.05  # fraction of the run: consumers are up, traffic flows
 WINDOW_END = 0.85  # leave the tail for the last restarts before the drain
+TRAFFIC_END = 0.55  # the harness publishes over the first 60%: crash points need batches
 STALL_MIN_S, STALL_MAX_S = 3.0, 8.0  # freezes and outages: several seconds
 MAX_FAULTS = 10_000
 # A crash point only fires where its step runs: deliveries happen in the notification stage.
@@ -55,7 +56,7 @@ def fault_counts(duration_s: float) -> Counter[str]:
     return Counter({
         KILL: max(3, int(duration_s / 8)),
         CRASH_POINT: len(CRASH_POINTS) + int(duration_s / 40),
-        MID_BATCH_KILL: max(1, int(duration_s / 60)),
+        MID_BATCH_KILL: max(2, int(duration_s / 60)),
         BROKER_FREEZE: max(1, int(duration_s / 45)),
         DATABASE_OUTAGE: max(1, int(duration_s / 45)),
         GRACEFUL_STOP: max(1, int(duration_s / 60)),
@@ -71,6 +72,7 @@ def plan_faults(seed: int, duration_s: float, members: Sequence[str]) -> list[Fa
     if sum(counts.values()) > MAX_FAULTS:
         raise ValueError(f"duration_s={duration_s} would plan more than {MAX_FAULTS} faults")
     lo, hi = duration_s * WINDOW_START, duration_s * WINDOW_END
+    busy = duration_s * TRAFFIC_END
     faults = [Fault(rng.uniform(lo, hi), KILL, rng.choice(members)) for _ in range(counts[KILL])]
     points = [CRASH_POINTS[i % len(CRASH_POINTS)] for i in range(counts[CRASH_POINT])]
     for point in points:
@@ -78,10 +80,10 @@ def plan_faults(seed: int, duration_s: float, members: Sequence[str]) -> list[Fa
         targets = [m for m in members if stage is None or m.startswith(f"{stage}-")] or list(
             members
         )
-        faults.append(Fault(rng.uniform(lo, hi), CRASH_POINT, rng.choice(targets), point))
+        faults.append(Fault(rng.uniform(lo, busy), CRASH_POINT, rng.choice(targets), point))
     grouped = [m for m in members if _stage_size(members, m) >= 2] or list(members)
     faults += [
-        Fault(rng.uniform(lo, hi), MID_BATCH_KILL, rng.choice(grouped), "before_db_commit")
+        Fault(rng.uniform(lo, busy), MID_BATCH_KILL, rng.choice(grouped), "before_db_commit")
         for _ in range(counts[MID_BATCH_KILL])
     ]
     faults += _exclusive(rng, counts, members, lo, hi)

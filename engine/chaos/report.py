@@ -19,10 +19,12 @@ class ChaosReport:
     bank_retries: int = 0  # byte-identical copies published
     faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
     crash_points: Counter[str] = field(default_factory=Counter)  # point -> kills that hit it
-    stalls_s: Counter[str] = field(default_factory=Counter)  # freeze/outage -> seconds in total
+    stalls_s: dict[str, float] = field(default_factory=dict)  # freeze/outage -> seconds, total
     webhook_modes: Counter[str] = field(default_factory=Counter)  # ok/http_500/timeout/closed
     graceful_exit_s: list[float] = field(default_factory=list)
     restarts: int = 0
+    observed: Counter[str] = field(default_factory=Counter)  # what consumer logs show they rode out
+    start: str = ""  # business time of the first payment: with the seed, replays the bytes
     checked: Checked = field(default_factory=Checked)
     publish_s: float = 0.0
     drain_s: float | None = None  # after the last fault; None: did not drain
@@ -35,7 +37,13 @@ class ChaosReport:
 
     def render(self) -> str:
         c = self.checked
-        lines = [f"Sakk chaos run: seed {self.seed}, {self.database}, {self.run_s:.1f} s", ""]
+        lines = [f"Sakk chaos run: seed {self.seed}, {self.database}, {self.run_s:.1f} s"]
+        if self.start:
+            lines.append(
+                f"replay: sakk chaos --seed {self.seed} --start {self.start} "
+                f"--payments {self.payments}"
+            )
+        lines.append("")
         lines.append("published")
         lines.append(f"  payments              {self.payments:>8,}")
         lines.append(
@@ -47,6 +55,10 @@ class ChaosReport:
         for kind, count in sorted(self.faults.items()):
             lines.append(f"  {kind:<21} {count:>8,}  {self._fault_detail(kind)}".rstrip())
         lines.append(f"  consumer restarts     {self.restarts:>8,}")
+        if self.observed:
+            lines.append("ridden out (consumer logs)")
+            for what, count in sorted(self.observed.items()):
+                lines.append(f"  {what:<21} {count:>8,}")
         lines.append("checked")
         lines.append(
             f"  payments              {c.payments:>8,}  settled {c.states['SETTLED']:,}, "

@@ -44,18 +44,18 @@ def chaos(
     keep: bool,
     quiet: bool,
 ) -> None:
-    """Kill, freeze and starve the consumers while payments flow; check nothing is lost or doubled."""
-    config = ChaosConfig(
-        seed=seed,
-        payments=payments,
-        duration_s=duration_s,
-        database_url=database_url,
-        drain_timeout_s=drain_timeout_s,
-        start=start,
-        keep=keep,
-    )
+    """Kill, freeze and starve the consumers as payments flow; check nothing is lost or doubled."""
     progress = None if quiet else (lambda line: click.echo(line, err=True))
     try:
+        config = ChaosConfig(
+            seed=seed,
+            payments=payments,
+            duration_s=duration_s,
+            database_url=database_url,
+            drain_timeout_s=drain_timeout_s,
+            start=start,
+            keep=keep,
+        )
         report = run_chaos(config, settings, progress)
     except (ChaosError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,38 @@
+"""A short seeded chaos run on each database: a regression in exactly-once effects fails CI.
+
+Consumers run as separate processes against their own embedded broker (it gets
+SIGSTOPped, so never the session's shared one) and a fresh ledger database.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.chaos.harness import ChaosConfig, run_chaos
+from engine.chaos.plan import FAULT_KINDS
+from engine.config import load_settings
+from tests.conftest import POSTGRES_ADMIN_URL, postgres_available
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PAYMENTS = 300
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_short_seeded_chaos_run_keeps_every_invariant(backend, tmp_path):
+    if backend == "postgresql" and (reason := postgres_available()):
+        pytest.fail(reason)
+    url = "sqlite" if backend == "sqlite" else POSTGRES_ADMIN_URL
+    config = ChaosConfig(
+        seed=11, payments=PAYMENTS, duration_s=30, database_url=url, drain_timeout_s=120
+    )
+    report = run_chaos(config, load_settings(environ={}, data_dir=tmp_path))
+    text = report.render()
+    assert report.violations == [], text
+    assert text.splitlines()[-1] == "violations: 0"
+    assert report.checked.payments == PAYMENTS
+    assert report.checked.dead_lettered == sum(report.poison.values()) > 0
+    assert report.bank_retries > 0
+    injected = {kind for kind, count in report.faults.items() if count > 0}
+    assert set(FAULT_KINDS) | {"webhook_failure"} <= injected, text
+    assert report.drain_s is not None

@@ -1,0 +1,187 @@
+"""Regression tests for the bugs the chaos harness found (docs/chaos.md tells each story)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from consumers.notification import NotificationStage
+from consumers.senders import LogSender
+from consumers.validator import Validator
+from engine.app import make_codec
+from engine.config import Settings, load_settings
+from engine.ledger.database import make_engine, upgrade
+from engine.ledger.models import EmittedEvent, Notification
+from engine.ledger.reference import load_reference_data, read_file
+from engine.runtime import BatchProcessor, RawMessage
+from engine.supervisor import ConsumerProcess, Fleet
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, payment
+
+
+def now_ms() -> int:
+    """The broker's record time: now, as the validator compares it with the event's time."""
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> tuple[Settings, Engine]:
+    settings = load_settings(
+        environ={},
+        database_url=f"sqlite:///{tmp_path / 'l.db'}",
+        data_dir=tmp_path,
+        notify_log_path=tmp_path / "n.jsonl",
+    )
+    upgrade(settings.ledger_url)
+    engine = make_engine(settings.ledger_url)
+    load_reference_data(engine, read_file(REFERENCE_FILE))
+    return settings, engine
+
+
+def raw(
+    settings: Settings, topic: str, offset: int, value: bytes | None, key: bytes = b"k"
+) -> RawMessage:
+    return RawMessage(settings.topic(topic), 0, offset, key, value, now_ms())
+
+
+def test_redelivered_poison_is_dead_lettered_again_with_its_reason_and_source(ledger):
+    """Bug 1: the dead letter re-sent on redelivery had no headers (no reason, no source)."""
+    settings, engine = ledger
+    processor = BatchProcessor(Validator(settings), engine, make_codec(settings, False), settings)
+    poison = raw(settings, "initiated", 7, b"\x01 not avro")
+    first = processor.process([poison]).outgoing
+    again = processor.process([poison]).outgoing  # crash before the offset commit: redelivered
+    assert [m.topic for m in again] == [settings.topic("dlq")]
+    assert again == first
+    headers = dict(again[0].headers)
+    assert headers["sakk.kind"] == b"undecodable"
+    assert headers["sakk.reason"]
+    assert headers["sakk.source.offset"] == b"7"
+
+
+def test_redelivered_huge_poison_keeps_its_truncation_header(ledger):
+    settings, engine = ledger
+    processor = BatchProcessor(Validator(settings), engine, make_codec(settings, False), settings)
+    blob = raw(settings, "initiated", 0, b"\x00" * settings.max_message_bytes)
+    first = processor.process([blob]).outgoing
+    again = processor.process([blob]).outgoing
+    assert again == first
+    assert len(again[0].value) < settings.max_message_bytes
+    assert (
+        dict(again[0].headers)["sakk.truncated_from_bytes"]
+        == str(settings.max_message_bytes).encode()
+    )
+
+
+def test_redelivered_stage_refusal_keeps_its_reason(ledger):
+    settings, engine = ledger
+    codec = make_codec(settings, False)
+    processor = BatchProcessor(Validator(settings), engine, codec, settings)
+    original = payment(AMINA, KARIM, 1_000)
+    reused = original | {"event_id": "another-event"}
+    key = AMINA[1].encode()
+    processor.process(
+        [raw(settings, "initiated", 0, codec.encode("PaymentInitiated", original), key)]
+    )
+    refusal = raw(settings, "initiated", 1, codec.encode("PaymentInitiated", reused), key)
+    first = processor.process([refusal]).outgoing
+    again = processor.process([refusal]).outgoing
+    assert again == first
+    assert dict(again[0].headers)["sakk.kind"] == b"payment_id_reused"
+
+
+class CrashAfterDeliveries(Exception):
+    """Stands for kill -9 between recording the deliveries and storing PaymentNotified."""
+
+
+def test_payment_notified_is_emitted_after_a_crash_between_recording_and_storing_it(
+    ledger, monkeypatch
+):
+    """Bug 2: such a crash left finished notifications no PaymentNotified would ever announce."""
+    settings, engine = ledger
+    codec = make_codec(settings, False)
+    validator = BatchProcessor(Validator(settings), engine, codec, settings)
+    record = payment(AMINA, YOUSSEF, 1_000)  # one bank: one notification
+    validated = validator.process(
+        [raw(settings, "initiated", 0, codec.encode("PaymentInitiated", record))]
+    ).outgoing
+    rejected_or_validated = raw(
+        settings, validated[0].topic.split(".", 1)[1], 0, validated[0].value
+    )
+    sender = LogSender(settings.notify_log_path)
+    notifier = BatchProcessor(NotificationStage(settings, sender), engine, codec, settings)
+    terminal = _to_terminal(settings, engine, codec, rejected_or_validated)
+
+    def crash(_follow_ups: object) -> None:
+        raise CrashAfterDeliveries
+
+    with monkeypatch.context() as patch:
+        patch.setattr(notifier, "_store_follow_ups", crash)
+        with pytest.raises(CrashAfterDeliveries):
+            notifier.process([terminal])
+    with engine.connect() as conn:
+        assert conn.execute(select(Notification.status)).scalars().all() == ["DELIVERED"]
+    lines_before = settings.notify_log_path.read_text().count("\n")
+
+    outgoing = notifier.process([terminal]).outgoing  # the redelivery
+    assert [m.topic for m in outgoing] == [settings.topic("notified")]
+    notified = codec.decode(outgoing[0].value).record
+    assert notified["delivery_status"] == "DELIVERED"
+    assert settings.notify_log_path.read_text().count("\n") == lines_before  # not sent again
+    again = notifier.process([terminal]).outgoing  # and once stored, re-sent as stored
+    assert again == outgoing
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(func.count())
+            .select_from(EmittedEvent)
+            .where(EmittedEvent.consumer == "notification")
+        ).scalar_one()
+    assert stored == 1
+
+
+def _to_terminal(settings: Settings, engine: Engine, codec, message: RawMessage) -> RawMessage:  # type: ignore[no-untyped-def]
+    from consumers.settlement import Settlement
+
+    if message.topic != settings.topic("validated"):
+        return message
+    out = BatchProcessor(Settlement(settings), engine, codec, settings).process([message]).outgoing
+    return raw(settings, out[0].topic.split(".", 1)[1], 0, out[0].value)
+
+
+CHILD = textwrap.dedent("""
+    import signal, sys, time
+    stop = False
+    def on_term(signum, frame):
+        global stop
+        stop = True
+    signal.signal(signal.SIGTERM, on_term)
+    print("ready", flush=True)
+    while not stop:
+        time.sleep(0.01)
+    # Stopped cleanly; now finalizing, where Python restores the default action.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    time.sleep(float(sys.argv[1]))
+""")
+
+
+def test_fleet_stop_sends_one_sigterm_only(tmp_path):
+    """Bug 3: Fleet.stop signalled twice; the second SIGTERM killed a cleanly stopping process."""
+    settings = load_settings(environ={})
+    members = []
+    for instance, finalize_s in ((1, "0.5"), (2, "3")):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, finalize_s], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        members.append(
+            ConsumerProcess(
+                "validator", instance, settings, tmp_path / f"v{instance}.log", process=child
+            )
+        )
+    codes = Fleet(settings, tmp_path, members).stop()
+    assert codes == {"validator-1": 0, "validator-2": 0}

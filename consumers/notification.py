@@ -10,9 +10,8 @@ Two steps, so a slow webhook never holds a ledger transaction open:
 
 A crash between the two leaves the rows PENDING; the redelivered event finds
 them and step 2 runs again, with the same notification id, so the receiver can
-deduplicate. A crash after the status is recorded but before ``PaymentNotified``
-is stored leaves finished rows nobody announced: the redelivered event emits
-their ``PaymentNotified`` from the recorded status, without delivering again.
+deduplicate. The delivery results and the ``PaymentNotified`` events are stored
+in one transaction, so no finished notification is ever left unannounced.
 """
 
 from __future__ import annotations
@@ -29,9 +28,9 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from consumers.senders import DeliveryResult, Notification, Sender
 from engine import metrics
 from engine.config import Settings
-from engine.ledger.models import Bank, EmittedEvent, NotificationAttempt
+from engine.ledger.models import Bank, NotificationAttempt
 from engine.ledger.models import Notification as NotificationRow
-from engine.runtime import DeadLetterReason, Handled, Inbound, derived_event_id
+from engine.runtime import Completion, DeadLetterReason, Handled, Inbound, derived_event_id
 
 NAME = "notification"
 OUTCOME_OF = {"PaymentSettled": "SETTLED", "PaymentRejected": "REJECTED", "PaymentFailed": "FAILED"}
@@ -95,20 +94,21 @@ class NotificationStage:
         conn.execute(insert(NotificationRow), rows)
         return decisions
 
-    def complete(self, engine: Engine, event_ids: Sequence[str]) -> list[tuple[str, str, dict]]:
-        pending, finished = self._pending(engine, event_ids)
-        follow_ups = [(row["source_event_id"], "PaymentNotified",
-                       _notified_event(row, n, row["status"] == "DELIVERED", row["attempts"],
-                                       self.sender.name))
-                      for n, row in self._unannounced(engine, finished)]
+    def complete(self, engine: Engine, event_ids: Sequence[str]) -> Completion:
+        """Deliver what is pending; its record and PaymentNotified commit in one transaction."""
+        pending = self._pending(engine, event_ids)
         if not pending:
-            return follow_ups
-        results = list(self._pool.map(self._deliver, [n for n, _ in pending]))
-        self._record(engine, pending, results)
-        return follow_ups + [
+            return Completion()
+        notifications = [n for n, _ in pending]
+        if self.sender.concurrent:
+            results = list(self._pool.map(self._deliver, notifications))
+        else:
+            results = [self._deliver(n) for n in notifications]  # local and fast: no threads
+        follow_ups = [
             (row["source_event_id"], "PaymentNotified",
              _notified_event(row, n, result.delivered, len(result.attempts), self.sender.name))
             for (n, row), result in zip(pending, results, strict=True)]
+        return Completion(follow_ups, lambda conn: self._record(conn, pending, results))
 
     def _deliver(self, notification: Notification) -> DeliveryResult:
         result = self.sender.deliver(notification)
@@ -116,47 +116,27 @@ class NotificationStage:
         metrics.NOTIFICATION_DELIVERIES.labels(self.sender.name, status).inc()
         return result
 
-    def _pending(self, engine: Engine, event_ids: Sequence[str]
-                 ) -> tuple[list[tuple[Notification, dict]], list[tuple[Notification, dict]]]:
-        """The events' notifications: (still PENDING, already finished)."""
+    def _pending(self, engine: Engine, event_ids: Sequence[str]) -> list[tuple[Notification, dict]]:
+        """The events' notifications still PENDING (new, or left by a crash before recording)."""
         table, banks = NotificationRow.__table__, Bank.__table__
         pending: list[tuple[Notification, dict]] = []
-        finished: list[tuple[Notification, dict]] = []
         with engine.connect() as conn:
             for start in range(0, len(event_ids), IN_CHUNK):
                 chunk = list(event_ids[start : start + IN_CHUNK])
                 rows = conn.execute(
                     select(table, banks.c.webhook_url)
                     .join(banks, banks.c.code == table.c.recipient_bank, isouter=True)
-                    .where(table.c.source_event_id.in_(chunk))
+                    .where(table.c.source_event_id.in_(chunk), table.c.status == "PENDING")
                     .order_by(table.c.notification_id)
                 ).mappings()
                 for row in rows:
                     n = Notification(row["notification_id"], row["payment_id"], row["outcome"],
                                      row["recipient_bank"], row["webhook_url"],
                                      json.loads(row["payload"]))
-                    (pending if row["status"] == "PENDING" else finished).append((n, dict(row)))
-        return pending, finished
+                    pending.append((n, dict(row)))
+        return pending
 
-    def _unannounced(self, engine: Engine, finished: list[tuple[Notification, dict]]
-                     ) -> list[tuple[Notification, dict]]:
-        """Finished notifications whose PaymentNotified was never stored (a crash in between)."""
-        if not finished:
-            return []
-        wanted = {_notified_event_id(row): (n, row) for n, row in finished}
-        table = EmittedEvent.__table__
-        stored: set[str] = set()
-        ids = sorted(wanted)
-        with engine.connect() as conn:
-            for start in range(0, len(ids), IN_CHUNK):
-                chunk = ids[start : start + IN_CHUNK]
-                stored.update(conn.execute(
-                    select(table.c.event_id)
-                    .where(table.c.consumer == NAME, table.c.event_id.in_(chunk))
-                ).scalars())
-        return [wanted[eid] for eid in ids if eid not in stored]
-
-    def _record(self, engine: Engine, pending: list, results: list[DeliveryResult]) -> None:
+    def _record(self, conn: Connection, pending: list, results: list[DeliveryResult]) -> None:
         now = datetime.now(UTC)
         attempts, updates = [], []
         for (n, _row), result in zip(pending, results, strict=True):
@@ -170,15 +150,14 @@ class NotificationStage:
                             "last_error": (result.last_error or None) and result.last_error[:500],
                             "finished_at": now})
         table = NotificationRow.__table__
-        with engine.begin() as conn:
-            if attempts:
-                conn.execute(insert(NotificationAttempt), attempts)
-            conn.execute(
-                update(table).where(table.c.notification_id == bindparam("nid"))
-                .values(status=bindparam("status"), attempts=bindparam("attempts"),
-                        last_error=bindparam("last_error"), finished_at=bindparam("finished_at")),
-                updates,
-            )
+        if attempts:
+            conn.execute(insert(NotificationAttempt), attempts)
+        conn.execute(
+            update(table).where(table.c.notification_id == bindparam("nid"))
+            .values(status=bindparam("status"), attempts=bindparam("attempts"),
+                    last_error=bindparam("last_error"), finished_at=bindparam("finished_at")),
+            updates,
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

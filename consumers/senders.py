@@ -105,6 +105,7 @@ class DeliveryResult:
 
 class Sender(Protocol):
     name: str
+    concurrent: bool  # True: deliveries wait on the network, so run them in parallel
 
     def deliver(self, notification: Notification) -> DeliveryResult: ...
 
@@ -115,6 +116,7 @@ class LogSender:
     """Appends one JSON line per notification: the default for demos and tests."""
 
     name = "log"
+    concurrent = False
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -210,6 +212,7 @@ class WebhookSender:
     """
 
     name = "webhook"
+    concurrent = True
 
     def __init__(
         self,

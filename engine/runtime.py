@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -111,6 +111,14 @@ class Handled:
     reason: str = ""
 
 
+@dataclass
+class Completion:
+    """What a stage did after its batch committed: events to emit and rows to record with them."""
+
+    follow_ups: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    record: Callable[[Connection], None] | None = None
+
+
 class Stage(Protocol):
     """A consumer's rules: given a batch of fresh events, decide and write their effects."""
 
@@ -122,7 +130,7 @@ class Stage(Protocol):
         """Write the batch's effects with ``conn`` and return one decision per event."""
         ...
 
-    def complete(self, engine: Engine, event_ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    def complete(self, engine: Engine, event_ids: Sequence[str]) -> Completion:
         """Work that must follow the ledger commit (deliveries), for fresh and redelivered ids.
 
         Returns follow-up events as (source event id, event type, record).
@@ -165,10 +173,10 @@ class BatchProcessor:
     def process(self, raw: Sequence[RawMessage]) -> BatchResult:
         """Handle ``raw`` messages in partition order; raises only when the database is down."""
         result = self._process_batch(raw)
-        follow_ups = self.stage.complete(self.engine, result.event_ids)
+        completion = self.stage.complete(self.engine, result.event_ids)
         self.crash("after_complete")
-        if follow_ups:
-            result.outgoing += self._store_follow_ups(follow_ups)
+        if completion.follow_ups or completion.record is not None:
+            result.outgoing += self._store_completion(completion)
         return result
 
     def _process_batch(self, raw: Sequence[RawMessage]) -> BatchResult:
@@ -212,16 +220,19 @@ class BatchProcessor:
         with self.engine.begin() as conn:
             return self._process_in(conn, [], [(message, kind, reason[:1000])])
 
-    def _store_follow_ups(self, follow_ups: list[tuple[str, str, dict[str, Any]]]) -> list[Outgoing]:
-        """Record events emitted after the batch's transaction (e.g. PaymentNotified)."""
+    def _store_completion(self, completion: Completion) -> list[Outgoing]:
+        """Record, in one transaction, what followed the batch's commit and the events it emits."""
         outgoing, rows = [], []
-        for source_id, event_type, record in follow_ups:
+        for source_id, event_type, record in completion.follow_ups:
             message = Outgoing(self.settings.topic(EVENT_TOPICS[event_type]),
                                record["payer_account"].encode(), self.codec.encode(event_type, record))
             outgoing.append(message)
             rows.append(_emitted_row(self.stage.name, source_id, record, message))
         with self.engine.begin() as conn:
-            conn.execute(insert(EmittedEvent), rows)
+            if completion.record is not None:
+                completion.record(conn)
+            if rows:
+                conn.execute(insert(EmittedEvent), rows)
         return outgoing
 
     def _decode(self, raw: Sequence[RawMessage]) -> tuple[list[Inbound], list[tuple[RawMessage, str, str]]]:
@@ -430,6 +441,7 @@ class ConsumerService:
         self.health = health or metrics.HealthState()
         self.stop_event = stop_event or threading.Event()
         self._consumer: KafkaConsumer | None = None
+        self._lag_partitions: set[TopicPartition] = set()
         self._producer: KafkaProducer | None = None
 
     def stop(self) -> None:
@@ -457,6 +469,7 @@ class ConsumerService:
                                max_records=self.settings.batch_max_records)
         self.health.set_ready(self.stage.name, bool(consumer.assignment()))
         if not polled:
+            self._observe_lag()
             return
         raw = [
             RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
@@ -534,11 +547,21 @@ class ConsumerService:
         if result.dead_lettered:
             metrics.DEAD_LETTERS.labels(name, raw[0].topic, "any").inc(result.dead_lettered)
             metrics.MESSAGES.labels(name, raw[0].topic, "dead_lettered").inc(result.dead_lettered)
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
+        self._observe_lag()
+
+    def _observe_lag(self) -> None:
+        """Lag per owned partition, from the last fetch's high watermark (no broker call)."""
+        consumer = self._consumer
+        assert consumer is not None
+        owned = consumer.assignment()
+        for tp in self._lag_partitions - owned:  # moved to another member: its series goes
+            metrics.CONSUMER_LAG.remove(self.stage.name, tp.topic, str(tp.partition))
+        self._lag_partitions = set(owned)
+        for tp in owned:
+            high = consumer.highwater(tp)
             if high is not None:
-                lag = max(high - self._consumer.position(tp), 0)
-                metrics.CONSUMER_LAG.labels(name, tp.topic, str(tp.partition)).set(lag)
+                lag = max(high - consumer.position(tp), 0)
+                metrics.CONSUMER_LAG.labels(self.stage.name, tp.topic, str(tp.partition)).set(lag)
 
     def _close(self) -> None:
         timeout = self.settings.shutdown_timeout_s

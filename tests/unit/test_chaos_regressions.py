@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 import textwrap
@@ -96,13 +98,17 @@ def test_redelivered_stage_refusal_keeps_its_reason(ledger):
 
 
 class CrashAfterDeliveries(Exception):
-    """Stands for kill -9 between recording the deliveries and storing PaymentNotified."""
+    """Stands for kill -9 after the deliveries, before their record and PaymentNotified commit."""
 
 
-def test_payment_notified_is_emitted_after_a_crash_between_recording_and_storing_it(
+def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_recording(
     ledger, monkeypatch
 ):
-    """Bug 2: such a crash left finished notifications no PaymentNotified would ever announce."""
+    """Bug 2: a crash there once left finished notifications no PaymentNotified would announce.
+
+    Now the record and the event commit together: the crash leaves the notification PENDING,
+    the redelivery delivers it again under the same notification id, and announces it once.
+    """
     settings, engine = ledger
     codec = make_codec(settings, False)
     validator = BatchProcessor(Validator(settings), engine, codec, settings)
@@ -117,25 +123,28 @@ def test_payment_notified_is_emitted_after_a_crash_between_recording_and_storing
     notifier = BatchProcessor(NotificationStage(settings, sender), engine, codec, settings)
     terminal = _to_terminal(settings, engine, codec, rejected_or_validated)
 
-    def crash(_follow_ups: object) -> None:
+    def crash(_completion: object) -> None:
         raise CrashAfterDeliveries
 
     with monkeypatch.context() as patch:
-        patch.setattr(notifier, "_store_follow_ups", crash)
+        patch.setattr(notifier, "_store_completion", crash)
         with pytest.raises(CrashAfterDeliveries):
             notifier.process([terminal])
     with engine.connect() as conn:
-        assert conn.execute(select(Notification.status)).scalars().all() == ["DELIVERED"]
-    lines_before = settings.notify_log_path.read_text().count("\n")
+        assert conn.execute(select(Notification.status)).scalars().all() == ["PENDING"]
+    first_ids = [json.loads(line)["notification_id"]
+                 for line in settings.notify_log_path.read_text().splitlines()]
 
     outgoing = notifier.process([terminal]).outgoing  # the redelivery
     assert [m.topic for m in outgoing] == [settings.topic("notified")]
     notified = codec.decode(outgoing[0].value).record
     assert notified["delivery_status"] == "DELIVERED"
-    assert settings.notify_log_path.read_text().count("\n") == lines_before  # not sent again
+    ids = [json.loads(line)["notification_id"] for line in settings.notify_log_path.read_text().splitlines()]
+    assert ids == first_ids * 2  # delivered again, under the same id: the bank deduplicates
     again = notifier.process([terminal]).outgoing  # and once stored, re-sent as stored
     assert again == outgoing
     with engine.connect() as conn:
+        assert conn.execute(select(Notification.status)).scalars().all() == ["DELIVERED"]
         stored = conn.execute(
             select(func.count())
             .select_from(EmittedEvent)

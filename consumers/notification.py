@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from consumers.senders import DeliveryResult, Notification, Sender
 from engine import metrics
 from engine.config import Settings
+from engine.ledger.database import read_only
 from engine.ledger.models import Bank, NotificationAttempt
 from engine.ledger.models import Notification as NotificationRow
 from engine.runtime import Completion, DeadLetterReason, Handled, Inbound, derived_event_id
@@ -120,7 +121,7 @@ class NotificationStage:
         """The events' notifications still PENDING (new, or left by a crash before recording)."""
         table, banks = NotificationRow.__table__, Bank.__table__
         pending: list[tuple[Notification, dict]] = []
-        with engine.connect() as conn:
+        with read_only(engine).connect() as conn:
             for start in range(0, len(event_ids), IN_CHUNK):
                 chunk = list(event_ids[start : start + IN_CHUNK])
                 rows = conn.execute(

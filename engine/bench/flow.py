@@ -27,6 +27,7 @@ from engine.app import STAGE_NAMES, ledger_engine
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
+from engine.ledger.database import read_only
 from engine.ledger.models import Notification, Payment
 from engine.ledger.reference import load_reference_data
 from engine.ledger.reports import processing_window
@@ -119,6 +120,7 @@ def isolated_run(base: Settings, database_url: str, work_dir: Path) -> Iterator[
 
 
 def wait_drained(engine: Engine, published: int, fleet: Fleet) -> None:
+    engine = read_only(engine)  # never compete with the consumers for SQLite's write lock
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
         with engine.connect() as conn:

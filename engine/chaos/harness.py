@@ -46,7 +46,7 @@ from engine.config import Settings, load_settings
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.checks import expected_notifications, flow_counts
-from engine.ledger.database import make_engine, upgrade
+from engine.ledger.database import make_engine, read_only, upgrade
 from engine.ledger.models import Account
 from engine.ledger.reference import load_reference_data, read_file
 from engine.supervisor import ConsumerProcess, Fleet
@@ -520,7 +520,7 @@ class ChaosRun:
         )
 
     def _drained(self, engine: Engine, settings: Settings, workload: Workload) -> tuple[bool, str]:
-        with engine.connect() as conn:
+        with read_only(engine).connect() as conn:
             counts = flow_counts(conn)
             expected, finished = expected_notifications(conn)
         state = (

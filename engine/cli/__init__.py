@@ -29,6 +29,8 @@ def cli(ctx: click.Context) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python 3 warns whenever its IO loop is held >100 ms (the GIL is busy): noise here.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = settings
 

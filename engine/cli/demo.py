@@ -17,6 +17,7 @@ from engine.cli import cli
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.ledger.checks import FlowCounts, check_ledger, expected_notifications, flow_counts
+from engine.ledger.database import read_only
 from engine.ledger.reference import load_reference_data, read_file
 from engine.ledger.reports import channel_summary, net_positions, processing_window, reason_summary
 from engine.money import format_minor
@@ -92,7 +93,7 @@ def run_demo(settings: Settings, payments: int, seed: int, rate: int | None, con
                                progress=lambda n: progress.update(task, completed=n),
                                reference_path=live.reference_file)
                 drain = progress.add_task("reaching a terminal state", total=sim.published)
-                counts = _wait_for_drain(engine, sim.published, fleet,
+                counts = _wait_for_drain(read_only(engine), sim.published, fleet,
                                          lambda done: progress.update(drain, completed=done))
             seconds = time.monotonic() - started
         finally:

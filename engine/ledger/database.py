@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+READ_ONLY = "sakk_read_only"  # execution option: a transaction that never writes
 
 
 def is_sqlite(url: str) -> bool:
@@ -57,11 +58,19 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")  # a WAL snapshot: never waits for, nor blocks, writers
+            return
         # Take the write lock up front: a deferred transaction that later tries to
         # write can fail with SQLITE_BUSY without waiting on the busy timeout.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine for reading only: on SQLite its transactions take no write lock."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def is_transient(exc: BaseException) -> bool:

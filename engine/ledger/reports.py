@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, case, func, select
 
+from engine.ledger.database import read_only
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -98,7 +99,7 @@ def net_positions(conn: Connection, window: str | None = None) -> list[NetPositi
 def processing_window(engine: Engine) -> tuple[datetime | None, datetime | None]:
     """Wall-clock span from the validator's first handled event to the last finished notification."""
     h, n = HandledEvent.__table__, Notification.__table__
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         first = conn.execute(select(func.min(h.c.handled_at)).where(h.c.consumer == "validator")).scalar()
         last = conn.execute(select(func.max(n.c.finished_at))).scalar()
     return first, last

@@ -29,16 +29,28 @@ from consumers.senders import DeliveryResult, Notification, Sender
 from engine import metrics
 from engine.config import Settings
 from engine.ledger.database import read_only
-from engine.ledger.models import Bank, NotificationAttempt
+from engine.ledger.models import Bank, NotificationAttempt, table_of
 from engine.ledger.models import Notification as NotificationRow
 from engine.runtime import Completion, DeadLetterReason, Handled, Inbound, derived_event_id
 
 NAME = "notification"
 OUTCOME_OF = {"PaymentSettled": "SETTLED", "PaymentRejected": "REJECTED", "PaymentFailed": "FAILED"}
 NOTIFICATION_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000002")
-PAYLOAD_FIELDS = ("payment_id", "bank_reference", "payer_bank", "payer_account", "payee_bank",
-                  "payee_account", "amount_minor", "currency", "channel", "fee_minor",
-                  "reason_code", "reason_message", "settlement_window")
+PAYLOAD_FIELDS = (
+    "payment_id",
+    "bank_reference",
+    "payer_bank",
+    "payer_account",
+    "payee_bank",
+    "payee_account",
+    "amount_minor",
+    "currency",
+    "channel",
+    "fee_minor",
+    "reason_code",
+    "reason_message",
+    "settlement_window",
+)
 IN_CHUNK = 500
 
 
@@ -80,7 +92,9 @@ class NotificationStage:
         for inbound in batch:
             outcome = OUTCOME_OF.get(inbound.event_type)
             if outcome is None:
-                raise DeadLetterReason("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
+                raise DeadLetterReason(
+                    "unexpected_event", f"{inbound.event_type} on {inbound.topic}"
+                )
             record = inbound.record
             payload = json.dumps(payload_of(record), sort_keys=True)
             for bank in recipients(inbound.event_type, record):
@@ -106,9 +120,13 @@ class NotificationStage:
         else:
             results = [self._deliver(n) for n in notifications]  # local and fast: no threads
         follow_ups = [
-            (row["source_event_id"], "PaymentNotified",
-             _notified_event(row, n, result.delivered, len(result.attempts), self.sender.name))
-            for (n, row), result in zip(pending, results, strict=True)]
+            (
+                row["source_event_id"],
+                "PaymentNotified",
+                _notified_event(row, n, result.delivered, len(result.attempts), self.sender.name),
+            )
+            for (n, row), result in zip(pending, results, strict=True)
+        ]
         return Completion(follow_ups, lambda conn: self._record(conn, pending, results))
 
     def _deliver(self, notification: Notification) -> DeliveryResult:
@@ -131,9 +149,14 @@ class NotificationStage:
                     .order_by(table.c.notification_id)
                 ).mappings()
                 for row in rows:
-                    n = Notification(row["notification_id"], row["payment_id"], row["outcome"],
-                                     row["recipient_bank"], row["webhook_url"],
-                                     json.loads(row["payload"]))
+                    n = Notification(
+                        row["notification_id"],
+                        row["payment_id"],
+                        row["outcome"],
+                        row["recipient_bank"],
+                        row["webhook_url"],
+                        json.loads(row["payload"]),
+                    )
                     pending.append((n, dict(row)))
         return pending
 
@@ -142,21 +165,37 @@ class NotificationStage:
         attempts, updates = [], []
         for (n, _row), result in zip(pending, results, strict=True):
             for a in result.attempts:
-                attempts.append({"notification_id": n.notification_id, "number": a.number,
-                                 "started_at": a.started_at, "duration_ms": int(a.duration_s * 1000),
-                                 "status_code": a.status_code, "error": (a.error or None) and a.error[:500]})
-            updates.append({"nid": n.notification_id,
-                            "status": "DELIVERED" if result.delivered else "FAILED",
-                            "attempts": len(result.attempts),
-                            "last_error": (result.last_error or None) and result.last_error[:500],
-                            "finished_at": now})
-        table = NotificationRow.__table__
+                attempts.append(
+                    {
+                        "notification_id": n.notification_id,
+                        "number": a.number,
+                        "started_at": a.started_at,
+                        "duration_ms": int(a.duration_s * 1000),
+                        "status_code": a.status_code,
+                        "error": (a.error or None) and a.error[:500],
+                    }
+                )
+            updates.append(
+                {
+                    "nid": n.notification_id,
+                    "status": "DELIVERED" if result.delivered else "FAILED",
+                    "attempts": len(result.attempts),
+                    "last_error": (result.last_error or None) and result.last_error[:500],
+                    "finished_at": now,
+                }
+            )
+        table = table_of(NotificationRow)
         if attempts:
             conn.execute(insert(NotificationAttempt), attempts)
         conn.execute(
-            update(table).where(table.c.notification_id == bindparam("nid"))
-            .values(status=bindparam("status"), attempts=bindparam("attempts"),
-                    last_error=bindparam("last_error"), finished_at=bindparam("finished_at")),
+            update(table)
+            .where(table.c.notification_id == bindparam("nid"))
+            .values(
+                status=bindparam("status"),
+                attempts=bindparam("attempts"),
+                last_error=bindparam("last_error"),
+                finished_at=bindparam("finished_at"),
+            ),
             updates,
         )
 
@@ -169,8 +208,9 @@ def _notified_event_id(row: dict) -> str:
     return derived_event_id(row["source_event_id"], "PaymentNotified", row["recipient_bank"])
 
 
-def _notified_event(row: dict, n: Notification, delivered: bool, attempts: int,
-                    sender: str) -> dict[str, Any]:
+def _notified_event(
+    row: dict, n: Notification, delivered: bool, attempts: int, sender: str
+) -> dict[str, Any]:
     data = n.payload
     return {
         "event_id": _notified_event_id(row),

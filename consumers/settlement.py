@@ -24,7 +24,14 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from consumers.fees import check_no_vignette_fee, compute_fee
 from engine.config import Settings
-from engine.ledger.models import Account, AccountKind, Payment, PaymentState, PaymentTransition
+from engine.ledger.models import (
+    Account,
+    AccountKind,
+    Payment,
+    PaymentState,
+    PaymentTransition,
+    table_of,
+)
 from engine.ledger.postings import Leg, PostingDraft, write_postings
 from engine.ledger.reference import FeeSchedule, internal_account, read_fee_schedule
 from engine.ledger.states import IllegalTransitionError, check_transition
@@ -46,10 +53,16 @@ def build_legs(
 ) -> tuple[Leg, ...]:
     legs = [Leg(payer, -(amount + fee), currency), Leg(payee, amount, currency)]
     if fee:
-        legs.append(Leg(internal_account(payer_bank, AccountKind.FEE_INCOME, currency), fee, currency))
+        legs.append(
+            Leg(internal_account(payer_bank, AccountKind.FEE_INCOME, currency), fee, currency)
+        )
     if payer_bank != payee_bank:
-        legs.append(Leg(internal_account(payer_bank, AccountKind.SETTLEMENT, currency), amount, currency))
-        legs.append(Leg(internal_account(payee_bank, AccountKind.SETTLEMENT, currency), -amount, currency))
+        legs.append(
+            Leg(internal_account(payer_bank, AccountKind.SETTLEMENT, currency), amount, currency)
+        )
+        legs.append(
+            Leg(internal_account(payee_bank, AccountKind.SETTLEMENT, currency), -amount, currency)
+        )
     return tuple(legs)
 
 
@@ -83,8 +96,10 @@ class Settlement:
         if self._fees is None:
             self._fees = read_fee_schedule(conn)
         states = self._payment_states(conn, [i.record["payment_id"] for i in batch])
-        funds = self._lock_funds(conn, {i.record["payer_account"] for i in batch}
-                                 | {i.record["payee_account"] for i in batch})
+        funds = self._lock_funds(
+            conn,
+            {i.record["payer_account"] for i in batch} | {i.record["payee_account"] for i in batch},
+        )
         drafts: list[PostingDraft] = []
         updates: list[dict[str, Any]] = []
         transitions: list[dict[str, Any]] = []
@@ -93,7 +108,9 @@ class Settlement:
             p = inbound.record
             current = states.get(p["payment_id"])
             if current is None:
-                raise DeadLetterReason("unknown_payment", f"payment {p['payment_id']} is not in the ledger")
+                raise DeadLetterReason(
+                    "unknown_payment", f"payment {p['payment_id']} is not in the ledger"
+                )
             decision, draft = self._decide(p, funds)
             target = PaymentState.SETTLED if draft else PaymentState.FAILED
             try:
@@ -107,47 +124,92 @@ class Settlement:
             transitions.append(_transition(p, decision))
             decisions.append(decision)
         write_postings(conn, drafts)
-        table = Payment.__table__
+        table = table_of(Payment)
         conn.execute(
             update(table)
             .where(table.c.payment_id == bindparam("pid"))
-            .values(state=bindparam("state"), reason_code=bindparam("reason_code"),
-                    reason_message=bindparam("reason_message"), fee_minor=bindparam("fee_minor"),
-                    posting_id=bindparam("posting_id"),
-                    settlement_window=bindparam("settlement_window")),
+            .values(
+                state=bindparam("state"),
+                reason_code=bindparam("reason_code"),
+                reason_message=bindparam("reason_message"),
+                fee_minor=bindparam("fee_minor"),
+                posting_id=bindparam("posting_id"),
+                settlement_window=bindparam("settlement_window"),
+            ),
             updates,
         )
         conn.execute(insert(PaymentTransition), transitions)
         return decisions
 
-    def _decide(self, p: dict[str, Any], funds: dict[str, _Funds]) -> tuple[Handled, PostingDraft | None]:
+    def _decide(
+        self, p: dict[str, Any], funds: dict[str, _Funds]
+    ) -> tuple[Handled, PostingDraft | None]:
         amount, currency = p["amount_minor"], p["currency"]
-        fee = compute_fee(self._fees or FeeSchedule(), p["channel"], p["payment_type"], currency,
-                          amount, p.get("egov_service"))
+        fee = compute_fee(
+            self._fees or FeeSchedule(),
+            p["channel"],
+            p["payment_type"],
+            currency,
+            amount,
+            p.get("egov_service"),
+        )
         check_no_vignette_fee(p.get("egov_service"), fee)
         payer = funds[p["payer_account"]]
-        event = {k: p[k] for k in ("payment_id", "bank_reference", "occurred_at", "payer_bank",
-                                   "payer_account", "payee_bank", "payee_account", "amount_minor",
-                                   "currency", "channel")}
+        event = {
+            k: p[k]
+            for k in (
+                "payment_id",
+                "bank_reference",
+                "occurred_at",
+                "payer_bank",
+                "payer_account",
+                "payee_bank",
+                "payee_account",
+                "amount_minor",
+                "currency",
+                "channel",
+            )
+        }
         event["causation_event_id"] = p["event_id"]
         if not payer.can_pay(amount + fee):
             available = payer.balance_minor + (payer.overdraft_limit_minor or 0)
-            message = (f"needs {format_minor(amount + fee, currency)} (fee included), "
-                       f"{format_minor(max(available, 0), currency)} available")
-            event.update(reason_code=Reason.AM04.value, reason_message=message,
-                         event_id=derived_event_id(p["event_id"], "PaymentFailed"))
-            return Handled("failed", p["payment_id"], [("PaymentFailed", event)], p["channel"],
-                           Reason.AM04.value), None
-        legs = build_legs(p["payer_account"], p["payee_account"], p["payer_bank"], p["payee_bank"],
-                          amount, fee, currency)
+            message = (
+                f"needs {format_minor(amount + fee, currency)} (fee included), "
+                f"{format_minor(max(available, 0), currency)} available"
+            )
+            event.update(
+                reason_code=Reason.AM04.value,
+                reason_message=message,
+                event_id=derived_event_id(p["event_id"], "PaymentFailed"),
+            )
+            return Handled(
+                "failed",
+                p["payment_id"],
+                [("PaymentFailed", event)],
+                p["channel"],
+                Reason.AM04.value,
+            ), None
+        legs = build_legs(
+            p["payer_account"],
+            p["payee_account"],
+            p["payer_bank"],
+            p["payee_bank"],
+            amount,
+            fee,
+            currency,
+        )
         for leg in legs:
             if leg.account_number in funds:
                 funds[leg.account_number].balance_minor += leg.amount_minor
         window = settlement_window(p["occurred_at"])
         posting_id = derived_event_id(p["event_id"], "Posting")
         draft = PostingDraft(posting_id, p["payment_id"], "PAYMENT", p["occurred_at"], window, legs)
-        event.update(fee_minor=fee, posting_id=posting_id, settlement_window=window,
-                     event_id=derived_event_id(p["event_id"], "PaymentSettled"))
+        event.update(
+            fee_minor=fee,
+            posting_id=posting_id,
+            settlement_window=window,
+            event_id=derived_event_id(p["event_id"], "PaymentSettled"),
+        )
         return Handled("settled", p["payment_id"], [("PaymentSettled", event)], p["channel"]), draft
 
     def _payment_states(self, conn: Connection, payment_ids: list[str]) -> dict[str, str]:
@@ -155,8 +217,9 @@ class Settlement:
         states: dict[str, str] = {}
         for start in range(0, len(payment_ids), IN_CHUNK):
             chunk = payment_ids[start : start + IN_CHUNK]
-            rows = conn.execute(select(table.c.payment_id, table.c.state)
-                                .where(table.c.payment_id.in_(chunk)))
+            rows = conn.execute(
+                select(table.c.payment_id, table.c.state).where(table.c.payment_id.in_(chunk))
+            )
             states.update({r.payment_id: r.state for r in rows})
         return states
 
@@ -177,7 +240,9 @@ class Settlement:
         return funds
 
 
-def _payment_update(p: dict[str, Any], decision: Handled, draft: PostingDraft | None) -> dict[str, Any]:
+def _payment_update(
+    p: dict[str, Any], decision: Handled, draft: PostingDraft | None
+) -> dict[str, Any]:
     event = decision.events[0][1]
     return {
         "pid": p["payment_id"],

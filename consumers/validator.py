@@ -58,8 +58,10 @@ def check_formats(p: dict[str, Any]) -> Rejection | None:
     """Identifiers within their ISO 20022 lengths, references not empty."""
     reference = p["bank_reference"]
     if not 0 < len(reference) <= MAX_REFERENCE_CHARS:
-        return Rejection(Reason.CH16, f"bank reference must be 1 to {MAX_REFERENCE_CHARS} "
-                                      f"characters, got {len(reference)}")
+        return Rejection(
+            Reason.CH16,
+            f"bank reference must be 1 to {MAX_REFERENCE_CHARS} characters, got {len(reference)}",
+        )
     for name in ("payer_account", "payee_account"):
         if not 0 < len(p[name]) <= MAX_ACCOUNT_CHARS:
             return Rejection(Reason.CH16, f"{name} must be 1 to {MAX_ACCOUNT_CHARS} characters")
@@ -77,8 +79,11 @@ def check_amount(p: dict[str, Any], limits: Limits) -> Rejection | None:
     if limit is None:
         return Rejection(Reason.AM03, f"{currency} is not accepted on channel {channel}")
     if amount > min(limit, MAX_AMOUNT_MINOR):
-        return Rejection(Reason.AM02, f"{format_minor(amount, currency)} is above the {channel} "
-                                      f"limit of {format_minor(limit, currency)}")
+        return Rejection(
+            Reason.AM02,
+            f"{format_minor(amount, currency)} is above the {channel} "
+            f"limit of {format_minor(limit, currency)}",
+        )
     return None
 
 
@@ -111,8 +116,10 @@ def check_account(
 def check_parties(p: dict[str, Any], payer: AccountView, payee: AccountView) -> Rejection | None:
     """Currencies match, payer may initiate, and the payee fits what is paid for."""
     if payer.currency != p["currency"] or payee.currency != p["currency"]:
-        return Rejection(Reason.AM03, f"payment in {p['currency']} between accounts in "
-                                      f"{payer.currency} and {payee.currency}")
+        return Rejection(
+            Reason.AM03,
+            f"payment in {p['currency']} between accounts in {payer.currency} and {payee.currency}",
+        )
     if payer.number == payee.number:
         return Rejection(Reason.AG01, "payer and payee are the same account")
     if payer.kind not in PAYER_KINDS:
@@ -158,11 +165,14 @@ class Validator:
         for inbound in batch:
             p = inbound.record
             if inbound.event_type != "PaymentInitiated":
-                raise DeadLetterReason("unexpected_event",
-                                       f"{inbound.event_type} on {inbound.topic}")
+                raise DeadLetterReason(
+                    "unexpected_event", f"{inbound.event_type} on {inbound.topic}"
+                )
             if not 0 < len(p["payment_id"]) <= MAX_ID_CHARS or len(p["event_id"]) > MAX_ID_CHARS:
-                raise DeadLetterReason("malformed_id", f"event_id and payment_id must be 1 to "
-                                                       f"{MAX_ID_CHARS} characters")
+                raise DeadLetterReason(
+                    "malformed_id",
+                    f"event_id and payment_id must be 1 to {MAX_ID_CHARS} characters",
+                )
             if p["payment_id"] in ctx.payments:
                 raise DeadLetterReason(
                     "payment_id_reused",
@@ -173,8 +183,9 @@ class Validator:
             key = (p["payer_bank"], p["bank_reference"])
             if rejection is None:
                 ctx.references.add(key)
-                references.append({"bank_code": key[0], "bank_reference": key[1],
-                                   "payment_id": p["payment_id"]})
+                references.append(
+                    {"bank_code": key[0], "bank_reference": key[1], "payment_id": p["payment_id"]}
+                )
             payments.append(_payment_row(p, rejection))
             transitions.append(_transition_row(p, rejection))
             decisions.append(_decision(p, rejection))
@@ -190,19 +201,32 @@ class Validator:
             check_formats(p)
             or check_amount(p, self._limits or Limits())
             or check_event_time(p["occurred_at"], inbound.timestamp_ms, self.settings)
-            or check_account("payer", p["payer_bank"], p["payer_account"],
-                             ctx.accounts.get(p["payer_account"]), ctx.banks)
-            or check_account("payee", p["payee_bank"], p["payee_account"],
-                             ctx.accounts.get(p["payee_account"]), ctx.banks)
+            or check_account(
+                "payer",
+                p["payer_bank"],
+                p["payer_account"],
+                ctx.accounts.get(p["payer_account"]),
+                ctx.banks,
+            )
+            or check_account(
+                "payee",
+                p["payee_bank"],
+                p["payee_account"],
+                ctx.accounts.get(p["payee_account"]),
+                ctx.banks,
+            )
         )
         if rejection:
             return rejection
-        rejection = check_parties(p, ctx.accounts[p["payer_account"]], ctx.accounts[p["payee_account"]])
+        rejection = check_parties(
+            p, ctx.accounts[p["payer_account"]], ctx.accounts[p["payee_account"]]
+        )
         if rejection:
             return rejection
         if (p["payer_bank"], p["bank_reference"]) in ctx.references:
-            return Rejection(Reason.AM05, f"bank {p['payer_bank']} already sent reference "
-                                          f"{p['bank_reference']}")
+            return Rejection(
+                Reason.AM05, f"bank {p['payer_bank']} already sent reference {p['bank_reference']}"
+            )
         return None
 
     def _load_context(self, conn: Connection, batch: Sequence[Inbound]) -> _BatchContext:
@@ -220,8 +244,9 @@ class Validator:
             if (row.bank_code, row.bank_reference) in refs
         }
         payment_ids = {r["payment_id"] for r in records}
-        payments = {row.payment_id for row in _select_in(conn, Payment.__table__, "payment_id",
-                                                         payment_ids)}
+        payments = {
+            row.payment_id for row in _select_in(conn, Payment.__table__, "payment_id", payment_ids)
+        }
         banks = frozenset(conn.execute(select(Bank.code)).scalars())
         return _BatchContext(accounts, known_refs, payments, banks)
 
@@ -243,14 +268,19 @@ def _payment_row(p: dict[str, Any], rejection: Rejection | None) -> dict[str, An
         "payee_bank": p["payee_bank"][:8], "payee_account": p["payee_account"][:34],
         "amount_minor": p["amount_minor"], "currency": p["currency"][:3], "channel": p["channel"],
         "payment_type": p["payment_type"],
-        "merchant_category_code": (p.get("merchant_category_code") or None) and p["merchant_category_code"][:4],
-        "egov_service": (p.get("egov_service") or None) and p["egov_service"][:32],
+        "merchant_category_code": _clip(p.get("merchant_category_code"), 4),
+        "egov_service": _clip(p.get("egov_service"), 32),
         "occurred_at": p["occurred_at"],
         "state": PaymentState.REJECTED if rejection else PaymentState.VALIDATED,
         "reason_code": rejection.reason.value if rejection else None,
         "reason_message": rejection.message[:300] if rejection else None,
         "fee_minor": None, "posting_id": None, "settlement_window": None,
     }  # fmt: skip
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    """An optional text cut to its column's length (the rejection says what was wrong)."""
+    return value[:length] if value else None
 
 
 def _transition_row(p: dict[str, Any], rejection: Rejection | None) -> dict[str, Any]:
@@ -262,8 +292,18 @@ def _transition_row(p: dict[str, Any], rejection: Rejection | None) -> dict[str,
     }  # fmt: skip
 
 
-COMMON_FIELDS = ("payment_id", "bank_reference", "occurred_at", "payer_bank", "payer_account",
-                 "payee_bank", "payee_account", "amount_minor", "currency", "channel")
+COMMON_FIELDS = (
+    "payment_id",
+    "bank_reference",
+    "occurred_at",
+    "payer_bank",
+    "payer_account",
+    "payee_bank",
+    "payee_account",
+    "amount_minor",
+    "currency",
+    "channel",
+)
 
 
 def _decision(p: dict[str, Any], rejection: Rejection | None) -> Handled:
@@ -271,9 +311,11 @@ def _decision(p: dict[str, Any], rejection: Rejection | None) -> Handled:
     event["causation_event_id"] = p["event_id"]
     if rejection is None:
         event_type = "PaymentValidated"
-        event.update(payment_type=p["payment_type"],
-                     merchant_category_code=p.get("merchant_category_code"),
-                     egov_service=p.get("egov_service"))
+        event.update(
+            payment_type=p["payment_type"],
+            merchant_category_code=p.get("merchant_category_code"),
+            egov_service=p.get("egov_service"),
+        )
     else:
         event_type = "PaymentRejected"
         event.update(reason_code=rejection.reason.value, reason_message=rejection.message)

@@ -15,7 +15,12 @@ from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
 from engine.runtime import ConsumerService, Stage
-from engine.serialization import AvroCodec, KafkaSchemaStore, SchemaRegistry, register_current_schemas
+from engine.serialization import (
+    AvroCodec,
+    KafkaSchemaStore,
+    SchemaRegistry,
+    register_current_schemas,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +90,9 @@ def run_consumers(
     codec = make_codec(settings)
     threads = []
     for name in names:
-        service = ConsumerService(build_stage(name, settings), engine, codec, settings, health,
-                                  stop_event)
+        service = ConsumerService(
+            build_stage(name, settings), engine, codec, settings, health, stop_event
+        )
         thread = threading.Thread(target=_run_guarded, args=(service, stop_event), name=name)
         thread.start()
         threads.append(thread)

@@ -24,8 +24,9 @@ class SettingsError(ValueError):
     """A ``SAKK_*`` variable holds a value the engine cannot run with."""
 
 
-def _bounded(lo: int, hi: int) -> dict[str, Any]:
-    return {"metadata": {"bounds": (lo, hi)}}
+def _bounds(lo: int, hi: int) -> dict[str, Any]:
+    """Field metadata: the inclusive range a setting must lie in, checked at start-up."""
+    return {"bounds": (lo, hi)}
 
 
 @dataclass(frozen=True)
@@ -45,57 +46,61 @@ class Settings:
 
     # Topics
     topic_prefix: str = "payments"
-    topic_partitions: int = field(default=6, **_bounded(1, 1024))
-    topic_replication_factor: int = field(default=1, **_bounded(1, 5))
+    topic_partitions: int = field(default=6, metadata=_bounds(1, 1024))
+    topic_replication_factor: int = field(default=1, metadata=_bounds(1, 5))
     consumer_group_prefix: str = "sakk"
 
     # Kafka consumer
-    batch_max_records: int = field(default=500, **_bounded(1, 10_000))
-    poll_timeout_ms: int = field(default=200, **_bounded(10, 30_000))
-    session_timeout_ms: int = field(default=6_000, **_bounded(1_000, 300_000))
-    heartbeat_interval_ms: int = field(default=1_000, **_bounded(100, 60_000))
-    max_poll_interval_ms: int = field(default=300_000, **_bounded(10_000, 3_600_000))
-    fetch_max_wait_ms: int = field(default=100, **_bounded(1, 10_000))
-    fetch_max_bytes: int = field(default=16 * 1024 * 1024, **_bounded(1024, 512 * 1024 * 1024))
+    batch_max_records: int = field(default=500, metadata=_bounds(1, 10_000))
+    poll_timeout_ms: int = field(default=200, metadata=_bounds(10, 30_000))
+    session_timeout_ms: int = field(default=6_000, metadata=_bounds(1_000, 300_000))
+    heartbeat_interval_ms: int = field(default=1_000, metadata=_bounds(100, 60_000))
+    max_poll_interval_ms: int = field(default=300_000, metadata=_bounds(10_000, 3_600_000))
+    fetch_max_wait_ms: int = field(default=100, metadata=_bounds(1, 10_000))
+    fetch_max_bytes: int = field(
+        default=16 * 1024 * 1024, metadata=_bounds(1024, 512 * 1024 * 1024)
+    )
 
     # Kafka producer
-    linger_ms: int = field(default=5, **_bounded(0, 1_000))
-    producer_batch_size_bytes: int = field(default=256 * 1024, **_bounded(1024, 16 * 1024 * 1024))
-    max_message_bytes: int = field(default=1024 * 1024, **_bounded(1024, 16 * 1024 * 1024))
-    produce_timeout_s: int = field(default=60, **_bounded(1, 600))
-    request_timeout_ms: int = field(default=30_000, **_bounded(1_000, 300_000))
+    linger_ms: int = field(default=5, metadata=_bounds(0, 1_000))
+    producer_batch_size_bytes: int = field(
+        default=256 * 1024, metadata=_bounds(1024, 16 * 1024 * 1024)
+    )
+    max_message_bytes: int = field(default=1024 * 1024, metadata=_bounds(1024, 16 * 1024 * 1024))
+    produce_timeout_s: int = field(default=60, metadata=_bounds(1, 600))
+    request_timeout_ms: int = field(default=30_000, metadata=_bounds(1_000, 300_000))
 
     # Database
-    db_retry_max_attempts: int = field(default=120, **_bounded(1, 1_000_000))
-    db_retry_backoff_max_ms: int = field(default=5_000, **_bounded(10, 300_000))
-    db_pool_size: int = field(default=4, **_bounded(1, 64))
+    db_retry_max_attempts: int = field(default=120, metadata=_bounds(1, 1_000_000))
+    db_retry_backoff_max_ms: int = field(default=5_000, metadata=_bounds(10, 300_000))
+    db_pool_size: int = field(default=4, metadata=_bounds(1, 64))
 
     # Validation
-    max_event_age_s: int = field(default=7 * 24 * 3600, **_bounded(1, 366 * 24 * 3600))
-    max_event_skew_s: int = field(default=300, **_bounded(0, 24 * 3600))
+    max_event_age_s: int = field(default=7 * 24 * 3600, metadata=_bounds(1, 366 * 24 * 3600))
+    max_event_skew_s: int = field(default=300, metadata=_bounds(0, 24 * 3600))
 
     # Notification
     notify_sender: str = "log"
     notify_log_path: Path = PROJECT_ROOT / "var" / "notifications.jsonl"
     webhook_secret: str = field(default="", repr=False)
-    webhook_timeout_ms: int = field(default=2_000, **_bounded(50, 60_000))
-    webhook_max_attempts: int = field(default=4, **_bounded(1, 20))
-    webhook_backoff_initial_ms: int = field(default=100, **_bounded(1, 60_000))
-    webhook_backoff_max_ms: int = field(default=2_000, **_bounded(1, 300_000))
-    webhook_concurrency: int = field(default=16, **_bounded(1, 256))
+    webhook_timeout_ms: int = field(default=2_000, metadata=_bounds(50, 60_000))
+    webhook_max_attempts: int = field(default=4, metadata=_bounds(1, 20))
+    webhook_backoff_initial_ms: int = field(default=100, metadata=_bounds(1, 60_000))
+    webhook_backoff_max_ms: int = field(default=2_000, metadata=_bounds(1, 300_000))
+    webhook_concurrency: int = field(default=16, metadata=_bounds(1, 256))
 
     # Metrics and health
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = field(default=9100, **_bounded(0, 65_535))
+    metrics_port: int = field(default=9100, metadata=_bounds(0, 65_535))
 
     # Graceful shutdown
-    shutdown_timeout_s: int = field(default=30, **_bounded(1, 600))
+    shutdown_timeout_s: int = field(default=30, metadata=_bounds(1, 600))
 
     # Fault injection (the chaos harness only; off when empty): SIGKILL this process at
     # the named steps of the consumer loop (comma-separated, see CRASH_POINTS), each pass
     # with probability crash_probability_ppm / 1e6. Read once at start.
     crash_point: str = ""
-    crash_probability_ppm: int = field(default=1_000_000, **_bounded(0, 1_000_000))
+    crash_probability_ppm: int = field(default=1_000_000, metadata=_bounds(0, 1_000_000))
 
     @property
     def uses_embedded_broker(self) -> bool:
@@ -186,7 +191,9 @@ def _check_bounds(settings: Settings) -> None:
             f"{PREFIX}NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'"
         )
     if settings.notify_sender == "webhook" and not settings.webhook_secret:
-        raise SettingsError(f"{PREFIX}WEBHOOK_SECRET must be set when {PREFIX}NOTIFY_SENDER=webhook")
+        raise SettingsError(
+            f"{PREFIX}WEBHOOK_SECRET must be set when {PREFIX}NOTIFY_SENDER=webhook"
+        )
     unknown_points = set(settings.crash_point.split(",")) - set(CRASH_POINTS) - {""}
     if unknown_points:
         raise SettingsError(

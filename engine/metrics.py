@@ -143,7 +143,9 @@ def _handler(health: HealthState) -> type[BaseHTTPRequestHandler]:
                 ok = alive and bool(ready) and all(ready.values())
                 self._json(200 if ok else 503, {"ready": ok, "consumers": ready})
             else:
-                self._json(404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
+                self._json(
+                    404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]}
+                )
 
         def _json(self, status: int, body: dict) -> None:
             self._reply(status, json.dumps(body).encode(), "application/json")
@@ -189,5 +191,3 @@ def serve_metrics(host: str, port: int, health: HealthState) -> MetricsServer | 
     if port == 0:
         return None
     return MetricsServer(host, port, health).start()
-
-

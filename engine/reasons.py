@@ -22,7 +22,7 @@ class Reason(StrEnum):
     RC01 = "RC01"  # BankIdentifierIncorrect
 
     @property
-    def title(self) -> str:
+    def label(self) -> str:
         return TITLES[self]
 
 

@@ -200,8 +200,9 @@ class BatchProcessor:
                 break
         if len(raw) == 1:
             return self._dead_letter_poison(raw[0], failure)
-        log.warning("%s: batch of %d failed (%r); handling one by one", self.stage.name,
-                    len(raw), failure)
+        log.warning(
+            "%s: batch of %d failed (%r); handling one by one", self.stage.name, len(raw), failure
+        )
         total = BatchResult([], [], 0, 0, [])
         for message in raw:
             part = self._process_batch([message])
@@ -224,8 +225,11 @@ class BatchProcessor:
         """Record, in one transaction, what followed the batch's commit and the events it emits."""
         outgoing, rows = [], []
         for source_id, event_type, record in completion.follow_ups:
-            message = Outgoing(self.settings.topic(EVENT_TOPICS[event_type]),
-                               record["payer_account"].encode(), self.codec.encode(event_type, record))
+            message = Outgoing(
+                self.settings.topic(EVENT_TOPICS[event_type]),
+                record["payer_account"].encode(),
+                self.codec.encode(event_type, record),
+            )
             outgoing.append(message)
             rows.append(_emitted_row(self.stage.name, source_id, record, message))
         with self.engine.begin() as conn:
@@ -235,7 +239,9 @@ class BatchProcessor:
                 conn.execute(insert(EmittedEvent), rows)
         return outgoing
 
-    def _decode(self, raw: Sequence[RawMessage]) -> tuple[list[Inbound], list[tuple[RawMessage, str, str]]]:
+    def _decode(
+        self, raw: Sequence[RawMessage]
+    ) -> tuple[list[Inbound], list[tuple[RawMessage, str, str]]]:
         decoded: list[Inbound] = []
         bad: list[tuple[RawMessage, str, str]] = []
         for m in raw:
@@ -247,8 +253,17 @@ class BatchProcessor:
             except DecodeError as exc:
                 bad.append((m, exc.kind, str(exc)[:1000]))
                 continue
-            decoded.append(Inbound(m.topic, m.partition, m.offset, m.key, m.timestamp_ms,
-                                   event.event_type, event.record))
+            decoded.append(
+                Inbound(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.timestamp_ms,
+                    event.event_type,
+                    event.record,
+                )
+            )
         return decoded, bad
 
     def _process_in(
@@ -270,13 +285,16 @@ class BatchProcessor:
                 in_batch.add(inbound.event_id)
                 fresh.append(inbound)
         resend = _stored_emissions(conn, name, [i for i in duplicate_ids if i in seen])
-        resend += self._dead_letters_again(conn, [m for eid, (m, _, _) in dlq_ids.items()
-                                                  if eid in seen])
+        resend += self._dead_letters_again(
+            conn, [m for eid, (m, _, _) in dlq_ids.items() if eid in seen]
+        )
         new_dlq = [(eid, v) for eid, v in dlq_ids.items() if eid not in seen]
 
         decisions = self.stage.process(conn, fresh) if fresh else []
         if len(decisions) != len(fresh):
-            raise RuntimeError(f"{name} returned {len(decisions)} decisions for {len(fresh)} events")
+            raise RuntimeError(
+                f"{name} returned {len(decisions)} decisions for {len(fresh)} events"
+            )
 
         now = datetime.now(UTC)
         handled_rows: list[dict[str, Any]] = []
@@ -285,9 +303,11 @@ class BatchProcessor:
         for inbound, decision in zip(fresh, decisions, strict=True):
             handled_rows.append(_handled_row(name, inbound, decision, now))
             for event_type, record in decision.events:
-                message = Outgoing(self.settings.topic(EVENT_TOPICS[event_type]),
-                                   record["payer_account"].encode(),
-                                   self.codec.encode(event_type, record))
+                message = Outgoing(
+                    self.settings.topic(EVENT_TOPICS[event_type]),
+                    record["payer_account"].encode(),
+                    self.codec.encode(event_type, record),
+                )
                 outgoing.append(message)
                 emitted_rows.append(_emitted_row(name, inbound.event_id, record, message))
         dead_rows = []
@@ -295,13 +315,29 @@ class BatchProcessor:
             message = self._dead_letter_message(m, kind, reason)
             outgoing.append(message)
             handled_rows.append(_handled_dlq_row(name, eid, m, now))
-            emitted_rows.append({"consumer": name, "source_event_id": eid, "event_id": eid,
-                                 "payment_id": None, "topic": message.topic,
-                                 "key": message.key, "value": message.value})
-            dead_rows.append({"consumer": name, "source_topic": m.topic,
-                              "source_partition": m.partition, "source_offset": m.offset,
-                              "kind": kind, "reason": reason, "payment_id": None,
-                              "recorded_at": now})
+            emitted_rows.append(
+                {
+                    "consumer": name,
+                    "source_event_id": eid,
+                    "event_id": eid,
+                    "payment_id": None,
+                    "topic": message.topic,
+                    "key": message.key,
+                    "value": message.value,
+                }
+            )
+            dead_rows.append(
+                {
+                    "consumer": name,
+                    "source_topic": m.topic,
+                    "source_partition": m.partition,
+                    "source_offset": m.offset,
+                    "kind": kind,
+                    "reason": reason,
+                    "payment_id": None,
+                    "recorded_at": now,
+                }
+            )
         if handled_rows:
             conn.execute(insert(HandledEvent), handled_rows)
         if emitted_rows:
@@ -327,8 +363,11 @@ class BatchProcessor:
         for m in messages:  # poison is rare: one query each
             row = conn.execute(
                 select(table.c.kind, table.c.reason).where(
-                    table.c.consumer == self.stage.name, table.c.source_topic == m.topic,
-                    table.c.source_partition == m.partition, table.c.source_offset == m.offset)
+                    table.c.consumer == self.stage.name,
+                    table.c.source_topic == m.topic,
+                    table.c.source_partition == m.partition,
+                    table.c.source_offset == m.offset,
+                )
             ).first()
             if row is None:
                 found += _stored_emissions(conn, self.stage.name, [_dlq_event_id(m)])
@@ -415,7 +454,11 @@ def _stored_emissions(conn: Connection, consumer: str, source_ids: Sequence[str]
     for chunk in _chunks(list(source_ids)):
         rows = conn.execute(
             select(table.c.topic, table.c.key, table.c.value)
-            .where(tuple_(table.c.consumer, table.c.source_event_id).in_([(consumer, s) for s in chunk]))
+            .where(
+                tuple_(table.c.consumer, table.c.source_event_id).in_(
+                    [(consumer, s) for s in chunk]
+                )
+            )
             .order_by(table.c.id)
         )
         found.extend(Outgoing(r.topic, r.key, r.value) for r in rows)
@@ -451,10 +494,17 @@ class ConsumerService:
         name = self.stage.name
         self._producer = make_producer(self.settings, client_id=f"sakk-{name}")
         self._consumer = make_consumer(
-            self.settings, self.settings.group(name), self.stage.input_topics(), client_id=f"sakk-{name}"
+            self.settings,
+            self.settings.group(name),
+            self.stage.input_topics(),
+            client_id=f"sakk-{name}",
         )
-        log.info("%s: consuming %s as group %s", name, self.stage.input_topics(),
-                 self.settings.group(name))
+        log.info(
+            "%s: consuming %s as group %s",
+            name,
+            self.stage.input_topics(),
+            self.settings.group(name),
+        )
         try:
             while not self.stop_event.is_set():
                 self._poll_once()
@@ -465,8 +515,9 @@ class ConsumerService:
     def _poll_once(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        polled = consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
-                               max_records=self.settings.batch_max_records)
+        polled = consumer.poll(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
+        )
         self.health.set_ready(self.stage.name, bool(consumer.assignment()))
         if not polled:
             self._observe_lag()
@@ -502,8 +553,13 @@ class ConsumerService:
                 if not (is_transient(exc) or isinstance(exc, SchemaStoreError)):
                     raise
                 metrics.DB_RETRIES.labels(self.stage.name).inc()
-                log.warning("%s: database unavailable (attempt %d/%d): %s", self.stage.name,
-                            attempt, self.settings.db_retry_max_attempts, str(exc).splitlines()[0])
+                log.warning(
+                    "%s: database unavailable (attempt %d/%d): %s",
+                    self.stage.name,
+                    attempt,
+                    self.settings.db_retry_max_attempts,
+                    str(exc).splitlines()[0],
+                )
                 if self.stop_event.wait(delay_s):
                     return None
                 delay_s = min(delay_s * 2, cap_s)
@@ -513,14 +569,19 @@ class ConsumerService:
         )
 
     def _rewind(self, polled: dict) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # only called while running
         for tp, records in polled.items():
-            self._consumer.seek(tp, records[0].offset)
+            consumer.seek(tp, records[0].offset)
 
     def _commit(self, polled: dict) -> None:
-        offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)
-                   for tp, records in polled.items()}
+        offsets = {
+            tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in polled.items()
+        }
+        consumer = self._consumer
+        assert consumer is not None  # only called while running
         try:
-            self._consumer.commit(offsets)
+            consumer.commit(offsets)
         except CommitFailedError as exc:
             # Partitions moved to another member; it redelivers and dedupes.
             log.warning("%s: offset commit refused after rebalance: %s", self.stage.name, exc)
@@ -536,12 +597,14 @@ class ConsumerService:
             if handled.outcome == "settled":
                 metrics.observe_settled(handled.events[0][1])
             if handled.channel:
-                metrics.PAYMENT_OUTCOMES.labels(name, handled.channel, handled.outcome,
-                                                handled.reason).inc()
+                metrics.PAYMENT_OUTCOMES.labels(
+                    name, handled.channel, handled.outcome, handled.reason
+                ).inc()
             occurred = inbound.record.get("occurred_at")
             if isinstance(occurred, datetime):
                 metrics.END_TO_END_SECONDS.labels(name, handled.outcome).observe(
-                    max((now - occurred).total_seconds(), 0.0))
+                    max((now - occurred).total_seconds(), 0.0)
+                )
         if result.duplicates:
             metrics.MESSAGES.labels(name, "", "duplicate").inc(result.duplicates)
         if result.dead_lettered:

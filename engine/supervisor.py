@@ -24,7 +24,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAKK_")}
     env["SAKK_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     env["SAKK_DATABASE_URL"] = settings.ledger_url
-    for name, value in settings.redacted().items():
+    for name in settings.redacted():
         if name in ("kafka_bootstrap_servers", "database_url"):
             continue
         env[f"SAKK_{name.upper()}"] = str(getattr(settings, name))
@@ -51,7 +51,10 @@ class ConsumerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "engine", "run", self.stage],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def alive(self) -> bool:
@@ -94,8 +97,12 @@ class Fleet:
     def start(self, stage: str, instances: int = 1, metrics_port: int = 0) -> list[ConsumerProcess]:
         started = []
         for i in range(instances):
-            member = ConsumerProcess(stage, len(self.of(stage)) + 1, self.settings,
-                                     self.log_dir / f"{stage}-{len(self.of(stage)) + 1}.log")
+            member = ConsumerProcess(
+                stage,
+                len(self.of(stage)) + 1,
+                self.settings,
+                self.log_dir / f"{stage}-{len(self.of(stage)) + 1}.log",
+            )
             member.start(metrics_port + i if metrics_port else 0)
             self.members.append(member)
             started.append(member)

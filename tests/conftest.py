@@ -20,15 +20,18 @@ import pytest
 from sqlalchemy import Engine
 
 from engine.app import make_codec, run_consumers
-from engine.config import PROJECT_ROOT, Settings, load_settings
-from engine.kafka.client import create_topics, make_producer, send_all, Outgoing
+from engine.config import Settings, load_settings
+from engine.kafka.client import Outgoing, create_topics, make_producer, send_all
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.reference import load_reference_data, read_file
 from engine.serialization import AvroCodec
 
-POSTGRES_ADMIN_URL = os.environ.get("SAKK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SAKK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 from tests.factories import REFERENCE_FILE  # noqa: E402
+
 DRAIN_TIMEOUT_S = 60.0
 
 
@@ -56,7 +59,10 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_url() -> Iterator[str]:
     reason = postgres_available()
     if reason:
-        pytest.fail(reason + " (start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)")
+        pytest.fail(
+            reason + " (start it: pg_ctlcluster --skip-systemctl-redirect"
+            " $(ls /etc/postgresql) main start)"
+        )
     name = f"sakk_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -69,7 +75,9 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """The same test against the embedded default and the production database."""
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
+    return str(
+        request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    )
 
 
 @pytest.fixture
@@ -106,8 +114,10 @@ class Flow:
     def publish(self, records: list[dict[str, Any]], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
         producer = make_producer(self.settings, "test-bank")
         topic = self.settings.topic("initiated")
-        messages = [Outgoing(topic, r["payer_account"].encode(), self.codec.encode("PaymentInitiated", r))
-                    for r in records]
+        messages = [
+            Outgoing(topic, r["payer_account"].encode(), self.codec.encode("PaymentInitiated", r))
+            for r in records
+        ]
         messages += [Outgoing(topic, b"garbage", value) for value in raw]
         send_all(producer, messages, 30)
         producer.close()
@@ -142,11 +152,16 @@ def prepare_ledger(settings: Settings) -> Engine:
 
 
 @pytest.fixture
-def flow_factory(broker: EmbeddedBroker, settings_factory: Callable[..., Settings]) -> Iterator[Callable[..., Flow]]:
+def flow_factory(
+    broker: EmbeddedBroker, settings_factory: Callable[..., Settings]
+) -> Iterator[Callable[..., Flow]]:
     flows: list[Flow] = []
 
-    def make(database_url: str, consumers: tuple[str, ...] = ("validator", "settlement", "notification"),
-             **overrides: Any) -> Flow:
+    def make(
+        database_url: str,
+        consumers: tuple[str, ...] = ("validator", "settlement", "notification"),
+        **overrides: Any,
+    ) -> Flow:
         settings = settings_factory(broker.bootstrap_servers, database_url, **overrides)
         create_topics(settings)
         engine = prepare_ledger(settings)

@@ -49,5 +49,11 @@ def payment(
 
 
 def vignette(amount_minor: int = 70_000, payer: tuple[str, str] = AMINA) -> dict[str, Any]:
-    return payment(payer, VIGNETTE_DGI, amount_minor, channel="EGOV", payment_type="EGOV",
-                   egov_service="VIGNETTE")
+    return payment(
+        payer,
+        VIGNETTE_DGI,
+        amount_minor,
+        channel="EGOV",
+        payment_type="EGOV",
+        egov_service="VIGNETTE",
+    )

@@ -36,12 +36,20 @@ def test_quickstart_targets_exist_in_the_makefile(target):
 def test_make_demo_publishes_settles_and_checks_the_ledger(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAKK_")}
     env["SAKK_DATA_DIR"] = str(tmp_path)
-    run = subprocess.run(["make", "demo", "PAYMENTS=400"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=DEMO_TIMEOUT_S)
+    run = subprocess.run(
+        ["make", "demo", "PAYMENTS=400"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Payments by channel" in run.stdout
-    assert re.search(r"OK published 400 = settled \d+ \+ rejected \d+ \+ failed \d+ \+ dead-lettered \d+",
-                     run.stdout)
+    assert re.search(
+        r"OK published 400 = settled \d+ \+ rejected \d+ \+ failed \d+ \+ dead-lettered \d+",
+        run.stdout,
+    )
     assert "OK ledger balances" in run.stdout
     for channel in ("WEB", "MOBILE", "ATM", "POS", "BRANCH", "EGOV"):
         assert f"│ {channel}" in run.stdout

@@ -97,17 +97,22 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 @contextmanager
-def isolated_run(base: Settings, database_url: str, work_dir: Path) -> Iterator[tuple[Settings, Engine]]:
+def isolated_run(
+    base: Settings, database_url: str, work_dir: Path
+) -> Iterator[tuple[Settings, Engine]]:
     """Fresh topics, a fresh ledger with a large reference data set, for one measurement."""
     from producers.reference_data import build_reference
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     reference_path = work_dir / "reference.json"
     if not reference_path.exists():
-        reference_path.write_text(json.dumps(build_reference(customers_per_bank=BENCH_CUSTOMERS_PER_BANK)))
+        reference_path.write_text(
+            json.dumps(build_reference(customers_per_bank=BENCH_CUSTOMERS_PER_BANK))
+        )
     settings = base.replace(
         topic_prefix=prefix, consumer_group_prefix=prefix, database_url=database_url,
-        reference_file=reference_path, data_dir=work_dir, notify_log_path=work_dir / f"{prefix}.jsonl",
+        reference_file=reference_path, data_dir=work_dir,
+        notify_log_path=work_dir / f"{prefix}.jsonl",
         metrics_port=0,
     )  # fmt: skip
     create_topics(settings)
@@ -130,7 +135,9 @@ def wait_drained(engine: Engine, published: int, fleet: Fleet) -> None:
             return
         dead = fleet.check_alive()
         if dead:
-            raise BenchmarkCheckError(f"consumer exited during the run: {dead} (logs in {fleet.log_dir})")
+            raise BenchmarkCheckError(
+                f"consumer exited during the run: {dead} (logs in {fleet.log_dir})"
+            )
         time.sleep(0.25)
     raise BenchmarkCheckError(f"flow did not drain within {DRAIN_TIMEOUT_S:.0f}s")
 
@@ -142,18 +149,27 @@ def verify(engine: Engine, published: int) -> None:
     if published != counts.terminal + counts.dead_lettered:
         raise BenchmarkCheckError(
             f"published {published} != settled {counts.settled} + rejected {counts.rejected} + "
-            f"failed {counts.failed} + dead-lettered {counts.dead_lettered}")
+            f"failed {counts.failed} + dead-lettered {counts.dead_lettered}"
+        )
     if not ledger.ok:
         raise BenchmarkCheckError(f"ledger does not balance: {ledger.violations[:3]}")
 
 
-def measure_full_flow(base: Settings, backend: str, database_url: str, payments: int,
-                      work_dir: Path, on_progress: Callable[[str], None] = lambda _: None) -> FlowResult:
+def measure_full_flow(
+    base: Settings,
+    backend: str,
+    database_url: str,
+    payments: int,
+    work_dir: Path,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> FlowResult:
     from producers.simulator import simulate
 
     with isolated_run(base, database_url, work_dir) as (settings, engine):
         on_progress(f"{backend}: publishing {payments:,} payments")
-        report = simulate(settings, payments=payments, seed=4, reference_path=settings.reference_file)
+        report = simulate(
+            settings, payments=payments, seed=4, reference_path=settings.reference_file
+        )
         fleet = Fleet(settings, work_dir / "logs")
         for stage in STAGE_NAMES:
             fleet.start(stage)
@@ -169,9 +185,15 @@ def measure_full_flow(base: Settings, backend: str, database_url: str, payments:
     return FlowResult(backend, report.published, seconds, usage)
 
 
-def measure_latency(base: Settings, backend: str, database_url: str, rate_per_s: int,
-                    duration_s: int, work_dir: Path,
-                    on_progress: Callable[[str], None] = lambda _: None) -> LatencyResult:
+def measure_latency(
+    base: Settings,
+    backend: str,
+    database_url: str,
+    rate_per_s: int,
+    duration_s: int,
+    work_dir: Path,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> LatencyResult:
     from producers.simulator import simulate
 
     with isolated_run(base, database_url, work_dir) as (settings, engine):
@@ -185,8 +207,13 @@ def measure_latency(base: Settings, backend: str, database_url: str, rate_per_s:
             with engine.connect() as conn:
                 warm_ids = set(conn.execute(select(Payment.payment_id)).scalars())
             on_progress(f"{backend}: offering {rate_per_s:,} payments/s for {duration_s}s")
-            report = simulate(settings, payments=rate_per_s * duration_s, seed=6, rate_per_s=rate_per_s,
-                              reference_path=settings.reference_file)
+            report = simulate(
+                settings,
+                payments=rate_per_s * duration_s,
+                seed=6,
+                rate_per_s=rate_per_s,
+                reference_path=settings.reference_file,
+            )
             wait_drained(engine, warm.published + report.published, fleet)
         finally:
             fleet.stop()
@@ -203,9 +230,11 @@ def measure_latency(base: Settings, backend: str, database_url: str, rate_per_s:
 def _latencies(engine: Engine, exclude: set[str]) -> list[float]:
     """Seconds from each payment's initiation to its last finished notification."""
     p, n = Payment.__table__, Notification.__table__
-    query = (select(p.c.payment_id, p.c.occurred_at, func.max(n.c.finished_at))
-             .join(n, n.c.payment_id == p.c.payment_id)
-             .group_by(p.c.payment_id, p.c.occurred_at))
+    query = (
+        select(p.c.payment_id, p.c.occurred_at, func.max(n.c.finished_at))
+        .join(n, n.c.payment_id == p.c.payment_id)
+        .group_by(p.c.payment_id, p.c.occurred_at)
+    )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return [_seconds(occurred, finished) for pid, occurred, finished in rows if pid not in exclude]

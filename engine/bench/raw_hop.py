@@ -1,4 +1,4 @@
-"""The raw hop: consume and re-produce with no work — the ceiling of any kafka-python consumer here."""
+"""The raw hop: consume and re-produce with no work, the ceiling of any kafka-python consumer."""
 
 from __future__ import annotations
 
@@ -37,8 +37,10 @@ def measure_raw_hop(settings: Settings, messages: int, message_bytes: int) -> Ra
     producer = make_producer(settings, "bench-raw-prefill")
     payload = b"x" * message_bytes
     for start in range(0, messages, PREFILL_CHUNK):
-        batch = [Outgoing(source, f"acct-{i % 997}".encode(), payload)
-                 for i in range(start, min(start + PREFILL_CHUNK, messages))]
+        batch = [
+            Outgoing(source, f"acct-{i % 997}".encode(), payload)
+            for i in range(start, min(start + PREFILL_CHUNK, messages))
+        ]
         send_all(producer, batch, settings.produce_timeout_s)
     consumer = make_consumer(settings, settings.group("bench-raw"), [source])
     hop_producer = make_producer(settings, "bench-raw-hop")
@@ -47,15 +49,18 @@ def measure_raw_hop(settings: Settings, messages: int, message_bytes: int) -> Ra
     deadline = time.monotonic() + HOP_TIMEOUT_S
     try:
         while moved < messages and time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=settings.poll_timeout_ms,
-                                   max_records=settings.batch_max_records)
+            polled = consumer.poll(
+                timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
+            )
             if not polled:
                 continue
             if started is None:
                 started = time.perf_counter()
             out = [Outgoing(sink, r.key, r.value) for records in polled.values() for r in records]
             send_all(hop_producer, out, settings.produce_timeout_s)
-            consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in polled.items()})
+            consumer.commit(
+                {tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in polled.items()}
+            )
             moved += len(out)
         seconds = time.perf_counter() - (started or time.perf_counter())
     finally:

@@ -34,18 +34,41 @@ PAYMENT_MESSAGE_BYTES = 210  # a PaymentInitiated in single-object Avro is about
 
 
 @cli.command()
-@click.option("--payments", default=40_000, show_default=True, help="Payments per backend for throughput.")
+@click.option(
+    "--payments", default=40_000, show_default=True, help="Payments per backend for throughput."
+)
 @click.option("--raw-messages", default=60_000, show_default=True, help="Messages for the raw hop.")
-@click.option("--latency-rate", default=2_000, show_default=True, help="Offered payments/s for latency.")
-@click.option("--latency-seconds", default=20, show_default=True, help="How long the rate is offered.")
+@click.option(
+    "--latency-rate", default=2_000, show_default=True, help="Offered payments/s for latency."
+)
+@click.option(
+    "--latency-seconds", default=20, show_default=True, help="How long the rate is offered."
+)
 @click.option("--backends", default="sqlite,postgresql", show_default=True)
-@click.option("--postgres-admin-url", default=POSTGRES_ADMIN_URL, show_default=True,
-              envvar="SAKK_BENCH_POSTGRES_ADMIN_URL", help="Where a fresh database is created per run.")
-@click.option("--output", type=click.Path(path_type=Path), default=None,
-              help="JSON report (default: var/bench/latest.json).")
+@click.option(
+    "--postgres-admin-url",
+    default=POSTGRES_ADMIN_URL,
+    show_default=True,
+    envvar="SAKK_BENCH_POSTGRES_ADMIN_URL",
+    help="Where a fresh database is created per run.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSON report (default: var/bench/latest.json).",
+)
 @click.pass_obj
-def bench(settings: Settings, payments: int, raw_messages: int, latency_rate: int, latency_seconds: int,
-          backends: str, postgres_admin_url: str, output: Path | None) -> None:
+def bench(
+    settings: Settings,
+    payments: int,
+    raw_messages: int,
+    latency_rate: int,
+    latency_seconds: int,
+    backends: str,
+    postgres_admin_url: str,
+    output: Path | None,
+) -> None:
     """Measure the raw hop, the full flow per backend and the latency at a fixed rate."""
     console = Console()
     chosen = [b.strip() for b in backends.split(",") if b.strip()]
@@ -59,16 +82,24 @@ def bench(settings: Settings, payments: int, raw_messages: int, latency_rate: in
     try:
         with kafka_for(settings) as live:
             say = lambda text: console.print(f"[dim]… {text}[/]")  # noqa: E731
-            say(f"raw hop: {raw_messages:,} messages of {PAYMENT_MESSAGE_BYTES} bytes, "
-                f"{live.topic_partitions} partitions")
-            raw = measure_raw_hop(live.replace(topic_prefix=f"raw{uuid.uuid4().hex[:6]}"), raw_messages,
-                                  PAYMENT_MESSAGE_BYTES)
+            say(
+                f"raw hop: {raw_messages:,} messages of {PAYMENT_MESSAGE_BYTES} bytes, "
+                f"{live.topic_partitions} partitions"
+            )
+            raw = measure_raw_hop(
+                live.replace(topic_prefix=f"raw{uuid.uuid4().hex[:6]}"),
+                raw_messages,
+                PAYMENT_MESSAGE_BYTES,
+            )
             for backend in chosen:
                 with _database(backend, work, postgres_admin_url) as url:
                     flows.append(measure_full_flow(live, backend, url, payments, work, say))
                 with _database(backend, work, postgres_admin_url) as url:
-                    latencies.append(measure_latency(live, backend, url, latency_rate, latency_seconds,
-                                                     work, say))
+                    latencies.append(
+                        measure_latency(
+                            live, backend, url, latency_rate, latency_seconds, work, say
+                        )
+                    )
     except BenchmarkCheckError as exc:
         raise click.ClickException(f"benchmark run failed its correctness check: {exc}") from exc
     finally:
@@ -106,8 +137,10 @@ def _report(raw, flows: list[FlowResult], latencies: list[LatencyResult], partit
     by_backend: dict[str, dict] = {}
     for f in flows:
         by_backend.setdefault(f.backend, {}).update(
-            payments=f.payments, seconds=round(f.seconds, 3), payments_per_s=round(f.payments_per_s, 1),
-            ratio_to_raw_hop=round(f.payments_per_s / raw.messages_per_s, 3) if raw.messages_per_s else None,
+            payments=f.payments, seconds=round(f.seconds, 3),
+            payments_per_s=round(f.payments_per_s, 1),
+            ratio_to_raw_hop=(round(f.payments_per_s / raw.messages_per_s, 3)
+                              if raw.messages_per_s else None),
             processes={p.label: {"peak_rss_mib": round(p.peak_rss_bytes / 2**20, 1),
                                  "cpu_s_per_1000_payments": round(p.cpu_s * 1000 / f.payments, 3)}
                        for p in f.processes},
@@ -132,8 +165,10 @@ def _report(raw, flows: list[FlowResult], latencies: list[LatencyResult], partit
 
 
 def _print(console: Console, report: dict) -> None:
-    table = Table(title=f"Sakk benchmark ({report['machine']['cpus']} CPUs, "
-                        f"{report['partitions']} partitions, consumers in separate processes)")
+    table = Table(
+        title=f"Sakk benchmark ({report['machine']['cpus']} CPUs, "
+        f"{report['partitions']} partitions, consumers in separate processes)"
+    )
     table.add_column("measure")
     backends = list(report["backends"])
     for b in backends:
@@ -151,15 +186,34 @@ def _print(console: Console, report: dict) -> None:
     for title, key, fmt in rows:
         table.add_row(title, *[_fmt(report["backends"][b].get(key), fmt) for b in backends])
     for stage in ("validator-1", "settlement-1", "notification-1"):
-        table.add_row(f"{stage} peak RSS (MiB)", *[
-            _fmt(report["backends"][b].get("processes", {}).get(stage, {}).get("peak_rss_mib"), "{:.0f}")
-            for b in backends])
-        table.add_row(f"{stage} CPU s / 1,000 payments", *[
-            _fmt(report["backends"][b].get("processes", {}).get(stage, {}).get("cpu_s_per_1000_payments"),
-                 "{:.3f}") for b in backends])
+        table.add_row(
+            f"{stage} peak RSS (MiB)",
+            *[
+                _fmt(
+                    report["backends"][b].get("processes", {}).get(stage, {}).get("peak_rss_mib"),
+                    "{:.0f}",
+                )
+                for b in backends
+            ],
+        )
+        table.add_row(
+            f"{stage} CPU s / 1,000 payments",
+            *[
+                _fmt(
+                    report["backends"][b]
+                    .get("processes", {})
+                    .get(stage, {})
+                    .get("cpu_s_per_1000_payments"),
+                    "{:.3f}",
+                )
+                for b in backends
+            ],
+        )
     console.print(table)
-    console.print(f"raw hop (kafka-python consume + produce + commit, no work): "
-                  f"{report['raw_hop_messages_per_s']:,.0f} messages/s")
+    console.print(
+        f"raw hop (kafka-python consume + produce + commit, no work): "
+        f"{report['raw_hop_messages_per_s']:,.0f} messages/s"
+    )
 
 
 def _fmt(value: object, fmt: str) -> str:

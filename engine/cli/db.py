@@ -20,4 +20,6 @@ def db() -> None:
 def db_upgrade(settings: Settings, revision: str) -> None:
     """Apply the Alembic migrations."""
     upgrade(settings.ledger_url, revision)
-    click.echo(f"ledger at {revision}: {settings.redacted()['database_url'] or settings.ledger_url}")
+    click.echo(
+        f"ledger at {revision}: {settings.redacted()['database_url'] or settings.ledger_url}"
+    )

@@ -1,4 +1,4 @@
-"""``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, then a summary."""
+"""``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, summarised."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ class DemoResult:
 @cli.command()
 @click.option("--payments", default=5000, show_default=True, help="Messages to publish.")
 @click.option("--seed", default=2026, show_default=True)
-@click.option("--rate", type=int, default=None, help="Offered payments/s (default: as fast as possible).")
+@click.option(
+    "--rate", type=int, default=None, help="Offered payments/s (default: as fast as possible)."
+)
 @click.pass_obj
 def demo(settings: Settings, payments: int, seed: int, rate: int | None) -> None:
     """Start everything, publish simulated payments from every channel, summarise, check."""
@@ -72,12 +74,15 @@ def _fresh_dir(path: Path) -> None:
             child.unlink()
 
 
-def run_demo(settings: Settings, payments: int, seed: int, rate: int | None, console: Console) -> DemoResult:
+def run_demo(
+    settings: Settings, payments: int, seed: int, rate: int | None, console: Console
+) -> DemoResult:
     from producers.simulator import simulate
 
     with kafka_for(settings) as live:
-        console.print(f"[bold]Sakk demo[/]: broker {live.kafka_bootstrap_servers}, "
-                      f"ledger {live.ledger_url}")
+        console.print(
+            f"[bold]Sakk demo[/]: broker {live.kafka_bootstrap_servers}, ledger {live.ledger_url}"
+        )
         create_topics(live)
         engine = ledger_engine(live, migrate=True)
         report = load_reference_data(engine, read_file(live.reference_file))
@@ -89,12 +94,21 @@ def run_demo(settings: Settings, payments: int, seed: int, rate: int | None, con
             started = time.monotonic()
             with _progress(console) as progress:
                 task = progress.add_task("publishing", total=payments)
-                sim = simulate(live, payments=payments, seed=seed, rate_per_s=rate,
-                               progress=lambda n: progress.update(task, completed=n),
-                               reference_path=live.reference_file)
+                sim = simulate(
+                    live,
+                    payments=payments,
+                    seed=seed,
+                    rate_per_s=rate,
+                    progress=lambda n: progress.update(task, completed=n),
+                    reference_path=live.reference_file,
+                )
                 drain = progress.add_task("reaching a terminal state", total=sim.published)
-                counts = _wait_for_drain(read_only(engine), sim.published, fleet,
-                                         lambda done: progress.update(drain, completed=done))
+                counts = _wait_for_drain(
+                    read_only(engine),
+                    sim.published,
+                    fleet,
+                    lambda done: progress.update(drain, completed=done),
+                )
             seconds = time.monotonic() - started
         finally:
             fleet.stop()
@@ -104,8 +118,13 @@ def run_demo(settings: Settings, payments: int, seed: int, rate: int | None, con
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _wait_for_drain(engine: Engine, published: int, fleet: Fleet, on_progress) -> FlowCounts:  # type: ignore[no-untyped-def]
@@ -137,43 +156,68 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         reasons = reason_summary(conn)
         positions = net_positions(conn)
     table = Table(title="Payments by channel")
-    for col in ("channel", "cur", "payments", "settled", "rejected", "failed", "settled amount", "fees"):
+    for col in (
+        "channel",
+        "cur",
+        "payments",
+        "settled",
+        "rejected",
+        "failed",
+        "settled amount",
+        "fees",
+    ):
         table.add_column(col, justify="left" if col in ("channel", "cur") else "right")
     for line in channels:
-        table.add_row(line.channel, line.currency, f"{line.payments:,}", f"{line.settled:,}",
-                      f"{line.rejected:,}", f"{line.failed:,}",
-                      _amount(line.settled_amount_minor, line.currency),
-                      _amount(line.fees_minor, line.currency))
+        table.add_row(
+            line.channel,
+            line.currency,
+            f"{line.payments:,}",
+            f"{line.settled:,}",
+            f"{line.rejected:,}",
+            f"{line.failed:,}",
+            _amount(line.settled_amount_minor, line.currency),
+            _amount(line.fees_minor, line.currency),
+        )
     console.print(table)
     why = Table(title="Rejected and failed, by reason")
     for col in ("outcome", "code", "reason", "payments"):
         why.add_column(col, justify="right" if col == "payments" else "left")
     for state, code, count in reasons:
-        title = Reason(code).title if code in Reason.__members__ else ""
+        title = Reason(code).label if code in Reason.__members__ else ""
         why.add_row(state.lower(), code, title, f"{count:,}")
     console.print(why)
     banks = Table(title="Interbank net positions (positive: the switch owes the bank)")
     for col in ("bank", "name", "cur", "paid out", "paid in", "net position"):
         banks.add_column(col, justify="left" if col in ("bank", "name", "cur") else "right")
     for pos in positions:
-        banks.add_row(pos.bank_code, pos.bank_name[:24], pos.currency,
-                      _amount(pos.gross_debits_minor, pos.currency),
-                      _amount(pos.gross_credits_minor, pos.currency),
-                      _amount(pos.net_minor, pos.currency))
+        banks.add_row(
+            pos.bank_code,
+            pos.bank_name[:24],
+            pos.currency,
+            _amount(pos.gross_debits_minor, pos.currency),
+            _amount(pos.gross_credits_minor, pos.currency),
+            _amount(pos.net_minor, pos.currency),
+        )
     console.print(banks)
     c = result.counts
     first, last = processing_window(engine)
     busy_s = (last - first).total_seconds() if first and last else 0.0
     rate = result.published / busy_s if busy_s > 0 else 0.0
-    console.print(f"{result.published:,} messages handled in {result.seconds:.1f} s from the first "
-                  f"publish (consumer group joins included); {rate:,.0f} payments/s from the "
-                  f"first validation to the last notification")
+    console.print(
+        f"{result.published:,} messages handled in {result.seconds:.1f} s from the first "
+        f"publish (consumer group joins included); {rate:,.0f} payments/s from the "
+        f"first validation to the last notification"
+    )
     mark = "[green]OK[/]" if result.adds_up else "[red]MISMATCH[/]"
-    console.print(f"{mark} published {result.published:,} = settled {c.settled:,} + rejected "
-                  f"{c.rejected:,} + failed {c.failed:,} + dead-lettered {c.dead_lettered:,}")
+    console.print(
+        f"{mark} published {result.published:,} = settled {c.settled:,} + rejected "
+        f"{c.rejected:,} + failed {c.failed:,} + dead-lettered {c.dead_lettered:,}"
+    )
     if result.ledger_ok:
-        console.print("[green]OK[/] ledger balances: every posting sums to zero, every balance "
-                      "equals its entries, money is conserved")
+        console.print(
+            "[green]OK[/] ledger balances: every posting sums to zero, every balance "
+            "equals its entries, money is conserved"
+        )
     else:
         console.print("[red]LEDGER VIOLATIONS[/]")
         for v in result.violations[:20]:

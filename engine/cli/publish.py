@@ -19,7 +19,9 @@ def publish(settings: Settings, file: Path) -> None:
     from producers.jsonl import publish_file
 
     if settings.uses_embedded_broker:
-        raise click.UsageError("set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit")
+        raise click.UsageError(
+            "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
+        )
     with kafka_for(settings) as live:
         report = publish_file(live, file)
     click.echo(report.summary())

@@ -18,7 +18,15 @@ def simulate(settings: Settings, payments: int, rate: int | None, seed: int) -> 
     from producers.simulator import simulate as run_simulation
 
     if settings.uses_embedded_broker:
-        raise click.UsageError("set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit")
-    report = run_simulation(settings, payments=payments, seed=seed, rate_per_s=rate, progress=None,
-                            reference_path=settings.reference_file)
+        raise click.UsageError(
+            "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
+        )
+    report = run_simulation(
+        settings,
+        payments=payments,
+        seed=seed,
+        rate_per_s=rate,
+        progress=None,
+        reference_path=settings.reference_file,
+    )
     click.echo(report.summary())

@@ -19,7 +19,9 @@ def topics() -> None:
 def topics_create(settings: Settings) -> None:
     """Create the missing topics (existing ones are left alone)."""
     if settings.uses_embedded_broker:
-        raise click.UsageError("set SAKK_KAFKA_BOOTSTRAP_SERVERS (an embedded broker would vanish at exit)")
+        raise click.UsageError(
+            "set SAKK_KAFKA_BOOTSTRAP_SERVERS (an embedded broker would vanish at exit)"
+        )
     created = create_topics(settings)
     for name in all_topics(settings):
         click.echo(f"{'created' if name in created else 'exists '} {name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -130,13 +131,11 @@ def create_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         missing = [n for n in names if n not in existing]
         for name in missing:
             partitions = 1 if name.endswith("._schemas") else settings.topic_partitions
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # made meanwhile by another process
                 admin.create_topics(
                     [NewTopic(name, partitions, settings.topic_replication_factor)],
                     timeout_ms=int(TOPIC_CREATE_TIMEOUT_S * 1000),
                 )
-            except TopicAlreadyExistsError:
-                pass  # created meanwhile by another process: fine
         _wait_for_metadata(admin, names)
         return missing
     finally:

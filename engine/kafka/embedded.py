@@ -40,7 +40,9 @@ def tansu_binary() -> str:
 class EmbeddedBroker:
     """A Tansu broker process on a loopback port, started and stopped by this object."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None):
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None
+    ):
         self.host = host
         self.port = port or free_port(host)
         self._log_path = log_path
@@ -68,7 +70,7 @@ class EmbeddedBroker:
         self._process = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        if log is not subprocess.DEVNULL:
+        if not isinstance(log, int):
             log.close()
         self._wait_until_listening()
         return self
@@ -86,8 +88,10 @@ class EmbeddedBroker:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise BrokerStartError(f"embedded broker not listening on {self.bootstrap_servers} "
-                               f"after {START_TIMEOUT_S:.0f}s")
+        raise BrokerStartError(
+            f"embedded broker not listening on {self.bootstrap_servers} "
+            f"after {START_TIMEOUT_S:.0f}s"
+        )
 
     def freeze(self) -> None:
         """SIGSTOP the broker (fault injection: a stalled broker)."""

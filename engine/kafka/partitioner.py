@@ -19,12 +19,22 @@ class CachedMurmur2Partitioner(Partitioner):
         self._hashes: dict[bytes, int] = {}
         self._fallback = DefaultPartitioner()
 
-    def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
-                  serialized_value: Any, cluster: Any) -> int:
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: Any,
+        cluster: Any,
+    ) -> int:
         partitions = cluster.partitions_for_topic(topic)
         if serialized_key is None or not partitions:
-            return int(self._fallback.partition(topic, key, serialized_key, value, serialized_value,
-                                                cluster))
+            return int(
+                self._fallback.partition(
+                    topic, key, serialized_key, value, serialized_value, cluster
+                )
+            )
         hashed = self._hashes.get(serialized_key)
         if hashed is None:
             if len(self._hashes) >= MAX_CACHED_KEYS:

@@ -56,14 +56,19 @@ def check_ledger(conn: Connection) -> LedgerCheck:
         if total != 0:
             check.violations.append(f"money not conserved in {currency}: entries sum to {total}")
     a = Account.__table__
-    sums = dict(conn.execute(select(e.c.account_number, func.sum(e.c.amount_minor))
-                             .group_by(e.c.account_number)).all())
+    sums = dict(
+        conn.execute(
+            select(e.c.account_number, func.sum(e.c.amount_minor)).group_by(e.c.account_number)
+        ).all()
+    )
     accounts = conn.execute(select(a.c.number, a.c.balance_minor)).all()
     check.accounts = len(accounts)
     for number, balance in accounts:
         expected = int(sums.get(number) or 0)
         if balance != expected:
-            check.violations.append(f"account {number}: balance {balance} != sum of entries {expected}")
+            check.violations.append(
+                f"account {number}: balance {balance} != sum of entries {expected}"
+            )
     return check
 
 
@@ -86,9 +91,12 @@ class FlowCounts:
 
 def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> FlowCounts:
     p = Payment.__table__
-    states = dict(conn.execute(select(p.c.state, func.count()).group_by(p.c.state)).all())
+    states: dict[str, int] = dict(
+        conn.execute(select(p.c.state, func.count()).group_by(p.c.state)).all()
+    )
     dead = conn.execute(
-        select(func.count()).select_from(DeadLetter.__table__)
+        select(func.count())
+        .select_from(DeadLetter.__table__)
         .where(DeadLetter.__table__.c.consumer == dead_letter_consumer)
     ).scalar_one()
     n = Notification.__table__
@@ -96,7 +104,9 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
         select(func.count()).select_from(n).where(n.c.status == "PENDING")
     ).scalar_one()
     postings = conn.execute(
-        select(func.count()).select_from(Posting.__table__).where(Posting.__table__.c.kind == "PAYMENT")
+        select(func.count())
+        .select_from(Posting.__table__)
+        .where(Posting.__table__.c.kind == "PAYMENT")
     ).scalar_one()
     settled_without = conn.execute(
         select(func.count()).select_from(p).where(p.c.state == "SETTLED", p.c.posting_id.is_(None))
@@ -118,7 +128,8 @@ def expected_notifications(conn: Connection) -> tuple[int, int]:
     """(notifications expected for terminal payments, notifications finished)."""
     p, n = Payment.__table__, Notification.__table__
     interbank_settled = conn.execute(
-        select(func.count()).select_from(p)
+        select(func.count())
+        .select_from(p)
         .where(p.c.state == "SETTLED", p.c.payer_bank != p.c.payee_bank)
     ).scalar_one()
     terminal = conn.execute(

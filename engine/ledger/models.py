@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -46,6 +48,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, typed as one (``__table__`` is typed as any FromClause)."""
+    return cast(Table, model.__table__)
 
 
 class AccountKind(enum.StrEnum):
@@ -83,7 +90,9 @@ class Bank(Base):
 class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
-        CheckConstraint("overdraft_limit_minor IS NULL OR overdraft_limit_minor >= 0", name="overdraft"),
+        CheckConstraint(
+            "overdraft_limit_minor IS NULL OR overdraft_limit_minor >= 0", name="overdraft"
+        ),
         CheckConstraint("length(currency) = 3", name="currency"),
     )
 
@@ -310,7 +319,9 @@ class DeadLetter(Base):
     """A message that could not be handled, with its reason and source coordinates."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (UniqueConstraint("consumer", "source_topic", "source_partition", "source_offset"),)
+    __table_args__ = (
+        UniqueConstraint("consumer", "source_topic", "source_partition", "source_offset"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     consumer: Mapped[str] = mapped_column(String(32))
@@ -347,7 +358,9 @@ class NotificationAttempt(Base):
     __tablename__ = "notification_attempts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    notification_id: Mapped[str] = mapped_column(ForeignKey("notifications.notification_id"), index=True)
+    notification_id: Mapped[str] = mapped_column(
+        ForeignKey("notifications.notification_id"), index=True
+    )
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     duration_ms: Mapped[int] = mapped_column(Integer)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from engine.ledger.exceptions import LedgerError, UnbalancedPostingError
-from engine.ledger.models import Account, LedgerChainHead, LedgerEntry, Posting
+from engine.ledger.models import Account, LedgerChainHead, LedgerEntry, Posting, table_of
 
 GENESIS_HASH = "0" * 64  # prev_hash of the first entry
 CHAIN_HEAD_ID = 1
@@ -77,12 +77,18 @@ def posting_part(
 
 
 def leg_hash(
-    prev_hash: str, chain_seq: int, posting: str, account_number: str, amount_minor: int,
+    prev_hash: str,
+    chain_seq: int,
+    posting: str,
+    account_number: str,
+    amount_minor: int,
     currency: str,
 ) -> str:
     """SHA-256 of ``prev_hash`` + the entry as the canonical JSON array (see ``entry_hash``)."""
-    content = (f"{prev_hash}[{chain_seq:d},{posting},{_to_json(account_number)},{amount_minor:d},"
-               f"{_to_json(currency)}]")
+    content = (
+        f"{prev_hash}[{chain_seq:d},{posting},{_to_json(account_number)},{amount_minor:d},"
+        f"{_to_json(currency)}]"
+    )
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
@@ -135,12 +141,18 @@ def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
     seq, prev = lock_chain_head(conn)
     entries = []
     for draft in drafts:
-        posting = posting_part(draft.posting_id, draft.payment_id, draft.kind, draft.occurred_at,
-                               draft.settlement_window)
+        posting = posting_part(
+            draft.posting_id,
+            draft.payment_id,
+            draft.kind,
+            draft.occurred_at,
+            draft.settlement_window,
+        )
         for leg in draft.legs:
             seq += 1
-            digest = leg_hash(prev, seq, posting, leg.account_number, leg.amount_minor,
-                              leg.currency)
+            digest = leg_hash(
+                prev, seq, posting, leg.account_number, leg.amount_minor, leg.currency
+            )
             entries.append(
                 {
                     "posting_id": draft.posting_id,
@@ -183,7 +195,7 @@ def apply_balance_deltas(conn: Connection, deltas: dict[str, int]) -> None:
     changed = [{"number_": n, "delta": d} for n, d in sorted(deltas.items()) if d != 0]
     if not changed:
         return
-    table = Account.__table__
+    table = table_of(Account)
     conn.execute(
         update(table)
         .where(table.c.number == bindparam("number_"))

@@ -114,9 +114,12 @@ def load_reference_data(engine: Engine, data: Mapping[str, Any]) -> LoadReport:
     with engine.begin() as conn:
         _upsert_banks(conn, banks)
         currencies = {a["currency"] for a in accounts} or {"MAD"}
-        internal = [_internal(code, kind, cur) for code in sorted(bank_codes)
-                    for cur in sorted(currencies)
-                    for kind in (AccountKind.FEE_INCOME, AccountKind.SETTLEMENT, AccountKind.CASH)]
+        internal = [
+            _internal(code, kind, cur)
+            for code in sorted(bank_codes)
+            for cur in sorted(currencies)
+            for kind in (AccountKind.FEE_INCOME, AccountKind.SETTLEMENT, AccountKind.CASH)
+        ]
         funding = [_funding(code, cur) for code in sorted(bank_codes) for cur in sorted(currencies)]
         created, updated = _upsert_accounts(conn, internal + funding + accounts)
         report.accounts_created, report.accounts_updated = created, updated
@@ -141,7 +144,9 @@ def _internal(bank: str, kind: AccountKind, currency: str) -> dict[str, Any]:
 def _funding(bank: str, currency: str) -> dict[str, Any]:
     account = _internal(bank, AccountKind.SETTLEMENT, currency)
     account.update(
-        number=funding_account(bank, currency), kind=AccountKind.FUNDING.value, holder=f"{bank} funding"
+        number=funding_account(bank, currency),
+        kind=AccountKind.FUNDING.value,
+        holder=f"{bank} funding",
     )
     return account
 
@@ -162,8 +167,10 @@ def _upsert_accounts(conn: Connection, accounts: list[dict[str, Any]]) -> tuple[
     if new:
         conn.execute(
             insert(Account),
-            [{k: v for k, v in a.items() if k != "opening_balance_minor"} | {"balance_minor": 0}
-             for a in new],
+            [
+                {k: v for k, v in a.items() if k != "opening_balance_minor"} | {"balance_minor": 0}
+                for a in new
+            ],
         )
         openings = [
             PostingDraft(
@@ -227,14 +234,17 @@ def _check_account(i: int, a: Mapping[str, Any], bank_codes: set[str]) -> dict[s
         raise ReferenceDataError(f"{where}: kind must be CUSTOMER, MERCHANT or GOVERNMENT")
     status = a.get("status", AccountStatus.ACTIVE.value)
     if status not in AccountStatus.__members__:
-        raise ReferenceDataError(f"{where}: status must be one of {list(AccountStatus.__members__)}")
+        raise ReferenceDataError(
+            f"{where}: status must be one of {list(AccountStatus.__members__)}"
+        )
     opening = _optional_int(a, "opening_balance_minor", where) or 0
     if opening > MAX_AMOUNT_MINOR:
         raise ReferenceDataError(f"{where}: opening balance above {MAX_AMOUNT_MINOR}")
     return {
         "number": number, "bank_code": bank, "kind": kind, "holder": a.get("holder", number),
         "currency": _check_currency(_require(a, "currency", where, str), where),
-        "status": status, "overdraft_limit_minor": _optional_int(a, "overdraft_limit_minor", where) or 0,
+        "status": status,
+        "overdraft_limit_minor": _optional_int(a, "overdraft_limit_minor", where) or 0,
         "opening_balance_minor": opening,
     }  # fmt: skip
 
@@ -244,7 +254,9 @@ def _check_fee(i: int, f: Mapping[str, Any]) -> dict[str, Any]:
     channel = _require(f, "channel", where, str)
     payment_type = _require(f, "payment_type", where, str)
     if channel not in CHANNELS or payment_type not in PAYMENT_TYPES:
-        raise ReferenceDataError(f"{where}: unknown channel or payment type {channel}/{payment_type}")
+        raise ReferenceDataError(
+            f"{where}: unknown channel or payment type {channel}/{payment_type}"
+        )
     rate = _optional_int(f, "rate_bps", where) or 0
     if rate > 10_000:
         raise ReferenceDataError(f"{where}: rate_bps {rate} above 10000 (100%)")

@@ -40,7 +40,8 @@ def channel_summary(conn: Connection) -> list[ChannelLine]:
 
     rows = conn.execute(
         select(
-            p.c.channel, p.c.currency, func.count(), count_state("SETTLED"), count_state("REJECTED"),
+            p.c.channel, p.c.currency, func.count(),
+            count_state("SETTLED"), count_state("REJECTED"),
             count_state("FAILED"),
             func.sum(case((p.c.state == "SETTLED", p.c.amount_minor), else_=0)),
             func.sum(case((p.c.state == "SETTLED", p.c.fee_minor), else_=0)),
@@ -97,9 +98,11 @@ def net_positions(conn: Connection, window: str | None = None) -> list[NetPositi
 
 
 def processing_window(engine: Engine) -> tuple[datetime | None, datetime | None]:
-    """Wall-clock span from the validator's first handled event to the last finished notification."""
+    """Wall-clock span from the validator's first handled event to the last notification."""
     h, n = HandledEvent.__table__, Notification.__table__
     with read_only(engine).connect() as conn:
-        first = conn.execute(select(func.min(h.c.handled_at)).where(h.c.consumer == "validator")).scalar()
+        first = conn.execute(
+            select(func.min(h.c.handled_at)).where(h.c.consumer == "validator")
+        ).scalar()
         last = conn.execute(select(func.max(n.c.finished_at))).scalar()
     return first, last

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import subprocess
 import sys
 import textwrap
@@ -132,14 +131,19 @@ def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_record
             notifier.process([terminal])
     with engine.connect() as conn:
         assert conn.execute(select(Notification.status)).scalars().all() == ["PENDING"]
-    first_ids = [json.loads(line)["notification_id"]
-                 for line in settings.notify_log_path.read_text().splitlines()]
+    first_ids = [
+        json.loads(line)["notification_id"]
+        for line in settings.notify_log_path.read_text().splitlines()
+    ]
 
     outgoing = notifier.process([terminal]).outgoing  # the redelivery
     assert [m.topic for m in outgoing] == [settings.topic("notified")]
     notified = codec.decode(outgoing[0].value).record
     assert notified["delivery_status"] == "DELIVERED"
-    ids = [json.loads(line)["notification_id"] for line in settings.notify_log_path.read_text().splitlines()]
+    ids = [
+        json.loads(line)["notification_id"]
+        for line in settings.notify_log_path.read_text().splitlines()
+    ]
     assert ids == first_ids * 2  # delivered again, under the same id: the bank deduplicates
     again = notifier.process([terminal]).outgoing  # and once stored, re-sent as stored
     assert again == outgoing

@@ -14,7 +14,12 @@ def test_defaults_use_embedded_broker_and_sqlite():
 
 
 def test_environment_variables_are_read_with_the_prefix():
-    settings = load_settings(environ={"SAKK_TOPIC_PARTITIONS": "12", "SAKK_DATABASE_URL": "postgresql+psycopg://u:pw@h/db"})
+    settings = load_settings(
+        environ={
+            "SAKK_TOPIC_PARTITIONS": "12",
+            "SAKK_DATABASE_URL": "postgresql+psycopg://u:pw@h/db",
+        }
+    )
     assert settings.topic_partitions == 12
     assert settings.ledger_url == "postgresql+psycopg://u:pw@h/db"
 
@@ -35,8 +40,12 @@ def test_webhook_sender_requires_a_secret():
 
 
 def test_secrets_and_passwords_are_masked():
-    settings = load_settings(environ={"SAKK_WEBHOOK_SECRET": "s3cret",
-                                      "SAKK_DATABASE_URL": "postgresql://sakk:pw@db/sakk"})
+    settings = load_settings(
+        environ={
+            "SAKK_WEBHOOK_SECRET": "s3cret",
+            "SAKK_DATABASE_URL": "postgresql://sakk:pw@db/sakk",
+        }
+    )
     shown = settings.redacted()
     assert "s3cret" not in str(shown) and "pw@" not in str(shown)
     assert "s3cret" not in repr(settings)

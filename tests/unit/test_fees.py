@@ -9,12 +9,14 @@ from engine.ledger.exceptions import VignetteFeeError
 from engine.ledger.reference import FeeSchedule
 from engine.money import apply_rate_bps
 
-SCHEDULE = FeeSchedule({
-    ("WEB", "TRANSFER", "MAD"): (500, 0, None),
-    ("WEB", "PURCHASE", "MAD"): (0, 25, 1000),
-    ("EGOV", "EGOV", "MAD"): (0, 100, 5000),
-    ("BRANCH", "TRANSFER", "MAD"): (1000, 10, 5000),
-})
+SCHEDULE = FeeSchedule(
+    {
+        ("WEB", "TRANSFER", "MAD"): (500, 0, None),
+        ("WEB", "PURCHASE", "MAD"): (0, 25, 1000),
+        ("EGOV", "EGOV", "MAD"): (0, 100, 5000),
+        ("BRANCH", "TRANSFER", "MAD"): (1000, 10, 5000),
+    }
+)
 
 
 def test_fixed_fee():

@@ -21,8 +21,13 @@ def test_interbank_legs_move_through_both_settlement_accounts_and_sum_to_zero():
     legs = build_legs(AMINA[1], KARIM[1], "007", "011", 10_000, 500, "MAD")
     check_balanced(legs)
     by_account = {leg.account_number: leg.amount_minor for leg in legs}
-    assert by_account == {AMINA[1]: -10_500, KARIM[1]: 10_000, "007-FEE_INCOME-MAD": 500,
-                          "007-SETTLEMENT-MAD": 10_000, "011-SETTLEMENT-MAD": -10_000}
+    assert by_account == {
+        AMINA[1]: -10_500,
+        KARIM[1]: 10_000,
+        "007-FEE_INCOME-MAD": 500,
+        "007-SETTLEMENT-MAD": 10_000,
+        "011-SETTLEMENT-MAD": -10_000,
+    }
 
 
 def test_same_bank_legs_skip_settlement_accounts():
@@ -37,8 +42,16 @@ def test_unbalanced_posting_is_refused():
 
 def test_balanced_in_total_but_not_per_currency_is_refused():
     with pytest.raises(UnbalancedPostingError):
-        check_balanced([Leg("a", -100, "MAD"), Leg("b", 100, "EUR"), Leg("c", 100, "MAD"),
-                        Leg("d", -100, "EUR"), Leg("e", 1, "MAD"), Leg("f", -1, "EUR")])
+        check_balanced(
+            [
+                Leg("a", -100, "MAD"),
+                Leg("b", 100, "EUR"),
+                Leg("c", 100, "MAD"),
+                Leg("d", -100, "EUR"),
+                Leg("e", 1, "MAD"),
+                Leg("f", -1, "EUR"),
+            ]
+        )
 
 
 def test_float_amount_is_refused():
@@ -52,7 +65,9 @@ def test_entries_and_balances_are_written_together_and_entries_are_append_only(t
     engine = make_engine(url)
     load_reference_data(engine, read_file(REFERENCE_FILE))
     legs = build_legs(AMINA[1], KARIM[1], "007", "011", 10_000, 500, "MAD")
-    draft = PostingDraft("p1", "pay1", "PAYMENT", datetime(2026, 11, 26, tzinfo=UTC), "2026-11-26", legs)
+    draft = PostingDraft(
+        "p1", "pay1", "PAYMENT", datetime(2026, 11, 26, tzinfo=UTC), "2026-11-26", legs
+    )
     with engine.begin() as conn:
         assert write_postings(conn, [draft]) == 5
     with engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""Reference data files: clear errors naming the entry, idempotent loading, double-entry openings."""
+"""Reference data files: errors name the entry, loading is idempotent, openings are postings."""
 
 from __future__ import annotations
 
@@ -32,8 +32,12 @@ def test_loading_twice_posts_opening_balances_once(engine):
     report = load_reference_data(engine, reference())
     assert report.accounts_created == 0
     with engine.connect() as conn:
-        balance = conn.execute(select(Account.balance_minor).where(Account.number == AMINA[1])).scalar_one()
-        openings = conn.execute(select(func.count()).select_from(Posting).where(Posting.kind == "OPENING"))
+        balance = conn.execute(
+            select(Account.balance_minor).where(Account.number == AMINA[1])
+        ).scalar_one()
+        openings = conn.execute(
+            select(func.count()).select_from(Posting).where(Posting.kind == "OPENING")
+        )
         assert balance == 100_000
         assert openings.scalar_one() == 4  # the accounts with an opening balance
         assert check_ledger(conn).ok
@@ -46,20 +50,36 @@ def test_reloading_updates_status_without_touching_balances(engine):
     data["accounts"][0]["opening_balance_minor"] = 1
     load_reference_data(engine, data)
     with engine.connect() as conn:
-        row = conn.execute(select(Account.status, Account.balance_minor).where(Account.number == AMINA[1])).one()
+        row = conn.execute(
+            select(Account.status, Account.balance_minor).where(Account.number == AMINA[1])
+        ).one()
     assert (row.status, row.balance_minor) == ("CLOSED", 100_000)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d["accounts"][0].update(bank="999"), r"accounts\[0\] \(007780000000000000000111\): unknown bank '999'"),
-    (lambda d: d["accounts"][1].update(currency="XYZ"), "unknown ISO 4217 currency 'XYZ'"),
-    (lambda d: d["accounts"][0].update(opening_balance_minor=12.5), "opening_balance_minor"),
-    (lambda d: d["accounts"][0].pop("currency"), "missing 'currency'"),
-    (lambda d: d["fee_schedule"][0].update(rate_bps=20_000), r"fee_schedule\[0\]: rate_bps 20000 above 10000"),
-    (lambda d: d["channel_limits"][0].update(max_amount_minor=0), r"channel_limits\[0\]"),
-    (lambda d: d["accounts"][0].update(kind="SETTLEMENT"), "kind must be CUSTOMER, MERCHANT or GOVERNMENT"),
-])
-def test_invalid_entries_are_refused_naming_the_entry_and_nothing_is_loaded(engine, change, message):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["accounts"][0].update(bank="999"),
+            r"accounts\[0\] \(007780000000000000000111\): unknown bank '999'",
+        ),
+        (lambda d: d["accounts"][1].update(currency="XYZ"), "unknown ISO 4217 currency 'XYZ'"),
+        (lambda d: d["accounts"][0].update(opening_balance_minor=12.5), "opening_balance_minor"),
+        (lambda d: d["accounts"][0].pop("currency"), "missing 'currency'"),
+        (
+            lambda d: d["fee_schedule"][0].update(rate_bps=20_000),
+            r"fee_schedule\[0\]: rate_bps 20000 above 10000",
+        ),
+        (lambda d: d["channel_limits"][0].update(max_amount_minor=0), r"channel_limits\[0\]"),
+        (
+            lambda d: d["accounts"][0].update(kind="SETTLEMENT"),
+            "kind must be CUSTOMER, MERCHANT or GOVERNMENT",
+        ),
+    ],
+)
+def test_invalid_entries_are_refused_naming_the_entry_and_nothing_is_loaded(
+    engine, change, message
+):
     data = reference()
     change(data)
     with pytest.raises(ReferenceDataError, match=message):

@@ -1,6 +1,7 @@
 """Alembic environment: the URL comes from ``engine.ledger.database.alembic_config``."""
 
 from alembic import context
+
 from engine.ledger.database import make_engine
 from engine.ledger.models import Base
 

@@ -37,7 +37,7 @@ from engine.ledger.reference import FeeSchedule, internal_account, read_fee_sche
 from engine.ledger.states import IllegalTransitionError, check_transition
 from engine.money import format_minor
 from engine.reasons import Reason
-from engine.runtime import Completion, DeadLetterReason, Handled, Inbound, derived_event_id
+from engine.runtime import DeadLetterReason, EndsWithTransaction, Handled, Inbound, derived_event_id
 
 NAME = "settlement"
 IN_CHUNK = 500
@@ -77,7 +77,7 @@ class _Funds:
         return self.balance_minor + self.overdraft_limit_minor >= amount_minor
 
 
-class Settlement:
+class Settlement(EndsWithTransaction):
     """Stage: payments.validated -> payments.settled | payments.failed."""
 
     name = NAME
@@ -88,9 +88,6 @@ class Settlement:
 
     def input_topics(self) -> list[str]:
         return [self.settings.topic("validated")]
-
-    def complete(self, engine: Any, event_ids: Sequence[str]) -> Completion:
-        return Completion()
 
     def process(self, conn: Connection, batch: Sequence[Inbound]) -> list[Handled]:
         if self._fees is None:

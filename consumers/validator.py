@@ -29,7 +29,7 @@ from engine.ledger.models import (
 from engine.ledger.reference import Limits, read_limits
 from engine.money import MAX_AMOUNT_MINOR, format_minor, is_known_currency
 from engine.reasons import Reason
-from engine.runtime import Completion, DeadLetterReason, Handled, Inbound, derived_event_id
+from engine.runtime import DeadLetterReason, EndsWithTransaction, Handled, Inbound, derived_event_id
 
 NAME = "validator"
 MAX_REFERENCE_CHARS = 35  # ISO 20022 Max35Text
@@ -142,7 +142,7 @@ class _BatchContext:
     banks: frozenset[str]
 
 
-class Validator:
+class Validator(EndsWithTransaction):
     """Stage: payments.initiated -> payments.validated | payments.rejected."""
 
     name = NAME
@@ -153,9 +153,6 @@ class Validator:
 
     def input_topics(self) -> list[str]:
         return [self.settings.topic("initiated")]
-
-    def complete(self, engine: Any, event_ids: Sequence[str]) -> Completion:
-        return Completion()
 
     def process(self, conn: Connection, batch: Sequence[Inbound]) -> list[Handled]:
         if self._limits is None:

@@ -119,6 +119,13 @@ class Completion:
     record: Callable[[Connection], None] | None = None
 
 
+class EndsWithTransaction:
+    """Mixin for stages whose work ends when the batch's transaction commits."""
+
+    def complete(self, engine: Engine, event_ids: Sequence[str]) -> Completion:
+        return Completion()
+
+
 class Stage(Protocol):
     """A consumer's rules: given a batch of fresh events, decide and write their effects."""
 

@@ -201,8 +201,8 @@ class _Member:
 
     process: ConsumerProcess
     status: str = "up"  # up | down | armed | stopping
-    since: float = 0.0
-    restart_at: float = 0.0
+    since_s: float = 0.0
+    restart_at_s: float = 0.0
     point: str = ""
     kind: str = ""  # the fault that armed it
 
@@ -220,8 +220,8 @@ class ChaosRun:
         self.members: dict[str, _Member] = {}
         self.broker: EmbeddedBroker | None = None
         self.outage: DatabaseOutage | None = None
-        self.frozen_until: float | None = None
-        self.outage_until: float | None = None
+        self.frozen_until_s: float | None = None
+        self.outage_until_s: float | None = None
         self.shutdown_timeout_s = base.shutdown_timeout_s
 
     # -- the run ---------------------------------------------------------------------------
@@ -340,7 +340,7 @@ class ChaosRun:
     def _start_consumers(self, fleet: Fleet) -> None:
         for stage, count in self.config.instances.items():
             for process in fleet.start(stage, count):
-                self.members[process.label] = _Member(process, since=time.monotonic())
+                self.members[process.label] = _Member(process, since_s=time.monotonic())
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -372,12 +372,13 @@ class ChaosRun:
             return False  # see GROUP_STABLE_S
         if fault.kind == fp.GRACEFUL_STOP:
             if not all(
-                m.status == "up" and now - m.since >= GROUP_STABLE_S for m in self._group_of(member)
+                m.status == "up" and now - m.since_s >= GROUP_STABLE_S
+                for m in self._group_of(member)
             ):
                 return False  # see GROUP_STABLE_S
             assert member.process.process is not None
             member.process.process.send_signal(signal.SIGTERM)
-            member.status, member.since = "stopping", now
+            member.status, member.since_s = "stopping", now
             return True
         member.process.kill()
         self.report.faults[fp.KILL] += 1
@@ -396,12 +397,12 @@ class ChaosRun:
 
     def _stall(self, fault: fp.Fault, now: float) -> bool:
         assert self.broker is not None and self.outage is not None
-        if fault.kind == fp.BROKER_FREEZE and self.frozen_until is None:
+        if fault.kind == fp.BROKER_FREEZE and self.frozen_until_s is None:
             self.broker.freeze()
-            self.frozen_until = now + fault.duration_s
-        elif fault.kind == fp.DATABASE_OUTAGE and self.outage_until is None:
+            self.frozen_until_s = now + fault.duration_s
+        elif fault.kind == fp.DATABASE_OUTAGE and self.outage_until_s is None:
             self.outage.begin()
-            self.outage_until = time.monotonic() + fault.duration_s
+            self.outage_until_s = time.monotonic() + fault.duration_s
         else:
             return False
         self.report.faults[fault.kind] += 1
@@ -410,9 +411,9 @@ class ChaosRun:
         return True
 
     def _tick(self, now: float) -> None:
-        if self.frozen_until is not None and now >= self.frozen_until:
+        if self.frozen_until_s is not None and now >= self.frozen_until_s:
             self._thaw()
-        if self.outage_until is not None and now >= self.outage_until:
+        if self.outage_until_s is not None and now >= self.outage_until_s:
             self._end_outage()
         for member in self.members.values():
             self._supervise(member, now)
@@ -420,28 +421,28 @@ class ChaosRun:
     def _thaw(self) -> None:
         assert self.broker is not None
         self.broker.thaw()
-        self.frozen_until = None
+        self.frozen_until_s = None
 
     def _end_outage(self) -> None:
         assert self.outage is not None
         self.outage.end()
-        self.outage_until = None
+        self.outage_until_s = None
 
     def _supervise(self, member: _Member, now: float) -> None:
         p = member.process
         if member.status == "down":
-            if now >= member.restart_at and self.frozen_until is None:
+            if now >= member.restart_at_s and self.frozen_until_s is None:
                 # Not while frozen: a client starting against a stopped broker gives up on
                 # its first version probe; starting is not what a freeze tests.
                 self._restart(member, now)
             return
         if p.alive():
-            if member.status == "armed" and now - member.since > ARMED_TIMEOUT_S:
+            if member.status == "armed" and now - member.since_s > ARMED_TIMEOUT_S:
                 log.info("%s never reached %s; disarming", p.label, member.point)
                 p.kill()
                 self.report.faults[fp.KILL] += 1
                 self._down(member, now)
-            elif member.status == "stopping" and now - member.since > self._graceful_bound_s():
+            elif member.status == "stopping" and now - member.since_s > self._graceful_bound_s():
                 p.kill()
                 self.report.violations.append(
                     f"{p.label} did not exit within {self._graceful_bound_s():.0f} s of SIGTERM"
@@ -462,7 +463,7 @@ class ChaosRun:
         self._down(member, now)
 
     def _stopped(self, member: _Member, now: float, code: int | None) -> None:
-        seconds = now - member.since
+        seconds = now - member.since_s
         self.report.faults[fp.GRACEFUL_STOP] += 1
         self.report.graceful_exit_s.append(seconds)
         if code != 0:
@@ -475,19 +476,19 @@ class ChaosRun:
         return self.shutdown_timeout_s + GRACEFUL_BOUND_EXTRA_S
 
     def _down(self, member: _Member, now: float) -> None:
-        member.status, member.since, member.restart_at = "down", now, now + RESTART_DELAY_S
+        member.status, member.since_s, member.restart_at_s = "down", now, now + RESTART_DELAY_S
         member.point = member.kind = ""
         member.process.settings = member.process.settings.replace(crash_point="")
 
     def _restart(self, member: _Member, now: float, status: str = "up") -> None:
         member.process.start()
-        member.status, member.since = status, now
+        member.status, member.since_s = status, now
         self.report.restarts += 1
 
     def _end_faults(self) -> None:
-        if self.frozen_until is not None:
+        if self.frozen_until_s is not None:
             self._thaw()
-        if self.outage_until is not None:
+        if self.outage_until_s is not None:
             self._end_outage()
         deadline = time.monotonic() + ARMED_TIMEOUT_S + RESTART_DELAY_S
         while any(m.status != "up" for m in self.members.values()):
@@ -555,9 +556,9 @@ class ChaosRun:
             member.status = "stopped"
 
     def _stop_all(self, fleet: Fleet) -> None:
-        if self.frozen_until is not None:
+        if self.frozen_until_s is not None:
             self._thaw()
-        if self.outage_until is not None:
+        if self.outage_until_s is not None:
             self._end_outage()
         for member in fleet.members:
             member.kill()

@@ -362,9 +362,9 @@ class ChaosRun:
                 return
             time.sleep(TICK_S)
 
-    def _apply(self, fault: fp.Fault, now: float) -> bool:
+    def _apply(self, fault: fp.Fault, now_s: float) -> bool:
         if fault.kind in (fp.BROKER_FREEZE, fp.DATABASE_OUTAGE):
-            return self._stall(fault, now)
+            return self._stall(fault, now_s)
         member = self.members[fault.target]
         if member.status != "up" or not member.process.alive():
             return False  # down, armed or stopping already: try again once it is back
@@ -372,34 +372,34 @@ class ChaosRun:
             return False  # see GROUP_STABLE_S
         if fault.kind == fp.GRACEFUL_STOP:
             if not all(
-                m.status == "up" and now - m.since_s >= GROUP_STABLE_S
+                m.status == "up" and now_s - m.since_s >= GROUP_STABLE_S
                 for m in self._group_of(member)
             ):
                 return False  # see GROUP_STABLE_S
             assert member.process.process is not None
             member.process.process.send_signal(signal.SIGTERM)
-            member.status, member.since_s = "stopping", now
+            member.status, member.since_s = "stopping", now_s
             return True
         member.process.kill()
         self.report.faults[fp.KILL] += 1
         if fault.kind == fp.KILL:
-            self._down(member, now)
+            self._down(member, now_s)
             return True
         member.process.settings = member.process.settings.replace(
             crash_point=fault.point, crash_probability_ppm=1_000_000
         )
-        self._restart(member, now, status="armed")
+        self._restart(member, now_s, status="armed")
         member.point, member.kind = fault.point, fault.kind
         return True
 
     def _group_of(self, member: _Member) -> list[_Member]:
         return [m for m in self.members.values() if m.process.stage == member.process.stage]
 
-    def _stall(self, fault: fp.Fault, now: float) -> bool:
+    def _stall(self, fault: fp.Fault, now_s: float) -> bool:
         assert self.broker is not None and self.outage is not None
         if fault.kind == fp.BROKER_FREEZE and self.frozen_until_s is None:
             self.broker.freeze()
-            self.frozen_until_s = now + fault.duration_s
+            self.frozen_until_s = now_s + fault.duration_s
         elif fault.kind == fp.DATABASE_OUTAGE and self.outage_until_s is None:
             self.outage.begin()
             self.outage_until_s = time.monotonic() + fault.duration_s
@@ -410,13 +410,13 @@ class ChaosRun:
         stalls[fault.kind] = stalls.get(fault.kind, 0.0) + fault.duration_s
         return True
 
-    def _tick(self, now: float) -> None:
-        if self.frozen_until_s is not None and now >= self.frozen_until_s:
+    def _tick(self, now_s: float) -> None:
+        if self.frozen_until_s is not None and now_s >= self.frozen_until_s:
             self._thaw()
-        if self.outage_until_s is not None and now >= self.outage_until_s:
+        if self.outage_until_s is not None and now_s >= self.outage_until_s:
             self._end_outage()
         for member in self.members.values():
-            self._supervise(member, now)
+            self._supervise(member, now_s)
 
     def _thaw(self) -> None:
         assert self.broker is not None
@@ -428,26 +428,26 @@ class ChaosRun:
         self.outage.end()
         self.outage_until_s = None
 
-    def _supervise(self, member: _Member, now: float) -> None:
+    def _supervise(self, member: _Member, now_s: float) -> None:
         p = member.process
         if member.status == "down":
-            if now >= member.restart_at_s and self.frozen_until_s is None:
+            if now_s >= member.restart_at_s and self.frozen_until_s is None:
                 # Not while frozen: a client starting against a stopped broker gives up on
                 # its first version probe; starting is not what a freeze tests.
-                self._restart(member, now)
+                self._restart(member, now_s)
             return
         if p.alive():
-            if member.status == "armed" and now - member.since_s > ARMED_TIMEOUT_S:
+            if member.status == "armed" and now_s - member.since_s > ARMED_TIMEOUT_S:
                 log.info("%s never reached %s; disarming", p.label, member.point)
                 p.kill()
                 self.report.faults[fp.KILL] += 1
-                self._down(member, now)
-            elif member.status == "stopping" and now - member.since_s > self._graceful_bound_s():
+                self._down(member, now_s)
+            elif member.status == "stopping" and now_s - member.since_s > self._graceful_bound_s():
                 p.kill()
                 self.report.violations.append(
                     f"{p.label} did not exit within {self._graceful_bound_s():.0f} s of SIGTERM"
                 )
-                self._down(member, now)
+                self._down(member, now_s)
             return
         code = p.process.returncode if p.process else None
         if member.status == "armed" and code == -signal.SIGKILL:
@@ -455,15 +455,15 @@ class ChaosRun:
             if member.kind == fp.CRASH_POINT:
                 self.report.crash_points[member.point] += 1
         elif member.status == "stopping":
-            self._stopped(member, now, code)
+            self._stopped(member, now_s, code)
         else:
             self.report.violations.append(
                 f"{p.label} exited on its own (code {code}): {self._log_tail(p)}"
             )
-        self._down(member, now)
+        self._down(member, now_s)
 
-    def _stopped(self, member: _Member, now: float, code: int | None) -> None:
-        seconds = now - member.since_s
+    def _stopped(self, member: _Member, now_s: float, code: int | None) -> None:
+        seconds = now_s - member.since_s
         self.report.faults[fp.GRACEFUL_STOP] += 1
         self.report.graceful_exit_s.append(seconds)
         if code != 0:
@@ -475,14 +475,14 @@ class ChaosRun:
     def _graceful_bound_s(self) -> float:
         return self.shutdown_timeout_s + GRACEFUL_BOUND_EXTRA_S
 
-    def _down(self, member: _Member, now: float) -> None:
-        member.status, member.since_s, member.restart_at_s = "down", now, now + RESTART_DELAY_S
+    def _down(self, member: _Member, now_s: float) -> None:
+        member.status, member.since_s, member.restart_at_s = "down", now_s, now_s + RESTART_DELAY_S
         member.point = member.kind = ""
         member.process.settings = member.process.settings.replace(crash_point="")
 
-    def _restart(self, member: _Member, now: float, status: str = "up") -> None:
+    def _restart(self, member: _Member, now_s: float, status: str = "up") -> None:
         member.process.start()
-        member.status, member.since_s = status, now
+        member.status, member.since_s = status, now_s
         self.report.restarts += 1
 
     def _end_faults(self) -> None:

@@ -12,6 +12,7 @@ from engine.audit.chain import Anchor, VerifyReport, parse_anchor, verify
 from engine.audit.export import jsonable, write_report
 from engine.audit.urls import as_database_url, safe_url
 from engine.cli import cli
+from engine.cli.options import report_options
 from engine.config import Settings
 from engine.ledger.database import make_engine
 
@@ -39,15 +40,7 @@ def audit() -> None:
     is_flag=True,
     help="Also check the chain heads carried by the window-closed events on the broker.",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Also write the findings as JSON and CSV files to this directory.",
-)
+@report_options("the findings")
 @click.pass_obj
 def audit_verify(
     settings: Settings,

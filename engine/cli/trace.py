@@ -15,6 +15,7 @@ from engine.audit.export import jsonable, write_report
 from engine.audit.trace import PaymentTrace, find_payment_ids, scan_topics, trace_payment
 from engine.audit.urls import as_database_url
 from engine.cli import cli
+from engine.cli.options import report_options
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
@@ -51,15 +52,7 @@ EVENT_COLUMNS = (
     is_flag=True,
     help="Read each event back from the broker, confirm it, find unconsumed ones.",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Also write the trace as JSON and CSV files to this directory.",
-)
+@report_options("the trace")
 @click.pass_obj
 def trace_command(
     settings: Settings,

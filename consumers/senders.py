@@ -358,9 +358,9 @@ def make_sender(settings: Settings) -> Sender:
         return WebhookSender(
             secret=settings.webhook_secret,
             timeout_ms=settings.webhook_timeout_ms,
-            max_attempts=settings.webhook_max_attempts,
-            backoff_initial_ms=settings.webhook_backoff_initial_ms,
-            backoff_max_ms=settings.webhook_backoff_max_ms,
-            rng=random.Random(),  # jitter in production; timing only, never a decision
+            # One bounded attempt per call: consumers.delivery keeps the retry schedule.
+            max_attempts=1,
+            backoff_initial_ms=0,
+            backoff_max_ms=0,
         )
     raise ValueError(f"SAKK_NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -21,6 +22,9 @@ from engine.serialization import (
     SchemaRegistry,
     register_current_schemas,
 )
+
+if TYPE_CHECKING:
+    from consumers.delivery import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +70,8 @@ def build_stage(name: str, settings: Settings) -> Stage:
         return Settlement(settings)
     if name == "notification":
         from consumers.notification import NotificationStage
-        from consumers.senders import make_sender
 
-        return NotificationStage(settings, make_sender(settings))
+        return NotificationStage(settings, settings.notify_sender)
     raise ValueError(f"unknown consumer {name!r}: expected one of {STAGE_NAMES}")
 
 
@@ -90,19 +93,36 @@ def run_consumers(
     codec = make_codec(settings)
     threads = []
     for name in names:
-        service = ConsumerService(
-            build_stage(name, settings), engine, codec, settings, health, stop_event
-        )
-        thread = threading.Thread(target=_run_guarded, args=(service, stop_event), name=name)
-        thread.start()
-        threads.append(thread)
+        stage = build_stage(name, settings)
+        service = ConsumerService(stage, engine, codec, settings, health, stop_event)
+        threads.append(_start(name, service.run, stop_event))
+        if name == "notification":
+            dispatcher = make_dispatcher(settings, engine, codec, stop_event)
+            stage.on_committed = dispatcher.wake  # type: ignore[attr-defined]
+            threads.append(_start("delivery", dispatcher.run, stop_event))
     return threads
 
 
-def _run_guarded(service: ConsumerService, stop_event: threading.Event) -> None:
+def make_dispatcher(
+    settings: Settings, engine: Engine, codec: AvroCodec, stop_event: threading.Event
+) -> Dispatcher:
+    """The notification service's delivery loop, with the sender ``SAKK_NOTIFY_SENDER`` names."""
+    from consumers.delivery import Dispatcher
+    from consumers.senders import make_sender
+
+    return Dispatcher(settings, engine, codec, make_sender(settings), stop_event)
+
+
+def _start(name: str, target: Callable[[], None], stop_event: threading.Event) -> threading.Thread:
+    thread = threading.Thread(target=_run_guarded, args=(name, target, stop_event), name=name)
+    thread.start()
+    return thread
+
+
+def _run_guarded(name: str, target: Callable[[], None], stop_event: threading.Event) -> None:
     try:
-        service.run()
+        target()
     except Exception:
-        log.exception("%s stopped on an error; stopping the process", service.stage.name)
+        log.exception("%s stopped on an error; stopping the process", name)
         stop_event.set()
         raise

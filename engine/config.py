@@ -84,10 +84,16 @@ class Settings:
     notify_log_path: Path = PROJECT_ROOT / "var" / "notifications.jsonl"
     webhook_secret: str = field(default="", repr=False)
     webhook_timeout_ms: int = field(default=2_000, metadata=_bounds(50, 60_000))
-    webhook_max_attempts: int = field(default=4, metadata=_bounds(1, 20))
-    webhook_backoff_initial_ms: int = field(default=100, metadata=_bounds(1, 60_000))
-    webhook_backoff_max_ms: int = field(default=2_000, metadata=_bounds(1, 300_000))
     webhook_concurrency: int = field(default=16, metadata=_bounds(1, 256))
+    # Delivery schedule (consumers.delivery): one bounded attempt at a time, retried with
+    # capped exponential backoff and jitter until the horizon, then FAILED.
+    notify_retry_initial_ms: int = field(default=1_000, metadata=_bounds(10, 3_600_000))
+    notify_retry_max_ms: int = field(default=1_800_000, metadata=_bounds(10, 86_400_000))
+    notify_horizon_s: int = field(default=24 * 3600, metadata=_bounds(1, 30 * 24 * 3600))
+    notify_max_in_flight_per_bank: int = field(default=4, metadata=_bounds(1, 256))
+    notify_lease_s: int = field(default=30, metadata=_bounds(1, 3_600))
+    notify_poll_interval_ms: int = field(default=200, metadata=_bounds(10, 60_000))
+    notify_claim_max: int = field(default=500, metadata=_bounds(1, 10_000))
 
     # Metrics and health
     metrics_host: str = "127.0.0.1"
@@ -193,6 +199,21 @@ def _check_bounds(settings: Settings) -> None:
     if settings.notify_sender == "webhook" and not settings.webhook_secret:
         raise SettingsError(
             f"{PREFIX}WEBHOOK_SECRET must be set when {PREFIX}NOTIFY_SENDER=webhook"
+        )
+    if settings.notify_retry_initial_ms > settings.notify_retry_max_ms:
+        raise SettingsError(
+            f"{PREFIX}NOTIFY_RETRY_INITIAL_MS={settings.notify_retry_initial_ms} must not exceed "
+            f"{PREFIX}NOTIFY_RETRY_MAX_MS={settings.notify_retry_max_ms}"
+        )
+    if settings.notify_max_in_flight_per_bank > settings.webhook_concurrency:
+        raise SettingsError(
+            f"{PREFIX}NOTIFY_MAX_IN_FLIGHT_PER_BANK={settings.notify_max_in_flight_per_bank} "
+            f"must not exceed {PREFIX}WEBHOOK_CONCURRENCY={settings.webhook_concurrency}"
+        )
+    if settings.notify_lease_s * 1000 <= 2 * settings.webhook_timeout_ms:
+        raise SettingsError(
+            f"{PREFIX}NOTIFY_LEASE_S={settings.notify_lease_s} must exceed twice "
+            f"{PREFIX}WEBHOOK_TIMEOUT_MS={settings.webhook_timeout_ms}: a claim outlives its attempt"
         )
     unknown_points = set(settings.crash_point.split(",")) - set(CRASH_POINTS) - {""}
     if unknown_points:

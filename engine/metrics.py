@@ -70,13 +70,25 @@ DB_RETRIES = Counter(
 )
 NOTIFICATION_DELIVERIES = Counter(
     "sakk_notification_deliveries_total",
-    "Notification deliveries by sender and final status (delivered, failed).",
+    "Notification attempts' consequences by sender: delivered, retry (rescheduled), "
+    "failed (given up at the horizon).",
     ["sender", "status"],
 )
 NOTIFICATION_ATTEMPTS = Counter(
     "sakk_notification_attempts_total",
     "Notification delivery attempts by sender and result (ok, error).",
     ["sender", "result"],
+)
+NOTIFICATIONS_GIVEN_UP = Counter(
+    "sakk_notifications_given_up_total",
+    "Notifications recorded FAILED: still undelivered at the retry horizon.",
+    ["recipient_bank"],
+)
+NOTIFICATIONS_DUE = Gauge(
+    "sakk_notifications_pending",
+    "Notifications waiting for delivery (due now or scheduled for a retry), per bank, "
+    "as seen by this dispatcher's last scan.",
+    ["recipient_bank"],
 )
 NET_POSITION = Gauge(
     "sakk_bank_net_position_minor",

@@ -11,12 +11,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config import Settings
 
 STOP_TIMEOUT_S = 30.0
+
+
+@contextmanager
+def _sigterm_blocked() -> Iterator[None]:
+    """Block SIGTERM in this thread while a child is forked, so the child starts blocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -48,7 +60,9 @@ class ConsumerProcess:
         env = settings_env(self.settings)
         env["SAKK_METRICS_PORT"] = str(metrics_port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "ab") as log, _sigterm_blocked():
+            # Born with SIGTERM blocked (the mask survives exec): a stop sent while the
+            # interpreter starts waits until engine.startup is ready to exit 0 on it.
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "engine", "run", self.stage],
                 env=env,

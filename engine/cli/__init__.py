@@ -9,6 +9,7 @@ import pkgutil
 import click
 
 from engine.config import SettingsError, load_settings
+from engine.startup import honour_sigterm_from_now
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +37,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def main() -> None:
+    honour_sigterm_from_now()  # the ``sakk`` script enters here; idempotent after __main__
     # One module per command: importing each registers it on ``cli``.
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")

@@ -335,10 +335,20 @@ class DeadLetter(Base):
 
 
 class Notification(Base):
-    """One outcome told to one bank: never sent twice for the same (payment, outcome, bank)."""
+    """One outcome told to one bank: never sent twice for the same (payment, outcome, bank).
+
+    Its delivery schedule lives here, so it survives restarts and kills: a PENDING
+    notification is tried again at ``next_attempt_at`` until ``deadline_at`` (the
+    horizon), then it is FAILED. ``claim_token`` marks the dispatcher that holds it
+    (until ``next_attempt_at``, its lease); ``announced_at`` is set once its
+    ``PaymentNotified`` reached Kafka. ``round`` counts operator redeliveries.
+    """
 
     __tablename__ = "notifications"
-    __table_args__ = (UniqueConstraint("payment_id", "outcome", "recipient_bank"),)
+    __table_args__ = (
+        UniqueConstraint("payment_id", "outcome", "recipient_bank"),
+        Index("ix_notifications_due", "status", "recipient_bank", "next_attempt_at"),
+    )
 
     notification_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     payment_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -352,6 +362,52 @@ class Notification(Base):
     source_event_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    announced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    round: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NotificationRedelivery(Base):
+    """An operator's request to send a given-up notification again: who, when, why."""
+
+    __tablename__ = "notification_redeliveries"
+    __table_args__ = (UniqueConstraint("notification_id", "round"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(ForeignKey("notifications.notification_id"))
+    round: Mapped[int] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DeadLetterRedrive(Base):
+    """A dead letter put back in the flow: once per dead letter (the unique key says so).
+
+    REQUESTED is written before the message is produced, PUBLISHED after the broker
+    acknowledged it, with where it landed; a REQUESTED redrive found again is
+    re-published (its event id makes the copy harmless downstream).
+    """
+
+    __tablename__ = "dead_letter_redrives"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dead_letter_id: Mapped[int] = mapped_column(ForeignKey("dead_letters.id"), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+    body_source: Mapped[str] = mapped_column(String(16))  # original | corrected
+    target_topic: Mapped[str] = mapped_column(String(120))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(10))  # REQUESTED | PUBLISHED
+    published_partition: Mapped[int | None] = mapped_column(Integer)
+    published_offset: Mapped[int | None] = mapped_column(BigInteger)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class NotificationAttempt(Base):

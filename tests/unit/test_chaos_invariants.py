@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
+from consumers.delivery import DeliveryBook, deliver_due
 from consumers.notification import NotificationStage
 from consumers.senders import LogSender
 from consumers.settlement import Settlement
@@ -41,11 +42,12 @@ class Pump:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.codec = make_codec(settings, with_store=False)
-        sender = LogSender(settings.notify_log_path)
+        self.sender = LogSender(settings.notify_log_path)
+        self.book = DeliveryBook(settings, engine, self.codec, self.sender.name)
         self.stages = [
             BatchProcessor(Validator(settings), engine, self.codec, settings),
             BatchProcessor(Settlement(settings), engine, self.codec, settings),
-            BatchProcessor(NotificationStage(settings, sender), engine, self.codec, settings),
+            BatchProcessor(NotificationStage(settings), engine, self.codec, settings),
         ]
         self.wire: dict[str, list[WireRecord]] = {
             n: [] for n in ("initiated", "validated", "rejected", "settled", "failed", "notified",
@@ -66,6 +68,7 @@ class Pump:
                 for r in self.wire[t]
             ]
             self._append(processor.process(raw).outgoing)
+        self._append(deliver_due(self.book, self.sender, datetime.now(UTC)))
 
     def _append(self, outgoing: list[Outgoing]) -> None:
         for m in outgoing:

@@ -6,12 +6,13 @@ import json
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
+from consumers.delivery import DeliveryBook, deliver_due
 from consumers.notification import NotificationStage
 from consumers.senders import LogSender
 from consumers.validator import Validator
@@ -100,13 +101,12 @@ class CrashAfterDeliveries(Exception):
     """Stands for kill -9 after the deliveries, before their record and PaymentNotified commit."""
 
 
-def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_recording(
-    ledger, monkeypatch
-):
+def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_recording(ledger):
     """Bug 2: a crash there once left finished notifications no PaymentNotified would announce.
 
-    Now the record and the event commit together: the crash leaves the notification PENDING,
-    the redelivery delivers it again under the same notification id, and announces it once.
+    Now a crash after the attempt, before its record, leaves the notification PENDING under
+    a lease; once the lease expires the next round delivers it again under the same
+    notification id, records it and announces it once.
     """
     settings, engine = ledger
     codec = make_codec(settings, False)
@@ -119,24 +119,24 @@ def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_record
         settings, validated[0].topic.split(".", 1)[1], 0, validated[0].value
     )
     sender = LogSender(settings.notify_log_path)
-    notifier = BatchProcessor(NotificationStage(settings, sender), engine, codec, settings)
+    notifier = BatchProcessor(NotificationStage(settings), engine, codec, settings)
     terminal = _to_terminal(settings, engine, codec, rejected_or_validated)
+    assert notifier.process([terminal]).outgoing == []  # scheduled, not yet delivered
+    book = DeliveryBook(settings, engine, codec, sender.name)
 
-    def crash(_completion: object) -> None:
-        raise CrashAfterDeliveries
-
-    with monkeypatch.context() as patch:
-        patch.setattr(notifier, "_store_completion", crash)
-        with pytest.raises(CrashAfterDeliveries):
-            notifier.process([terminal])
+    now = datetime.now(UTC)
+    for claimed in book.claim(now, {"007": 10}):
+        sender.deliver(claimed.notification)  # ... and the process dies before book.record
     with engine.connect() as conn:
         assert conn.execute(select(Notification.status)).scalars().all() == ["PENDING"]
     first_ids = [
         json.loads(line)["notification_id"]
         for line in settings.notify_log_path.read_text().splitlines()
     ]
+    assert deliver_due(book, sender, now) == []  # leased: nobody takes it over yet
 
-    outgoing = notifier.process([terminal]).outgoing  # the redelivery
+    after_lease = now + timedelta(seconds=settings.notify_lease_s + 1)
+    outgoing = deliver_due(book, sender, after_lease)
     assert [m.topic for m in outgoing] == [settings.topic("notified")]
     notified = codec.decode(outgoing[0].value).record
     assert notified["delivery_status"] == "DELIVERED"
@@ -145,8 +145,7 @@ def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_record
         for line in settings.notify_log_path.read_text().splitlines()
     ]
     assert ids == first_ids * 2  # delivered again, under the same id: the bank deduplicates
-    again = notifier.process([terminal]).outgoing  # and once stored, re-sent as stored
-    assert again == outgoing
+    assert deliver_due(book, sender, after_lease + timedelta(hours=1)) == []  # finished
     with engine.connect() as conn:
         assert conn.execute(select(Notification.status)).scalars().all() == ["DELIVERED"]
         stored = conn.execute(
@@ -155,6 +154,8 @@ def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_record
             .where(EmittedEvent.consumer == "notification")
         ).scalar_one()
     assert stored == 1
+    # Never confirmed produced (no mark_announced): the sweep offers it again, same bytes.
+    assert book.unannounced(after_lease + timedelta(minutes=5)) == outgoing
 
 
 def _to_terminal(settings: Settings, engine: Engine, codec, message: RawMessage) -> RawMessage:  # type: ignore[no-untyped-def]

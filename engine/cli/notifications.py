@@ -1,0 +1,142 @@
+"""``sakk notifications list|redeliver``: what the banks were told, and telling them again."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from datetime import UTC, datetime
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from engine.app import ledger_engine
+from engine.audit.exceptions import AuditError
+from engine.audit.export import jsonable
+from engine.audit.times import as_utc, parse_instant
+from engine.cli import cli
+from engine.config import Settings
+from engine.ledger.database import read_only
+from engine.ledger.notifications import (
+    LIST_LIMIT_MAX,
+    STATUSES,
+    NotificationFilter,
+    RedeliveryError,
+    list_notifications,
+    redeliver,
+)
+
+TABLE_COLUMNS = (
+    "notification_id", "payment_id", "recipient_bank", "outcome", "status", "attempts",
+    "round", "next_attempt_at", "last_error",
+)  # fmt: skip
+
+
+def _operator() -> str:
+    """Who asks, for the audit record: the login name, as the shell knows it."""
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except OSError:
+        return ""
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_instant(text)
+    except AuditError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+
+
+@cli.group()
+def notifications() -> None:
+    """Notifications to the banks: delivery status, attempts, redelivery."""
+
+
+@notifications.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+@click.option("--bank", metavar="CODE", help="Only notifications to this bank.")
+@click.option("--since", metavar="TIME", help="Created at or after this ISO 8601 time (UTC).")
+@click.option("--limit", type=click.IntRange(1, LIST_LIMIT_MAX), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def notifications_list(
+    settings: Settings,
+    status: str | None,
+    bank: str | None,
+    since: str | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """Notifications, oldest first, with their attempts and last error (never their payload)."""
+    which = NotificationFilter(status=status, bank=bank, since=_since(since))
+    with read_only(ledger_engine(settings)).connect() as conn:
+        rows = list_notifications(conn, which, limit)
+    if fmt == "json":
+        click.echo(json.dumps(jsonable(rows), indent=2, sort_keys=True))
+        return
+    table = Table(title=f"{len(rows)} notifications")
+    for column in TABLE_COLUMNS:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        cells = []
+        for column in TABLE_COLUMNS:
+            value = row[column]
+            if isinstance(value, datetime):
+                value = as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+            cells.append("" if value is None else str(value))
+        table.add_row(*cells)
+    Console(width=200).print(table)
+
+
+@notifications.command("redeliver")
+@click.argument("notification_ids", nargs=-1)
+@click.option(
+    "--status",
+    type=click.Choice(["FAILED"]),
+    help="Select by status (only given-up notifications are redelivered).",
+)
+@click.option("--bank", metavar="CODE", help="Select the notifications to this bank.")
+@click.option("--since", metavar="TIME", help="Created at or after this ISO 8601 time (UTC).")
+@click.option("--by", "requested_by", default=_operator, help="Who asks (default: login name).")
+@click.option("--reason", help="Why, for the audit record.")
+@click.pass_obj
+def notifications_redeliver(
+    settings: Settings,
+    notification_ids: tuple[str, ...],
+    status: str | None,
+    bank: str | None,
+    since: str | None,
+    requested_by: str,
+    reason: str | None,
+) -> None:
+    """Send given-up (FAILED) notifications again, under the same notification id.
+
+    Idempotent: a notification already PENDING or DELIVERED is left as it is. Each
+    redelivery is recorded with who asked, when and why.
+    """
+    selected_status = status or (None if notification_ids else "FAILED")
+    which = NotificationFilter(
+        status=selected_status, bank=bank, since=_since(since), ids=notification_ids
+    )
+    try:
+        report = redeliver(
+            ledger_engine(settings),
+            which,
+            requested_by,
+            datetime.now(UTC),
+            settings.notify_horizon_s,
+            reason,
+        )
+    except RedeliveryError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for nid in report.redelivered:
+        click.echo(f"redelivering {nid}")
+    for nid, why in sorted(report.unchanged.items()):
+        click.echo(f"unchanged   {nid} ({why})")
+    click.echo(
+        f"{len(report.redelivered)} redelivered, {len(report.unchanged)} unchanged; "
+        f"requested by {report.requested_by} at {report.requested_at:%Y-%m-%dT%H:%M:%SZ}"
+    )

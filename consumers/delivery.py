@@ -46,22 +46,22 @@ from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
 from consumers.senders import DeliveryResult, Notification, Sender
 from engine import metrics
 from engine.config import Settings
-from engine.kafka.client import Outgoing, make_producer, send_all
+from engine.kafka.client import Outgoing, make_producer
 from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.ledger.database import is_transient, read_only
 from engine.ledger.models import Bank, EmittedEvent, NotificationAttempt, table_of
 from engine.ledger.models import Notification as NotificationRow
-from engine.runtime import derived_event_id
+from engine.runtime import CrashPoints, derived_event_id
 from engine.serialization import AvroCodec
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "notification"  # emitted PaymentNotified rows belong to the notification stage
 ERROR_MAX_CHARS = 500
-ANNOUNCE_GRACE_S = 30.0  # an unannounced notification younger than this may be in flight
-ANNOUNCE_SWEEP_INTERVAL_S = 10.0
+ANNOUNCE_SWEEP_INTERVAL_S = 5.0
 ANNOUNCE_SWEEP_MAX = 1_000  # notifications re-announced per sweep
 RECORD_BATCH_MAX = 1_000  # finished attempts recorded per transaction
+MAX_UNCONFIRMED = 50_000  # PaymentNotified sent but not acknowledged before claiming pauses
 
 
 @dataclass(frozen=True)
@@ -177,15 +177,17 @@ class DeliveryBook:
             ).all()
         return Counter({bank: count for bank, count in rows})
 
-    def pending_per_bank(self) -> Counter[str]:
+    def pending_per_bank(self) -> dict[str, int]:
+        """Notifications waiting, for every bank of the reference data (0 included)."""
         t = self._table
         with read_only(self.engine).connect() as conn:
+            banks = conn.execute(select(table_of(Bank).c.code)).scalars().all()
             rows = conn.execute(
                 select(t.c.recipient_bank, func.count())
                 .where(t.c.status == "PENDING")
                 .group_by(t.c.recipient_bank)
             ).all()
-        return Counter({bank: count for bank, count in rows})
+        return dict.fromkeys(banks, 0) | {bank: count for bank, count in rows}
 
     def claim(self, now: datetime, slots: dict[str, int]) -> list[Claimed]:
         """Lease up to ``slots[bank]`` due notifications of each bank, oldest due first.
@@ -264,6 +266,10 @@ class DeliveryBook:
                 })  # fmt: skip
             total = c.attempts_before + max(len(result.attempts), 1)
             error = (result.last_error or "")[:ERROR_MAX_CHARS] or None
+            log.debug(
+                "notification %s to bank %s: attempt %d %s", c.notification.notification_id,
+                c.notification.recipient_bank, total, "delivered" if result.delivered else error,
+            )  # fmt: skip
             if result.delivered:
                 delivered.append((f, total, error))
                 continue
@@ -378,7 +384,7 @@ class DeliveryBook:
     def unannounced(self, now: datetime) -> list[Outgoing]:
         """Stored ``PaymentNotified`` that no dispatcher confirmed produced (a crash)."""
         t, e = self._table, table_of(EmittedEvent)
-        older_than = now - timedelta(seconds=ANNOUNCE_GRACE_S)
+        older_than = now - self.lease  # younger ones may still be in flight elsewhere
         with read_only(self.engine).connect() as conn:
             rows = conn.execute(
                 select(t.c.source_event_id, t.c.recipient_bank, t.c.round)
@@ -441,6 +447,9 @@ class Dispatcher:
         self._finished: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._in_flight: Counter[str] = Counter()
         self._submitted: dict[Future[None], Claimed] = {}
+        self._unconfirmed: list[tuple[list[Any], list[Outgoing]]] = []  # sent, not yet acked
+        self._rotation = 0  # which bank is served first this round: none always waits last
+        self.crash = CrashPoints(settings)
         self._next_sweep_s = 0.0
 
     def wake(self) -> None:
@@ -469,8 +478,11 @@ class Dispatcher:
             self.sender.close()
 
     def _round(self, producer: Any) -> None:
+        self._confirm_announced()
         self._record_finished(producer)
         now = datetime.now(UTC)
+        if self._unconfirmed_count() >= MAX_UNCONFIRMED:
+            return  # the broker is not acknowledging: hold new work until it does
         if time.monotonic() >= self._next_sweep_s:
             self._sweep(producer, now)
         due = self.book.due_banks(now)
@@ -493,15 +505,29 @@ class Dispatcher:
         self._submitted.pop(future, None)
 
     def _free_slots(self, due: Counter[str]) -> dict[str, int]:
+        """Free threads dealt one at a time to the banks in turn, each up to its own cap.
+
+        The first bank served rotates every round, so when threads are short no bank is
+        always served last.
+        """
         per_bank = self.settings.notify_max_in_flight_per_bank
         room = min(self._threads - sum(self._in_flight.values()), self.settings.notify_claim_max)
-        slots: dict[str, int] = {}
-        for bank, count in sorted(due.items()):
-            limit = min(count, per_bank - self._in_flight[bank], room)
-            if limit > 0:
-                slots[bank] = limit
-                room -= limit
-        return slots
+        want = {b: min(n, per_bank - self._in_flight[b]) for b, n in due.items()}
+        order = sorted(b for b, n in want.items() if n > 0)
+        if not order:
+            return {}
+        start = self._rotation % len(order)
+        self._rotation += 1
+        order = order[start:] + order[:start]
+        slots: Counter[str] = Counter()
+        while room > 0 and order:  # each pass deals at least one thread, or ends
+            for bank in order:
+                if room == 0:
+                    break
+                slots[bank] += 1
+                room -= 1
+            order = [b for b in order if slots[b] < want[b]]
+        return dict(slots)
 
     def _attempt(self, claimed: Claimed) -> None:
         try:
@@ -509,6 +535,7 @@ class Dispatcher:
         except Exception as exc:  # a sender bug must not lose the lease's bookkeeping
             log.exception("sender %s raised", self.sender.name)
             result = DeliveryResult(False, (), f"{type(exc).__name__}: {exc}")
+        self.crash("after_attempt")  # delivered, not yet recorded: the lease must save it
         self._finished.put(Finished(claimed, result))
         self._wake.set()
 
@@ -530,13 +557,37 @@ class Dispatcher:
             raise
         for f in finished:
             self._in_flight[f.claimed.notification.recipient_bank] -= 1
+        self.crash("after_delivery_record")  # recorded, not announced: the sweep must save it
         self._announce(producer, outgoing, now)
 
     def _announce(self, producer: Any, outgoing: list[Outgoing], now: datetime) -> None:
+        """Send the PaymentNotified events without waiting: a frozen broker stops no delivery.
+
+        ``_confirm_announced`` marks them once acknowledged; one never acknowledged is
+        left unannounced, and the sweep sends it again.
+        """
         if not outgoing:
             return
-        send_all(producer, outgoing, self.settings.produce_timeout_s)
-        self.book.mark_announced(outgoing, now)
+        futures = [
+            producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers) or None)
+            for m in outgoing
+        ]
+        self._unconfirmed.append((futures, list(outgoing)))
+
+    def _confirm_announced(self) -> None:
+        confirmed: list[Outgoing] = []
+        waiting = []
+        for futures, outgoing in self._unconfirmed:
+            if not all(f.is_done for f in futures):
+                waiting.append((futures, outgoing))
+                continue
+            confirmed += [m for f, m in zip(futures, outgoing, strict=True) if f.succeeded()]
+        self._unconfirmed = waiting
+        if confirmed:
+            self.book.mark_announced(confirmed, datetime.now(UTC))
+
+    def _unconfirmed_count(self) -> int:
+        return sum(len(outgoing) for _, outgoing in self._unconfirmed)
 
     def _sweep(self, producer: Any, now: datetime) -> None:
         self._next_sweep_s = time.monotonic() + ANNOUNCE_SWEEP_INTERVAL_S
@@ -559,5 +610,7 @@ class Dispatcher:
             self._record_finished(producer)
             if never_started:
                 self.book.release(never_started, datetime.now(UTC))
+            producer.flush(timeout=self.settings.shutdown_timeout_s)
+            self._confirm_announced()
         except Exception as exc:
             log.warning("notification delivery: not recorded at stop (%s); leases expire", exc)

@@ -8,15 +8,14 @@ Senders are thread-safe: the consumer calls ``deliver`` from up to
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
@@ -25,11 +24,15 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from engine.config import Settings
 from engine.metrics import NOTIFICATION_ATTEMPTS
+from engine.trust.keys import KeyPair, verifies
 
 OUTCOMES = ("SETTLED", "REJECTED", "FAILED")
-SIGNATURE_PREFIX = "sha256="
+MAX_SIGNATURES = 4  # signatures read from one header (two during a key rotation)
+SIGNATURE_HEADER_MAX = 1_024
 RESPONSE_DETAIL_MAX_BYTES = 256  # of a refusal's body, kept in the error for the operator
 
 
@@ -145,36 +148,57 @@ class LogSender:
             self._file.close()
 
 
-def sign(secret: str, timestamp_s: int, body: bytes) -> str:
-    """``sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``; the timestamp is signed
-    so a captured request cannot be replayed later with a fresh one."""
+def sign(keys: Sequence[KeyPair], timestamp_s: int, body: bytes) -> str:
+    """``<key id>=<base64 Ed25519 signature of "<timestamp>.<body>">``, one per key, by commas.
+
+    The switch signs with its own key, which no bank holds, so no bank can forge what the
+    switch tells another. While it rotates keys it signs with both, and a bank that knows
+    either public key verifies: no gap. The timestamp is signed so a captured request
+    cannot be replayed later with a fresh one.
+    """
+    if not keys:
+        raise ValueError("a webhook is signed with at least one key")
     message = f"{timestamp_s}.".encode() + body
-    return SIGNATURE_PREFIX + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return ",".join(
+        f"{key.key_id}={base64.b64encode(key.sign(message)).decode('ascii')}" for key in keys
+    )
 
 
 def verify_signature(
-    secret: str,
+    public_keys: Mapping[str, Ed25519PublicKey],
     headers: Mapping[str, str] | Message,
     body: bytes,
     now_s: int,
     tolerance_s: int = 300,
 ) -> bool:
-    """For receivers: True when the body is signed with ``secret`` within ``tolerance_s``.
+    """For receivers: True when one signature is by a switch key the bank trusts, in time.
 
-    Header names are matched case-insensitively; the comparison is constant-time so
-    timing does not leak how much of a forged signature was right.
+    ``public_keys`` maps key id to the switch's public key (``sakk keys generate switch``
+    prints it). Header names are matched case-insensitively. A receiver also checks that
+    the body's ``recipient_bank`` is itself, and deduplicates on ``notification_id``.
     """
-    if not secret:
-        raise ValueError("verify_signature needs a non-empty secret")
+    if not public_keys:
+        raise ValueError("verify_signature needs at least one trusted public key")
     lowered = {name.lower(): value for name, value in headers.items()}
     timestamp = lowered.get("x-sakk-timestamp", "")
     received = lowered.get("x-sakk-signature", "")
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(received) > SIGNATURE_HEADER_MAX:
         return False
     if abs(now_s - int(timestamp)) > tolerance_s:
         return False  # stale, or from a clock too far ahead: a replay window we refuse
-    expected = sign(secret, int(timestamp), body)
-    return hmac.compare_digest(expected.encode(), received.encode("utf-8", "replace"))
+    message = f"{int(timestamp)}.".encode() + body
+    for part in received.split(",")[:MAX_SIGNATURES]:
+        key_id, _, encoded = part.strip().partition("=")
+        public = public_keys.get(key_id)
+        if public is None:
+            continue
+        try:
+            signature = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            continue
+        if verifies(public, signature, message):
+            return True
+    return False
 
 
 def backoff_delays_s(max_attempts: int, initial_ms: int, max_ms: int) -> tuple[float, ...]:
@@ -216,7 +240,7 @@ class WebhookSender:
 
     def __init__(
         self,
-        secret: str,
+        signing_keys: Sequence[KeyPair],
         timeout_ms: int,
         max_attempts: int,
         backoff_initial_ms: int,
@@ -225,11 +249,11 @@ class WebhookSender:
         rng: random.Random | None = None,
         clock_s: Callable[[], float] = time.time,
     ) -> None:
-        if not secret:
-            raise ValueError("WebhookSender needs a non-empty secret (SAKK_WEBHOOK_SECRET)")
+        if not signing_keys:
+            raise ValueError("WebhookSender needs a signing key (SAKK_WEBHOOK_SIGNING_KEY_FILES)")
         if timeout_ms < 1 or max_attempts < 1 or backoff_initial_ms < 0 or backoff_max_ms < 0:
             raise ValueError("timeout_ms and max_attempts must be >= 1, backoffs >= 0")
-        self._secret = secret
+        self._keys = tuple(signing_keys)
         self._timeout_s = timeout_ms / 1000
         self._max_attempts = max_attempts
         self._delays_s = backoff_delays_s(max_attempts, backoff_initial_ms, backoff_max_ms)
@@ -275,7 +299,7 @@ class WebhookSender:
             "User-Agent": "sakk-notifier",
             "X-Sakk-Notification-Id": notification.notification_id,
             "X-Sakk-Timestamp": str(timestamp_s),
-            "X-Sakk-Signature": sign(self._secret, timestamp_s, body),
+            "X-Sakk-Signature": sign(self._keys, timestamp_s, body),
         }
         started_at, started = datetime.now(UTC), time.monotonic()
         status_code: int | None = None
@@ -356,7 +380,7 @@ def make_sender(settings: Settings) -> Sender:
         return LogSender(settings.notify_log_path)
     if settings.notify_sender == "webhook":
         return WebhookSender(
-            secret=settings.webhook_secret,
+            signing_keys=[KeyPair.read(path) for path in settings.webhook_signing_keys],
             timeout_ms=settings.webhook_timeout_ms,
             # One bounded attempt per call: consumers.delivery keeps the retry schedule.
             max_attempts=1,

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from consumers.signature_gate import SignatureGate
 from engine.config import Settings
 from engine.ledger.models import (
     Account,
@@ -27,9 +28,11 @@ from engine.ledger.models import (
     PaymentTransition,
 )
 from engine.ledger.reference import Limits, read_limits
+from engine.masking import mask_account
 from engine.money import MAX_AMOUNT_MINOR, format_minor, is_known_currency
 from engine.reasons import Reason
 from engine.runtime import DeadLetterReason, EndsWithTransaction, Handled, Inbound, derived_event_id
+from engine.trust.signing import Evidence
 
 NAME = "validator"
 MAX_REFERENCE_CHARS = 35  # ISO 20022 Max35Text
@@ -105,11 +108,13 @@ def check_account(
     if bank not in banks:
         return Rejection(Reason.RC01, f"{role} bank {bank[:8]!r} is unknown")
     if account is None or account.bank_code != bank:
-        return Rejection(Reason.AC01, f"{role} account {number[:34]} is unknown at bank {bank}")
+        return Rejection(
+            Reason.AC01, f"{role} account {mask_account(number[:34])} is unknown at bank {bank}"
+        )
     if account.status == AccountStatus.CLOSED:
-        return Rejection(Reason.AC04, f"{role} account {number} is closed")
+        return Rejection(Reason.AC04, f"{role} account {mask_account(number)} is closed")
     if account.status == AccountStatus.BLOCKED:
-        return Rejection(Reason.AC06, f"{role} account {number} is blocked")
+        return Rejection(Reason.AC06, f"{role} account {mask_account(number)} is blocked")
     return None
 
 
@@ -147,9 +152,12 @@ class Validator(EndsWithTransaction):
 
     name = NAME
 
-    def __init__(self, settings: Settings, limits: Limits | None = None):
+    def __init__(
+        self, settings: Settings, limits: Limits | None = None, gate: SignatureGate | None = None
+    ):
         self.settings = settings
         self._limits = limits
+        self.gate = gate or SignatureGate()  # the runtime checks signatures before decoding
 
     def input_topics(self) -> list[str]:
         return [self.settings.topic("initiated")]
@@ -183,7 +191,7 @@ class Validator(EndsWithTransaction):
                 references.append(
                     {"bank_code": key[0], "bank_reference": key[1], "payment_id": p["payment_id"]}
                 )
-            payments.append(_payment_row(p, rejection))
+            payments.append(_payment_row(p, rejection) | _signature_columns(inbound.signature))
             transitions.append(_transition_row(p, rejection))
             decisions.append(_decision(p, rejection))
         conn.execute(insert(Payment), payments)
@@ -273,6 +281,19 @@ def _payment_row(p: dict[str, Any], rejection: Rejection | None) -> dict[str, An
         "reason_message": rejection.message[:300] if rejection else None,
         "fee_minor": None, "posting_id": None, "settlement_window": None,
     }  # fmt: skip
+
+
+def _signature_columns(evidence: Evidence | None) -> dict[str, Any]:
+    """The bank's proof of origin, kept with the payment (non-repudiation)."""
+    if evidence is None:
+        return dict.fromkeys(SIGNATURE_COLUMNS)
+    return {
+        "signer_bank": evidence.signer, "signer_key_id": evidence.key_id,
+        "signature": evidence.signature, "signed_digest": evidence.digest,
+    }  # fmt: skip
+
+
+SIGNATURE_COLUMNS = ("signer_bank", "signer_key_id", "signature", "signed_digest")
 
 
 def _clip(value: str | None, length: int) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,12 @@ from typing import Any
 
 PREFIX = "SAKK_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Steps of engine.runtime where SAKK_CRASH_POINT may kill the process (fault injection).
-CRASH_POINTS = ("before_db_commit", "after_db_commit", "after_complete", "after_produce")
+# Steps where SAKK_CRASH_POINT may kill the process (fault injection): the consumer loop
+# of engine.runtime, and the notification delivery loop of consumers.delivery.
+CRASH_POINTS = (
+    "before_db_commit", "after_db_commit", "after_complete", "after_produce",
+    "after_attempt", "after_delivery_record",
+)  # fmt: skip
 
 
 class SettingsError(ValueError):
@@ -70,6 +75,15 @@ class Settings:
     produce_timeout_s: int = field(default=60, metadata=_bounds(1, 600))
     request_timeout_ms: int = field(default=30_000, metadata=_bounds(1_000, 300_000))
 
+    # Kafka security (engine.kafka.security applies it to every client). PLAINTEXT, or SSL:
+    # TLS to the broker, verified against kafka_ssl_cafile with the host name checked;
+    # with a client certificate and key it is mutual TLS and the certificate names this
+    # process's principal. Files are PEM; the key unencrypted, readable by its owner only.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
     # Database
     db_retry_max_attempts: int = field(default=120, metadata=_bounds(1, 1_000_000))
     db_retry_backoff_max_ms: int = field(default=5_000, metadata=_bounds(10, 300_000))
@@ -82,7 +96,9 @@ class Settings:
     # Notification
     notify_sender: str = "log"
     notify_log_path: Path = PROJECT_ROOT / "var" / "notifications.jsonl"
-    webhook_secret: str = field(default="", repr=False)
+    # The switch's own Ed25519 private keys (comma-separated files): every one signs each
+    # webhook, so a rotation lists the old and the new key for as long as banks switch over.
+    webhook_signing_key_files: str = ""
     webhook_timeout_ms: int = field(default=2_000, metadata=_bounds(50, 60_000))
     webhook_concurrency: int = field(default=16, metadata=_bounds(1, 256))
     # Delivery schedule (consumers.delivery): one bounded attempt at a time, retried with
@@ -94,6 +110,10 @@ class Settings:
     notify_lease_s: int = field(default=30, metadata=_bounds(1, 3_600))
     notify_poll_interval_ms: int = field(default=200, metadata=_bounds(10, 60_000))
     notify_claim_max: int = field(default=500, metadata=_bounds(1, 10_000))
+
+    # Bank side (producers): the bank's Ed25519 private key (PEM, owner-only), which signs
+    # every payment the bank publishes; unset: ``sakk publish`` needs ``--signing-key``.
+    signing_key_file: Path | None = None
 
     # Metrics and health
     metrics_host: str = "127.0.0.1"
@@ -136,6 +156,10 @@ class Settings:
             shown[f.name] = str(value)
         return shown
 
+    @property
+    def webhook_signing_keys(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.webhook_signing_key_files.split(",") if p.strip()]
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -159,6 +183,8 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
             raise SettingsError(f"{env_name}={raw!r} is not an integer") from None
     if kind in (Path, "Path"):
         return Path(raw)
+    if kind == "Path | None":
+        return Path(raw) if raw else None
     return raw
 
 
@@ -180,7 +206,99 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     values.update(overrides)
     settings = Settings(**values)
     _check_bounds(settings)
+    check_kafka_security(settings)
     return settings
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL")
+_KAFKA_SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+
+
+def check_kafka_security(settings: Settings) -> None:
+    """Refuse a transport setting that would fail later, or silently fall back to plaintext.
+
+    The files are loaded into a TLS context here, so a wrong file, a key that does not
+    match its certificate or an unreadable path stops the process at start, naming the
+    variable. Raises :class:`SettingsError`.
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise SettingsError(
+            f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of "
+            f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}"
+        )
+    given = [name for name in _KAFKA_SSL_FILES if getattr(settings, name) is not None]
+    if protocol == "PLAINTEXT":
+        if given:
+            raise SettingsError(
+                f"{PREFIX}{given[0].upper()} is set but {PREFIX}KAFKA_SECURITY_PROTOCOL=PLAINTEXT:"
+                " set it to SSL to use TLS, or unset the file"
+            )
+        return
+    _check_ssl_settings(settings)
+    for name in given:
+        _check_readable_file(name, getattr(settings, name))
+    _check_loads_as_tls(settings)
+
+
+def _check_ssl_settings(settings: Settings) -> None:
+    """SSL: a real broker, its CA, and a client certificate with its key or neither."""
+    if settings.uses_embedded_broker:
+        raise SettingsError(
+            f"{PREFIX}KAFKA_SECURITY_PROTOCOL=SSL needs {PREFIX}KAFKA_BOOTSTRAP_SERVERS: the "
+            "embedded broker speaks plaintext (`sakk demo --tls` puts a TLS terminator before it)"
+        )
+    if settings.kafka_ssl_cafile is None:
+        raise SettingsError(
+            f"{PREFIX}KAFKA_SSL_CAFILE must be set when {PREFIX}KAFKA_SECURITY_PROTOCOL=SSL: "
+            "the CA that signed the broker's certificate"
+        )
+    if (settings.kafka_ssl_certfile is None) != (settings.kafka_ssl_keyfile is None):
+        have, lack = (
+            ("CERTFILE", "KEYFILE")
+            if settings.kafka_ssl_keyfile is None
+            else ("KEYFILE", "CERTFILE")
+        )
+        raise SettingsError(
+            f"{PREFIX}KAFKA_SSL_{have} is set without {PREFIX}KAFKA_SSL_{lack}: a client "
+            "certificate and its private key go together"
+        )
+
+
+def _check_readable_file(name: str, path: Path) -> None:
+    variable = f"{PREFIX}{name.upper()}"
+    if not path.is_file():
+        raise SettingsError(f"{variable}={path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise SettingsError(f"{variable}={path}: not readable by this process (uid {os.getuid()})")
+
+
+def _check_loads_as_tls(settings: Settings) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=str(settings.kafka_ssl_cafile))
+    except (ssl.SSLError, ValueError) as exc:
+        raise SettingsError(
+            f"{PREFIX}KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}: not a PEM certificate ({exc})"
+        ) from None
+    if settings.kafka_ssl_certfile is None or settings.kafka_ssl_keyfile is None:
+        return
+    try:
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile),
+            str(settings.kafka_ssl_keyfile),
+            password=_no_key_password,  # an encrypted key fails here instead of prompting
+        )
+    except (ssl.SSLError, ValueError) as exc:
+        raise SettingsError(
+            f"{PREFIX}KAFKA_SSL_CERTFILE={settings.kafka_ssl_certfile} and "
+            f"{PREFIX}KAFKA_SSL_KEYFILE={settings.kafka_ssl_keyfile}: not a PEM certificate "
+            f"with its matching unencrypted private key ({exc})"
+        ) from None
+
+
+def _no_key_password() -> bytes:
+    return b""
 
 
 def _check_bounds(settings: Settings) -> None:
@@ -196,10 +314,8 @@ def _check_bounds(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'"
         )
-    if settings.notify_sender == "webhook" and not settings.webhook_secret:
-        raise SettingsError(
-            f"{PREFIX}WEBHOOK_SECRET must be set when {PREFIX}NOTIFY_SENDER=webhook"
-        )
+    if settings.notify_sender == "webhook":
+        _check_signing_key_files(settings)
     if settings.notify_retry_initial_ms > settings.notify_retry_max_ms:
         raise SettingsError(
             f"{PREFIX}NOTIFY_RETRY_INITIAL_MS={settings.notify_retry_initial_ms} must not exceed "
@@ -213,7 +329,8 @@ def _check_bounds(settings: Settings) -> None:
     if settings.notify_lease_s * 1000 <= 2 * settings.webhook_timeout_ms:
         raise SettingsError(
             f"{PREFIX}NOTIFY_LEASE_S={settings.notify_lease_s} must exceed twice "
-            f"{PREFIX}WEBHOOK_TIMEOUT_MS={settings.webhook_timeout_ms}: a claim outlives its attempt"
+            f"{PREFIX}WEBHOOK_TIMEOUT_MS={settings.webhook_timeout_ms}: "
+            "a claim outlives its attempt"
         )
     unknown_points = set(settings.crash_point.split(",")) - set(CRASH_POINTS) - {""}
     if unknown_points:
@@ -232,3 +349,21 @@ def _check_bounds(settings: Settings) -> None:
             f"{PREFIX}HEARTBEAT_INTERVAL_MS={settings.heartbeat_interval_ms} must be at most a "
             f"third of {PREFIX}SESSION_TIMEOUT_MS={settings.session_timeout_ms}"
         )
+
+
+MAX_WEBHOOK_SIGNING_KEYS = 2  # the current key, and the next one during a rotation
+
+
+def _check_signing_key_files(settings: Settings) -> None:
+    name = f"{PREFIX}WEBHOOK_SIGNING_KEY_FILES"
+    paths = settings.webhook_signing_keys
+    if not paths:
+        raise SettingsError(
+            f"{name} must name the switch's signing key when {PREFIX}NOTIFY_SENDER=webhook "
+            f"(make one: sakk keys generate switch --out DIR)"
+        )
+    if len(paths) > MAX_WEBHOOK_SIGNING_KEYS:
+        raise SettingsError(f"{name}: at most {MAX_WEBHOOK_SIGNING_KEYS} keys (a rotation)")
+    for path in paths:
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise SettingsError(f"{name}: {path} is not a readable file")

@@ -58,6 +58,13 @@ DEAD_LETTERS = Counter(
     "Messages sent to the dead-letter topic, by consumer, source topic and kind of fault.",
     ["consumer", "source_topic", "kind"],
 )
+SECURITY_REFUSALS = Counter(
+    "sakk_security_refusals_total",
+    "Messages dead-lettered before anything else for a security reason (bad or missing "
+    "signature, unknown or revoked key, signer not the payer's bank). claimed_signer is the "
+    "bank the message claimed, when it is a known bank; else 'unknown' (or '' when absent).",
+    ["consumer", "claimed_signer", "reason"],
+)
 CONSUMER_LAG = Gauge(
     "sakk_consumer_lag_messages",
     "Messages between the consumer's position and the partition's end.",

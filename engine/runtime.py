@@ -40,8 +40,10 @@ from engine.config import Settings
 from engine.kafka.client import Outgoing, make_consumer, make_producer, send_all
 from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.ledger.database import is_transient
+from engine.ledger.dead_letters import dead_letter_event_id
 from engine.ledger.models import DeadLetter, EmittedEvent, HandledEvent
 from engine.serialization import AvroCodec, DecodeError, SchemaStoreError
+from engine.trust.signing import Evidence, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ EVENT_TOPICS = {
     "PaymentFailed": "failed",
     "PaymentNotified": "notified",
 }
+REFUSALS_REMEMBERED = 10_000  # coordinates of refusals already counted in the metric
+SECURITY_KIND = "security"  # dead-letter kind of a message refused by a stage's gate
 DLQ_HEADROOM_BYTES = 64 * 1024  # room for headers when a huge message is dead-lettered
 MAX_IN_CLAUSE = 500  # ids per IN (...) query
 
@@ -85,7 +89,7 @@ def derived_event_id(source_event_id: str, event_type: str, extra: str = "") -> 
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """One decoded message and where it came from."""
+    """One decoded message and where it came from (with its verified signature, if gated)."""
 
     topic: str
     partition: int
@@ -94,6 +98,7 @@ class Inbound:
     timestamp_ms: int
     event_type: str
     record: dict[str, Any]
+    signature: Evidence | None = None
 
     @property
     def event_id(self) -> str:
@@ -117,6 +122,22 @@ class Completion:
 
     follow_ups: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     record: Callable[[Connection], None] | None = None
+
+
+class Screen(Protocol):
+    """A gate's checks for one batch, with what it read for them (the banks' keys)."""
+
+    def check_raw(self, message: RawMessage) -> Verdict: ...
+
+    def check_record(self, verdict: Verdict, record: dict[str, Any]) -> Verdict: ...
+
+
+class Gate(Protocol):
+    """Checks a stage wants before anything else: refusals are dead-lettered, nothing else."""
+
+    def screen(self, engine: Engine) -> Screen:
+        """Read what the checks need, once per batch."""
+        ...
 
 
 class EndsWithTransaction:
@@ -176,6 +197,8 @@ class BatchProcessor:
         self.settings = settings
         self.dlq_topic = settings.topic("dlq")
         self.crash = CrashPoints(settings)
+        self.gate: Gate | None = getattr(stage, "gate", None)
+        self._refusals_counted: dict[tuple[str, int, int], None] = {}  # insertion-ordered
 
     def process(self, raw: Sequence[RawMessage]) -> BatchResult:
         """Handle ``raw`` messages in partition order; raises only when the database is down."""
@@ -187,7 +210,8 @@ class BatchProcessor:
         return result
 
     def _process_batch(self, raw: Sequence[RawMessage]) -> BatchResult:
-        decoded, undecodable = self._decode(raw)
+        screen = self.gate.screen(self.engine) if self.gate is not None else None
+        decoded, undecodable = self._decode(raw, screen)
         failure: Exception | None = None
         for _attempt in range(2):
             try:
@@ -247,11 +271,16 @@ class BatchProcessor:
         return outgoing
 
     def _decode(
-        self, raw: Sequence[RawMessage]
+        self, raw: Sequence[RawMessage], screen: Screen | None
     ) -> tuple[list[Inbound], list[tuple[RawMessage, str, str]]]:
+        """Decode each message; a gated stage's security refusals come first, unread."""
         decoded: list[Inbound] = []
         bad: list[tuple[RawMessage, str, str]] = []
         for m in raw:
+            verdict = screen.check_raw(m) if screen is not None else None
+            if verdict is not None and not verdict.ok:
+                bad.append(self._refused(m, verdict))
+                continue
             if m.value is None:
                 bad.append((m, "undecodable", "empty message (tombstone)"))
                 continue
@@ -260,18 +289,29 @@ class BatchProcessor:
             except DecodeError as exc:
                 bad.append((m, exc.kind, str(exc)[:1000]))
                 continue
+            if screen is not None and verdict is not None:
+                verdict = screen.check_record(verdict, event.record)
+                if not verdict.ok:
+                    bad.append(self._refused(m, verdict))
+                    continue
             decoded.append(
                 Inbound(
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    m.key,
-                    m.timestamp_ms,
-                    event.event_type,
-                    event.record,
+                    m.topic, m.partition, m.offset, m.key, m.timestamp_ms, event.event_type,
+                    event.record, verdict.evidence if verdict is not None else None,
                 )
-            )
+            )  # fmt: skip
         return decoded, bad
+
+    def _refused(self, m: RawMessage, verdict: Verdict) -> tuple[RawMessage, str, str]:
+        """A security refusal: dead-lettered with its reason, and nothing of it recorded."""
+        refusal = str(verdict.refusal)
+        coordinates = (m.topic, m.partition, m.offset)
+        if coordinates not in self._refusals_counted:  # a retried batch sees it again
+            self._refusals_counted[coordinates] = None
+            if len(self._refusals_counted) > REFUSALS_REMEMBERED:
+                del self._refusals_counted[next(iter(self._refusals_counted))]
+            metrics.SECURITY_REFUSALS.labels(self.stage.name, verdict.claimed_signer, refusal).inc()
+        return m, SECURITY_KIND, f"{refusal}: {verdict.detail}"[:1000]
 
     def _process_in(
         self,
@@ -407,10 +447,20 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_type: int = 0  # 0 CreateTime (the producer's), 1 LogAppendTime (the broker's)
+
+    @classmethod
+    def of(cls, record: Any) -> RawMessage:
+        """From a kafka-python ConsumerRecord."""
+        return cls(
+            record.topic, record.partition, record.offset, record.key, record.value,
+            record.timestamp, tuple(record.headers or ()), record.timestamp_type,
+        )  # fmt: skip
 
 
 def _dlq_event_id(m: RawMessage) -> str:
-    return f"dlq:{m.topic}:{m.partition}:{m.offset}"
+    return dead_letter_event_id(m.topic, m.partition, m.offset)
 
 
 def _handled_row(name: str, inbound: Inbound, decision: Handled, now: datetime) -> dict[str, Any]:
@@ -529,11 +579,7 @@ class ConsumerService:
         if not polled:
             self._observe_lag()
             return
-        raw = [
-            RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-            for records in polled.values()
-            for r in records
-        ]
+        raw = [RawMessage.of(r) for records in polled.values() for r in records]
         started = time.perf_counter()
         result = self._process_with_retry(raw)
         if result is None:
@@ -595,6 +641,10 @@ class ConsumerService:
 
     def _observe(self, raw: list[RawMessage], result: BatchResult, seconds: float) -> None:
         name = self.stage.name
+        log.debug(
+            "%s: batch of %d in %.3f s: %d handled, %d duplicates, %d dead-lettered",
+            name, len(raw), seconds, len(result.handled), result.duplicates, result.dead_lettered,
+        )  # fmt: skip
         metrics.BATCH_SECONDS.labels(name).observe(seconds)
         metrics.BATCH_SIZE.labels(name).observe(len(raw))
         metrics.LAST_PROGRESS.labels(name).set(time.time())

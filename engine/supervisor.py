@@ -39,7 +39,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name in settings.redacted():
         if name in ("kafka_bootstrap_servers", "database_url"):
             continue
-        env[f"SAKK_{name.upper()}"] = str(getattr(settings, name))
+        value = getattr(settings, name)
+        env[f"SAKK_{name.upper()}"] = "" if value is None else str(value)  # "" reads back as None
     return env
 
 

@@ -24,6 +24,17 @@ class PublisherNotStartedError(PublisherError):
     """``publish`` was called outside ``with PaymentPublisher(...)`` (or after ``close``)."""
 
 
+class PaymentSigningError(PublisherError):
+    """A payment this publisher cannot sign: its key is another bank's (``bank`` names the payer's).
+
+    Raised before anything is sent: the switch would refuse it as a forgery.
+    """
+
+    def __init__(self, bank: str, message: str) -> None:
+        super().__init__(message)
+        self.bank = bank
+
+
 class PaymentDeliveryError(PublisherError):
     """The broker did not acknowledge some payments: they may not have been published."""
 

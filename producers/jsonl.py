@@ -6,6 +6,10 @@ offset (``2026-11-26T09:30:15.123Z``) or absent for "now"; ``event_id`` and
 ``payment_id`` are optional (fresh UUIDs). Blank lines are ignored. A bad line is
 reported with its number and reason, counted, and skipped; the lines after it are
 still published. See ``producers/examples/payments.jsonl``.
+
+Every payment is signed as its payer's bank with the bank's key
+(``SAKK_SIGNING_KEY_FILE``); a line whose payer bank the key cannot sign for is a bad
+line, like any other.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from typing import IO, Any
 
 from engine.config import Settings
 from engine.serialization import AvroCodec
-from producers.exceptions import InvalidPaymentError
+from producers.exceptions import InvalidPaymentError, PaymentSigningError
 from producers.publisher import PaymentPublisher, new_payment
+from producers.signing import Signers
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +99,22 @@ def parse_occurred_at(value: Any) -> datetime:
 
 
 def publish_file(
-    settings: Settings, path: Path | str, codec: AvroCodec | None = None
+    settings: Settings,
+    path: Path | str,
+    codec: AvroCodec | None = None,
+    signers: Signers | None = None,
 ) -> PublishReport:
     """Publish every good line of ``path`` to ``payments.initiated``; report the bad ones.
 
+    Signed with ``signers``, or else the key file ``settings.signing_key_file``.
     Raises :class:`~producers.exceptions.PaymentDeliveryError` if the broker does not
     acknowledge what was sent: a delivery problem is not a bad line.
     """
     path = Path(path)
     report = PublishReport(str(path))
     max_line_bytes = settings.max_message_bytes
-    with PaymentPublisher(settings, codec) as publisher, path.open("rb") as f:
+    publisher = PaymentPublisher(settings, codec, signers=signers)
+    with publisher, path.open("rb") as f:
         for line_number, raw in _numbered_lines(f, max_line_bytes):
             if raw is None:
                 report.lines += 1
@@ -119,6 +129,8 @@ def publish_file(
                 report.add_bad_line(line_number, f"not UTF-8 at byte {exc.start}")
             except InvalidPaymentError as exc:
                 report.add_bad_line(line_number, f"{exc.field}: {exc.problem}")
+            except PaymentSigningError as exc:
+                report.add_bad_line(line_number, f"payer_bank: {exc}")
     report.published = publisher.published
     return report
 

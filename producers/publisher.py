@@ -7,6 +7,12 @@ which keeps one payer's payments in order through every stage. The producer is
 idempotent with ``acks=all`` (``engine.kafka.client.make_producer``): a retried send
 never duplicates a payment on its partition.
 
+Every payment is signed as its payer's bank (``engine.trust.signing``): with the key
+file ``SAKK_SIGNING_KEY_FILE`` names, or with the ``signers`` given (the simulator plays
+many banks). A key file is one bank's key: the publisher signs for the payer bank of its
+first payment and refuses, before sending, a payment of any other bank
+(:class:`PaymentSigningError`), which the switch would refuse as a forgery anyway.
+
     with PaymentPublisher(settings) as publisher:
         publisher.publish(new_payment(bank_reference="BCP-0001", ...))
     # leaving the block waits until the broker acknowledged every payment
@@ -35,12 +41,17 @@ from engine.serialization import (
     SchemaValidationError,
     register_current_schemas,
 )
+from engine.trust.exceptions import KeyFileError
+from engine.trust.keys import KeyPair
+from engine.trust.signing import EventSigner
 from producers.exceptions import (
     InvalidPaymentError,
     PaymentDeliveryError,
+    PaymentSigningError,
     PublisherError,
     PublisherNotStartedError,
 )
+from producers.signing import Headers, Signers
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +88,10 @@ def new_payment(**fields: Any) -> dict[str, Any]:
 class PaymentPublisher:
     """Publishes payments for a bank; use it as a context manager.
 
-    Entering publishes the current writer schemas to the schema store (so every
-    consumer can decode what we write) and opens the producer; leaving waits for
-    the broker to acknowledge everything sent and closes it.
+    Entering reads the signing key (unless ``signers`` are given), publishes the
+    current writer schemas to the schema store (so every consumer can decode what we
+    write) and opens the producer; leaving waits for the broker to acknowledge
+    everything sent and closes it.
     """
 
     def __init__(
@@ -87,6 +99,7 @@ class PaymentPublisher:
         settings: Settings,
         codec: AvroCodec | None = None,
         client_id: str = DEFAULT_CLIENT_ID,
+        signers: Signers | None = None,
     ) -> None:
         if settings.uses_embedded_broker:
             raise PublisherError(
@@ -97,6 +110,8 @@ class PaymentPublisher:
         self.codec = codec or AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir))
         self.topic = settings.topic(STAGE)
         self._client_id = client_id
+        self._signers = signers
+        self._own_key: KeyPair | None = None  # a key file's key, until its bank is known
         self._producer: KafkaProducer | None = None
         self._pending: list[FutureRecordMetadata] = []
         self._published = 0
@@ -114,6 +129,8 @@ class PaymentPublisher:
     def start(self) -> PaymentPublisher:
         if self._producer is not None:
             return self
+        if self._signers is None and self._own_key is None:
+            self._own_key = self._read_key_file()
         store = KafkaSchemaStore(self.settings, client_id=f"{self._client_id}-schemas")
         try:
             register_current_schemas(self.codec, store)
@@ -129,6 +146,18 @@ class PaymentPublisher:
             ) from exc
         return self
 
+    def _read_key_file(self) -> KeyPair:
+        path = self.settings.signing_key_file
+        if path is None:
+            raise PublisherError(
+                "no signing key: set SAKK_SIGNING_KEY_FILE to the bank's private key file "
+                "(sakk keys generate BANK writes one); the switch refuses unsigned payments"
+            )
+        try:
+            return KeyPair.read(path)
+        except KeyFileError as exc:
+            raise PublisherError(f"SAKK_SIGNING_KEY_FILE: {exc}") from exc
+
     def encode(self, payment: Mapping[str, Any]) -> bytes:
         """Single-object Avro bytes of ``payment``, checked field by field against the schema."""
         try:
@@ -140,29 +169,53 @@ class PaymentPublisher:
     def publish(self, payment: Mapping[str, Any]) -> None:
         """Validate ``payment`` and send it, keyed by its payer account.
 
-        Raises :class:`InvalidPaymentError` (nothing sent) when it does not fit the
-        schema. Returns once the message is queued: ``flush`` confirms delivery.
+        Signed as its payer's bank. Raises :class:`InvalidPaymentError` (nothing sent)
+        when it does not fit the schema, :class:`PaymentSigningError` (nothing sent) when
+        this publisher holds no key of its payer's bank. Returns once the message is
+        queued: ``flush`` confirms delivery.
         """
         value = self.encode(payment)
-        self._send(str(payment["payer_account"]).encode("utf-8"), value)
+        self._send(str(payment["payer_account"]).encode("utf-8"), value, payment["payer_bank"])
 
-    def publish_raw(self, value: bytes, key: bytes | None = None) -> None:
-        """Send ``value`` as it is, unchecked: how tests and the simulator send bad input."""
+    def publish_raw(
+        self, value: bytes, key: bytes | None = None, signer: str | None = None
+    ) -> None:
+        """Send ``value`` as it is, unchecked: how tests and the simulator send bad input.
+
+        ``signer``: the bank whose key signs it (None: sent unsigned, as a forger would).
+        """
         if not isinstance(value, bytes | bytearray) or not (
             key is None or isinstance(key, bytes | bytearray)
         ):
             raise TypeError("publish_raw takes bytes (and a bytes key or None)")
-        self._send(None if key is None else bytes(key), bytes(value))
+        self._send(None if key is None else bytes(key), bytes(value), signer)
 
-    def _send(self, key: bytes | None, value: bytes) -> None:
+    def _send(self, key: bytes | None, value: bytes, signer: str | None) -> None:
         if self._producer is None:
             raise PublisherNotStartedError("use `with PaymentPublisher(settings) as publisher:`")
+        headers = self._signature(signer, key, value) if signer is not None else ()
         try:
-            self._pending.append(self._producer.send(self.topic, key=key, value=value))
+            future = self._producer.send(
+                self.topic, key=key, value=value, headers=list(headers) or None
+            )
+            self._pending.append(future)
         except KafkaError as exc:  # the send buffer stayed full, or no metadata for the topic
             raise PaymentDeliveryError(f"cannot send to {self.topic}: {exc}", failed=1) from exc
         if len(self._pending) >= MAX_PENDING:
             self.flush()
+
+    def _signature(self, bank: str, key: bytes | None, value: bytes) -> Headers:
+        """The headers that sign one message as ``bank``; raises PaymentSigningError."""
+        if self._signers is None and self._own_key is not None:
+            self._signers = Signers([EventSigner(bank, self._own_key)])  # the key's one bank
+        if self._signers is None or bank not in self._signers:
+            held = ", ".join(sorted(self._signers.banks)) if self._signers else "none"
+            raise PaymentSigningError(
+                bank,
+                f"cannot sign a payment of payer bank {str(bank)[:8]}: this publisher holds "
+                f"the signing key of bank {held} only (a key file is one bank's key)",
+            )
+        return self._signers.headers(bank, self.topic, key, value)
 
     def flush(self) -> int:
         """Wait until the broker acknowledged every message sent; returns how many it did.

@@ -7,7 +7,16 @@ between banks by web or branch 10% (seven in ten are employers paying salaries,
 which keeps customers funded: the mix holds for about a million messages),
 and 7% of the bad cases a real day brings: unknown accounts, insufficient funds, a
 bank retrying with the same reference, closed accounts, amounts over the channel
-limit, malformed messages.
+limit, malformed messages, and forgeries (a payment signed by another bank than the
+payer's, a payment signed by none).
+
+Every message is signed as a bank would sign it (``producers.signing``): the simulator
+holds one reproducible key per bank of the reference file (``simulated_signers``) and
+registers their public halves in the ledger it publishes for. A payment and a
+malformed message are signed by the payer's bank, so poison stays poison (dead-lettered
+as undecodable, not refused as a forgery); a forgery is refused as a security matter.
+The keys derive from the seed: whoever knows it can sign as any bank, so simulated
+traffic belongs on a test ledger, never on one real banks use.
 
 Every message says what Sakk should do with it (``expected_outcome``,
 ``expected_reason``), and the labels are true by construction: the simulator keeps
@@ -40,13 +49,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from engine.config import Settings
+from engine.ledger.database import make_engine
 from engine.ledger.models import AccountKind, AccountStatus
 from engine.ledger.reference import internal_account, read_file
 from engine.money import apply_rate_bps
 from engine.serialization import HEADER_BYTES, AvroCodec
+from producers.exceptions import PublisherError
 from producers.publisher import PaymentPublisher, utc_now_ms
 from producers.reference_data import CITIES, make_rib
+from producers.signing import (
+    SIMULATED_KEYS_VALID_FROM,
+    Signers,
+    bank_codes,
+    register_signers,
+    simulated_signers,
+)
 
 CURRENCY = "MAD"
 MAD = 100  # minor units per dirham
@@ -80,15 +100,18 @@ MIX: Mapping[str, int] = {
     "mobile_transfer": 120,
     "interbank_transfer": 65,
     "branch_transfer": 35,
-    "unknown_account": 15,
-    "insufficient_funds": 15,
-    "duplicate_retry": 15,
+    "unknown_account": 13,
+    "insufficient_funds": 14,
+    "duplicate_retry": 13,
     "closed_account": 10,
     "over_limit": 10,
     "malformed": 5,
+    "forged_payer_bank": 3,
+    "unsigned_payment": 2,
 }
+SECURITY_KINDS = frozenset({"forged_payer_bank", "unsigned_payment"})  # refused, unread
 BAD_KINDS = frozenset({"unknown_account", "insufficient_funds", "duplicate_retry",
-                       "closed_account", "over_limit", "malformed"})  # fmt: skip
+                       "closed_account", "over_limit", "malformed"}) | SECURITY_KINDS  # fmt: skip
 GOOD_KINDS = frozenset(MIX) - BAD_KINDS
 
 # What Sakk must do with each kind: (outcome, ISO 20022 reason).
@@ -100,6 +123,7 @@ EXPECTED: Mapping[str, tuple[str, str | None]] = {
     "closed_account": ("rejected", "AC04"),
     "over_limit": ("rejected", "AM02"),
     "malformed": ("dead_lettered", None),
+    **{kind: ("dead_lettered", "security") for kind in SECURITY_KINDS},  # the dead-letter kind
 }
 
 # (merchant holder, weight, low MAD, high MAD) per merchant group.
@@ -145,6 +169,7 @@ class SimulatedMessage:
     payment: dict[str, Any] | None = None
     raw: bytes | None = None
     key: bytes | None = None  # the Kafka key of a raw message (payments are keyed by payer)
+    signer: str | None = None  # the bank whose key signs it; None: it goes unsigned
 
     @property
     def expected_outcome(self) -> str:
@@ -355,7 +380,7 @@ class TrafficSimulator:
         )
         self._funds.move(payer.number, payee.number, amount, fee, spendable_from)
         self._recent_good.append(payment)
-        return SimulatedMessage(kind, payment)
+        return _signed(kind, payment)
 
     def _affordable_payer(
         self, pool: Sequence[_Account], amount: int, channel: str, payment_type: str,
@@ -511,7 +536,7 @@ class TrafficSimulator:
             ghost = _Account(number, bank, AccountKind.CUSTOMER, AccountStatus.ACTIVE, "?", 0)
             payee = self._other_customer(ghost, other_bank=False)
             payment = self._payment(ghost, payee.bank, payee.number, amount, channel, "TRANSFER")
-        return SimulatedMessage("unknown_account", payment)
+        return _signed("unknown_account", payment)
 
     def _unknown_number(self, bank: str) -> str:
         for _ in range(MAX_PAYER_DRAWS):
@@ -539,7 +564,7 @@ class TrafficSimulator:
                 )
         payee = self._other_customer(payer, other_bank=self._rng.randrange(100) < 50)
         payment = self._payment(payer, payee.bank, payee.number, amount, "BRANCH", "TRANSFER")
-        return SimulatedMessage("insufficient_funds", payment)
+        return _signed("insufficient_funds", payment)
 
     def _duplicate_retry(self) -> SimulatedMessage | None:
         if not self._recent_good:
@@ -547,7 +572,7 @@ class TrafficSimulator:
         original = self._rng.choice(self._recent_good)
         retry = dict(original, event_id=self._new_id(), payment_id=self._new_id(),
                      occurred_at=self._occurred_at())  # fmt: skip
-        return SimulatedMessage("duplicate_retry", retry)
+        return _signed("duplicate_retry", retry)
 
     def _closed_account(self) -> SimulatedMessage | None:
         if not self._closed:
@@ -561,7 +586,7 @@ class TrafficSimulator:
         else:  # paying an old beneficiary whose account was closed
             payer = self._other_customer(closed, other_bank=False)
             payment = self._payment(payer, closed.bank, closed.number, amount, channel, "TRANSFER")
-        return SimulatedMessage("closed_account", payment)
+        return _signed("closed_account", payment)
 
     def _over_limit(self) -> SimulatedMessage:
         payer = self._rng.choice(self._customers)
@@ -590,7 +615,7 @@ class TrafficSimulator:
                 "PURCHASE",
                 mcc=self._mcc(merchant),
             )
-        return SimulatedMessage("over_limit", payment)
+        return _signed("over_limit", payment)
 
     def _malformed(self) -> SimulatedMessage:
         payer = self._rng.choice(self._customers)
@@ -609,9 +634,34 @@ class TrafficSimulator:
             whole = self._codec.encode("PaymentInitiated", payment)
             # Cut within the first half of the body: a later field is always missing.
             cut = self._rng.randint(HEADER_BYTES, HEADER_BYTES + (len(whole) - HEADER_BYTES) // 2)
-            return SimulatedMessage("malformed", raw=whole[:cut], key=key)
+            return SimulatedMessage("malformed", raw=whole[:cut], key=key, signer=payer.bank)
         size = self._rng.randint(1, MAX_RAW_BYTES)
-        return SimulatedMessage("malformed", raw=self._rng.randbytes(size), key=key)
+        raw = self._rng.randbytes(size)
+        return SimulatedMessage("malformed", raw=raw, key=key, signer=payer.bank)
+
+    # --- forgeries: refused before anything else, nothing of them recorded ------------
+
+    def _forged_payer_bank(self) -> SimulatedMessage:
+        """Bank A signs, with its own valid key, a payment from a bank B customer to itself."""
+        payer = self._rng.choice(self._customers)
+        forger = self._rng.choice([b for b in self._retail_banks if b != payer.bank])
+        payee = self._rng.choice([c for c in self._customers if c.bank == forger])
+        amount = self._amount_mad(100, 5_000)
+        payment = self._payment(payer, payee.bank, payee.number, amount, "WEB", "TRANSFER")
+        return SimulatedMessage("forged_payer_bank", payment, signer=forger)
+
+    def _unsigned_payment(self) -> SimulatedMessage:
+        """A payment no bank signed: whoever wrote it to the topic, no bank vouches for it."""
+        payer = self._rng.choice(self._customers)
+        payee = self._other_customer(payer, other_bank=self._rng.randrange(2) == 0)
+        amount = self._amount_mad(50, 3_000)
+        payment = self._payment(payer, payee.bank, payee.number, amount, "MOBILE", "TRANSFER")
+        return SimulatedMessage("unsigned_payment", payment, signer=None)
+
+
+def _signed(kind: str, payment: dict[str, Any]) -> SimulatedMessage:
+    """A payment as its payer's bank publishes it: signed with that bank's key."""
+    return SimulatedMessage(kind, payment, signer=str(payment["payer_bank"]))
 
 
 MERCHANT_MCC = {
@@ -636,6 +686,8 @@ BUILDERS: Mapping[str, Callable[[TrafficSimulator], SimulatedMessage | None]] = 
     "closed_account": TrafficSimulator._closed_account,
     "over_limit": TrafficSimulator._over_limit,
     "malformed": TrafficSimulator._malformed,
+    "forged_payer_bank": TrafficSimulator._forged_payer_bank,
+    "unsigned_payment": TrafficSimulator._unsigned_payment,
 }
 
 
@@ -681,6 +733,8 @@ class SimulationReport:
     run_tag: str | None
     published: int = 0  # messages the broker acknowledged
     malformed: int = 0
+    signed: int = 0  # messages sent with a bank's signature (a forgery's included)
+    forged: int = 0  # messages the switch must refuse as a security matter
     by_kind: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     by_expected: Counter[str] = field(default_factory=Counter)  # "settled", "rejected AC01", ...
@@ -690,6 +744,10 @@ class SimulationReport:
         self.by_kind[message.kind] += 1
         if message.raw is not None:
             self.malformed += 1
+        if message.signer is not None:
+            self.signed += 1
+        if message.kind in SECURITY_KINDS:
+            self.forged += 1
         if message.channel:
             self.by_channel[message.channel] += 1
         outcome = message.expected_outcome
@@ -701,7 +759,7 @@ class SimulationReport:
         lines = [
             f"published {self.published:,} messages in {self.elapsed_s:.1f} s "
             f"(~{rate:,.0f}/s; seed {self.seed}, run {self.run_tag or '-'}), "
-            f"{self.malformed:,} malformed",
+            f"{self.malformed:,} malformed; {self.signed:,} signed, {self.forged:,} forged",
             "by kind:    " + _counts(self.by_kind),
             "by channel: " + _counts(self.by_channel),
             "expected:   " + _counts(self.by_expected),
@@ -722,6 +780,41 @@ def new_run_tag() -> str:
     return "".join(reversed(digits))[-MAX_RUN_TAG_CHARS:]
 
 
+def simulation_signers(reference: Mapping[str, Any], seed: int) -> Signers:
+    """The simulated banks' keys for ``seed``: one per bank of the reference data."""
+    return simulated_signers(bank_codes(reference), str(seed))
+
+
+def register_simulated_keys(settings: Settings, signers: Signers) -> int:
+    """Give the ledger ``settings`` names the simulated banks' public keys (new ones only)."""
+    engine = make_engine(settings.ledger_url)
+    try:
+        return register_signers(engine, signers, SIMULATED_KEYS_VALID_FROM)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise PublisherError(
+            "cannot register the simulated banks' keys in the ledger (load its reference "
+            f"data first: sakk db upgrade, sakk accounts load): {cause}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def publish_message(publisher: PaymentPublisher, message: SimulatedMessage) -> None:
+    """Send one simulated message as its kind says: signed by its payer's bank, or forged."""
+    if message.raw is not None:
+        publisher.publish_raw(message.raw, message.key, signer=message.signer)
+        return
+    if message.payment is None:
+        raise ValueError(f"a {message.kind} message without a payment or bytes")
+    if message.signer == message.payment["payer_bank"]:
+        publisher.publish(message.payment)
+        return
+    value = publisher.encode(message.payment)  # a forgery: another bank signs, or none
+    key = str(message.payment["payer_account"]).encode()
+    publisher.publish_raw(value, key, signer=message.signer)
+
+
 def simulate(
     settings: Settings,
     payments: int,
@@ -730,22 +823,28 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     reference_path: Path | str | None = None,
     run_tag: str | None = None,
+    register_keys: bool = True,
 ) -> SimulationReport:
     """Publish ``payments`` simulated messages (live times) and report what was sent.
 
     ``rate_per_s`` paces publishing (token bucket; None: as fast as the producer goes).
     ``progress`` is called with the number of messages sent so far, every
     ``PROGRESS_EVERY`` messages and once at the end. ``run_tag`` defaults to a fresh
-    one, so each run's ids and bank references are new.
+    one, so each run's ids and bank references are new. ``register_keys``: first give
+    the ledger (``settings.ledger_url``, its reference data loaded) the simulated banks'
+    public keys, as each bank's operator would; off when the switch already has them.
     """
     if not 0 < payments <= MAX_PAYMENTS:
         raise ValueError(f"payments={payments} must be in [1, {MAX_PAYMENTS}]")
     reference = read_file(Path(reference_path or settings.reference_file))
+    signers = simulation_signers(reference, seed)
+    if register_keys:
+        register_simulated_keys(settings, signers)
     run_tag = run_tag or new_run_tag()
     bucket = TokenBucket(rate_per_s) if rate_per_s is not None else None
     report = SimulationReport(seed, run_tag)
     started = time.monotonic()
-    with PaymentPublisher(settings, client_id="sakk-simulator") as publisher:
+    with PaymentPublisher(settings, client_id="sakk-simulator", signers=signers) as publisher:
         simulator = TrafficSimulator(reference, seed, utc_now_ms(), codec=publisher.codec,
                                      live=True, run_tag=run_tag)  # fmt: skip
         messages = simulator.generate(payments)
@@ -753,10 +852,7 @@ def simulate(
             if bucket is not None:
                 bucket.take()  # before generating: occurred_at is the time it is sent
             message = next(messages)
-            if message.raw is not None:
-                publisher.publish_raw(message.raw, message.key)
-            elif message.payment is not None:
-                publisher.publish(message.payment)
+            publish_message(publisher, message)
             report.count(message)
             if progress is not None and sent % PROGRESS_EVERY == 0:
                 progress(sent)

@@ -30,7 +30,7 @@ from engine.serialization import AvroCodec
 POSTGRES_ADMIN_URL = os.environ.get(
     "SAKK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-from tests.factories import REFERENCE_FILE  # noqa: E402
+from tests.factories import REFERENCE_FILE, signed  # noqa: E402
 
 DRAIN_TIMEOUT_S = 60.0
 
@@ -112,19 +112,28 @@ class Flow:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def publish(self, records: list[dict[str, Any]], raw: list[bytes] = ()) -> None:  # type: ignore[assignment]
-        producer = make_producer(self.settings, "test-bank")
+        """Publish as the banks do: each payment signed by its payer's bank (raw: by 007)."""
         topic = self.settings.topic("initiated")
         messages = [
-            Outgoing(topic, r["payer_account"].encode(), self.codec.encode("PaymentInitiated", r))
+            self.signed_message(
+                r["payer_account"].encode(), self.codec.encode("PaymentInitiated", r),
+                r["payer_bank"],
+            )
             for r in records
-        ]
-        messages += [Outgoing(topic, b"garbage", value) for value in raw]
-        send_all(producer, messages, 30)
-        producer.close()
+        ]  # fmt: skip
+        messages += [self.signed_message(b"garbage", value) for value in raw]
+        self.send([m for m in messages if m.topic == topic])
 
-    def publish_encoded(self, values: list[bytes], key: bytes = b"k") -> None:
+    def publish_encoded(self, values: list[bytes], key: bytes = b"k", bank: str = "007") -> None:
+        self.send([self.signed_message(key, v, bank) for v in values])
+
+    def signed_message(self, key: bytes, value: bytes, bank: str = "007") -> Outgoing:
+        topic = self.settings.topic("initiated")
+        return Outgoing(topic, key, value, signed(topic, key, value, bank))
+
+    def send(self, messages: list[Outgoing]) -> None:
         producer = make_producer(self.settings, "test-bank")
-        send_all(producer, [Outgoing(self.settings.topic("initiated"), key, v) for v in values], 30)
+        send_all(producer, messages, 30)
         producer.close()
 
     def wait_until(self, predicate: Callable[[], bool], timeout_s: float = DRAIN_TIMEOUT_S) -> None:

@@ -7,7 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from producers.signing import simulated_signers
+
 REFERENCE_FILE = Path(__file__).parent / "fixtures" / "reference.json"
+# The test banks' keys; their public halves are in the reference fixture's ``keys``.
+SIGNERS = simulated_signers(["007", "011", "310"], "tests")
 
 AMINA = ("007", "007780000000000000000111")  # 1,000.00 MAD
 YOUSSEF = ("007", "007780000000000000000222")  # 500.00 MAD + 100.00 overdraft
@@ -57,3 +61,10 @@ def vignette(amount_minor: int = 70_000, payer: tuple[str, str] = AMINA) -> dict
         payment_type="EGOV",
         egov_service="VIGNETTE",
     )
+
+
+def signed(
+    topic: str, key: bytes | None, value: bytes, bank: str = "007"
+) -> tuple[tuple[str, bytes], ...]:
+    """The signature headers bank ``bank`` puts on a message it publishes."""
+    return SIGNERS.headers(bank, topic, key, value)

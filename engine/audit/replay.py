@@ -45,6 +45,8 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, select
 from sqlalchemy.engine import make_url
 
+from consumers.signature_gate import SignatureGate
+from consumers.validator import Validator
 from engine.app import build_stage
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offsets, locate_by_time
@@ -54,9 +56,16 @@ from engine.audit.urls import safe_url
 from engine.config import Settings
 from engine.kafka.client import Outgoing, make_consumer
 from engine.ledger.database import is_sqlite, make_engine, upgrade
-from engine.ledger.models import Account, HandledEvent, Payment, PaymentTransition, ReplayRun
+from engine.ledger.models import (
+    Account,
+    DeadLetter,
+    HandledEvent,
+    Payment,
+    PaymentTransition,
+    ReplayRun,
+)
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import BatchProcessor, BatchResult, RawMessage
+from engine.runtime import SECURITY_KIND, BatchProcessor, BatchResult, RawMessage
 from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
 
 log = logging.getLogger(__name__)
@@ -106,6 +115,8 @@ class ReplayReport:
     seconds: float = 0.0
     settlement_order: str = "record time"
     order_forced: int = 0  # events released out of the given order (the hold was full)
+    signatures_verified: int = 0
+    signature_failures: list[str] = field(default_factory=list)  # "partition/offset: reason"
 
     @property
     def events_per_s(self) -> float:
@@ -122,6 +133,8 @@ class ReplayReport:
             "settled": self.outcomes["settled"], "failed": self.outcomes["failed"],
             "dead_lettered": self.dead_lettered, "duplicates": self.duplicates,
             "settlement_order": self.settlement_order, "order_forced": self.order_forced,
+            "signatures_verified": self.signatures_verified,
+            "signature_failures": len(self.signature_failures),
             "offset_probes": self.probes, "seconds": round(self.seconds, 3),
             "events_per_s": round(self.events_per_s, 1),
         }  # fmt: skip
@@ -201,8 +214,13 @@ def _run(
 ) -> ReplayReport:
     replay_settings = settings.replace(database_url=request.target_url)
     codec = replay_codec(settings)
+    # Signatures are checked against the keys of the reference file given, judged at each
+    # record's own time (the only time a replay has): see docs/auditing.md.
     validator = BatchProcessor(
-        build_stage("validator", replay_settings), engine, codec, replay_settings
+        Validator(replay_settings, gate=SignatureGate(at_receipt=False)),
+        engine,
+        codec,
+        replay_settings,
     )
     settlement = BatchProcessor(
         build_stage("settlement", replay_settings), engine, codec, replay_settings
@@ -222,10 +240,7 @@ def _run(
         window = _selected_window(request)
         started = time.perf_counter()
         for batch in reader.batches(request.batch_size):
-            raw = [
-                RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-                for r in batch
-            ]
+            raw = [RawMessage.of(r) for r in batch]
             report.events_read += len(raw)
             raw = _select(raw, request, codec, report, window)
             if not raw:
@@ -248,6 +263,7 @@ def _run(
             report.order_forced = hold.forced
         report.seconds = time.perf_counter() - started
         report.timestamps_going_back = reader.stats.timestamps_going_back
+        _check_signatures(engine, report)
     finally:
         consumer.close(autocommit=False)
     _record_run(engine, request, report, started_at)
@@ -461,6 +477,21 @@ def _tally(report: ReplayReport, result: BatchResult, validator_stage: bool = Tr
     if validator_stage:
         report.dead_lettered += result.dead_lettered
         report.duplicates += result.duplicates
+
+
+def _check_signatures(engine: Engine, report: ReplayReport) -> None:
+    """What the replay's gate found: each payment's signature verified, or why not."""
+    d, p = DeadLetter.__table__, Payment.__table__
+    with engine.connect() as conn:
+        report.signatures_verified = conn.execute(
+            select(func.count()).select_from(p).where(p.c.signer_bank.is_not(None))
+        ).scalar_one()
+        refused = conn.execute(
+            select(d.c.source_partition, d.c.source_offset, d.c.reason)
+            .where(d.c.kind == SECURITY_KIND)
+            .order_by(d.c.source_partition, d.c.source_offset)
+        ).all()
+    report.signature_failures = [f"{part}/{offset}: {reason}" for part, offset, reason in refused]
 
 
 def _record_run(

@@ -24,6 +24,7 @@ from engine.config import Settings
 from engine.kafka.client import make_consumer
 from engine.ledger.models import (
     DeadLetter,
+    DeadLetterRedrive,
     EmittedEvent,
     HandledEvent,
     LedgerEntry,
@@ -33,6 +34,7 @@ from engine.ledger.models import (
     PaymentTransition,
     Posting,
 )
+from engine.ledger.notifications import redeliveries_of
 from engine.serialization import AvroCodec, DecodeError
 
 SCAN_MAX_RECORDS = 20_000  # per topic partition searched for an unconsumed event
@@ -49,6 +51,8 @@ class PaymentTrace:
     notifications: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    redrives: list[dict[str, Any]] = field(default_factory=list)
+    redeliveries: list[dict[str, Any]] = field(default_factory=list)  # operators' requests
 
     @property
     def payment_id(self) -> str:
@@ -57,7 +61,16 @@ class PaymentTrace:
     def sections(self) -> dict[str, list[dict[str, Any]]]:
         return {"events": self.events, "transitions": self.transitions, "postings": self.postings,
                 "entries": self.entries, "notifications": self.notifications,
-                "attempts": self.attempts, "dead_letters": self.dead_letters}  # fmt: skip
+                "attempts": self.attempts, "dead_letters": self.dead_letters,
+                "redrives": self.redrives, "redeliveries": self.redeliveries}  # fmt: skip
+
+    def signer(self) -> str:
+        """Who signed the payment's PaymentInitiated (proof of origin), as a line of text."""
+        bank, key_id = self.payment.get("signer_bank"), self.payment.get("signer_key_id")
+        if not bank:
+            return "not signed (recorded before signed events)"
+        digest = self.payment.get("signed_digest") or b""
+        return f"signed by bank {bank} with key {key_id} (digest {bytes(digest).hex()[:16]}…)"
 
 
 def find_payment_ids(
@@ -115,6 +128,8 @@ def trace_payment(conn: Connection, payment_id: str) -> PaymentTrace:
             n.c.sender,
             n.c.status,
             n.c.attempts,
+            n.c.round,
+            n.c.next_attempt_at,
             n.c.last_error,
             n.c.created_at,
             n.c.finished_at,
@@ -128,9 +143,35 @@ def trace_payment(conn: Connection, payment_id: str) -> PaymentTrace:
             conn,
             select(a).where(a.c.notification_id.in_(ids)).order_by(a.c.notification_id, a.c.number),
         )
+        trace.redeliveries = redeliveries_of(conn, ids)
+    trace.redrives = _redrives(conn, payment_id)
     d = DeadLetter.__table__
-    trace.dead_letters = _rows(conn, select(d).where(d.c.payment_id == payment_id))
+    redriven = [r["dead_letter_id"] for r in trace.redrives]
+    trace.dead_letters = _rows(
+        conn,
+        select(d).where((d.c.payment_id == payment_id) | d.c.id.in_(redriven)).order_by(d.c.id),
+    )
     return trace
+
+
+def _redrives(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
+    """Dead letters of this payment sent again: who asked, when, why, where the copy went.
+
+    A dead letter is recorded before its body is read, so it rarely names its payment;
+    its redrive does, once the body decoded. The bytes and key stay out (the key is the
+    payer's account).
+    """
+    r = DeadLetterRedrive.__table__
+    return _rows(
+        conn,
+        select(
+            r.c.dead_letter_id, r.c.requested_by, r.c.requested_at, r.c.reason,
+            r.c.body_source, r.c.status, r.c.target_topic, r.c.published_partition,
+            r.c.published_offset, r.c.published_at, r.c.event_id,
+        )
+        .where(r.c.payment_id == payment_id)
+        .order_by(r.c.id),
+    )  # fmt: skip
 
 
 def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:

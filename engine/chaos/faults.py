@@ -1,4 +1,4 @@
-"""Fault injectors: a database outage (PostgreSQL or SQLite) and a flaky bank webhook.
+"""Fault injectors: a database outage (PostgreSQL or SQLite), flaky bank webhooks, a bank down.
 
 Consumer kills and broker freezes need no class of their own: ``ConsumerProcess.kill``
 and ``EmbeddedBroker.freeze``/``thaw`` do them.
@@ -21,6 +21,7 @@ from psycopg import sql
 
 from consumers.senders import verify_signature
 from engine.chaos.exceptions import ChaosSetupError
+from engine.trust.keys import KeyPair
 
 SQLITE_LOCK_WAIT_S = 30.0  # how long the lock holder itself waits to get the write lock
 MAX_WEBHOOK_BODY_BYTES = 1024 * 1024
@@ -100,6 +101,8 @@ class SqliteOutage:
 # -- the bank's webhook endpoint ----------------------------------------------------------
 
 OK, HTTP_500, TIMEOUT, CLOSE = "ok", "http_500", "timeout", "closed"
+DOWN = "down"  # the bank's endpoint is down (taken down by the harness): held, no answer
+RANDOM_FAILURES = (HTTP_500, TIMEOUT, CLOSE)
 
 
 @dataclass
@@ -118,6 +121,7 @@ class WebhookLog:
     receipts: dict[str, Receipt] = field(default_factory=dict)
     modes: Counter[str] = field(default_factory=Counter)
     bad_signatures: int = 0
+    cut_short: int = 0  # the sender died or gave up mid-request: no whole body, no verdict
     wrong_recipient: int = 0
     id_conflicts: list[str] = field(default_factory=list)  # same id, different content
 
@@ -128,17 +132,24 @@ class FlakyWebhook:
     Each request (after its signature is checked) is answered 200, or 500, or held past
     the sender's timeout, or has its connection closed without an answer; the mix is
     drawn from a seeded generator (the order requests arrive in is not seeded).
+
+    A bank taken down (:meth:`take_down`) hangs: every request to its URL is held past
+    the sender's timeout and never answered, until :meth:`bring_up`. Hanging is the
+    harder outage for a sender: a refused connection fails at once, a hung one holds
+    the sender's thread for its whole timeout.
     """
 
-    def __init__(self, secret: str, seed: int, failure_rate: float, hold_s: float) -> None:
+    def __init__(self, switch_key: KeyPair, seed: int, failure_rate: float, hold_s: float) -> None:
         if not 0 <= failure_rate <= 1:
             raise ValueError(f"failure_rate={failure_rate} must be in [0, 1]")
-        self.secret = secret
+        self.switch_key = switch_key  # the banks trust its public half only
+        self._trusted = {switch_key.key_id: switch_key.public}
         self.failure_rate = failure_rate
         self.hold_s = hold_s
         self.log = WebhookLog()
         self._rng = random.Random(f"sakk-chaos-webhook/{seed}")
         self._lock = threading.Lock()
+        self._down: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -177,23 +188,42 @@ class FlakyWebhook:
             self._server.server_close()
             self._server = None
 
-    def _mode(self) -> str:
+    def take_down(self, bank: str) -> None:
+        """From now on, ``bank``'s endpoint hangs on every request."""
         with self._lock:
+            self._down.add(bank)
+
+    def bring_up(self, bank: str) -> None:
+        with self._lock:
+            self._down.discard(bank)
+
+    def _mode(self, bank: str = "") -> str:
+        with self._lock:
+            if bank in self._down:
+                return DOWN
             if self._rng.random() >= self.failure_rate:
                 return OK
-            return self._rng.choice((HTTP_500, TIMEOUT, CLOSE))
+            return self._rng.choice(RANDOM_FAILURES)
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = min(int(request.headers.get("Content-Length") or 0), MAX_WEBHOOK_BODY_BYTES)
-        body = request.rfile.read(length)
-        if not verify_signature(self.secret, request.headers, body, int(time.time())):
+        try:
+            body = request.rfile.read(length)
+        except OSError:
+            body = b""
+        if len(body) < length:  # a notification process killed while sending: not a forgery
+            with self._lock:
+                self.log.cut_short += 1
+            request.close_connection = True
+            return
+        if not verify_signature(self._trusted, request.headers, body, int(time.time())):
             with self._lock:
                 self.log.bad_signatures += 1
             request.send_response(401)
             request.end_headers()
             return
         document = json.loads(body)
-        mode = self._mode()
+        mode = self._mode(request.path.rsplit("/", 1)[-1])
         self._record(request.path, document, mode)
         if mode == OK:
             request.send_response(200)
@@ -203,7 +233,7 @@ class FlakyWebhook:
             request.send_response(500)
             request.send_header("Content-Length", "0")
             request.end_headers()
-        elif mode == TIMEOUT:
+        elif mode in (TIMEOUT, DOWN):
             time.sleep(self.hold_s)  # the sender gave up meanwhile; then no answer at all
         request.close_connection = True  # CLOSE: no status line, the socket just closes
 

@@ -5,17 +5,20 @@
    webhook endpoint as every bank's ``webhook_url``.
 2. The consumers as separate OS processes (``python -m engine run <stage>``), several
    instances per group.
-3. The seeded workload is published at a steady pace while the seeded fault plan runs;
-   every process that dies is restarted (one that dies on its own is a violation).
+3. The seeded workload is published at a steady pace while the seeded fault plan runs
+   (one bank's endpoint down for most of it); every process that dies is restarted
+   (one that dies on its own is a violation).
 4. Faults end; the harness waits until every payment is terminal or dead-lettered,
-   every notification finished and every group's offsets committed to the end.
+   every notification DELIVERED and every group's offsets committed to the end.
 5. The consumers get SIGTERM (each must exit 0), every topic is read back and every
-   invariant is checked.
+   invariant is checked. The report is also written as JSON
+   (``<data_dir>/chaos/latest.json``, and ``report.json`` in a kept run directory).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import secrets
 import shutil
@@ -31,25 +34,34 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from engine.app import make_codec
 from engine.chaos import plan as fp
 from engine.chaos.exceptions import ChaosSetupError, PublishError
-from engine.chaos.faults import DatabaseOutage, FlakyWebhook, PostgresOutage, SqliteOutage
+from engine.chaos.faults import (
+    RANDOM_FAILURES,
+    DatabaseOutage,
+    FlakyWebhook,
+    PostgresOutage,
+    SqliteOutage,
+)
 from engine.chaos.invariants import Evidence, check_all
 from engine.chaos.report import ChaosReport
 from engine.chaos.wire import committed_lag, read_topics
-from engine.chaos.workload import POISON_KINDS, Workload, WorkloadBuilder
+from engine.chaos.workload import POISON_KINDS, Workload, WorkloadBuilder, chaos_signers
 from engine.config import Settings, load_settings
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.checks import expected_notifications, flow_counts
 from engine.ledger.database import make_engine, read_only, upgrade
-from engine.ledger.models import Account
+from engine.ledger.models import Account, Notification
 from engine.ledger.reference import load_reference_data, read_file
 from engine.supervisor import ConsumerProcess, Fleet
+from engine.trust.keys import KeyPair
+from producers.signing import SIMULATED_KEYS_VALID_FROM, register_signers
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +84,14 @@ MAX_DEFERRALS = 60  # a fault waits at most this many restart delays for its tar
 ARMED_TIMEOUT_S = 30.0  # a crash point not reached by then is disarmed by a plain kill
 GRACEFUL_BOUND_EXTRA_S = 5.0  # beyond SAKK_SHUTDOWN_TIMEOUT_S: closing the clients
 DRAIN_POLL_S = 1.0
+NOTIFY_HORIZON_S = 24 * 3600  # far beyond any run: a notification given up is a violation
+# The bank outage is planned from 10% to 80% of the fault window, but under this fault
+# density the flow lags far behind the publishing (a group rebalancing after kills can
+# settle nothing for many seconds), and an outage that ended on time could miss most
+# notifications and prove nothing. So it lasts past its planned end until this share of
+# the payments have their notifications, and at most this long after the fault window.
+BANK_OUTAGE_FLOW_SHARE = 0.8
+BANK_OUTAGE_OVERRUN_MAX_S = 30.0
 LOG_TAIL_LINES = 15
 # Consumer log lines that show a fault being ridden out, by what the report calls them.
 RIDDEN_OUT = {
@@ -180,7 +200,9 @@ class Publisher(threading.Thread):
                 pause = started + self.window_s * i / len(messages) - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
-                futures.append(producer.send(topic, key=m.key, value=m.value))
+                futures.append(
+                    producer.send(topic, key=m.key, value=m.value, headers=list(m.headers) or None)
+                )
             producer.flush(timeout=self.settings.produce_timeout_s)
             failed = [f for f in futures if not f.is_done or f.failed()]
             if failed:
@@ -193,6 +215,13 @@ class Publisher(threading.Thread):
         finally:
             producer.close(timeout=self.settings.produce_timeout_s)
             self.seconds = time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class _DrainState:
+    done: bool  # everything reached its end: stop waiting
+    stuck: bool  # something ended where it must not (a notification given up): stop waiting
+    text: str
 
 
 @dataclass
@@ -218,10 +247,23 @@ class ChaosRun:
         self.say = progress or (lambda _line: None)
         self.report = ChaosReport(config.seed, "", config.payments)
         self.members: dict[str, _Member] = {}
+        self._quiet_groups: set[str] = set()  # stages whose graceful stop waits for quiet
         self.broker: EmbeddedBroker | None = None
         self.outage: DatabaseOutage | None = None
         self.frozen_until_s: float | None = None
         self.outage_until_s: float | None = None
+        self.webhook: FlakyWebhook | None = None
+        self.engine: Engine | None = None
+        self.payments_published = 0
+        self.bank_down_until_s: float | None = None  # planned end; None: no bank is down
+        self.bank_down_latest_s = 0.0
+        self._bank_down_since_s = 0.0
+        self._next_flow_poll_s = 0.0
+        # Wall-clock intervals in which the whole notification stage was held up: the
+        # latency check leaves out what they caught in flight (engine.chaos.latency).
+        self.stage_faults: list[tuple[datetime, datetime]] = []
+        self._holding: dict[str, datetime] = {}
+        self.payer_banks: list[str] = []  # banks with customers: every one gets notified
         self.shutdown_timeout_s = base.shutdown_timeout_s
 
     # -- the run ---------------------------------------------------------------------------
@@ -232,11 +274,19 @@ class ChaosRun:
         with ExitStack() as stack:
             self._run_in(stack, run_dir)
         self.report.run_s = time.monotonic() - started
+        self._write_json(run_dir)
         if self.report.ok and not self.config.keep:
             shutil.rmtree(run_dir, ignore_errors=True)  # kept on failure: logs to read
         else:
             self.say(f"kept {run_dir}")
         return self.report
+
+    def _write_json(self, run_dir: Path) -> None:
+        text = json.dumps(self.report.to_dict(), indent=2, sort_keys=True) + "\n"
+        (run_dir / "report.json").write_text(text)
+        latest = run_dir.parent / "latest.json"
+        latest.write_text(text)
+        self.say(f"report {latest}")
 
     def _run_dir(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -254,20 +304,24 @@ class ChaosRun:
         )
         self.report.database = backend
         webhook = FlakyWebhook(
-            secrets.token_hex(16), config.seed, config.webhook_failure_rate, hold_s=1.5
+            KeyPair.generate(), config.seed, config.webhook_failure_rate, hold_s=1.5
         )
         stack.callback(webhook.stop)
         webhook.start()
+        self.webhook = webhook
         settings = self._settings(url, run_dir, webhook)
         self.shutdown_timeout_s = settings.shutdown_timeout_s
         engine, start_balances = self._prepare(settings, webhook)
         stack.callback(engine.dispose)
         workload = self._workload(settings)
+        self.engine, self.payments_published = engine, len(workload.payments)
         fleet = Fleet(settings, run_dir / "logs")
         stack.callback(self._stop_all, fleet)
         self.say(f"run directory {run_dir}")
         self._start_consumers(fleet)
-        faults = fp.plan_faults(config.seed, config.duration_s, list(self.members))
+        faults = fp.plan_faults(
+            config.seed, config.duration_s, list(self.members), self.payer_banks
+        )
         publisher = Publisher(settings, workload, config.duration_s * PUBLISH_FRACTION)
         publisher.start()
         self._inject(faults)
@@ -294,17 +348,26 @@ class ChaosRun:
             heartbeat_interval_ms=1_000,
             batch_max_records=100,  # more batch boundaries: more instants to crash at
             notify_sender="webhook",
-            webhook_secret=webhook.secret,
+            webhook_signing_key_files=str(self._switch_key_file(run_dir, webhook)),
             webhook_timeout_ms=1_000,
-            webhook_max_attempts=3,
-            webhook_backoff_initial_ms=50,
-            webhook_backoff_max_ms=400,
+            notify_retry_initial_ms=50,
+            notify_retry_max_ms=1_000,  # every endpoint recovers: retried until delivered
+            notify_horizon_s=NOTIFY_HORIZON_S,
+            notify_lease_s=5,  # a killed dispatcher's claims come back within seconds
             db_retry_backoff_max_ms=1_000,
             db_retry_max_attempts=600,
             shutdown_timeout_s=10,
             metrics_port=0,
             crash_point="",
         )
+
+    @staticmethod
+    def _switch_key_file(run_dir: Path, webhook: FlakyWebhook) -> Path:
+        """The switch's webhook signing key, for the notification processes to read."""
+        path = run_dir / "switch-signing.pem"
+        if not path.exists():
+            webhook.switch_key.write(path)
+        return path
 
     def _prepare(self, settings: Settings, webhook: FlakyWebhook) -> tuple[Engine, dict[str, int]]:
         create_topics(settings)
@@ -313,7 +376,19 @@ class ChaosRun:
         reference = read_file(settings.reference_file)
         for bank in reference.get("banks", []):
             bank["webhook_url"] = webhook.url_for(bank["code"])
+        self.payer_banks = sorted(
+            {
+                a["bank"]
+                for a in reference.get("accounts", [])
+                if a["kind"] == "CUSTOMER" and a.get("status", "ACTIVE") == "ACTIVE"
+            }
+        )
         load_reference_data(engine, reference)
+        # The banks' public keys, as each bank's operator registers them: the workload signs
+        # with their private halves (chaos_signers of the same reference and seed).
+        register_signers(
+            engine, chaos_signers(reference, self.config.seed), SIMULATED_KEYS_VALID_FROM
+        )
         with engine.connect() as conn:
             balances = {
                 n: b for n, b in conn.execute(select(Account.number, Account.balance_minor))
@@ -325,8 +400,9 @@ class ChaosRun:
         self.report.start = start.strftime("%Y-%m-%dT%H:%M:%S%z")
         codec = make_codec(settings, with_store=False)
         workload = WorkloadBuilder(
-            read_file(settings.reference_file), self.config.seed, start, codec
-        ).build(self.config.payments)
+            read_file(settings.reference_file), self.config.seed, start, codec,
+            topic=settings.topic("initiated"),
+        ).build(self.config.payments)  # fmt: skip
         self.report.poison = Counter(
             {label: n for label, n in workload.labels.items() if label in POISON_KINDS}
         )
@@ -352,6 +428,13 @@ class ChaosRun:
             now = time.monotonic()
             due = [p for p in pending if p[0] <= now]
             pending = [p for p in pending if p[0] > now]
+            # A graceful stop waits for its group to be quiet; while one waits, other faults
+            # aimed at that group wait behind it, or the group might never be quiet.
+            self._quiet_groups = {
+                _stage_of(f.target)
+                for at, tries, f in due + pending
+                if f.kind == fp.GRACEFUL_STOP and (at <= now or tries > 0)
+            }
             for _at, tries, fault in due:
                 if self._apply(fault, now):
                     self.say(f"fault {fault.describe()}")
@@ -365,7 +448,11 @@ class ChaosRun:
     def _apply(self, fault: fp.Fault, now_s: float) -> bool:
         if fault.kind in (fp.BROKER_FREEZE, fp.DATABASE_OUTAGE):
             return self._stall(fault, now_s)
+        if fault.kind == fp.BANK_OUTAGE:
+            return self._take_bank_down(fault, now_s)
         member = self.members[fault.target]
+        if fault.kind != fp.GRACEFUL_STOP and _stage_of(fault.target) in self._quiet_groups:
+            return False  # a graceful stop of this group goes first
         if member.status != "up" or not member.process.alive():
             return False  # down, armed or stopping already: try again once it is back
         if any(m.status == "stopping" for m in self._group_of(member)):
@@ -377,9 +464,11 @@ class ChaosRun:
             ):
                 return False  # see GROUP_STABLE_S
             assert member.process.process is not None
+            self._stage_held_up(member)
             member.process.process.send_signal(signal.SIGTERM)
             member.status, member.since_s = "stopping", now_s
             return True
+        self._stage_held_up(member)
         member.process.kill()
         self.report.faults[fp.KILL] += 1
         if fault.kind == fp.KILL:
@@ -398,9 +487,11 @@ class ChaosRun:
     def _stall(self, fault: fp.Fault, now_s: float) -> bool:
         assert self.broker is not None and self.outage is not None
         if fault.kind == fp.BROKER_FREEZE and self.frozen_until_s is None:
+            self._held_up(fault.kind)
             self.broker.freeze()
             self.frozen_until_s = now_s + fault.duration_s
         elif fault.kind == fp.DATABASE_OUTAGE and self.outage_until_s is None:
+            self._held_up(fault.kind)
             self.outage.begin()
             self.outage_until_s = time.monotonic() + fault.duration_s
         else:
@@ -410,11 +501,51 @@ class ChaosRun:
         stalls[fault.kind] = stalls.get(fault.kind, 0.0) + fault.duration_s
         return True
 
+    def _take_bank_down(self, fault: fp.Fault, now_s: float) -> bool:
+        assert self.webhook is not None
+        if self.bank_down_until_s is not None or self.report.down_bank:
+            return False  # one, once: the other banks must stay healthy
+        self.webhook.take_down(fault.bank)
+        self.bank_down_until_s = now_s + fault.duration_s
+        window_end_s = now_s - fault.at_s + self.config.duration_s
+        self.bank_down_latest_s = window_end_s + BANK_OUTAGE_OVERRUN_MAX_S
+        self._bank_down_since_s = now_s
+        self.report.down_bank, self.report.down_planned_s = fault.bank, fault.duration_s
+        self.report.down_from = datetime.now(UTC)
+        self.report.faults[fault.kind] += 1
+        return True
+
+    def _bank_outage_over(self, now_s: float) -> bool:
+        """Past its planned end: over once most payments have their notifications."""
+        if self.bank_down_until_s is None or now_s < self.bank_down_until_s:
+            return False
+        if now_s >= self.bank_down_latest_s:
+            return True
+        if now_s < self._next_flow_poll_s or self.outage_until_s is not None or self.engine is None:
+            return False  # polled once a second; not at all while the database is out
+        self._next_flow_poll_s = now_s + DRAIN_POLL_S
+        n = Notification.__table__
+        try:
+            with read_only(self.engine).connect() as conn:
+                notified = conn.execute(select(func.count(n.c.payment_id.distinct()))).scalar_one()
+        except DBAPIError:  # a connection the database outage closed: ask again later
+            return False
+        return notified >= BANK_OUTAGE_FLOW_SHARE * self.payments_published
+
+    def _bring_bank_up(self, now_s: float) -> None:
+        assert self.webhook is not None
+        self.webhook.bring_up(self.report.down_bank)
+        self.bank_down_until_s = None
+        self.report.down_s = now_s - self._bank_down_since_s
+        self.report.down_until = datetime.now(UTC)
+
     def _tick(self, now_s: float) -> None:
         if self.frozen_until_s is not None and now_s >= self.frozen_until_s:
             self._thaw()
         if self.outage_until_s is not None and now_s >= self.outage_until_s:
             self._end_outage()
+        if self._bank_outage_over(now_s):
+            self._bring_bank_up(now_s)
         for member in self.members.values():
             self._supervise(member, now_s)
 
@@ -422,11 +553,27 @@ class ChaosRun:
         assert self.broker is not None
         self.broker.thaw()
         self.frozen_until_s = None
+        self._released(fp.BROKER_FREEZE)
 
     def _end_outage(self) -> None:
         assert self.outage is not None
         self.outage.end()
         self.outage_until_s = None
+        self._released(fp.DATABASE_OUTAGE)
+
+    def _held_up(self, key: str) -> None:
+        """From now until ``_released(key)`` nothing is delivered to any bank: a stage fault."""
+        self._holding.setdefault(key, datetime.now(UTC))
+
+    def _released(self, key: str) -> None:
+        since = self._holding.pop(key, None)
+        if since is not None:
+            self.stage_faults.append((since, datetime.now(UTC)))
+
+    def _stage_held_up(self, member: _Member) -> None:
+        """A notification consumer going down holds up its dispatcher's deliveries too."""
+        if member.process.stage == "notification":
+            self._held_up(member.process.label)
 
     def _supervise(self, member: _Member, now_s: float) -> None:
         p = member.process
@@ -476,6 +623,7 @@ class ChaosRun:
         return self.shutdown_timeout_s + GRACEFUL_BOUND_EXTRA_S
 
     def _down(self, member: _Member, now_s: float) -> None:
+        self._stage_held_up(member)  # since the kill or SIGTERM, or since found dead
         member.status, member.since_s, member.restart_at_s = "down", now_s, now_s + RESTART_DELAY_S
         member.point = member.kind = ""
         member.process.settings = member.process.settings.replace(crash_point="")
@@ -484,12 +632,14 @@ class ChaosRun:
         member.process.start()
         member.status, member.since_s = status, now_s
         self.report.restarts += 1
+        self._released(member.process.label)
 
     def _end_faults(self) -> None:
         if self.frozen_until_s is not None:
             self._thaw()
         if self.outage_until_s is not None:
             self._end_outage()
+        # The bank outage ends by its own rule (_bank_outage_over), in the drain at the latest.
         deadline = time.monotonic() + ARMED_TIMEOUT_S + RESTART_DELAY_S
         while any(m.status != "up" for m in self.members.values()):
             now = time.monotonic()
@@ -501,37 +651,69 @@ class ChaosRun:
     # -- drain, stop, check ----------------------------------------------------------------
 
     def _drain(self, engine: Engine, settings: Settings, workload: Workload) -> None:
+        """Wait (bounded) until every payment is terminal, every notification DELIVERED and
+        announced by its PaymentNotified."""
         started = time.monotonic()
         deadline = started + self.config.drain_timeout_s
         last_poll = 0.0
-        state = ""
+        state = _DrainState(False, False, "")
         while time.monotonic() < deadline:
             now = time.monotonic()
             self._tick(now)
             if now - last_poll >= DRAIN_POLL_S:
                 last_poll = now
-                done, state = self._drained(engine, settings, workload)
-                if done:
+                state = self._drained(engine, settings, workload)
+                if state.done:
                     self.report.drain_s = time.monotonic() - started
                     self.say(f"drained in {self.report.drain_s:.1f} s")
                     return
+                if state.stuck:
+                    self.report.violations.append(f"cannot drain: {state.text}")
+                    return
             time.sleep(TICK_S)
         self.report.violations.append(
-            f"did not drain within {self.config.drain_timeout_s:.0f} s: {state}"
+            f"did not drain within {self.config.drain_timeout_s:.0f} s: {state.text}"
         )
 
-    def _drained(self, engine: Engine, settings: Settings, workload: Workload) -> tuple[bool, str]:
+    def _drained(self, engine: Engine, settings: Settings, workload: Workload) -> _DrainState:
         with read_only(engine).connect() as conn:
             counts = flow_counts(conn)
-            expected, finished = expected_notifications(conn)
-        state = (
+            expected, _finished = expected_notifications(conn)
+            n = Notification.__table__
+            statuses: Counter[str] = Counter(
+                {
+                    status: count
+                    for status, count in conn.execute(
+                        select(n.c.status, func.count()).group_by(n.c.status)
+                    )
+                }
+            )
+            unannounced = conn.execute(
+                select(func.count())
+                .select_from(n)
+                .where(n.c.status != "PENDING", n.c.announced_at.is_(None))
+            ).scalar_one()
+        delivered, given_up = statuses["DELIVERED"], statuses["FAILED"]
+        text = (
             f"{counts.terminal} terminal + {counts.dead_lettered} dead-lettered of "
-            f"{workload.published}; notifications {finished}/{expected}"
+            f"{workload.published}; notifications DELIVERED {delivered}/{expected}"
+            + (f", FAILED {given_up}" if given_up else "")
         )
-        if counts.terminal + counts.dead_lettered < workload.published or finished < expected:
-            return False, state
+        all_terminal = counts.terminal + counts.dead_lettered >= workload.published
+        if (
+            given_up
+            and all_terminal
+            and not statuses["PENDING"]
+            and delivered + given_up >= expected
+        ):
+            # Nothing is left to wait for: a FAILED notification is never tried again here.
+            return _DrainState(False, True, text + " (given up; nothing left pending)")
+        if not all_terminal or delivered < expected:
+            return _DrainState(False, False, text)
+        if unannounced:  # a kill between record and announce: the sweep re-sends them
+            return _DrainState(False, False, text + f"; {unannounced} not yet announced")
         lag = self._lag(settings)
-        return not lag, state + (f"; uncommitted {lag}" if lag else "")
+        return _DrainState(not lag, False, text + (f"; uncommitted {lag}" if lag else ""))
 
     def _lag(self, settings: Settings) -> dict[str, int]:
         lag: dict[str, int] = {}
@@ -560,6 +742,8 @@ class ChaosRun:
             self._thaw()
         if self.outage_until_s is not None:
             self._end_outage()
+        if self.bank_down_until_s is not None:
+            self._bring_bank_up(time.monotonic())
         for member in fleet.members:
             member.kill()
 
@@ -584,15 +768,25 @@ class ChaosRun:
             start_balances,
             wire,
             webhook.log,
+            down_bank=self.report.down_bank or None,
+            down_window=self._down_window(),
+            stage_faults=self.stage_faults
+            + [(t, datetime.now(UTC)) for t in self._holding.values()],
         )
+        self.report.stage_faults = list(evidence.stage_faults)
         with engine.connect() as conn:
             checked, violations = check_all(conn, evidence)
         self.report.checked = checked
         self.report.violations += violations
         self.report.webhook_modes = webhook.log.modes.copy()
-        failures = sum(n for mode, n in webhook.log.modes.items() if mode != "ok")
+        failures = sum(n for mode, n in webhook.log.modes.items() if mode in RANDOM_FAILURES)
         if failures:
             self.report.faults["webhook_failure"] += failures
+
+    def _down_window(self) -> tuple[datetime, datetime] | None:
+        if self.report.down_from is None or self.report.down_until is None:
+            return None
+        return self.report.down_from, self.report.down_until
 
     def _read_logs(self, fleet: Fleet) -> None:
         for member in fleet.members:
@@ -618,3 +812,8 @@ def run_chaos(
 ) -> ChaosReport:
     """Run the experiment ``config`` describes; the report says what held and what did not."""
     return ChaosRun(config, base, progress).run()
+
+
+def _stage_of(label: str) -> str:
+    """``settlement-2`` -> ``settlement``."""
+    return label.rsplit("-", 1)[0]

@@ -3,7 +3,9 @@
 Seeded and computed before the run starts, so a failing run replays with the same
 schedule. Freezes, outages and graceful stops get non-overlapping slots (each proves
 one thing: overlapping them would blur what a failure means); kills land anywhere,
-also in the middle of a freeze or an outage.
+also in the middle of a freeze or an outage. One bank's webhook endpoint is down for
+most of the run, whatever else happens meanwhile: it is another party's outage, not
+Sakk's, and the point is that the other banks do not feel it.
 """
 
 from __future__ import annotations
@@ -21,16 +23,27 @@ MID_BATCH_KILL = "mid_batch_kill"  # kill -9 inside a batch, one of 2+ instances
 BROKER_FREEZE = "broker_freeze"  # SIGSTOP the broker, SIGCONT later
 DATABASE_OUTAGE = "database_outage"  # no connections to the ledger for a while
 GRACEFUL_STOP = "graceful_stop"  # SIGTERM: drain, commit, exit in bounded time, restart
-FAULT_KINDS = (KILL, CRASH_POINT, MID_BATCH_KILL, BROKER_FREEZE, DATABASE_OUTAGE, GRACEFUL_STOP)
+BANK_OUTAGE = "bank_outage"  # one bank's webhook endpoint hangs; the other banks are healthy
+FAULT_KINDS = (
+    KILL, CRASH_POINT, MID_BATCH_KILL, BROKER_FREEZE, DATABASE_OUTAGE, GRACEFUL_STOP, BANK_OUTAGE,
+)  # fmt: skip
 EXCLUSIVE = frozenset({BROKER_FREEZE, DATABASE_OUTAGE, GRACEFUL_STOP})
 
 WINDOW_START = 0.05  # fraction of the run: consumers are up, traffic flows
 WINDOW_END = 0.85  # leave the tail for the last restarts before the drain
 TRAFFIC_END = 0.55  # the harness publishes over the first 60%: crash points need batches
 STALL_MIN_S, STALL_MAX_S = 3.0, 8.0  # freezes and outages: several seconds
+# The bank outage: from 10% to 80% of the fault window, over most of the traffic
+# (published over the first 60%) and of its processing. The harness holds it longer
+# while the flow lags behind (BANK_OUTAGE_FLOW_SHARE in engine.chaos.harness).
+BANK_OUTAGE_START, BANK_OUTAGE_END = 0.10, 0.80
 MAX_FAULTS = 10_000
 # A crash point only fires where its step runs: deliveries happen in the notification stage.
-POINT_STAGE = {"after_complete": "notification"}
+POINT_STAGE = {
+    "after_complete": "notification",
+    "after_attempt": "notification",
+    "after_delivery_record": "notification",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +52,8 @@ class Fault:
     kind: str
     target: str = ""  # consumer label, e.g. "settlement-2"
     point: str = ""  # crash point (CRASH_POINT, MID_BATCH_KILL)
-    duration_s: float = 0.0  # BROKER_FREEZE, DATABASE_OUTAGE
+    duration_s: float = 0.0  # BROKER_FREEZE, DATABASE_OUTAGE, BANK_OUTAGE
+    bank: str = ""  # BANK_OUTAGE: the bank whose endpoint is down
 
     def describe(self) -> str:
         detail = {
@@ -47,6 +61,7 @@ class Fault:
             CRASH_POINT: f"{self.target} at {self.point}",
             MID_BATCH_KILL: f"{self.target} at {self.point}",
             GRACEFUL_STOP: self.target,
+            BANK_OUTAGE: f"bank {self.bank} for {self.duration_s:.1f} s",
         }.get(self.kind, f"{self.duration_s:.1f} s")
         return f"{self.at_s:7.1f} s  {self.kind:<16} {detail}"
 
@@ -60,13 +75,21 @@ def fault_counts(duration_s: float) -> Counter[str]:
         BROKER_FREEZE: max(1, int(duration_s / 45)),
         DATABASE_OUTAGE: max(1, int(duration_s / 45)),
         GRACEFUL_STOP: max(1, int(duration_s / 60)),
+        BANK_OUTAGE: 1,  # one long outage, whatever the length: it must outlast the rest
     })  # fmt: skip
 
 
-def plan_faults(seed: int, duration_s: float, members: Sequence[str]) -> list[Fault]:
-    """The seeded schedule for consumers labelled ``members`` (``<stage>-<n>``)."""
-    if duration_s <= 0 or not members:
-        raise ValueError("a fault plan needs a positive duration and at least one consumer")
+def plan_faults(
+    seed: int, duration_s: float, members: Sequence[str], banks: Sequence[str]
+) -> list[Fault]:
+    """The seeded schedule for consumers labelled ``members`` (``<stage>-<n>``).
+
+    ``banks``: the banks the workload notifies (one of them is taken down).
+    """
+    if duration_s <= 0 or not members or not banks:
+        raise ValueError(
+            "a fault plan needs a positive duration, at least one consumer and one bank"
+        )
     rng = random.Random(f"sakk-chaos-faults/{seed}")
     counts = fault_counts(duration_s)
     if sum(counts.values()) > MAX_FAULTS:
@@ -87,6 +110,15 @@ def plan_faults(seed: int, duration_s: float, members: Sequence[str]) -> list[Fa
         for _ in range(counts[MID_BATCH_KILL])
     ]
     faults += _exclusive(rng, counts, members, lo, hi)
+    # Drawn last, so adding it left every other fault of a seed where it was.
+    faults.append(
+        Fault(
+            duration_s * BANK_OUTAGE_START,
+            BANK_OUTAGE,
+            bank=rng.choice(sorted(banks)),
+            duration_s=round(duration_s * (BANK_OUTAGE_END - BANK_OUTAGE_START), 2),
+        )
+    )
     return sorted(faults, key=lambda f: (f.at_s, f.kind, f.target))
 
 

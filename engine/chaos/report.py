@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from engine.chaos.invariants import Checked
+from engine.chaos.faults import DOWN, RANDOM_FAILURES
+from engine.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
 
 MAX_VIOLATIONS_SHOWN = 60
 
@@ -20,7 +23,16 @@ class ChaosReport:
     faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
     crash_points: Counter[str] = field(default_factory=Counter)  # point -> kills that hit it
     stalls_s: dict[str, float] = field(default_factory=dict)  # freeze/outage -> seconds, total
-    webhook_modes: Counter[str] = field(default_factory=Counter)  # ok/http_500/timeout/closed
+    webhook_modes: Counter[str] = field(default_factory=Counter)  # ok/http_500/timeout/closed/down
+    down_bank: str = ""  # the bank whose endpoint was down for most of the run
+    down_planned_s: float = 0.0
+    down_s: float = 0.0  # as it happened: longer than planned while the flow lagged
+    down_from: datetime | None = None  # UTC
+    down_until: datetime | None = None
+    # When the whole notification stage was held up (freezes, ledger outages, the
+    # notification consumer down), UTC: the latency check leaves out what they caught.
+    stage_faults: list[tuple[datetime, datetime]] = field(default_factory=list)
+
     graceful_exit_s: list[float] = field(default_factory=list)
     restarts: int = 0
     observed: Counter[str] = field(default_factory=Counter)  # what consumer logs show they rode out
@@ -34,6 +46,10 @@ class ChaosReport:
     @property
     def ok(self) -> bool:
         return not self.violations
+
+    @property
+    def stage_faults_s(self) -> float:
+        return sum((end - start).total_seconds() for start, end in self.stage_faults)
 
     def render(self) -> str:
         c = self.checked
@@ -74,6 +90,7 @@ class ChaosReport:
             f"  events on the wire    {c.wire_events:>8,}  plus {c.wire_duplicates:,} "
             "repeated copies (no effect)"
         )
+        lines += self._latency_lines()
         drain = (
             "did not drain"
             if self.drain_s is None
@@ -88,16 +105,106 @@ class ChaosReport:
         lines.append(f"violations: {len(self.violations)}")
         return "\n".join(lines)
 
+    def _latency_lines(self) -> list[str]:
+        latency = self.checked.latency
+        if latency is None:
+            return []
+        among = (
+            f"notifications created while bank {latency.down_bank} was down"
+            if latency.down_bank and self.down_until is not None
+            else "every notification"
+        )
+        lines = [
+            f"delivery latency p99 (created -> accepted, recorded attempts), {among}",
+            f"  {'healthy banks':<28} {_seconds(latency.healthy_p99_s):>9}  over "
+            f"{latency.healthy_count:,} no stage-wide fault caught in flight, "
+            f"max {_seconds(latency.healthy_max_s)}, bound {HEALTHY_P99_BOUND_S:.0f} s",
+            f"  {'healthy banks, all':<28} {_seconds(latency.healthy_all_p99_s):>9}  over "
+            f"{latency.healthy_all_count:,} (stage-wide faults {self.stage_faults_s:.1f} s "
+            "in all)",
+        ]
+        if latency.down_bank:
+            down = f"bank {latency.down_bank} (down {self.down_s:.1f} s)"
+            lines.append(
+                f"  {down:<28} {_seconds(latency.down_p99_s):>9}  over {latency.down_count:,}"
+            )
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values: the figures, the latencies, every violation."""
+        c, latency = self.checked, self.checked.latency
+        return {
+            "seed": self.seed, "database": self.database, "payments": self.payments,
+            "start": self.start, "run_s": round(self.run_s, 1),
+            "publish_s": round(self.publish_s, 1),
+            "drain_s": None if self.drain_s is None else round(self.drain_s, 1),
+            "poison": dict(self.poison), "bank_retries": self.bank_retries,
+            "faults": dict(self.faults), "crash_points": dict(self.crash_points),
+            "stalls_s": {k: round(v, 2) for k, v in self.stalls_s.items()},
+            "webhook_modes": dict(self.webhook_modes),
+            "slowest_graceful_exit_s": round(max(self.graceful_exit_s, default=0.0), 1),
+            "restarts": self.restarts, "observed": dict(self.observed),
+            "bank_outage": {
+                "bank": self.down_bank or None, "planned_s": round(self.down_planned_s, 1),
+                "duration_s": round(self.down_s, 1),
+                "from": self.down_from and self.down_from.isoformat(),
+                "until": self.down_until and self.down_until.isoformat(),
+                "requests_held": self.webhook_modes.get(DOWN, 0),
+            },
+            "checked": {
+                "payments": c.payments, "states": dict(c.states),
+                "dead_lettered": c.dead_lettered, "postings": c.postings,
+                "accounts": c.accounts, "notifications": dict(c.notifications),
+                "wire_events": c.wire_events, "wire_duplicates": c.wire_duplicates,
+            },
+            "delivery_latency": None if latency is None else {
+                "healthy_p99_bound_s": HEALTHY_P99_BOUND_S,
+                "healthy": {
+                    "notifications": latency.healthy_count,
+                    "p99_s": _rounded(latency.healthy_p99_s),
+                    "max_s": _rounded(latency.healthy_max_s),
+                },
+                "healthy_all": {
+                    "notifications": latency.healthy_all_count,
+                    "p99_s": _rounded(latency.healthy_all_p99_s),
+                },
+                "stage_faults_s": round(self.stage_faults_s, 1),
+                "stage_faults": [[a.isoformat(), b.isoformat()] for a, b in self.stage_faults],
+                "down": {
+                    "bank": latency.down_bank, "notifications": latency.down_count,
+                    "p99_s": _rounded(latency.down_p99_s),
+                },
+            },
+            "violations": list(self.violations),
+            "ok": self.ok,
+        }  # fmt: skip
+
     def _fault_detail(self, kind: str) -> str:
         if kind == "crash_point":
             return _kinds(self.crash_points)
         if kind in self.stalls_s:
             return f"{self.stalls_s[kind]:.1f} s in total"
+        if kind == "bank_outage" and self.down_bank:
+            held = self.webhook_modes.get(DOWN, 0)
+            return (
+                f"bank {self.down_bank}, {self.down_s:.1f} s (planned {self.down_planned_s:.1f} s)"
+                f", {held:,} requests held unanswered"
+            )
         if kind == "webhook_failure":
-            return _kinds(Counter({k: v for k, v in self.webhook_modes.items() if k != "ok"}))
+            return _kinds(
+                Counter({k: v for k, v in self.webhook_modes.items() if k in RANDOM_FAILURES})
+            )
         if kind == "graceful_stop" and self.graceful_exit_s:
             return f"slowest exit {max(self.graceful_exit_s):.1f} s"
         return ""
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _kinds(counts: Counter[str]) -> str:

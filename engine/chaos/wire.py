@@ -6,11 +6,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from engine.chaos.exceptions import ChaosError
 from engine.config import Settings
-from engine.kafka.client import make_consumer, partitions_of
+from engine.kafka.client import make_admin, make_consumer, partitions_of
 
 READ_TIMEOUT_S = 120.0
 POLL_TIMEOUT_MS = 500
@@ -84,11 +84,7 @@ def high_watermarks(
 
 def committed_lag(settings: Settings, group: str, topics: Sequence[str]) -> dict[str, int]:
     """Messages of ``topics`` not yet covered by ``group``'s committed offsets, per partition."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id="sakk-chaos-offsets",
-        request_timeout_ms=settings.request_timeout_ms,
-    )
+    admin = make_admin(settings, "sakk-chaos-offsets")
     consumer = make_consumer(settings, group_id=None, client_id="sakk-chaos-offsets")
     try:
         partitions: list[TopicPartition] = [tp for t in topics for tp in partitions_of(consumer, t)]

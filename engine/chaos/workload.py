@@ -14,6 +14,11 @@ the same bytes in the same order. Four families:
 
 Dependants (copies, re-submissions, reused ids) carry their original's key, so they
 sit on its partition, after it: their outcome does not depend on scheduling.
+
+Every message is signed as a bank signs it (:func:`chaos_signers`, one reproducible key
+per bank of the reference data, which the harness registers): a payment by its payer's
+bank, poison by a bank too, so that poison stays poison (dead-lettered for what its bytes
+are, never refused as a forgery), and a bank retry carries its original's signature.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from engine.ledger.models import AccountKind
 from engine.ledger.reference import internal_account
 from engine.serialization import HEADER_BYTES, MARKER, AvroCodec
+from producers.signing import Headers, Signers, bank_codes, simulated_signers
 
 EVENT_TYPE = "PaymentInitiated"
 MEGABYTE = 1_000_000
@@ -57,6 +63,12 @@ ABSURD_REASONS: Mapping[str, str] = {
 }
 ONE_PER_RUN = frozenset({"megabyte_reference", "megabyte_blob"})  # 1 MB each: keep it cheap
 GOOD_OUTCOMES: Mapping[str, str | None] = {"SETTLED": None, "FAILED": "AM04"}
+DEFAULT_TOPIC = "payments.initiated"  # Settings().topic("initiated"); signatures cover it
+
+
+def chaos_signers(reference: Mapping[str, Any], seed: int) -> Signers:
+    """The banks' keys of a chaos run: one per bank of ``reference``, the same for a seed."""
+    return simulated_signers(bank_codes(reference), f"chaos/{seed}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,7 @@ class Message:
     value: bytes | None
     label: str
     payment_id: str | None = None  # the payment this message creates, if any
+    headers: Headers = ()  # the signature of the bank that sends it
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +155,21 @@ class _Accounts:
 
 
 class WorkloadBuilder:
-    """Builds a :class:`Workload`; one instance per run, not thread-safe."""
+    """Builds a :class:`Workload`; one instance per run, not thread-safe.
 
-    def __init__(self, reference: Mapping[str, Any], seed: int, start: datetime, codec: AvroCodec):
+    ``topic`` is where the messages will be published (their signatures cover it);
+    ``signers`` default to :func:`chaos_signers` of the reference and seed.
+    """
+
+    def __init__(
+        self,
+        reference: Mapping[str, Any],
+        seed: int,
+        start: datetime,
+        codec: AvroCodec,
+        topic: str = DEFAULT_TOPIC,
+        signers: Signers | None = None,
+    ):
         if start.utcoffset() is None:
             raise ValueError("start must be a timezone-aware datetime")
         self.accounts = _Accounts.of(reference)
@@ -160,6 +185,8 @@ class WorkloadBuilder:
         self.seed = seed
         self.start = start
         self.codec = codec
+        self.topic = topic
+        self.signers = signers or chaos_signers(reference, seed)
         self._count = 0
 
     def build(self, payments: int) -> Workload:
@@ -204,7 +231,7 @@ class WorkloadBuilder:
         for _ in range(max(1, payments // 10) if goods else 0):
             position, original, _record = rng.choice(goods)
             for _copy in range(rng.randint(1, 4)):
-                copy = Message(original.key, original.value, "bank_retry")
+                copy = Message(original.key, original.value, "bank_retry", None, original.headers)
                 slots.append((rng.uniform(position, payments + 1), copy))
         slots.sort(key=lambda s: s[0])  # stable: equal positions keep their creation order
         return Workload(self.seed, [m for _, m in slots], expected, dead_letters)
@@ -319,8 +346,13 @@ class WorkloadBuilder:
         return self._record(payee_bank=bank, payee_account=number)
 
     def _message(self, record: dict[str, Any], label: str) -> Message:
-        value = self.codec.encode(EVENT_TYPE, record)
-        return Message(record["payer_account"].encode(), value, label, record["payment_id"])
+        key, value = record["payer_account"].encode(), self.codec.encode(EVENT_TYPE, record)
+        headers = self._signed(record["payer_bank"], key, value)
+        return Message(key, value, label, record["payment_id"], headers)
+
+    def _signed(self, bank: str, key: bytes | None, value: bytes | None) -> Headers:
+        """The headers ``bank`` signs a message with (an empty message: over no bytes)."""
+        return self.signers.headers(bank, self.topic, key, value or b"")
 
     # -- poison ----------------------------------------------------------------------------
 
@@ -328,6 +360,7 @@ class WorkloadBuilder:
         rng = self.rng
         position = rng.uniform(0, payments)
         key = rng.randbytes(8)
+        bank = self.accounts.customers[0][0]  # poison comes from a bank too: signed by it
         if label == "random_bytes":
             value = bytes([rng.randrange(0xC3)]) + rng.randbytes(rng.randint(0, 300))
         elif label == "megabyte_blob":
@@ -335,17 +368,20 @@ class WorkloadBuilder:
         elif label == "empty_message":
             value = None
         elif label == "truncated_avro":
-            full = self.codec.encode(EVENT_TYPE, self._record())
+            record = self._record()
+            full, bank = self.codec.encode(EVENT_TYPE, record), record["payer_bank"]
             value = full[: rng.randint(HEADER_BYTES + 1, len(full) - 1)]
         elif label == "unknown_fingerprint":
-            full = self.codec.encode(EVENT_TYPE, self._record())
+            record = self._record()
+            full, bank = self.codec.encode(EVENT_TYPE, record), record["payer_bank"]
             value = MARKER + rng.randbytes(8) + full[HEADER_BYTES:]
         elif label == "payment_id_reused" and goods:
             position, _original, record = rng.choice(goods)
             event_id, _ = self._ids()
             reused = {**record, "event_id": event_id, "amount_minor": record["amount_minor"] + 1}
             key, value = record["payer_account"].encode(), self.codec.encode(EVENT_TYPE, reused)
+            bank = record["payer_bank"]
             position = rng.uniform(position, payments + 1)
         else:  # payment_id_reused without a good payment to reuse: plain garbage instead
             label, value = "random_bytes", b"\x01poison"
-        return position, Message(key, value, label)
+        return position, Message(key, value, label, None, self._signed(bank, key, value))

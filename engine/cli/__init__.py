@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import pkgutil
 
 import click
 
+from engine import logs
 from engine.config import SettingsError, load_settings
 from engine.startup import honour_sigterm_from_now
 
@@ -25,14 +25,7 @@ def cli(ctx: click.Context) -> None:
         settings = load_settings()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    # kafka-python 3 warns whenever its IO loop is held >100 ms (the GIL is busy): noise here.
-    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.log_level)
     ctx.obj = settings
 
 

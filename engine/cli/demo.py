@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,18 +12,22 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, func, select
 
 from engine.app import STAGE_NAMES, kafka_for, ledger_engine
 from engine.cli import cli
 from engine.config import Settings
 from engine.kafka.client import create_topics
+from engine.kafka.terminator import stunnel_missing
+from engine.kafka.tls_broker import EmbeddedTlsBroker
 from engine.ledger.checks import FlowCounts, check_ledger, expected_notifications, flow_counts
 from engine.ledger.database import read_only
+from engine.ledger.models import DeadLetter
 from engine.ledger.reference import load_reference_data, read_file
 from engine.ledger.reports import channel_summary, net_positions, processing_window, reason_summary
 from engine.money import format_minor
 from engine.reasons import Reason
+from engine.runtime import SECURITY_KIND
 from engine.supervisor import Fleet
 
 DRAIN_TIMEOUT_S = 300.0
@@ -35,11 +41,19 @@ class DemoResult:
     seconds: float
     ledger_ok: bool
     violations: list[str]
+    signed: int = 0  # messages published with a bank's signature (forgeries included)
+    forged: int = 0  # forged or unsigned messages among them, which must all be refused
+    refused: int = 0  # security dead letters in the ledger
 
     @property
     def adds_up(self) -> bool:
         c = self.counts
         return self.published == c.terminal + c.dead_lettered
+
+    @property
+    def refusals_as_expected(self) -> bool:
+        """Every forgery refused, and no genuine payment."""
+        return self.refused == self.forged
 
 
 @cli.command()
@@ -48,8 +62,14 @@ class DemoResult:
 @click.option(
     "--rate", type=int, default=None, help="Offered payments/s (default: as fast as possible)."
 )
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Every Kafka connection over mutual TLS: the embedded broker behind stunnel, "
+    "with certificates made for this run.",
+)
 @click.pass_obj
-def demo(settings: Settings, payments: int, seed: int, rate: int | None) -> None:
+def demo(settings: Settings, payments: int, seed: int, rate: int | None, tls: bool) -> None:
     """Start everything, publish simulated payments from every channel, summarise, check."""
     console = Console()
     if console.width < 100:  # a pipe or a narrow terminal: keep the tables readable
@@ -61,10 +81,34 @@ def demo(settings: Settings, payments: int, seed: int, rate: int | None) -> None
         notify_log_path=run_dir / "notifications.jsonl",
         data_dir=run_dir,
     )
-    result = run_demo(settings, payments, seed, rate, console)
+    with _transport(settings, tls, console) as settings:
+        result = run_demo(settings, payments, seed, rate, console)
     _print_summary(console, settings, result)
-    if not (result.adds_up and result.ledger_ok):
+    if not (result.adds_up and result.ledger_ok and result.refusals_as_expected):
         raise SystemExit(1)
+
+
+@contextmanager
+def _transport(settings: Settings, tls: bool, console: Console) -> Iterator[Settings]:
+    """``settings`` as given, or (``--tls``) pointed at the embedded broker's TLS terminator."""
+    if not tls:
+        yield settings
+        return
+    if not settings.uses_embedded_broker:
+        raise click.UsageError(
+            "--tls runs the embedded broker behind a TLS terminator; unset "
+            "SAKK_KAFKA_BOOTSTRAP_SERVERS (for a broker of your own, set "
+            "SAKK_KAFKA_SECURITY_PROTOCOL=SSL and the SAKK_KAFKA_SSL_* files instead)"
+        )
+    reason = stunnel_missing()
+    if reason:
+        raise click.ClickException(f"--tls needs a TLS terminator: {reason}")
+    with EmbeddedTlsBroker(settings.data_dir / "tls") as broker:
+        console.print(
+            f"[bold]mutual TLS[/]: stunnel on {broker.bootstrap_servers} in front of the broker, "
+            f"CA {broker.files.ca_file}, client certificate CN=sakk"
+        )
+        yield broker.settings_for(settings)
 
 
 def _fresh_dir(path: Path) -> None:
@@ -77,7 +121,7 @@ def _fresh_dir(path: Path) -> None:
 def run_demo(
     settings: Settings, payments: int, seed: int, rate: int | None, console: Console
 ) -> DemoResult:
-    from producers.simulator import simulate
+    from producers.simulator import register_simulated_keys, simulate, simulation_signers
 
     with kafka_for(settings) as live:
         console.print(
@@ -87,6 +131,12 @@ def run_demo(
         engine = ledger_engine(live, migrate=True)
         report = load_reference_data(engine, read_file(live.reference_file))
         console.print(f"reference data: {report.banks} banks, {report.accounts_created} accounts")
+        signers = simulation_signers(read_file(live.reference_file), seed)
+        registered = register_simulated_keys(live, signers)
+        console.print(
+            f"signing keys: one per bank ({len(signers.banks)}), generated for the run; "
+            f"{registered} public keys registered"
+        )
         fleet = Fleet(live, live.data_dir / "logs")
         for stage in STAGE_NAMES:
             fleet.start(stage)
@@ -101,6 +151,7 @@ def run_demo(
                     rate_per_s=rate,
                     progress=lambda n: progress.update(task, completed=n),
                     reference_path=live.reference_file,
+                    register_keys=False,  # registered above
                 )
                 drain = progress.add_task("reaching a terminal state", total=sim.published)
                 counts = _wait_for_drain(
@@ -114,7 +165,17 @@ def run_demo(
             fleet.stop()
         with engine.connect() as conn:
             check = check_ledger(conn)
-        return DemoResult(sim.published, counts, seconds, check.ok, check.violations)
+            refused = security_refusals(conn)
+        return DemoResult(
+            sim.published, counts, seconds, check.ok, check.violations, sim.signed, sim.forged,
+            refused,
+        )  # fmt: skip
+
+
+def security_refusals(conn: Connection) -> int:
+    """Messages the validator refused as a security matter (bad or missing signature)."""
+    query = select(func.count()).select_from(DeadLetter).where(DeadLetter.kind == SECURITY_KIND)
+    return int(conn.execute(query).scalar_one())
 
 
 def _progress(console: Console) -> Progress:
@@ -212,6 +273,11 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
     console.print(
         f"{mark} published {result.published:,} = settled {c.settled:,} + rejected "
         f"{c.rejected:,} + failed {c.failed:,} + dead-lettered {c.dead_lettered:,}"
+    )
+    mark = "[green]OK[/]" if result.refusals_as_expected else "[red]MISMATCH[/]"
+    console.print(
+        f"{mark} signed {result.signed:,}, refused for security {result.refused:,} "
+        f"(forged or unsigned published: {result.forged:,})"
     )
     if result.ledger_ok:
         console.print(

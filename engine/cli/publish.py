@@ -1,4 +1,4 @@
-"""``sakk publish FILE``: a bank publishes payments from a JSON Lines file."""
+"""``sakk publish FILE``: a bank publishes payments from a JSON Lines file, signed with its key."""
 
 from __future__ import annotations
 
@@ -13,17 +13,38 @@ from engine.config import Settings
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--signing-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The bank's private key file (default: SAKK_SIGNING_KEY_FILE).",
+)
 @click.pass_obj
-def publish(settings: Settings, file: Path) -> None:
-    """Publish each line of FILE (one PaymentInitiated as JSON per line) to payments.initiated."""
+def publish(settings: Settings, file: Path, signing_key: Path | None) -> None:
+    """Publish each line of FILE (one PaymentInitiated as JSON per line) to payments.initiated.
+
+    Each payment is signed as its payer's bank with the key file given: one key file is
+    one bank's key, so a line of another payer bank is reported and skipped.
+    """
+    from producers.exceptions import PublisherError
     from producers.jsonl import publish_file
 
     if settings.uses_embedded_broker:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
         )
-    with kafka_for(settings) as live:
-        report = publish_file(live, file)
+    if signing_key is not None:
+        settings = settings.replace(signing_key_file=signing_key)
+    if settings.signing_key_file is None:
+        raise click.UsageError(
+            "no signing key: pass --signing-key FILE or set SAKK_SIGNING_KEY_FILE "
+            "(sakk keys generate BANK writes one)"
+        )
+    try:
+        with kafka_for(settings) as live:
+            report = publish_file(live, file)
+    except PublisherError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(report.summary())
     if report.bad_lines:
         raise SystemExit(1)

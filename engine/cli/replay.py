@@ -140,6 +140,9 @@ def replay_command(
             click.echo(f"wrote {path}")
 
 
+SIGNATURE_FAILURES_SHOWN = 20
+
+
 def _new_replay_file(settings: Settings) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"sqlite:///{(settings.data_dir / 'replays' / f'replay-{stamp}.db').resolve()}"
@@ -182,6 +185,14 @@ def _print(console: Console, report: ReplayReport) -> None:
             f"the record before them; time boundaries assume ordered record times "
             f"(use --from-offset/--to-offset for an exact slice)"
         )
+    for failure in report.signature_failures[:SIGNATURE_FAILURES_SHOWN]:
+        console.print(f"[red]signature refused[/] at partition/offset {failure}")
+    if len(report.signature_failures) > SIGNATURE_FAILURES_SHOWN:
+        console.print(f"... and {len(report.signature_failures) - SIGNATURE_FAILURES_SHOWN} more")
+    console.print(
+        f"signatures: {report.signatures_verified:,} verified against the keys of the "
+        f"reference file, {len(report.signature_failures):,} refused"
+    )
     console.print(
         f"replayed {report.events_replayed:,} events in {report.seconds:.2f} s: "
         f"{report.events_per_s:,.0f} events/s"

@@ -14,19 +14,29 @@ from engine.config import Settings
 @click.option("--seed", default=1, show_default=True)
 @click.pass_obj
 def simulate(settings: Settings, payments: int, rate: int | None, seed: int) -> None:
-    """Publish simulated traffic from every channel to payments.initiated."""
+    """Publish simulated traffic from every channel to payments.initiated.
+
+    Each simulated bank signs with a key derived from the seed, whose public half is
+    first registered in the ledger (SAKK_DATABASE_URL, its reference data loaded): a
+    simulation's keys are known to anyone who knows the seed, so never point this at a
+    ledger that real banks use.
+    """
+    from producers.exceptions import PublisherError
     from producers.simulator import simulate as run_simulation
 
     if settings.uses_embedded_broker:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
         )
-    report = run_simulation(
-        settings,
-        payments=payments,
-        seed=seed,
-        rate_per_s=rate,
-        progress=None,
-        reference_path=settings.reference_file,
-    )
+    try:
+        report = run_simulation(
+            settings,
+            payments=payments,
+            seed=seed,
+            rate_per_s=rate,
+            progress=None,
+            reference_path=settings.reference_file,
+        )
+    except PublisherError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(report.summary())

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.audit.exceptions import AuditError
@@ -32,6 +33,19 @@ EVENT_COLUMNS = (
     "outcome",
     "handled_at",
     "event_id",
+)
+
+REDRIVE_COLUMNS = (
+    "dead_letter_id",
+    "requested_by",
+    "requested_at",
+    "reason",
+    "body_source",
+    "status",
+    "target_topic",
+    "published_partition",
+    "published_offset",
+    "published_at",
 )
 
 
@@ -118,7 +132,9 @@ def _table(
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(jsonable(row.get(c))) for c in columns))
+        table.add_row(  # escaped: a reason an operator typed may hold brackets
+            *("" if row.get(c) is None else escape(str(jsonable(row.get(c)))) for c in columns)
+        )
     console.print(table)
 
 
@@ -134,11 +150,18 @@ def _print(console: Console, trace: PaymentTrace) -> None:
         f"state [bold]{p['state']}[/] {p['reason_code'] or ''} {p['reason_message'] or ''}"
         f"  fee {p['fee_minor']}  window {p['settlement_window']}"
     )
+    console.print(trace.signer())
     _table(console, "Events", trace.events, EVENT_COLUMNS)
     _table(console, "State changes", trace.transitions)
     _table(console, "Postings", trace.postings)
     _table(console, "Ledger entries", trace.entries)
     _table(console, "Notifications", trace.notifications)
     _table(console, "Delivery attempts", trace.attempts)
+    if trace.redeliveries:
+        _table(console, "Redeliveries (sakk notifications redeliver)", trace.redeliveries)
     if trace.dead_letters:
         _table(console, "Dead letters", trace.dead_letters)
+    if trace.redrives:
+        _table(
+            console, "Dead letters sent again (sakk dlq redrive)", trace.redrives, REDRIVE_COLUMNS
+        )

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -15,11 +16,19 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaProducerDeliveryError, TopicSetupError
 from engine.kafka.partitioner import CachedMurmur2Partitioner
+from engine.kafka.security import kafka_security_options
 
 log = logging.getLogger(__name__)
 
 STAGE_TOPICS = ("initiated", "validated", "rejected", "settled", "failed", "notified", "dlq")
 TOPIC_CREATE_TIMEOUT_S = 30.0
+# Topic configs set when a topic is created. Banks write payments.initiated, so its record
+# times are the broker's (LogAppendTime): the validator judges signing keys' validity at a
+# time the publisher cannot choose. A broker that ignores the config (the embedded one)
+# keeps CreateTime, and the record says so in its timestamp type.
+STAGE_TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    "initiated": {"message.timestamp.type": "LogAppendTime"},
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ def make_producer(settings: Settings, client_id: str) -> KafkaProducer:
         compression_type=None,
         allow_auto_create_topics=False,  # a typo must fail, not create a topic
         partitioner=CachedMurmur2Partitioner(),  # same partitions as the Java default
+        **kafka_security_options(settings),
     )
 
 
@@ -76,10 +86,20 @@ def make_consumer(
         max_partition_fetch_bytes=max(settings.max_message_bytes, 1024 * 1024),
         request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
         allow_auto_create_topics=False,
+        **kafka_security_options(settings),
     )
     if topics:
         consumer.subscribe(list(topics))
     return consumer
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where the broker put an acknowledged message."""
+
+    topic: str
+    partition: int
+    offset: int
 
 
 def send_all(producer: KafkaProducer, messages: Iterable[Outgoing], timeout_s: float) -> int:
@@ -88,19 +108,51 @@ def send_all(producer: KafkaProducer, messages: Iterable[Outgoing], timeout_s: f
     Raises :class:`KafkaProducerDeliveryError` when any is not acknowledged within
     ``timeout_s``: the caller must then not commit its input offsets.
     """
+    return len(_send_and_wait(producer, messages, timeout_s))
+
+
+def deliver_all(
+    producer: KafkaProducer, messages: Iterable[Outgoing], timeout_s: float
+) -> list[Delivery]:
+    """Like :func:`send_all`, and say where each message landed (in the order given)."""
+    futures = _send_and_wait(producer, messages, timeout_s)
+    return [Delivery(f.value.topic, f.value.partition, f.value.offset) for f in futures]
+
+
+def _send_and_wait(
+    producer: KafkaProducer, messages: Iterable[Outgoing], timeout_s: float
+) -> list[Any]:
     futures = [
         producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers) or None)
         for m in messages
     ]
     if not futures:
-        return 0
+        return futures
     producer.flush(timeout=timeout_s)
     for future in futures:
         if not future.is_done:
             raise KafkaProducerDeliveryError(f"produce not acknowledged within {timeout_s:.0f}s")
         if future.failed():
             raise KafkaProducerDeliveryError(f"produce failed: {future.exception!r}")
-    return len(futures)
+    return futures
+
+
+def make_admin(settings: Settings, client_id: str) -> KafkaAdminClient:
+    """Admin client (topics, group offsets) on the same transport as every other client."""
+    return KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        request_timeout_ms=settings.request_timeout_ms,
+        **kafka_security_options(settings),
+    )
+
+
+def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    """The configs ``create_topics`` gives ``topic`` (see STAGE_TOPIC_CONFIGS)."""
+    for stage, configs in STAGE_TOPIC_CONFIGS.items():
+        if topic == settings.topic(stage):
+            return dict(configs)
+    return {}
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -119,11 +171,7 @@ def create_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
     """
     names = list(names or all_topics(settings))
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id="sakk-admin",
-            request_timeout_ms=settings.request_timeout_ms,
-        )
+        admin = make_admin(settings, "sakk-admin")
     except KafkaError as exc:
         raise TopicSetupError(f"cannot reach {settings.kafka_bootstrap_servers}: {exc}") from exc
     try:
@@ -133,7 +181,14 @@ def create_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
             partitions = 1 if name.endswith("._schemas") else settings.topic_partitions
             with contextlib.suppress(TopicAlreadyExistsError):  # made meanwhile by another process
                 admin.create_topics(
-                    [NewTopic(name, partitions, settings.topic_replication_factor)],
+                    [
+                        NewTopic(
+                            name,
+                            partitions,
+                            settings.topic_replication_factor,
+                            topic_configs=topic_configs(settings, name),
+                        )
+                    ],
                     timeout_ms=int(TOPIC_CREATE_TIMEOUT_S * 1000),
                 )
         _wait_for_metadata(admin, names)

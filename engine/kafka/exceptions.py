@@ -15,3 +15,7 @@ class KafkaProducerDeliveryError(KafkaPlumbingError):
 
 class TopicSetupError(KafkaPlumbingError):
     """Topics could not be created or described."""
+
+
+class TlsTerminatorError(BrokerStartError):
+    """The TLS terminator in front of the embedded broker is missing or would not start."""

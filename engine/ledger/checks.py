@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, select
 
+from engine.ledger.dead_letters import resolved_dead_letter_ids
 from engine.ledger.models import Account, DeadLetter, LedgerEntry, Notification, Payment, Posting
 
 TERMINAL = ("SETTLED", "REJECTED", "FAILED")
@@ -74,6 +75,16 @@ def check_ledger(conn: Connection) -> LedgerCheck:
 
 @dataclass(frozen=True)
 class FlowCounts:
+    """What became of what the banks published: ``published = terminal + dead_lettered``.
+
+    Each published message is counted once. A dead letter counts in ``dead_lettered``
+    until it is redriven: once its redrive is PUBLISHED and the consumer that refused it
+    has handled the copy, the copy's own result counts in its place (a payment's state,
+    or, dead-lettered again, the new dead letter) and the first one moves to
+    ``redriven``. A redrive's copy is not new input, so the copies on the topic are
+    ``redriven`` more messages than the banks published.
+    """
+
     payments: int
     settled: int
     rejected: int
@@ -83,6 +94,7 @@ class FlowCounts:
     notifications_pending: int
     postings_for_payments: int
     settled_without_posting: int
+    redriven: int = 0  # dead letters whose redriven copy reached a result (not in dead_lettered)
 
     @property
     def terminal(self) -> int:
@@ -94,11 +106,12 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
     states: dict[str, int] = dict(
         conn.execute(select(p.c.state, func.count()).group_by(p.c.state)).all()
     )
-    dead = conn.execute(
+    recorded = conn.execute(
         select(func.count())
         .select_from(DeadLetter.__table__)
         .where(DeadLetter.__table__.c.consumer == dead_letter_consumer)
     ).scalar_one()
+    redriven = len(resolved_dead_letter_ids(conn, dead_letter_consumer))
     n = Notification.__table__
     pending = conn.execute(
         select(func.count()).select_from(n).where(n.c.status == "PENDING")
@@ -117,10 +130,11 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
         rejected=states.get("REJECTED", 0),
         failed=states.get("FAILED", 0),
         in_flight=states.get("VALIDATED", 0),
-        dead_lettered=dead,
+        dead_lettered=recorded - redriven,
         notifications_pending=pending,
         postings_for_payments=postings,
         settled_without_posting=settled_without,
+        redriven=redriven,
     )
 
 

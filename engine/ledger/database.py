@@ -31,6 +31,7 @@ def make_engine(url: str, pool_size: int = 4) -> Engine:
         return _sqlite_engine(url)
     return create_engine(
         url,
+        hide_parameters=True,  # errors and logs never quote row values (account numbers)
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=True,
@@ -43,7 +44,11 @@ def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(
+        url,
+        hide_parameters=True,  # errors and logs never quote row values (account numbers)
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]

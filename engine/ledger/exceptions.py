@@ -15,3 +15,7 @@ class ReferenceDataError(LedgerError):
 
 class VignetteFeeError(LedgerError):
     """A fee was computed for a vehicle-tax vignette payment, which is free by law."""
+
+
+class DeadLetterNotFoundError(LedgerError):
+    """No dead letter with that id in the ledger."""

@@ -87,6 +87,25 @@ class Bank(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(500))
 
 
+class BankKey(Base):
+    """A bank's Ed25519 public key and when it may sign (rotation: two can be valid at once).
+
+    The switch holds public keys only; a bank's private key never leaves the bank.
+    """
+
+    __tablename__ = "bank_keys"
+    __table_args__ = (
+        CheckConstraint("valid_until IS NULL OR valid_until > valid_from", name="window"),
+    )
+
+    bank_code: Mapped[str] = mapped_column(ForeignKey("banks.code"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # base64 of the 32 raw bytes
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
@@ -157,6 +176,14 @@ class Payment(Base):
     fee_minor: Mapped[int | None] = mapped_column(BigInteger)
     posting_id: Mapped[str | None] = mapped_column(String(64))
     settlement_window: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Proof of origin (non-repudiation): the bank's signature over signed_digest, which
+    # binds topic, key and value of the PaymentInitiated it sent, by key signer_key_id of
+    # signer_bank. (When the key was judged valid is not stored: it is the moment the
+    # validator handled the event, and a replay must reproduce this row exactly.)
+    signer_bank: Mapped[str | None] = mapped_column(String(8))
+    signer_key_id: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signed_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class PaymentTransition(Base):

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from engine.ledger.exceptions import ReferenceDataError
+from engine.ledger.keys import KeyEntry, parse_key_entry, register_keys
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -39,6 +40,7 @@ from engine.ledger.models import (
 )
 from engine.ledger.postings import Leg, PostingDraft, write_postings
 from engine.money import MAX_AMOUNT_MINOR, is_known_currency
+from engine.trust.exceptions import KeyRegistryError
 
 CHANNELS = ("WEB", "MOBILE", "ATM", "POS", "BRANCH", "EGOV")
 PAYMENT_TYPES = ("TRANSFER", "PURCHASE", "CASH_WITHDRAWAL", "EGOV")
@@ -101,18 +103,24 @@ class LoadReport:
     accounts_updated: int = 0
     fee_rules: int = 0
     channel_limits: int = 0
+    keys_registered: int = 0
 
 
 def load_reference_data(engine: Engine, data: Mapping[str, Any]) -> LoadReport:
     """Validate ``data`` fully, then upsert it in one transaction."""
     banks = [_check_bank(i, b) for i, b in enumerate(data.get("banks", []))]
     bank_codes = {b["code"] for b in banks}
+    keys = _check_keys(data.get("banks", []))
     accounts = [_check_account(i, a, bank_codes) for i, a in enumerate(data.get("accounts", []))]
     fees = [_check_fee(i, f) for i, f in enumerate(data.get("fee_schedule", []))]
     limits = [_check_limit(i, lim) for i, lim in enumerate(data.get("channel_limits", []))]
     report = LoadReport(banks=len(banks), fee_rules=len(fees), channel_limits=len(limits))
     with engine.begin() as conn:
         _upsert_banks(conn, banks)
+        try:
+            report.keys_registered = register_keys(conn, keys)
+        except KeyRegistryError as exc:
+            raise ReferenceDataError(str(exc)) from exc
         currencies = {a["currency"] for a in accounts} or {"MAD"}
         internal = [
             _internal(code, kind, cur)
@@ -204,6 +212,24 @@ def _optional_int(entry: Mapping[str, Any], key: str, where: str) -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ReferenceDataError(f"{where}: '{key}' must be a non-negative integer or null")
     return value
+
+
+def _check_keys(banks: list[Mapping[str, Any]]) -> list[KeyEntry]:
+    """Each bank's public keys (``banks[i].keys``), checked before anything is written."""
+    entries = []
+    for i, b in enumerate(banks):
+        keys = b.get("keys", [])
+        if not isinstance(keys, list):
+            raise ReferenceDataError(f"banks[{i}]: 'keys' must be a list")
+        for j, entry in enumerate(keys):
+            where = f"banks[{i}].keys[{j}]"
+            if not isinstance(entry, Mapping):
+                raise ReferenceDataError(f"{where}: must be an object")
+            try:
+                entries.append(parse_key_entry(str(b.get("code")), entry, where))
+            except KeyRegistryError as exc:
+                raise ReferenceDataError(str(exc)) from exc
+    return entries
 
 
 def _check_bank(i: int, b: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,8 @@ import pytest
 from engine.config import PREFIX, load_settings
 from engine.kafka.client import Outgoing, make_producer, send_all
 from engine.kafka.embedded import EmbeddedBroker
+from engine.ledger.reference import read_file
+from producers.simulator import register_simulated_keys, simulation_signers
 from tests.deploy.support import (
     ALERTS_FILE,
     CONSUMERS,
@@ -49,7 +51,7 @@ FLOW_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 20
 REFERENCE_FILE = ROOT / "reference" / "morocco.json"
 # Series that only appear when something goes wrong, or that depend on the traffic mix.
-ONLY_ON_FAULTS = {"sakk_database_retries_total"}
+ONLY_ON_FAULTS = {"sakk_database_retries_total", "sakk_notifications_given_up_total"}
 MIX_DEPENDENT = {"sakk_fees_minor_total"}
 LABEL_VALUES = re.compile(r"label_values\((?P<metric>[^,]+),\s*(?P<label>\w+)\)")
 AVAILABILITY_ALERTS = {"SakkConsumerDown", "SakkConsumerNotReady", "SakkConsumerMissing"}
@@ -167,13 +169,20 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def publish_poison(flow: SakkFlow) -> None:
-    """One undecodable message, so the dead-letter series and alert have something to show."""
+    """One undecodable message signed by its bank, and one unsigned (refused for security),
+    so the dead-letter and security series and alerts have something to show."""
     settings = load_settings(environ=flow.env)
+    signers = simulation_signers(read_file(REFERENCE_FILE), seed=1)  # `sakk simulate`'s keys
+    register_simulated_keys(settings, signers)
+    topic, value = settings.topic("initiated"), b"\x00not avro"
     producer = make_producer(settings, client_id="test-poison")
     try:
         send_all(
             producer,
-            [Outgoing(settings.topic("initiated"), b"poison", b"\x00not avro")],
+            [
+                Outgoing(topic, b"poison", value, signers.headers("007", topic, b"poison", value)),
+                Outgoing(topic, b"forged", value),
+            ],
             timeout_s=30,
         )
     finally:

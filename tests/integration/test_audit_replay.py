@@ -22,7 +22,17 @@ from engine.ledger.database import make_engine
 from engine.ledger.models import Account, DeadLetter, LedgerEntry, Payment, Posting
 from engine.runtime import BatchProcessor, RawMessage
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.factories import AMINA, BLOCKED, CLOSED, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment
+from tests.factories import (
+    AMINA,
+    BLOCKED,
+    CLOSED,
+    KARIM,
+    RAM,
+    REFERENCE_FILE,
+    YOUSSEF,
+    payment,
+    signed,
+)
 from tests.integration.test_flow import drained
 
 pytestmark = pytest.mark.integration
@@ -144,15 +154,17 @@ def test_replay_refuses_the_live_ledger_and_a_used_one(flow_factory, sqlite_url,
 
 
 def publish_at(flow, stamped: list[tuple[datetime, dict[str, Any]]]) -> None:  # type: ignore[no-untyped-def]
-    """Publish each record with an explicit Kafka record time (CreateTime)."""
+    """Publish each record with an explicit Kafka record time (CreateTime), signed by its bank."""
     producer = make_producer(flow.settings, "test-bank")
     topic = flow.settings.topic("initiated")
     for at, record in stamped:
+        key, value = record["payer_account"].encode(), flow.codec.encode("PaymentInitiated", record)
         producer.send(
             topic,
-            key=record["payer_account"].encode(),
-            value=flow.codec.encode("PaymentInitiated", record),
+            key=key,
+            value=value,
             timestamp_ms=int(at.timestamp() * 1000),
+            headers=list(signed(topic, key, value, record["payer_bank"])),
         )
     producer.flush(30)
     producer.close()
@@ -260,12 +272,14 @@ def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credi
     topic = flow.settings.topic("initiated")
     producer = make_producer(flow.settings, "test-bank")
     for partition, record in ((0, credit), (1, debit)):
+        key, value = record["payer_account"].encode(), flow.codec.encode("PaymentInitiated", record)
         producer.send(
             topic,
-            key=record["payer_account"].encode(),
+            key=key,
             partition=partition,
-            value=flow.codec.encode("PaymentInitiated", record),
+            value=value,
             timestamp_ms=int(record["occurred_at"].timestamp() * 1000),
+            headers=list(signed(topic, key, value, record["payer_bank"])),
         )
     producer.flush(30)
     producer.close()
@@ -277,10 +291,13 @@ def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credi
     settlement = BatchProcessor(
         build_stage("settlement", settings), flow.engine, flow.codec, settings
     )
-    raw = {r["payment_id"]: RawMessage(topic, p, 0, r["payer_account"].encode(),
-                                       flow.codec.encode("PaymentInitiated", r),
-                                       int(r["occurred_at"].timestamp() * 1000))
-           for p, r in ((0, credit), (1, debit))}  # fmt: skip
+    raw = {}
+    for p, r in ((0, credit), (1, debit)):
+        key, value = r["payer_account"].encode(), flow.codec.encode("PaymentInitiated", r)
+        raw[r["payment_id"]] = RawMessage(
+            topic, p, 0, key, value, int(r["occurred_at"].timestamp() * 1000),
+            headers=signed(topic, key, value, r["payer_bank"]),
+        )  # fmt: skip
     validated = {}
     for pid in (debit["payment_id"], credit["payment_id"]):
         [message] = [

@@ -24,7 +24,7 @@ from engine.ledger.postings import entry_hash
 from engine.ledger.reference import load_reference_data, read_file
 from engine.runtime import BatchProcessor, RawMessage
 from engine.serialization import AvroCodec, SchemaRegistry
-from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment
+from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, signed
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +42,7 @@ def build_ledger(url: str, records: list[dict[str, Any]]) -> Engine:
     settlement = BatchProcessor(build_stage("settlement", settings), engine, codec, settings)
     for start in range(0, len(records), 50):
         batch = records[start : start + 50]
-        raw = [RawMessage(settings.topic("initiated"), 0, start + i, r["payer_account"].encode(),
-                          codec.encode("PaymentInitiated", r),
-                          int(r["occurred_at"].timestamp() * 1000))
-               for i, r in enumerate(batch)]  # fmt: skip
+        raw = [initiated(settings, codec, 0, start + i, r) for i, r in enumerate(batch)]
         result = validator.process(raw)
         validated = [
             RawMessage(m.topic, 0, start + i, m.key, m.value, raw[0].timestamp_ms)
@@ -54,6 +51,18 @@ def build_ledger(url: str, records: list[dict[str, Any]]) -> Engine:
         ]
         settlement.process(validated)
     return engine
+
+
+def initiated(
+    settings: Settings, codec: AvroCodec, partition: int, offset: int, record: dict[str, Any]
+) -> RawMessage:
+    """A PaymentInitiated record as the validator reads it, signed by its payer's bank."""
+    topic = settings.topic("initiated")
+    key, value = record["payer_account"].encode(), codec.encode("PaymentInitiated", record)
+    return RawMessage(
+        topic, partition, offset, key, value, int(record["occurred_at"].timestamp() * 1000),
+        headers=signed(topic, key, value, record["payer_bank"]),
+    )  # fmt: skip
 
 
 def records() -> list[dict[str, Any]]:

@@ -41,6 +41,8 @@ def test_trace_shows_every_event_state_posting_and_notification(flow_factory, da
     assert sum(e["amount_minor"] for e in trace.entries) == 0
     assert {n["recipient_bank"] for n in trace.notifications} == {"007", "011"}
     assert len(trace.attempts) >= 2
+    assert trace.payment["signer_bank"] == paid["payer_bank"]  # proof of origin, kept
+    assert trace.signer().startswith(f"signed by bank {paid['payer_bank']} with key ")
 
     scan_topics(flow.settings, replay_codec(flow.settings), trace)
 

@@ -15,7 +15,7 @@ from engine.kafka.client import create_topics
 from engine.ledger.models import Payment
 from engine.ledger.reports import net_positions
 from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment
-from tests.integration.test_audit_tamper import build_ledger
+from tests.integration.test_audit_tamper import build_ledger, initiated
 
 pytestmark = pytest.mark.integration
 
@@ -179,9 +179,7 @@ def _settle_more(engine: Any, url: str, more: list[dict[str, Any]]) -> None:
     codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir))
     validator = BatchProcessor(build_stage("validator", settings), engine, codec, settings)
     settlement = BatchProcessor(build_stage("settlement", settings), engine, codec, settings)
-    raw = [RawMessage(settings.topic("initiated"), 1, i, r["payer_account"].encode(),
-                      codec.encode("PaymentInitiated", r), int(r["occurred_at"].timestamp() * 1000))
-           for i, r in enumerate(more)]  # fmt: skip
+    raw = [initiated(settings, codec, 1, i, r) for i, r in enumerate(more)]
     result = validator.process(raw)
     settlement.process(
         [

@@ -36,3 +36,9 @@ def test_short_seeded_chaos_run_keeps_every_invariant(backend, tmp_path):
     injected = {kind for kind, count in report.faults.items() if count > 0}
     assert set(FAULT_KINDS) | {"webhook_failure"} <= injected, text
     assert report.drain_s is not None
+    assert report.checked.notifications == {"DELIVERED": sum(report.checked.notifications.values())}
+    # The bank outage bit: its endpoint held requests, and both p99s were measured.
+    assert report.webhook_modes["down"] > 0, text
+    latency = report.checked.latency
+    assert latency is not None and latency.down_bank == report.down_bank, text
+    assert latency.down_count > 0 and latency.healthy_count > 0, text

@@ -21,11 +21,13 @@ from sqlalchemy import func, select, update
 from consumers.senders import verify_signature
 from engine.ledger.models import Bank, EmittedEvent, NotificationAttempt
 from engine.ledger.models import Notification as NotificationRow
+from engine.trust.keys import KeyPair
 from tests.factories import AMINA, KARIM, YOUSSEF, payment
 
 pytestmark = pytest.mark.integration
 
-SECRET = "delivery-secret"
+SWITCH_KEY = KeyPair.from_seed(b"tests/switch")
+TRUSTED = {SWITCH_KEY.key_id: SWITCH_KEY.public}
 OUTAGE_S = 60.0
 BURST_EVERY_S = 10.0  # payments arrive all through the outage, not only at its start
 HEALTHY_DELIVERY_BOUND_S = 5.0  # created -> accepted for a bank that is up, on a busy machine
@@ -55,7 +57,7 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
                 endpoints.up.wait(OUTAGE_S)  # hang: the sender's attempt deadline cuts it
                 self.close_connection = True
                 return
-            if not verify_signature(SECRET, self.headers, body, now_s=int(time.time())):
+            if not verify_signature(TRUSTED, self.headers, body, now_s=int(time.time())):
                 with endpoints.lock:
                     endpoints.bad_signatures += 1
                 self._reply(401)
@@ -112,12 +114,14 @@ def _aware(value: datetime) -> datetime:
 
 
 def test_a_bank_down_for_a_minute_gets_every_notification_and_delays_no_other_bank(
-    flow_factory, database_url, endpoints
+    flow_factory, database_url, endpoints, tmp_path
 ):
+    key_file = tmp_path / "switch.pem"
+    SWITCH_KEY.write(key_file)
     flow = flow_factory(
         database_url,
         notify_sender="webhook",
-        webhook_secret=SECRET,
+        webhook_signing_key_files=str(key_file),
         webhook_timeout_ms=500,
         notify_retry_initial_ms=200,
         notify_retry_max_ms=2_000,

@@ -1,11 +1,13 @@
 """The bank side against a real broker: publisher, JSON Lines publishing, the simulator.
 
-The last test runs the simulator's traffic through the real validator and
-settlement and checks that every message ends as its kind says it should.
+Every payment goes out signed as its payer's bank. The last test runs the simulator's
+traffic through the real validator and settlement and checks that every message ends
+as its kind says it should (forgeries: refused as a security matter).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -24,9 +26,21 @@ from engine.kafka.client import create_topics, make_consumer, partitions_of
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.reference import read_file
 from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
+from engine.trust.keys import KeyPair
+from engine.trust.signing import KEY_ID_HEADER, SIGNER_HEADER, KeyRing, key_rows_as_ring
+from producers.exceptions import PaymentSigningError
 from producers.jsonl import publish_file
 from producers.publisher import PaymentPublisher
-from producers.simulator import SimulatedMessage, TrafficSimulator, simulate
+from producers.signing import SIMULATED_KEYS_VALID_FROM, Signers
+from producers.simulator import (
+    SECURITY_KINDS,
+    SimulatedMessage,
+    TrafficSimulator,
+    publish_message,
+    register_simulated_keys,
+    simulate,
+    simulation_signers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +49,20 @@ EXAMPLES = PROJECT_ROOT / "producers" / "examples" / "payments.jsonl"
 READ_TIMEOUT_S = 30.0
 FLOW_TIMEOUT_S = 90.0
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+# One key for each bank of the committed reference: publishing as many banks at once.
+BANKS = simulation_signers(read_file(REFERENCE), seed=0)
+
+
+def ring_of(signers: Signers) -> KeyRing:
+    return key_rows_as_ring(e.as_row() for e in signers.key_entries(SIMULATED_KEYS_VALID_FROM))
+
+
+def verdict(signers: Signers, record: ConsumerRecord):  # type: ignore[no-untyped-def]
+    """The validator's signature check of a record read back, with ``signers``' keys."""
+    headers = tuple(record.headers or ())
+    return ring_of(signers).verify(
+        record.topic, record.key, record.value, headers, datetime.now(UTC)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +124,7 @@ def test_published_payments_come_back_keyed_by_payer_and_decodable(
     settings: Settings, codec: AvroCodec
 ) -> None:
     payments = good_payments(50)
-    with PaymentPublisher(settings) as publisher:
+    with PaymentPublisher(settings, signers=BANKS) as publisher:
         for p in payments:
             publisher.publish(p)
         publisher.publish_raw(b"not avro at all", key=b"raw-key")
@@ -106,6 +134,7 @@ def test_published_payments_come_back_keyed_by_payer_and_decodable(
     records = read_initiated(settings)
     raw = [r for r in records if r.key == b"raw-key"]
     assert [r.value for r in raw] == [b"not avro at all"]
+    assert not raw[0].headers  # publish_raw without a signer: unsigned
     with pytest.raises(DecodeError):
         codec.decode(raw[0].value)
     decoded = {codec.decode(r.value).record["payment_id"]: r for r in records if r not in raw}
@@ -114,11 +143,35 @@ def test_published_payments_come_back_keyed_by_payer_and_decodable(
         record = decoded[p["payment_id"]]
         assert record.key == p["payer_account"].encode()
         assert codec.decode(record.value).record == p
+        assert dict(record.headers)[SIGNER_HEADER] == p["payer_bank"].encode()
+        assert verdict(BANKS, record).ok
+
+
+def test_a_key_file_signs_as_its_bank_and_a_payment_of_another_bank_is_refused_unsent(
+    settings: Settings, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "011.key"
+    pair = KeyPair.generate()
+    pair.write(key_file)
+    own = [p for p in good_payments(60) if p["payer_bank"] == "011"][:3]
+    other = next(p for p in good_payments(60) if p["payer_bank"] != "011")
+    with PaymentPublisher(settings.replace(signing_key_file=key_file)) as publisher:
+        publisher.publish(own[0])
+        with pytest.raises(PaymentSigningError, match=f"payer bank {other['payer_bank']}") as e:
+            publisher.publish(other)
+        assert e.value.bank == other["payer_bank"]
+        for p in own[1:]:
+            publisher.publish(p)
+    records = read_initiated(settings)
+    assert len(records) == 3
+    assert {dict(r.headers)[KEY_ID_HEADER] for r in records} == {pair.key_id.encode()}
+    signers = Signers.from_key_file("011", key_file)
+    assert all(verdict(signers, r).ok for r in records)
 
 
 def test_one_payers_payments_share_a_partition_in_publish_order(settings: Settings) -> None:
     payments = good_payments(200)
-    with PaymentPublisher(settings) as publisher:
+    with PaymentPublisher(settings, signers=BANKS) as publisher:
         for p in payments:
             publisher.publish(p)
     by_payer: dict[bytes, list[ConsumerRecord]] = {}
@@ -134,7 +187,7 @@ def test_one_payers_payments_share_a_partition_in_publish_order(settings: Settin
 
 
 def test_starting_a_publisher_registers_the_writer_schemas(settings: Settings) -> None:
-    with PaymentPublisher(settings) as publisher:
+    with PaymentPublisher(settings, signers=BANKS) as publisher:
         expected = publisher.codec.registry.fingerprint_of("PaymentInitiated")
     store = KafkaSchemaStore(settings)
     try:
@@ -151,7 +204,7 @@ def test_publish_file_publishes_good_lines_and_reports_bad_ones_by_number(
     path = tmp_path / "payments.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    report = publish_file(settings, path)
+    report = publish_file(settings, path, signers=BANKS)
 
     assert (report.lines, report.published, report.skipped) == (6, 3, 3)
     assert [b.line_number for b in report.bad_lines] == [2, 5, 7]
@@ -161,16 +214,65 @@ def test_publish_file_publishes_good_lines_and_reports_bad_ones_by_number(
 
 
 def test_the_example_file_publishes_without_a_bad_line(settings: Settings) -> None:
-    report = publish_file(settings, EXAMPLES)
+    report = publish_file(settings, EXAMPLES, signers=BANKS)  # its lines are many banks'
     assert report.skipped == 0 and report.published == report.lines >= 10
+    records = read_initiated(settings)
+    assert len(records) == report.published
+    assert all(verdict(BANKS, r).ok for r in records)
+
+
+def test_publish_file_with_a_key_file_skips_the_lines_of_another_bank(
+    settings: Settings, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "007.key"
+    KeyPair.generate().write(key_file)
+    lines = EXAMPLES.read_text(encoding="utf-8").splitlines()
+    banks = [json.loads(line)["payer_bank"] for line in lines]
+    path = tmp_path / "payments.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = publish_file(settings.replace(signing_key_file=key_file), path)
+
+    assert banks[0] == "007" and report.published == banks.count("007")
+    others = [i + 1 for i, bank in enumerate(banks) if bank != "007"]
+    assert [b.line_number for b in report.bad_lines] == others
+    assert f"payer_bank: cannot sign a payment of payer bank {banks[1]}" in str(report.bad_lines[0])
     assert len(read_initiated(settings)) == report.published
+
+
+def test_sakk_publish_signs_with_the_signing_key_option(settings: Settings, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import engine.cli.publish  # noqa: F401  (registers the command)
+    from engine.cli import cli
+
+    key_file = tmp_path / "007.key"
+    pair = KeyPair.generate()
+    pair.write(key_file)
+    lines = [line for line in EXAMPLES.read_text(encoding="utf-8").splitlines()
+             if json.loads(line)["payer_bank"] == "007"]  # fmt: skip
+    path = tmp_path / "007.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {
+        "SAKK_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SAKK_TOPIC_PREFIX": settings.topic_prefix,
+        "SAKK_DATA_DIR": str(tmp_path),
+    }
+    result = CliRunner().invoke(
+        cli, ["publish", str(path), "--signing-key", str(key_file)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{len(lines)} payments published" in result.output
+    records = read_initiated(settings)
+    assert len(records) == len(lines)
+    assert all(verdict(Signers.from_key_file("007", key_file), r).ok for r in records)
 
 
 def test_simulate_publishes_every_message_it_reports(settings: Settings, codec: AvroCodec) -> None:
     seen: list[int] = []
     before_ms = int(time.time() * 1000)
     report = simulate(settings, payments=400, seed=3, rate_per_s=None, progress=seen.append,
-                      reference_path=REFERENCE)  # fmt: skip
+                      reference_path=REFERENCE, register_keys=False)  # fmt: skip
 
     records = read_initiated(settings)
     assert report.published == len(records) == 400
@@ -188,19 +290,25 @@ def test_simulate_publishes_every_message_it_reports(settings: Settings, codec: 
     assert undecodable == report.malformed == report.by_kind["malformed"]
     assert sum(report.by_channel.values()) == 400 - report.malformed
     assert "published 400 messages" in report.summary()
+    signers = simulation_signers(read_file(REFERENCE), 3)
+    refused = [verdict(signers, r).refusal for r in records]
+    assert sum(r is None for r in refused) == report.signed  # a forger signs validly too
+    assert refused.count("signature_missing") == report.by_kind["unsigned_payment"]
 
 
 def test_simulate_at_a_rate_takes_as_long_as_the_rate_says(settings: Settings) -> None:
     started = time.monotonic()
     report = simulate(settings, payments=150, seed=4, rate_per_s=300, progress=None,
-                      reference_path=REFERENCE)  # fmt: skip
+                      reference_path=REFERENCE, register_keys=False)  # fmt: skip
     assert report.published == 150
     assert time.monotonic() - started >= 150 / 300 * 0.8
 
 
 def test_two_runs_of_one_seed_publish_distinct_ids_and_references(settings: Settings) -> None:
-    one = simulate(settings, 100, seed=9, reference_path=REFERENCE, run_tag="a")
-    two = simulate(settings, 100, seed=9, reference_path=REFERENCE, run_tag="b")
+    one = simulate(settings, 100, seed=9, reference_path=REFERENCE, run_tag="a",
+                   register_keys=False)  # fmt: skip
+    two = simulate(settings, 100, seed=9, reference_path=REFERENCE, run_tag="b",
+                   register_keys=False)  # fmt: skip
     assert one.by_kind == two.by_kind
     codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir))
     events = []
@@ -233,21 +341,23 @@ def test_simulated_traffic_ends_as_each_kind_says(
     upgrade(flow_settings.ledger_url)
     engine = make_engine(flow_settings.ledger_url)
     load_reference_data(engine, read_file(REFERENCE))
+    signers = simulation_signers(read_file(REFERENCE), 17)
+    register_simulated_keys(flow_settings, signers)
     stop = threading.Event()
     threads = run_consumers(flow_settings, ("validator", "settlement"), stop)
     expected: dict[str, SimulatedMessage] = {}
+    refused: list[SimulatedMessage] = []
     try:
-        with PaymentPublisher(flow_settings) as publisher:
+        with PaymentPublisher(flow_settings, signers=signers) as publisher:
             sim = TrafficSimulator(read_file(REFERENCE), 17, START, codec=publisher.codec,
                                    live=True, run_tag="e2e")  # fmt: skip
             for m in sim.generate(700):
-                if m.raw is not None:
-                    publisher.publish_raw(m.raw, m.key)
-                else:
-                    assert m.payment is not None
-                    publisher.publish(m.payment)
+                publish_message(publisher, m)
+                if m.kind in SECURITY_KINDS:
+                    refused.append(m)
+                elif m.payment is not None:
                     expected[m.payment["payment_id"]] = m
-        malformed = 700 - len(expected)
+        malformed = 700 - len(expected) - len(refused)
 
         terminal = (PaymentState.SETTLED, PaymentState.REJECTED, PaymentState.FAILED)
         deadline = time.monotonic() + FLOW_TIMEOUT_S
@@ -256,7 +366,7 @@ def test_simulated_traffic_ends_as_each_kind_says(
                 done = conn.scalar(select(func.count()).select_from(Payment)
                                    .where(Payment.state.in_(terminal)))  # fmt: skip
                 dead = conn.scalar(select(func.count()).select_from(DeadLetter))
-            if done == len(expected) and dead == malformed:
+            if done == len(expected) and dead == malformed + len(refused):
                 break
             assert time.monotonic() < deadline, f"{done} terminal, {dead} dead-lettered"
             assert all(t.is_alive() for t in threads), "a consumer thread died"
@@ -264,6 +374,7 @@ def test_simulated_traffic_ends_as_each_kind_says(
         with engine.connect() as conn:
             rows = conn.execute(select(Payment.payment_id, Payment.state, Payment.reason_code))
             outcomes = {r.payment_id: (r.state.lower(), r.reason_code) for r in rows}
+            kinds_dead = Counter(conn.execute(select(DeadLetter.kind)).scalars())
     finally:
         stop.set()
         for t in threads:
@@ -278,3 +389,5 @@ def test_simulated_traffic_ends_as_each_kind_says(
     assert wrong == []
     kinds = Counter(m.kind for m in expected.values())
     assert kinds["insufficient_funds"] and kinds["duplicate_retry"] and kinds["vignette"]
+    assert refused and kinds_dead["security"] == len(refused)  # every forgery, nothing else
+    assert not {m.payment["payment_id"] for m in refused if m.payment} & set(outcomes)

@@ -11,10 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from consumers.senders import Notification, WebhookSender, verify_signature
+from engine.trust.keys import KeyPair
 
 pytestmark = pytest.mark.integration
 
-SECRET = "integration-secret"
+SWITCH_KEY = KeyPair.from_seed(b"tests/switch/integration")
+TRUSTED = {SWITCH_KEY.key_id: SWITCH_KEY.public}
 TIMEOUT_MS = 200
 SLOW_ENDPOINT_S = 1.0  # well past TIMEOUT_MS
 
@@ -39,7 +41,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            valid = verify_signature(SECRET, self.headers, body, now_s=int(time.time()))
+            valid = verify_signature(TRUSTED, self.headers, body, now_s=int(time.time()))
             nid = self.headers["X-Sakk-Notification-Id"]
             with lock:
                 receiver.requests.append((self.path, nid, valid))
@@ -108,7 +110,7 @@ def receiver() -> Iterator[Receiver]:
 
 def sender_factory(max_attempts: int = 3) -> WebhookSender:
     return WebhookSender(
-        SECRET,
+        [SWITCH_KEY],
         timeout_ms=TIMEOUT_MS,
         max_attempts=max_attempts,
         backoff_initial_ms=10,

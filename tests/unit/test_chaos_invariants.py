@@ -28,7 +28,7 @@ from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import Account, Notification, NotificationAttempt, Payment
 from engine.ledger.reference import load_reference_data, read_file
 from engine.runtime import BatchProcessor, RawMessage
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
 
 
 def now_ms() -> int:
@@ -55,15 +55,22 @@ class Pump:
         }  # fmt: skip
 
     def publish(self, messages: list[Message]) -> None:
-        self._append(
-            [Outgoing(self.settings.topic("initiated"), m.key or b"", m.value) for m in messages]
-        )  # type: ignore[arg-type]
+        topic = self.settings.topic("initiated")
+        self._append([Outgoing(topic, m.key or b"", m.value, m.headers) for m in messages])  # type: ignore[arg-type]
 
     def run(self) -> None:
         inputs = (("initiated",), ("validated",), ("rejected", "settled", "failed"))
         for processor, topics in zip(self.stages, inputs, strict=True):
             raw = [
-                RawMessage(self.settings.topic(t), r.partition, r.offset, r.key, r.value, now_ms())
+                RawMessage(
+                    self.settings.topic(t),
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    now_ms(),
+                    headers=r.headers,
+                )  # fmt: skip
                 for t in topics
                 for r in self.wire[t]
             ]
@@ -100,15 +107,14 @@ def flow(ledger: tuple[Settings, Engine, dict[str, int]]) -> tuple[Pump, Evidenc
     good = payment(AMINA, KARIM, 10_000, occurred_at=now)
     short = payment(KARIM, AMINA, 50_000, occurred_at=now)  # fails AM04
     zero = payment(AMINA, KARIM, 0, occurred_at=now)  # rejected AM12
-    encode = pump.codec.encode
-    messages = [
-        Message(
-            r["payer_account"].encode(), encode("PaymentInitiated", r), "payment", r["payment_id"]
-        )
-        for r in (good, short, zero)
-    ]
-    copy = Message(messages[0].key, messages[0].value, "bank_retry")
-    poison = Message(b"k", b"not avro", "random_bytes")
+    topic, encode = settings.topic("initiated"), pump.codec.encode
+    messages = []
+    for r in (good, short, zero):  # each signed by its payer's bank, as a bank publishes it
+        key, value = r["payer_account"].encode(), encode("PaymentInitiated", r)
+        headers = signed(topic, key, value, r["payer_bank"])
+        messages.append(Message(key, value, "payment", r["payment_id"], headers))
+    copy = Message(messages[0].key, messages[0].value, "bank_retry", None, messages[0].headers)
+    poison = Message(b"k", b"not avro", "random_bytes", None, signed(topic, b"k", b"not avro"))
     expected = {
         r["payment_id"]: ExpectedPayment(r["payment_id"], "payment", GOOD_OUTCOMES)
         for r in (good, short)
@@ -231,4 +237,92 @@ def test_a_receiver_that_never_accepted_a_delivered_notification_is_caught(ledge
     found = violations(engine, evidence)
     assert found == [
         f"notification: notification {rows[0][0]} recorded DELIVERED, the bank never accepted it"
+    ]
+
+
+def _notified_of(evidence: Evidence, nid: str) -> list[int]:
+    """Positions on the notified topic of the PaymentNotified records announcing ``nid``."""
+    return [
+        i
+        for i, r in enumerate(evidence.wire["notified"])
+        if evidence.codec.decode(r.value).record["notification_id"] == nid
+    ]
+
+
+def _a_notification(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return (
+            conn.execute(
+                select(Notification.notification_id).order_by(Notification.notification_id)
+            )
+            .scalars()
+            .first()
+        )
+
+
+def test_a_notification_given_up_is_caught_though_it_was_announced(ledger):
+    _pump, evidence = flow(ledger)
+    engine = ledger[1]
+    nid = _a_notification(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Notification)
+            .where(Notification.notification_id == nid)
+            .values(status="FAILED", last_error="timeout after 1000 ms")
+        )
+    found = violations(engine, evidence)
+    assert any(f"notification {nid} to bank" in v and "was given up (FAILED" in v for v in found)
+    assert any(
+        f"PaymentNotified for {nid} says DELIVERED, the ledger says FAILED" in v for v in found
+    )
+
+
+def test_a_notification_still_pending_is_caught(ledger):
+    _pump, evidence = flow(ledger)
+    engine = ledger[1]
+    nid = _a_notification(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Notification).where(Notification.notification_id == nid).values(status="PENDING")
+        )
+    assert f"notification: notification {nid} is still PENDING" in violations(engine, evidence)
+
+
+def test_a_missing_payment_notified_is_caught(ledger):
+    _pump, evidence = flow(ledger)
+    nid = _a_notification(ledger[1])
+    (position,) = _notified_of(evidence, nid)
+    del evidence.wire["notified"][position]  # type: ignore[attr-defined]
+    assert violations(ledger[1], evidence) == [
+        f"notification: notification {nid} is DELIVERED, no PaymentNotified says so"
+    ]
+
+
+def test_identical_copies_of_a_payment_notified_are_harmless_a_second_event_is_not(ledger):
+    _pump, evidence = flow(ledger)
+    engine, notified = ledger[1], evidence.wire["notified"]
+    nid = _a_notification(engine)
+    (position,) = _notified_of(evidence, nid)
+    first = notified[position]
+    notified.append(WireRecord(first.topic, 0, len(notified), first.key, first.value, ()))  # type: ignore[attr-defined]
+    assert violations(engine, evidence) == []  # a copy: same event id, same bytes
+    record = evidence.codec.decode(first.value).record | {"event_id": "another-event-id"}
+    second = evidence.codec.encode("PaymentNotified", record)
+    notified.append(WireRecord(first.topic, 0, len(notified), first.key, second, ()))  # type: ignore[attr-defined]
+    found = violations(engine, evidence)
+    assert any(f"notification {nid} has 2 distinct PaymentNotified events" in v for v in found)
+    assert any(
+        "PaymentNotified another-event-id" in v and "id derived from its cause" in v for v in found
+    )
+
+
+def test_delivered_without_a_successful_attempt_recorded_is_caught(ledger):
+    _pump, evidence = flow(ledger)
+    engine = ledger[1]
+    nid = _a_notification(engine)
+    attempts = NotificationAttempt.__table__
+    with engine.begin() as conn:
+        conn.execute(attempts.delete().where(attempts.c.notification_id == nid))
+    assert violations(engine, evidence) == [
+        f"notification: notification {nid} recorded DELIVERED without a successful attempt recorded"
     ]

@@ -23,7 +23,7 @@ from engine.ledger.models import EmittedEvent, Notification
 from engine.ledger.reference import load_reference_data, read_file
 from engine.runtime import BatchProcessor, RawMessage
 from engine.supervisor import ConsumerProcess, Fleet
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, payment
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, payment, signed
 
 
 def now_ms() -> int:
@@ -48,7 +48,10 @@ def ledger(tmp_path: Path) -> tuple[Settings, Engine]:
 def raw(
     settings: Settings, topic: str, offset: int, value: bytes | None, key: bytes = b"k"
 ) -> RawMessage:
-    return RawMessage(settings.topic(topic), 0, offset, key, value, now_ms())
+    """A record as the stage reads it; on payments.initiated signed by bank 007, as banks do."""
+    name = settings.topic(topic)
+    headers = signed(name, key, value or b"") if topic == "initiated" else ()
+    return RawMessage(name, 0, offset, key, value, now_ms(), headers=headers)
 
 
 def test_redelivered_poison_is_dead_lettered_again_with_its_reason_and_source(ledger):

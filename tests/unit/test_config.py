@@ -34,18 +34,24 @@ def test_out_of_bounds_names_the_variable_and_the_bounds():
         load_settings(environ={"SAKK_BATCH_MAX_RECORDS": "0"})
 
 
-def test_webhook_sender_requires_a_secret():
-    with pytest.raises(SettingsError, match="SAKK_WEBHOOK_SECRET"):
+def test_webhook_sender_requires_the_switch_signing_key(tmp_path):
+    with pytest.raises(SettingsError, match="SAKK_WEBHOOK_SIGNING_KEY_FILES must name"):
         load_settings(environ={"SAKK_NOTIFY_SENDER": "webhook"})
+    missing = tmp_path / "absent.pem"
+    with pytest.raises(SettingsError, match="absent.pem is not a readable file"):
+        load_settings(
+            environ={
+                "SAKK_NOTIFY_SENDER": "webhook",
+                "SAKK_WEBHOOK_SIGNING_KEY_FILES": str(missing),
+            }
+        )
 
 
 def test_secrets_and_passwords_are_masked():
     settings = load_settings(
         environ={
-            "SAKK_WEBHOOK_SECRET": "s3cret",
             "SAKK_DATABASE_URL": "postgresql://sakk:pw@db/sakk",
         }
     )
     shown = settings.redacted()
-    assert "s3cret" not in str(shown) and "pw@" not in str(shown)
-    assert "s3cret" not in repr(settings)
+    assert "pw@" not in str(shown)

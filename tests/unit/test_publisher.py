@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.config import Settings
+from engine.config import Settings, load_settings
 from engine.serialization import AvroCodec, SchemaRegistry
+from engine.trust.keys import KeyPair
 from producers.exceptions import (
     InvalidPaymentError,
     PublisherError,
@@ -114,6 +116,43 @@ def test_publish_raw_takes_bytes_only(publisher: PaymentPublisher) -> None:
 def test_publisher_needs_a_broker_address() -> None:
     with pytest.raises(PublisherError, match="SAKK_KAFKA_BOOTSTRAP_SERVERS"):
         PaymentPublisher(Settings())
+
+
+# --- the signing key --------------------------------------------------------------------
+
+
+def test_starting_without_a_signing_key_is_refused_before_kafka_is_dialled() -> None:
+    with pytest.raises(PublisherError, match="no signing key: set SAKK_SIGNING_KEY_FILE"):
+        PaymentPublisher(UNREACHABLE).start()
+
+
+def test_a_signing_key_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bank.key"
+    KeyPair.generate().write(path)
+    path.chmod(0o644)
+    settings = UNREACHABLE.replace(signing_key_file=path)
+    with pytest.raises(PublisherError, match="SAKK_SIGNING_KEY_FILE: .*readable by others"):
+        PaymentPublisher(settings).start()
+
+
+def test_sakk_publish_without_a_signing_key_is_a_usage_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import engine.cli.publish  # noqa: F401  (registers the command)
+    from engine.cli import cli
+
+    path = tmp_path / "p.jsonl"
+    path.write_text("{}\n")
+    env = {"SAKK_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "SAKK_SIGNING_KEY_FILE": ""}
+    result = CliRunner().invoke(cli, ["publish", str(path)], env=env)
+    assert result.exit_code == 2
+    assert "no signing key: pass --signing-key FILE or set SAKK_SIGNING_KEY_FILE" in result.output
+
+
+def test_signing_key_file_comes_from_its_variable(tmp_path: Path) -> None:
+    settings = load_settings(environ={"SAKK_SIGNING_KEY_FILE": str(tmp_path / "b.key")})
+    assert settings.signing_key_file == tmp_path / "b.key"
+    assert load_settings(environ={"SAKK_SIGNING_KEY_FILE": ""}).signing_key_file is None
 
 
 # --- new_payment ------------------------------------------------------------------------

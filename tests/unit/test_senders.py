@@ -21,8 +21,10 @@ from consumers.senders import (
     verify_signature,
 )
 from engine.config import load_settings
+from engine.trust.keys import KeyPair
 
-SECRET = "s3cret"
+SWITCH_KEY = KeyPair.from_seed(b"tests/switch")
+TRUSTED = {SWITCH_KEY.key_id: SWITCH_KEY.public}  # what a bank keeps of the switch's key
 NOW_S = 1_700_000_000
 
 
@@ -52,7 +54,7 @@ class ScriptedWebhook(WebhookSender):
     ) -> None:
         self.delays_s: list[float] = []
         super().__init__(
-            SECRET,
+            [SWITCH_KEY],
             timeout_ms,
             max_attempts,
             backoff_initial_ms,
@@ -147,7 +149,7 @@ def test_every_attempt_carries_the_same_notification_id_and_a_valid_signature() 
     assert {h["X-Sakk-Notification-Id"] for h, _ in sender.posts} == {"ntf-9"}
     for headers, body in sender.posts:
         assert headers["Content-Type"] == "application/json"
-        assert verify_signature(SECRET, headers, body, now_s=NOW_S)
+        assert verify_signature(TRUSTED, headers, body, now_s=NOW_S)
 
 
 def test_missing_webhook_url_fails_without_any_attempt() -> None:
@@ -197,52 +199,68 @@ def test_unknown_outcome_is_refused() -> None:
         Notification("n", "p", "DONE", "B", None, {})
 
 
-def headers_for(body: bytes, timestamp_s: int = NOW_S, secret: str = SECRET) -> dict[str, str]:
+def headers_for(
+    body: bytes, timestamp_s: int = NOW_S, keys: tuple[KeyPair, ...] = (SWITCH_KEY,)
+) -> dict[str, str]:
     return {
         "X-Sakk-Timestamp": str(timestamp_s),
-        "X-Sakk-Signature": sign(secret, timestamp_s, body),
+        "X-Sakk-Signature": sign(keys, timestamp_s, body),
     }
 
 
 def test_signature_round_trip() -> None:
     body = notification_factory().body()
 
-    assert verify_signature(SECRET, headers_for(body), body, now_s=NOW_S + 299)
+    assert verify_signature(TRUSTED, headers_for(body), body, now_s=NOW_S + 299)
 
 
 def test_signature_header_names_are_case_insensitive() -> None:
     body = b"{}"
     headers = {k.lower(): v for k, v in headers_for(body).items()}
 
-    assert verify_signature(SECRET, headers, body, now_s=NOW_S)
+    assert verify_signature(TRUSTED, headers, body, now_s=NOW_S)
 
 
 @pytest.mark.parametrize("skew_s", [301, -301])
 def test_stale_or_future_timestamp_is_refused(skew_s: int) -> None:
     body = notification_factory().body()
 
-    assert not verify_signature(SECRET, headers_for(body), body, now_s=NOW_S + skew_s)
+    assert not verify_signature(TRUSTED, headers_for(body), body, now_s=NOW_S + skew_s)
 
 
 def test_tampered_body_is_refused() -> None:
     body = notification_factory().body()
     tampered = body.replace(b"12345", b"99345")
 
-    assert not verify_signature(SECRET, headers_for(body), tampered, now_s=NOW_S)
+    assert not verify_signature(TRUSTED, headers_for(body), tampered, now_s=NOW_S)
 
 
-def test_wrong_secret_is_refused() -> None:
+def test_a_key_the_bank_does_not_trust_is_refused() -> None:
     body = b"{}"
+    other = KeyPair.from_seed(b"tests/another bank")
 
-    assert not verify_signature(SECRET, headers_for(body, secret="other"), body, now_s=NOW_S)
+    assert not verify_signature(TRUSTED, headers_for(body, keys=(other,)), body, now_s=NOW_S)
+
+
+def test_during_a_rotation_both_keys_sign_and_either_one_verifies() -> None:
+    body = notification_factory().body()
+    new = KeyPair.from_seed(b"tests/switch/next")
+    headers = headers_for(body, keys=(SWITCH_KEY, new))
+
+    assert verify_signature(TRUSTED, headers, body, now_s=NOW_S)
+    assert verify_signature({new.key_id: new.public}, headers, body, now_s=NOW_S)
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"X-Sakk-Timestamp": "+1700000000", "X-Sakk-Signature": "sha256=00"}],
+    [
+        {},
+        {"X-Sakk-Timestamp": "+1700000000", "X-Sakk-Signature": "k=AA=="},
+        {"X-Sakk-Timestamp": "1700000000", "X-Sakk-Signature": "x" * 5000},
+    ],
 )
 def test_missing_or_malformed_headers_are_refused(headers: dict[str, str]) -> None:
-    assert not verify_signature(SECRET, headers, b"{}", now_s=NOW_S)
+    assert not verify_signature(TRUSTED, headers, b"{}", now_s=NOW_S)
 
 
 def test_log_sender_writes_one_line_per_notification(tmp_path: Path) -> None:
@@ -275,8 +293,12 @@ def test_log_sender_reports_one_successful_attempt(tmp_path: Path) -> None:
 
 
 def test_make_sender_picks_by_setting(tmp_path: Path) -> None:
+    key_file = tmp_path / "switch.pem"
+    SWITCH_KEY.write(key_file)
     log = make_sender(load_settings({}, notify_log_path=tmp_path / "n.jsonl"))
-    webhook = make_sender(load_settings({}, notify_sender="webhook", webhook_secret=SECRET))
+    webhook = make_sender(
+        load_settings({}, notify_sender="webhook", webhook_signing_key_files=str(key_file))
+    )
 
     assert (log.name, webhook.name) == ("log", "webhook")
     log.close()

@@ -35,9 +35,13 @@ from producers.simulator import (
     BAD_KINDS,
     GOOD_KINDS,
     MIX,
+    SECURITY_KINDS,
     SimulatedMessage,
+    SimulationReport,
     TokenBucket,
     TrafficSimulator,
+    publish_message,
+    simulation_signers,
 )
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -393,6 +397,95 @@ def test_without_a_codec_malformed_messages_are_random_bytes(reference: dict) ->
     malformed = [m for m in TrafficSimulator(reference, SEED, START).generate(3_000)
                  if m.kind == "malformed"]  # fmt: skip
     assert malformed and all(m.raw and m.raw[:2] != b"\xc3\x01" for m in malformed)
+
+
+# --- signatures -------------------------------------------------------------------------
+
+
+def test_every_payment_and_every_malformed_message_is_signed_by_its_payers_bank(
+    messages: list[SimulatedMessage],
+) -> None:
+    honest = [m for m in messages if m.kind not in SECURITY_KINDS]
+    for m in honest:
+        if m.payment is not None:
+            assert m.signer == m.payment["payer_bank"], m.kind
+    malformed = [m for m in honest if m.kind == "malformed"]
+    banks = {a[:3] for a in (m.key.decode() for m in malformed if m.key)}  # a RIB starts so
+    assert malformed and {m.signer for m in malformed} <= banks
+    assert {m.expected_outcome for m in malformed} == {"dead_lettered"}  # poison stays poison
+    assert {m.expected_reason for m in malformed} == {None}
+
+
+def test_forgeries_are_signed_by_another_bank_or_none_and_must_be_refused_for_security(
+    messages: list[SimulatedMessage], reference: dict
+) -> None:
+    banks = {b["code"] for b in reference["banks"]}
+    forged = [m for m in messages if m.kind == "forged_payer_bank"]
+    unsigned = [m for m in messages if m.kind == "unsigned_payment"]
+    assert len(forged) > 10 and len(unsigned) > 5
+    for m in forged:
+        assert m.payment is not None and m.raw is None
+        assert m.signer in banks and m.signer != m.payment["payer_bank"]
+        assert m.payment["payee_bank"] == m.signer  # bank A moving a bank B customer's money
+    assert all(m.signer is None and m.payment is not None for m in unsigned)
+    for m in forged + unsigned:
+        assert (m.expected_outcome, m.expected_reason) == ("dead_lettered", "security")
+
+
+def test_simulated_banks_get_one_reproducible_key_each_per_seed(reference: dict) -> None:
+    one, again, other = (simulation_signers(reference, seed) for seed in (1, 1, 2))
+    assert one.banks == {b["code"] for b in reference["banks"]}
+    assert [e.key_id for e in one.key_entries(START)] == [
+        e.key_id for e in again.key_entries(START)
+    ]
+    assert {e.key_id for e in one.key_entries(START)}.isdisjoint(
+        e.key_id for e in other.key_entries(START)
+    )
+
+
+class RecordingPublisher:
+    """Stands for PaymentPublisher: records how each message would be sent."""
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self.codec = codec
+        self.sent: list[tuple[str, Any, bytes | None, str | None]] = []
+
+    def encode(self, payment: dict[str, Any]) -> bytes:
+        return self.codec.encode("PaymentInitiated", payment, validate=True)
+
+    def publish(self, payment: dict[str, Any]) -> None:
+        self.sent.append(("payment", payment["payment_id"], None, payment["payer_bank"]))
+
+    def publish_raw(self, value: bytes, key: bytes | None = None, signer: str | None = None):  # type: ignore[no-untyped-def]
+        self.sent.append(("raw", value, key, signer))
+
+
+def test_publish_message_sends_a_forgery_as_raw_bytes_signed_by_the_forger_or_nobody(
+    messages: list[SimulatedMessage], codec: AvroCodec
+) -> None:
+    forged = next(m for m in messages if m.kind == "forged_payer_bank")
+    unsigned = next(m for m in messages if m.kind == "unsigned_payment")
+    good = next(m for m in messages if m.kind == "vignette")
+    malformed = next(m for m in messages if m.kind == "malformed")
+    publisher = RecordingPublisher(codec)
+    for m in (forged, unsigned, good, malformed):
+        publish_message(publisher, m)  # type: ignore[arg-type]
+    assert [(kind, signer) for kind, _, _, signer in publisher.sent] == [
+        ("raw", forged.signer), ("raw", None), ("payment", good.signer),
+        ("raw", malformed.signer),
+    ]  # fmt: skip
+    assert codec.decode(publisher.sent[0][1]).record == forged.payment
+    assert publisher.sent[0][2] == forged.payment["payer_account"].encode()  # type: ignore[index]
+    assert publisher.sent[3][1:3] == (malformed.raw, malformed.key)
+
+
+def test_report_counts_signed_and_forged_messages(messages: list[SimulatedMessage]) -> None:
+    report = SimulationReport(SEED, None)
+    for m in messages:
+        report.count(m)
+    assert report.forged == sum(1 for m in messages if m.kind in SECURITY_KINDS)
+    assert report.signed == sum(1 for m in messages if m.kind != "unsigned_payment")
+    assert f"{report.forged:,} forged" in report.summary()
 
 
 # --- time -------------------------------------------------------------------------------

@@ -50,14 +50,18 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_redeliveries")),
         sa.UniqueConstraint(
-            "notification_id", "round", name=op.f("uq_notification_redeliveries_notification_id_round")
+            "notification_id",
+            "round",
+            name=op.f("uq_notification_redeliveries_notification_id_round"),
         ),
     )
 
     op.create_table(
         "dead_letter_redrives",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
-        sa.Column("dead_letter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "dead_letter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
         sa.Column("requested_by", sa.String(length=64), nullable=False),
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),

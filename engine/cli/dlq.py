@@ -1,0 +1,395 @@
+"""``sakk dlq list|show|redrive``: dead letters inspected, fixed and sent again.
+
+Account numbers are shown to their last 4 digits and holders' names never: an operator
+reads dead letters, a bank's customer data stays with the bank.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from engine.app import STAGE_NAMES
+from engine.audit.exceptions import AuditError
+from engine.audit.export import jsonable
+from engine.audit.times import as_utc, parse_instant
+from engine.audit.urls import safe_url
+from engine.cli import cli
+from engine.config import Settings
+from engine.dlq.body import read_body_file
+from engine.dlq.exceptions import RedriveError
+from engine.dlq.inspect import DeadLetterView, inspect_dead_letter
+from engine.dlq.redrive import KindRedrive, Redriver
+from engine.dlq.signatures import MAX_SIGNATURE_FILE_BYTES
+from engine.kafka.exceptions import KafkaPlumbingError
+from engine.ledger.database import make_engine, read_only
+from engine.ledger.dead_letters import (
+    MAX_LISTED,
+    MAX_REASON_CHARS,
+    MAX_REQUESTED_BY_CHARS,
+    DeadLetterRecord,
+    Redrive,
+    count_dead_letters,
+    list_dead_letters,
+)
+from engine.ledger.exceptions import DeadLetterNotFoundError
+from engine.masking import mask_text
+from engine.serialization import (
+    AvroCodec,
+    KafkaSchemaStore,
+    SchemaRegistry,
+    SerializationError,
+    register_current_schemas,
+)
+
+DEFAULT_LISTED = 100
+REASON_COLUMN_CHARS = 60  # the table cuts reasons; ``show`` prints them whole
+
+
+@cli.group()
+def dlq() -> None:
+    """Dead letters: list them, read one, send them again once the cause is fixed."""
+
+
+@contextmanager
+def _ledger(settings: Settings) -> Iterator[Engine]:
+    """The live ledger; a database that is missing, behind or down is said so, in one line."""
+    engine = make_engine(settings.ledger_url)
+    try:
+        yield engine
+    except DBAPIError as exc:
+        first = str(exc.orig or exc).splitlines()[0]
+        raise click.ClickException(
+            f"cannot use the ledger {safe_url(settings.ledger_url)}: {first} "
+            f"(is it reachable, and migrated with sakk db upgrade?)"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+@dlq.command("list")
+@click.option("--kind", metavar="KIND", help="undecodable, unknown_schema, poison, ...")
+@click.option(
+    "--since", metavar="TIME", help="Recorded at or after, ISO 8601 (UTC unless a zone is given)."
+)
+@click.option("--consumer", type=click.Choice(STAGE_NAMES), help="The consumer that refused it.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LISTED),
+    default=DEFAULT_LISTED,
+    show_default=True,
+    help="Dead letters shown, oldest first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def dlq_list(
+    settings: Settings,
+    kind: str | None,
+    since: str | None,
+    consumer: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Dead letters: where each came from, why, and whether it was sent again."""
+    since_at = None
+    if since is not None:
+        try:
+            since_at = parse_instant(since)
+        except AuditError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from exc
+    with _ledger(settings) as engine, read_only(engine).connect() as conn:
+        found = list_dead_letters(conn, kind, consumer, since_at, limit)
+        total = count_dead_letters(conn, kind, consumer, since_at)
+    if as_json:
+        click.echo(json.dumps(jsonable([_listed(d) for d in found]), indent=2))
+        return
+    console = Console()
+    if not found:
+        console.print("no dead letters match")
+        return
+    table = Table(title=f"Dead letters ({len(found)} of {total})")
+    for col in ("id", "recorded", "consumer", "kind", "source", "reason", "redrive"):
+        table.add_column(col, justify="right" if col == "id" else "left")
+    for d in found:
+        table.add_row(
+            str(d.id),
+            _iso(d.recorded_at),
+            d.consumer,
+            d.kind,
+            f"{d.source_topic}/{d.source_partition}/{d.source_offset}",
+            escape(_cut(mask_text(d.reason), REASON_COLUMN_CHARS)),
+            escape(_redrive_cell(d.redrive)),
+        )
+    console.print(table)
+    if total > len(found):
+        console.print(f"{total - len(found)} more not shown: narrow with --kind/--since or --limit")
+
+
+@dlq.command("show")
+@click.argument("dead_letter_id", metavar="ID", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
+    """One dead letter: reason, source, its body when it decodes (masked), its redrive."""
+    codec, schemas = _reading_codec(settings)
+    try:
+        with _ledger(settings) as engine, read_only(engine).connect() as conn:
+            view = inspect_dead_letter(conn, codec, dead_letter_id, settings.max_message_bytes)
+    except DeadLetterNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except SerializationError as exc:  # the schema store is unreachable
+        raise click.ClickException(f"cannot decode dead letter {dead_letter_id}: {exc}") from exc
+    if as_json:
+        click.echo(json.dumps(jsonable({**_shown(view), "schemas": schemas}), indent=2))
+        return
+    _print_view(Console(), view, schemas)
+
+
+@dlq.command("redrive")
+@click.argument("dead_letter_id", metavar="[ID]", type=click.IntRange(min=1), required=False)
+@click.option("--kind", metavar="KIND", help="Every dead letter of this kind not yet sent again.")
+@click.option(
+    "--body",
+    "body_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send this corrected message instead (JSON fields of the event, or its Avro bytes).",
+)
+@click.option(
+    "--signature",
+    "signature_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --body on payments.initiated: the bank's signature headers for it (JSON).",
+)
+@click.option(
+    "--by", "requested_by", metavar="NAME", help="Who asks (default: $USER or the login name)."
+)
+@click.option("--reason", metavar="TEXT", help="Why, for the auditors (what was fixed).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LISTED),
+    default=MAX_LISTED,
+    show_default=True,
+    help="With --kind: dead letters sent in this run, oldest first.",
+)
+@click.pass_obj
+def dlq_redrive(
+    settings: Settings,
+    dead_letter_id: int | None,
+    kind: str | None,
+    body_file: Path | None,
+    signature_file: Path | None,
+    requested_by: str | None,
+    reason: str | None,
+    limit: int,
+) -> None:
+    """Send a dead letter (ID) or every one of a --kind back to its source topic.
+
+    The copy is the original bytes (with the bank's signature, read from the source
+    topic), or --body FILE (with the bank's --signature FILE where banks sign). A dead
+    letter is sent again once: redriving it a second time sends nothing and says so.
+    """
+    if (dead_letter_id is None) == (kind is None):
+        raise click.UsageError("give a dead letter ID or --kind KIND")
+    if body_file is not None and kind is not None:
+        raise click.UsageError("--body corrects one dead letter: give its ID, not --kind")
+    if signature_file is not None and body_file is None:
+        raise click.UsageError("--signature goes with --body: an original keeps its own")
+    if settings.uses_embedded_broker:
+        raise click.UsageError(
+            "set SAKK_KAFKA_BOOTSTRAP_SERVERS: the copy goes to the broker your consumers read"
+        )
+    who = _requested_by(requested_by)
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise click.BadParameter(f"at most {MAX_REASON_CHARS} characters", param_hint="--reason")
+    body = signature = None
+    try:
+        if body_file is not None:
+            body = read_body_file(body_file, settings.max_message_bytes)
+        if signature_file is not None:
+            signature = read_body_file(signature_file, MAX_SIGNATURE_FILE_BYTES)
+        with (
+            _ledger(settings) as engine,
+            _writing_codec(settings) as codec,
+            Redriver(settings, engine, codec) as r,
+        ):
+            if dead_letter_id is not None:
+                click.echo(r.redrive(dead_letter_id, who, reason, body, signature).summary)
+                return
+            assert kind is not None  # checked above
+            run = r.redrive_kind(kind, who, reason, limit)
+    except (DeadLetterNotFoundError, RedriveError, SerializationError, KafkaPlumbingError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_kind_run(run)
+    if run.refused:
+        raise SystemExit(1)
+
+
+def _requested_by(given: str | None) -> str:
+    """The name recorded for the auditors: --by, else the login name."""
+    name = (given if given is not None else _login_name()).strip()
+    if not name:
+        raise click.BadParameter("cannot tell who you are: give --by NAME", param_hint="--by")
+    if len(name) > MAX_REQUESTED_BY_CHARS:
+        raise click.BadParameter(f"at most {MAX_REQUESTED_BY_CHARS} characters", param_hint="--by")
+    return name
+
+
+def _login_name() -> str:
+    """$USER, else the login name ($LOGNAME, ..., then the password database)."""
+    if os.environ.get("USER"):
+        return os.environ["USER"]
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
+@contextmanager
+def _writing_codec(settings: Settings) -> Iterator[AvroCodec]:
+    """As every producer's: this process's writer schemas are registered in the store first."""
+    store = KafkaSchemaStore(settings, client_id="sakk-dlq-schemas")
+    try:
+        codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir), store)
+        register_current_schemas(codec, store)
+        yield codec
+    finally:
+        store.close()
+
+
+def _reading_codec(settings: Settings) -> tuple[AvroCodec, str]:
+    """A codec that publishes nothing: local schemas, and the store when there is a broker."""
+    registry = SchemaRegistry.from_dir(settings.schemas_dir)
+    if settings.uses_embedded_broker:
+        return AvroCodec(registry), "local only (SAKK_KAFKA_BOOTSTRAP_SERVERS unset: no store)"
+    store = KafkaSchemaStore(settings, client_id="sakk-dlq-schemas")
+    return AvroCodec(registry, store), "local and the schema store"
+
+
+def _iso(moment: Any) -> str:
+    return "" if moment is None else as_utc(moment).isoformat(timespec="seconds")
+
+
+def _cut(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def _redrive_cell(redrive: Redrive | None) -> str:
+    if redrive is None:
+        return ""
+    return f"{redrive.status} by {redrive.requested_by} {_iso(redrive.requested_at)}"
+
+
+def _redrive_fields(redrive: Redrive | None) -> dict[str, Any] | None:
+    if redrive is None:
+        return None
+    return {
+        "status": redrive.status,
+        "requested_by": redrive.requested_by,
+        "requested_at": _iso(redrive.requested_at),
+        "reason": redrive.reason,
+        "body_source": redrive.body_source,
+        "target_topic": redrive.target_topic,
+        "published_partition": redrive.published_partition,
+        "published_offset": redrive.published_offset,
+        "published_at": _iso(redrive.published_at),
+        "payment_id": redrive.payment_id,
+        "event_id": redrive.event_id,
+    }
+
+
+def _listed(d: DeadLetterRecord) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "recorded_at": _iso(d.recorded_at),
+        "consumer": d.consumer,
+        "kind": d.kind,
+        "reason": mask_text(d.reason),
+        "source_topic": d.source_topic,
+        "source_partition": d.source_partition,
+        "source_offset": d.source_offset,
+        "payment_id": d.payment_id,
+        "redriven": d.redrive is not None and d.redrive.published,
+        "redrive": _redrive_fields(d.redrive),
+    }
+
+
+def _shown(view: DeadLetterView) -> dict[str, Any]:
+    return {
+        **_listed(view.record),
+        "reason": view.reason,
+        "key": view.key,
+        "stored_bytes": view.stored_bytes,
+        "cut": view.cut,
+        "event_type": view.event_type,
+        "body": view.body,
+        "decode_error": view.decode_error,
+    }
+
+
+def _print_view(console: Console, view: DeadLetterView, schemas: str) -> None:
+    """Every line escaped: reasons quote SQL and schemas, whose brackets rich would eat."""
+    d = view.record
+    console.rule(f"dead letter {d.id}")
+    console.print(
+        f"kind      [bold]{escape(d.kind)}[/] (by {d.consumer}, recorded {_iso(d.recorded_at)})"
+    )
+    console.print(f"reason    {escape(view.reason)}")
+    console.print(
+        f"source    {escape(d.source_topic)} partition {d.source_partition} "
+        f"offset {d.source_offset}"
+    )
+    size = "no stored copy" if view.stored_bytes is None else f"{view.stored_bytes:,} bytes"
+    cut = " [red](cut to fit the dead-letter topic: redrive needs --body)[/]" if view.cut else ""
+    console.print(f"copy      {size}, key {escape(view.key or '(none)')}{cut}")
+    if view.body is None:
+        problem = escape(view.decode_error or "")
+        console.print(f"body      does not decode: {problem} [dim](schemas: {schemas})[/]")
+    else:
+        table = Table(title=f"{view.event_type} (masked)")
+        table.add_column("field")
+        table.add_column("value")
+        for name, value in view.body.items():
+            table.add_row(name, "" if value is None else escape(str(jsonable(value))))
+        console.print(table)
+    r = d.redrive
+    if r is None:
+        console.print(escape(f"redrive   none: sakk dlq redrive {d.id} [--body FILE]"))
+        return
+    why = f": {r.reason}" if r.reason else ""
+    console.print(
+        escape(
+            f"redrive   {r.status} by {r.requested_by} at {_iso(r.requested_at)} "
+            f"({r.body_source} body){why}"
+        )
+    )
+    if r.published:
+        console.print(
+            f"          published to {escape(r.target_topic)} partition "
+            f"{r.published_partition} offset {r.published_offset} at {_iso(r.published_at)}"
+        )
+
+
+def _print_kind_run(run: KindRedrive) -> None:
+    for outcome in run.outcomes:
+        click.echo(outcome.summary)
+    for dead_letter_id, problem in run.refused:
+        click.echo(f"dead letter {dead_letter_id} refused: {problem}", err=True)
+    sent = sum(1 for o in run.outcomes if o.sent)
+    click.echo(
+        f"kind {run.kind}: {sent} sent, {len(run.outcomes) - sent} already sent, "
+        f"{len(run.refused)} refused"
+    )
+    if run.limit_reached:
+        click.echo("the --limit was reached: run again for the rest")

@@ -17,7 +17,7 @@ from engine.supervisor import ConsumerProcess
 pytestmark = pytest.mark.integration
 
 # From "still in the interpreter's start-up" through "imports" to "connected and polling".
-SIGTERM_AFTER_S = (0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 3.0)
+SIGTERM_AFTER_S = (0.0, 0.01, 0.05, 0.2, 0.6, 2.0)
 
 
 @pytest.mark.parametrize("stage", ["settlement", "notification"])

@@ -440,6 +440,8 @@ class ChaosRun:
                     self.say(f"fault {fault.describe()}")
                 elif tries < MAX_DEFERRALS:
                     pending.append((now + RESTART_DELAY_S, tries + 1, fault))
+                else:
+                    self.report.missed[fault.kind] += 1
             self._tick(now)
             if not pending and now - opened >= self.config.duration_s:
                 return
@@ -588,6 +590,7 @@ class ChaosRun:
                 log.info("%s never reached %s; disarming", p.label, member.point)
                 p.kill()
                 self.report.faults[fp.KILL] += 1
+                self.report.missed[member.kind] += 1
                 self._down(member, now_s)
             elif member.status == "stopping" and now_s - member.since_s > self._graceful_bound_s():
                 p.kill()

@@ -21,6 +21,9 @@ class ChaosReport:
     poison: Counter[str] = field(default_factory=Counter)  # poison label -> messages
     bank_retries: int = 0  # byte-identical copies published
     faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
+    # kind -> planned but never reached: its target never came up for it in time, or an
+    # armed crash point saw no batch before ARMED_TIMEOUT_S (the traffic had ended)
+    missed: Counter[str] = field(default_factory=Counter)
     crash_points: Counter[str] = field(default_factory=Counter)  # point -> kills that hit it
     stalls_s: dict[str, float] = field(default_factory=dict)  # freeze/outage -> seconds, total
     webhook_modes: Counter[str] = field(default_factory=Counter)  # ok/http_500/timeout/closed/down
@@ -71,6 +74,10 @@ class ChaosReport:
         for kind, count in sorted(self.faults.items()):
             lines.append(f"  {kind:<21} {count:>8,}  {self._fault_detail(kind)}".rstrip())
         lines.append(f"  consumer restarts     {self.restarts:>8,}")
+        if self.missed:
+            lines.append(
+                f"  planned, not reached  {sum(self.missed.values()):>8,}  " + _kinds(self.missed)
+            )
         if self.observed:
             lines.append("ridden out (consumer logs)")
             for what, count in sorted(self.observed.items()):
@@ -140,6 +147,7 @@ class ChaosReport:
             "drain_s": None if self.drain_s is None else round(self.drain_s, 1),
             "poison": dict(self.poison), "bank_retries": self.bank_retries,
             "faults": dict(self.faults), "crash_points": dict(self.crash_points),
+            "missed": dict(self.missed),
             "stalls_s": {k: round(v, 2) for k, v in self.stalls_s.items()},
             "webhook_modes": dict(self.webhook_modes),
             "slowest_graceful_exit_s": round(max(self.graceful_exit_s, default=0.0), 1),

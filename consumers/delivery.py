@@ -39,19 +39,31 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Engine, func, select, update
 
 from consumers.senders import DeliveryResult, Notification, Sender
 from engine import metrics
 from engine.config import Settings
+from engine.events import PAYMENT_NOTIFIED, derived_event_id
 from engine.kafka.client import Outgoing, make_producer
 from engine.kafka.exceptions import KafkaProducerDeliveryError
-from engine.ledger.database import is_transient, read_only
-from engine.ledger.models import Bank, EmittedEvent, NotificationAttempt, table_of
+from engine.ledger.database import read_only
+from engine.ledger.models import Bank, table_of
 from engine.ledger.models import Notification as NotificationRow
-from engine.runtime import CrashPoints, derived_event_id
+from engine.ledger.queries import chunks, select_in
+from engine.ledger.recorder import (
+    AttemptMade,
+    GuardFailed,
+    NotificationDone,
+    Recorder,
+    RetryLater,
+    Write,
+)
+from engine.pipeline.contract import Emit, Retryable
+from engine.pipeline.crash import CrashHook, crash_hook
+from engine.pipeline.outbox import Outbox
 from engine.serialization import AvroCodec
 
 log = logging.getLogger(__name__)
@@ -112,6 +124,13 @@ class Claimed:
     source_event_id: str
 
 
+class Announcement(NamedTuple):
+    """A finished notification's ``PaymentNotified``, to produce and then mark announced."""
+
+    notification_id: str
+    message: Outgoing
+
+
 @dataclass(frozen=True)
 class Finished:
     claimed: Claimed
@@ -165,6 +184,8 @@ class DeliveryBook:
         self.lease = timedelta(seconds=settings.notify_lease_s)
         self._rng = rng or random.Random()  # timing only, never a ledger decision
         self._table = table_of(NotificationRow)
+        self.outbox = Outbox(CONSUMER, codec, settings)
+        self.recorder = Recorder()
 
     def due_banks(self, now: datetime) -> Counter[str]:
         """Banks with notifications due now, and how many each."""
@@ -246,113 +267,103 @@ class DeliveryBook:
             n, token, row["attempts"], _aware(deadline), row["round"], row["source_event_id"]
         )
 
-    def record(self, finished: Sequence[Finished], now: datetime) -> list[Outgoing]:
+    def record(self, finished: Sequence[Finished], now: datetime) -> list[Announcement]:
         """Store the attempts and their consequences in one transaction.
 
         Returns the ``PaymentNotified`` messages to produce: one per notification this
         call finished (DELIVERED, or FAILED at the horizon); none for one whose lease
         another dispatcher took over meanwhile.
         """
-        t = self._table
-        attempts, delivered, given_up, retries = [], [], [], []
+        writes: list[Write] = []
+        ending: list[tuple[Finished, str, int, str | None]] = []
+        retries: list[RetryLater] = []
         for f in finished:
             c, result = f.claimed, f.result
-            for a in result.attempts:
-                attempts.append({
-                    "notification_id": c.notification.notification_id,
-                    "number": c.attempts_before + a.number, "started_at": a.started_at,
-                    "duration_ms": int(a.duration_s * 1000), "status_code": a.status_code,
-                    "error": (a.error or None) and a.error[:ERROR_MAX_CHARS],
-                })  # fmt: skip
+            nid = c.notification.notification_id
+            writes += [
+                AttemptMade(
+                    nid,
+                    c.attempts_before + a.number,
+                    a.started_at,
+                    int(a.duration_s * 1000),
+                    a.status_code,
+                    (a.error or None) and a.error[:ERROR_MAX_CHARS],
+                )  # fmt: skip
+                for a in result.attempts
+            ]
             total = c.attempts_before + max(len(result.attempts), 1)
             error = (result.last_error or "")[:ERROR_MAX_CHARS] or None
-            log.debug(
-                "notification %s to bank %s: attempt %d %s", c.notification.notification_id,
-                c.notification.recipient_bank, total, "delivered" if result.delivered else error,
-            )  # fmt: skip
             if result.delivered:
-                delivered.append((f, total, error))
+                ending.append((f, "DELIVERED", total, error))
                 continue
             at = self.schedule.next_attempt_at(now, total, c.deadline_at, self._rng)
             if at is None:
-                given_up.append((f, total, error))
+                ending.append((f, "FAILED", total, error))
             else:
-                retries.append({
-                    "nid": c.notification.notification_id, "token": c.token, "at": at,
-                    "attempts": total, "error": error,
-                })  # fmt: skip
-        outgoing: list[Outgoing] = []
-        emitted: list[dict[str, Any]] = []
+                retries.append(RetryLater(nid, c.token, at, total, error))
+        try:  # the common case: every lease still ours, no lookup needed
+            announcements = self._finish(ending, writes, retries, now, check_leases=False)
+        except GuardFailed:  # another dispatcher took a lease over meanwhile
+            announcements = self._finish(ending, writes, retries, now, check_leases=True)
+        self._count(
+            [e for e in ending if e[1] == "DELIVERED"],
+            [e for e in ending if e[1] == "FAILED"],
+            retries,
+        )
+        return announcements
+
+    def _finish(
+        self,
+        ending: list[tuple[Finished, str, int, str | None]],
+        writes: list[Write],
+        retries: list[RetryLater],
+        now: datetime,
+        check_leases: bool,
+    ) -> list[Announcement]:
+        announcements: list[Announcement] = []
+        rows = list(writes)
         with self.engine.begin() as conn:
-            if attempts:
-                conn.execute(insert(NotificationAttempt), attempts)
-            if retries:
-                conn.execute(
-                    update(t)
-                    .where(
-                        t.c.notification_id == bindparam("nid"),
-                        t.c.claim_token == bindparam("token"),
-                        t.c.status == "PENDING",
-                    )
-                    .values(
-                        next_attempt_at=bindparam("at"),
-                        attempts=bindparam("attempts"),
-                        last_error=bindparam("error"),
-                        claim_token=None,
-                    )  # fmt: skip
-                    .execution_options(synchronize_session=False),
-                    retries,
-                )
-            for status, group in (("DELIVERED", delivered), ("FAILED", given_up)):
-                for f, total, error in group:
-                    if not self._finish(conn, f.claimed, status, total, error, now):
-                        continue  # the lease passed to another dispatcher: it finishes
-                    record = notified_event(f.claimed, status, total, self.sender_name)
-                    message = Outgoing(
-                        self.settings.topic("notified"),
-                        record["payer_account"].encode(),
-                        self.codec.encode("PaymentNotified", record),
-                    )
-                    outgoing.append(message)
-                    emitted.append({
-                        "consumer": CONSUMER, "source_event_id": f.claimed.source_event_id,
-                        "event_id": record["event_id"], "payment_id": record["payment_id"],
-                        "topic": message.topic, "key": message.key, "value": message.value,
-                    })  # fmt: skip
-            if emitted:
-                conn.execute(insert(EmittedEvent), emitted)
-        self._count(delivered, given_up, retries)
-        return outgoing
+            ours = (
+                self._leases_held(conn, [f.claimed for f, *_ in ending]) if check_leases else None
+            )
+            for f, status, total, error in ending:
+                c = f.claimed
+                nid = c.notification.notification_id
+                if ours is not None and (nid, c.token) not in ours:
+                    continue  # the lease passed to another dispatcher: it finishes
+                rows.append(NotificationDone(nid, c.token, status, total, error, now))
+                record = notified_event(c, status, total, self.sender_name)
+                message, row = self.outbox.encode(c.source_event_id, Emit(PAYMENT_NOTIFIED, record))
+                announcements.append(Announcement(nid, message))
+                rows.append(row)
+            self.recorder.record(conn, [*rows, *retries])
+        return announcements
+
+    def _leases_held(self, conn: Any, claimed: Sequence[Claimed]) -> set[tuple[str, str]]:
+        """(id, token) of the notifications still PENDING under these leases, row-locked.
+
+        Locked (FOR UPDATE on PostgreSQL; SQLite's write transaction excludes every other
+        writer), so no other dispatcher can finish them before this transaction ends.
+        """
+        if not claimed:
+            return set()
+        t = self._table
+        query = (
+            select(t.c.notification_id, t.c.claim_token)
+            .where(t.c.status == "PENDING")
+            .with_for_update()
+        )
+        rows = select_in(conn, query, t.c.notification_id,
+                         [c.notification.notification_id for c in claimed])  # fmt: skip
+        return {(r.notification_id, r.claim_token) for r in rows}
 
     def _count(self, delivered: list, given_up: list, retries: list) -> None:  # type: ignore[type-arg]
         """``sakk_notification_deliveries_total``: delivered, retry, failed (given up)."""
         for status, group in (("delivered", delivered), ("retry", retries), ("failed", given_up)):
             if group:
                 metrics.NOTIFICATION_DELIVERIES.labels(self.sender_name, status).inc(len(group))
-        for f, _total, _error in given_up:
+        for f, *_ in given_up:
             metrics.NOTIFICATIONS_GIVEN_UP.labels(f.claimed.notification.recipient_bank).inc()
-
-    def _finish(
-        self, conn: Any, c: Claimed, status: str, attempts: int, error: str | None, now: datetime
-    ) -> bool:
-        t = self._table
-        result = conn.execute(
-            update(t)
-            .where(
-                t.c.notification_id == c.notification.notification_id,
-                t.c.claim_token == c.token,
-                t.c.status == "PENDING",
-            )
-            .values(
-                status=status,
-                attempts=attempts,
-                last_error=error,
-                finished_at=now,
-                next_attempt_at=None,
-                claim_token=None,
-            )  # fmt: skip
-        )
-        return bool(result.rowcount == 1)
 
     def release(self, claimed: Sequence[Claimed], now: datetime) -> None:
         """Give back leases never attempted (a stop): due again now, for any dispatcher."""
@@ -369,25 +380,22 @@ class DeliveryBook:
                     .values(next_attempt_at=now, claim_token=None)
                 )
 
-    def mark_announced(self, outgoing: Sequence[Outgoing], now: datetime) -> None:
+    def mark_announced(self, notification_ids: Sequence[str], now: datetime) -> None:
         """After the broker acknowledged them: these ``PaymentNotified`` need no sweep."""
-        ids = [self.codec.decode(m.value).record["notification_id"] for m in outgoing]
         t = self._table
         with self.engine.begin() as conn:
-            for start in range(0, len(ids), 500):
+            for chunk in chunks(sorted(notification_ids)):
                 conn.execute(
-                    update(t)
-                    .where(t.c.notification_id.in_(ids[start : start + 500]))
-                    .values(announced_at=now)
+                    update(t).where(t.c.notification_id.in_(chunk)).values(announced_at=now)
                 )
 
-    def unannounced(self, now: datetime) -> list[Outgoing]:
+    def unannounced(self, now: datetime) -> list[Announcement]:
         """Stored ``PaymentNotified`` that no dispatcher confirmed produced (a crash)."""
-        t, e = self._table, table_of(EmittedEvent)
+        t = self._table
         older_than = now - self.lease  # younger ones may still be in flight elsewhere
         with read_only(self.engine).connect() as conn:
             rows = conn.execute(
-                select(t.c.source_event_id, t.c.recipient_bank, t.c.round)
+                select(t.c.notification_id, t.c.source_event_id, t.c.recipient_bank, t.c.round)
                 .where(
                     t.c.announced_at.is_(None),
                     t.c.status.in_(("DELIVERED", "FAILED")),
@@ -395,23 +403,18 @@ class DeliveryBook:
                 )
                 .limit(ANNOUNCE_SWEEP_MAX)
             ).all()
-            found: list[Outgoing] = []
-            for source_id, bank, round_ in rows:
+            found: list[Announcement] = []
+            for nid, source_id, bank, round_ in rows:
                 event_id = notified_event_id(source_id, bank, round_)
-                for topic, key, value in conn.execute(
-                    select(e.c.topic, e.c.key, e.c.value).where(
-                        and_(
-                            e.c.consumer == CONSUMER,
-                            e.c.source_event_id == source_id,
-                            e.c.event_id == event_id,
-                        )
-                    )
-                ):
-                    found.append(Outgoing(topic, key, value))
+                found += [
+                    Announcement(nid, m)
+                    for m in self.outbox.stored(conn, [source_id])
+                    if self.codec.decode(m.value).record["event_id"] == event_id
+                ]
         return found
 
 
-def deliver_due(book: DeliveryBook, sender: Sender, now: datetime) -> list[Outgoing]:
+def deliver_due(book: DeliveryBook, sender: Sender, now: datetime) -> list[Announcement]:
     """One synchronous round (tests, replay tools): claim what is due, attempt, record."""
     slots = dict.fromkeys(book.due_banks(now), book.settings.notify_claim_max)
     claimed = book.claim(now, slots)
@@ -447,9 +450,9 @@ class Dispatcher:
         self._finished: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._in_flight: Counter[str] = Counter()
         self._submitted: dict[Future[None], Claimed] = {}
-        self._unconfirmed: list[tuple[list[Any], list[Outgoing]]] = []  # sent, not yet acked
+        self._unconfirmed: list[tuple[list[Any], list[Announcement]]] = []  # sent, not acked
         self._rotation = 0  # which bank is served first this round: none always waits last
-        self.crash = CrashPoints(settings)
+        self.crash: CrashHook = crash_hook(settings)
         self._next_sweep_s = 0.0
 
     def wake(self) -> None:
@@ -466,7 +469,9 @@ class Dispatcher:
                 try:
                     self._round(producer)
                 except Exception as exc:
-                    if not is_transient(exc) and not isinstance(exc, KafkaProducerDeliveryError):
+                    if not Retryable.covers(exc) and not isinstance(
+                        exc, KafkaProducerDeliveryError
+                    ):
                         raise
                     log.warning("notification delivery: %s; retrying", str(exc).splitlines()[0])
                     self.stop_event.wait(1.0)
@@ -560,7 +565,7 @@ class Dispatcher:
         self.crash("after_delivery_record")  # recorded, not announced: the sweep must save it
         self._announce(producer, outgoing, now)
 
-    def _announce(self, producer: Any, outgoing: list[Outgoing], now: datetime) -> None:
+    def _announce(self, producer: Any, outgoing: list[Announcement], now: datetime) -> None:
         """Send the PaymentNotified events without waiting: a frozen broker stops no delivery.
 
         ``_confirm_announced`` marks them once acknowledged; one never acknowledged is
@@ -570,18 +575,19 @@ class Dispatcher:
             return
         futures = [
             producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers) or None)
-            for m in outgoing
+            for _, m in outgoing
         ]
         self._unconfirmed.append((futures, list(outgoing)))
 
     def _confirm_announced(self) -> None:
-        confirmed: list[Outgoing] = []
+        confirmed: list[str] = []
         waiting = []
         for futures, outgoing in self._unconfirmed:
             if not all(f.is_done for f in futures):
                 waiting.append((futures, outgoing))
                 continue
-            confirmed += [m for f, m in zip(futures, outgoing, strict=True) if f.succeeded()]
+            confirmed += [a.notification_id for f, a in zip(futures, outgoing, strict=True)
+                          if f.succeeded()]  # fmt: skip
         self._unconfirmed = waiting
         if confirmed:
             self.book.mark_announced(confirmed, datetime.now(UTC))

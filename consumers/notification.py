@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine
 
 from engine.config import Settings
-from engine.ledger.models import Notification as NotificationRow
-from engine.runtime import Completion, DeadLetterReason, Handled, Inbound
+from engine.events import OUTCOME_EVENTS
+from engine.ledger.recorder import DueNotification
+from engine.pipeline.contract import Decision, Refusal, StageDefaults
+from engine.pipeline.messages import Inbound
 
 NAME = "notification"
 OUTCOME_OF = {"PaymentSettled": "SETTLED", "PaymentRejected": "REJECTED", "PaymentFailed": "FAILED"}
@@ -39,7 +42,6 @@ PAYLOAD_FIELDS = (
     "reason_message",
     "settlement_window",
 )
-IN_CHUNK = 500
 
 
 def notification_id(payment_id: str, outcome: str, bank: str) -> str:
@@ -61,7 +63,18 @@ def payload_of(record: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-class NotificationStage:
+@dataclass(frozen=True, slots=True)
+class NotificationContext:
+    """When the batch's notifications fall due, and when they are given up."""
+
+    now: datetime
+    deadline: datetime
+
+    def absorb(self, decision: Decision) -> None:
+        return None  # notifications of one batch never depend on each other
+
+
+class NotificationStage(StageDefaults):
     """Stage: payments.settled | rejected | failed -> notifications scheduled for delivery."""
 
     name = NAME
@@ -72,34 +85,38 @@ class NotificationStage:
         self.on_committed: Callable[[], None] = lambda: None  # the dispatcher's wake-up
 
     def input_topics(self) -> list[str]:
-        return [self.settings.topic(t) for t in ("settled", "rejected", "failed")]
+        return [e.topic(self.settings) for e in OUTCOME_EVENTS]
 
-    def process(self, conn: Connection, batch: Sequence[Inbound]) -> list[Handled]:
+    def load(self, conn: Connection, batch: Sequence[Inbound]) -> NotificationContext:
         now = datetime.now(UTC)  # schedules delivery; decides nothing in the ledger
-        deadline = now + timedelta(seconds=self.settings.notify_horizon_s)
-        rows, decisions = [], []
-        for inbound in batch:
-            outcome = OUTCOME_OF.get(inbound.event_type)
-            if outcome is None:
-                raise DeadLetterReason(
-                    "unexpected_event", f"{inbound.event_type} on {inbound.topic}"
-                )
-            record = inbound.record
-            payload = json.dumps(payload_of(record), sort_keys=True)
-            for bank in recipients(inbound.event_type, record):
-                rows.append({
-                    "notification_id": notification_id(record["payment_id"], outcome, bank),
-                    "payment_id": record["payment_id"], "outcome": outcome,
-                    "recipient_bank": bank, "sender": self.sender_name, "status": "PENDING",
-                    "attempts": 0, "last_error": None, "payload": payload,
-                    "source_event_id": inbound.event_id, "created_at": now, "finished_at": None,
-                    "next_attempt_at": now, "deadline_at": deadline, "round": 0,
-                })  # fmt: skip
-            decisions.append(Handled("notified", record["payment_id"]))
-        conn.execute(insert(NotificationRow), rows)
-        return decisions
+        return NotificationContext(now, now + timedelta(seconds=self.settings.notify_horizon_s))
 
-    def complete(self, engine: Engine, event_ids: Sequence[str]) -> Completion:
+    def decide(self, inbound: Inbound, ctx: NotificationContext) -> Decision | Refusal:
+        outcome = OUTCOME_OF.get(inbound.event_type)
+        if outcome is None:
+            return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
+        record = inbound.record
+        payload = json.dumps(payload_of(record), sort_keys=True)
+        rows = tuple(
+            DueNotification(
+                notification_id(record["payment_id"], outcome, bank),
+                record["payment_id"],
+                outcome,
+                bank,
+                self.sender_name,
+                "PENDING",
+                0,
+                payload,
+                inbound.event_id,
+                ctx.now,
+                ctx.now,
+                ctx.deadline,
+                0,
+            )  # fmt: skip
+            for bank in recipients(inbound.event_type, record)
+        )
+        return Decision("notified", record["payment_id"], writes=rows)
+
+    def committed(self, engine: Engine) -> None:
         """The batch committed: its notifications are due, so wake the dispatcher."""
         self.on_committed()
-        return Completion()

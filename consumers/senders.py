@@ -56,7 +56,8 @@ class Notification:
             raise ValueError("notification_id must not be empty: receivers deduplicate on it")
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome {self.outcome!r}: expected one of {OUTCOMES}")
-        _check_json_ready(self.payload, "payload")
+        if not all(type(v) in _FLAT for v in self.payload.values()):  # the usual, flat case
+            _check_json_ready(self.payload, "payload")
 
     def body(self) -> bytes:
         """The JSON document sent and logged: compact, sorted keys, UTF-8.
@@ -73,6 +74,9 @@ class Notification:
         return json.dumps(
             document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode("utf-8")
+
+
+_FLAT = (str, int)  # by exact type: a bool is not an amount
 
 
 def _check_json_ready(value: Any, where: str) -> None:

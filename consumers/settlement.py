@@ -15,32 +15,37 @@ settlement window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, select
 
 from consumers.fees import check_no_vignette_fee, compute_fee
 from engine.config import Settings
-from engine.ledger.models import (
-    Account,
-    AccountKind,
-    Payment,
-    PaymentState,
-    PaymentTransition,
-    table_of,
+from engine.events import (
+    PAYMENT_FAILED,
+    PAYMENT_SETTLED,
+    PAYMENT_VALIDATED,
+    EventType,
+    carried_fields,
+    derived_event_id,
 )
-from engine.ledger.postings import Leg, PostingDraft, write_postings
+from engine.ledger.balances import fold, pending
+from engine.ledger.models import Account, AccountKind, Payment, PaymentState
+from engine.ledger.postings import Leg, PostingDraft
+from engine.ledger.queries import select_in
+from engine.ledger.recorder import Outcome, Transition
 from engine.ledger.reference import FeeSchedule, internal_account, read_fee_schedule
 from engine.ledger.states import IllegalTransitionError, check_transition
 from engine.money import format_minor
+from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
+from engine.pipeline.messages import Inbound
 from engine.reasons import Reason
-from engine.runtime import DeadLetterReason, EndsWithTransaction, Handled, Inbound, derived_event_id
 
 NAME = "settlement"
-IN_CHUNK = 500
 
 
 def settlement_window(occurred_at: datetime) -> str:
@@ -51,7 +56,8 @@ def settlement_window(occurred_at: datetime) -> str:
 def build_legs(
     payer: str, payee: str, payer_bank: str, payee_bank: str, amount: int, fee: int, currency: str
 ) -> tuple[Leg, ...]:
-    legs = [Leg(payer, -(amount + fee), currency), Leg(payee, amount, currency)]
+    # The payer's debit is the one checked against its funds (its row is locked for that).
+    legs = [Leg(payer, -(amount + fee), currency, checked=True), Leg(payee, amount, currency)]
     if fee:
         legs.append(
             Leg(internal_account(payer_bank, AccountKind.FEE_INCOME, currency), fee, currency)
@@ -67,7 +73,7 @@ def build_legs(
 
 
 @dataclass(slots=True)
-class _Funds:
+class Funds:
     balance_minor: int
     overdraft_limit_minor: int | None  # None: no limit
 
@@ -77,185 +83,145 @@ class _Funds:
         return self.balance_minor + self.overdraft_limit_minor >= amount_minor
 
 
-class Settlement(EndsWithTransaction):
+@dataclass
+class SettlementContext:
+    """The batch's payments' states and its accounts' funds, as each decision leaves them."""
+
+    states: dict[str, str]
+    funds: dict[str, Funds]
+    fees: FeeSchedule
+
+    def absorb(self, decision: Decision) -> None:
+        for row in decision.writes:
+            if isinstance(row, Outcome):
+                self.states[row.payment_id] = row.state
+            elif isinstance(row, PostingDraft):
+                for leg in row.legs:
+                    funds = self.funds.get(leg.account_number)
+                    if funds is not None:
+                        funds.balance_minor += leg.amount_minor
+
+
+class Settlement(StageDefaults):
     """Stage: payments.validated -> payments.settled | payments.failed."""
 
     name = NAME
 
-    def __init__(self, settings: Settings, fee_schedule: FeeSchedule | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        fee_schedule: FeeSchedule | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.settings = settings
         self._fees = fee_schedule
+        self._clock = clock
+        self._next_fold = clock()
 
     def input_topics(self) -> list[str]:
-        return [self.settings.topic("validated")]
+        return [PAYMENT_VALIDATED.topic(self.settings)]
 
-    def process(self, conn: Connection, batch: Sequence[Inbound]) -> list[Handled]:
+    def load(self, conn: Connection, batch: Sequence[Inbound]) -> SettlementContext:
         if self._fees is None:
             self._fees = read_fee_schedule(conn)
-        states = self._payment_states(conn, [i.record["payment_id"] for i in batch])
-        funds = self._lock_funds(
-            conn,
-            {i.record["payer_account"] for i in batch} | {i.record["payee_account"] for i in batch},
+        p, a = Payment.__table__, Account.__table__
+        ids = {i.record["payment_id"] for i in batch}
+        states = {
+            r.payment_id: r.state
+            for r in select_in(conn, select(p.c.payment_id, p.c.state), p.c.payment_id, ids)
+        }
+        payers = {i.record["payer_account"] for i in batch}
+        # Only payers are read, and row-locked on PostgreSQL in a stable (sorted) order:
+        # what they pay is checked against their funds. Payees are credited through the
+        # balance deltas (engine.ledger.balances) and never locked.
+        query = (
+            select(a.c.number, a.c.balance_minor, a.c.overdraft_limit_minor)
+            .order_by(a.c.number)
+            .with_for_update()
         )
-        drafts: list[PostingDraft] = []
-        updates: list[dict[str, Any]] = []
-        transitions: list[dict[str, Any]] = []
-        decisions: list[Handled] = []
-        for inbound in batch:
-            p = inbound.record
-            current = states.get(p["payment_id"])
-            if current is None:
-                raise DeadLetterReason(
-                    "unknown_payment", f"payment {p['payment_id']} is not in the ledger"
-                )
-            decision, draft = self._decide(p, funds)
-            target = PaymentState.SETTLED if draft else PaymentState.FAILED
-            try:
-                check_transition(current, target)
-            except IllegalTransitionError as exc:
-                raise DeadLetterReason("state_conflict", str(exc)) from exc
-            states[p["payment_id"]] = target
-            if draft is not None:
-                drafts.append(draft)
-            updates.append(_payment_update(p, decision, draft))
-            transitions.append(_transition(p, decision))
-            decisions.append(decision)
-        write_postings(conn, drafts)
-        table = table_of(Payment)
-        conn.execute(
-            update(table)
-            .where(table.c.payment_id == bindparam("pid"))
-            .values(
-                state=bindparam("state"),
-                reason_code=bindparam("reason_code"),
-                reason_message=bindparam("reason_message"),
-                fee_minor=bindparam("fee_minor"),
-                posting_id=bindparam("posting_id"),
-                settlement_window=bindparam("settlement_window"),
-            ),
-            updates,
-        )
-        conn.execute(insert(PaymentTransition), transitions)
-        return decisions
+        rows = select_in(conn, query, a.c.number, payers)
+        unfolded = pending(conn, payers)
+        funds = {
+            r.number: Funds(r.balance_minor + unfolded.get(r.number, 0), r.overdraft_limit_minor)
+            for r in rows
+        }
+        return SettlementContext(states, funds, self._fees)
 
-    def _decide(
-        self, p: dict[str, Any], funds: dict[str, _Funds]
-    ) -> tuple[Handled, PostingDraft | None]:
+    def committed(self, engine: Engine) -> None:
+        """Fold the balance deltas into the accounts, at most every fold interval."""
+        if self._clock() < self._next_fold:
+            return
+        self._next_fold = self._clock() + self.settings.balance_fold_interval_ms / 1000
+        with engine.begin() as conn:
+            fold(conn, self.settings.balance_fold_max_rows)
+
+    def decide(self, inbound: Inbound, ctx: SettlementContext) -> Decision | Refusal:
+        p = inbound.record
+        current = ctx.states.get(p["payment_id"])
+        if current is None:
+            return Refusal("unknown_payment", f"payment {p['payment_id']} is not in the ledger")
         amount, currency = p["amount_minor"], p["currency"]
         fee = compute_fee(
-            self._fees or FeeSchedule(),
-            p["channel"],
-            p["payment_type"],
-            currency,
-            amount,
-            p.get("egov_service"),
+            ctx.fees, p["channel"], p["payment_type"], currency, amount, p.get("egov_service")
         )
         check_no_vignette_fee(p.get("egov_service"), fee)
-        payer = funds[p["payer_account"]]
-        event = {
-            k: p[k]
-            for k in (
-                "payment_id",
-                "bank_reference",
-                "occurred_at",
-                "payer_bank",
-                "payer_account",
-                "payee_bank",
-                "payee_account",
-                "amount_minor",
-                "currency",
-                "channel",
-            )
-        }
-        event["causation_event_id"] = p["event_id"]
-        if not payer.can_pay(amount + fee):
-            available = payer.balance_minor + (payer.overdraft_limit_minor or 0)
-            message = (
-                f"needs {format_minor(amount + fee, currency)} (fee included), "
-                f"{format_minor(max(available, 0), currency)} available"
-            )
-            event.update(
-                reason_code=Reason.AM04.value,
-                reason_message=message,
-                event_id=derived_event_id(p["event_id"], "PaymentFailed"),
-            )
-            return Handled(
-                "failed",
-                p["payment_id"],
-                [("PaymentFailed", event)],
-                p["channel"],
-                Reason.AM04.value,
-            ), None
-        legs = build_legs(
-            p["payer_account"],
-            p["payee_account"],
-            p["payer_bank"],
-            p["payee_bank"],
-            amount,
-            fee,
-            currency,
+        payer = ctx.funds[p["payer_account"]]
+        settles = payer.can_pay(amount + fee)
+        target = PaymentState.SETTLED if settles else PaymentState.FAILED
+        try:
+            check_transition(current, target)
+        except IllegalTransitionError as exc:
+            return Refusal("state_conflict", str(exc))
+        if settles:
+            return self._settled(inbound, fee)
+        available = payer.balance_minor + (payer.overdraft_limit_minor or 0)
+        message = (
+            f"needs {format_minor(amount + fee, currency)} (fee included), "
+            f"{format_minor(max(available, 0), currency)} available"
         )
-        for leg in legs:
-            if leg.account_number in funds:
-                funds[leg.account_number].balance_minor += leg.amount_minor
+        return _failed(p, Reason.AM04, message)
+
+    def _settled(self, inbound: Inbound, fee: int) -> Decision:
+        p = inbound.record
+        legs = build_legs(
+            p["payer_account"], p["payee_account"], p["payer_bank"], p["payee_bank"],
+            p["amount_minor"], fee, p["currency"],
+        )  # fmt: skip
         window = settlement_window(p["occurred_at"])
         posting_id = derived_event_id(p["event_id"], "Posting")
         draft = PostingDraft(posting_id, p["payment_id"], "PAYMENT", p["occurred_at"], window, legs)
-        event.update(
-            fee_minor=fee,
-            posting_id=posting_id,
-            settlement_window=window,
-            event_id=derived_event_id(p["event_id"], "PaymentSettled"),
+        record = _carried(p, PAYMENT_SETTLED)
+        record.update(fee_minor=fee, posting_id=posting_id, settlement_window=window)
+        outcome = Outcome(
+            p["payment_id"], PaymentState.SETTLED, None, None, fee, posting_id, window
         )
-        return Handled("settled", p["payment_id"], [("PaymentSettled", event)], p["channel"]), draft
-
-    def _payment_states(self, conn: Connection, payment_ids: list[str]) -> dict[str, str]:
-        table = Payment.__table__
-        states: dict[str, str] = {}
-        for start in range(0, len(payment_ids), IN_CHUNK):
-            chunk = payment_ids[start : start + IN_CHUNK]
-            rows = conn.execute(
-                select(table.c.payment_id, table.c.state).where(table.c.payment_id.in_(chunk))
-            )
-            states.update({r.payment_id: r.state for r in rows})
-        return states
-
-    def _lock_funds(self, conn: Connection, numbers: set[str]) -> dict[str, _Funds]:
-        """Balances of the batch's accounts, row-locked on PostgreSQL in a stable order."""
-        table = Account.__table__
-        ordered = sorted(numbers)
-        funds: dict[str, _Funds] = {}
-        for start in range(0, len(ordered), IN_CHUNK):
-            chunk = ordered[start : start + IN_CHUNK]
-            rows = conn.execute(
-                select(table.c.number, table.c.balance_minor, table.c.overdraft_limit_minor)
-                .where(table.c.number.in_(chunk))
-                .order_by(table.c.number)
-                .with_for_update()
-            )
-            funds.update({r.number: _Funds(r.balance_minor, r.overdraft_limit_minor) for r in rows})
-        return funds
+        return Decision(
+            "settled", p["payment_id"],
+            writes=(outcome, draft, _transition(p, PaymentState.SETTLED, None)),
+            emits=(Emit(PAYMENT_SETTLED, record),), channel=p["channel"],
+        )  # fmt: skip
 
 
-def _payment_update(
-    p: dict[str, Any], decision: Handled, draft: PostingDraft | None
-) -> dict[str, Any]:
-    event = decision.events[0][1]
-    return {
-        "pid": p["payment_id"],
-        "state": PaymentState.SETTLED if draft else PaymentState.FAILED,
-        "reason_code": event.get("reason_code"),
-        "reason_message": event.get("reason_message"),
-        "fee_minor": event.get("fee_minor"),
-        "posting_id": draft.posting_id if draft else None,
-        "settlement_window": draft.settlement_window if draft else None,
-    }
+def _failed(p: dict[str, Any], reason: Reason, message: str) -> Decision:
+    record = _carried(p, PAYMENT_FAILED)
+    record.update(reason_code=reason.value, reason_message=message)
+    outcome = Outcome(p["payment_id"], PaymentState.FAILED, reason.value, message, None, None, None)
+    return Decision(
+        "failed", p["payment_id"],
+        writes=(outcome, _transition(p, PaymentState.FAILED, reason.value)),
+        emits=(Emit(PAYMENT_FAILED, record),), channel=p["channel"], reason=reason.value,
+    )  # fmt: skip
 
 
-def _transition(p: dict[str, Any], decision: Handled) -> dict[str, Any]:
-    return {
-        "payment_id": p["payment_id"], "from_state": PaymentState.VALIDATED,
-        "to_state": PaymentState.SETTLED if decision.outcome == "settled" else PaymentState.FAILED,
-        "reason_code": decision.reason or None, "consumer": NAME, "event_id": p["event_id"],
-        "occurred_at": p["occurred_at"],
-    }  # fmt: skip
+def _carried(p: dict[str, Any], event: EventType) -> dict[str, Any]:
+    record = {k: p[k] for k in carried_fields(PAYMENT_VALIDATED, event)}
+    record["causation_event_id"] = p["event_id"]
+    record["event_id"] = derived_event_id(p["event_id"], event.name)
+    return record
+
+
+def _transition(p: dict[str, Any], to_state: str, reason_code: str | None) -> Transition:
+    return Transition(
+        p["payment_id"], PaymentState.VALIDATED, to_state, reason_code, NAME, p["event_id"],
+        p["occurred_at"],
+    )  # fmt: skip

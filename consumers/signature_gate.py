@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from engine.ledger.database import read_only
 from engine.ledger.keys import read_key_ring
-from engine.runtime import RawMessage
+from engine.pipeline.messages import RawMessage
 from engine.trust.signing import KeyRing, Refusal, Verdict, judged_at
 
 UNKNOWN_SIGNER = "unknown"  # metric label of a claimed signer that is no known bank

@@ -8,15 +8,23 @@ the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from consumers.signature_gate import SignatureGate
 from engine.config import Settings
+from engine.events import (
+    PAYMENT_INITIATED,
+    PAYMENT_REJECTED,
+    PAYMENT_VALIDATED,
+    EventType,
+    carried_fields,
+    derived_event_id,
+)
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -25,13 +33,15 @@ from engine.ledger.models import (
     BankReference,
     Payment,
     PaymentState,
-    PaymentTransition,
 )
+from engine.ledger.queries import select_in
+from engine.ledger.recorder import NewPayment, ReferenceTaken, Transition, Write
 from engine.ledger.reference import Limits, read_limits
 from engine.masking import mask_account
 from engine.money import MAX_AMOUNT_MINOR, format_minor, is_known_currency
+from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
+from engine.pipeline.messages import Inbound
 from engine.reasons import Reason
-from engine.runtime import DeadLetterReason, EndsWithTransaction, Handled, Inbound, derived_event_id
 from engine.trust.signing import Evidence
 
 NAME = "validator"
@@ -140,14 +150,24 @@ def check_parties(p: dict[str, Any], payer: AccountView, payee: AccountView) -> 
 
 
 @dataclass
-class _BatchContext:
+class ValidatorContext:
+    """What the batch's rules read: its accounts, references and payments, the banks."""
+
     accounts: dict[str, AccountView]
-    references: set[tuple[str, str]]
-    payments: set[str]
+    references: set[tuple[str, str]]  # (bank, reference) already taken
+    payments: set[str]  # payment ids already used
     banks: frozenset[str]
+    limits: Limits
+
+    def absorb(self, decision: Decision) -> None:
+        if decision.payment_id is not None:
+            self.payments.add(decision.payment_id)
+        for row in decision.writes:
+            if isinstance(row, ReferenceTaken):
+                self.references.add((row.bank_code, row.bank_reference))
 
 
-class Validator(EndsWithTransaction):
+class Validator(StageDefaults):
     """Stage: payments.initiated -> payments.validated | payments.rejected."""
 
     name = NAME
@@ -157,75 +177,90 @@ class Validator(EndsWithTransaction):
     ):
         self.settings = settings
         self._limits = limits
-        self.gate = gate or SignatureGate()  # the runtime checks signatures before decoding
+        self.gate = gate or SignatureGate()  # the processor checks signatures before decoding
 
     def input_topics(self) -> list[str]:
-        return [self.settings.topic("initiated")]
+        return [PAYMENT_INITIATED.topic(self.settings)]
 
-    def process(self, conn: Connection, batch: Sequence[Inbound]) -> list[Handled]:
+    def load(self, conn: Connection, batch: Sequence[Inbound]) -> ValidatorContext:
         if self._limits is None:
             self._limits = read_limits(conn)
-        ctx = self._load_context(conn, batch)
-        decisions, payments, references, transitions = [], [], [], []
-        for inbound in batch:
-            p = inbound.record
-            if inbound.event_type != "PaymentInitiated":
-                raise DeadLetterReason(
-                    "unexpected_event", f"{inbound.event_type} on {inbound.topic}"
-                )
-            if not 0 < len(p["payment_id"]) <= MAX_ID_CHARS or len(p["event_id"]) > MAX_ID_CHARS:
-                raise DeadLetterReason(
-                    "malformed_id",
-                    f"event_id and payment_id must be 1 to {MAX_ID_CHARS} characters",
-                )
-            if p["payment_id"] in ctx.payments:
-                raise DeadLetterReason(
-                    "payment_id_reused",
-                    f"payment_id {p['payment_id'][:64]} was already used by another event",
-                )
-            ctx.payments.add(p["payment_id"])
-            rejection = self._decide(inbound, ctx)
-            key = (p["payer_bank"], p["bank_reference"])
-            if rejection is None:
-                ctx.references.add(key)
-                references.append(
-                    {"bank_code": key[0], "bank_reference": key[1], "payment_id": p["payment_id"]}
-                )
-            payments.append(_payment_row(p, rejection) | _signature_columns(inbound.signature))
-            transitions.append(_transition_row(p, rejection))
-            decisions.append(_decision(p, rejection))
-        conn.execute(insert(Payment), payments)
-        if references:
-            conn.execute(insert(BankReference), references)
-        conn.execute(insert(PaymentTransition), transitions)
-        return decisions
+        records = [i.record for i in batch]
+        numbers = {r[k] for r in records for k in ("payer_account", "payee_account")}
+        a = Account.__table__
+        accounts = {
+            row.number: AccountView(row.number, row.bank_code, row.kind, row.currency, row.status)
+            for row in select_in(
+                conn, select(a.c.number, a.c.bank_code, a.c.kind, a.c.currency, a.c.status),
+                a.c.number, numbers,
+            )
+        }  # fmt: skip
+        refs = {(r["payer_bank"], r["bank_reference"]) for r in records}
+        b = BankReference.__table__
+        known_refs = {
+            (row.bank_code, row.bank_reference)
+            for row in select_in(
+                conn, select(b.c.bank_code, b.c.bank_reference), b.c.bank_reference,
+                {ref for _, ref in refs},
+            )
+            if (row.bank_code, row.bank_reference) in refs
+        }  # fmt: skip
+        p = Payment.__table__
+        payments = {
+            row.payment_id
+            for row in select_in(
+                conn, select(p.c.payment_id), p.c.payment_id, {r["payment_id"] for r in records}
+            )
+        }
+        banks = frozenset(conn.execute(select(Bank.code)).scalars())
+        return ValidatorContext(accounts, known_refs, payments, banks, self._limits)
 
-    def _decide(self, inbound: Inbound, ctx: _BatchContext) -> Rejection | None:
+    def decide(self, inbound: Inbound, ctx: ValidatorContext) -> Decision | Refusal:
         p = inbound.record
+        if inbound.event_type != PAYMENT_INITIATED.name:
+            return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
+        if not 0 < len(p["payment_id"]) <= MAX_ID_CHARS or len(p["event_id"]) > MAX_ID_CHARS:
+            return Refusal(
+                "malformed_id", f"event_id and payment_id must be 1 to {MAX_ID_CHARS} characters"
+            )
+        if p["payment_id"] in ctx.payments:
+            return Refusal(
+                "payment_id_reused",
+                f"payment_id {p['payment_id'][:64]} was already used by another event",
+            )
+        rejection = self._rules(inbound, ctx)
+        writes: list[Write] = [
+            _new_payment(p, rejection, inbound.signature),
+            _transition(p, rejection),
+        ]
+        if rejection is None:
+            writes.append(ReferenceTaken(p["payer_bank"], p["bank_reference"], p["payment_id"]))
+        event, record = _event(p, rejection)
+        return Decision(
+            outcome="validated" if rejection is None else "rejected",
+            payment_id=p["payment_id"],
+            writes=tuple(writes),
+            emits=(Emit(event, record),),
+            channel=p["channel"],
+            reason=rejection.reason.value if rejection else "",
+        )
+
+    def _rules(self, inbound: Inbound, ctx: ValidatorContext) -> Rejection | None:
+        """The first rule that refuses decides."""
+        p = inbound.record
+        payer = ctx.accounts.get(p["payer_account"])
+        payee = ctx.accounts.get(p["payee_account"])
         rejection = (
             check_formats(p)
-            or check_amount(p, self._limits or Limits())
+            or check_amount(p, ctx.limits)
             or check_event_time(p["occurred_at"], inbound.timestamp_ms, self.settings)
-            or check_account(
-                "payer",
-                p["payer_bank"],
-                p["payer_account"],
-                ctx.accounts.get(p["payer_account"]),
-                ctx.banks,
-            )
-            or check_account(
-                "payee",
-                p["payee_bank"],
-                p["payee_account"],
-                ctx.accounts.get(p["payee_account"]),
-                ctx.banks,
-            )
+            or check_account("payer", p["payer_bank"], p["payer_account"], payer, ctx.banks)
+            or check_account("payee", p["payee_bank"], p["payee_account"], payee, ctx.banks)
         )
         if rejection:
             return rejection
-        rejection = check_parties(
-            p, ctx.accounts[p["payer_account"]], ctx.accounts[p["payee_account"]]
-        )
+        assert payer is not None and payee is not None  # check_account refused otherwise
+        rejection = check_parties(p, payer, payee)
         if rejection:
             return rejection
         if (p["payer_bank"], p["bank_reference"]) in ctx.references:
@@ -234,66 +269,23 @@ class Validator(EndsWithTransaction):
             )
         return None
 
-    def _load_context(self, conn: Connection, batch: Sequence[Inbound]) -> _BatchContext:
-        records = [i.record for i in batch]
-        numbers = {r[k] for r in records for k in ("payer_account", "payee_account")}
-        accounts = {
-            row.number: AccountView(row.number, row.bank_code, row.kind, row.currency, row.status)
-            for row in _select_in(conn, Account.__table__, "number", numbers)
-        }
-        refs = {(r["payer_bank"], r["bank_reference"]) for r in records}
-        table = BankReference.__table__
-        known_refs = {
-            (row.bank_code, row.bank_reference)
-            for row in _select_in(conn, table, "bank_reference", {ref for _, ref in refs})
-            if (row.bank_code, row.bank_reference) in refs
-        }
-        payment_ids = {r["payment_id"] for r in records}
-        payments = {
-            row.payment_id for row in _select_in(conn, Payment.__table__, "payment_id", payment_ids)
-        }
-        banks = frozenset(conn.execute(select(Bank.code)).scalars())
-        return _BatchContext(accounts, known_refs, payments, banks)
 
-
-def _select_in(conn: Connection, table: Any, column: str, values: Iterable[str]) -> list[Any]:
-    values = list(values)
-    rows: list[Any] = []
-    for start in range(0, len(values), 500):
-        chunk = values[start : start + 500]
-        rows.extend(conn.execute(select(table).where(table.c[column].in_(chunk))))
-    return rows
-
-
-def _payment_row(p: dict[str, Any], rejection: Rejection | None) -> dict[str, Any]:
-    return {
-        "payment_id": p["payment_id"], "initiated_event_id": p["event_id"],
-        "bank_reference": p["bank_reference"][:MAX_REFERENCE_CHARS],
-        "payer_bank": p["payer_bank"][:8], "payer_account": p["payer_account"][:34],
-        "payee_bank": p["payee_bank"][:8], "payee_account": p["payee_account"][:34],
-        "amount_minor": p["amount_minor"], "currency": p["currency"][:3], "channel": p["channel"],
-        "payment_type": p["payment_type"],
-        "merchant_category_code": _clip(p.get("merchant_category_code"), 4),
-        "egov_service": _clip(p.get("egov_service"), 32),
-        "occurred_at": p["occurred_at"],
-        "state": PaymentState.REJECTED if rejection else PaymentState.VALIDATED,
-        "reason_code": rejection.reason.value if rejection else None,
-        "reason_message": rejection.message[:300] if rejection else None,
-        "fee_minor": None, "posting_id": None, "settlement_window": None,
-    }  # fmt: skip
-
-
-def _signature_columns(evidence: Evidence | None) -> dict[str, Any]:
-    """The bank's proof of origin, kept with the payment (non-repudiation)."""
-    if evidence is None:
-        return dict.fromkeys(SIGNATURE_COLUMNS)
-    return {
-        "signer_bank": evidence.signer, "signer_key_id": evidence.key_id,
-        "signature": evidence.signature, "signed_digest": evidence.digest,
-    }  # fmt: skip
-
-
-SIGNATURE_COLUMNS = ("signer_bank", "signer_key_id", "signature", "signed_digest")
+def _new_payment(
+    p: dict[str, Any], rejection: Rejection | None, evidence: Evidence | None
+) -> NewPayment:
+    """The payment row, with the bank's proof of origin (non-repudiation) when signed."""
+    return NewPayment(
+        p["payment_id"], p["event_id"], p["bank_reference"][:MAX_REFERENCE_CHARS],
+        p["payer_bank"][:8], p["payer_account"][:34], p["payee_bank"][:8],
+        p["payee_account"][:34], p["amount_minor"], p["currency"][:3], p["channel"],
+        p["payment_type"], _clip(p.get("merchant_category_code"), 4),
+        _clip(p.get("egov_service"), 32), p["occurred_at"],
+        PaymentState.REJECTED if rejection else PaymentState.VALIDATED,
+        rejection.reason.value if rejection else None,
+        rejection.message[:300] if rejection else None,
+        evidence.signer if evidence else None, evidence.key_id if evidence else None,
+        evidence.signature if evidence else None, evidence.digest if evidence else None,
+    )  # fmt: skip
 
 
 def _clip(value: str | None, length: int) -> str | None:
@@ -301,49 +293,20 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value else None
 
 
-def _transition_row(p: dict[str, Any], rejection: Rejection | None) -> dict[str, Any]:
-    return {
-        "payment_id": p["payment_id"], "from_state": None,
-        "to_state": PaymentState.REJECTED if rejection else PaymentState.VALIDATED,
-        "reason_code": rejection.reason.value if rejection else None,
-        "consumer": NAME, "event_id": p["event_id"], "occurred_at": p["occurred_at"],
-    }  # fmt: skip
+def _transition(p: dict[str, Any], rejection: Rejection | None) -> Transition:
+    return Transition(
+        p["payment_id"], None, PaymentState.REJECTED if rejection else PaymentState.VALIDATED,
+        rejection.reason.value if rejection else None, NAME, p["event_id"], p["occurred_at"],
+    )  # fmt: skip
 
 
-COMMON_FIELDS = (
-    "payment_id",
-    "bank_reference",
-    "occurred_at",
-    "payer_bank",
-    "payer_account",
-    "payee_bank",
-    "payee_account",
-    "amount_minor",
-    "currency",
-    "channel",
-)
-
-
-def _decision(p: dict[str, Any], rejection: Rejection | None) -> Handled:
-    event = {k: p[k] for k in COMMON_FIELDS}
-    event["causation_event_id"] = p["event_id"]
-    if rejection is None:
-        event_type = "PaymentValidated"
-        event.update(
-            payment_type=p["payment_type"],
-            merchant_category_code=p.get("merchant_category_code"),
-            egov_service=p.get("egov_service"),
-        )
-    else:
-        event_type = "PaymentRejected"
-        event.update(reason_code=rejection.reason.value, reason_message=rejection.message)
+def _event(p: dict[str, Any], rejection: Rejection | None) -> tuple[EventType, dict[str, Any]]:
+    event = PAYMENT_VALIDATED if rejection is None else PAYMENT_REJECTED
+    record = {k: p.get(k) for k in carried_fields(PAYMENT_INITIATED, event)}
+    if rejection is not None:
+        record.update(reason_code=rejection.reason.value, reason_message=rejection.message)
         # Keep what we emit within the schema's sane sizes even for absurd input.
-        event["bank_reference"] = event["bank_reference"][:MAX_REFERENCE_CHARS]
-    event["event_id"] = derived_event_id(p["event_id"], event_type)
-    return Handled(
-        outcome="validated" if rejection is None else "rejected",
-        payment_id=p["payment_id"],
-        events=[(event_type, event)],
-        channel=p["channel"],
-        reason=rejection.reason.value if rejection else "",
-    )
+        record["bank_reference"] = p["bank_reference"][:MAX_REFERENCE_CHARS]
+    record["causation_event_id"] = p["event_id"]
+    record["event_id"] = derived_event_id(p["event_id"], event.name)
+    return event, record

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -15,7 +15,8 @@ from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
-from engine.runtime import ConsumerService, Stage
+from engine.pipeline.contract import Stage
+from engine.pipeline.service import ConsumerService
 from engine.serialization import (
     AvroCodec,
     KafkaSchemaStore,
@@ -59,7 +60,7 @@ def make_codec(settings: Settings, with_store: bool = True) -> AvroCodec:
     return codec
 
 
-def build_stage(name: str, settings: Settings) -> Stage:
+def build_stage(name: str, settings: Settings) -> Stage[Any]:
     if name == "validator":
         from consumers.validator import Validator
 

@@ -18,7 +18,7 @@ from typing import Any
 PREFIX = "SAKK_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Steps where SAKK_CRASH_POINT may kill the process (fault injection): the consumer loop
-# of engine.runtime, and the notification delivery loop of consumers.delivery.
+# of engine.pipeline.service, and the notification delivery loop of consumers.delivery.
 CRASH_POINTS = (
     "before_db_commit", "after_db_commit", "after_complete", "after_produce",
     "after_attempt", "after_delivery_record",
@@ -88,6 +88,10 @@ class Settings:
     db_retry_max_attempts: int = field(default=120, metadata=_bounds(1, 1_000_000))
     db_retry_backoff_max_ms: int = field(default=5_000, metadata=_bounds(10, 300_000))
     db_pool_size: int = field(default=4, metadata=_bounds(1, 64))
+    # Settlement folds the balance deltas (engine.ledger.balances) into the accounts at
+    # most this often, at most balance_fold_max_rows deltas at a time.
+    balance_fold_interval_ms: int = field(default=1_000, metadata=_bounds(10, 3_600_000))
+    balance_fold_max_rows: int = field(default=50_000, metadata=_bounds(100, 10_000_000))
 
     # Validation
     max_event_age_s: int = field(default=7 * 24 * 3600, metadata=_bounds(1, 366 * 24 * 3600))

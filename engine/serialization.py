@@ -32,6 +32,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from engine.config import Settings
+from engine.events import EVENTS, EventDeclarationError, check_against_schemas
 from engine.kafka.client import Outgoing, make_consumer, make_producer, partitions_of, send_all
 from engine.kafka.client import schema_topic as schema_topic_of
 from engine.kafka.exceptions import KafkaPlumbingError
@@ -48,15 +49,8 @@ DEFAULT_STORE_FETCH_TIMEOUT_S = 10.0
 STORE_POLL_TIMEOUT_MS = 200
 
 EVENT_TYPES: Mapping[str, str] = MappingProxyType(
-    {
-        "PaymentInitiated": "payment_initiated.avsc",
-        "PaymentValidated": "payment_validated.avsc",
-        "PaymentRejected": "payment_rejected.avsc",
-        "PaymentSettled": "payment_settled.avsc",
-        "PaymentFailed": "payment_failed.avsc",
-        "PaymentNotified": "payment_notified.avsc",
-    }
-)
+    {e.name: e.schema_file for e in EVENTS.values()}
+)  # event type -> its schema file, as engine.events declares them
 
 ParsedSchema = dict[str, Any]
 SchemaSource = str | Mapping[str, Any]
@@ -184,6 +178,10 @@ class SchemaRegistry:
     @classmethod
     def from_dir(cls, path: Path | str) -> SchemaRegistry:
         """Load the current schema of every event type from ``path`` (``Settings.schemas_dir``)."""
+        try:
+            check_against_schemas(Path(path))
+        except EventDeclarationError as exc:
+            raise SchemaFileError(str(exc)) from exc
         sources: dict[str, str] = {}
         for event_type, file_name in EVENT_TYPES.items():
             file = Path(path) / file_name

@@ -1,7 +1,7 @@
 """The first instant of a ``sakk`` process: SIGTERM is honoured before anything else loads.
 
 A supervisor may stop a process it has only just started. Until a command installs its
-own handlers (``engine.runtime.install_signal_handlers``), the process has done nothing
+own handlers (``engine.pipeline.service.install_signal_handlers``), the process has done nothing
 worth finishing, so SIGTERM ends it at once with exit code 0 instead of Python's
 default action (death by signal, exit code -15).
 

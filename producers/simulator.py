@@ -34,6 +34,14 @@ to ``insufficient_funds`` payments (still labelled truly).
 
 The shadow starts from the reference file's opening balances: run against a
 ledger that earlier runs already moved, some good payments may fail for funds.
+:class:`LiveSimulation` publishes in phases (one offered rate after another) from one
+simulator, so the shadow carries over from phase to phase and stays true.
+
+Two profiles (``PROFILES``): ``uniform`` is the mix above. ``skew`` is the hot-account
+test (Mojaloop's skew test): 70% of messages are purchases by ``HOT_PAYER_BANK``'s
+customers from the one ``HOT_MERCHANT`` account, and the other 30% keep the mix, except
+that every e-government payment is a vignette, paid to the vignette's one government
+account, which so becomes a second hot account.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -109,10 +118,27 @@ MIX: Mapping[str, int] = {
     "forged_payer_bank": 3,
     "unsigned_payment": 2,
 }
+UNIFORM, SKEW = "uniform", "skew"
+HOT_PAYER_BANK = "007"  # Attijariwafa bank, the largest: its customers pay the hot merchant
+HOT_MERCHANT = "Jumia Maroc"  # at Banque Populaire: every hot payment crosses banks
+HOT_MERCHANT_MAD = (20, 1_000)
+HOT_CHANNELS = (("WEB", 60), ("MOBILE", 40))
+HOT_SHARE_PERCENT = 70
+# Weights per 10,000 messages of the skew profile: hot_merchant 7,000; the other 3,000 are
+# the uniform mix's permille times 3, its other e-government share (egov_tax) folded into
+# the vignette. The weights sum to 10,000 (a unit test says so).
+_SKEW_REST = (100 - HOT_SHARE_PERCENT) * 100 // sum(MIX.values())
+SKEW_MIX: Mapping[str, int] = {
+    "hot_merchant": HOT_SHARE_PERCENT * 100,
+    **{k: _SKEW_REST * w for k, w in MIX.items() if k != "egov_tax"},
+    "vignette": _SKEW_REST * (MIX["vignette"] + MIX["egov_tax"]),
+}
+PROFILES: Mapping[str, Mapping[str, int]] = {UNIFORM: MIX, SKEW: SKEW_MIX}
+
 SECURITY_KINDS = frozenset({"forged_payer_bank", "unsigned_payment"})  # refused, unread
 BAD_KINDS = frozenset({"unknown_account", "insufficient_funds", "duplicate_retry",
                        "closed_account", "over_limit", "malformed"}) | SECURITY_KINDS  # fmt: skip
-GOOD_KINDS = frozenset(MIX) - BAD_KINDS
+GOOD_KINDS = (frozenset(MIX) | frozenset(SKEW_MIX)) - BAD_KINDS
 
 # What Sakk must do with each kind: (outcome, ISO 20022 reason).
 EXPECTED: Mapping[str, tuple[str, str | None]] = {
@@ -222,7 +248,8 @@ class TrafficSimulator:
     now: the validator refuses event times in the future or too old). ``run_tag``
     makes ids and bank references differ between runs of the same seed, so a second
     run against the same ledger is not one long series of duplicates. ``codec`` lets
-    malformed messages include truncated encodings, not only random bytes.
+    malformed messages include truncated encodings, not only random bytes. ``profile``
+    names the mix (``PROFILES``): ``uniform``, or ``skew`` for the hot-account test.
     """
 
     def __init__(
@@ -233,9 +260,12 @@ class TrafficSimulator:
         codec: AvroCodec | None = None,
         live: bool = False,
         run_tag: str | None = None,
+        profile: str = UNIFORM,
     ) -> None:
         if not 0 <= seed < MAX_SEED:
             raise ValueError(f"seed={seed} must be in [0, {MAX_SEED})")
+        if profile not in PROFILES:
+            raise ValueError(f"profile={profile!r}: expected one of {sorted(PROFILES)}")
         if start.utcoffset() is None:
             raise ValueError("start must be a timezone-aware datetime")
         if run_tag is not None and not (
@@ -244,6 +274,7 @@ class TrafficSimulator:
             raise ValueError(f"run_tag must be 1 to {MAX_RUN_TAG_CHARS} letters or digits")
         self.seed = seed
         self.live = live
+        self.profile = profile
         self._rng = random.Random(seed)
         self._codec = codec
         self._clock = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
@@ -265,6 +296,7 @@ class TrafficSimulator:
         ]  # fmt: skip
         active = [a for a, _ in accounts if a.status == AccountStatus.ACTIVE]
         self._customers = [a for a in active if a.kind == AccountKind.CUSTOMER]
+        self._hot_payers = [a for a in self._customers if a.bank == HOT_PAYER_BANK]
         self._closed = [a for a, _ in accounts if a.status == AccountStatus.CLOSED]
         self._merchants = {a.holder: a for a in active if a.kind == AccountKind.MERCHANT}
         self._employers = sorted(self._merchants.values(), key=lambda a: a.number)
@@ -298,6 +330,10 @@ class TrafficSimulator:
         for service in (VIGNETTE, TAX_SERVICE):
             if service not in self._government:
                 raise ValueError(f"the reference lacks a government account for {service}")
+        if self.profile == SKEW and not self._hot_payers:
+            raise ValueError(
+                f"the skew profile needs active customers at bank {HOT_PAYER_BANK} (the hot payers)"
+            )
 
     # --- the stream -----------------------------------------------------------------
 
@@ -305,7 +341,8 @@ class TrafficSimulator:
         """The next ``n`` messages; successive calls continue the same stream."""
         if not 0 <= n <= MAX_MESSAGES - self._index:
             raise ValueError(f"n={n}: at most {MAX_MESSAGES} messages per simulator")
-        kinds, weights = list(MIX), list(MIX.values())
+        mix = PROFILES[self.profile]
+        kinds, weights = list(mix), list(mix.values())
         for _ in range(n):
             self._index += 1
             self._funds.release(time.monotonic() if self.live else self._index)
@@ -441,6 +478,17 @@ class TrafficSimulator:
 
     def _pos_card(self) -> SimulatedMessage | None:
         return self._purchase("pos_card", CARD_SHOPS, (("POS", 1),))
+
+    def _hot_merchant(self) -> SimulatedMessage | None:
+        """The skew profile's hot flow: a HOT_PAYER_BANK customer buys from HOT_MERCHANT."""
+        merchant = self._merchants[HOT_MERCHANT]
+        channel = self._weighted(HOT_CHANNELS)[0]
+        amount = self._amount_mad(*HOT_MERCHANT_MAD, centimes=True)
+        payer = self._affordable_payer(self._hot_payers, amount, channel, "PURCHASE")
+        if payer is None:
+            return None
+        mcc = self._mcc(merchant)
+        return self._good("hot_merchant", payer, merchant, amount, channel, "PURCHASE", mcc=mcc)
 
     def _vignette(self) -> SimulatedMessage | None:
         amount = self._weighted(VIGNETTE_TARIFFS_MAD)[0] * MAD
@@ -673,6 +721,7 @@ MERCHANT_MCC = {
 BUILDERS: Mapping[str, Callable[[TrafficSimulator], SimulatedMessage | None]] = {
     "ecommerce_airline": TrafficSimulator._ecommerce_airline,
     "ecommerce": TrafficSimulator._ecommerce,
+    "hot_merchant": TrafficSimulator._hot_merchant,
     "vignette": TrafficSimulator._vignette,
     "egov_tax": TrafficSimulator._egov_tax,
     "atm_withdrawal": TrafficSimulator._atm_withdrawal,
@@ -815,6 +864,93 @@ def publish_message(publisher: PaymentPublisher, message: SimulatedMessage) -> N
     publisher.publish_raw(value, key, signer=message.signer)
 
 
+class LiveSimulation:
+    """Publishes simulated traffic in phases: one simulator, one publisher, one stream.
+
+    Each ``publish`` continues where the last one stopped: the funds shadow, the bank
+    references and the ids carry over, so labels stay true from phase to phase (a fresh
+    ``simulate`` per phase would start the shadow again from opening balances that the
+    earlier phases spent, and some good payments would fail for funds). Use it as a
+    context manager; ``register_keys`` as in :func:`simulate`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        seed: int = 1,
+        reference_path: Path | str | None = None,
+        run_tag: str | None = None,
+        register_keys: bool = True,
+        profile: str = UNIFORM,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"profile={profile!r}: expected one of {sorted(PROFILES)}")
+        self.settings, self.seed, self.profile = settings, seed, profile
+        self.run_tag = run_tag or new_run_tag()
+        self._reference = read_file(Path(reference_path or settings.reference_file))
+        self._signers = simulation_signers(self._reference, seed)
+        self._register_keys = register_keys
+        self._publisher: PaymentPublisher | None = None
+        self._messages: Iterator[SimulatedMessage] | None = None
+
+    def __enter__(self) -> LiveSimulation:
+        if self._register_keys:
+            register_simulated_keys(self.settings, self._signers)
+        publisher = PaymentPublisher(
+            self.settings, client_id="sakk-simulator", signers=self._signers
+        ).start()
+        simulator = TrafficSimulator(self._reference, self.seed, utc_now_ms(),
+                                     codec=publisher.codec, live=True, run_tag=self.run_tag,
+                                     profile=self.profile)  # fmt: skip
+        self._publisher = publisher
+        self._messages = simulator.generate(MAX_MESSAGES)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.__exit__(exc_type, exc, tb)  # flushes; keeps an original error visible
+
+    def publish(
+        self,
+        payments: int,
+        rate_per_s: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SimulationReport:
+        """Publish the stream's next ``payments`` messages; what this phase sent, acknowledged.
+
+        ``rate_per_s`` and ``progress`` as in :func:`simulate`.
+        """
+        if self._publisher is None or self._messages is None:
+            raise RuntimeError("use `with LiveSimulation(settings) as simulation:`")
+        if not 0 < payments <= MAX_PAYMENTS:
+            raise ValueError(f"payments={payments} must be in [1, {MAX_PAYMENTS}]")
+        publisher, messages = self._publisher, self._messages
+        bucket = TokenBucket(rate_per_s) if rate_per_s is not None else None
+        report = SimulationReport(self.seed, self.run_tag)
+        before = publisher.published
+        started = time.monotonic()
+        for sent in range(1, payments + 1):
+            if bucket is not None:
+                bucket.take()  # before generating: occurred_at is the time it is sent
+            message = next(messages)
+            publish_message(publisher, message)
+            report.count(message)
+            if progress is not None and sent % PROGRESS_EVERY == 0:
+                progress(sent)
+        publisher.flush()
+        report.published = publisher.published - before
+        report.elapsed_s = time.monotonic() - started
+        if progress is not None:
+            progress(payments)
+        return report
+
+
 def simulate(
     settings: Settings,
     payments: int,
@@ -824,6 +960,7 @@ def simulate(
     reference_path: Path | str | None = None,
     run_tag: str | None = None,
     register_keys: bool = True,
+    profile: str = UNIFORM,
 ) -> SimulationReport:
     """Publish ``payments`` simulated messages (live times) and report what was sent.
 
@@ -833,31 +970,10 @@ def simulate(
     one, so each run's ids and bank references are new. ``register_keys``: first give
     the ledger (``settings.ledger_url``, its reference data loaded) the simulated banks'
     public keys, as each bank's operator would; off when the switch already has them.
+    ``profile``: the mix, ``uniform`` or ``skew`` (``PROFILES``).
     """
     if not 0 < payments <= MAX_PAYMENTS:
         raise ValueError(f"payments={payments} must be in [1, {MAX_PAYMENTS}]")
-    reference = read_file(Path(reference_path or settings.reference_file))
-    signers = simulation_signers(reference, seed)
-    if register_keys:
-        register_simulated_keys(settings, signers)
-    run_tag = run_tag or new_run_tag()
-    bucket = TokenBucket(rate_per_s) if rate_per_s is not None else None
-    report = SimulationReport(seed, run_tag)
-    started = time.monotonic()
-    with PaymentPublisher(settings, client_id="sakk-simulator", signers=signers) as publisher:
-        simulator = TrafficSimulator(reference, seed, utc_now_ms(), codec=publisher.codec,
-                                     live=True, run_tag=run_tag)  # fmt: skip
-        messages = simulator.generate(payments)
-        for sent in range(1, payments + 1):
-            if bucket is not None:
-                bucket.take()  # before generating: occurred_at is the time it is sent
-            message = next(messages)
-            publish_message(publisher, message)
-            report.count(message)
-            if progress is not None and sent % PROGRESS_EVERY == 0:
-                progress(sent)
-    report.published = publisher.published
-    report.elapsed_s = time.monotonic() - started
-    if progress is not None:
-        progress(payments)
-    return report
+    with LiveSimulation(settings, seed, reference_path, run_tag, register_keys,
+                        profile) as simulation:  # fmt: skip
+        return simulation.publish(payments, rate_per_s, progress)

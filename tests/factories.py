@@ -7,6 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
+from engine.ledger.recorder import Recorder
+from engine.pipeline.contract import Decision, Stage
+from engine.pipeline.messages import Inbound, RawMessage
 from producers.signing import simulated_signers
 
 REFERENCE_FILE = Path(__file__).parent / "fixtures" / "reference.json"
@@ -68,3 +73,21 @@ def signed(
 ) -> tuple[tuple[str, bytes], ...]:
     """The signature headers bank ``bank`` puts on a message it publishes."""
     return SIGNERS.headers(bank, topic, key, value)
+
+
+def inbound(topic: str, event_type: str, record: dict[str, Any], offset: int = 0) -> Inbound:
+    """A decoded event as a stage receives it, from partition 0 at ``offset``."""
+    return Inbound(RawMessage(topic, 0, offset, b"k", None, 0), event_type, record)
+
+
+def decide_and_record(conn: Connection, stage: Stage[Any], batch: list[Inbound]) -> list[Any]:
+    """What the processor does with fresh events, without Kafka: decide each, record them."""
+    context = stage.load(conn, batch)
+    decisions = []
+    for event in batch:
+        decision = stage.decide(event, context)
+        if isinstance(decision, Decision):
+            context.absorb(decision)
+        decisions.append(decision)
+    Recorder().record(conn, [w for d in decisions if isinstance(d, Decision) for w in d.writes])
+    return decisions

@@ -26,7 +26,8 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from engine.audit.replay import RecordedRun, recorded_runs
 from engine.audit.times import as_utc
-from engine.ledger.models import Account, DeadLetter, HandledEvent, LedgerEntry, Payment, Posting
+from engine.ledger.balances import all_balances
+from engine.ledger.models import DeadLetter, HandledEvent, LedgerEntry, Payment, Posting
 
 IN_CHUNK = 500
 MAX_ORPHANS_LISTED = 10_000
@@ -371,14 +372,13 @@ def _movements(legs: dict[str, Counter[tuple[str, int, str]]]) -> dict[str, int]
 
 def _balances(conn: Connection) -> dict[str, tuple[int, int]]:
     """account -> (balance_minor, sum of its entries)."""
-    a, e = Account.__table__, LedgerEntry.__table__
+    e = LedgerEntry.__table__
     sums = dict(
         conn.execute(
             select(e.c.account_number, func.sum(e.c.amount_minor)).group_by(e.c.account_number)
         ).all()
     )
-    return {r.number: (int(r.balance_minor), int(sums.get(r.number) or 0))
-            for r in conn.execute(select(a.c.number, a.c.balance_minor))}  # fmt: skip
+    return {n: (b, int(sums.get(n) or 0)) for n, b in all_balances(conn).items()}
 
 
 def _compare_balances(

@@ -1,7 +1,7 @@
 """Replay ``payments.initiated`` into a fresh, isolated ledger with the live stages' own code.
 
 The replay reads with a group-less consumer (assign + seek: it joins no group and
-commits no offsets), feeds each batch to a :class:`~engine.runtime.BatchProcessor`
+commits no offsets), feeds each batch to a :class:`~engine.pipeline.processor.BatchProcessor`
 around the validator stage, decodes the ``PaymentValidated`` messages that batch
 would have produced and feeds them, in process, to a second ``BatchProcessor``
 around the settlement stage. Nothing is produced to any topic; nothing is written
@@ -65,7 +65,9 @@ from engine.ledger.models import (
     ReplayRun,
 )
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import SECURITY_KIND, BatchProcessor, BatchResult, RawMessage
+from engine.pipeline.dead_letters import SECURITY_KIND
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor, BatchResult
 from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
 
 log = logging.getLogger(__name__)

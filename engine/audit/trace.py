@@ -115,8 +115,10 @@ def trace_payment(conn: Connection, payment_id: str) -> PaymentTrace:
     trace.postings = _rows(conn, select(po).where(po.c.payment_id == payment_id))
     posting_ids = [x["posting_id"] for x in trace.postings]
     if posting_ids:
+        # Each entry with its place in its hash chain (chain_id, chain_seq, the hashes).
         trace.entries = _rows(
-            conn, select(e).where(e.c.posting_id.in_(posting_ids)).order_by(e.c.chain_seq)
+            conn,
+            select(e).where(e.c.posting_id.in_(posting_ids)).order_by(e.c.chain_id, e.c.chain_seq),
         )
     n, a = Notification.__table__, NotificationAttempt.__table__
     trace.notifications = _rows(

@@ -3,6 +3,10 @@
 The event is Avro single-object encoded like every Sakk event; its writer schema
 is published to the schema store so any reader can decode it by fingerprint. It
 has its own small registry: the stage codecs neither produce nor consume it.
+
+It carries every chain's head at the close (``chain_heads``); ``chain_seq`` and
+``chain_hash`` stay chain 0's head, so readers of the first version still read it,
+and events of that version (no ``chain_heads``) are read with an empty list.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ def _schema_text(settings: Settings) -> str:
     return (settings.schemas_dir / SCHEMA_FILE).read_text(encoding="utf-8")
 
 
-def window_codec(settings: Settings) -> AvroCodec:
-    return AvroCodec(SchemaRegistry({EVENT_TYPE: _schema_text(settings)}))
+def window_codec(settings: Settings, store: KafkaSchemaStore | None = None) -> AvroCodec:
+    """The event's codec; with ``store`` it also reads events of earlier schema versions."""
+    return AvroCodec(SchemaRegistry({EVENT_TYPE: _schema_text(settings)}), store=store)
 
 
 def closed_event(report: WindowReport) -> dict[str, Any]:
@@ -49,6 +54,7 @@ def closed_event(report: WindowReport) -> dict[str, Any]:
         "window_start": report.window.start, "window_end": report.window.end,
         "window_hours": report.window.hours, "closed_at": close.closed_at,
         "chain_seq": close.chain_seq, "chain_hash": close.chain_hash, "postings": close.postings,
+        "chain_heads": close.heads_list(),
         "positions": [
             {"bank_code": r["bank_code"], "currency": r["currency"],
              "gross_debits_minor": int(r["gross_debits_minor"]),
@@ -83,7 +89,8 @@ def publish_close(settings: Settings, report: WindowReport) -> str:
 def read_closed_events(settings: Settings) -> list[dict[str, Any]]:
     """Every window-closed event on the topic (none when the topic does not exist)."""
     topic = windows_topic(settings)
-    codec = window_codec(settings)
+    store = KafkaSchemaStore(settings, client_id="sakk-audit")
+    codec = window_codec(settings, store)  # events of an earlier version: schema from the store
     consumer = make_consumer(settings, group_id=None, client_id="sakk-audit")
     try:
         if not consumer.partitions_for_topic(topic):
@@ -102,3 +109,4 @@ def read_closed_events(settings: Settings) -> list[dict[str, Any]]:
         return events
     finally:
         consumer.close(autocommit=False)
+        store.close()

@@ -4,11 +4,14 @@ A window is ``window_hours`` long (24 by default), aligned on UTC midnight; a
 payment belongs to the window of its ``occurred_at`` (for 24 hours that is the
 ``settlement_window`` settlement writes on the payment, e.g. ``2026-11-26``).
 
-Closing a window makes its positions final. The close takes the ledger's chain
-head lock, so it is ordered with every posting append: a posting whose entries
-are at or below the close's ``chain_seq`` counts in the window; one written
-after the close (a late payment) is carried into the next window that was
-still open when it was written. The payment keeps its business-day
+Closing a window makes its positions final. The close locks the head of every
+chain (in ascending chain order, as appends do), so it is ordered with every
+posting append, and records each chain's head: a posting whose entries are at
+or below the head the close recorded for their chain counts in the window; one
+written after the close (a late payment), or on a chain that had no head yet,
+is carried into the next window that was still open when it was written. The
+close computes its positions by that same rule, so what it records is what
+every later report finds. The payment keeps its business-day
 ``settlement_window``; only the net position it feeds moves. Nothing of a
 closed window can change afterwards unless the ledger itself is altered, which
 ``sakk audit verify`` detects (it recomputes every closed window).
@@ -24,11 +27,11 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from engine.audit.exceptions import WindowError
 from engine.audit.times import as_utc, parse_instant
@@ -39,9 +42,10 @@ from engine.ledger.models import (
     LedgerEntry,
     Posting,
     SettlementWindow,
+    SettlementWindowChainHead,
     SettlementWindowPosition,
 )
-from engine.ledger.postings import lock_chain_head
+from engine.ledger.postings import GENESIS_HEAD, ChainHead, lock_all_chain_heads
 
 DEFAULT_WINDOW_HOURS = 24
 SUPPORTED_WINDOW_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)  # divisors of a day: windows align on midnight
@@ -107,26 +111,49 @@ def event_id_of(window: Window) -> str:
 
 @dataclass(frozen=True)
 class Close:
-    """A recorded close: postings at or below ``chain_seq`` count in the window."""
+    """A recorded close: a posting counts in the window if it is within its chain's head."""
 
     window: Window
     closed_at: datetime
-    chain_seq: int
-    chain_hash: str
+    heads: Mapping[int, ChainHead]  # chain_id -> its head at the close: every chain it had
     postings: int
     event_id: str
     published_at: datetime | None = None
+    # settlement_windows.chain_seq/chain_hash as stored: chain 0's head, for old readers.
+    recorded_chain0: ChainHead | None = None
+
+    @property
+    def chain_seq(self) -> int:
+        """Chain 0's head at the close (what a close recorded before chain keys)."""
+        return self.heads.get(0, GENESIS_HEAD).seq
+
+    @property
+    def chain_hash(self) -> str:
+        return self.heads.get(0, GENESIS_HEAD).head_hash
+
+    def holds(self, chain_id: int, chain_seq: int) -> bool:
+        """True if the entry at ``chain_seq`` of ``chain_id`` was written before the close."""
+        head = self.heads.get(chain_id)
+        return head is not None and chain_seq <= head.seq
+
+    def heads_list(self) -> list[dict[str, Any]]:
+        return [{"chain_id": c, "chain_seq": h.seq, "chain_hash": h.head_hash}
+                for c, h in sorted(self.heads.items())]  # fmt: skip
 
 
-def effective_window(business: Window, chain_seq: int, closes: Mapping[str, Close]) -> Window:
+def effective_window(
+    business: Window, chain_id: int, chain_seq: int, closes: Mapping[str, Close]
+) -> Window:
     """The window a posting's net position counts in (the first open one when it was written)."""
     window = business
     for _ in range(len(closes) + 1):
         close = closes.get(window.label)
-        if close is None or chain_seq <= close.chain_seq:
+        if close is None or close.holds(chain_id, chain_seq):
             return window
         window = window.next()
-    raise WindowError(f"no open window after {business.label} for chain entry {chain_seq}")
+    raise WindowError(
+        f"no open window after {business.label} for entry {chain_seq} of chain {chain_id}"
+    )
 
 
 @dataclass
@@ -196,6 +223,7 @@ class WindowReport:
             "closed_at": self.close.closed_at if self.close else None,
             "close_chain_seq": self.close.chain_seq if self.close else None,
             "close_chain_hash": self.close.chain_hash if self.close else None,
+            "close_chain_heads": self.close.heads_list() if self.close else None,
             "net_by_currency": self.net_by_currency(),
             "carried_out_postings": self.carried_out_postings,
             "mismatches_with_close": self.mismatches(),
@@ -205,6 +233,7 @@ class WindowReport:
 def read_closes(conn: Connection, hours: int | None = None) -> dict[str, Close]:
     """Every recorded close by label; raises if they were made with another window length."""
     t = SettlementWindow.__table__
+    heads = _recorded_heads(conn)
     closes = {}
     for r in conn.execute(select(t).order_by(t.c.window_start)):
         if hours is not None and r.window_hours != hours:
@@ -216,13 +245,21 @@ def read_closes(conn: Connection, hours: int | None = None) -> dict[str, Close]:
         closes[r.label] = Close(
             window,
             as_utc(r.closed_at),
-            r.chain_seq,
-            r.chain_hash,
+            heads.get(r.label, {}),
             r.postings,
             r.event_id,
             as_utc(r.published_at) if r.published_at else None,
+            ChainHead(int(r.chain_seq), str(r.chain_hash)),
         )
     return closes
+
+
+def _recorded_heads(conn: Connection) -> dict[str, dict[int, ChainHead]]:
+    h = SettlementWindowChainHead.__table__
+    heads: dict[str, dict[int, ChainHead]] = defaultdict(dict)
+    for r in conn.execute(select(h.c.label, h.c.chain_id, h.c.seq, h.c.head_hash)):
+        heads[r.label][int(r.chain_id)] = ChainHead(int(r.seq), str(r.head_hash))
+    return heads
 
 
 def _recorded_positions(conn: Connection, label: str) -> list[dict[str, Any]]:
@@ -232,13 +269,20 @@ def _recorded_positions(conn: Connection, label: str) -> list[dict[str, Any]]:
 
 
 def _settlement_entries(
-    conn: Connection, since: datetime | None, until: datetime | None, min_seq: int | None = None
+    conn: Connection,
+    since: datetime | None,
+    until: datetime | None,
+    written_after: Mapping[int, int] | None = None,
 ) -> Iterable[Any]:
-    """Settlement-account entries of payment postings with their posting's time and chain seq."""
+    """Settlement-account entries of payment postings with their posting's time and chain place.
+
+    ``written_after``: only entries above these seqs of their chains (any entry of a chain
+    not named), i.e. those not yet written when a close recorded these heads.
+    """
     e, a, p, b = LedgerEntry.__table__, Account.__table__, Posting.__table__, Bank.__table__
     query = (
-        select(e.c.posting_id, e.c.amount_minor, e.c.currency, e.c.chain_seq, p.c.occurred_at,
-               a.c.bank_code, b.c.name)
+        select(e.c.posting_id, e.c.amount_minor, e.c.currency, e.c.chain_id, e.c.chain_seq,
+               p.c.occurred_at, a.c.bank_code, b.c.name)
         .join(p, p.c.posting_id == e.c.posting_id)
         .join(a, a.c.number == e.c.account_number)
         .join(b, b.c.code == a.c.bank_code)
@@ -248,9 +292,22 @@ def _settlement_entries(
         query = query.where(p.c.occurred_at >= since)
     if until is not None:
         query = query.where(p.c.occurred_at < until)
-    if min_seq is not None:
-        query = query.where(e.c.chain_seq > min_seq)
+    if written_after:
+        named = sorted(written_after)
+        query = query.where(
+            or_(
+                e.c.chain_id.not_in(named),
+                *(and_(e.c.chain_id == c, e.c.chain_seq > written_after[c]) for c in named),
+            )
+        )
     return conn.execute(query)
+
+
+def _lowest_heads(closes: Iterable[Close]) -> dict[int, int]:
+    """Per chain, the lowest head among ``closes``; a chain some close lacks is left out."""
+    closes = list(closes)
+    common = set.intersection(*(set(c.heads) for c in closes)) if closes else set()
+    return {chain: min(c.heads[chain].seq for c in closes) for chain in common}
 
 
 def _aggregate(
@@ -261,7 +318,7 @@ def _aggregate(
     seen: set[tuple[Window, str, str, str]] = set()
     for r in rows:
         business = Window.containing(r.occurred_at, hours)
-        window = effective_window(business, r.chain_seq, closes)
+        window = effective_window(business, r.chain_id, r.chain_seq, closes)
         if window != business and (only is None or business == only):
             report = reports.setdefault(business, WindowReport(business))
             if (business, r.posting_id, "out", "") not in seen:
@@ -289,13 +346,18 @@ def _aggregate(
     return reports
 
 
-def window_report(conn: Connection, window: Window) -> WindowReport:
-    """Positions of one window: its own postings (less carried-out ones) plus carried-in ones."""
+def window_report(conn: Connection, window: Window, closing: Close | None = None) -> WindowReport:
+    """Positions of one window: its own postings (less carried-out ones) plus carried-in ones.
+
+    ``closing``: the close being recorded, so the positions follow the heads it records.
+    """
     closes = read_closes(conn, window.hours)
+    if closing is not None:
+        closes[window.label] = closing
     rows = list(_settlement_entries(conn, window.start, window.end))
-    earlier = [c.chain_seq for c in closes.values() if c.window < window]
+    earlier = [c for c in closes.values() if c.window < window]
     if earlier:  # late postings of closed windows before this one may be carried in
-        rows += list(_settlement_entries(conn, None, window.start, min(earlier)))
+        rows += list(_settlement_entries(conn, None, window.start, _lowest_heads(earlier)))
     report = _aggregate(rows, window.hours, closes, only=window).get(window) or WindowReport(window)
     return _with_close(conn, report, closes)
 
@@ -337,17 +399,23 @@ def close_window(engine: Engine, window: Window, now: datetime, early: bool = Fa
         closes = read_closes(conn, window.hours)
         if window.label in closes:
             return CloseResult(window_report(conn, window), already_closed=True)
-        seq, head = lock_chain_head(conn)  # no posting is appended until this transaction ends
-        report = window_report(conn, window)
-        close = Close(
-            window, now.astimezone(UTC), seq, head, _posting_count(report), event_id_of(window)
-        )
+        # No posting is appended to any chain until this transaction ends. A chain whose
+        # head is created meanwhile is not in the close: its postings count as later ones.
+        heads = lock_all_chain_heads(conn)
+        closing = Close(window, now.astimezone(UTC), heads, 0, event_id_of(window))
+        report = window_report(conn, window, closing)
+        close = replace(closing, postings=_posting_count(report),
+                        recorded_chain0=heads.get(0, GENESIS_HEAD))  # fmt: skip
         conn.execute(insert(SettlementWindow), [{
             "label": window.label, "window_start": window.start, "window_end": window.end,
-            "window_hours": window.hours, "closed_at": close.closed_at, "chain_seq": seq,
-            "chain_hash": head, "postings": close.postings, "event_id": close.event_id,
-            "published_at": None,
+            "window_hours": window.hours, "closed_at": close.closed_at,
+            "chain_seq": close.chain_seq, "chain_hash": close.chain_hash,
+            "postings": close.postings, "event_id": close.event_id, "published_at": None,
         }])  # fmt: skip
+        recorded_heads = [{"label": window.label, "chain_id": c, "seq": h.seq,
+                           "head_hash": h.head_hash} for c, h in sorted(heads.items())]  # fmt: skip
+        if recorded_heads:
+            conn.execute(insert(SettlementWindowChainHead), recorded_heads)
         positions = [{"label": window.label, "bank_code": x.bank_code, "currency": x.currency,
                       "gross_debits_minor": x.gross_debits_minor,
                       "gross_credits_minor": x.gross_credits_minor, "net_minor": x.net_minor}

@@ -1,15 +1,27 @@
 """The full flow, measured: each consumer in its own process, on SQLite or PostgreSQL.
 
-Throughput is measured with every payment already waiting in ``payments.initiated``
-(so the publisher is not what is measured), from the validator's first handled
-event to the last finished notification, using the ledger's own timestamps.
-Latency is measured at a fixed offered rate, from each payment's initiation time
-to its last notification. A run whose ledger does not balance or whose counts do
-not add up raises :class:`BenchmarkCheckError` instead of reporting a figure.
+One *session* is one isolated run (fresh topics, a fresh ledger) with one fleet of
+consumer processes and one simulated stream (``producers.simulator.LiveSimulation``),
+in phases:
+
+1. **Throughput** (optional): the payments are all published before any consumer
+   starts (so the publisher is not what is measured); payments/s is measured from the
+   validator's first handled event to the last finished notification, using the
+   ledger's own timestamps, and each process's CPU and peak memory are read once the
+   flow has drained.
+2. **Latency**, one offered rate after another, each for the same number of seconds;
+   each rate starts once the previous one has drained, and its percentiles are computed
+   from its own payments only (``engine.bench.latency``). Without a throughput phase, a
+   few payments first warm the fleet up (consumer groups join).
+
+One simulated stream for the whole session keeps the simulator's funds shadow true
+from phase to phase. A session whose ledger does not balance or whose counts do not
+add up, or, when asked, whose hash chain fails the auditor's verification, raises
+:class:`BenchmarkCheckError` instead of reporting a figure (``engine.bench.checks``).
 
 Every payment is signed as its payer's bank and the simulated banks' public keys are
-registered in each run's ledger (``producers.simulator.simulate``), so the validator's
-figures include checking every signature, as in production.
+registered in each run's ledger, so the validator's figures include checking every
+signature, as in production.
 """
 
 from __future__ import annotations
@@ -17,34 +29,42 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from engine.app import STAGE_NAMES, ledger_engine
+from engine.bench.checks import BenchmarkCheckError, verify, wait_drained
+from engine.bench.latency import LatencyResult, latencies_s, payment_ids, summarize
 from engine.config import Settings
 from engine.kafka.client import create_topics
-from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
-from engine.ledger.database import read_only
-from engine.ledger.models import Notification, Payment
 from engine.ledger.reference import load_reference_data
 from engine.ledger.reports import processing_window
 from engine.supervisor import ConsumerProcess, Fleet
 
-DRAIN_TIMEOUT_S = 900.0
-READY_TIMEOUT_S = 60.0
+if TYPE_CHECKING:
+    from producers.simulator import LiveSimulation
+
+__all__ = ["BenchmarkCheckError", "FlowResult", "LatencyResult", "SessionPlan", "run_session"]
+
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 BENCH_CUSTOMERS_PER_BANK = 1_500  # enough payers that live traffic never runs dry of funds
-
-
-class BenchmarkCheckError(RuntimeError):
-    """The run's ledger or counts are wrong: no figure is reported for it."""
+SESSION_SEED = 4  # the same stream every run: one seed for every session
+WARM_UP_PAYMENTS = 20
+MAX_SESSION_PAYMENTS = 2_000_000
+MAX_INSTANCES = 8
+MAX_RATE_PER_S = 100_000
+MAX_RATE_SECONDS = 3_600
+MAX_RATES = 16
+# Below this share of hot payments the skew run did not test what it says (its hot
+# payers ran dry of funds): no figure.
+SKEW_MIN_HOT_SHARE = 0.65
 
 
 @dataclass(frozen=True)
@@ -60,22 +80,62 @@ class FlowResult:
     payments: int
     seconds: float
     processes: list[ProcessUsage] = field(default_factory=list)
+    profile: str = "uniform"
+    instances: int = 1  # per stage, in one consumer group
 
     @property
     def payments_per_s(self) -> float:
         return self.payments / self.seconds if self.seconds else 0.0
 
+    def cpu_s_by_stage(self) -> dict[str, float]:
+        """CPU seconds of each stage, its instances added up."""
+        total: dict[str, float] = {}
+        for p in self.processes:
+            stage = p.label.rsplit("-", 1)[0]
+            total[stage] = total.get(stage, 0.0) + p.cpu_s
+        return total
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """What one session runs: its traffic, its fleet, its phases, its checks."""
+
+    profile: str = "uniform"  # producers.simulator.PROFILES
+    throughput_payments: int = 0  # 0: no throughput phase
+    instances: int = 1  # per stage
+    rates_per_s: tuple[int, ...] = ()  # latency phases, in this order
+    rate_seconds: int = 10
+    verify_chain: bool = False  # also the auditor's hash-chain verification
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.throughput_payments <= MAX_SESSION_PAYMENTS:
+            raise ValueError(f"throughput_payments must be in [0, {MAX_SESSION_PAYMENTS}]")
+        if not 1 <= self.instances <= MAX_INSTANCES:
+            raise ValueError(f"instances={self.instances} must be in [1, {MAX_INSTANCES}]")
+        if len(self.rates_per_s) > MAX_RATES or not all(
+            0 < r <= MAX_RATE_PER_S for r in self.rates_per_s
+        ):
+            raise ValueError(f"at most {MAX_RATES} rates, each in (0, {MAX_RATE_PER_S}] /s")
+        if not 1 <= self.rate_seconds <= MAX_RATE_SECONDS:
+            raise ValueError(f"rate_seconds={self.rate_seconds} must be in [1, {MAX_RATE_SECONDS}]")
+        if not self.throughput_payments and not self.rates_per_s:
+            raise ValueError("a session measures throughput, latency, or both")
+        offered = sum(self.rates_per_s) * self.rate_seconds + self.throughput_payments
+        if offered > MAX_SESSION_PAYMENTS:
+            raise ValueError(
+                f"{offered:,} payments in one session: at most {MAX_SESSION_PAYMENTS:,}"
+            )
+
 
 @dataclass
-class LatencyResult:
+class SessionResult:
     backend: str
-    offered_per_s: int
-    payments: int
-    achieved_publish_per_s: float
-    p50_s: float
-    p95_s: float
-    p99_s: float
-    max_s: float
+    plan: SessionPlan
+    flow: FlowResult | None
+    latencies: list[LatencyResult]
+    published: int
+    hot_share: float  # of messages the skew profile sends to the hot merchant (0 if uniform)
+    chain_entries_verified: int | None  # None: the chain was not verified
 
 
 def process_usage(member: ConsumerProcess) -> ProcessUsage:
@@ -90,14 +150,6 @@ def process_usage(member: ConsumerProcess) -> ProcessUsage:
         fields = stat.read().rsplit(")", 1)[1].split()
     cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
     return ProcessUsage(member.label, peak, cpu_s)
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return 0.0
-    rank = max(int(-(-fraction * len(sorted_values) // 1)) - 1, 0)
-    return sorted_values[min(rank, len(sorted_values) - 1)]
 
 
 @contextmanager
@@ -128,126 +180,105 @@ def isolated_run(
         engine.dispose()
 
 
-def wait_drained(engine: Engine, published: int, fleet: Fleet) -> None:
-    engine = read_only(engine)  # never compete with the consumers for SQLite's write lock
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            counts = flow_counts(conn)
-            expected, finished = expected_notifications(conn)
-        if counts.terminal + counts.dead_lettered >= published and finished >= expected:
-            return
-        dead = fleet.check_alive()
-        if dead:
-            raise BenchmarkCheckError(
-                f"consumer exited during the run: {dead} (logs in {fleet.log_dir})"
+def run_session(
+    base: Settings,
+    backend: str,
+    database_url: str,
+    plan: SessionPlan,
+    work_dir: Path,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> SessionResult:
+    """Run ``plan`` on a fresh ledger at ``database_url``; every figure checked before return."""
+    from producers.simulator import LiveSimulation
+
+    label = backend if plan.profile == "uniform" else f"{backend} {plan.profile}"
+    if plan.instances > 1:
+        label += f" ×{plan.instances}"
+    with isolated_run(base, database_url, work_dir) as (settings, engine):
+        if plan.instances > settings.topic_partitions:
+            raise ValueError(
+                f"{plan.instances} instances per stage, {settings.topic_partitions} partitions "
+                "per topic: the extra instances would sit idle (SAKK_TOPIC_PARTITIONS)"
             )
-        time.sleep(0.25)
-    raise BenchmarkCheckError(f"flow did not drain within {DRAIN_TIMEOUT_S:.0f}s")
-
-
-def verify(engine: Engine, published: int) -> None:
-    with engine.connect() as conn:
-        counts = flow_counts(conn)
-        ledger = check_ledger(conn)
-    if published != counts.terminal + counts.dead_lettered:
+        fleet = Fleet(settings, work_dir / "logs" / settings.topic_prefix)
+        with LiveSimulation(
+            settings, SESSION_SEED, settings.reference_file, profile=plan.profile
+        ) as simulation:
+            phases = _Phases(backend, plan, engine, fleet, simulation, on_progress, label)
+            try:
+                flow = None
+                if plan.throughput_payments:
+                    flow = phases.throughput()
+                else:
+                    phases.warm_up()
+                latencies = [phases.latency(rate) for rate in plan.rates_per_s]
+            finally:
+                fleet.stop()
+        chain_entries = verify(engine, phases.published, chain=plan.verify_chain)
+    hot_share = phases.sent["hot_merchant"] / phases.published if phases.published else 0.0
+    if plan.profile == "skew" and hot_share < SKEW_MIN_HOT_SHARE:
         raise BenchmarkCheckError(
-            f"published {published} != settled {counts.settled} + rejected {counts.rejected} + "
-            f"failed {counts.failed} + dead-lettered {counts.dead_lettered}"
+            f"the skewed run sent only {hot_share:.0%} of its messages to the hot merchant "
+            f"(at least {SKEW_MIN_HOT_SHARE:.0%} needed): its payers ran dry of funds"
         )
-    if not ledger.ok:
-        raise BenchmarkCheckError(f"ledger does not balance: {ledger.violations[:3]}")
+    return SessionResult(backend, plan, flow, latencies, phases.published, hot_share, chain_entries)
 
 
-def measure_full_flow(
-    base: Settings,
-    backend: str,
-    database_url: str,
-    payments: int,
-    work_dir: Path,
-    on_progress: Callable[[str], None] = lambda _: None,
-) -> FlowResult:
-    from producers.simulator import simulate
+@dataclass
+class _Phases:
+    """The phases of one session, sharing its fleet, its ledger and its simulated stream."""
 
-    with isolated_run(base, database_url, work_dir) as (settings, engine):
-        on_progress(f"{backend}: publishing {payments:,} payments")
-        report = simulate(
-            settings, payments=payments, seed=4, reference_path=settings.reference_file
-        )
-        fleet = Fleet(settings, work_dir / "logs")
+    backend: str
+    plan: SessionPlan
+    engine: Engine
+    fleet: Fleet
+    simulation: LiveSimulation
+    say: Callable[[str], None]
+    label: str
+    published: int = 0  # messages the broker acknowledged, every phase so far
+    sent: Counter[str] = field(default_factory=Counter)  # by simulated kind
+
+    def _publish(self, payments: int, rate_per_s: int | None = None) -> float:
+        """Publish the stream's next ``payments``; the achieved publish rate."""
+        report = self.simulation.publish(payments, rate_per_s)
+        self.published += report.published
+        self.sent.update(report.by_kind)
+        return report.published / report.elapsed_s if report.elapsed_s else 0.0
+
+    def _start_fleet(self) -> None:
         for stage in STAGE_NAMES:
-            fleet.start(stage)
-        try:
-            on_progress(f"{backend}: consumers draining")
-            wait_drained(engine, report.published, fleet)
-            usage = [process_usage(m) for m in fleet.members]
-        finally:
-            fleet.stop()
-        verify(engine, report.published)
-        first, last = processing_window(engine)
-    seconds = (last - first).total_seconds() if first and last else 0.0
-    return FlowResult(backend, report.published, seconds, usage)
+            self.fleet.start(stage, self.plan.instances)
 
+    def throughput(self) -> FlowResult:
+        payments = self.plan.throughput_payments
+        self.say(f"{self.label}: publishing {payments:,} payments")
+        self._publish(payments)
+        self._start_fleet()
+        self.say(f"{self.label}: consumers draining")
+        wait_drained(self.engine, self.published, self.fleet)
+        usage = [process_usage(m) for m in self.fleet.members]
+        first, last = processing_window(self.engine)
+        seconds = (last - first).total_seconds() if first and last else 0.0
+        return FlowResult(self.backend, self.published, seconds, usage, self.plan.profile,
+                          self.plan.instances)  # fmt: skip
 
-def measure_latency(
-    base: Settings,
-    backend: str,
-    database_url: str,
-    rate_per_s: int,
-    duration_s: int,
-    work_dir: Path,
-    on_progress: Callable[[str], None] = lambda _: None,
-) -> LatencyResult:
-    from producers.simulator import simulate
+    def warm_up(self) -> None:
+        self._start_fleet()
+        self.say(f"{self.label}: warming up (consumer groups join)")
+        self._publish(WARM_UP_PAYMENTS)
+        wait_drained(self.engine, self.published, self.fleet)
 
-    with isolated_run(base, database_url, work_dir) as (settings, engine):
-        fleet = Fleet(settings, work_dir / "logs")
-        for stage in STAGE_NAMES:
-            fleet.start(stage)
-        try:
-            on_progress(f"{backend}: warming up (consumer groups join)")
-            warm = simulate(settings, payments=20, seed=5, reference_path=settings.reference_file)
-            wait_drained(engine, warm.published, fleet)
-            with engine.connect() as conn:
-                warm_ids = set(conn.execute(select(Payment.payment_id)).scalars())
-            on_progress(f"{backend}: offering {rate_per_s:,} payments/s for {duration_s}s")
-            report = simulate(
-                settings,
-                payments=rate_per_s * duration_s,
-                seed=6,
-                rate_per_s=rate_per_s,
-                reference_path=settings.reference_file,
-            )
-            wait_drained(engine, warm.published + report.published, fleet)
-        finally:
-            fleet.stop()
-        verify(engine, warm.published + report.published)
-        latencies = sorted(_latencies(engine, warm_ids))
-    return LatencyResult(
-        backend, rate_per_s, len(latencies),
-        report.published / report.elapsed_s if report.elapsed_s else 0.0,
-        percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99),
-        latencies[-1] if latencies else 0.0,
-    )  # fmt: skip
-
-
-def _latencies(engine: Engine, exclude: set[str]) -> list[float]:
-    """Seconds from each payment's initiation to its last finished notification."""
-    p, n = Payment.__table__, Notification.__table__
-    query = (
-        select(p.c.payment_id, p.c.occurred_at, func.max(n.c.finished_at))
-        .join(n, n.c.payment_id == p.c.payment_id)
-        .group_by(p.c.payment_id, p.c.occurred_at)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [_seconds(occurred, finished) for pid, occurred, finished in rows if pid not in exclude]
-
-
-def _seconds(start: datetime, end: datetime) -> float:
-    if (start.tzinfo is None) != (end.tzinfo is None):
-        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-    return max((end - start).total_seconds(), 0.0)
+    def latency(self, rate_per_s: int) -> LatencyResult:
+        seconds = self.plan.rate_seconds
+        before = payment_ids(self.engine)
+        self.say(f"{self.label}: offering {rate_per_s:,} payments/s for {seconds}s")
+        achieved = self._publish(rate_per_s * seconds, rate_per_s)
+        wait_drained(self.engine, self.published, self.fleet)
+        own = payment_ids(self.engine) - before
+        measured = latencies_s(self.engine, own)
+        if not measured:
+            raise BenchmarkCheckError(f"no payment of the {rate_per_s:,}/s phase was notified")
+        return summarize(self.backend, self.plan.profile, rate_per_s, seconds, achieved, measured)
 
 
 def scratch_dir(root: Path) -> Path:

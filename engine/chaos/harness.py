@@ -55,9 +55,10 @@ from engine.chaos.workload import POISON_KINDS, Workload, WorkloadBuilder, chaos
 from engine.config import Settings, load_settings
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
+from engine.ledger.balances import all_balances
 from engine.ledger.checks import expected_notifications, flow_counts
 from engine.ledger.database import make_engine, read_only, upgrade
-from engine.ledger.models import Account, Notification
+from engine.ledger.models import Notification
 from engine.ledger.reference import load_reference_data, read_file
 from engine.supervisor import ConsumerProcess, Fleet
 from engine.trust.keys import KeyPair
@@ -390,9 +391,7 @@ class ChaosRun:
             engine, chaos_signers(reference, self.config.seed), SIMULATED_KEYS_VALID_FROM
         )
         with engine.connect() as conn:
-            balances = {
-                n: b for n, b in conn.execute(select(Account.number, Account.balance_minor))
-            }
+            balances = all_balances(conn)
         return engine, balances
 
     def _workload(self, settings: Settings) -> Workload:

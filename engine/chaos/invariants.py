@@ -21,6 +21,8 @@ from engine.chaos.latency import Interval, LatencySplit, delivery_latencies
 from engine.chaos.wire import WireRecord
 from engine.chaos.workload import Workload
 from engine.config import Settings
+from engine.events import EMITTED_BY_STAGES
+from engine.ledger.balances import all_balances
 from engine.ledger.checks import check_ledger
 from engine.ledger.models import (
     Account,
@@ -37,7 +39,7 @@ from engine.ledger.reference import internal_account
 from engine.serialization import AvroCodec, DecodeError
 
 MAX_LISTED = 20  # violations of one kind listed one by one; the rest are counted
-EVENT_TOPICS = ("validated", "rejected", "settled", "failed", "notified")
+EVENT_TOPICS = tuple(e.topic_name for e in EMITTED_BY_STAGES)  # what the stages emit
 # The banks that stayed up must get 99% of their notifications within this bound while
 # another bank's endpoint hangs, counting those no stage-wide fault caught in flight
 # (engine.chaos.latency). With the harness's settings an attempt takes at most the
@@ -213,15 +215,16 @@ def check_money(
             moves.append((internal_account(row.payee_bank, AccountKind.SETTLEMENT, cur), -amount))
         for account, delta in moves:
             expected[account] = expected.get(account, 0) + delta
-    actual = {n: b for n, b in conn.execute(select(Account.number, Account.balance_minor))}
+    actual = all_balances(conn)
     off = [
         f"{n}: {actual.get(n)} != {expected.get(n)} expected from its settled payments"
         for n in sorted(set(expected) | set(actual))
         if actual.get(n) != expected.get(n, 0)
     ]
     totals: dict[str, int] = defaultdict(int)
-    for currency, balance in conn.execute(select(Account.currency, Account.balance_minor)):
-        totals[currency] += balance
+    currencies = dict(conn.execute(select(Account.number, Account.currency)).all())
+    for number, balance in actual.items():
+        totals[currencies[number]] += balance
     unconserved = [f"{c}: balances sum to {t}" for c, t in sorted(totals.items()) if t != 0]
     return _listed("balance", off) + _listed("money not conserved", unconserved)
 

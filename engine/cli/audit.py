@@ -1,4 +1,4 @@
-"""``sakk audit verify``: the hash chain, double entry and closed windows of a ledger."""
+"""``sakk audit verify``: the hash chains, double entry and closed windows of a ledger."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from engine.audit.chain import Anchor, VerifyReport, parse_anchor, verify
+from engine.audit.chain import (
+    Anchor,
+    ChainBreak,
+    VerifyReport,
+    event_anchors,
+    parse_anchor,
+    verify,
+)
 from engine.audit.export import jsonable, write_report
 from engine.audit.urls import as_database_url, safe_url
 from engine.cli import cli
@@ -17,6 +24,7 @@ from engine.config import Settings
 from engine.ledger.database import make_engine
 
 SHOWN_PROBLEMS = 20
+SHOWN_HEADS = 64  # chain heads printed as text; --format json has every one
 
 
 @cli.group()
@@ -32,8 +40,9 @@ def audit() -> None:
     "--anchor",
     "anchors",
     multiple=True,
-    metavar="SEQ:HASH",
-    help="A chain head noted earlier (printed by this command); repeatable.",
+    metavar="CHAIN:SEQ:HASH",
+    help="A chain head noted earlier (printed by this command; SEQ:HASH means chain 0); "
+    "repeatable.",
 )
 @click.option(
     "--anchors-from-topic",
@@ -50,7 +59,7 @@ def audit_verify(
     fmt: str,
     out_dir: Path | None,
 ) -> None:
-    """Walk the entries' hash chain and name the first entry that breaks it.
+    """Walk every hash chain of the entries and name the first entry that breaks one.
 
     Also checks that every posting sums to zero, every balance equals its entries,
     and every closed window's net positions are still what the close recorded.
@@ -91,36 +100,44 @@ def _topic_anchors(settings: Settings) -> list[Anchor]:
     if settings.uses_embedded_broker:
         raise click.UsageError("--anchors-from-topic needs SAKK_KAFKA_BOOTSTRAP_SERVERS")
     from engine.audit.window_events import read_closed_events, windows_topic
+    from engine.kafka.exceptions import KafkaPlumbingError
+    from engine.serialization import SchemaStoreError
 
-    return [Anchor(int(e["chain_seq"]), str(e["chain_hash"]),
-                   f"window {e['window']} closed event on {windows_topic(settings)}")
-            for e in read_closed_events(settings)]  # fmt: skip
+    topic = windows_topic(settings)
+    try:
+        events = read_closed_events(settings)
+    except (KafkaPlumbingError, SchemaStoreError) as exc:
+        raise click.ClickException(
+            f"cannot read the window-closed events on {topic}: {exc}"
+        ) from exc
+    return [a for e in events
+            for a in event_anchors(e, f"window {e['window']} closed event on {topic}")]  # fmt: skip
 
 
 def _print(console: Console, url: str, report: VerifyReport) -> None:
     walk = report.walk
+    chains = list(walk.chains.values())
     console.print(
-        f"ledger {safe_url(url)}: {walk.entries:,} entries, {report.ledger.postings:,} "
-        f"postings, {report.ledger.accounts:,} accounts"
+        f"ledger {safe_url(url)}: {walk.entries:,} entries in {len(chains)} chains, "
+        f"{report.ledger.postings:,} postings, {report.ledger.accounts:,} accounts"
     )
     first = report.first_break
     if first is None:
         console.print(
-            f"[green]OK[/] hash chain intact; head {walk.last_seq}:{walk.last_hash} "
-            f"(note it down: `--anchor {walk.last_seq}:{walk.last_hash}` later proves "
-            f"nothing before it was rewritten)"
+            f"[green]OK[/] every hash chain intact ({len(chains)}); their heads as "
+            f"CHAIN:SEQ:HASH (note them down: `--anchor CHAIN:SEQ:HASH` later proves "
+            f"nothing before a head was rewritten):"
         )
+        for c in chains[:SHOWN_HEADS]:
+            console.print(f"  {c.chain_id}:{c.last_seq}:{c.last_hash}", soft_wrap=True)
+        if len(chains) > SHOWN_HEADS:
+            console.print(f"  ... {len(chains) - SHOWN_HEADS} more (--format json lists all)")
     else:
-        console.print(
-            f"[red]CHAIN BROKEN[/] first at entry #{first.chain_seq} (id {first.entry_id}, "
-            f"posting {first.posting_id}): {first.problem}"
-        )
+        console.print(f"[red]CHAIN BROKEN[/] ({walk.break_count}) first at {_where(first)}")
         for b in walk.breaks[1:SHOWN_PROBLEMS]:
-            console.print(
-                f"  entry #{b.chain_seq} (id {b.entry_id}, posting {b.posting_id}): {b.problem}"
-            )
-        if len(walk.breaks) > SHOWN_PROBLEMS:
-            console.print(f"  ... {len(walk.breaks) - SHOWN_PROBLEMS} more")
+            console.print(f"  {_where(b)}")
+        if walk.break_count > SHOWN_PROBLEMS:
+            console.print(f"  ... {walk.break_count - SHOWN_PROBLEMS} more")
     _print_list(
         console,
         "double entry holds: postings sum to zero, balances equal entries",
@@ -135,9 +152,16 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
     )
     _print_list(
         console,
-        f"{report.anchors_checked} anchors match the chain",
+        f"{report.anchors_checked} anchors match their chains",
         "ANCHORS BROKEN",
         report.anchor_problems,
+    )
+
+
+def _where(b: ChainBreak) -> str:
+    return (
+        f"chain {b.chain_id} entry #{b.chain_seq} (id {b.entry_id}, posting {b.posting_id}): "
+        f"{b.problem}"
     )
 
 

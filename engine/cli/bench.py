@@ -1,52 +1,95 @@
-"""``sakk bench``: end-to-end payments/s and latency, side by side with the raw Kafka hop."""
+"""``sakk bench``: throughput, a latency curve, hot accounts and scale-out, beside the raw hop."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import uuid
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import psycopg
 from rich.console import Console
-from rich.table import Table
 
 from engine.app import kafka_for
+from engine.bench.checks import BenchmarkCheckError
 from engine.bench.flow import (
-    BenchmarkCheckError,
-    FlowResult,
-    LatencyResult,
-    measure_full_flow,
-    measure_latency,
+    MAX_INSTANCES,
+    MAX_RATE_PER_S,
+    MAX_RATES,
+    MAX_SESSION_PAYMENTS,
+    SessionPlan,
+    run_session,
     scratch_dir,
 )
 from engine.bench.raw_hop import measure_raw_hop
-from engine.bench.signatures import SignatureCheckError, VerificationResult, measure_verification
+from engine.bench.report import BackendRuns, build_report, print_report
+from engine.bench.signatures import SignatureCheckError, measure_verification
 from engine.cli import cli
 from engine.config import Settings
 from engine.ledger.reference import read_file
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PAYMENT_MESSAGE_BYTES = 210  # a PaymentInitiated in single-object Avro is about this size
+DEFAULT_CURVE_RATES = "250,500,1000,2000"
+MAX_RAW_MESSAGES = 10_000_000
+MIN_REPORT_WIDTH = 110  # the tables' width when output is not a terminal (rich's default: 80)
+BACKENDS = ("sqlite", "postgresql")
+SCALE_OUT_BACKEND = "postgresql"  # SQLite has one writer at a time: nothing to scale out
 
 
 @cli.command()
 @click.option(
-    "--payments", default=40_000, show_default=True, help="Payments per backend for throughput."
+    "--payments",
+    default=40_000,
+    show_default=True,
+    type=click.IntRange(1, MAX_SESSION_PAYMENTS),
+    help="Payments per throughput run (uniform, skewed and scale-out alike).",
 )
-@click.option("--raw-messages", default=60_000, show_default=True, help="Messages for the raw hop.")
 @click.option(
-    "--latency-rate", default=2_000, show_default=True, help="Offered payments/s for latency."
+    "--raw-messages",
+    default=60_000,
+    show_default=True,
+    type=click.IntRange(1, MAX_RAW_MESSAGES),
+    help="Messages for the raw hop.",
 )
 @click.option(
-    "--latency-seconds", default=20, show_default=True, help="How long the rate is offered."
+    "--curve-rates",
+    default=DEFAULT_CURVE_RATES,
+    show_default=True,
+    help="Offered payments/s of the latency curve, one after another on one fleet.",
 )
-@click.option("--backends", default="sqlite,postgresql", show_default=True)
+@click.option(
+    "--curve-seconds",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 3_600),
+    help="How long each rate is offered (the skewed latency run's too).",
+)
+@click.option("--skip-curve", is_flag=True, help="No latency curve.")
+@click.option(
+    "--skew-rate",
+    default=1_000,
+    show_default=True,
+    type=click.IntRange(1, MAX_RATE_PER_S),
+    help="Offered payments/s of the skewed latency run; the uniform curve gets this rate "
+    "too if it lacks it, so the two p99s sit side by side.",
+)
+@click.option("--skip-skew", is_flag=True, help="No hot-account (skewed) run.")
+@click.option(
+    "--scale-out/--no-scale-out",
+    default=True,
+    show_default=True,
+    help="On PostgreSQL, also run several instances of each stage in one consumer group.",
+)
+@click.option(
+    "--scale-out-instances",
+    default=2,
+    show_default=True,
+    type=click.IntRange(2, MAX_INSTANCES),
+    help="Instances per stage in the scale-out run (at most the topics' partitions).",
+)
+@click.option("--backends", default=",".join(BACKENDS), show_default=True)
 @click.option(
     "--postgres-admin-url",
     default=POSTGRES_ADMIN_URL,
@@ -65,27 +108,51 @@ def bench(
     settings: Settings,
     payments: int,
     raw_messages: int,
-    latency_rate: int,
-    latency_seconds: int,
+    curve_rates: str,
+    curve_seconds: int,
+    skip_curve: bool,
+    skew_rate: int,
+    skip_skew: bool,
+    scale_out: bool,
+    scale_out_instances: int,
     backends: str,
     postgres_admin_url: str,
     output: Path | None,
 ) -> None:
-    """Measure the raw hop, the full flow per backend and the latency at a fixed rate.
+    """Measure the raw hop, then per backend the full flow and its latency curve.
+
+    Also, unless skipped: a hot-account run (70% of payments from one bank's customers to
+    one merchant account, every e-government payment to the vignette's account) beside
+    the uniform one, and on PostgreSQL the scale-out (several instances of each stage in
+    one consumer group) beside one instance, its ledger also put through the auditor's
+    hash-chain verification. A run whose counts or ledger are wrong fails: no figure.
 
     Every payment is signed as its payer's bank, and the simulated banks' keys are
     registered in each run's ledger; the validator's signature verification is also
     timed on its own (CPU per 1,000 payments).
     """
     console = Console()
-    chosen = [b.strip() for b in backends.split(",") if b.strip()]
-    unknown = set(chosen) - {"sqlite", "postgresql"}
-    if unknown:
-        raise click.UsageError(f"unknown backends {sorted(unknown)}: use sqlite and/or postgresql")
+    if not console.is_terminal:
+        console = Console(width=max(console.width, MIN_REPORT_WIDTH))
+    chosen = _backends(backends)
+    rates = _uniform_rates(curve_rates, skip_curve, None if skip_skew else skew_rate)
+    if scale_out and SCALE_OUT_BACKEND not in chosen:
+        console.print(f"[dim]… scale-out runs on {SCALE_OUT_BACKEND} only: not in --backends[/]")
+        scale_out = False
+    if scale_out and scale_out_instances > settings.topic_partitions:
+        raise click.UsageError(
+            f"--scale-out-instances {scale_out_instances} exceeds the topics' "
+            f"{settings.topic_partitions} partitions (SAKK_TOPIC_PARTITIONS): extra instances idle"
+        )
+    try:
+        plans = _plans(payments, rates, curve_seconds, skip_skew, skew_rate,
+                       scale_out_instances if scale_out else 0)  # fmt: skip
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     root = settings.data_dir / "bench"
     work = scratch_dir(root)
-    flows: list[FlowResult] = []
-    latencies: list[LatencyResult] = []
+    runs: dict[str, BackendRuns] = {}
+    keep = False  # the run directory of a run that failed its checks: its consumers' logs
     try:
         with kafka_for(settings) as live:
             say = lambda text: console.print(f"[dim]… {text}[/]")  # noqa: E731
@@ -99,27 +166,101 @@ def bench(
                 PAYMENT_MESSAGE_BYTES,
             )
             for backend in chosen:
-                with _database(backend, work, postgres_admin_url) as url:
-                    flows.append(measure_full_flow(live, backend, url, payments, work, say))
-                with _database(backend, work, postgres_admin_url) as url:
-                    latencies.append(
-                        measure_latency(
-                            live, backend, url, latency_rate, latency_seconds, work, say
-                        )
-                    )
+                done = {}
+                for part, plan in plans.items():
+                    if part == "scale_out" and backend != SCALE_OUT_BACKEND:
+                        continue
+                    with _database(backend, work, postgres_admin_url) as url:
+                        done[part] = run_session(live, backend, url, plan, work, say)
+                runs[backend] = BackendRuns(**done)
         verification = measure_verification(
             read_file(settings.reference_file), settings.schemas_dir, settings.topic("initiated")
         )
     except (BenchmarkCheckError, SignatureCheckError) as exc:
-        raise click.ClickException(f"benchmark run failed its correctness check: {exc}") from exc
+        keep = True
+        raise click.ClickException(
+            f"benchmark run failed its correctness check: {exc} (run directory kept: {work})"
+        ) from exc
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    report = _report(raw, flows, latencies, live.topic_partitions, verification)
-    _print(console, report)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    options = {"payments": payments, "curve_rates": rates, "curve_seconds": curve_seconds,
+               "skew_rate": None if skip_skew else skew_rate,
+               "scale_out_instances": scale_out_instances if scale_out else None}  # fmt: skip
+    report = build_report(raw, runs, live.topic_partitions, verification, options)
+    print_report(console, report)
     path = output or root / "latest.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"written {path}")
+
+
+def _plans(
+    payments: int,
+    rates: list[int],
+    rate_seconds: int,
+    skip_skew: bool,
+    skew_rate: int,
+    scale_out_instances: int,
+) -> dict[str, SessionPlan]:
+    """The sessions each backend runs, by report part (``scale_out`` on PostgreSQL only).
+
+    Every session's ledger also goes through the auditor's hash-chain verification (a few
+    seconds): above all the scale-out's, where two settlement instances append at once.
+    """
+    plans = {
+        "uniform": SessionPlan(
+            throughput_payments=payments,
+            rates_per_s=tuple(rates),
+            rate_seconds=rate_seconds,
+            verify_chain=True,
+        )
+    }
+    if not skip_skew:
+        plans["skew"] = SessionPlan(
+            profile="skew",
+            throughput_payments=payments,
+            rates_per_s=(skew_rate,),
+            rate_seconds=rate_seconds,
+            verify_chain=True,
+        )
+    if scale_out_instances:
+        plans["scale_out"] = SessionPlan(
+            throughput_payments=payments, instances=scale_out_instances, verify_chain=True
+        )
+    return plans
+
+
+def _uniform_rates(curve_rates: str, skip_curve: bool, skew_rate: int | None) -> list[int]:
+    """The uniform run's offered rates: the curve's, and the skewed run's for its comparison."""
+    rates = [] if skip_curve else _rates(curve_rates)
+    if skew_rate is not None and skew_rate not in rates:
+        rates.append(skew_rate)
+    return rates
+
+
+def _backends(text: str) -> list[str]:
+    chosen = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = set(chosen) - set(BACKENDS)
+    if unknown or not chosen:
+        raise click.UsageError(f"unknown backends {sorted(unknown)}: use sqlite and/or postgresql")
+    return chosen
+
+
+def _rates(text: str) -> list[int]:
+    """Distinct offered rates, in the order given."""
+    try:
+        given = [int(r) for r in text.split(",") if r.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r}: payments/s as integers, e.g. 250,500", param_hint="--curve-rates"
+        ) from exc
+    if not given or len(given) > MAX_RATES or not all(0 < r <= MAX_RATE_PER_S for r in given):
+        raise click.BadParameter(
+            f"1 to {MAX_RATES} rates, each in [1, {MAX_RATE_PER_S}] payments/s",
+            param_hint="--curve-rates",
+        )
+    return list(dict.fromkeys(given))
 
 
 class _database:
@@ -141,111 +282,3 @@ class _database:
         if self.backend == "postgresql":
             with psycopg.connect(self.admin_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-def _report(raw, flows: list[FlowResult], latencies: list[LatencyResult], partitions: int,  # type: ignore[no-untyped-def]
-            verification: VerificationResult) -> dict:  # fmt: skip
-    by_backend: dict[str, dict] = {}
-    for f in flows:
-        by_backend.setdefault(f.backend, {}).update(
-            payments=f.payments, seconds=round(f.seconds, 3),
-            payments_per_s=round(f.payments_per_s, 1),
-            ratio_to_raw_hop=(round(f.payments_per_s / raw.messages_per_s, 3)
-                              if raw.messages_per_s else None),
-            processes={p.label: {"peak_rss_mib": round(p.peak_rss_bytes / 2**20, 1),
-                                 "cpu_s_per_1000_payments": round(p.cpu_s * 1000 / f.payments, 3)}
-                       for p in f.processes},
-        )  # fmt: skip
-    for lat in latencies:
-        by_backend.setdefault(lat.backend, {}).update(
-            latency_offered_per_s=lat.offered_per_s,
-            latency_achieved_publish_per_s=round(lat.achieved_publish_per_s, 1),
-            latency_payments=lat.payments,
-            latency_p50_s=round(lat.p50_s, 4), latency_p95_s=round(lat.p95_s, 4),
-            latency_p99_s=round(lat.p99_s, 4), latency_max_s=round(lat.max_s, 4),
-        )  # fmt: skip
-    return {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "partitions": partitions,
-        "raw_hop_messages_per_s": round(raw.messages_per_s, 1),
-        "raw_hop": asdict(raw) | {"messages_per_s": round(raw.messages_per_s, 1)},
-        "signature_verification": {
-            "payments": verification.payments,
-            "cpu_s_per_1000_payments": round(verification.cpu_s_per_1000_payments, 4),
-        },
-        "backends": by_backend,
-    }  # fmt: skip
-
-
-def _print(console: Console, report: dict) -> None:
-    table = Table(
-        title=f"Sakk benchmark ({report['machine']['cpus']} CPUs, "
-        f"{report['partitions']} partitions, consumers in separate processes)"
-    )
-    table.add_column("measure")
-    backends = list(report["backends"])
-    for b in backends:
-        table.add_column(b, justify="right")
-    rows = [
-        ("full flow payments/s", "payments_per_s", "{:,.0f}"),
-        ("ratio to raw hop", "ratio_to_raw_hop", "{:.2f}"),
-        ("offered rate (payments/s)", "latency_offered_per_s", "{:,}"),
-        ("achieved publish rate", "latency_achieved_publish_per_s", "{:,.0f}"),
-        ("latency p50 (s)", "latency_p50_s", "{:.3f}"),
-        ("latency p95 (s)", "latency_p95_s", "{:.3f}"),
-        ("latency p99 (s)", "latency_p99_s", "{:.3f}"),
-        ("latency max (s)", "latency_max_s", "{:.3f}"),
-    ]
-    for title, key, fmt in rows:
-        table.add_row(title, *[_fmt(report["backends"][b].get(key), fmt) for b in backends])
-    for stage in ("validator-1", "settlement-1", "notification-1"):
-        table.add_row(
-            f"{stage} peak RSS (MiB)",
-            *[
-                _fmt(
-                    report["backends"][b].get("processes", {}).get(stage, {}).get("peak_rss_mib"),
-                    "{:.0f}",
-                )
-                for b in backends
-            ],
-        )
-        table.add_row(
-            f"{stage} CPU s / 1,000 payments",
-            *[
-                _fmt(
-                    report["backends"][b]
-                    .get("processes", {})
-                    .get(stage, {})
-                    .get("cpu_s_per_1000_payments"),
-                    "{:.3f}",
-                )
-                for b in backends
-            ],
-        )
-    console.print(table)
-    console.print(
-        f"raw hop (kafka-python consume + produce + commit, no work): "
-        f"{report['raw_hop_messages_per_s']:,.0f} messages/s"
-    )
-    console.print(_verification_line(report))
-
-
-def _verification_line(report: dict) -> str:  # type: ignore[type-arg]
-    """The validator's signature checks alone, and their share of its whole CPU."""
-    per_1000 = report["signature_verification"]["cpu_s_per_1000_payments"]
-    shares = []
-    for backend, figures in report["backends"].items():
-        whole = figures.get("processes", {}).get("validator-1", {}).get("cpu_s_per_1000_payments")
-        if whole:
-            shares.append(f"{per_1000 / whole:.0%} of the validator's CPU on {backend}")
-    share = f" ({', '.join(shares)})" if shares else ""
-    return (
-        f"signature verification (Ed25519, KeyRing.verify): {per_1000:.3f} CPU s "
-        f"per 1,000 payments{share}"
-    )
-
-
-def _fmt(value: object, fmt: str) -> str:
-    return "—" if value is None else fmt.format(value)

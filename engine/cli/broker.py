@@ -10,7 +10,7 @@ from engine.cli import cli
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
-from engine.runtime import install_signal_handlers
+from engine.pipeline.service import install_signal_handlers
 
 
 @cli.command()

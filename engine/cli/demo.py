@@ -26,8 +26,8 @@ from engine.ledger.models import DeadLetter
 from engine.ledger.reference import load_reference_data, read_file
 from engine.ledger.reports import channel_summary, net_positions, processing_window, reason_summary
 from engine.money import format_minor
+from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.reasons import Reason
-from engine.runtime import SECURITY_KIND
 from engine.supervisor import Fleet
 
 DRAIN_TIMEOUT_S = 300.0

@@ -9,7 +9,7 @@ import click
 from engine.app import STAGE_NAMES, kafka_for, prepare, run_consumers
 from engine.cli import cli
 from engine.config import Settings
-from engine.runtime import install_signal_handlers
+from engine.pipeline.service import install_signal_handlers
 
 
 @cli.command()

@@ -31,6 +31,7 @@ from engine.ledger.database import make_engine
 from engine.money import format_minor
 
 WINDOW_HOURS_ENV = "SAKK_SETTLEMENT_WINDOW_HOURS"
+SHOWN_HEADS = 64  # chain heads printed after a close
 
 
 def _hours_option(f: Any) -> Any:
@@ -168,9 +169,15 @@ def settlement_close(
         assert close is not None  # close_window always returns a closed report
         verb = "was already closed" if result.already_closed else "closed"
         console.print(
-            f"window {window.label} {verb} at {close.closed_at.isoformat()} "
-            f"(chain head {close.chain_seq}:{close.chain_hash})"
+            f"window {window.label} {verb} at {close.closed_at.isoformat()}; chain heads "
+            f"(CHAIN:SEQ:HASH):"
         )
+        for head in close.heads_list()[:SHOWN_HEADS]:
+            console.print(
+                f"  {head['chain_id']}:{head['chain_seq']}:{head['chain_hash']}", soft_wrap=True
+            )
+        if len(close.heads) > SHOWN_HEADS:
+            console.print(f"  ... {len(close.heads) - SHOWN_HEADS} more (in the closed event)")
         if not no_publish:
             from engine.audit.window_events import publish_close
 

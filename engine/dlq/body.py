@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.dlq.exceptions import CorrectedBodyError
-from engine.runtime import EVENT_TOPICS
+from engine.events import BY_TOPIC
 from engine.serialization import MARKER, AvroCodec, DecodeError, SerializationError
 
 TIMESTAMP_TYPES = ("timestamp-millis", "timestamp-micros")
-_TOPIC_EVENT_TYPES = {short: event_type for event_type, short in EVENT_TOPICS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +38,10 @@ class CorrectedBody:
 def event_type_of_topic(topic: str) -> str:
     """The one event type a Sakk topic carries, from its short name after the prefix."""
     short = topic.rsplit(".", 1)[-1]
-    event_type = _TOPIC_EVENT_TYPES.get(short)
-    if event_type is None:
+    event = BY_TOPIC.get(short)
+    if event is None:
         raise CorrectedBodyError(f"topic {topic} carries no Sakk event type a body could have")
-    return event_type
+    return event.name
 
 
 def read_body_file(path: Path, max_bytes: int) -> bytes:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from engine.ledger.dead_letters import DeadLetterRecord, StoredCopy, get_dead_letter, stored_copy
 from engine.masking import mask_key, mask_record, mask_text
-from engine.runtime import DLQ_HEADROOM_BYTES
+from engine.pipeline.dead_letters import DLQ_HEADROOM_BYTES
 from engine.serialization import AvroCodec, DecodeError
 
 

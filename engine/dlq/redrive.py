@@ -76,7 +76,7 @@ from engine.ledger.dead_letters import (
     stored_copy,
 )
 from engine.masking import mask_text
-from engine.runtime import SECURITY_KIND
+from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.serialization import AvroCodec, DecodeError
 
 log = logging.getLogger(__name__)

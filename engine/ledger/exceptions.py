@@ -19,3 +19,7 @@ class VignetteFeeError(LedgerError):
 
 class DeadLetterNotFoundError(LedgerError):
     """No dead letter with that id in the ledger."""
+
+
+class ChainKeyError(LedgerError):
+    """A posting's chain key is outside the chains a ledger may have; nothing was written."""

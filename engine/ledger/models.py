@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -124,6 +125,23 @@ class Account(Base):
     # NULL: no limit (internal accounts of banks and the switch may go negative).
     overdraft_limit_minor: Mapped[int | None] = mapped_column(BigInteger, default=0)
     balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AccountBalanceDelta(Base):
+    """A change to an account's balance not yet folded into ``accounts.balance_minor``.
+
+    Credits, and debits to accounts without a limit, are appended here instead of
+    updating the account row, so the rows every payment touches (a bank's settlement
+    account, its fee income, a busy merchant) are never locked by a settlement batch.
+    An account's balance is its row plus its deltas (``engine.ledger.balances``);
+    folding moves deltas into the row, so this table stays short.
+    """
+
+    __tablename__ = "account_balance_deltas"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_number: Mapped[str] = mapped_column(ForeignKey("accounts.number"), index=True)
+    delta_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 class FeeRule(Base):
@@ -224,40 +242,52 @@ class Posting(Base):
 class LedgerEntry(Base):
     """One leg of a posting: a signed amount on one account (append-only).
 
-    Entries form a hash chain in ``chain_seq`` order: ``entry_hash`` covers the
-    entry, its posting and ``prev_hash`` (see ``engine.ledger.postings.entry_hash``),
-    so altering, deleting or inserting an entry breaks the chain from there on.
+    Entries form one hash chain per ``chain_id``, in ``chain_seq`` order: ``entry_hash``
+    covers the entry, its posting and ``prev_hash``, the hash of the entry before it in
+    the same chain (see ``engine.ledger.postings.entry_hash``), so altering, deleting or
+    inserting an entry breaks its chain from there on.
     """
 
     __tablename__ = "ledger_entries"
+    __table_args__ = (UniqueConstraint("chain_id", "chain_seq"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     posting_id: Mapped[str] = mapped_column(ForeignKey("postings.posting_id"), index=True)
     account_number: Mapped[str] = mapped_column(ForeignKey("accounts.number"), index=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    chain_seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # 1, 2, 3, ... no gaps
+    # The chain key (a partition of the settlement input topic); 0 for entries written
+    # before chain keys existed.
+    chain_id: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    chain_seq: Mapped[int] = mapped_column(BigInteger)  # 1, 2, 3, ... per chain, no gaps
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
 
 
 class LedgerChainHead(Base):
-    """The last link of the entries' hash chain: one row, locked by every append."""
+    """The last link of one hash chain: one row per chain, locked by every append to it.
+
+    Chain 0's row exists from the first migration on; any other chain's row is created
+    by the first append to it (``engine.ledger.postings.lock_chain_heads``).
+    """
 
     __tablename__ = "ledger_chain_head"
-    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+    __table_args__ = (CheckConstraint("chain_id >= 0", name="chain_id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(BigInteger)  # chain_seq of the last entry, 0 when empty
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)  # chain_seq of the chain's last entry, 0 if none
     head_hash: Mapped[str] = mapped_column(String(64))
 
 
 class SettlementWindow(Base):
     """A closed settlement window: its net positions are final.
 
-    A posting counts in the window of its ``occurred_at`` if its entries are at or
-    below ``chain_seq`` (written before the close); a later one is carried into the
-    next window still open when it was written.
+    The close records the head of every chain (``settlement_window_chain_heads``). A
+    posting counts in the window of its ``occurred_at`` if its entries are at or below
+    the head the close recorded for their chain (written before the close); a later
+    one, or one on a chain the close did not know, is carried into the next window
+    still open when it was written. ``chain_seq`` and ``chain_hash`` repeat chain 0's
+    head, as readers from before chain keys knew it.
     """
 
     __tablename__ = "settlement_windows"
@@ -267,11 +297,22 @@ class SettlementWindow(Base):
     window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     window_hours: Mapped[int] = mapped_column(Integer)
     closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    chain_seq: Mapped[int] = mapped_column(BigInteger)
+    chain_seq: Mapped[int] = mapped_column(BigInteger)  # chain 0's head at the close
     chain_hash: Mapped[str] = mapped_column(String(64))
     postings: Mapped[int] = mapped_column(BigInteger)
     event_id: Mapped[str] = mapped_column(String(64))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SettlementWindowChainHead(Base):
+    """The head of one chain when a window closed: every chain that had a head then."""
+
+    __tablename__ = "settlement_window_chain_heads"
+
+    label: Mapped[str] = mapped_column(ForeignKey("settlement_windows.label"), primary_key=True)
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
 
 
 class SettlementWindowPosition(Base):

@@ -5,9 +5,21 @@ zero in every currency; entries and balance changes are written in the
 caller's transaction, so they commit or vanish together.
 
 Entries are chained: each entry's hash covers its content, its posting and the
-previous entry's hash. Appends are serialised on the single chain-head row
-(locked FOR UPDATE on PostgreSQL; SQLite has one writer at a time), read once
-and updated once per batch; the hashes themselves are computed here, in Python.
+previous entry's hash *in the same chain*. A ledger has one hash chain per chain
+key (``PostingDraft.chain``: the partition of the settlement input topic the
+posting came from; events are keyed by payer account, so one payer's postings
+stay on one chain, in order). Chain 0 is the chain every entry was on before
+chain keys existed, and still takes postings that name no chain.
+
+Appends to one chain are serialised on that chain's head row; appends to
+different chains never wait for each other, so settlement instances of one
+consumer group (each with its own partitions) write side by side. A batch
+creates the heads it lacks (insert-if-missing, which waits for a concurrent
+insert of the same head rather than failing), then locks the heads it appends
+to in ascending chain order (FOR UPDATE on PostgreSQL; SQLite has one writer at
+a time), and reads and updates each once; the hashes themselves are computed
+here, in Python. Call ``write_postings`` once per transaction: two calls could
+lock heads out of order.
 """
 
 from __future__ import annotations
@@ -18,14 +30,38 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
-from engine.ledger.exceptions import LedgerError, UnbalancedPostingError
-from engine.ledger.models import Account, LedgerChainHead, LedgerEntry, Posting, table_of
+from engine.ledger.balances import apply_in_place
+from engine.ledger.exceptions import ChainKeyError, LedgerError, UnbalancedPostingError
+from engine.ledger.models import (
+    AccountBalanceDelta,
+    LedgerChainHead,
+    LedgerEntry,
+    Posting,
+    table_of,
+)
+from engine.ledger.prepared import Prepared, prepared, prepared_insert, prepared_update
 
-GENESIS_HASH = "0" * 64  # prev_hash of the first entry
-CHAIN_HEAD_ID = 1
+GENESIS_HASH = "0" * 64  # prev_hash of the first entry of every chain
+DEFAULT_CHAIN = 0  # the chain of every entry written before chain keys, and of keyless postings
+# A chain key is a partition of the settlement input topic: engine.config bounds
+# topic_partitions to 1..1024, so a ledger has at most this many chains.
+MAX_CHAINS = 1024
+
+
+class ChainHead(NamedTuple):
+    """The last link of a chain: ``seq`` of its last entry (0 if none) and that entry's hash."""
+
+    seq: int
+    head_hash: str
+
+
+GENESIS_HEAD = ChainHead(0, GENESIS_HASH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +69,10 @@ class Leg:
     account_number: str
     amount_minor: int  # signed: positive credits the account's balance, negative debits it
     currency: str
+    # A debit the caller checked against the account's funds, its row locked for that:
+    # applied to the row in place. Every other change goes to the balance deltas
+    # (engine.ledger.balances), so no batch locks the rows every payment touches.
+    checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +83,7 @@ class PostingDraft:
     occurred_at: datetime
     settlement_window: str
     legs: tuple[Leg, ...]
+    chain: int = DEFAULT_CHAIN  # the hash chain its entries are appended to (0..MAX_CHAINS-1)
 
 
 def check_balanced(legs: Sequence[Leg]) -> None:
@@ -114,91 +155,142 @@ def entry_hash(
 
 
 def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
-    """Insert postings, their entries and the balance changes in bulk; returns entries written."""
+    """Insert postings, their entries and the balance changes in bulk; returns entries written.
+
+    Each draft's entries extend its own chain, in the order of ``drafts``.
+    """
     drafts = list(drafts)
     if not drafts:
         return 0
-    deltas: dict[str, int] = defaultdict(int)
+    in_place: dict[str, int] = defaultdict(int)
+    appended: dict[str, int] = defaultdict(int)
     for draft in drafts:
+        check_chain_key(draft.chain)
         check_balanced(draft.legs)
         for leg in draft.legs:
-            deltas[leg.account_number] += leg.amount_minor
-    conn.execute(
-        insert(Posting),
-        [
-            {
-                "posting_id": d.posting_id,
-                "payment_id": d.payment_id,
-                "kind": d.kind,
-                "occurred_at": _as_utc(d.occurred_at),
-                "settlement_window": d.settlement_window,
-            }
-            for d in drafts
-        ],
+            (in_place if leg.checked else appended)[leg.account_number] += leg.amount_minor
+    for number in in_place.keys() & appended.keys():  # locked anyway: all of it in place
+        in_place[number] += appended.pop(number)
+    prepared(conn, "postings", _insert_postings).run(
+        conn,
+        [(d.posting_id, d.payment_id, d.kind, _as_utc(d.occurred_at), d.settlement_window)
+         for d in drafts],
+    )  # fmt: skip
+    apply_in_place(conn, in_place)
+    prepared(conn, "balance_deltas", _insert_deltas).run(
+        conn, [(n, v) for n, v in sorted(appended.items()) if v != 0]
     )
-    apply_balance_deltas(conn, deltas)
-    # The chain head is locked last, so it is held for as little of the transaction as can be.
-    seq, prev = lock_chain_head(conn)
+    # The chain heads are locked last, so they are held for as little of the transaction
+    # as can be: only appends to the same chains wait, from here to the commit.
+    heads = lock_chain_heads(conn, {d.chain for d in drafts})
     entries = []
     for draft in drafts:
+        seq, prev = heads[draft.chain]
         posting = posting_part(
-            draft.posting_id,
-            draft.payment_id,
-            draft.kind,
-            draft.occurred_at,
+            draft.posting_id, draft.payment_id, draft.kind, draft.occurred_at,
             draft.settlement_window,
-        )
+        )  # fmt: skip
         for leg in draft.legs:
             seq += 1
             digest = leg_hash(
                 prev, seq, posting, leg.account_number, leg.amount_minor, leg.currency
             )
-            entries.append(
-                {
-                    "posting_id": draft.posting_id,
-                    "account_number": leg.account_number,
-                    "amount_minor": leg.amount_minor,
-                    "currency": leg.currency,
-                    "chain_seq": seq,
-                    "prev_hash": prev,
-                    "entry_hash": digest,
-                }
-            )
+            entries.append((draft.posting_id, leg.account_number, leg.amount_minor, leg.currency,
+                            draft.chain, seq, prev, digest))  # fmt: skip
             prev = digest
-    conn.execute(insert(LedgerEntry), entries)
-    conn.execute(
-        update(LedgerChainHead)
-        .where(LedgerChainHead.id == CHAIN_HEAD_ID)
-        .values(seq=seq, head_hash=prev)
+        heads[draft.chain] = ChainHead(seq, prev)
+    prepared(conn, "entries", _insert_entries).run(conn, entries)
+    prepared(conn, "chain_heads", _update_heads).run(
+        conn, [(c, seq, h) for c, (seq, h) in sorted(heads.items())]
     )
     return len(entries)
 
 
-def lock_chain_head(conn: Connection) -> tuple[int, str]:
-    """(seq, hash) of the chain's last entry, row-locked until the caller's transaction ends."""
-    head = LedgerChainHead.__table__
-    row = conn.execute(
-        select(head.c.seq, head.c.head_hash).where(head.c.id == CHAIN_HEAD_ID).with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise LedgerError("ledger_chain_head row missing: run `sakk db upgrade`")
-    return int(row.seq), str(row.head_hash)
+def _insert_postings(dialect: Dialect) -> Prepared:
+    columns = ("posting_id", "payment_id", "kind", "occurred_at", "settlement_window")
+    return prepared_insert(table_of(Posting), dialect, columns)
+
+
+def _insert_entries(dialect: Dialect) -> Prepared:
+    columns = ("posting_id", "account_number", "amount_minor", "currency", "chain_id",
+               "chain_seq", "prev_hash", "entry_hash")  # fmt: skip
+    return prepared_insert(table_of(LedgerEntry), dialect, columns)
+
+
+def _insert_deltas(dialect: Dialect) -> Prepared:
+    return prepared_insert(
+        table_of(AccountBalanceDelta), dialect, ("account_number", "delta_minor")
+    )
+
+
+def _update_heads(dialect: Dialect) -> Prepared:
+    return prepared_update(table_of(LedgerChainHead), dialect, ("chain_id",), ("seq", "head_hash"))
+
+
+def check_chain_key(chain: int) -> None:
+    """Raise :class:`ChainKeyError` unless ``chain`` is an int in ``0..MAX_CHAINS-1``."""
+    if not isinstance(chain, int) or isinstance(chain, bool) or not 0 <= chain < MAX_CHAINS:
+        raise ChainKeyError(f"chain key {chain!r}: expected an int in 0..{MAX_CHAINS - 1}")
+
+
+def lock_chain_heads(conn: Connection, chains: Iterable[int]) -> dict[int, ChainHead]:
+    """(seq, hash) of each chain's last entry, row-locked until the caller's transaction ends.
+
+    A chain without a head gets one at (0, genesis). Heads are locked in ascending
+    chain order, so two transactions locking overlapping sets never deadlock.
+    """
+    wanted = sorted(set(chains))
+    for chain in wanted:
+        check_chain_key(chain)
+    if not wanted:
+        return {}
+    create_missing_heads(conn, wanted)
+    head = table_of(LedgerChainHead)
+    # ORDER BY sits below the row locks in PostgreSQL's plan: rows are locked in this order.
+    rows = conn.execute(
+        select(head.c.chain_id, head.c.seq, head.c.head_hash)
+        .where(head.c.chain_id.in_(wanted))
+        .order_by(head.c.chain_id)
+        .with_for_update()
+    ).all()
+    found = {int(r.chain_id): ChainHead(int(r.seq), str(r.head_hash)) for r in rows}
+    if len(found) != len(wanted):
+        missing = sorted(set(wanted) - set(found))
+        raise LedgerError(f"chain heads {missing} missing right after their creation")
+    return found
+
+
+def lock_all_chain_heads(conn: Connection) -> dict[int, ChainHead]:
+    """Every existing chain head, row-locked in ascending chain order (a window close)."""
+    head = table_of(LedgerChainHead)
+    rows = conn.execute(
+        select(head.c.chain_id, head.c.seq, head.c.head_hash)
+        .order_by(head.c.chain_id)
+        .limit(MAX_CHAINS + 1)
+        .with_for_update()
+    ).all()
+    if len(rows) > MAX_CHAINS:
+        raise LedgerError(f"more than {MAX_CHAINS} chain heads in ledger_chain_head")
+    return {int(r.chain_id): ChainHead(int(r.seq), str(r.head_hash)) for r in rows}
+
+
+def create_missing_heads(conn: Connection, chains: Sequence[int]) -> None:
+    """Insert (chain, 0, genesis) for each chain that has no head; existing heads are untouched.
+
+    ``ON CONFLICT DO NOTHING`` makes it race-free: on PostgreSQL a second transaction
+    inserting the same head waits for the first to end, then does nothing.
+    """
+    rows = [{"chain_id": c, "seq": 0, "head_hash": GENESIS_HASH} for c in sorted(chains)]
+    head = table_of(LedgerChainHead)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(postgresql.insert(head).values(rows).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        conn.execute(sqlite.insert(head).values(rows).on_conflict_do_nothing())
+    else:
+        raise LedgerError(f"chain heads are created on PostgreSQL and SQLite only, not {dialect}")
 
 
 def _as_utc(moment: datetime) -> datetime:
     # SQLite keeps a time's wall clock and drops its zone: store UTC so hashes verify.
     return moment.astimezone(UTC) if moment.tzinfo is not None else moment
-
-
-def apply_balance_deltas(conn: Connection, deltas: dict[str, int]) -> None:
-    """``balance += delta`` per account, atomically in the database (no read-modify-write)."""
-    changed = [{"number_": n, "delta": d} for n, d in sorted(deltas.items()) if d != 0]
-    if not changed:
-        return
-    table = table_of(Account)
-    conn.execute(
-        update(table)
-        .where(table.c.number == bindparam("number_"))
-        .values(balance_minor=table.c.balance_minor + bindparam("delta")),
-        changed,
-    )

@@ -184,9 +184,10 @@ def _upsert_accounts(conn: Connection, accounts: list[dict[str, Any]]) -> tuple[
             PostingDraft(
                 posting_id=f"opening:{a['number']}", payment_id=f"opening:{a['number']}",
                 kind="OPENING", occurred_at=OPENING_TIME, settlement_window="opening",
-                legs=(Leg(a["number"], a["opening_balance_minor"], a["currency"]),
+                # In place (checked): reference data is loaded alone, no batch competes.
+                legs=(Leg(a["number"], a["opening_balance_minor"], a["currency"], checked=True),
                       Leg(funding_account(a["bank_code"], a["currency"]),
-                          -a["opening_balance_minor"], a["currency"])),
+                          -a["opening_balance_minor"], a["currency"], checked=True)),
             )
             for a in new if a["opening_balance_minor"]
         ]  # fmt: skip

@@ -1,4 +1,9 @@
-"""A few-second run of the benchmark so it never rots; its figures are never asserted."""
+"""A short run of every part of the benchmark so it never rots; its figures are never asserted.
+
+Small numbers throughout: 200 payments per throughput run, a two-point latency curve of
+two seconds each, the skewed run at one of the curve's rates, and the scale-out on
+PostgreSQL. The report must hold every figure the comparisons need.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+CURVE_RATES = (50, 100)
+SKEW_RATE = 100
+POINT_KEYS = {"offered_per_s", "offered_s", "achieved_publish_per_s", "payments",
+              "p50_s", "p95_s", "p99_s", "max_s"}  # fmt: skip
 
 
 @pytest.mark.integration
@@ -21,44 +30,47 @@ def test_bench_smoke_run_writes_every_figure_the_comparison_needs(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "engine",
-            "bench",
-            "--payments",
-            "200",
-            "--raw-messages",
-            "1000",
-            "--latency-rate",
-            "50",
-            "--latency-seconds",
-            "2",
-            "--backends",
-            "sqlite,postgresql",
-            "--output",
-            str(out),
+            sys.executable, "-m", "engine", "bench",
+            "--payments", "200",
+            "--raw-messages", "1000",
+            "--curve-rates", ",".join(str(r) for r in CURVE_RATES),
+            "--curve-seconds", "2",
+            "--skew-rate", str(SKEW_RATE),
+            "--backends", "sqlite,postgresql",
+            "--output", str(out),
         ],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
-    )
+        timeout=600,
+    )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["raw_hop_messages_per_s"] > 0
+    assert report["signature_verification"]["cpu_s_per_1000_payments"] > 0
     for backend in ("sqlite", "postgresql"):
         figures = report["backends"][backend]
         assert figures["payments"] >= 200
-        for key in (
-            "payments_per_s",
-            "ratio_to_raw_hop",
-            "latency_p99_s",
-            "latency_offered_per_s",
-            "latency_p50_s",
-            "latency_p95_s",
-            "latency_max_s",
-        ):
+        for key in ("payments_per_s", "ratio_to_raw_hop", "chain_verified_entries"):
             assert figures[key] is not None, key
         assert set(figures["processes"]) == {"validator-1", "settlement-1", "notification-1"}
-    assert "full flow payments/s" in run.stdout
+        curve = figures["latency_curve"]
+        assert [p["offered_per_s"] for p in curve] == list(CURVE_RATES)
+        assert all(set(p) == POINT_KEYS and p["payments"] > 0 for p in curve)
+        skew = figures["skew"]
+        assert skew["payments"] == figures["payments"]  # the same count as the uniform run
+        assert skew["hot_share"] >= 0.65
+        for key in ("payments_per_s", "ratio_to_uniform", "uniform_p99_s"):
+            assert skew[key] is not None, key
+        assert skew["latency"]["offered_per_s"] == SKEW_RATE
+    assert "scale_out" not in report["backends"]["sqlite"]
+    scaled = report["backends"]["postgresql"]["scale_out"]
+    assert scaled["instances_per_stage"] == 2
+    assert scaled["payments"] == report["backends"]["postgresql"]["payments"]
+    assert len(scaled["processes"]) == 6
+    assert scaled["ratio_to_one_instance"] is not None
+    assert scaled["chain_verified_entries"] > 0
+    for text in ("full flow payments/s", "skewed payments/s", "scale-out payments/s",
+                 "Latency, initiation to last notification", "signature verification"):  # fmt: skip
+        assert text in run.stdout, text

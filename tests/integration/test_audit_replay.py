@@ -18,9 +18,11 @@ from engine.audit.exceptions import ReplayTargetError
 from engine.audit.reconcile import reconcile
 from engine.audit.replay import ReplayRequest, replay
 from engine.kafka.client import make_producer
+from engine.ledger.balances import all_balances
 from engine.ledger.database import make_engine
-from engine.ledger.models import Account, DeadLetter, LedgerEntry, Payment, Posting
-from engine.runtime import BatchProcessor, RawMessage
+from engine.ledger.models import DeadLetter, LedgerEntry, Payment, Posting
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.factories import (
     AMINA,
@@ -84,7 +86,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             (r.posting_id, r.account_number, r.amount_minor, r.currency)
             for r in conn.execute(select(e))
         )
-        balances = dict(conn.execute(select(Account.number, Account.balance_minor)).all())
+        balances = all_balances(conn)
         d = DeadLetter.__table__
         dead = sorted(
             conn.execute(

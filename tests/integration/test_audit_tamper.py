@@ -20,11 +20,13 @@ from engine.audit.windows import Window, close_window
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import LedgerEntry, Payment
-from engine.ledger.postings import entry_hash
+from engine.ledger.postings import entry_hash, write_postings
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import BatchProcessor, RawMessage
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec, SchemaRegistry
 from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, signed
+from tests.unit.test_postings import draft
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +144,7 @@ def test_altered_amount_is_named_by_verify_and_found_by_reconcile(ledgers):
         report = verify(conn)
     assert not report.ok
     assert report.first_break is not None
-    assert report.first_break.chain_seq == target.chain_seq
+    assert (report.first_break.chain_id, report.first_break.chain_seq) == (0, target.chain_seq)
     assert "content altered" in report.first_break.problem
     assert len(report.walk.breaks) == 1  # the link to the next entry still holds: one entry named
     assert any(target.posting_id in v for v in report.ledger.violations)  # no longer sums to zero
@@ -177,7 +179,9 @@ def test_inserted_entry_is_named_by_verify_and_found_by_reconcile(ledgers):
     live, replayed = ledgers
     with live.begin() as conn:
         target = payee_entry(conn)
-        top = conn.execute(select(func.max(LedgerEntry.chain_seq))).scalar_one()
+        top = conn.execute(
+            select(func.max(LedgerEntry.chain_seq)).where(LedgerEntry.chain_id == 0)
+        ).scalar_one()
         # Two legs, so the posting still sums to zero; balances follow; no hash can be right.
         for seq, (account, amount) in enumerate(((KARIM[1], 5_000), (AMINA[1], -5_000)), top + 1):
             conn.execute(
@@ -205,7 +209,9 @@ def test_forged_posting_with_a_correct_chain_is_found_by_reconcile(ledgers):
     """Correctly chained appends are what the engine itself writes: only a replay can tell."""
     live, replayed = ledgers
     with live.begin() as conn:
-        seq, prev = conn.execute(text("SELECT seq, head_hash FROM ledger_chain_head")).one()
+        seq, prev = conn.execute(
+            text("SELECT seq, head_hash FROM ledger_chain_head WHERE chain_id = 0")
+        ).one()
         at = BASE + timedelta(hours=1)
         conn.execute(
             text("INSERT INTO postings VALUES ('forged', 'forged', 'PAYMENT', :t, '2026-11-25')"),
@@ -227,7 +233,8 @@ def test_forged_posting_with_a_correct_chain_is_found_by_reconcile(ledgers):
             shift_balance(conn, account, amount)
             prev = digest
         conn.execute(
-            text("UPDATE ledger_chain_head SET seq = :s, head_hash = :h"), {"s": seq, "h": prev}
+            text("UPDATE ledger_chain_head SET seq = :s, head_hash = :h WHERE chain_id = 0"),
+            {"s": seq, "h": prev},
         )
 
     with live.connect() as conn:
@@ -241,8 +248,8 @@ def test_rewritten_chain_is_caught_by_an_anchor_taken_before(ledgers):
     live, replayed = ledgers
     close_window(live, Window.containing(BASE), datetime.now(UTC), early=True)
     with live.connect() as conn:
-        head = verify(conn).walk
-    anchor = parse_anchor(f"{head.last_seq}:{head.last_hash}")
+        head = verify(conn).walk.chain(0)
+    anchor = parse_anchor(f"{head.last_seq}:{head.last_hash}")  # the form without a chain: 0
     with live.begin() as conn:
         drop_append_only_guard(conn)
         target = payee_entry(conn)
@@ -266,6 +273,7 @@ def test_rewritten_chain_is_caught_by_an_anchor_taken_before(ledgers):
         ).scalar_one()
         _rechain_from(conn, first)  # every hash from the change on recomputed, the head moved
         conn.execute(text("DELETE FROM settlement_window_positions"))  # cover the tracks...
+        conn.execute(text("DELETE FROM settlement_window_chain_heads"))
         conn.execute(text("DELETE FROM settlement_windows"))
 
     with live.connect() as conn:
@@ -276,14 +284,17 @@ def test_rewritten_chain_is_caught_by_an_anchor_taken_before(ledgers):
     assert not reconcile(live, replayed).ok
 
 
-def _rechain_from(conn: Any, first_seq: int) -> None:
+def _rechain_from(conn: Any, first_seq: int, chain: int = 0) -> None:
+    """Recompute every hash of ``chain`` from ``first_seq`` on and move its head: a cover-up."""
     rows = conn.execute(
         text(
             "SELECT e.id, e.chain_seq, e.posting_id, p.payment_id, p.kind, p.occurred_at, "
             "p.settlement_window, e.account_number, e.amount_minor, e.currency "
             "FROM ledger_entries e "
-            "JOIN postings p ON p.posting_id = e.posting_id ORDER BY e.chain_seq"
-        )
+            "JOIN postings p ON p.posting_id = e.posting_id "
+            "WHERE e.chain_id = :c ORDER BY e.chain_seq"
+        ),
+        {"c": chain},
     ).all()
     prev = "0" * 64
     for r in rows:
@@ -312,6 +323,155 @@ def _rechain_from(conn: Any, first_seq: int) -> None:
                 text("SELECT entry_hash FROM ledger_entries WHERE id = :i"), {"i": r.id}
             ).scalar_one()
     conn.execute(
-        text("UPDATE ledger_chain_head SET seq = :s, head_hash = :h"),
-        {"s": rows[-1].chain_seq, "h": prev},
+        text("UPDATE ledger_chain_head SET seq = :s, head_hash = :h WHERE chain_id = :c"),
+        {"s": rows[-1].chain_seq, "h": prev, "c": chain},
     )
+
+
+# Several chains: what is done to one chain is reported with that chain.
+
+
+@pytest.fixture
+def chains(database_url: str) -> Any:
+    """A ledger of the stages (chain 0), then postings on chains 1 and 2, interleaved."""
+    engine = build_ledger(database_url, records()[:10])
+    at = BASE + timedelta(hours=2)
+    with engine.begin() as conn:
+        write_postings(conn, [draft(c, *pair, 100 + i, at + timedelta(minutes=i))
+                              for i, (c, pair) in enumerate(
+                                  [(1, (AMINA, KARIM)), (2, (YOUSSEF, RAM))] * 6)])  # fmt: skip
+    yield engine
+    engine.dispose()
+
+
+def chain_entry(conn: Any, chain: int, seq: int) -> Any:
+    e = LedgerEntry.__table__
+    return conn.execute(select(e).where(e.c.chain_id == chain, e.c.chain_seq == seq)).one()
+
+
+def chain_top(conn: Any, chain: int) -> int:
+    e = LedgerEntry.__table__
+    return int(
+        conn.execute(select(func.max(e.c.chain_seq)).where(e.c.chain_id == chain)).scalar_one()
+    )
+
+
+def test_an_honest_ledger_of_several_chains_verifies(chains):
+    with chains.connect() as conn:
+        report = verify(conn)
+    assert report.ok, report.sections()
+    assert {c: w.entries for c, w in report.walk.chains.items() if c} == {1: 6 * 4, 2: 6 * 2}
+
+
+def test_altered_entry_in_chain_1_is_named_with_its_chain(chains):
+    with chains.begin() as conn:
+        drop_append_only_guard(conn)
+        target = chain_entry(conn, 1, 6)
+        conn.execute(
+            text("UPDATE ledger_entries SET amount_minor = amount_minor + 1 WHERE id = :i"),
+            {"i": target.id},
+        )
+        shift_balance(conn, target.account_number, 1)
+    with chains.connect() as conn:
+        report = verify(conn)
+    found = [(b.chain_id, b.chain_seq, b.entry_id) for b in report.walk.breaks]
+    assert found == [(1, 6, target.id)]
+    assert "content altered" in report.walk.breaks[0].problem
+    assert report.summary()["first_break"]["chain_id"] == 1
+    assert report.summary()["chain_last_seq"] == report.walk.chain(0).last_seq  # chain 0 intact
+
+
+def test_deleted_entry_in_chain_1_is_named_with_its_chain(chains):
+    with chains.begin() as conn:
+        drop_append_only_guard(conn)
+        target = chain_entry(conn, 1, 6)
+        conn.execute(text("DELETE FROM ledger_entries WHERE id = :i"), {"i": target.id})
+        shift_balance(conn, target.account_number, -target.amount_minor)
+    with chains.connect() as conn:
+        first = verify(conn).first_break
+    assert first is not None and (first.chain_id, first.chain_seq) == (1, 7)
+    assert "#6 of chain 1 are missing" in first.problem
+
+
+def test_inserted_entry_in_chain_1_is_named_with_its_chain(chains):
+    with chains.begin() as conn:
+        target = chain_entry(conn, 1, 1)
+        top = chain_top(conn, 1)
+        for seq, (account, amount) in enumerate(((KARIM[1], 5), (AMINA[1], -5)), top + 1):
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_entries (posting_id, account_number, amount_minor, "
+                    "currency, chain_id, chain_seq, prev_hash, entry_hash) "
+                    "VALUES (:p, :a, :m, 'MAD', 1, :s, :h, :h)"
+                ),
+                {"p": target.posting_id, "a": account, "m": amount, "s": seq, "h": "f" * 64},
+            )
+            shift_balance(conn, account, amount)
+    with chains.connect() as conn:
+        report = verify(conn)
+    assert report.first_break is not None
+    assert (report.first_break.chain_id, report.first_break.chain_seq) == (1, top + 1)
+    assert all(b.chain_id == 1 for b in report.walk.breaks)
+    assert not report.ledger.violations  # double entry alone would not have seen it
+
+
+def test_the_end_of_chain_2_deleted_is_caught_by_its_head(chains):
+    with chains.begin() as conn:
+        drop_append_only_guard(conn)
+        top = chain_top(conn, 2)
+        last = chain_entry(conn, 2, top)
+        for entry in conn.execute(
+            select(LedgerEntry.__table__).where(LedgerEntry.posting_id == last.posting_id)
+        ).all():  # the whole last posting, so double entry still holds
+            conn.execute(text("DELETE FROM ledger_entries WHERE id = :i"), {"i": entry.id})
+            shift_balance(conn, entry.account_number, -entry.amount_minor)
+        conn.execute(text("DELETE FROM postings WHERE posting_id = :p"), {"p": last.posting_id})
+    with chains.connect() as conn:
+        report = verify(conn)
+    assert not report.ledger.violations
+    assert [(b.chain_id, b.chain_seq) for b in report.walk.breaks] == [(2, top - 2)]
+    assert f"head of chain 2 is at #{top}" in report.walk.breaks[0].problem
+
+
+def test_a_chain_deleted_with_its_head_is_caught_by_the_close_that_recorded_it(chains):
+    close_window(chains, Window.containing(BASE), datetime.now(UTC), early=True)
+    with chains.begin() as conn:
+        drop_append_only_guard(conn)
+        posting_ids = set(
+            conn.execute(select(LedgerEntry.posting_id).where(LedgerEntry.chain_id == 2)).scalars()
+        )
+        for entry in conn.execute(
+            select(LedgerEntry.__table__).where(LedgerEntry.chain_id == 2)
+        ).all():
+            shift_balance(conn, entry.account_number, -entry.amount_minor)
+        conn.execute(text("DELETE FROM ledger_entries WHERE chain_id = 2"))
+        for pid in posting_ids:
+            conn.execute(text("DELETE FROM postings WHERE posting_id = :p"), {"p": pid})
+        conn.execute(text("DELETE FROM ledger_chain_head WHERE chain_id = 2"))
+    with chains.connect() as conn:
+        report = verify(conn)
+    assert not report.walk.breaks and not report.ledger.violations  # the walk sees no chain 2
+    assert any("entry #12 of chain 2 is missing" in p for p in report.anchor_problems)
+
+
+def test_rewritten_chain_1_is_caught_by_an_anchor_of_chain_1(chains):
+    with chains.connect() as conn:
+        head = verify(conn).walk.chain(1)
+    anchor = parse_anchor(f"1:{head.last_seq}:{head.last_hash}")
+    with chains.begin() as conn:
+        drop_append_only_guard(conn)
+        target = chain_entry(conn, 1, 2)  # KARIM's leg of chain 1's first posting
+        for account, delta in ((target.account_number, 1), (AMINA[1], -1)):
+            conn.execute(
+                text(
+                    "UPDATE ledger_entries SET amount_minor = amount_minor + :d "
+                    "WHERE posting_id = :p AND account_number = :a"
+                ),
+                {"d": delta, "p": target.posting_id, "a": account},
+            )
+            shift_balance(conn, account, delta)
+        _rechain_from(conn, 1, chain=1)
+    with chains.connect() as conn:
+        assert verify(conn).ok
+        report = verify(conn, [anchor])
+    assert [p for p in report.anchor_problems if "chain 1" in p and "rewritten" in p]

@@ -39,6 +39,9 @@ def test_trace_shows_every_event_state_posting_and_notification(flow_factory, da
     assert [t["to_state"] for t in trace.transitions] == ["VALIDATED", "SETTLED"]
     assert len(trace.postings) == 1 and len(trace.entries) == 5  # fee and two settlement legs
     assert sum(e["amount_minor"] for e in trace.entries) == 0
+    assert len({e["chain_id"] for e in trace.entries}) == 1  # one posting: one chain, shown
+    seqs = [e["chain_seq"] for e in trace.entries]
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
     assert {n["recipient_bank"] for n in trace.notifications} == {"007", "011"}
     assert len(trace.attempts) >= 2
     assert trace.payment["signer_bank"] == paid["payer_bank"]  # proof of origin, kept

@@ -7,15 +7,18 @@ from typing import Any
 
 import pytest
 
-from engine.audit.chain import Anchor, verify
+from engine.audit.chain import event_anchors, verify
 from engine.audit.exceptions import WindowError
 from engine.audit.window_events import publish_close, read_closed_events
 from engine.audit.windows import Window, all_window_reports, close_window, window_report
 from engine.kafka.client import create_topics
 from engine.ledger.models import Payment
+from engine.ledger.postings import write_postings
 from engine.ledger.reports import net_positions
 from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment
 from tests.integration.test_audit_tamper import build_ledger, initiated
+from tests.unit.test_postings import draft
+from tests.unit.test_postings import ledger as reference_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -161,9 +164,59 @@ def test_closing_publishes_an_event_that_anchors_the_chain(broker, settings_fact
         assert event["window"] == "2026-11-24"
         assert sum(p["net_minor"] for p in event["positions"]) == 0
         assert {p["bank_code"] for p in event["positions"]} == {"007", "011", "310"}
-        anchors = [Anchor(e["chain_seq"], e["chain_hash"], "topic") for e in events]
+        assert event["chain_heads"] == result.report.close.heads_list()
+        assert (event["chain_seq"], event["chain_hash"]) == (
+            result.report.close.chain_seq,
+            result.report.close.chain_hash,
+        )
+        anchors = [a for e in events for a in event_anchors(e, "topic")]
         with engine.connect() as conn:
-            assert verify(conn, anchors).ok
+            report = verify(conn, anchors)
+            assert report.ok and report.anchors_checked == 1 + len(anchors)
+    finally:
+        engine.dispose()
+
+
+def test_windows_closed_while_two_chains_advance_count_exactly_the_right_postings(database_url):
+    """Each chain is measured against its own head at each close; a chain born after a
+    close is wholly after it. Amounts are powers of two, so a sum names its postings."""
+    engine = reference_ledger(database_url)
+    day1, day2, day3 = (
+        Window(DAY1),
+        Window(DAY1 + timedelta(days=1)),
+        Window(DAY1 + timedelta(days=2)),
+    )
+    on_day1, on_day2 = DAY1 + timedelta(hours=10), DAY1 + timedelta(days=1, hours=10)
+
+    def post(*drafts: tuple[int, int, Any]) -> None:
+        with engine.begin() as conn:
+            write_postings(conn, [draft(c, AMINA, KARIM, amount, at) for c, amount, at in drafts])
+
+    try:
+        post((1, 1, on_day1), (2, 2, on_day1))
+        first = close_window(engine, day1, day1.end).report
+        post((1, 4, on_day1), (2, 8, on_day2), (3, 16, on_day1))  # 4, 16: late for day 1
+        second = close_window(engine, day2, day2.end).report
+        post((2, 32, on_day1), (1, 64, on_day2))  # late for day 1, then for day 2
+
+        def paid_by_007(report: Any) -> int:
+            return next(x.gross_debits_minor for x in report.lines if x.bank_code == "007")
+
+        assert (paid_by_007(first), first.close.postings) == (1 + 2, 2)
+        assert sorted(first.close.heads) == [0, 1, 2]  # chain 3 had no head at the close
+        assert (paid_by_007(second), second.close.postings) == (8 + 4 + 16, 3)
+        assert sorted(second.close.heads) == [0, 1, 2, 3]
+        with engine.connect() as conn:
+            reports = {r.window: r for r in all_window_reports(conn)}
+            assert paid_by_007(reports[day1]) == 1 + 2
+            assert reports[day1].carried_out_postings == 3  # 4, 16 and 32
+            assert paid_by_007(reports[day2]) == 8 + 4 + 16
+            assert reports[day2].carried_out_postings == 1  # 64
+            assert paid_by_007(reports[day3]) == 32 + 64 and not reports[day3].closed
+            assert all(not r.mismatches() for r in reports.values())
+            report = verify(conn)
+            assert report.ok, report.sections()
+            assert (report.windows_checked, report.anchors_checked) == (2, 3 + 4)
     finally:
         engine.dispose()
 
@@ -172,7 +225,8 @@ def _settle_more(engine: Any, url: str, more: list[dict[str, Any]]) -> None:
     """Feed more payments to the same ledger through the stages (offsets after the first run)."""
     from engine.app import build_stage
     from engine.config import load_settings
-    from engine.runtime import BatchProcessor, RawMessage
+    from engine.pipeline.messages import RawMessage
+    from engine.pipeline.processor import BatchProcessor
     from engine.serialization import AvroCodec, SchemaRegistry
 
     settings = load_settings(environ={}, database_url=url, topic_prefix="tamper")

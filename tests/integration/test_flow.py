@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.kafka.client import make_consumer
+from engine.ledger.balances import balance_of
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
-from engine.ledger.models import Account, DeadLetter, HandledEvent, Notification, Payment, Posting
+from engine.ledger.models import DeadLetter, HandledEvent, Notification, Payment, Posting
 from tests.factories import AMINA, BLOCKED, CLOSED, KARIM, RAM, YOUSSEF, payment, vignette
 
 pytestmark = pytest.mark.integration
@@ -28,9 +29,7 @@ def states(flow) -> dict[str, tuple[str, str | None]]:  # type: ignore[no-untype
 
 def balance(flow, account: tuple[str, str]) -> int:  # type: ignore[no-untyped-def]
     with flow.engine.connect() as conn:
-        return conn.execute(
-            select(Account.balance_minor).where(Account.number == account[1])
-        ).scalar_one()
+        return balance_of(conn, account[1])
 
 
 def test_mixed_payments_each_reach_their_outcome_and_the_ledger_balances(

@@ -21,8 +21,7 @@ from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import NotificationRedelivery
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import Inbound
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, decide_and_record, inbound, payment
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +55,10 @@ def test_an_operator_redelivers_given_up_notifications_once_with_an_audit_record
     load_reference_data(engine, read_file(REFERENCE_FILE))
     record = payment(AMINA, KARIM, 1_000, fee_minor=0, settlement_window="2026-12-01")
     with engine.begin() as conn:
-        NotificationStage(settings, "webhook").process(
-            conn, [Inbound(settings.topic("settled"), 0, 0, b"k", 0, "PaymentSettled", record)]
+        decide_and_record(
+            conn,
+            NotificationStage(settings, "webhook"),
+            [inbound(settings.topic("settled"), "PaymentSettled", record)],
         )
     book = DeliveryBook(settings, engine, make_codec(settings, False), "webhook", random.Random(3))
     endpoint = Endpoint()
@@ -68,7 +69,7 @@ def test_an_operator_redelivers_given_up_notifications_once_with_an_audit_record
         now += timedelta(seconds=5)
         if now > datetime.now(UTC) + timedelta(hours=1):
             raise AssertionError("never gave up")
-    first_ids = {book.codec.decode(m.value).record["event_id"] for m in announced}
+    first_ids = {book.codec.decode(a.message.value).record["event_id"] for a in announced}
 
     env = {"SAKK_DATABASE_URL": database_url, "SAKK_DATA_DIR": str(tmp_path)}
     runner = CliRunner()
@@ -107,7 +108,7 @@ def test_an_operator_redelivers_given_up_notifications_once_with_an_audit_record
 
     endpoint.up = True
     (redelivered,) = deliver_due(book, endpoint, datetime.now(UTC))
-    event = book.codec.decode(redelivered.value).record
+    event = book.codec.decode(redelivered.message.value).record
     assert event["delivery_status"] == "DELIVERED" and event["recipient_bank"] == "011"
     assert event["notification_id"] == only_011[0]["notification_id"]  # the bank dedupes on it
     assert event["event_id"] not in first_ids  # a PaymentNotified of its own round

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from engine.audit.chain import parse_anchor
+from engine.audit.chain import Anchor, close_anchors, event_anchors, parse_anchor
 from engine.audit.exceptions import AuditError
 from engine.audit.times import parse_instant
-from engine.ledger.postings import GENESIS_HASH, entry_hash, utc_text
+from engine.audit.windows import Close, Window
+from engine.ledger.postings import GENESIS_HASH, ChainHead, entry_hash, utc_text
 
 AT = datetime(2026, 11, 26, 9, 30, 15, 123000, tzinfo=UTC)
 FIELDS = dict(
@@ -64,10 +65,52 @@ def test_a_time_hashes_the_same_naive_utc_as_sqlite_returns_it_or_in_any_zone():
 
 
 def test_anchors_and_instants_are_parsed_strictly():
-    assert parse_anchor(f"12:{'a' * 64}").chain_seq == 12
-    with pytest.raises(ValueError):
-        parse_anchor("12:abc")
+    anchor = parse_anchor(f"3:12:{'A' * 64}")
+    assert (anchor.chain_id, anchor.chain_seq, anchor.chain_hash) == (3, 12, "a" * 64)
+    for text in ("12:abc", f"x:12:{'a' * 64}", f"1:2:3:{'a' * 64}", f"-1:2:{'a' * 64}",
+                 f"1:2:{'g' * 64}"):  # fmt: skip
+        with pytest.raises(ValueError, match="CHAIN:SEQ:HASH"):
+            parse_anchor(text)
     assert parse_instant("2026-11-26") == datetime(2026, 11, 26, tzinfo=UTC)
     assert parse_instant("2026-11-26T10:00+01:00") == datetime(2026, 11, 26, 9, tzinfo=UTC)
     with pytest.raises(AuditError):
         parse_instant("26/11/2026")
+
+
+def test_an_anchor_in_the_old_form_seq_hash_is_chain_0():
+    anchor = parse_anchor(f"12:{'a' * 64}")
+    assert (anchor.chain_id, anchor.chain_seq) == (0, 12)
+
+
+H0, H1, H2 = "0a" * 32, "1b" * 32, "2c" * 32
+
+
+def test_a_closed_event_anchors_every_chain_it_carries_once():
+    event = {"chain_seq": 40, "chain_hash": H0, "chain_heads": [
+        {"chain_id": 0, "chain_seq": 40, "chain_hash": H0},
+        {"chain_id": 2, "chain_seq": 7, "chain_hash": H2},
+    ]}  # fmt: skip
+    assert event_anchors(event, "e") == [Anchor(0, 40, H0, "e"), Anchor(2, 7, H2, "e")]
+
+
+def test_a_closed_event_of_the_first_version_anchors_chain_0_by_chain_seq_and_hash():
+    for event in ({"chain_seq": 40, "chain_hash": H0}, {"chain_seq": 40, "chain_hash": H0,
+                                                          "chain_heads": []}):  # fmt: skip
+        assert [(a.chain_id, a.chain_seq, a.chain_hash) for a in event_anchors(event, "e")] == [
+            (0, 40, H0)
+        ]
+
+
+def test_chain_seq_and_hash_that_disagree_with_chain_0s_head_are_checked_too():
+    event = {"chain_seq": 41, "chain_hash": H1,
+             "chain_heads": [{"chain_id": 0, "chain_seq": 40, "chain_hash": H0}]}  # fmt: skip
+    assert [(a.chain_id, a.chain_seq) for a in event_anchors(event, "e")] == [(0, 40), (0, 41)]
+    window = Window(datetime(2026, 11, 26, tzinfo=UTC))
+    heads = {0: ChainHead(40, H0), 1: ChainHead(3, H1)}
+    same = Close(window, window.end, heads, 0, "id", None, ChainHead(40, H0))
+    assert [(a.chain_id, a.chain_seq) for a in close_anchors(window.label, same)] == [
+        (0, 40),
+        (1, 3),
+    ]
+    moved = Close(window, window.end, heads, 0, "id", None, ChainHead(39, H2))
+    assert [(a.chain_id, a.chain_seq) for a in close_anchors(window.label, moved)][-1] == (0, 39)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.audit.replay import OrderHold
-from engine.runtime import RawMessage
+from engine.pipeline.messages import RawMessage
 
 
 def msg(pid: str) -> RawMessage:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from engine.config import CRASH_POINTS, SettingsError, load_settings
-from engine.runtime import CrashPoints
+from engine.pipeline.crash import CrashPoints
 
 
 def test_crash_points_are_off_by_default():
@@ -41,7 +41,7 @@ def test_zero_probability_never_fires():
 def test_an_armed_point_kills_the_process_with_sigkill_and_only_there():
     script = (
         "from engine.config import load_settings\n"
-        "from engine.runtime import CrashPoints\n"
+        "from engine.pipeline.crash import CrashPoints\n"
         "crash = CrashPoints(load_settings())\n"
         "crash('after_db_commit')\n"
         "print('passed after_db_commit', flush=True)\n"

@@ -24,10 +24,12 @@ from engine.chaos.wire import WireRecord
 from engine.chaos.workload import ABSURD_REASONS, GOOD_OUTCOMES, ExpectedPayment, Message, Workload
 from engine.config import Settings, load_settings
 from engine.kafka.client import Outgoing
+from engine.ledger.balances import all_balances
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import Account, Notification, NotificationAttempt, Payment
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import BatchProcessor, RawMessage
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
 
 
@@ -75,7 +77,7 @@ class Pump:
                 for r in self.wire[t]
             ]
             self._append(processor.process(raw).outgoing)
-        self._append(deliver_due(self.book, self.sender, datetime.now(UTC)))
+        self._append([a.message for a in deliver_due(self.book, self.sender, datetime.now(UTC))])
 
     def _append(self, outgoing: list[Outgoing]) -> None:
         for m in outgoing:
@@ -96,7 +98,7 @@ def ledger(tmp_path: Path) -> tuple[Settings, Engine, dict[str, int]]:
     engine = make_engine(settings.ledger_url)
     load_reference_data(engine, read_file(REFERENCE_FILE))
     with engine.connect() as conn:
-        balances = {n: b for n, b in conn.execute(select(Account.number, Account.balance_minor))}
+        balances = all_balances(conn)
     return settings, engine, balances
 
 

@@ -21,7 +21,8 @@ from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import EmittedEvent, Notification
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import BatchProcessor, RawMessage
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor
 from engine.supervisor import ConsumerProcess, Fleet
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, payment, signed
 
@@ -140,8 +141,8 @@ def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_record
 
     after_lease = now + timedelta(seconds=settings.notify_lease_s + 1)
     outgoing = deliver_due(book, sender, after_lease)
-    assert [m.topic for m in outgoing] == [settings.topic("notified")]
-    notified = codec.decode(outgoing[0].value).record
+    assert [a.message.topic for a in outgoing] == [settings.topic("notified")]
+    notified = codec.decode(outgoing[0].message.value).record
     assert notified["delivery_status"] == "DELIVERED"
     ids = [
         json.loads(line)["notification_id"]

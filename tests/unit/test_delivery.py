@@ -21,8 +21,15 @@ from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import EmittedEvent, NotificationAttempt
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import Inbound
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, payment
+from tests.factories import (
+    AMINA,
+    KARIM,
+    REFERENCE_FILE,
+    YOUSSEF,
+    decide_and_record,
+    inbound,
+    payment,
+)
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -48,10 +55,10 @@ class ScriptedSender:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> tuple[Settings, Engine]:
+def ledger(tmp_path: Path, database_url: str) -> tuple[Settings, Engine]:
     settings = load_settings(
         environ={},
-        database_url=f"sqlite:///{tmp_path / 'l.db'}",
+        database_url=database_url,
         data_dir=tmp_path,
         notify_retry_initial_ms=1_000,
         notify_retry_max_ms=60_000,
@@ -69,11 +76,9 @@ def schedule_settled(settings: Settings, engine: Engine, *pairs: tuple) -> None:
     batch = []
     for offset, (payer, payee) in enumerate(pairs):
         record = payment(payer, payee, 1_000, fee_minor=0, settlement_window="2026-12-01")
-        batch.append(
-            Inbound(settings.topic("settled"), 0, offset, b"k", 0, "PaymentSettled", record)
-        )
+        batch.append(inbound(settings.topic("settled"), "PaymentSettled", record, offset))
     with engine.begin() as conn:
-        stage.process(conn, batch)
+        decide_and_record(conn, stage, batch)
 
 
 def rows(engine: Engine) -> list:  # type: ignore[type-arg]
@@ -142,7 +147,7 @@ def test_a_failed_attempt_is_rescheduled_and_later_delivered_under_the_same_id(l
     with engine.connect() as conn:
         numbers = conn.execute(select(NotificationAttempt.number)).scalars().all()
     assert sorted(numbers) == [1, 2]
-    notified = book.codec.decode(outgoing[0].value).record
+    notified = book.codec.decode(outgoing[0].message.value).record
     assert notified["notification_id"] == row["notification_id"]
     assert (notified["delivery_status"], notified["attempts"]) == ("DELIVERED", 2)
 
@@ -164,7 +169,7 @@ def test_a_notification_still_undelivered_at_the_horizon_is_failed_and_announced
         outgoing = deliver_due(book, sender, now)
     (row,) = rows(engine)
     assert row["status"] == "FAILED" and now >= deadline
-    notified = book.codec.decode(outgoing[0].value).record
+    notified = book.codec.decode(outgoing[0].message.value).record
     assert notified["delivery_status"] == "FAILED" and notified["attempts"] == row["attempts"]
 
 

@@ -16,7 +16,8 @@ from engine.cli import cli
 from engine.config import load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import BatchProcessor, RawMessage
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
 
 

@@ -44,7 +44,9 @@ from engine.ledger.dead_letters import (
 from engine.ledger.exceptions import DeadLetterNotFoundError
 from engine.ledger.models import DeadLetterRedrive
 from engine.ledger.reference import load_reference_data, read_file
-from engine.runtime import DLQ_HEADROOM_BYTES, BatchProcessor, RawMessage
+from engine.pipeline.dead_letters import DLQ_HEADROOM_BYTES
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
 

@@ -33,9 +33,16 @@ from producers.reference_data import (
 )
 from producers.simulator import (
     BAD_KINDS,
+    EXPECTED,
     GOOD_KINDS,
+    HOT_MERCHANT,
+    HOT_PAYER_BANK,
     MIX,
+    PROFILES,
     SECURITY_KINDS,
+    SKEW,
+    SKEW_MIX,
+    LiveSimulation,
     SimulatedMessage,
     SimulationReport,
     TokenBucket,
@@ -522,6 +529,131 @@ def test_run_tag_changes_ids_and_references_but_not_the_traffic(reference: dict)
 def test_simulator_refuses_a_naive_start(reference: dict) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         TrafficSimulator(reference, SEED, datetime(2026, 1, 1))
+
+
+# --- the skew profile (hot accounts) ----------------------------------------------------
+
+SKEW_MESSAGES = 5_000
+SKEW_CUSTOMERS_PER_BANK = 400  # 3,500 hot purchases from one bank: enough payers to fund them
+
+
+@pytest.fixture(scope="module")
+def skew_reference() -> dict[str, Any]:
+    return build_reference(customers_per_bank=SKEW_CUSTOMERS_PER_BANK)
+
+
+@pytest.fixture(scope="module")
+def skewed(skew_reference: dict[str, Any], codec: AvroCodec) -> list[SimulatedMessage]:
+    sim = TrafficSimulator(skew_reference, SEED, START, codec=codec, profile=SKEW)
+    return list(sim.generate(SKEW_MESSAGES))
+
+
+def account_of(reference: dict[str, Any], **match: str) -> str:
+    return next(
+        a["number"] for a in reference["accounts"]
+        if all(a.get(k) == v for k, v in match.items())
+    )  # fmt: skip
+
+
+def test_skew_weights_are_70_percent_hot_and_the_uniform_mix_for_the_rest() -> None:
+    assert sum(SKEW_MIX.values()) == 10_000
+    assert SKEW_MIX["hot_merchant"] == 7_000
+    assert "egov_tax" not in SKEW_MIX
+    assert SKEW_MIX["vignette"] == 3 * (MIX["vignette"] + MIX["egov_tax"])
+    assert all(SKEW_MIX[k] == 3 * w for k, w in MIX.items() if k not in ("vignette", "egov_tax"))
+    assert set(PROFILES) == {"uniform", "skew"} and PROFILES["uniform"] is MIX
+    assert EXPECTED["hot_merchant"] == ("settled", None) and "hot_merchant" in GOOD_KINDS
+
+
+def test_skew_is_deterministic_for_a_seed_and_differs_from_uniform(
+    skew_reference: dict, codec: AvroCodec
+) -> None:
+    def stream(seed: int, profile: str) -> list[SimulatedMessage]:
+        return list(TrafficSimulator(skew_reference, seed, START, codec=codec,
+                                     profile=profile).generate(500))  # fmt: skip
+
+    assert stream(5, SKEW) == stream(5, SKEW)
+    assert stream(5, SKEW) != stream(6, SKEW)
+    assert stream(5, SKEW) != stream(5, "uniform")
+
+
+def test_default_profile_is_the_uniform_mix(reference: dict) -> None:
+    default = list(TrafficSimulator(reference, 5, START).generate(300))
+    assert list(TrafficSimulator(reference, 5, START, profile="uniform").generate(300)) == default
+    assert "hot_merchant" not in {m.kind for m in default}
+
+
+def test_skew_sends_70_percent_from_one_banks_customers_to_one_merchant_account(
+    skewed: list[SimulatedMessage], skew_reference: dict
+) -> None:
+    merchant = account_of(skew_reference, holder=HOT_MERCHANT, kind="MERCHANT")
+    hot = payments_of(skewed, "hot_merchant")
+    assert 0.68 <= len(hot) / len(skewed) <= 0.72
+    assert {p["payer_bank"] for p in hot} == {HOT_PAYER_BANK}
+    assert {p["payee_account"] for p in hot} == {merchant}
+    assert {p["payment_type"] for p in hot} == {"PURCHASE"}
+    assert len({p["payer_account"] for p in hot}) > 100  # many payers, one payee
+    to_merchant = [m for m in skewed if m.payment and m.payment["payee_account"] == merchant]
+    assert len(to_merchant) >= len(hot)  # the rest of the mix may buy there too
+
+
+def test_skew_pays_every_egov_payment_to_the_vignette_account_free_of_charge(
+    skewed: list[SimulatedMessage], skew_reference: dict, schedule: FeeSchedule
+) -> None:
+    vignette = account_of(skew_reference, egov_service="VIGNETTE")
+    egov = [m.payment for m in skewed if m.payment and m.payment["payment_type"] == "EGOV"]
+    assert len(egov) > 100
+    assert {p["payee_account"] for p in egov} == {vignette}
+    assert {p["egov_service"] for p in egov} == {"VIGNETTE"}
+    assert "egov_tax" not in {m.kind for m in skewed}
+    fees = {compute_fee(schedule, p["channel"], "EGOV", "MAD", p["amount_minor"], "VIGNETTE")
+            for p in egov}  # fmt: skip
+    assert fees == {0}
+
+
+def test_skew_good_payments_pass_the_validator_and_never_overdraw_a_payer(
+    skewed: list[SimulatedMessage], skew_reference: dict, schedule: FeeSchedule
+) -> None:
+    views = {a["number"]: AccountView(a["number"], a["bank"], a["kind"], a["currency"],
+                                      a["status"]) for a in skew_reference["accounts"]}  # fmt: skip
+    limits = Limits({(x["channel"], x["currency"]): x["max_amount_minor"]
+                     for x in skew_reference["channel_limits"]})  # fmt: skip
+    balance = {a["number"]: a["opening_balance_minor"] + a["overdraft_limit_minor"]
+               for a in skew_reference["accounts"]}  # fmt: skip
+    for m in skewed:
+        p = m.payment
+        if p is None or m.kind not in GOOD_KINDS:
+            continue
+        if m.kind == "hot_merchant":
+            assert validator_rejection(p, views, limits) is None, p["bank_reference"]
+        fee = compute_fee(schedule, p["channel"], p["payment_type"], p["currency"],
+                          p["amount_minor"], p["egov_service"])  # fmt: skip
+        balance[p["payer_account"]] -= p["amount_minor"] + fee
+        assert balance[p["payer_account"]] >= 0, p["bank_reference"]
+        if p["payee_account"] in balance:
+            balance[p["payee_account"]] += p["amount_minor"]
+
+
+def test_skew_needs_customers_at_the_hot_payer_bank(reference: dict) -> None:
+    without = dict(reference, accounts=[a for a in reference["accounts"]
+                                        if not (a["bank"] == HOT_PAYER_BANK
+                                                and a["kind"] == "CUSTOMER")])  # fmt: skip
+    with pytest.raises(ValueError, match=f"bank {HOT_PAYER_BANK}"):
+        TrafficSimulator(without, SEED, START, profile=SKEW)
+    TrafficSimulator(without, SEED, START)  # the uniform mix does without them
+
+
+def test_simulator_and_live_simulation_refuse_an_unknown_profile(reference: dict) -> None:
+    with pytest.raises(ValueError, match="profile"):
+        TrafficSimulator(reference, SEED, START, profile="bursty")
+    with pytest.raises(ValueError, match="profile"):
+        LiveSimulation(Settings(kafka_bootstrap_servers="127.0.0.1:1"), profile="bursty")
+
+
+def test_live_simulation_publishes_only_inside_its_block() -> None:
+    simulation = LiveSimulation(Settings(kafka_bootstrap_servers="127.0.0.1:1"))
+    with pytest.raises(RuntimeError, match="with LiveSimulation"):
+        simulation.publish(10)
 
 
 # --- pacing -----------------------------------------------------------------------------

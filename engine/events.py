@@ -1,0 +1,136 @@
+"""The payment event types, each declared once: its schema file, its topic, its key.
+
+Every stage, the publisher, the dead-letter tools and the chaos harness read the
+topic and the message key of an event from here; nothing else spells them. At
+start-up :func:`check_against_schemas` proves the declarations and ``schemas/*.avsc``
+agree (each file names its record, each key field is a string field), so a schema
+and its declaration cannot drift apart unnoticed.
+
+Fields a stage passes on from the event it handles are read from the schemas too
+(:func:`carried_fields`): the settled event carries what the validated event and the
+settled schema have in common, and no stage retypes that list.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from engine.config import Settings
+
+EVENT_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000001")
+
+
+def derived_event_id(source_event_id: str, event_type: str, extra: str = "") -> str:
+    """Deterministic id of an event derived from another: a replay produces the same ids."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{source_event_id}/{event_type}/{extra}"))
+
+
+class EventDeclarationError(RuntimeError):
+    """A declared event type and its schema file disagree."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """One payment event: the record its schema file defines, the topic it travels on."""
+
+    name: str  # the Avro record name, e.g. PaymentSettled
+    schema_file: str
+    topic_name: str  # the short topic name: ``Settings.topic`` adds the prefix
+    key_field: str = "payer_account"  # one payer's events keep their order on every topic
+
+    def topic(self, settings: Settings) -> str:
+        return settings.topic(self.topic_name)
+
+    def key(self, record: Mapping[str, Any]) -> bytes:
+        """The message key of ``record``: the same partition, stage after stage."""
+        return str(record[self.key_field]).encode("utf-8")
+
+
+PAYMENT_INITIATED = EventType("PaymentInitiated", "payment_initiated.avsc", "initiated")
+PAYMENT_VALIDATED = EventType("PaymentValidated", "payment_validated.avsc", "validated")
+PAYMENT_REJECTED = EventType("PaymentRejected", "payment_rejected.avsc", "rejected")
+PAYMENT_SETTLED = EventType("PaymentSettled", "payment_settled.avsc", "settled")
+PAYMENT_FAILED = EventType("PaymentFailed", "payment_failed.avsc", "failed")
+PAYMENT_NOTIFIED = EventType("PaymentNotified", "payment_notified.avsc", "notified")
+
+EVENTS: Mapping[str, EventType] = MappingProxyType(
+    {
+        e.name: e
+        for e in (
+            PAYMENT_INITIATED,
+            PAYMENT_VALIDATED,
+            PAYMENT_REJECTED,
+            PAYMENT_SETTLED,
+            PAYMENT_FAILED,
+            PAYMENT_NOTIFIED,
+        )
+    }
+)
+BY_TOPIC: Mapping[str, EventType] = MappingProxyType({e.topic_name: e for e in EVENTS.values()})
+OUTCOME_EVENTS = (PAYMENT_SETTLED, PAYMENT_REJECTED, PAYMENT_FAILED)  # what banks are told
+EMITTED_BY_STAGES = (PAYMENT_VALIDATED, *OUTCOME_EVENTS, PAYMENT_NOTIFIED)
+
+
+def event_type(name: str) -> EventType:
+    try:
+        return EVENTS[name]
+    except KeyError:
+        raise LookupError(f"unknown event type {name!r}") from None
+
+
+@cache
+def _schema_fields(schemas_dir: Path, schema_file: str) -> tuple[tuple[str, Any], ...]:
+    schema = json.loads((schemas_dir / schema_file).read_text(encoding="utf-8"))
+    return tuple((f["name"], f["type"]) for f in schema["fields"])
+
+
+def field_names(event: EventType, schemas_dir: Path | None = None) -> tuple[str, ...]:
+    """The fields of ``event``'s current schema, in schema order."""
+    return tuple(
+        n for n, _ in _schema_fields(schemas_dir or Settings().schemas_dir, event.schema_file)
+    )
+
+
+@cache
+def carried_fields(source: EventType, target: EventType) -> tuple[str, ...]:
+    """Fields ``target`` takes over unchanged from ``source``: those both schemas define.
+
+    ``event_id`` and ``causation_event_id`` are the target's own and never carried.
+    """
+    own = {"event_id", "causation_event_id"}
+    have = set(field_names(source))
+    return tuple(f for f in field_names(target) if f in have and f not in own)
+
+
+def check_against_schemas(schemas_dir: Path) -> None:
+    """Raise :class:`EventDeclarationError` unless every declaration matches its schema file."""
+    problems: list[str] = []
+    declared = {e.schema_file for e in EVENTS.values()}
+    for event in EVENTS.values():
+        path = schemas_dir / event.schema_file
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{event.name}: cannot read {path}: {exc}")
+            continue
+        if schema.get("name") != event.name:
+            problems.append(f"{event.name}: {path.name} defines record {schema.get('name')!r}")
+        types = {f["name"]: f["type"] for f in schema.get("fields", [])}
+        if types.get(event.key_field) != "string":
+            problems.append(f"{event.name}: key field {event.key_field!r} is not a string field")
+        if "event_id" not in types or "payment_id" not in types:
+            problems.append(f"{event.name}: an event must carry event_id and payment_id")
+    undeclared = sorted(
+        p.name for p in schemas_dir.glob("payment_*.avsc") if p.name not in declared
+    )
+    if undeclared:
+        problems.append(f"schemas without a declared event type: {', '.join(undeclared)}")
+    if problems:
+        raise EventDeclarationError("; ".join(problems))

@@ -1,0 +1,268 @@
+"""The one writer: turns a batch's decisions into ledger rows, in the caller's transaction.
+
+Stages never write SQL. Each decision carries typed rows (the records below, one per
+kind of write); the recorder groups a whole batch's rows by kind and writes each kind
+with one DBAPI ``executemany`` of a statement compiled once per process. No ORM, no
+per-row compilation: the only per-row work is the bind processors SQLAlchemy itself
+would apply (SQLite's text form of a time, for one), looked up once per column.
+
+Kinds are written in :data:`WRITE_ORDER`: a payment exists before its references and
+transitions, and postings come last, because they lock their chains' heads until the
+commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, literal_column
+from sqlalchemy.engine import Dialect
+
+from engine.ledger.models import (
+    BankReference,
+    DeadLetter,
+    EmittedEvent,
+    HandledEvent,
+    Notification,
+    NotificationAttempt,
+    Payment,
+    PaymentTransition,
+    table_of,
+)
+from engine.ledger.postings import PostingDraft, write_postings
+from engine.ledger.prepared import Prepared, prepared_insert, prepared_update
+
+
+class NewPayment(NamedTuple):
+    """A payment as the validator first records it (validated or rejected)."""
+
+    payment_id: str
+    initiated_event_id: str
+    bank_reference: str
+    payer_bank: str
+    payer_account: str
+    payee_bank: str
+    payee_account: str
+    amount_minor: int
+    currency: str
+    channel: str
+    payment_type: str
+    merchant_category_code: str | None
+    egov_service: str | None
+    occurred_at: datetime
+    state: str
+    reason_code: str | None
+    reason_message: str | None
+    signer_bank: str | None
+    signer_key_id: str | None
+    signature: bytes | None
+    signed_digest: bytes | None
+
+
+class ReferenceTaken(NamedTuple):
+    """A bank reference now belongs to a payment: the bank's retries are duplicates."""
+
+    bank_code: str
+    bank_reference: str
+    payment_id: str
+
+
+class Transition(NamedTuple):
+    payment_id: str
+    from_state: str | None
+    to_state: str
+    reason_code: str | None
+    consumer: str
+    event_id: str
+    occurred_at: datetime
+
+
+class Outcome(NamedTuple):
+    """A payment's settlement outcome: its new state, with the fee and posting if settled."""
+
+    payment_id: str
+    state: str
+    reason_code: str | None
+    reason_message: str | None
+    fee_minor: int | None
+    posting_id: str | None
+    settlement_window: str | None
+
+
+class DueNotification(NamedTuple):
+    """A notification to deliver: PENDING, due at ``next_attempt_at``, until ``deadline_at``."""
+
+    notification_id: str
+    payment_id: str
+    outcome: str
+    recipient_bank: str
+    sender: str
+    status: str
+    attempts: int
+    payload: str
+    source_event_id: str
+    created_at: datetime
+    next_attempt_at: datetime
+    deadline_at: datetime
+    round: int
+
+
+class AttemptMade(NamedTuple):
+    """One delivery attempt of a notification, as the sender reported it."""
+
+    notification_id: str
+    number: int
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+
+class RetryLater(NamedTuple):
+    """A failed attempt: the notification is due again at ``next_attempt_at``, lease given back.
+
+    Applied only while the dispatcher's lease (``claim_token``) holds and it is PENDING.
+    """
+
+    notification_id: str
+    claim_token: str
+    next_attempt_at: datetime
+    attempts: int
+    last_error: str | None
+
+
+class NotificationDone(NamedTuple):
+    """A notification finished: DELIVERED, or FAILED at its horizon (same guard as a retry)."""
+
+    notification_id: str
+    claim_token: str
+    status: str
+    attempts: int
+    last_error: str | None
+    finished_at: datetime
+
+
+class Handled(NamedTuple):
+    """An event a stage handled: the idempotency record, written with the event's effects."""
+
+    consumer: str
+    event_id: str
+    event_type: str
+    payment_id: str | None
+    topic: str
+    partition: int
+    offset: int
+    outcome: str
+    handled_at: datetime
+
+
+class Emitted(NamedTuple):
+    """An event a stage will produce (the outbox): a redelivery produces it again."""
+
+    consumer: str
+    source_event_id: str
+    event_id: str
+    payment_id: str | None
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class DeadLettered(NamedTuple):
+    consumer: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    kind: str
+    reason: str
+    payment_id: str | None
+    recorded_at: datetime
+
+
+Write = (
+    NewPayment | ReferenceTaken | Transition | Outcome | PostingDraft | DueNotification
+    | AttemptMade | RetryLater | NotificationDone | Handled | Emitted | DeadLettered
+)  # fmt: skip
+
+
+def _insert_of(model: Any, row_type: type[NamedTuple]) -> Callable[[Dialect], Prepared]:
+    return lambda dialect: prepared_insert(table_of(model), dialect, row_type._fields)
+
+
+def _guarded_notification_update(
+    row_type: type[NamedTuple], **constants: Any
+) -> Callable[[Dialect], Prepared]:
+    """An update of a notification that holds only while its lease is ours and it is PENDING."""
+    table = table_of(Notification)
+    return lambda dialect: prepared_update(
+        table, dialect, row_type._fields[:2], row_type._fields[2:], constants,
+        guard=table.c.status == literal_column("'PENDING'"),
+    )  # fmt: skip
+
+
+STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
+    NewPayment: _insert_of(Payment, NewPayment),
+    ReferenceTaken: _insert_of(BankReference, ReferenceTaken),
+    Outcome: lambda d: prepared_update(table_of(Payment), d, ("payment_id",), Outcome._fields[1:]),
+    AttemptMade: _insert_of(NotificationAttempt, AttemptMade),
+    RetryLater: _guarded_notification_update(RetryLater, claim_token=None),
+    NotificationDone: _guarded_notification_update(
+        NotificationDone, claim_token=None, next_attempt_at=None
+    ),
+    Transition: _insert_of(PaymentTransition, Transition),
+    DueNotification: _insert_of(Notification, DueNotification),
+    Handled: _insert_of(HandledEvent, Handled),
+    Emitted: _insert_of(EmittedEvent, Emitted),
+    DeadLettered: _insert_of(DeadLetter, DeadLettered),
+}
+GUARDED = frozenset({NotificationDone})  # each row must still hold its lease
+WRITE_ORDER: tuple[type, ...] = (
+    NewPayment, ReferenceTaken, Outcome, Transition, DueNotification,
+    AttemptMade, RetryLater, NotificationDone, Handled, Emitted, DeadLettered,
+    PostingDraft,  # last: it locks the chain heads, held from here to the commit
+)  # fmt: skip
+
+
+class GuardFailed(Exception):
+    """A guarded update changed fewer rows than it was given: the caller must roll back."""
+
+
+class Recorder:
+    """Writes any mix of :data:`Write` rows in one pass: one ``executemany`` per kind.
+
+    Guarded kinds (:data:`GUARDED`) must change every row they are given, or
+    :class:`GuardFailed` is raised, so the caller's transaction rolls back whole.
+    """
+
+    def __init__(self) -> None:
+        self._prepared: dict[tuple[str, type], Prepared] = {}
+
+    def record(self, conn: Connection, writes: Iterable[Write]) -> None:
+        grouped: dict[type, list[Any]] = defaultdict(list)
+        for row in writes:
+            grouped[type(row)].append(row)
+        unknown = set(grouped) - set(WRITE_ORDER)
+        if unknown:
+            raise TypeError(
+                f"the recorder has no statement for {sorted(t.__name__ for t in unknown)}"
+            )
+        for kind in WRITE_ORDER:
+            rows = grouped.get(kind)
+            if not rows:
+                continue
+            if kind is PostingDraft:
+                write_postings(conn, rows)
+                continue
+            changed = self._statement(conn.dialect, kind).run(conn, rows)
+            if kind in GUARDED and changed != len(rows):
+                raise GuardFailed(f"{kind.__name__}: {changed} of {len(rows)} rows still held")
+
+    def _statement(self, dialect: Dialect, kind: type) -> Prepared:
+        key = (dialect.name, kind)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = STATEMENTS[kind](dialect)
+        return prepared

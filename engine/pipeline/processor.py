@@ -1,0 +1,281 @@
+"""The batch processor: a polled batch in, committed effects and the messages to produce out.
+
+Exactly-once effects rest on three rules, applied here once for every stage:
+
+1. A batch's effects, the ids of the events it handled and the events it will emit
+   are written in ONE database transaction (by the :class:`~engine.ledger.recorder.Recorder`).
+2. Emitted events are produced only after that transaction commits; Kafka offsets are
+   committed only after they are acknowledged (:mod:`engine.pipeline.service`).
+3. A redelivered event (its id already handled) has no new effect: what it emitted is
+   produced again from the outbox, with the same ids.
+
+Kafka-free, so replay and tests drive the very same code as the live loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from engine import metrics
+from engine.config import Settings
+from engine.kafka.client import Outgoing
+from engine.ledger.models import DeadLetter, HandledEvent
+from engine.ledger.queries import select_in
+from engine.ledger.recorder import DeadLettered, Handled, Recorder, Write
+from engine.pipeline.contract import Decision, Refusal, Retryable, Screen, Stage
+from engine.pipeline.crash import CrashHook, no_crash
+from engine.pipeline.dead_letters import REASON_MAX_CHARS, SECURITY_KIND, dead_letter_message
+from engine.pipeline.messages import Inbound, RawMessage
+from engine.pipeline.outbox import Outbox
+from engine.serialization import AvroCodec, DecodeError
+from engine.trust.signing import Verdict
+
+log = logging.getLogger(__name__)
+
+REFUSALS_REMEMBERED = 10_000  # coordinates of refusals already counted in the metric
+BATCH_ATTEMPTS = 2  # a racing instance's duplicate makes the first fail; the second sees it
+
+
+@dataclass
+class BatchResult:
+    outgoing: list[Outgoing] = field(default_factory=list)
+    handled: list[tuple[Inbound, Decision]] = field(default_factory=list)
+    dead_lettered: int = 0
+    duplicates: int = 0
+    event_ids: list[str] = field(default_factory=list)  # every event id, fresh or redelivered
+
+    def add(self, other: BatchResult) -> None:
+        self.outgoing += other.outgoing
+        self.handled += other.handled
+        self.dead_lettered += other.dead_lettered
+        self.duplicates += other.duplicates
+        self.event_ids += other.event_ids
+
+
+@dataclass(frozen=True, slots=True)
+class _Bad:
+    """A message to dead-letter, and why."""
+
+    message: RawMessage
+    kind: str
+    reason: str
+
+
+class BatchProcessor:
+    """Drives one :class:`~engine.pipeline.contract.Stage` over polled batches."""
+
+    def __init__(
+        self,
+        stage: Stage[Any],
+        engine: Engine,
+        codec: AvroCodec,
+        settings: Settings,
+        crash: CrashHook = no_crash,
+    ) -> None:
+        self.stage = stage
+        self.engine = engine
+        self.codec = codec
+        self.settings = settings
+        self.crash = crash
+        self.dlq_topic = settings.topic("dlq")
+        self.outbox = Outbox(stage.name, codec, settings)
+        self.recorder = Recorder()
+        self._refusals_counted: dict[tuple[str, int, int], None] = {}  # insertion-ordered
+
+    def process(self, raw: Sequence[RawMessage]) -> BatchResult:
+        """Handle ``raw`` in partition order; raises :class:`Retryable` when it may work later."""
+        try:
+            result = self._process_batch(raw)
+            self.stage.committed(self.engine)  # a fault here redelivers: duplicates only
+        except Exception as exc:
+            if Retryable.covers(exc):
+                raise Retryable(exc) from exc
+            raise
+        self.crash("after_complete")
+        return result
+
+    def _process_batch(self, raw: Sequence[RawMessage]) -> BatchResult:
+        gate = self.stage.gate
+        screen = gate.screen(self.engine) if gate is not None else None
+        decoded, bad = self._decode(raw, screen)
+        failure: Exception | None = None
+        for _attempt in range(BATCH_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    result = self._process_in(conn, decoded, bad)
+                    self.crash("before_db_commit")
+                self.crash("after_db_commit")
+                return result
+            except IntegrityError as exc:
+                failure = exc  # most often a racing instance: the retry sees duplicates
+            except Exception as exc:
+                if Retryable.covers(exc):
+                    raise
+                failure = exc  # a bug in a rule, for some message of the batch
+                break
+        if len(raw) == 1:
+            reason = f"{type(failure).__name__}: {failure}"[:REASON_MAX_CHARS]
+            with self.engine.begin() as conn:
+                return self._process_in(conn, [], [_Bad(raw[0], "poison", reason)])
+        log.warning(
+            "%s: batch of %d failed (%r); handling one by one", self.stage.name, len(raw), failure
+        )
+        total = BatchResult()
+        for message in raw:
+            total.add(self._process_batch([message]))
+        return total
+
+    def _decode(
+        self, raw: Sequence[RawMessage], screen: Screen | None
+    ) -> tuple[list[Inbound], list[_Bad]]:
+        """Decode each message; a gated stage's security refusals come first, unread."""
+        decoded: list[Inbound] = []
+        bad: list[_Bad] = []
+        for m in raw:
+            verdict = screen.check_raw(m) if screen is not None else None
+            if verdict is not None and not verdict.ok:
+                bad.append(self._refused(m, verdict))
+                continue
+            if m.value is None:
+                bad.append(_Bad(m, "undecodable", "empty message (tombstone)"))
+                continue
+            try:
+                event = self.codec.decode(m.value)
+            except DecodeError as exc:
+                bad.append(_Bad(m, exc.kind, str(exc)[:REASON_MAX_CHARS]))
+                continue
+            if screen is not None and verdict is not None:
+                verdict = screen.check_record(verdict, event.record)
+                if not verdict.ok:
+                    bad.append(self._refused(m, verdict))
+                    continue
+            evidence = verdict.evidence if verdict is not None else None
+            decoded.append(Inbound(m, event.event_type, event.record, evidence))
+        return decoded, bad
+
+    def _refused(self, m: RawMessage, verdict: Verdict) -> _Bad:
+        """A security refusal: dead-lettered with its reason, and nothing of it recorded."""
+        refusal = str(verdict.refusal)
+        coordinates = (m.topic, m.partition, m.offset)
+        if coordinates not in self._refusals_counted:  # a retried batch sees it again
+            self._refusals_counted[coordinates] = None
+            if len(self._refusals_counted) > REFUSALS_REMEMBERED:
+                del self._refusals_counted[next(iter(self._refusals_counted))]
+            metrics.SECURITY_REFUSALS.labels(self.stage.name, verdict.claimed_signer, refusal).inc()
+        return _Bad(m, SECURITY_KIND, f"{refusal}: {verdict.detail}"[:REASON_MAX_CHARS])
+
+    def _process_in(self, conn: Connection, decoded: list[Inbound], bad: list[_Bad]) -> BatchResult:
+        name = self.stage.name
+        dead = self._dead_letters_at(conn, [i.raw for i in decoded] + [b.message for b in bad])
+        seen = self._handled(conn, [i.event_id for i in decoded])
+        again = [_Bad(b.message, *dead[b.message.coordinates]) for b in bad
+                 if b.message.coordinates in dead]  # fmt: skip
+        bad = [b for b in bad if b.message.coordinates not in dead]
+        fresh: list[Inbound] = []
+        redelivered: list[str] = []
+        duplicates = len(again)
+        in_batch: set[str] = set()
+        for inbound in decoded:
+            if inbound.raw.coordinates in dead:  # refused before: its dead letter again
+                again.append(_Bad(inbound.raw, *dead[inbound.raw.coordinates]))
+                duplicates += 1
+            elif inbound.event_id in seen:
+                redelivered.append(inbound.event_id)
+                duplicates += 1
+            elif inbound.event_id in in_batch:
+                duplicates += 1  # the same event twice in one batch: its first copy counts
+            else:
+                in_batch.add(inbound.event_id)
+                fresh.append(inbound)
+
+        now = datetime.now(UTC)
+        writes: list[Write] = []
+        outgoing: list[Outgoing] = []
+        handled: list[tuple[Inbound, Decision]] = []
+        if fresh:
+            context = self.stage.load(conn, fresh)
+            for inbound in fresh:
+                decision = self.stage.decide(inbound, context)
+                if isinstance(decision, Refusal):
+                    bad.append(_Bad(inbound.raw, decision.kind, decision.reason[:REASON_MAX_CHARS]))
+                    continue
+                context.absorb(decision)
+                handled.append((inbound, decision))
+                writes += decision.writes
+                writes.append(_handled_row(name, inbound, decision, now))
+                for emit in decision.emits:
+                    message, row = self.outbox.encode(inbound.event_id, emit)
+                    outgoing.append(message)
+                    writes.append(row)
+        for b in bad:
+            m = b.message
+            message = self._dead_letter(b)
+            outgoing.append(message)
+            writes.append(Handled(name, m.dead_letter_id, "undecodable", None, m.topic,
+                                  m.partition, m.offset, "dead_lettered", now))  # fmt: skip
+            writes.append(self.outbox.row(m.dead_letter_id, m.dead_letter_id, None, message))
+            writes.append(DeadLettered(name, m.topic, m.partition, m.offset, b.kind, b.reason,
+                                       None, now))  # fmt: skip
+        self.recorder.record(conn, writes)
+        resend = self.outbox.stored(conn, redelivered) + [self._dead_letter(b) for b in again]
+        return BatchResult(
+            outgoing=outgoing + resend,
+            handled=handled,
+            dead_lettered=len(bad),
+            duplicates=duplicates,
+            event_ids=[i.event_id for i in decoded],
+        )
+
+    def _dead_letter(self, b: _Bad) -> Outgoing:
+        return dead_letter_message(
+            b.message, b.kind, b.reason, self.stage.name, self.dlq_topic,
+            self.settings.max_message_bytes,
+        )  # fmt: skip
+
+    def _handled(self, conn: Connection, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        table = HandledEvent.__table__
+        query = select(table.c.event_id).where(table.c.consumer == self.stage.name)
+        return {r.event_id for r in select_in(conn, query, table.c.event_id, event_ids)}
+
+    def _dead_letters_at(
+        self, conn: Connection, messages: Sequence[RawMessage]
+    ) -> dict[tuple[str, int, int], tuple[str, str]]:
+        """(kind, reason) of the messages already dead-lettered, by their coordinates.
+
+        One range query per partition of the batch (its offsets are contiguous), so a
+        redelivered refusal is recognised without looking each message up.
+        """
+        spans: dict[tuple[str, int], list[int]] = {}
+        for m in messages:
+            span = spans.setdefault((m.topic, m.partition), [m.offset, m.offset])
+            span[0], span[1] = min(span[0], m.offset), max(span[1], m.offset)
+        table = DeadLetter.__table__
+        found: dict[tuple[str, int, int], tuple[str, str]] = {}
+        for (topic, partition), (low, high) in spans.items():
+            rows = conn.execute(
+                select(table.c.source_offset, table.c.kind, table.c.reason).where(
+                    table.c.consumer == self.stage.name,
+                    table.c.source_topic == topic,
+                    table.c.source_partition == partition,
+                    table.c.source_offset.between(low, high),
+                )
+            )
+            for r in rows:
+                found[(topic, partition, int(r.source_offset))] = (r.kind, r.reason)
+        return found
+
+
+def _handled_row(name: str, inbound: Inbound, decision: Decision, now: datetime) -> Handled:
+    return Handled(
+        name, inbound.event_id, inbound.event_type, decision.payment_id, inbound.topic,
+        inbound.partition, inbound.offset, decision.outcome, now,
+    )  # fmt: skip

@@ -1,0 +1,210 @@
+"""The live loop around the batch processor: poll, process, produce, commit offsets.
+
+Offsets are committed only after the batch's transaction committed and every message it
+emits was acknowledged (``acks=all``); a failed produce rewinds to the batch's first
+offsets, so the batch is redelivered and the outbox produces the same events again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import Engine
+
+from engine import metrics
+from engine.config import Settings
+from engine.kafka.client import make_consumer, make_producer, send_all
+from engine.kafka.exceptions import KafkaProducerDeliveryError
+from engine.pipeline.contract import Retryable, Stage
+from engine.pipeline.crash import crash_hook
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor, BatchResult
+from engine.serialization import AvroCodec
+
+log = logging.getLogger(__name__)
+
+
+class ConsumerService:
+    """Runs one stage against Kafka until stopped: the live loop around ``BatchProcessor``."""
+
+    def __init__(
+        self,
+        stage: Stage[Any],
+        engine: Engine,
+        codec: AvroCodec,
+        settings: Settings,
+        health: metrics.HealthState | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.stage = stage
+        self.settings = settings
+        self.processor = BatchProcessor(stage, engine, codec, settings, crash_hook(settings))
+        self.engine = engine
+        self.health = health or metrics.HealthState()
+        self.stop_event = stop_event or threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._lag_partitions: set[TopicPartition] = set()
+        self._producer: KafkaProducer | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        name = self.stage.name
+        self._producer = make_producer(self.settings, client_id=f"sakk-{name}")
+        self._consumer = make_consumer(
+            self.settings,
+            self.settings.group(name),
+            self.stage.input_topics(),
+            client_id=f"sakk-{name}",
+        )
+        log.info(
+            "%s: consuming %s as group %s",
+            name,
+            self.stage.input_topics(),
+            self.settings.group(name),
+        )
+        try:
+            while not self.stop_event.is_set():
+                self._poll_once()
+        finally:
+            self.health.set_ready(name, False)
+            self._close()
+
+    def _poll_once(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        polled = consumer.poll(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
+        )
+        self.health.set_ready(self.stage.name, bool(consumer.assignment()))
+        if not polled:
+            self._observe_lag()
+            return
+        raw = [RawMessage.of(r) for records in polled.values() for r in records]
+        started = time.perf_counter()
+        result = self._process_with_retry(raw)
+        if result is None:
+            self._rewind(polled)
+            return
+        try:
+            send_all(self._producer, result.outgoing, self.settings.produce_timeout_s)
+        except (KafkaProducerDeliveryError, KafkaError) as exc:
+            log.warning("%s: produce failed (%s); rewinding to redeliver", self.stage.name, exc)
+            self._rewind(polled)
+            return
+        self.processor.crash("after_produce")
+        self._commit(polled)
+        self._observe(raw, result, time.perf_counter() - started)
+
+    def _process_with_retry(self, raw: list[RawMessage]) -> BatchResult | None:
+        """Retry transient database faults with capped exponential backoff."""
+        delay_s = 0.05
+        cap_s = self.settings.db_retry_backoff_max_ms / 1000
+        for attempt in range(1, self.settings.db_retry_max_attempts + 1):
+            try:
+                return self.processor.process(raw)
+            except Retryable as exc:
+                metrics.DB_RETRIES.labels(self.stage.name).inc()
+                log.warning(
+                    "%s: database unavailable (attempt %d/%d): %s",
+                    self.stage.name,
+                    attempt,
+                    self.settings.db_retry_max_attempts,
+                    exc,
+                )
+                if self.stop_event.wait(delay_s):
+                    return None
+                delay_s = min(delay_s * 2, cap_s)
+        raise RuntimeError(
+            f"{self.stage.name}: database unavailable after "
+            f"{self.settings.db_retry_max_attempts} attempts; exiting without committing offsets"
+        )
+
+    def _rewind(self, polled: dict) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # only called while running
+        for tp, records in polled.items():
+            consumer.seek(tp, records[0].offset)
+
+    def _commit(self, polled: dict) -> None:
+        offsets = {
+            tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in polled.items()
+        }
+        consumer = self._consumer
+        assert consumer is not None  # only called while running
+        try:
+            consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # Partitions moved to another member; it redelivers and dedupes.
+            log.warning("%s: offset commit refused after rebalance: %s", self.stage.name, exc)
+
+    def _observe(self, raw: list[RawMessage], result: BatchResult, seconds: float) -> None:
+        name = self.stage.name
+        log.debug(
+            "%s: batch of %d in %.3f s: %d handled, %d duplicates, %d dead-lettered",
+            name, len(raw), seconds, len(result.handled), result.duplicates, result.dead_lettered,
+        )  # fmt: skip
+        metrics.BATCH_SECONDS.labels(name).observe(seconds)
+        metrics.BATCH_SIZE.labels(name).observe(len(raw))
+        metrics.LAST_PROGRESS.labels(name).set(time.time())
+        now = datetime.now(UTC)
+        for inbound, handled in result.handled:
+            metrics.MESSAGES.labels(name, inbound.topic, handled.outcome).inc()
+            if handled.outcome == "settled":
+                metrics.observe_settled(handled.emits[0].record)
+            if handled.channel:
+                metrics.PAYMENT_OUTCOMES.labels(
+                    name, handled.channel, handled.outcome, handled.reason
+                ).inc()
+            occurred = inbound.record.get("occurred_at")
+            if isinstance(occurred, datetime):
+                metrics.END_TO_END_SECONDS.labels(name, handled.outcome).observe(
+                    max((now - occurred).total_seconds(), 0.0)
+                )
+        if result.duplicates:
+            metrics.MESSAGES.labels(name, "", "duplicate").inc(result.duplicates)
+        if result.dead_lettered:
+            metrics.DEAD_LETTERS.labels(name, raw[0].topic, "any").inc(result.dead_lettered)
+            metrics.MESSAGES.labels(name, raw[0].topic, "dead_lettered").inc(result.dead_lettered)
+        self._observe_lag()
+
+    def _observe_lag(self) -> None:
+        """Lag per owned partition, from the last fetch's high watermark (no broker call)."""
+        consumer = self._consumer
+        assert consumer is not None
+        owned = consumer.assignment()
+        for tp in self._lag_partitions - owned:  # moved to another member: its series goes
+            metrics.CONSUMER_LAG.remove(self.stage.name, tp.topic, str(tp.partition))
+        self._lag_partitions = set(owned)
+        for tp in owned:
+            high = consumer.highwater(tp)
+            if high is not None:
+                lag = max(high - consumer.position(tp), 0)
+                metrics.CONSUMER_LAG.labels(self.stage.name, tp.topic, str(tp.partition)).set(lag)
+
+    def _close(self) -> None:
+        timeout = self.settings.shutdown_timeout_s
+        if self._producer is not None:
+            self._producer.close(timeout=timeout)
+        if self._consumer is not None:
+            self._consumer.close()
+
+
+def install_signal_handlers(stop_event: threading.Event) -> None:
+    """SIGTERM and SIGINT finish the batch in hand, commit, and stop."""
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the batch in hand, then stopping", signum)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)

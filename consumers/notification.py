@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from engine.config import Settings
-from engine.events import OUTCOME_EVENTS
+from engine.events import OUTCOME_EVENTS, uuid5_text
 from engine.ledger.recorder import DueNotification
 from engine.pipeline.contract import Decision, Refusal, StageDefaults
 from engine.pipeline.messages import Inbound
@@ -46,7 +46,7 @@ PAYLOAD_FIELDS = (
 
 def notification_id(payment_id: str, outcome: str, bank: str) -> str:
     """Stable across retries and restarts: receivers deduplicate on it."""
-    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{payment_id}/{outcome}/{bank}"))
+    return uuid5_text(NOTIFICATION_NAMESPACE, f"{payment_id}/{outcome}/{bank}")
 
 
 def recipients(event_type: str, record: dict[str, Any]) -> list[str]:

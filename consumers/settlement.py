@@ -131,14 +131,12 @@ class Settlement(StageDefaults):
             for r in select_in(conn, select(p.c.payment_id, p.c.state), p.c.payment_id, ids)
         }
         payers = {i.record["payer_account"] for i in batch}
-        # Only payers are read, and row-locked on PostgreSQL in a stable (sorted) order:
-        # what they pay is checked against their funds. Payees are credited through the
-        # balance deltas (engine.ledger.balances) and never locked.
-        query = (
-            select(a.c.number, a.c.balance_minor, a.c.overdraft_limit_minor)
-            .order_by(a.c.number)
-            .with_for_update()
-        )
+        # Only payers are read: what they pay is checked against their funds. A payer's
+        # debits all come from its own partition (events are keyed by payer account),
+        # so no other instance debits it meanwhile; and should two instances decide the
+        # same payments (a rebalance), the guarded outcome refuses the second's batch.
+        # Payees are credited through the balance deltas (engine.ledger.balances).
+        query = select(a.c.number, a.c.balance_minor, a.c.overdraft_limit_minor)
         rows = select_in(conn, query, a.c.number, payers)
         unfolded = pending(conn, payers)
         funds = {
@@ -193,8 +191,9 @@ class Settlement(StageDefaults):
         record = _carried(p, PAYMENT_SETTLED)
         record.update(fee_minor=fee, posting_id=posting_id, settlement_window=window)
         outcome = Outcome(
-            p["payment_id"], PaymentState.SETTLED, None, None, fee, posting_id, window
-        )
+            p["payment_id"], PaymentState.VALIDATED, PaymentState.SETTLED, None, None, fee,
+            posting_id, window,
+        )  # fmt: skip
         return Decision(
             "settled", p["payment_id"],
             writes=(outcome, draft, _transition(p, PaymentState.SETTLED, None)),
@@ -205,7 +204,10 @@ class Settlement(StageDefaults):
 def _failed(p: dict[str, Any], reason: Reason, message: str) -> Decision:
     record = _carried(p, PAYMENT_FAILED)
     record.update(reason_code=reason.value, reason_message=message)
-    outcome = Outcome(p["payment_id"], PaymentState.FAILED, reason.value, message, None, None, None)
+    outcome = Outcome(
+        p["payment_id"], PaymentState.VALIDATED, PaymentState.FAILED, reason.value, message,
+        None, None, None,
+    )  # fmt: skip
     return Decision(
         "failed", p["payment_id"],
         writes=(outcome, _transition(p, PaymentState.FAILED, reason.value)),

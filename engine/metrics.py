@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -115,15 +118,28 @@ LAST_PROGRESS = Gauge(
 )
 
 
-def observe_settled(event: dict) -> None:
-    """Count a PaymentSettled event (after its transaction committed)."""
-    channel, currency, amount = event["channel"], event["currency"], event["amount_minor"]
-    SETTLED_AMOUNT.labels(channel, currency).inc(amount)
-    if event["fee_minor"]:
-        FEES.labels(channel, currency).inc(event["fee_minor"])
-    if event["payer_bank"] != event["payee_bank"]:
-        NET_POSITION.labels(event["payer_bank"], currency).dec(amount)
-        NET_POSITION.labels(event["payee_bank"], currency).inc(amount)
+def observe_settled(events: Iterable[Mapping[str, Any]]) -> None:
+    """Count a batch's PaymentSettled events (after its transaction committed).
+
+    Summed per label set first: one update per series, not one per payment.
+    """
+    settled: defaultdict[tuple[str, str], int] = defaultdict(int)
+    fees: defaultdict[tuple[str, str], int] = defaultdict(int)
+    net: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for event in events:
+        key, amount = (event["channel"], event["currency"]), event["amount_minor"]
+        settled[key] += amount
+        if event["fee_minor"]:
+            fees[key] += event["fee_minor"]
+        if event["payer_bank"] != event["payee_bank"]:
+            net[(event["payer_bank"], event["currency"])] -= amount
+            net[(event["payee_bank"], event["currency"])] += amount
+    for (channel, currency), amount in settled.items():
+        SETTLED_AMOUNT.labels(channel, currency).inc(amount)
+    for (channel, currency), fee in fees.items():
+        FEES.labels(channel, currency).inc(fee)
+    for (bank, currency), change in net.items():
+        NET_POSITION.labels(bank, currency).inc(change)
 
 
 class HealthState:

@@ -32,6 +32,7 @@ from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
 from engine.config import Settings
+from engine.events import PAYMENT_INITIATED
 from engine.kafka.client import make_producer
 from engine.serialization import (
     AvroCodec,
@@ -175,7 +176,7 @@ class PaymentPublisher:
         queued: ``flush`` confirms delivery.
         """
         value = self.encode(payment)
-        self._send(str(payment["payer_account"]).encode("utf-8"), value, payment["payer_bank"])
+        self._send(PAYMENT_INITIATED.key(payment), value, payment["payer_bank"])
 
     def publish_raw(
         self, value: bytes, key: bytes | None = None, signer: str | None = None

@@ -28,8 +28,8 @@ from engine.audit.replay import RecordedRun, recorded_runs
 from engine.audit.times import as_utc
 from engine.ledger.balances import all_balances
 from engine.ledger.models import DeadLetter, HandledEvent, LedgerEntry, Payment, Posting
+from engine.ledger.queries import chunks
 
-IN_CHUNK = 500
 MAX_ORPHANS_LISTED = 10_000
 PAYMENT_FIELDS = (
     "state",
@@ -150,11 +150,6 @@ def reconcile(
     return report
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), IN_CHUNK):
-        yield items[start : start + IN_CHUNK]
-
-
 def _live_scope(conn: Connection, runs: list[RecordedRun]) -> tuple[set[str], str]:
     if not runs:
         return set(conn.execute(select(Payment.__table__.c.payment_id)).scalars()), \
@@ -184,7 +179,7 @@ def _live_scope(conn: Connection, runs: list[RecordedRun]) -> tuple[set[str], st
 def _payments(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     p = Payment.__table__
     rows: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(sorted(ids)):
+    for chunk in chunks(sorted(ids)):
         for r in conn.execute(select(p).where(p.c.payment_id.in_(chunk))).mappings():
             row = dict(r)
             row["occurred_at"] = as_utc(row["occurred_at"])
@@ -257,7 +252,7 @@ def _compare_payments(
 def _legs(conn: Connection, posting_ids: Sequence[str]) -> dict[str, Counter[tuple[str, int, str]]]:
     e = LedgerEntry.__table__
     legs: dict[str, Counter[tuple[str, int, str]]] = defaultdict(Counter)
-    for chunk in _chunks(sorted(posting_ids)):
+    for chunk in chunks(sorted(posting_ids)):
         rows = conn.execute(
             select(e.c.posting_id, e.c.account_number, e.c.amount_minor, e.c.currency).where(
                 e.c.posting_id.in_(chunk)
@@ -312,7 +307,7 @@ def _compare_postings(
 def _headers(conn: Connection, posting_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     po = Posting.__table__
     found: dict[str, tuple[Any, ...]] = {}
-    for chunk in _chunks(sorted(posting_ids)):
+    for chunk in chunks(sorted(posting_ids)):
         for r in conn.execute(select(po).where(po.c.posting_id.in_(chunk))):
             found[r.posting_id] = (r.payment_id, r.kind, as_utc(r.occurred_at), r.settlement_window)
     return found

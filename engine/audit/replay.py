@@ -54,6 +54,7 @@ from engine.audit.reader import RangeReader
 from engine.audit.times import to_ms
 from engine.audit.urls import safe_url
 from engine.config import Settings
+from engine.events import PAYMENT_INITIATED, PAYMENT_VALIDATED
 from engine.kafka.client import Outgoing, make_consumer
 from engine.ledger.database import is_sqlite, make_engine, upgrade
 from engine.ledger.models import (
@@ -227,8 +228,8 @@ def _run(
     settlement = BatchProcessor(
         build_stage("settlement", replay_settings), engine, codec, replay_settings
     )
-    topic = settings.topic("initiated")
-    validated_topic = settings.topic("validated")
+    topic = PAYMENT_INITIATED.topic(settings)
+    validated_topic = PAYMENT_VALIDATED.topic(settings)
     started_at = datetime.now(UTC)
     consumer = make_consumer(settings, group_id=None, client_id="sakk-replay")
     try:

@@ -12,8 +12,11 @@ import psycopg
 from rich.console import Console
 
 from engine.app import kafka_for
-from engine.bench.checks import BenchmarkCheckError
-from engine.bench.flow import (
+from engine.cli import cli
+from engine.config import Settings
+from engine.ledger.reference import read_file
+from tooling.bench.checks import BenchmarkCheckError
+from tooling.bench.flow import (
     MAX_INSTANCES,
     MAX_RATE_PER_S,
     MAX_RATES,
@@ -22,12 +25,9 @@ from engine.bench.flow import (
     run_session,
     scratch_dir,
 )
-from engine.bench.raw_hop import measure_raw_hop
-from engine.bench.report import BackendRuns, build_report, print_report
-from engine.bench.signatures import SignatureCheckError, measure_verification
-from engine.cli import cli
-from engine.config import Settings
-from engine.ledger.reference import read_file
+from tooling.bench.raw_hop import measure_raw_hop
+from tooling.bench.report import BackendRuns, build_report, print_report
+from tooling.bench.signatures import SignatureCheckError, measure_verification
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PAYMENT_MESSAGE_BYTES = 210  # a PaymentInitiated in single-object Avro is about this size

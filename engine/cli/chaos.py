@@ -6,10 +6,10 @@ from datetime import datetime
 
 import click
 
-from engine.chaos.exceptions import ChaosError
-from engine.chaos.harness import ChaosConfig, run_chaos
 from engine.cli import cli
 from engine.config import Settings
+from tooling.chaos.exceptions import ChaosError
+from tooling.chaos.harness import ChaosConfig, run_chaos
 
 
 @cli.command()

@@ -121,7 +121,7 @@ def _fresh_dir(path: Path) -> None:
 def run_demo(
     settings: Settings, payments: int, seed: int, rate: int | None, console: Console
 ) -> DemoResult:
-    from producers.simulator import register_simulated_keys, simulate, simulation_signers
+    from tooling.simulator import register_simulated_keys, simulate, simulation_signers
 
     with kafka_for(settings) as live:
         console.print(

@@ -22,7 +22,7 @@ def simulate(settings: Settings, payments: int, rate: int | None, seed: int) -> 
     ledger that real banks use.
     """
     from producers.exceptions import PublisherError
-    from producers.simulator import simulate as run_simulation
+    from tooling.simulator import simulate as run_simulation
 
     if settings.uses_embedded_broker:
         raise click.UsageError(

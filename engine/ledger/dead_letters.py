@@ -12,7 +12,6 @@ the same event id, which every consumer deduplicates).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,9 +27,9 @@ from engine.ledger.models import (
     HandledEvent,
     table_of,
 )
+from engine.ledger.queries import chunks
 
 MAX_LISTED = 1_000  # dead letters one query returns; filters narrow the rest
-MAX_IN_CLAUSE = 500  # ids per IN (...) query
 MAX_REQUESTED_BY_CHARS = 64  # dead_letter_redrives.requested_by is String(64)
 MAX_REASON_CHARS = 1_000
 
@@ -327,11 +326,6 @@ def mark_published(
     return redrive
 
 
-def _chunks(items: Sequence[str], size: int = MAX_IN_CLAUSE) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def resolved_dead_letter_ids(conn: Connection, consumer: str) -> set[int]:
     """Dead letters of ``consumer`` whose PUBLISHED redrive that consumer has handled.
 
@@ -354,7 +348,7 @@ def resolved_dead_letter_ids(conn: Connection, consumer: str) -> set[int]:
         return set()
     h = table_of(HandledEvent)
     resolved: set[int] = set()
-    for chunk in _chunks(sorted(wanted)):
+    for chunk in chunks(sorted(wanted)):
         handled = conn.execute(
             select(h.c.event_id).where(h.c.consumer == consumer, h.c.event_id.in_(chunk))
         ).scalars()

@@ -81,9 +81,15 @@ class Transition(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    """A payment's settlement outcome: its new state, with the fee and posting if settled."""
+    """A payment's settlement outcome: its new state, with the fee and posting if settled.
+
+    Guarded: applied only while the payment is still in ``from_state``, so of two
+    instances deciding the same payment (a rebalance), the second one's batch fails
+    and is planned again, and sees the first one's outcome.
+    """
 
     payment_id: str
+    from_state: str
     state: str
     reason_code: str | None
     reason_message: str | None
@@ -206,7 +212,9 @@ def _guarded_notification_update(
 STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     NewPayment: _insert_of(Payment, NewPayment),
     ReferenceTaken: _insert_of(BankReference, ReferenceTaken),
-    Outcome: lambda d: prepared_update(table_of(Payment), d, ("payment_id",), Outcome._fields[1:]),
+    Outcome: lambda d: prepared_update(
+        table_of(Payment), d, ("payment_id", "state"), Outcome._fields[2:]
+    ),
     AttemptMade: _insert_of(NotificationAttempt, AttemptMade),
     RetryLater: _guarded_notification_update(RetryLater, claim_token=None),
     NotificationDone: _guarded_notification_update(
@@ -218,7 +226,7 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     Emitted: _insert_of(EmittedEvent, Emitted),
     DeadLettered: _insert_of(DeadLetter, DeadLettered),
 }
-GUARDED = frozenset({NotificationDone})  # each row must still hold its lease
+GUARDED = frozenset({Outcome, NotificationDone})  # each row must find what it expects
 WRITE_ORDER: tuple[type, ...] = (
     NewPayment, ReferenceTaken, Outcome, Transition, DueNotification,
     AttemptMade, RetryLater, NotificationDone, Handled, Emitted, DeadLettered,

@@ -23,6 +23,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ PAYMENT_TYPES = ("TRANSFER", "PURCHASE", "CASH_WITHDRAWAL", "EGOV")
 OPENING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+@cache
 def internal_account(bank_code: str, kind: AccountKind, currency: str) -> str:
     """Number of a bank's internal account, e.g. ``007-SETTLEMENT-MAD``."""
     return f"{bank_code}-{kind.value}-{currency}"

@@ -26,9 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from engine import metrics
 from engine.config import Settings
 from engine.kafka.client import Outgoing
+from engine.ledger.database import read_only
 from engine.ledger.models import DeadLetter, HandledEvent
 from engine.ledger.queries import select_in
-from engine.ledger.recorder import DeadLettered, Handled, Recorder, Write
+from engine.ledger.recorder import DeadLettered, GuardFailed, Handled, Recorder, Write
 from engine.pipeline.contract import Decision, Refusal, Retryable, Screen, Stage
 from engine.pipeline.crash import CrashHook, no_crash
 from engine.pipeline.dead_letters import REASON_MAX_CHARS, SECURITY_KIND, dead_letter_message
@@ -57,6 +58,24 @@ class BatchResult:
         self.dead_lettered += other.dead_lettered
         self.duplicates += other.duplicates
         self.event_ids += other.event_ids
+
+
+class _NoContext:
+    """The context of a batch with nothing fresh to decide: nothing is loaded for it."""
+
+    def absorb(self, decision: Decision) -> None:
+        raise AssertionError("a batch with nothing fresh decides nothing")
+
+
+_NO_CONTEXT = _NoContext()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A batch decided: the rows to write in one transaction, and what follows the commit."""
+
+    writes: list[Write]
+    result: BatchResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +127,9 @@ class BatchProcessor:
         failure: Exception | None = None
         for _attempt in range(BATCH_ATTEMPTS):
             try:
-                with self.engine.begin() as conn:
-                    result = self._process_in(conn, decoded, bad)
-                    self.crash("before_db_commit")
-                self.crash("after_db_commit")
-                return result
-            except IntegrityError as exc:
-                failure = exc  # most often a racing instance: the retry sees duplicates
+                return self._commit(self._plan(decoded, list(bad)))
+            except (IntegrityError, GuardFailed) as exc:
+                failure = exc  # another instance got there first: the retry sees its work
             except Exception as exc:
                 if Retryable.covers(exc):
                     raise
@@ -122,8 +137,7 @@ class BatchProcessor:
                 break
         if len(raw) == 1:
             reason = f"{type(failure).__name__}: {failure}"[:REASON_MAX_CHARS]
-            with self.engine.begin() as conn:
-                return self._process_in(conn, [], [_Bad(raw[0], "poison", reason)])
+            return self._commit(self._plan([], [_Bad(raw[0], "poison", reason)]))
         log.warning(
             "%s: batch of %d failed (%r); handling one by one", self.stage.name, len(raw), failure
         )
@@ -171,49 +185,57 @@ class BatchProcessor:
             metrics.SECURITY_REFUSALS.labels(self.stage.name, verdict.claimed_signer, refusal).inc()
         return _Bad(m, SECURITY_KIND, f"{refusal}: {verdict.detail}"[:REASON_MAX_CHARS])
 
-    def _process_in(self, conn: Connection, decoded: list[Inbound], bad: list[_Bad]) -> BatchResult:
+    def _plan(self, decoded: list[Inbound], bad: list[_Bad]) -> _Plan:
+        """Everything the batch will write and produce, read and decided off the write lock.
+
+        A snapshot read, then decisions: nothing here blocks another stage (on SQLite
+        the write lock is the database's). What it read can only have been changed
+        meanwhile by another instance handling the same events, and then a unique key
+        or a guarded update refuses the write, and the batch is planned again.
+        """
         name = self.stage.name
-        dead = self._dead_letters_at(conn, [i.raw for i in decoded] + [b.message for b in bad])
-        seen = self._handled(conn, [i.event_id for i in decoded])
-        again = [_Bad(b.message, *dead[b.message.coordinates]) for b in bad
-                 if b.message.coordinates in dead]  # fmt: skip
-        bad = [b for b in bad if b.message.coordinates not in dead]
-        fresh: list[Inbound] = []
-        redelivered: list[str] = []
-        duplicates = len(again)
-        in_batch: set[str] = set()
-        for inbound in decoded:
-            if inbound.raw.coordinates in dead:  # refused before: its dead letter again
-                again.append(_Bad(inbound.raw, *dead[inbound.raw.coordinates]))
-                duplicates += 1
-            elif inbound.event_id in seen:
-                redelivered.append(inbound.event_id)
-                duplicates += 1
-            elif inbound.event_id in in_batch:
-                duplicates += 1  # the same event twice in one batch: its first copy counts
-            else:
-                in_batch.add(inbound.event_id)
-                fresh.append(inbound)
+        with read_only(self.engine).connect() as conn:
+            dead = self._dead_letters_at(conn, [i.raw for i in decoded] + [b.message for b in bad])
+            seen = self._handled(conn, [i.event_id for i in decoded])
+            again = [_Bad(b.message, *dead[b.message.coordinates]) for b in bad
+                     if b.message.coordinates in dead]  # fmt: skip
+            bad = [b for b in bad if b.message.coordinates not in dead]
+            fresh: list[Inbound] = []
+            redelivered: list[str] = []
+            duplicates = len(again)
+            in_batch: set[str] = set()
+            for inbound in decoded:
+                if inbound.raw.coordinates in dead:  # refused before: its dead letter again
+                    again.append(_Bad(inbound.raw, *dead[inbound.raw.coordinates]))
+                    duplicates += 1
+                elif inbound.event_id in seen:
+                    redelivered.append(inbound.event_id)
+                    duplicates += 1
+                elif inbound.event_id in in_batch:
+                    duplicates += 1  # the same event twice in one batch: its first copy counts
+                else:
+                    in_batch.add(inbound.event_id)
+                    fresh.append(inbound)
+            context = self.stage.load(conn, fresh) if fresh else _NO_CONTEXT
+            resend = self.outbox.stored(conn, redelivered) + [self._dead_letter(b) for b in again]
 
         now = datetime.now(UTC)
         writes: list[Write] = []
         outgoing: list[Outgoing] = []
         handled: list[tuple[Inbound, Decision]] = []
-        if fresh:
-            context = self.stage.load(conn, fresh)
-            for inbound in fresh:
-                decision = self.stage.decide(inbound, context)
-                if isinstance(decision, Refusal):
-                    bad.append(_Bad(inbound.raw, decision.kind, decision.reason[:REASON_MAX_CHARS]))
-                    continue
-                context.absorb(decision)
-                handled.append((inbound, decision))
-                writes += decision.writes
-                writes.append(_handled_row(name, inbound, decision, now))
-                for emit in decision.emits:
-                    message, row = self.outbox.encode(inbound.event_id, emit)
-                    outgoing.append(message)
-                    writes.append(row)
+        for inbound in fresh:
+            decision = self.stage.decide(inbound, context)
+            if isinstance(decision, Refusal):
+                bad.append(_Bad(inbound.raw, decision.kind, decision.reason[:REASON_MAX_CHARS]))
+                continue
+            context.absorb(decision)
+            handled.append((inbound, decision))
+            writes += decision.writes
+            writes.append(_handled_row(name, inbound, decision, now))
+            for emit in decision.emits:
+                message, row = self.outbox.encode(inbound.event_id, emit)
+                outgoing.append(message)
+                writes.append(row)
         for b in bad:
             m = b.message
             message = self._dead_letter(b)
@@ -223,15 +245,22 @@ class BatchProcessor:
             writes.append(self.outbox.row(m.dead_letter_id, m.dead_letter_id, None, message))
             writes.append(DeadLettered(name, m.topic, m.partition, m.offset, b.kind, b.reason,
                                        None, now))  # fmt: skip
-        self.recorder.record(conn, writes)
-        resend = self.outbox.stored(conn, redelivered) + [self._dead_letter(b) for b in again]
-        return BatchResult(
+        result = BatchResult(
             outgoing=outgoing + resend,
             handled=handled,
             dead_lettered=len(bad),
             duplicates=duplicates,
             event_ids=[i.event_id for i in decoded],
         )
+        return _Plan(writes, result)
+
+    def _commit(self, plan: _Plan) -> BatchResult:
+        """Write the plan in one short transaction: the only time the batch holds a lock."""
+        with self.engine.begin() as conn:
+            self.recorder.record(conn, plan.writes)
+            self.crash("before_db_commit")
+        self.crash("after_db_commit")
+        return plan.result
 
     def _dead_letter(self, b: _Bad) -> Outgoing:
         return dead_letter_message(

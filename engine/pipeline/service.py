@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,19 +158,25 @@ class ConsumerService:
         metrics.BATCH_SIZE.labels(name).observe(len(raw))
         metrics.LAST_PROGRESS.labels(name).set(time.time())
         now = datetime.now(UTC)
-        for inbound, handled in result.handled:
-            metrics.MESSAGES.labels(name, inbound.topic, handled.outcome).inc()
+        messages: Counter[tuple[str, str]] = Counter()
+        outcomes: Counter[tuple[str, str, str]] = Counter()
+        settled = []
+        for inbound, handled in result.handled:  # counted per batch: one inc per label set
+            messages[(inbound.topic, handled.outcome)] += 1
             if handled.outcome == "settled":
-                metrics.observe_settled(handled.emits[0].record)
+                settled.append(handled.emits[0].record)
             if handled.channel:
-                metrics.PAYMENT_OUTCOMES.labels(
-                    name, handled.channel, handled.outcome, handled.reason
-                ).inc()
+                outcomes[(handled.channel, handled.outcome, handled.reason)] += 1
             occurred = inbound.record.get("occurred_at")
             if isinstance(occurred, datetime):
                 metrics.END_TO_END_SECONDS.labels(name, handled.outcome).observe(
                     max((now - occurred).total_seconds(), 0.0)
                 )
+        metrics.observe_settled(settled)
+        for (topic, outcome), count in messages.items():
+            metrics.MESSAGES.labels(name, topic, outcome).inc(count)
+        for (channel, outcome, reason), count in outcomes.items():
+            metrics.PAYMENT_OUTCOMES.labels(name, channel, outcome, reason).inc(count)
         if result.duplicates:
             metrics.MESSAGES.labels(name, "", "duplicate").inc(result.duplicates)
         if result.dead_lettered:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
-from engine.bench.checks import BenchmarkCheckError, verify, verify_chain
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import LedgerEntry
 from engine.ledger.reference import load_reference_data, read_file
 from tests.factories import REFERENCE_FILE
+from tooling.bench.checks import BenchmarkCheckError, verify, verify_chain
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.bench.flow import MAX_INSTANCES, FlowResult, ProcessUsage, SessionPlan
+from tooling.bench.flow import MAX_INSTANCES, FlowResult, ProcessUsage, SessionPlan
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.bench.flow import SessionPlan
 from engine.cli import cli
 from engine.cli.bench import _plans, _uniform_rates
+from tooling.bench.flow import SessionPlan
 
 
 def invoke(tmp_path: Path, *args: str, partitions: int = 6) -> tuple[int, str]:

@@ -7,11 +7,11 @@ from typing import Any
 
 from rich.console import Console
 
-from engine.bench.flow import FlowResult, ProcessUsage, SessionPlan, SessionResult
-from engine.bench.latency import LatencyResult, percentile, summarize
-from engine.bench.raw_hop import RawHopResult
-from engine.bench.report import BackendRuns, build_report, print_report
-from engine.bench.signatures import VerificationResult
+from tooling.bench.flow import FlowResult, ProcessUsage, SessionPlan, SessionResult
+from tooling.bench.latency import LatencyResult, percentile, summarize
+from tooling.bench.raw_hop import RawHopResult
+from tooling.bench.report import BackendRuns, build_report, print_report
+from tooling.bench.signatures import VerificationResult
 
 RAW = RawHopResult(messages=10_000, message_bytes=210, partitions=6, seconds=1.0)
 VERIFICATION = VerificationResult(payments=1_000, cpu_s=0.1)

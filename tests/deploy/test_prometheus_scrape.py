@@ -24,7 +24,6 @@ from engine.config import PREFIX, load_settings
 from engine.kafka.client import Outgoing, make_producer, send_all
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.reference import read_file
-from producers.simulator import register_simulated_keys, simulation_signers
 from tests.deploy.support import (
     ALERTS_FILE,
     CONSUMERS,
@@ -40,6 +39,7 @@ from tests.deploy.support import (
     metric_names_in,
     tail,
 )
+from tooling.simulator import register_simulated_keys, simulation_signers
 
 pytestmark = pytest.mark.integration
 

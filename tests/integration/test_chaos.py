@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.chaos.harness import ChaosConfig, run_chaos
-from engine.chaos.plan import (
+from engine.config import load_settings
+from tests.conftest import POSTGRES_ADMIN_URL, postgres_available
+from tooling.chaos.harness import ChaosConfig, run_chaos
+from tooling.chaos.plan import (
     BANK_OUTAGE,
     BROKER_FREEZE,
     CRASH_POINT,
@@ -19,8 +21,6 @@ from engine.chaos.plan import (
     KILL,
     MID_BATCH_KILL,
 )
-from engine.config import load_settings
-from tests.conftest import POSTGRES_ADMIN_URL, postgres_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

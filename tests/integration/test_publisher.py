@@ -32,7 +32,7 @@ from producers.exceptions import PaymentSigningError
 from producers.jsonl import publish_file
 from producers.publisher import PaymentPublisher
 from producers.signing import SIMULATED_KEYS_VALID_FROM, Signers
-from producers.simulator import (
+from tooling.simulator import (
     SECURITY_KINDS,
     SimulatedMessage,
     TrafficSimulator,

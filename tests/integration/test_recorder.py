@@ -80,8 +80,8 @@ def test_rows_written_in_one_pass_read_back_exactly(database_url: str, tmp_path:
         recorder.record(
             conn,
             [
-                Outcome("p1", "SETTLED", None, None, 250, "posting-1", "2026-12-01"),
-                Outcome("p2", "FAILED", "AM04", "needs 1.00 MAD", None, None, None),
+                Outcome("p1", "VALIDATED", "SETTLED", None, None, 250, "posting-1", "2026-12-01"),
+                Outcome("p2", "VALIDATED", "FAILED", "AM04", "needs 1.00 MAD", None, None, None),
                 DueNotification(
                     "n1",
                     "p1",

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 import engine.cli.chaos as chaos_cli
-from engine.chaos.harness import ChaosConfig
-from engine.chaos.report import ChaosReport
 from engine.cli import cli
+from tooling.chaos.harness import ChaosConfig
+from tooling.chaos.report import ChaosReport
 
 
 @pytest.mark.parametrize(("violations", "code"), [([], 0), (["payment lost: p-1"], 1)])

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from consumers.senders import Notification, WebhookSender
-from engine.chaos.faults import CLOSE, DOWN, HTTP_500, OK, TIMEOUT, FlakyWebhook, SqliteOutage
 from engine.ledger.database import make_engine
 from engine.trust.keys import KeyPair
+from tooling.chaos.faults import CLOSE, DOWN, HTTP_500, OK, TIMEOUT, FlakyWebhook, SqliteOutage
 
 SWITCH_KEY = KeyPair.from_seed(b"tests/chaos/switch")
 

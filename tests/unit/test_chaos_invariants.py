@@ -18,10 +18,6 @@ from consumers.senders import LogSender
 from consumers.settlement import Settlement
 from consumers.validator import Validator
 from engine.app import make_codec
-from engine.chaos.faults import Receipt, WebhookLog
-from engine.chaos.invariants import Evidence, check_all
-from engine.chaos.wire import WireRecord
-from engine.chaos.workload import ABSURD_REASONS, GOOD_OUTCOMES, ExpectedPayment, Message, Workload
 from engine.config import Settings, load_settings
 from engine.kafka.client import Outgoing
 from engine.ledger.balances import all_balances
@@ -31,6 +27,10 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
+from tooling.chaos.faults import Receipt, WebhookLog
+from tooling.chaos.invariants import Evidence, check_all
+from tooling.chaos.wire import WireRecord
+from tooling.chaos.workload import ABSURD_REASONS, GOOD_OUTCOMES, ExpectedPayment, Message, Workload
 
 
 def now_ms() -> int:

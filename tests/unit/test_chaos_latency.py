@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert
 
-from engine.chaos.invariants import HEALTHY_P99_BOUND_S, Checked, Evidence, check_latency
-from engine.chaos.latency import Delivered, LatencySplit, delivery_latencies, percentile
 from engine.config import load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import Notification, NotificationAttempt
+from tooling.chaos.invariants import HEALTHY_P99_BOUND_S, Checked, Evidence, check_latency
+from tooling.chaos.latency import Delivered, LatencySplit, delivery_latencies, percentile
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from engine.chaos.plan import (
+from engine.config import CRASH_POINTS
+from tooling.chaos.plan import (
     BANK_OUTAGE,
     BROKER_FREEZE,
     CRASH_POINT,
@@ -16,7 +17,6 @@ from engine.chaos.plan import (
     fault_counts,
     plan_faults,
 )
-from engine.config import CRASH_POINTS
 
 MEMBERS = ["validator-1", "validator-2", "settlement-1", "settlement-2", "notification-1"]
 BANKS = ["007", "011", "013", "190"]

@@ -6,9 +6,9 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 
-from engine.chaos.invariants import Checked
-from engine.chaos.latency import LatencySplit
-from engine.chaos.report import MAX_VIOLATIONS_SHOWN, ChaosReport
+from tooling.chaos.invariants import Checked
+from tooling.chaos.latency import LatencySplit
+from tooling.chaos.report import MAX_VIOLATIONS_SHOWN, ChaosReport
 
 
 def test_clean_report_ends_with_zero_violations():

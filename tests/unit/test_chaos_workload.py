@@ -7,16 +7,16 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.app import make_codec
-from engine.chaos.workload import (
+from engine.config import load_settings
+from engine.ledger.reference import read_file
+from engine.serialization import DecodeError, UnknownSchemaError
+from tooling.chaos.workload import (
     ABSURD_REASONS,
     GOOD_OUTCOMES,
     MEGABYTE,
     POISON_KINDS,
     WorkloadBuilder,
 )
-from engine.config import load_settings
-from engine.ledger.reference import read_file
-from engine.serialization import DecodeError, UnknownSchemaError
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from engine.config import Settings
 from engine.events import (
     BY_TOPIC,
+    EVENT_NAMESPACE,
     EVENTS,
     PAYMENT_INITIATED,
     PAYMENT_SETTLED,
@@ -18,6 +20,8 @@ from engine.events import (
     EventDeclarationError,
     carried_fields,
     check_against_schemas,
+    derived_event_id,
+    uuid5_text,
 )
 from engine.serialization import SchemaFileError, SchemaRegistry
 
@@ -67,3 +71,11 @@ def test_a_stage_carries_the_fields_both_schemas_define() -> None:
     assert "egov_service" in carried and "amount_minor" in carried
     assert "event_id" not in carried and "causation_event_id" not in carried
     assert "fee_minor" not in carried_fields(PAYMENT_VALIDATED, PAYMENT_SETTLED)
+
+
+def test_derived_ids_are_the_rfc_4122_version_5_uuids_of_their_names() -> None:
+    for name in ("a", "payment/PaymentSettled/", "é" * 40, ""):
+        assert uuid5_text(EVENT_NAMESPACE, name) == str(uuid.uuid5(EVENT_NAMESPACE, name))
+    assert derived_event_id("e1", "PaymentSettled") == str(
+        uuid.uuid5(EVENT_NAMESPACE, "e1/PaymentSettled/")
+    )

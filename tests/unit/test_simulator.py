@@ -23,7 +23,7 @@ from engine.ledger.models import AccountKind, AccountStatus
 from engine.ledger.reference import FeeSchedule, Limits, internal_account
 from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
 from producers.publisher import utc_now_ms
-from producers.reference_data import (
+from tooling.reference_data import (
     BANKS,
     build_reference,
     dumps,
@@ -31,7 +31,7 @@ from producers.reference_data import (
     make_rib,
     rib_key,
 )
-from producers.simulator import (
+from tooling.simulator import (
     BAD_KINDS,
     EXPECTED,
     GOOD_KINDS,

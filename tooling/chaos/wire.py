@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
-from engine.chaos.exceptions import ChaosError
 from engine.config import Settings
 from engine.kafka.client import make_admin, make_consumer, partitions_of
+from tooling.chaos.exceptions import ChaosError
 
 READ_TIMEOUT_S = 120.0
 POLL_TIMEOUT_MS = 500

@@ -61,6 +61,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
+from engine.events import PAYMENT_INITIATED
 from engine.ledger.database import make_engine
 from engine.ledger.models import AccountKind, AccountStatus
 from engine.ledger.reference import internal_account, read_file
@@ -68,7 +69,6 @@ from engine.money import apply_rate_bps
 from engine.serialization import HEADER_BYTES, AvroCodec
 from producers.exceptions import PublisherError
 from producers.publisher import PaymentPublisher, utc_now_ms
-from producers.reference_data import CITIES, make_rib
 from producers.signing import (
     SIMULATED_KEYS_VALID_FROM,
     Signers,
@@ -76,6 +76,7 @@ from producers.signing import (
     register_signers,
     simulated_signers,
 )
+from tooling.reference_data import CITIES, make_rib
 
 CURRENCY = "MAD"
 MAD = 100  # minor units per dirham
@@ -860,7 +861,7 @@ def publish_message(publisher: PaymentPublisher, message: SimulatedMessage) -> N
         publisher.publish(message.payment)
         return
     value = publisher.encode(message.payment)  # a forgery: another bank signs, or none
-    key = str(message.payment["payer_account"]).encode()
+    key = PAYMENT_INITIATED.key(message.payment)
     publisher.publish_raw(value, key, signer=message.signer)
 
 

@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from engine.bench.flow import FlowResult, SessionResult
-from engine.bench.latency import LatencyResult
-from engine.bench.raw_hop import RawHopResult
-from engine.bench.signatures import VerificationResult
+from tooling.bench.flow import FlowResult, SessionResult
+from tooling.bench.latency import LatencyResult
+from tooling.bench.raw_hop import RawHopResult
+from tooling.bench.signatures import VerificationResult
 
 STAGES = ("validator", "settlement", "notification")
 
@@ -43,7 +43,7 @@ def build_report(
     verification: VerificationResult,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    from producers.simulator import HOT_MERCHANT, HOT_PAYER_BANK
+    from tooling.simulator import HOT_MERCHANT, HOT_PAYER_BANK
 
     backends: dict[str, dict[str, Any]] = {}
     for backend, r in runs.items():

@@ -35,7 +35,7 @@ TRAFFIC_END = 0.55  # the harness publishes over the first 60%: crash points nee
 STALL_MIN_S, STALL_MAX_S = 3.0, 8.0  # freezes and outages: several seconds
 # The bank outage: from 10% to 80% of the fault window, over most of the traffic
 # (published over the first 60%) and of its processing. The harness holds it longer
-# while the flow lags behind (BANK_OUTAGE_FLOW_SHARE in engine.chaos.harness).
+# while the flow lags behind (BANK_OUTAGE_FLOW_SHARE in tooling.chaos.harness).
 BANK_OUTAGE_START, BANK_OUTAGE_END = 0.10, 0.80
 MAX_FAULTS = 10_000
 # A crash point only fires where its step runs: deliveries happen in the notification stage.

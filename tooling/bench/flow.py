@@ -1,7 +1,7 @@
 """The full flow, measured: each consumer in its own process, on SQLite or PostgreSQL.
 
 One *session* is one isolated run (fresh topics, a fresh ledger) with one fleet of
-consumer processes and one simulated stream (``producers.simulator.LiveSimulation``),
+consumer processes and one simulated stream (``tooling.simulator.LiveSimulation``),
 in phases:
 
 1. **Throughput** (optional): the payments are all published before any consumer
@@ -11,13 +11,13 @@ in phases:
    flow has drained.
 2. **Latency**, one offered rate after another, each for the same number of seconds;
    each rate starts once the previous one has drained, and its percentiles are computed
-   from its own payments only (``engine.bench.latency``). Without a throughput phase, a
+   from its own payments only (``tooling.bench.latency``). Without a throughput phase, a
    few payments first warm the fleet up (consumer groups join).
 
 One simulated stream for the whole session keeps the simulator's funds shadow true
 from phase to phase. A session whose ledger does not balance or whose counts do not
 add up, or, when asked, whose hash chain fails the auditor's verification, raises
-:class:`BenchmarkCheckError` instead of reporting a figure (``engine.bench.checks``).
+:class:`BenchmarkCheckError` instead of reporting a figure (``tooling.bench.checks``).
 
 Every payment is signed as its payer's bank and the simulated banks' public keys are
 registered in each run's ledger, so the validator's figures include checking every
@@ -40,16 +40,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from engine.app import STAGE_NAMES, ledger_engine
-from engine.bench.checks import BenchmarkCheckError, verify, wait_drained
-from engine.bench.latency import LatencyResult, latencies_s, payment_ids, summarize
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.ledger.reference import load_reference_data
 from engine.ledger.reports import processing_window
 from engine.supervisor import ConsumerProcess, Fleet
+from tooling.bench.checks import BenchmarkCheckError, verify, wait_drained
+from tooling.bench.latency import LatencyResult, latencies_s, payment_ids, summarize
 
 if TYPE_CHECKING:
-    from producers.simulator import LiveSimulation
+    from tooling.simulator import LiveSimulation
 
 __all__ = ["BenchmarkCheckError", "FlowResult", "LatencyResult", "SessionPlan", "run_session"]
 
@@ -100,7 +100,7 @@ class FlowResult:
 class SessionPlan:
     """What one session runs: its traffic, its fleet, its phases, its checks."""
 
-    profile: str = "uniform"  # producers.simulator.PROFILES
+    profile: str = "uniform"  # tooling.simulator.PROFILES
     throughput_payments: int = 0  # 0: no throughput phase
     instances: int = 1  # per stage
     rates_per_s: tuple[int, ...] = ()  # latency phases, in this order
@@ -157,7 +157,7 @@ def isolated_run(
     base: Settings, database_url: str, work_dir: Path
 ) -> Iterator[tuple[Settings, Engine]]:
     """Fresh topics, a fresh ledger with a large reference data set, for one measurement."""
-    from producers.reference_data import build_reference
+    from tooling.reference_data import build_reference
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     reference_path = work_dir / "reference.json"
@@ -189,7 +189,7 @@ def run_session(
     on_progress: Callable[[str], None] = lambda _: None,
 ) -> SessionResult:
     """Run ``plan`` on a fresh ledger at ``database_url``; every figure checked before return."""
-    from producers.simulator import LiveSimulation
+    from tooling.simulator import LiveSimulation
 
     label = backend if plan.profile == "uniform" else f"{backend} {plan.profile}"
     if plan.instances > 1:

@@ -16,10 +16,6 @@ from sqlalchemy import Connection, select
 
 from consumers.delivery import notified_event_id
 from consumers.notification import notification_id
-from engine.chaos.faults import WebhookLog
-from engine.chaos.latency import Interval, LatencySplit, delivery_latencies
-from engine.chaos.wire import WireRecord
-from engine.chaos.workload import Workload
 from engine.config import Settings
 from engine.events import EMITTED_BY_STAGES
 from engine.ledger.balances import all_balances
@@ -37,12 +33,16 @@ from engine.ledger.models import (
 )
 from engine.ledger.reference import internal_account
 from engine.serialization import AvroCodec, DecodeError
+from tooling.chaos.faults import WebhookLog
+from tooling.chaos.latency import Interval, LatencySplit, delivery_latencies
+from tooling.chaos.wire import WireRecord
+from tooling.chaos.workload import Workload
 
 MAX_LISTED = 20  # violations of one kind listed one by one; the rest are counted
 EVENT_TOPICS = tuple(e.topic_name for e in EMITTED_BY_STAGES)  # what the stages emit
 # The banks that stayed up must get 99% of their notifications within this bound while
 # another bank's endpoint hangs, counting those no stage-wide fault caught in flight
-# (engine.chaos.latency). With the harness's settings an attempt takes at most the
+# (tooling.chaos.latency). With the harness's settings an attempt takes at most the
 # webhook timeout (1 s) and a retry waits at most 1 s; at the 30% random failure rate
 # one notification in a hundred needs four attempts or more (0.3^4 = 0.8%): ~5 s when
 # each failure is a timeout. The rest is bursts: a lagging flow catches up with hundreds

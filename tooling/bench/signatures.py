@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.events import PAYMENT_INITIATED
 from engine.serialization import AvroCodec, SchemaRegistry
 from engine.trust.signing import key_rows_as_ring
 
@@ -46,7 +47,7 @@ def measure_verification(
 ) -> VerificationResult:
     """CPU seconds ``KeyRing.verify`` takes over ``payments`` signed simulated payments."""
     from producers.signing import SIMULATED_KEYS_VALID_FROM
-    from producers.simulator import TrafficSimulator, simulation_signers
+    from tooling.simulator import TrafficSimulator, simulation_signers
 
     if not 0 < payments <= MAX_VERIFY_PAYMENTS:
         raise ValueError(f"payments={payments} must be in [1, {MAX_VERIFY_PAYMENTS}]")
@@ -59,7 +60,7 @@ def measure_verification(
         if m.payment is None or m.signer != m.payment["payer_bank"]:
             continue
         key, value = (
-            str(m.payment["payer_account"]).encode(),
+            PAYMENT_INITIATED.key(m.payment),
             codec.encode("PaymentInitiated", m.payment),
         )
         bank = str(m.payment["payer_bank"])

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.chaos.faults import DOWN, RANDOM_FAILURES
-from engine.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
+from tooling.chaos.faults import DOWN, RANDOM_FAILURES
+from tooling.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
 
 MAX_VIOLATIONS_SHOWN = 60
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.events import PAYMENT_INITIATED
 from engine.ledger.models import AccountKind
 from engine.ledger.reference import internal_account
 from engine.serialization import HEADER_BYTES, MARKER, AvroCodec
@@ -346,7 +347,7 @@ class WorkloadBuilder:
         return self._record(payee_bank=bank, payee_account=number)
 
     def _message(self, record: dict[str, Any], label: str) -> Message:
-        key, value = record["payer_account"].encode(), self.codec.encode(EVENT_TYPE, record)
+        key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, record)
         headers = self._signed(record["payer_bank"], key, value)
         return Message(key, value, label, record["payment_id"], headers)
 
@@ -379,7 +380,7 @@ class WorkloadBuilder:
             position, _original, record = rng.choice(goods)
             event_id, _ = self._ids()
             reused = {**record, "event_id": event_id, "amount_minor": record["amount_minor"] + 1}
-            key, value = record["payer_account"].encode(), self.codec.encode(EVENT_TYPE, reused)
+            key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, reused)
             bank = record["payer_bank"]
             position = rng.uniform(position, payments + 1)
         else:  # payment_id_reused without a good payment to reuse: plain garbage instead

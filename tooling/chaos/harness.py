@@ -39,19 +39,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from engine.app import make_codec
-from engine.chaos import plan as fp
-from engine.chaos.exceptions import ChaosSetupError, PublishError
-from engine.chaos.faults import (
-    RANDOM_FAILURES,
-    DatabaseOutage,
-    FlakyWebhook,
-    PostgresOutage,
-    SqliteOutage,
-)
-from engine.chaos.invariants import Evidence, check_all
-from engine.chaos.report import ChaosReport
-from engine.chaos.wire import committed_lag, read_topics
-from engine.chaos.workload import POISON_KINDS, Workload, WorkloadBuilder, chaos_signers
 from engine.config import Settings, load_settings
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
@@ -63,6 +50,19 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.supervisor import ConsumerProcess, Fleet
 from engine.trust.keys import KeyPair
 from producers.signing import SIMULATED_KEYS_VALID_FROM, register_signers
+from tooling.chaos import plan as fp
+from tooling.chaos.exceptions import ChaosSetupError, PublishError
+from tooling.chaos.faults import (
+    RANDOM_FAILURES,
+    DatabaseOutage,
+    FlakyWebhook,
+    PostgresOutage,
+    SqliteOutage,
+)
+from tooling.chaos.invariants import Evidence, check_all
+from tooling.chaos.report import ChaosReport
+from tooling.chaos.wire import committed_lag, read_topics
+from tooling.chaos.workload import POISON_KINDS, Workload, WorkloadBuilder, chaos_signers
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class ChaosRun:
         self._bank_down_since_s = 0.0
         self._next_flow_poll_s = 0.0
         # Wall-clock intervals in which the whole notification stage was held up: the
-        # latency check leaves out what they caught in flight (engine.chaos.latency).
+        # latency check leaves out what they caught in flight (tooling.chaos.latency).
         self.stage_faults: list[tuple[datetime, datetime]] = []
         self._holding: dict[str, datetime] = {}
         self.payer_banks: list[str] = []  # banks with customers: every one gets notified

@@ -1,6 +1,6 @@
 """A realistic Moroccan reference file: banks, accounts, fee schedule, channel limits.
 
-``python -m producers.reference_data > reference/morocco.json`` writes the file the
+``python -m tooling.reference_data > reference/morocco.json`` writes the file the
 demo loads (``Settings.reference_file``); the same seed always gives the same file,
 byte for byte, so the committed copy can be checked against its generator.
 
@@ -160,7 +160,7 @@ def build_reference(seed: int = 7, customers_per_bank: int = 60) -> dict[str, An
     accounts.extend(_government(rng, used))
     return {
         "meta": {
-            "generator": "producers.reference_data",
+            "generator": "tooling.reference_data",
             "seed": seed,
             "customers_per_bank": customers_per_bank,
         },
@@ -273,7 +273,7 @@ def dumps(reference: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m producers.reference_data",
+        prog="python -m tooling.reference_data",
         description="Print a realistic Moroccan reference file (banks, accounts, fees, limits).",
     )
     parser.add_argument("--seed", type=int, default=7)

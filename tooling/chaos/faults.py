@@ -20,8 +20,8 @@ import psycopg
 from psycopg import sql
 
 from consumers.senders import verify_signature
-from engine.chaos.exceptions import ChaosSetupError
 from engine.trust.keys import KeyPair
+from tooling.chaos.exceptions import ChaosSetupError
 
 SQLITE_LOCK_WAIT_S = 30.0  # how long the lock holder itself waits to get the write lock
 MAX_WEBHOOK_BODY_BYTES = 1024 * 1024

@@ -1,0 +1,10 @@
+"""Test tooling, apart from what a bank or an operator runs in production.
+
+- :mod:`tooling.simulator` and :mod:`tooling.reference_data`: simulated banks,
+  accounts and traffic (``sakk simulate``, ``sakk demo``).
+- :mod:`tooling.bench`: the benchmark (``sakk bench``).
+- :mod:`tooling.chaos`: the fault-injection harness (``sakk chaos``).
+
+Only the ``sakk`` commands that run them import from here (``engine/cli``); nothing a
+consumer or a bank's publisher runs does.
+"""

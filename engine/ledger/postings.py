@@ -64,8 +64,7 @@ class ChainHead(NamedTuple):
 GENESIS_HEAD = ChainHead(0, GENESIS_HASH)
 
 
-@dataclass(frozen=True, slots=True)
-class Leg:
+class Leg(NamedTuple):  # a tuple: a settlement batch builds five per payment
     account_number: str
     amount_minor: int  # signed: positive credits the account's balance, negative debits it
     currency: str

@@ -9,11 +9,13 @@ apply (SQLite's text form of a time, for one).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, null, update
+from sqlalchemy import Connection, DateTime, LargeBinary, Table, bindparam, insert, null, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
 
 
 class Prepared:
@@ -35,10 +37,7 @@ class Prepared:
             raise ValueError(f"binds {binds} do not match the statement's {compiled.positiontup}")
         self._order = tuple(order)
         self._identity = self._order == tuple(range(len(binds)))
-        self._processors = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in binds
-        )
+        self._processors = tuple(_processor(compiled.binds[name].type, dialect) for name in binds)
 
     def params(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """The rows as the driver takes them: processed column by column, in SQL order."""
@@ -97,3 +96,21 @@ def prepared(conn: Connection, name: str, build: Callable[[Dialect], Prepared]) 
     if statement is None:
         statement = _COMPILED[key] = build(dialect)
     return statement
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    """SQLAlchemy's SQLite text of a time, exactly (its wall clock; microseconds always)."""
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+    )
+
+
+def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The bind processor SQLAlchemy would apply, or a faster one doing the same."""
+    if dialect.name == "sqlite":
+        if isinstance(type_, LargeBinary):
+            return None  # sqlite3 takes bytes as they are
+        if isinstance(type_, DateTime):
+            return _sqlite_datetime
+    return type_.dialect_impl(dialect).bind_processor(dialect)

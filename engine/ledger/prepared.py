@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, LargeBinary, Table, bindparam, insert, null, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
@@ -56,7 +57,37 @@ class Prepared:
         return conn.exec_driver_sql(self.sql, self.params(rows)).rowcount  # type: ignore[arg-type]
 
 
+class CopyIn(Prepared):
+    """An insert into PostgreSQL as one ``COPY ... FROM STDIN``: far less work a row.
+
+    A unique key it breaks raises SQLAlchemy's ``IntegrityError``, as an insert would.
+    """
+
+    def __init__(self, table: Table, dialect: Dialect, columns: Sequence[str]) -> None:
+        values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
+        super().__init__(insert(table).values(values), dialect, columns)
+        preparer = dialect.identifier_preparer
+        names = ", ".join(preparer.quote(c) for c in columns)
+        self.copy_sql = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
+
+    def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        import psycopg  # only ever on PostgreSQL
+
+        driver: Any = conn.connection.dbapi_connection  # a psycopg connection
+        try:
+            with driver.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+                for row in self.params(rows):
+                    copy.write_row(row)
+        except psycopg.IntegrityError as exc:
+            raise IntegrityError(self.copy_sql, None, exc) from exc
+        return len(rows)
+
+
 def prepared_insert(table: Table, dialect: Dialect, columns: Sequence[str]) -> Prepared:
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return CopyIn(table, dialect, columns)
     values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
     return Prepared(insert(table).values(values), dialect, columns)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from engine.config import load_settings
 from engine.ledger.database import make_engine, upgrade
@@ -123,3 +125,16 @@ def test_a_batch_with_nothing_to_write_writes_nothing(database_url: str, tmp_pat
     with engine.begin() as conn:
         Recorder().record(conn, [])
         assert conn.execute(select(Payment.__table__)).first() is None
+
+
+def test_a_row_that_breaks_a_unique_key_refuses_the_whole_write(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = ledger(database_url, tmp_path)
+    row = Handled("validator", "evt-1", "PaymentInitiated", "p1", "t", 0, 1, "validated", MOMENT)
+    with engine.begin() as conn:
+        Recorder().record(conn, [row])
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        Recorder().record(conn, [new_payment("p9", None), row])  # a racing instance's copy
+    with engine.connect() as conn:
+        assert conn.execute(select(Payment.__table__)).first() is None  # nothing of it stayed

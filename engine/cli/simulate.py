@@ -12,8 +12,16 @@ from engine.config import Settings
 @click.option("--payments", default=1000, show_default=True, help="Messages to publish.")
 @click.option("--rate", type=int, default=None, help="Payments per second (default: unpaced).")
 @click.option("--seed", default=1, show_default=True)
+@click.option(
+    "--profile",
+    type=click.Choice(["uniform", "skew"]),
+    default="uniform",
+    show_default=True,
+    help="The traffic mix: skew sends 70% of payments from one bank's customers to one "
+    "merchant, and every e-government payment to the vignette's account (hot accounts).",
+)
 @click.pass_obj
-def simulate(settings: Settings, payments: int, rate: int | None, seed: int) -> None:
+def simulate(settings: Settings, payments: int, rate: int | None, seed: int, profile: str) -> None:
     """Publish simulated traffic from every channel to payments.initiated.
 
     Each simulated bank signs with a key derived from the seed, whose public half is
@@ -36,6 +44,7 @@ def simulate(settings: Settings, payments: int, rate: int | None, seed: int) -> 
             rate_per_s=rate,
             progress=None,
             reference_path=settings.reference_file,
+            profile=profile,
         )
     except PublisherError as exc:
         raise click.ClickException(str(exc)) from exc

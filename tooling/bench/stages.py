@@ -1,0 +1,182 @@
+"""Each stage's own cost, without Kafka: its batch processor over pre-encoded payments.
+
+``python -m tooling.bench.stages --payments 10000 [--database-url URL]`` builds a fresh
+ledger with the benchmark's reference data, encodes and signs that many simulated
+payments, and drives the very code the consumers run (``BatchProcessor``) stage after
+stage: the validator over the initiated messages, settlement over what it validated,
+the notification stage over every outcome, then the delivery loop with the log sender
+until every notification is finished. It prints CPU seconds (``time.process_time``) per
+1,000 messages of each, so a change to a stage's rules or writes is measured apart from
+the broker, the network and the other processes. Figures, never assertions: the smoke
+test only checks that every payment reached an outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from consumers.delivery import DeliveryBook, deliver_due
+from consumers.senders import LogSender
+from engine.app import build_stage, ledger_engine, make_codec
+from engine.config import Settings, load_settings
+from engine.events import PAYMENT_INITIATED
+from engine.kafka.client import Outgoing
+from engine.ledger.reference import load_reference_data
+from engine.pipeline.messages import RawMessage
+from engine.pipeline.processor import BatchProcessor
+from tooling.bench.flow import BENCH_CUSTOMERS_PER_BANK
+from tooling.reference_data import build_reference
+from tooling.simulator import TrafficSimulator, register_simulated_keys, simulation_signers
+
+SEED = 4
+PARTITIONS = 6  # as the topics: a stage sees each partition's messages in order
+DELIVERY_ROUNDS_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class StageCost:
+    step: str
+    messages: int
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def cpu_s_per_1000(self) -> float:
+        return self.cpu_s / self.messages * 1000 if self.messages else 0.0
+
+
+def measure_stages(
+    payments: int, database_url: str = "", batch: int = 500, work_dir: Path | None = None
+) -> list[StageCost]:
+    """CPU and wall time of each stage and of delivery, for ``payments`` simulated payments."""
+    work = work_dir or Path(tempfile.mkdtemp(prefix="sakk-stages-"))
+    settings = load_settings(
+        environ={}, data_dir=work, database_url=database_url, topic_prefix="stages",
+        notify_log_path=work / "notifications.jsonl",
+    )  # fmt: skip
+    reference = build_reference(customers_per_bank=BENCH_CUSTOMERS_PER_BANK)
+    engine = ledger_engine(settings, migrate=True)
+    try:
+        load_reference_data(engine, reference)
+        signers = simulation_signers(reference, SEED)
+        register_simulated_keys(settings, signers)
+        codec = make_codec(settings, with_store=False)
+        initiated = _initiated(settings, reference, signers, codec, payments)
+
+        costs = []
+        outcomes: dict[str, list[Outgoing]] = {}
+        source = initiated
+        for stage in ("validator", "settlement", "notification"):
+            processor = BatchProcessor(build_stage(stage, settings), engine, codec, settings)
+            cost, produced = _run(stage, processor, source, batch)
+            costs.append(cost)
+            outcomes[stage] = produced
+            if stage == "validator":
+                source = _as_consumed(produced, {settings.topic("validated")})
+            elif stage == "settlement":
+                wanted = {settings.topic("settled"), settings.topic("failed")}
+                source = _as_consumed(produced, wanted) + _as_consumed(
+                    outcomes["validator"], {settings.topic("rejected")}
+                )
+        costs.append(_deliver(settings, engine, codec))
+        return costs
+    finally:
+        engine.dispose()
+
+
+def _initiated(settings: Settings, reference, signers, codec, payments: int) -> list[RawMessage]:  # type: ignore[no-untyped-def]
+    topic = PAYMENT_INITIATED.topic(settings)
+    start = datetime.now(UTC) - timedelta(minutes=1)  # the validator refuses future times
+    offsets = [0] * PARTITIONS
+    messages = []
+    now_ms = int(time.time() * 1000)
+    for m in TrafficSimulator(reference, SEED, start, codec=codec).generate(payments):
+        if m.payment is None:
+            key, value = m.key, m.raw or b""
+        else:
+            key, value = (
+                PAYMENT_INITIATED.key(m.payment),
+                codec.encode(PAYMENT_INITIATED.name, m.payment),
+            )
+        headers = tuple(signers.headers(m.signer, topic, key, value)) if m.signer else ()
+        partition = zlib.crc32(key or b"") % PARTITIONS
+        messages.append(
+            RawMessage(topic, partition, offsets[partition], key, value, now_ms, headers)
+        )
+        offsets[partition] += 1
+    return sorted(messages, key=lambda r: (r.partition, r.offset))
+
+
+def _run(
+    step: str, processor: BatchProcessor, messages: Sequence[RawMessage], batch: int
+) -> tuple[StageCost, list[Outgoing]]:
+    produced: list[Outgoing] = []
+    cpu, wall = time.process_time(), time.perf_counter()
+    for start in range(0, len(messages), batch):
+        produced += processor.process(messages[start : start + batch]).outgoing
+    cost = StageCost(step, len(messages), time.process_time() - cpu, time.perf_counter() - wall)
+    return cost, produced
+
+
+def _as_consumed(produced: Sequence[Outgoing], topics: set[str]) -> list[RawMessage]:
+    """What the next stage would read of ``produced``: by topic and partition, in order."""
+    offsets: dict[tuple[str, int], int] = {}
+    messages = []
+    now_ms = int(time.time() * 1000)
+    for m in produced:
+        if m.topic not in topics:
+            continue
+        partition = zlib.crc32(m.key) % PARTITIONS
+        offset = offsets.get((m.topic, partition), 0)
+        offsets[(m.topic, partition)] = offset + 1
+        messages.append(RawMessage(m.topic, partition, offset, m.key, m.value, now_ms))
+    return sorted(messages, key=lambda r: (r.topic, r.partition, r.offset))
+
+
+def _deliver(settings: Settings, engine, codec) -> StageCost:  # type: ignore[no-untyped-def]
+    book = DeliveryBook(settings, engine, codec, "log")
+    sender = LogSender(settings.notify_log_path)
+    delivered = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    try:
+        for _round in range(DELIVERY_ROUNDS_MAX):
+            announced = deliver_due(book, sender, datetime.now(UTC))
+            if not announced:
+                break
+            delivered += len(announced)
+            book.mark_announced([a.notification_id for a in announced], datetime.now(UTC))
+    finally:
+        sender.close()
+    return StageCost("delivery", delivered, time.process_time() - cpu, time.perf_counter() - wall)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, default=10_000)
+    parser.add_argument("--database-url", default="", help="default: a fresh SQLite ledger")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--work-dir", type=Path, default=None, help="default: a new temporary one")
+    args = parser.parse_args(argv)
+    if not 1 <= args.payments <= 1_000_000 or not 1 <= args.batch <= 10_000:
+        parser.error("--payments must be 1..1,000,000 and --batch 1..10,000")
+    costs = measure_stages(args.payments, args.database_url, args.batch, args.work_dir)
+    if args.json:
+        print(json.dumps([c.__dict__ | {"cpu_s_per_1000": c.cpu_s_per_1000} for c in costs]))
+        return
+    print(f"{'step':<13} {'messages':>9} {'CPU s':>7} {'CPU s/1,000':>11} {'wall s':>7}")
+    for c in costs:
+        print(f"{c.step:<13} {c.messages:>9,} {c.cpu_s:>7.2f} {c.cpu_s_per_1000:>11.3f} "
+              f"{c.wall_s:>7.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

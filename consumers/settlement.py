@@ -56,7 +56,7 @@ def settlement_window(occurred_at: datetime) -> str:
 def build_legs(
     payer: str, payee: str, payer_bank: str, payee_bank: str, amount: int, fee: int, currency: str
 ) -> tuple[Leg, ...]:
-    # The payer's debit is the one checked against its funds (its row is locked for that).
+    # The payer's debit is the one checked against its funds: applied in place.
     legs = [Leg(payer, -(amount + fee), currency, checked=True), Leg(payee, amount, currency)]
     if fee:
         legs.append(

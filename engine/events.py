@@ -92,13 +92,6 @@ OUTCOME_EVENTS = (PAYMENT_SETTLED, PAYMENT_REJECTED, PAYMENT_FAILED)  # what ban
 EMITTED_BY_STAGES = (PAYMENT_VALIDATED, *OUTCOME_EVENTS, PAYMENT_NOTIFIED)
 
 
-def event_type(name: str) -> EventType:
-    try:
-        return EVENTS[name]
-    except KeyError:
-        raise LookupError(f"unknown event type {name!r}") from None
-
-
 @cache
 def _schema_fields(schemas_dir: Path, schema_file: str) -> tuple[tuple[str, Any], ...]:
     schema = json.loads((schemas_dir / schema_file).read_text(encoding="utf-8"))

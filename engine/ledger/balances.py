@@ -1,11 +1,12 @@
 """Account balances: the account row plus its deltas not yet folded in.
 
-A settlement batch updates in place only the accounts it locked for a funds check
-(the payers whose debit it checked). Every other balance change (credits to payees,
-a bank's settlement and fee-income accounts, debits to accounts without a limit) is
-appended to ``account_balance_deltas``: inserting locks nothing that another batch
-needs, so the rows every payment touches never serialise the flow, and two
-settlement instances never wait on each other's hot accounts.
+A settlement batch updates in place only the payers' checked debits (each payer is
+debited from its own partition alone, so no other batch waits on that row). Every
+other balance change (credits to payees, a bank's settlement and fee-income accounts,
+debits to accounts without a limit) is appended to ``account_balance_deltas``:
+inserting locks nothing that another batch needs, so the rows every payment touches
+never serialise the flow, and two settlement instances never wait on each other's hot
+accounts.
 
 An account's balance is always ``balance_minor + sum(deltas)``, and it equals the sum
 of the account's entries. :func:`fold` moves deltas into the rows from time to time;

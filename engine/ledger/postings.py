@@ -68,9 +68,10 @@ class Leg(NamedTuple):  # a tuple: a settlement batch builds five per payment
     account_number: str
     amount_minor: int  # signed: positive credits the account's balance, negative debits it
     currency: str
-    # A debit the caller checked against the account's funds, its row locked for that:
-    # applied to the row in place. Every other change goes to the balance deltas
-    # (engine.ledger.balances), so no batch locks the rows every payment touches.
+    # A debit the caller checked against the account's funds (a payer, debited from its
+    # own partition only): applied to the row in place. Every other change goes to the
+    # balance deltas (engine.ledger.balances), so no batch locks the rows every payment
+    # touches.
     checked: bool = False
 
 
@@ -168,7 +169,7 @@ def write_postings(conn: Connection, drafts: Iterable[PostingDraft]) -> int:
         check_balanced(draft.legs)
         for leg in draft.legs:
             (in_place if leg.checked else appended)[leg.account_number] += leg.amount_minor
-    for number in in_place.keys() & appended.keys():  # locked anyway: all of it in place
+    for number in in_place.keys() & appended.keys():  # its row is written anyway: in place
         in_place[number] += appended.pop(number)
     prepared(conn, "postings", _insert_postings).run(
         conn,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, select
+from sqlalchemy import Connection, Row, Select
 from sqlalchemy.sql.elements import ColumnElement
 
 MAX_IN_CLAUSE = 500  # keys per IN (...): well inside every database's parameter limit
@@ -32,8 +32,3 @@ def select_in(
     for chunk in chunks(wanted, size):
         rows.extend(conn.execute(query.where(key.in_(chunk))))
     return rows
-
-
-def rows_in(conn: Connection, table: Any, column: str, values: Iterable[Any]) -> list[Row[Any]]:
-    """Whole rows of ``table`` whose ``column`` is one of ``values``."""
-    return select_in(conn, select(table), table.c[column], values)

@@ -33,7 +33,7 @@ from engine.ledger.models import (
     table_of,
 )
 from engine.ledger.postings import PostingDraft, write_postings
-from engine.ledger.prepared import Prepared, prepared_insert, prepared_update
+from engine.ledger.prepared import Prepared, prepared, prepared_insert, prepared_update
 
 
 class NewPayment(NamedTuple):
@@ -245,9 +245,6 @@ class Recorder:
     :class:`GuardFailed` is raised, so the caller's transaction rolls back whole.
     """
 
-    def __init__(self) -> None:
-        self._prepared: dict[tuple[str, type], Prepared] = {}
-
     def record(self, conn: Connection, writes: Iterable[Write]) -> None:
         grouped: dict[type, list[Any]] = defaultdict(list)
         for row in writes:
@@ -264,13 +261,6 @@ class Recorder:
             if kind is PostingDraft:
                 write_postings(conn, rows)
                 continue
-            changed = self._statement(conn.dialect, kind).run(conn, rows)
+            changed = prepared(conn, kind.__name__, STATEMENTS[kind]).run(conn, rows)
             if kind in GUARDED and changed != len(rows):
                 raise GuardFailed(f"{kind.__name__}: {changed} of {len(rows)} rows still held")
-
-    def _statement(self, dialect: Dialect, kind: type) -> Prepared:
-        key = (dialect.name, kind)
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            prepared = self._prepared[key] = STATEMENTS[kind](dialect)
-        return prepared

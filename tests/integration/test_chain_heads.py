@@ -24,7 +24,7 @@ from tests.unit.test_postings import AT, chain_rows, draft, ledger
 pytestmark = pytest.mark.integration
 
 LOCK_TIMEOUT = "1s"  # far above a lock-free append here, far below a test's patience
-BLOCKED_FOR_S = 0.5  # how long a waiting append is watched still waiting
+WAIT_S = 30.0  # the bound on waiting for the second append to queue on the lock
 
 
 @pytest.fixture(params=["fresh chains", "existing chains"])
@@ -49,6 +49,24 @@ def open_append(engine: Engine, chain: int, payer: tuple[str, str], payee: tuple
 def append_with_lock_timeout(conn: Connection, chain: int) -> None:
     conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
     write_postings(conn, [draft(chain, YOUSSEF, RAM)])
+
+
+def waits_on_a_lock(engine: Engine) -> bool:
+    """True once a session of this database waits on a row lock (False after WAIT_S)."""
+    deadline = time.monotonic() + WAIT_S
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            blocked = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            conn.rollback()  # pg_stat_activity is a snapshot per transaction
+            if blocked:
+                return True
+            time.sleep(0.01)
+    return False
 
 
 def test_appends_to_different_chains_do_not_wait_for_each_other(pg_ledger):
@@ -91,8 +109,8 @@ def test_an_append_waiting_on_its_chain_goes_on_from_the_head_the_first_one_left
     waiting = threading.Thread(target=second)
     try:
         waiting.start()
-        time.sleep(BLOCKED_FOR_S)
-        assert waiting.is_alive(), "the second append did not wait for the first"
+        assert waits_on_a_lock(pg_ledger), "the second append did not wait for the first"
+        assert waiting.is_alive()
         first.commit()
     finally:
         first.close()

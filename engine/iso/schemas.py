@@ -1,0 +1,126 @@
+"""The message versions Sakk speaks, their XSDs, and validation with readable reports.
+
+One version of each message, named in ``docs/iso20022.md``; a document of any other
+version or namespace is refused with the versions Sakk does read. The XSD of
+``pain.001.001.09`` is the official one shipped by the ``sepaxml`` package; the others are
+subsets kept in ``engine/iso/xsd/`` (see the header of each file for why).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from lxml import etree
+
+from engine.iso.errors import UnsupportedMessageError
+
+NAMESPACE_PREFIX = "urn:iso:std:iso:20022:tech:xsd:"
+XSD_DIR = Path(__file__).parent / "xsd"
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One message version: its identifier (``pacs.008.001.08``) and its root element."""
+
+    identifier: str
+    root: str
+
+    @property
+    def namespace(self) -> str:
+        return NAMESPACE_PREFIX + self.identifier
+
+    @property
+    def family(self) -> str:
+        return self.identifier.rsplit(".", 2)[0]  # pacs.008
+
+    def tag(self, name: str) -> str:
+        return f"{{{self.namespace}}}{name}"
+
+
+PACS_008 = Definition("pacs.008.001.08", "FIToFICstmrCdtTrf")
+PAIN_001 = Definition("pain.001.001.09", "CstmrCdtTrfInitn")
+PACS_002 = Definition("pacs.002.001.10", "FIToFIPmtStsRpt")
+CAMT_053 = Definition("camt.053.001.08", "BkToCstmrStmt")
+DEFINITIONS = {d.identifier: d for d in (PACS_008, PAIN_001, PACS_002, CAMT_053)}
+INBOUND = (PACS_008, PAIN_001)  # what ``sakk iso import`` reads
+
+
+def _xsd_path(definition: Definition) -> Path:
+    if definition is PAIN_001:
+        return Path(str(resources.files("sepaxml") / "schemas" / "pain.001.001.09.xsd"))
+    return XSD_DIR / f"{definition.identifier}.xsd"
+
+
+@cache
+def schema(definition: Definition) -> etree.XMLSchema:
+    """The compiled XSD of ``definition``: trusted files, still parsed without network."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    return etree.XMLSchema(etree.parse(str(_xsd_path(definition)), parser))
+
+
+def identify(root: etree._Element, accepted: tuple[Definition, ...] = INBOUND) -> Definition:
+    """Which of ``accepted`` the document is; refuses any other message or version by name."""
+    namespace = etree.QName(root).namespace or ""
+    if etree.QName(root).localname != "Document" or not namespace.startswith(NAMESPACE_PREFIX):
+        raise UnsupportedMessageError(
+            f"root element {etree.QName(root).localname!r} in namespace {namespace or 'none'!r} "
+            f"is not an ISO 20022 Document; accepted: {_names(accepted)}"
+        )
+    identifier = namespace.removeprefix(NAMESPACE_PREFIX)
+    for definition in accepted:
+        if definition.identifier == identifier:
+            return definition
+    family = ".".join(identifier.split(".")[:2])
+    known = [d for d in accepted if d.family == family]
+    if known:
+        raise UnsupportedMessageError(
+            f"{identifier} is not supported: Sakk reads {family} in version "
+            f"{known[0].identifier} only"
+        )
+    raise UnsupportedMessageError(
+        f"{identifier} is not accepted here; accepted: {_names(accepted)}"
+    )
+
+
+def _names(definitions: tuple[Definition, ...]) -> str:
+    return ", ".join(d.identifier for d in definitions)
+
+
+@dataclass(frozen=True)
+class SchemaIssue:
+    """One XSD violation: the element it is on, and what the message definition says."""
+
+    element: etree._Element | None
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+_CLARK = re.compile(r"\{[^}]*\}")
+
+
+def violations(tree: etree._ElementTree, definition: Definition) -> Iterator[SchemaIssue]:
+    """Every XSD violation of ``tree``, namespaces stripped from the messages."""
+    xsd = schema(definition)
+    if xsd.validate(tree):
+        return
+    for error in xsd.error_log:
+        found = tree.xpath(error.path) if error.path else []
+        element = found[0] if isinstance(found, list) and found else None
+        yield SchemaIssue(element, error.line, _CLARK.sub("", error.message))
+
+
+def check_generated(root: etree._Element, definition: Definition) -> None:
+    """Raise ValueError when a message Sakk built breaks its definition: a bug, never input."""
+    issues = list(violations(root.getroottree(), definition))
+    if issues:
+        raise ValueError(
+            f"generated {definition.identifier} is invalid: " + "; ".join(map(str, issues))
+        )

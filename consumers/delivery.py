@@ -151,8 +151,9 @@ def notified_event(claimed: Claimed, status: str, attempts: int, sender: str) ->
         "payment_id": n.payment_id,
         "bank_reference": data.get("bank_reference", ""),
         "occurred_at": datetime.fromisoformat(data["occurred_at"]),
-        "payer_bank": data["payer_bank"], "payer_account": data["payer_account"],
-        "payee_bank": data["payee_bank"], "payee_account": data["payee_account"],
+        # A refused step may name no payment the switch knows: no payee, maybe no payer bank.
+        "payer_bank": data.get("payer_bank", ""), "payer_account": data["payer_account"],
+        "payee_bank": data.get("payee_bank", ""), "payee_account": data.get("payee_account", ""),
         "outcome": n.outcome, "notification_id": n.notification_id,
         "recipient_bank": n.recipient_bank, "sender": sender,
         "delivery_status": status, "attempts": attempts,

@@ -19,13 +19,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from engine.config import Settings
-from engine.events import OUTCOME_EVENTS, uuid5_text
+from engine.events import OUTCOME_EVENTS, SWITCH, uuid5_text
 from engine.ledger.recorder import DueNotification
 from engine.pipeline.contract import Decision, Refusal, StageDefaults
 from engine.pipeline.messages import Inbound
 
 NAME = "notification"
 OUTCOME_OF = {"PaymentSettled": "SETTLED", "PaymentRejected": "REJECTED", "PaymentFailed": "FAILED"}
+STEP_COMPLETED, STEP_REFUSED = "PaymentStepCompleted", "PaymentStepRefused"
+REFUSED = "REFUSED"  # the outcome told of a refused step
 NOTIFICATION_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000002")
 PAYLOAD_FIELDS = (
     "payment_id",
@@ -41,6 +43,15 @@ PAYLOAD_FIELDS = (
     "reason_code",
     "reason_message",
     "settlement_window",
+    # the steps of a payment's lifecycle
+    "step",
+    "step_id",
+    "sender_bank",
+    "posting_id",
+    "held_minor",
+    "captured_minor",
+    "refunded_minor",
+    "payment_state",
 )
 
 
@@ -50,16 +61,40 @@ def notification_id(payment_id: str, outcome: str, bank: str) -> str:
 
 
 def recipients(event_type: str, record: dict[str, Any]) -> list[str]:
-    """The payer's bank always; the payee's bank too when money reached it."""
+    """Who is told.
+
+    A payment's outcome: the payer's bank always; the payee's bank too when money reached
+    it. A step that took effect: both banks. A refused step: the bank that asked for it
+    (nobody for the switch's own expiry, which the step that beat it was told of).
+    """
+    if event_type == STEP_REFUSED:
+        sender = record["sender_bank"]
+        return [] if sender == SWITCH else [sender]
     banks = [record["payer_bank"]]
-    if event_type == "PaymentSettled" and record["payee_bank"] != record["payer_bank"]:
+    both = event_type in ("PaymentSettled", STEP_COMPLETED)
+    if both and record["payee_bank"] != record["payer_bank"]:
         banks.append(record["payee_bank"])
     return banks
+
+
+def outcome_of(event_type: str, record: dict[str, Any]) -> tuple[str, str] | None:
+    """(what is told, of what): the outcome and the id its notifications derive from.
+
+    A payment's outcome is told once per payment; each of its steps once per step.
+    """
+    if event_type == STEP_COMPLETED:
+        return str(record["step"]), str(record["step_id"])
+    if event_type == STEP_REFUSED:
+        return REFUSED, str(record["causation_event_id"])
+    outcome = OUTCOME_OF.get(event_type)
+    return None if outcome is None else (outcome, str(record["payment_id"]))
 
 
 def payload_of(record: dict[str, Any]) -> dict[str, Any]:
     payload = {k: record[k] for k in PAYLOAD_FIELDS if record.get(k) is not None}
     payload["occurred_at"] = record["occurred_at"].isoformat()
+    if record.get("hold_expires_at") is not None:
+        payload["hold_expires_at"] = record["hold_expires_at"].isoformat()
     return payload
 
 
@@ -92,14 +127,15 @@ class NotificationStage(StageDefaults):
         return NotificationContext(now, now + timedelta(seconds=self.settings.notify_horizon_s))
 
     def decide(self, inbound: Inbound, ctx: NotificationContext) -> Decision | Refusal:
-        outcome = OUTCOME_OF.get(inbound.event_type)
-        if outcome is None:
+        told = outcome_of(inbound.event_type, inbound.record)
+        if told is None:
             return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
+        outcome, subject = told
         record = inbound.record
         payload = json.dumps(payload_of(record), sort_keys=True)
         rows = tuple(
             DueNotification(
-                notification_id(record["payment_id"], outcome, bank),
+                notification_id(subject, outcome, bank),
                 record["payment_id"],
                 outcome,
                 bank,

@@ -30,7 +30,10 @@ from engine.config import Settings
 from engine.metrics import NOTIFICATION_ATTEMPTS
 from engine.trust.keys import KeyPair, verifies
 
-OUTCOMES = ("SETTLED", "REJECTED", "FAILED")
+OUTCOMES = (
+    *("SETTLED", "REJECTED", "FAILED"),  # a payment's first answer
+    *("AUTHORIZE", "CAPTURE", "VOID", "EXPIRE", "REFUND", "RETURN", "REFUSED"),  # its steps
+)
 MAX_SIGNATURES = 4  # signatures read from one header (two during a key rotation)
 SIGNATURE_HEADER_MAX = 1_024
 RESPONSE_DETAIL_MAX_BYTES = 256  # of a refusal's body, kept in the error for the operator

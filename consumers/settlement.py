@@ -1,44 +1,62 @@
 """Settlement: posts each validated payment, or fails it with a reason and posts nothing.
 
-A posting for a payment from bank A's customer to bank B's customer::
-
-    payer (A)               -(amount + fee)
-    A fee income            +fee
-    A settlement account    +amount      A owes the switch
-    B settlement account    -amount      the switch owes B
-    payee (B)               +amount
-
-Within one bank the two settlement legs are left out. Every posting sums to
-zero per currency; the settlement accounts give each bank's net position per
-settlement window.
+A one-step payment (SALE) is posted at once (the legs: :mod:`consumers.legs`). An
+authorization places a hold instead, and the steps that follow it (captures, voids,
+expiries, refunds, returns) come on the same topic, behind the payment on its payer's
+partition; their rules are :mod:`consumers.lifecycle`. Every funds check uses the
+available balance: balance + overdraft - what the account's active holds reserve.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from consumers.fees import check_no_vignette_fee, compute_fee
+from consumers.legs import build_legs, settlement_window
+from consumers.lifecycle import (
+    Funds,
+    HoldView,
+    PaymentView,
+    StepRules,
+    authorize,
+    hold_expiry,
+)
+from engine.audit.times import as_utc
 from engine.config import Settings
 from engine.events import (
     PAYMENT_FAILED,
     PAYMENT_SETTLED,
+    PAYMENT_STEP_VALIDATED,
     PAYMENT_VALIDATED,
     EventType,
     carried_fields,
     derived_event_id,
 )
 from engine.ledger.balances import fold, pending
-from engine.ledger.models import Account, AccountKind, Payment, PaymentState
-from engine.ledger.postings import Leg, PostingDraft
+from engine.ledger.models import (
+    Account,
+    Hold,
+    HoldState,
+    Payment,
+    PaymentIntent,
+    PaymentState,
+    table_of,
+)
+from engine.ledger.postings import PostingDraft
 from engine.ledger.queries import select_in
-from engine.ledger.recorder import Outcome, Transition
-from engine.ledger.reference import FeeSchedule, internal_account, read_fee_schedule
+from engine.ledger.recorder import (
+    HoldChanged,
+    HoldPlaced,
+    Outcome,
+    PaymentProgress,
+    Transition,
+)
+from engine.ledger.reference import FeeSchedule, Limits, read_fee_schedule, read_limits
 from engine.ledger.states import IllegalTransitionError, check_transition
 from engine.money import format_minor
 from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
@@ -46,64 +64,56 @@ from engine.pipeline.messages import Inbound
 from engine.reasons import Reason
 
 NAME = "settlement"
-
-
-def settlement_window(occurred_at: datetime) -> str:
-    """The interbank window a payment belongs to: its business day (UTC)."""
-    return occurred_at.date().isoformat()
-
-
-def build_legs(
-    payer: str, payee: str, payer_bank: str, payee_bank: str, amount: int, fee: int, currency: str
-) -> tuple[Leg, ...]:
-    # The payer's debit is the one checked against its funds: applied in place.
-    legs = [Leg(payer, -(amount + fee), currency, checked=True), Leg(payee, amount, currency)]
-    if fee:
-        legs.append(
-            Leg(internal_account(payer_bank, AccountKind.FEE_INCOME, currency), fee, currency)
-        )
-    if payer_bank != payee_bank:
-        legs.append(
-            Leg(internal_account(payer_bank, AccountKind.SETTLEMENT, currency), amount, currency)
-        )
-        legs.append(
-            Leg(internal_account(payee_bank, AccountKind.SETTLEMENT, currency), -amount, currency)
-        )
-    return tuple(legs)
-
-
-@dataclass(slots=True)
-class Funds:
-    balance_minor: int
-    overdraft_limit_minor: int | None  # None: no limit
-
-    def can_pay(self, amount_minor: int) -> bool:
-        if self.overdraft_limit_minor is None:
-            return True
-        return self.balance_minor + self.overdraft_limit_minor >= amount_minor
+STEP_EVENTS = frozenset({PAYMENT_STEP_VALIDATED.name})
+__all__ = ["Settlement", "build_legs", "settlement_window"]  # the legs live in consumers.legs
 
 
 @dataclass
 class SettlementContext:
-    """The batch's payments' states and its accounts' funds, as each decision leaves them."""
+    """The batch's payments, holds and accounts' funds, as each decision leaves them."""
 
     states: dict[str, str]
     funds: dict[str, Funds]
     fees: FeeSchedule
+    limits: Limits = field(default_factory=Limits)
+    payments: dict[str, PaymentView] = field(default_factory=dict)  # those steps name
+    holds: dict[str, HoldView] = field(default_factory=dict)
 
     def absorb(self, decision: Decision) -> None:
         for row in decision.writes:
             if isinstance(row, Outcome):
                 self.states[row.payment_id] = row.state
+                view = self.payments.get(row.payment_id)  # a step later in the batch names it
+                if view is not None:
+                    view.state, view.captured_minor = row.state, row.captured_minor or 0
+                    view.fee_minor = row.fee_minor or 0
             elif isinstance(row, PostingDraft):
                 for leg in row.legs:
                     funds = self.funds.get(leg.account_number)
                     if funds is not None:
                         funds.balance_minor += leg.amount_minor
+            elif isinstance(row, HoldPlaced):
+                self.funds[row.account_number].held_minor += row.reserved_minor
+                self.holds[row.payment_id] = HoldView(
+                    row.payment_id, row.state, row.amount_minor, row.fee_minor,
+                    row.reserved_minor, row.captured_minor, row.expires_at,
+                )  # fmt: skip
+            elif isinstance(row, HoldChanged):
+                hold = self.holds[row.payment_id]
+                payer = self.funds[self.payments[row.payment_id].payer_account]
+                payer.held_minor += row.reserved_minor - hold.reserved_minor
+                hold.state, hold.reserved_minor = row.state, row.reserved_minor
+                hold.captured_minor = row.captured_minor
+            elif isinstance(row, PaymentProgress):
+                payment = self.payments[row.payment_id]
+                payment.state, payment.refunded_minor = row.state, row.refunded_minor
+                payment.captured_minor = row.captured_minor or 0
+                payment.fee_minor = row.fee_minor or 0
+                self.states[row.payment_id] = row.state
 
 
 class Settlement(StageDefaults):
-    """Stage: payments.validated -> payments.settled | payments.failed."""
+    """Stage: payments.validated -> payments.settled | failed | steps | steps-refused."""
 
     name = NAME
 
@@ -112,9 +122,11 @@ class Settlement(StageDefaults):
         settings: Settings,
         fee_schedule: FeeSchedule | None = None,
         clock: Callable[[], float] = time.monotonic,
+        limits: Limits | None = None,
     ):
         self.settings = settings
         self._fees = fee_schedule
+        self._limits = limits
         self._clock = clock
         self._next_fold = clock()
 
@@ -124,26 +136,29 @@ class Settlement(StageDefaults):
     def load(self, conn: Connection, batch: Sequence[Inbound]) -> SettlementContext:
         if self._fees is None:
             self._fees = read_fee_schedule(conn)
-        p, a = Payment.__table__, Account.__table__
+        if self._limits is None:
+            self._limits = read_limits(conn)
+        p = table_of(Payment)
         ids = {i.record["payment_id"] for i in batch}
         states = {
             r.payment_id: r.state
             for r in select_in(conn, select(p.c.payment_id, p.c.state), p.c.payment_id, ids)
         }
-        payers = {i.record["payer_account"] for i in batch}
-        # Only payers are read: what they pay is checked against their funds. A payer's
-        # debits all come from its own partition (events are keyed by payer account),
-        # so no other instance debits it meanwhile; and should two instances decide the
-        # same payments (a rebalance), the guarded outcome refuses the second's batch.
-        # Payees are credited through the balance deltas (engine.ledger.balances).
-        query = select(a.c.number, a.c.balance_minor, a.c.overdraft_limit_minor)
-        rows = select_in(conn, query, a.c.number, payers)
-        unfolded = pending(conn, payers)
-        funds = {
-            r.number: Funds(r.balance_minor + unfolded.get(r.number, 0), r.overdraft_limit_minor)
-            for r in rows
+        stepped = {i.record["payment_id"] for i in batch if i.event_type in STEP_EVENTS}
+        payments = _payment_views(conn, stepped)
+        # Payers are read: what they pay is checked against their funds. A payer's debits
+        # all come from its own partition (events are keyed by payer account), so no other
+        # instance debits it meanwhile; and should two instances decide the same payments
+        # (a rebalance), the guarded outcome refuses the second's batch. A refund or a
+        # return debits the payee, read too. Every other credit goes through the balance
+        # deltas (engine.ledger.balances).
+        paying = {i.record["payer_account"] for i in batch} | {
+            v.payee_account for v in payments.values()
         }
-        return SettlementContext(states, funds, self._fees)
+        return SettlementContext(
+            states, _funds(conn, paying), self._fees, self._limits, payments,
+            _hold_views(conn, stepped),
+        )  # fmt: skip
 
     def committed(self, engine: Engine) -> None:
         """Fold the balance deltas into the accounts, at most every fold interval."""
@@ -154,6 +169,14 @@ class Settlement(StageDefaults):
             fold(conn, self.settings.balance_fold_max_rows)
 
     def decide(self, inbound: Inbound, ctx: SettlementContext) -> Decision | Refusal:
+        if inbound.event_type == PAYMENT_STEP_VALIDATED.name:
+            p = inbound.record
+            rules = StepRules(ctx.fees)
+            payment_id = p["payment_id"]
+            return rules.decide(p, ctx.payments.get(payment_id), ctx.holds.get(payment_id),
+                                ctx.funds)  # fmt: skip
+        if inbound.event_type != PAYMENT_VALIDATED.name:
+            return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
         p = inbound.record
         current = ctx.states.get(p["payment_id"])
         if current is None:
@@ -165,19 +188,31 @@ class Settlement(StageDefaults):
         check_no_vignette_fee(p.get("egov_service"), fee)
         payer = ctx.funds[p["payer_account"]]
         settles = payer.can_pay(amount + fee)
-        target = PaymentState.SETTLED if settles else PaymentState.FAILED
+        authorizing = p.get("intent") == PaymentIntent.AUTHORIZATION
+        target = (
+            PaymentState.FAILED
+            if not settles
+            else PaymentState.AUTHORIZED
+            if authorizing
+            else PaymentState.SETTLED
+        )
         try:
             check_transition(current, target)
         except IllegalTransitionError as exc:
             return Refusal("state_conflict", str(exc))
-        if settles:
-            return self._settled(inbound, fee)
-        available = payer.balance_minor + (payer.overdraft_limit_minor or 0)
-        message = (
-            f"needs {format_minor(amount + fee, currency)} (fee included), "
-            f"{format_minor(max(available, 0), currency)} available"
-        )
-        return _failed(p, Reason.AM04, message)
+        if not settles:
+            message = (
+                f"needs {format_minor(amount + fee, currency)} (fee included), "
+                f"{format_minor(max(payer.available_minor or 0, 0), currency)} available"
+            )
+            return _failed(p, Reason.AM04, message)
+        if authorizing:
+            life = hold_expiry(ctx.limits, p["channel"], currency, self.settings.hold_expiry_s)
+            writes, emit = authorize(p, fee, p["occurred_at"] + life)
+            return Decision(
+                "authorized", p["payment_id"], writes=writes, emits=(emit,), channel=p["channel"]
+            )
+        return self._settled(inbound, fee)
 
     def _settled(self, inbound: Inbound, fee: int) -> Decision:
         p = inbound.record
@@ -192,7 +227,7 @@ class Settlement(StageDefaults):
         record.update(fee_minor=fee, posting_id=posting_id, settlement_window=window)
         outcome = Outcome(
             p["payment_id"], PaymentState.VALIDATED, PaymentState.SETTLED, None, None, fee,
-            posting_id, window,
+            posting_id, window, p["amount_minor"],
         )  # fmt: skip
         return Decision(
             "settled", p["payment_id"],
@@ -227,3 +262,70 @@ def _transition(p: dict[str, Any], to_state: str, reason_code: str | None) -> Tr
         p["payment_id"], PaymentState.VALIDATED, to_state, reason_code, NAME, p["event_id"],
         p["occurred_at"],
     )  # fmt: skip
+
+
+def _funds(conn: Connection, numbers: set[str]) -> dict[str, Funds]:
+    """Each account's balance (row and unfolded deltas), overdraft and active holds."""
+    a, h = table_of(Account), table_of(Hold)
+    rows = select_in(
+        conn, select(a.c.number, a.c.balance_minor, a.c.overdraft_limit_minor), a.c.number,
+        numbers,
+    )  # fmt: skip
+    unfolded = pending(conn, numbers)
+    held_query = (
+        select(h.c.account_number, func.sum(h.c.reserved_minor).label("held"))
+        .where(h.c.state == HoldState.ACTIVE)
+        .group_by(h.c.account_number)
+    )
+    held = {
+        r.account_number: int(r.held)
+        for r in select_in(conn, held_query, h.c.account_number, numbers)
+    }
+    return {
+        r.number: Funds(
+            r.balance_minor + unfolded.get(r.number, 0), r.overdraft_limit_minor,
+            held.get(r.number, 0),
+        )
+        for r in rows
+    }  # fmt: skip
+
+
+def _payment_views(conn: Connection, ids: set[str]) -> dict[str, PaymentView]:
+    if not ids:
+        return {}
+    p = table_of(Payment)
+    query = select(
+        p.c.payment_id, p.c.state, p.c.intent, p.c.payer_bank, p.c.payer_account, p.c.payee_bank,
+        p.c.payee_account, p.c.amount_minor, p.c.currency, p.c.channel, p.c.payment_type,
+        p.c.egov_service, p.c.captured_minor, p.c.refunded_minor, p.c.fee_minor,
+    )  # fmt: skip
+    return {
+        r.payment_id: PaymentView(
+            r.payment_id, r.state, r.intent, r.payer_bank, r.payer_account, r.payee_bank,
+            r.payee_account, r.amount_minor, r.currency, r.channel, r.payment_type,
+            r.egov_service, r.captured_minor or 0, r.refunded_minor or 0, r.fee_minor or 0,
+        )
+        for r in select_in(conn, query, p.c.payment_id, ids)
+    }  # fmt: skip
+
+
+def _hold_views(conn: Connection, ids: set[str]) -> dict[str, HoldView]:
+    if not ids:
+        return {}
+    h = table_of(Hold)
+    query = select(
+        h.c.payment_id, h.c.state, h.c.amount_minor, h.c.fee_minor, h.c.reserved_minor,
+        h.c.captured_minor, h.c.expires_at,
+    )  # fmt: skip
+    return {
+        r.payment_id: HoldView(
+            r.payment_id,
+            r.state,
+            r.amount_minor,
+            r.fee_minor,
+            r.reserved_minor,
+            r.captured_minor,
+            as_utc(r.expires_at),
+        )
+        for r in select_in(conn, query, h.c.payment_id, ids)
+    }

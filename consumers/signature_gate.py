@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from engine.events import EVENTS
 from engine.ledger.database import read_only
 from engine.ledger.keys import read_key_ring
 from engine.pipeline.messages import RawMessage
@@ -57,16 +58,23 @@ class SignatureScreen:
         )
         return dataclasses.replace(verdict, claimed_signer=self._label(verdict.claimed_signer))
 
-    def check_record(self, verdict: Verdict, record: dict[str, Any]) -> Verdict:
-        """The signer must be the payer's bank: no bank acts for another."""
+    def check_record(self, verdict: Verdict, event_type: str, record: dict[str, Any]) -> Verdict:
+        """The signer must be the bank that acts: the payer's for a payment, the sender's
+        for a step (engine.events declares which field names it). No bank acts for another.
+        """
         evidence = verdict.evidence
-        payer_bank = record.get("payer_bank")
-        if evidence is None or payer_bank == evidence.signer:
+        declared = EVENTS.get(event_type)
+        field = declared.signer_field if declared is not None else "payer_bank"
+        acting = record.get(field)
+        if evidence is None or acting == evidence.signer:
             return verdict
+        refusal = (
+            Refusal.SIGNER_NOT_PAYER_BANK if field == "payer_bank" else Refusal.SIGNER_NOT_SENDER
+        )
         return Verdict(
             None,
-            Refusal.SIGNER_NOT_PAYER_BANK,
-            f"signed by bank {evidence.signer}, payer's bank is {str(payer_bank)[:8]}",
+            refusal,
+            f"signed by bank {evidence.signer}, {field} is {str(acting)[:8]}",
             verdict.claimed_signer,
         )
 

@@ -15,11 +15,14 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from consumers.lifecycle import StepRefusal, refused_step
 from consumers.signature_gate import SignatureGate
 from engine.config import Settings
 from engine.events import (
     PAYMENT_INITIATED,
     PAYMENT_REJECTED,
+    PAYMENT_STEP_REQUESTED,
+    PAYMENT_STEP_VALIDATED,
     PAYMENT_VALIDATED,
     EventType,
     carried_fields,
@@ -32,7 +35,9 @@ from engine.ledger.models import (
     Bank,
     BankReference,
     Payment,
+    PaymentIntent,
     PaymentState,
+    StepKind,
 )
 from engine.ledger.queries import select_in
 from engine.ledger.recorder import NewPayment, ReferenceTaken, Transition, Write
@@ -168,7 +173,10 @@ class ValidatorContext:
 
 
 class Validator(StageDefaults):
-    """Stage: payments.initiated -> payments.validated | payments.rejected."""
+    """Stage: payments.initiated -> payments.validated | payments.rejected | steps-refused.
+
+    payments.initiated carries the payments banks make and the steps they ask of them.
+    """
 
     name = NAME
 
@@ -186,7 +194,7 @@ class Validator(StageDefaults):
         if self._limits is None:
             self._limits = read_limits(conn)
         records = [i.record for i in batch]
-        numbers = {r[k] for r in records for k in ("payer_account", "payee_account")}
+        numbers = {r[k] for r in records for k in ("payer_account", "payee_account") if k in r}
         a = Account.__table__
         accounts = {
             row.number: AccountView(row.number, row.bank_code, row.kind, row.currency, row.status)
@@ -195,7 +203,7 @@ class Validator(StageDefaults):
                 a.c.number, numbers,
             )
         }  # fmt: skip
-        refs = {(r["payer_bank"], r["bank_reference"]) for r in records}
+        refs = {(_acting_bank(r), r["bank_reference"]) for r in records}
         b = BankReference.__table__
         known_refs = {
             (row.bank_code, row.bank_reference)
@@ -217,12 +225,14 @@ class Validator(StageDefaults):
 
     def decide(self, inbound: Inbound, ctx: ValidatorContext) -> Decision | Refusal:
         p = inbound.record
-        if inbound.event_type != PAYMENT_INITIATED.name:
+        if inbound.event_type not in (PAYMENT_INITIATED.name, PAYMENT_STEP_REQUESTED.name):
             return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
         if not 0 < len(p["payment_id"]) <= MAX_ID_CHARS or len(p["event_id"]) > MAX_ID_CHARS:
             return Refusal(
                 "malformed_id", f"event_id and payment_id must be 1 to {MAX_ID_CHARS} characters"
             )
+        if inbound.event_type == PAYMENT_STEP_REQUESTED.name:
+            return self._step(inbound, ctx)
         if p["payment_id"] in ctx.payments:
             return Refusal(
                 "payment_id_reused",
@@ -244,6 +254,26 @@ class Validator(StageDefaults):
             channel=p["channel"],
             reason=rejection.reason.value if rejection else "",
         )
+
+    def _step(self, inbound: Inbound, ctx: ValidatorContext) -> Decision:
+        """A step a bank asks for: judged on its form and its reference here, on the
+        payment it names in settlement, where the payment's holds and amounts are.
+        """
+        s = inbound.record
+        rejection = _step_rules(s, inbound.timestamp_ms, self.settings, ctx)
+        if rejection is not None:
+            refusal = StepRefusal(rejection.reason, rejection.message)
+            return refused_step(s, None, refusal)
+        record = {
+            k: s.get(k) for k in carried_fields(PAYMENT_STEP_REQUESTED, PAYMENT_STEP_VALIDATED)
+        }
+        record["causation_event_id"] = s["event_id"]
+        record["event_id"] = derived_event_id(s["event_id"], PAYMENT_STEP_VALIDATED.name)
+        taken = ReferenceTaken(s["sender_bank"], s["bank_reference"], s["payment_id"])
+        return Decision(
+            "step_validated", s["payment_id"], writes=(taken,),
+            emits=(Emit(PAYMENT_STEP_VALIDATED, record),),
+        )  # fmt: skip
 
     def _rules(self, inbound: Inbound, ctx: ValidatorContext) -> Rejection | None:
         """The first rule that refuses decides."""
@@ -270,6 +300,34 @@ class Validator(StageDefaults):
         return None
 
 
+def _step_rules(
+    s: dict[str, Any], record_ms: int, settings: Settings, ctx: ValidatorContext
+) -> Rejection | None:
+    """A step's form, its time, its sender, and its reference not used before (AM05)."""
+    reference = s["bank_reference"]
+    if not 0 < len(reference) <= MAX_REFERENCE_CHARS:
+        return Rejection(
+            Reason.CH16, f"bank reference must be 1 to {MAX_REFERENCE_CHARS} characters"
+        )
+    if not 0 < len(s["payer_account"]) <= MAX_ACCOUNT_CHARS:
+        return Rejection(Reason.CH16, f"payer_account must be 1 to {MAX_ACCOUNT_CHARS} characters")
+    if s["step"] == StepKind.EXPIRE:
+        return Rejection(Reason.AG01, "only the switch expires a hold")
+    if s["sender_bank"] not in ctx.banks:
+        return Rejection(Reason.RC01, f"sender bank {s['sender_bank'][:8]!r} is unknown")
+    late = check_event_time(s["occurred_at"], record_ms, settings)
+    if late is not None:
+        return late
+    if (s["sender_bank"], reference) in ctx.references:
+        return Rejection(Reason.AM05, f"bank {s['sender_bank']} already sent reference {reference}")
+    return None
+
+
+def _acting_bank(record: dict[str, Any]) -> str:
+    """The bank a message acts for: the payer's for a payment, the sender for a step."""
+    return str(record["sender_bank"] if "sender_bank" in record else record["payer_bank"])
+
+
 def _new_payment(
     p: dict[str, Any], rejection: Rejection | None, evidence: Evidence | None
 ) -> NewPayment:
@@ -285,6 +343,7 @@ def _new_payment(
         rejection.message[:300] if rejection else None,
         evidence.signer if evidence else None, evidence.key_id if evidence else None,
         evidence.signature if evidence else None, evidence.digest if evidence else None,
+        p.get("intent") or PaymentIntent.SALE,
     )  # fmt: skip
 
 

@@ -101,6 +101,11 @@ def run_consumers(
             dispatcher = make_dispatcher(settings, engine, codec, stop_event)
             stage.on_committed = dispatcher.wake  # type: ignore[attr-defined]
             threads.append(_start("delivery", dispatcher.run, stop_event))
+        if name == "settlement":
+            from consumers.expiry import ExpiryScheduler
+
+            scheduler = ExpiryScheduler(settings, engine, codec, stop_event)
+            threads.append(_start("expiry", scheduler.run, stop_event))
     return threads
 
 

@@ -97,6 +97,13 @@ class Settings:
     max_event_age_s: int = field(default=7 * 24 * 3600, metadata=_bounds(1, 366 * 24 * 3600))
     max_event_skew_s: int = field(default=300, metadata=_bounds(0, 24 * 3600))
 
+    # Lifecycle: how long a hold lives when its channel's reference data says nothing, and
+    # the expiry scheduler (consumers.expiry): how often it looks for holds past their
+    # time, and the most expiries it publishes a round.
+    hold_expiry_s: int = field(default=7 * 24 * 3600, metadata=_bounds(60, 90 * 24 * 3600))
+    expiry_interval_ms: int = field(default=1_000, metadata=_bounds(10, 3_600_000))
+    expiry_batch_max: int = field(default=1_000, metadata=_bounds(1, 100_000))
+
     # Notification
     notify_sender: str = "log"
     notify_log_path: Path = PROJECT_ROOT / "var" / "notifications.jsonl"

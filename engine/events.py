@@ -26,6 +26,7 @@ from typing import Any
 from engine.config import Settings
 
 EVENT_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000001")
+SWITCH = "SAKK"  # the sender of the events the switch makes itself (a hold's expiry)
 
 
 def uuid5_text(namespace: uuid.UUID, name: str) -> str:
@@ -58,6 +59,7 @@ class EventType:
     schema_file: str
     topic_name: str  # the short topic name: ``Settings.topic`` adds the prefix
     key_field: str = "payer_account"  # one payer's events keep their order on every topic
+    signer_field: str = "payer_bank"  # the bank that must have signed it, if a bank sends it
 
     def topic(self, settings: Settings) -> str:
         return settings.topic(self.topic_name)
@@ -73,6 +75,17 @@ PAYMENT_REJECTED = EventType("PaymentRejected", "payment_rejected.avsc", "reject
 PAYMENT_SETTLED = EventType("PaymentSettled", "payment_settled.avsc", "settled")
 PAYMENT_FAILED = EventType("PaymentFailed", "payment_failed.avsc", "failed")
 PAYMENT_NOTIFIED = EventType("PaymentNotified", "payment_notified.avsc", "notified")
+# The lifecycle of a payment after its first answer: steps a bank asks for travel with
+# the payments themselves (payments.initiated, then payments.validated), keyed by the
+# payment's payer account, so each step reaches settlement after the payment it names.
+PAYMENT_STEP_REQUESTED = EventType(
+    "PaymentStepRequested", "payment_step_requested.avsc", "initiated", signer_field="sender_bank"
+)
+PAYMENT_STEP_VALIDATED = EventType(
+    "PaymentStepValidated", "payment_step_validated.avsc", "validated"
+)
+PAYMENT_STEP_COMPLETED = EventType("PaymentStepCompleted", "payment_step_completed.avsc", "steps")
+PAYMENT_STEP_REFUSED = EventType("PaymentStepRefused", "payment_step_refused.avsc", "steps-refused")
 
 EVENTS: Mapping[str, EventType] = MappingProxyType(
     {
@@ -84,11 +97,27 @@ EVENTS: Mapping[str, EventType] = MappingProxyType(
             PAYMENT_SETTLED,
             PAYMENT_FAILED,
             PAYMENT_NOTIFIED,
+            PAYMENT_STEP_REQUESTED,
+            PAYMENT_STEP_VALIDATED,
+            PAYMENT_STEP_COMPLETED,
+            PAYMENT_STEP_REFUSED,
         )
     }
 )
-BY_TOPIC: Mapping[str, EventType] = MappingProxyType({e.topic_name: e for e in EVENTS.values()})
-OUTCOME_EVENTS = (PAYMENT_SETTLED, PAYMENT_REJECTED, PAYMENT_FAILED)  # what banks are told
+# The first type declared on each topic; payments.initiated and payments.validated also
+# carry the steps of payments (ON_TOPIC lists every type a topic carries).
+BY_TOPIC: Mapping[str, EventType] = MappingProxyType(
+    {t: next(e for e in EVENTS.values() if e.topic_name == t)
+     for t in dict.fromkeys(e.topic_name for e in EVENTS.values())}
+)  # fmt: skip
+ON_TOPIC: Mapping[str, tuple[EventType, ...]] = MappingProxyType(
+    {t: tuple(e for e in EVENTS.values() if e.topic_name == t) for t in BY_TOPIC}
+)
+TOPIC_NAMES = tuple(BY_TOPIC)  # every topic an event travels on, in declaration order
+OUTCOME_EVENTS = (
+    PAYMENT_SETTLED, PAYMENT_REJECTED, PAYMENT_FAILED, PAYMENT_STEP_COMPLETED,
+    PAYMENT_STEP_REFUSED,
+)  # what banks are told  # fmt: skip
 EMITTED_BY_STAGES = (PAYMENT_VALIDATED, *OUTCOME_EVENTS, PAYMENT_NOTIFIED)
 
 
@@ -132,6 +161,8 @@ def check_against_schemas(schemas_dir: Path) -> None:
         types = {f["name"]: f["type"] for f in schema.get("fields", [])}
         if types.get(event.key_field) != "string":
             problems.append(f"{event.name}: key field {event.key_field!r} is not a string field")
+        if event.topic_name == "initiated" and types.get(event.signer_field) != "string":
+            problems.append(f"{event.name}: signer field {event.signer_field!r} is not a string")
         if "event_id" not in types or "payment_id" not in types:
             problems.append(f"{event.name}: an event must carry event_id and payment_id")
     undeclared = sorted(

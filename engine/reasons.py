@@ -16,10 +16,20 @@ class Reason(StrEnum):
     AM03 = "AM03"  # NotAllowedCurrency
     AM04 = "AM04"  # InsufficientFunds
     AM05 = "AM05"  # Duplication
+    AM09 = "AM09"  # WrongAmount: above what remains of a hold, or of what is refundable
     AM12 = "AM12"  # InvalidAmount: zero or negative
     CH16 = "CH16"  # ElementContentFormallyIncorrect
     DT01 = "DT01"  # InvalidDate
     RC01 = "RC01"  # BankIdentifierIncorrect
+    TM01 = "TM01"  # InvalidCutOffTime: the hold expired before the step
+    # Steps of a payment (ExternalPaymentCancellationRejection1Code / return codes):
+    ARDT = "ARDT"  # AlreadyReturned: refunded or returned in full already
+    NOOR = "NOOR"  # NoOriginalTransactionReceived: the step names no payment the switch knows
+    # Return reasons a payee's bank may give (ExternalReturnReason1Code), beyond those above:
+    BE04 = "BE04"  # MissingCreditorAddress
+    MD07 = "MD07"  # EndCustomerDeceased
+    MS02 = "MS02"  # NotSpecifiedReasonCustomerGenerated
+    MS03 = "MS03"  # NotSpecifiedReasonAgentGenerated
 
     @property
     def label(self) -> str:
@@ -39,4 +49,17 @@ TITLES = {
     Reason.CH16: "malformed field",
     Reason.DT01: "invalid date",
     Reason.RC01: "unknown bank",
+    Reason.AM09: "wrong amount",
+    Reason.TM01: "after the cut-off",
+    Reason.ARDT: "already returned",
+    Reason.NOOR: "no such payment",
+    Reason.BE04: "creditor address missing",
+    Reason.MD07: "customer deceased",
+    Reason.MS02: "customer's reason",
+    Reason.MS03: "bank's reason",
 }
+# Why a payee's bank may return a credit it cannot apply.
+RETURN_REASONS = frozenset(
+    {Reason.AC01, Reason.AC04, Reason.AC06, Reason.AG01, Reason.AM05, Reason.BE04,
+     Reason.MD07, Reason.MS02, Reason.MS03}
+)  # fmt: skip

@@ -73,7 +73,8 @@ def new_payment(**fields: Any) -> dict[str, Any]:
 
     ``event_id`` and ``payment_id`` default to new UUID4s, ``occurred_at`` to now (UTC,
     millisecond precision); the optional ``merchant_category_code`` and ``egov_service``
-    default to None. A field given as None gets its default too.
+    default to None, ``intent`` to SALE (settled at once). A field given as None gets its
+    default too.
     """
     payment: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
@@ -81,6 +82,7 @@ def new_payment(**fields: Any) -> dict[str, Any]:
         "occurred_at": utc_now_ms(),
         "merchant_category_code": None,
         "egov_service": None,
+        "intent": "SALE",
     }
     payment.update({k: v for k, v in fields.items() if v is not None or k not in payment})
     return payment

@@ -124,6 +124,16 @@ class Flow:
         messages += [self.signed_message(b"garbage", value) for value in raw]
         self.send([m for m in messages if m.topic == topic])
 
+    def publish_steps(self, records: list[dict[str, Any]]) -> None:
+        """Publish steps as the banks do: on payments.initiated, signed by their sender."""
+        self.send([
+            self.signed_message(
+                r["payer_account"].encode(), self.codec.encode("PaymentStepRequested", r),
+                r["sender_bank"],
+            )
+            for r in records
+        ])  # fmt: skip
+
     def publish_encoded(self, values: list[bytes], key: bytes = b"k", bank: str = "007") -> None:
         self.send([self.signed_message(key, v, bank) for v in values])
 

@@ -24,6 +24,7 @@ KARIM = ("011", "011810000000000000000333")  # 200.00 MAD
 CLOSED = ("011", "011810000000000000000444")
 BLOCKED = ("011", "011810000000000000000555")
 RAM = ("007", "007780000000000000000999")  # merchant: Royal Air Maroc
+SALMA = ("007", "007780000000000000000777")  # 5,000.00 MAD, pays by card
 VIGNETTE_DGI = ("310", "310810000000000000000001")
 
 
@@ -52,6 +53,7 @@ def payment(
         "payment_type": payment_type,
         "merchant_category_code": None,
         "egov_service": None,
+        "intent": "SALE",
     }
     record.update(extra)
     return record
@@ -91,3 +93,46 @@ def decide_and_record(conn: Connection, stage: Stage[Any], batch: list[Inbound])
         decisions.append(decision)
     Recorder().record(conn, [w for d in decisions if isinstance(d, Decision) for w in d.writes])
     return decisions
+
+
+def authorization(
+    payer: tuple[str, str] = AMINA,
+    payee: tuple[str, str] = RAM,
+    amount_minor: int = 10_000,
+    channel: str = "POS",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A PaymentInitiated record that asks for a hold (a card purchase, by default at a POS)."""
+    return payment(payer, payee, amount_minor, channel, "PURCHASE", intent="AUTHORIZATION", **extra)
+
+
+def step(
+    of: dict[str, Any],
+    kind: str,
+    sender: str,
+    amount_minor: int | None = None,
+    *,
+    final: bool = False,
+    reason_code: str | None = None,
+    reference: str | None = None,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A PaymentStepRequested record: ``sender`` asks for ``kind`` of payment ``of``."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "payment_id": of["payment_id"],
+        "bank_reference": reference or f"{kind[:3]}-{uuid.uuid4().hex[:16]}",
+        "occurred_at": occurred_at or of["occurred_at"],
+        "sender_bank": sender,
+        "payer_account": of["payer_account"],
+        "step": kind,
+        "amount_minor": amount_minor,
+        "currency": "MAD" if amount_minor is not None else None,
+        "final": final,
+        "reason_code": reason_code,
+    }
+
+
+def validated_step(record: dict[str, Any]) -> dict[str, Any]:
+    """The PaymentStepValidated the validator makes of a step it accepts."""
+    return dict(record, causation_event_id=record["event_id"])

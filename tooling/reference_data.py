@@ -88,6 +88,8 @@ FEE_SCHEDULE: tuple[tuple[str, str, int, int, int | None], ...] = (
     ("POS", "PURCHASE", 0, 0, None),
     ("EGOV", "EGOV", 0, 100, 5_000),
     ("MOBILE", "PURCHASE", 0, 0, None),
+    # A refund of an online purchase costs the merchant 2 MAD (never on a vignette).
+    ("WEB", "REFUND", 200, 0, None),
 )
 
 CHANNEL_LIMITS_MAD: tuple[tuple[str, int], ...] = (
@@ -98,6 +100,8 @@ CHANNEL_LIMITS_MAD: tuple[tuple[str, int], ...] = (
     ("BRANCH", 1_000_000),
     ("EGOV", 100_000),
 )
+# How long an authorization's hold lives, by channel (others: SAKK_HOLD_EXPIRY_S, 7 days).
+HOLD_EXPIRY_S: dict[str, int] = {"WEB": 7 * 24 * 3600, "POS": 3 * 24 * 3600}
 
 # Opening balances of customers, 200 to 80,000 MAD: (low MAD, high MAD, percent).
 BALANCE_BANDS: tuple[tuple[int, int, int], ...] = (
@@ -179,6 +183,7 @@ def build_reference(seed: int = 7, customers_per_bank: int = 60) -> dict[str, An
         ],  # fmt: skip
         "channel_limits": [
             {"channel": ch, "currency": CURRENCY, "max_amount_minor": mad * 100}
+            | ({"hold_expiry_s": HOLD_EXPIRY_S[ch]} if ch in HOLD_EXPIRY_S else {})
             for ch, mad in CHANNEL_LIMITS_MAD
         ],
     }

@@ -392,6 +392,7 @@ class TrafficSimulator:
             "payment_type": payment_type,
             "merchant_category_code": mcc,
             "egov_service": egov_service,
+            "intent": "SALE",
         }
 
     def _fee(self, channel: str, payment_type: str, amount: int, egov_service: str | None) -> int:

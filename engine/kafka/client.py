@@ -14,13 +14,14 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from engine.config import Settings
+from engine.events import TOPIC_NAMES
 from engine.kafka.exceptions import KafkaProducerDeliveryError, TopicSetupError
 from engine.kafka.partitioner import CachedMurmur2Partitioner
 from engine.kafka.security import kafka_security_options
 
 log = logging.getLogger(__name__)
 
-STAGE_TOPICS = ("initiated", "validated", "rejected", "settled", "failed", "notified", "dlq")
+STAGE_TOPICS = (*TOPIC_NAMES, "dlq")  # every event's topic (engine.events) and the dead letters
 TOPIC_CREATE_TIMEOUT_S = 30.0
 # Topic configs set when a topic is created. Banks write payments.initiated, so its record
 # times are the broker's (LogAppendTime): the validator judges signing keys' validity at a

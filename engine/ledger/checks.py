@@ -6,11 +6,21 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, select
 
+from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.dead_letters import resolved_dead_letter_ids
-from engine.ledger.models import DeadLetter, LedgerEntry, Notification, Payment, Posting
+from engine.ledger.models import (
+    DeadLetter,
+    LedgerEntry,
+    Notification,
+    Payment,
+    PaymentStep,
+    Posting,
+)
 
 TERMINAL = ("SETTLED", "REJECTED", "FAILED")
+# States a payment reaches after its first answer (engine.ledger.states): it was answered.
+LATER = ("AUTHORIZED", "CAPTURED", "VOIDED", "EXPIRED", "REFUNDED", "RETURNED")
 
 
 @dataclass
@@ -95,10 +105,14 @@ class FlowCounts:
     postings_for_payments: int
     settled_without_posting: int
     redriven: int = 0  # dead letters whose redriven copy reached a result (not in dead_lettered)
+    later: int = 0  # answered, and now in a state of the lifecycle (authorized, refunded, ...)
+    steps_applied: int = 0
+    steps_refused: int = 0
 
     @property
     def terminal(self) -> int:
-        return self.settled + self.rejected + self.failed
+        """Payments that got their first answer, whatever their steps did since."""
+        return self.settled + self.rejected + self.failed + self.later
 
 
 def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> FlowCounts:
@@ -121,6 +135,10 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
         .select_from(Posting.__table__)
         .where(Posting.__table__.c.kind == "PAYMENT")
     ).scalar_one()
+    st = PaymentStep.__table__
+    steps: dict[str, int] = dict(
+        conn.execute(select(st.c.outcome, func.count()).group_by(st.c.outcome)).all()
+    )
     settled_without = conn.execute(
         select(func.count()).select_from(p).where(p.c.state == "SETTLED", p.c.posting_id.is_(None))
     ).scalar_one()
@@ -135,21 +153,40 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
         postings_for_payments=postings,
         settled_without_posting=settled_without,
         redriven=redriven,
+        later=sum(states.get(state, 0) for state in LATER),
+        steps_applied=steps.get("APPLIED", 0),
+        steps_refused=steps.get("REFUSED", 0),
     )
 
 
 def expected_notifications(conn: Connection) -> tuple[int, int]:
-    """(notifications expected for terminal payments, notifications finished)."""
-    p, n = Payment.__table__, Notification.__table__
-    interbank_settled = conn.execute(
-        select(func.count())
-        .select_from(p)
-        .where(p.c.state == "SETTLED", p.c.payer_bank != p.c.payee_bank)
+    """(notifications expected for answered payments and their steps, notifications finished).
+
+    A payment's first answer goes to its payer's bank, and to its payee's bank too when
+    money reached it (settled) or was held for it (authorized). A step that took effect
+    goes to both banks; a refused step to the bank that asked (none for the switch's own).
+    """
+    p, n, st = Payment.__table__, Notification.__table__, PaymentStep.__table__
+    interbank = p.c.payer_bank != p.c.payee_bank
+    answered = conn.execute(
+        select(func.count()).select_from(p).where(p.c.state.in_(TERMINAL + LATER))
     ).scalar_one()
-    terminal = conn.execute(
-        select(func.count()).select_from(p).where(p.c.state.in_(TERMINAL))
+    reached_payee = p.c.state.in_(("SETTLED", "REFUNDED", "RETURNED")) | (
+        (p.c.intent == "AUTHORIZATION") & p.c.state.in_(LATER)
+    )
+    to_payees = conn.execute(
+        select(func.count()).select_from(p).where(interbank, reached_payee)
+    ).scalar_one()
+    applied = st.c.outcome == "APPLIED"
+    steps = conn.execute(
+        select(func.count()).select_from(st).where(applied | (st.c.sender_bank != SWITCH))
+    ).scalar_one()
+    steps_to_both = conn.execute(
+        select(func.count())
+        .select_from(st.join(p, p.c.payment_id == st.c.payment_id))
+        .where(applied, interbank)
     ).scalar_one()
     finished = conn.execute(
         select(func.count()).select_from(n).where(n.c.status != "PENDING")
     ).scalar_one()
-    return terminal + interbank_settled, finished
+    return answered + to_payees + steps + steps_to_both, finished

@@ -77,6 +77,34 @@ class PaymentState(enum.StrEnum):
     REJECTED = "REJECTED"
     SETTLED = "SETTLED"
     FAILED = "FAILED"
+    # The lifecycle of an authorization, and of settled money (engine.ledger.states):
+    AUTHORIZED = "AUTHORIZED"  # a hold reserves the amount; captures may follow
+    CAPTURED = "CAPTURED"  # the hold is resolved and something was captured
+    VOIDED = "VOIDED"  # released by its bank, nothing captured
+    EXPIRED = "EXPIRED"  # released at its expiry, nothing captured
+    REFUNDED = "REFUNDED"  # everything captured or settled was refunded
+    RETURNED = "RETURNED"  # the payee's bank returned the credit
+
+
+class PaymentIntent(enum.StrEnum):
+    SALE = "SALE"  # settled in one step
+    AUTHORIZATION = "AUTHORIZATION"  # a hold first, captured later
+
+
+class HoldState(enum.StrEnum):
+    ACTIVE = "ACTIVE"  # reserves reserved_minor on the payer's available balance
+    CAPTURED = "CAPTURED"  # resolved by a final (or full) capture
+    VOIDED = "VOIDED"
+    EXPIRED = "EXPIRED"
+
+
+class StepKind(enum.StrEnum):
+    AUTHORIZE = "AUTHORIZE"
+    CAPTURE = "CAPTURE"
+    VOID = "VOID"
+    EXPIRE = "EXPIRE"
+    REFUND = "REFUND"
+    RETURN = "RETURN"
 
 
 class Bank(Base):
@@ -167,6 +195,8 @@ class ChannelLimit(Base):
     channel: Mapped[str] = mapped_column(String(8), primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     max_amount_minor: Mapped[int] = mapped_column(BigInteger)
+    # How long an authorization's hold lives on this channel (None: Settings.hold_expiry_s).
+    hold_expiry_s: Mapped[int | None] = mapped_column(Integer)
 
 
 class Payment(Base):
@@ -202,6 +232,67 @@ class Payment(Base):
     signer_key_id: Mapped[str | None] = mapped_column(String(64))
     signature: Mapped[bytes | None] = mapped_column(LargeBinary)
     signed_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
+    intent: Mapped[str] = mapped_column(String(13), server_default=text("'SALE'"))
+    # Captured so far (a settled one-step payment: its amount) and refunded or returned so
+    # far: a refund may take at most captured_minor - refunded_minor.
+    captured_minor: Mapped[int | None] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class Hold(Base):
+    """The funds an authorization reserves on its payer's account, until it is resolved.
+
+    The payer's available balance is balance + overdraft - the ``reserved_minor`` of its
+    ACTIVE holds. A hold is resolved once (captured in full or finally, voided, expired);
+    each change is a guarded update on (state, captured_minor), so two decisions on one
+    hold never both apply.
+    """
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint(
+            "captured_minor >= 0 AND captured_minor <= amount_minor AND reserved_minor >= 0",
+            name="amounts",
+        ),
+        CheckConstraint("state = 'ACTIVE' OR reserved_minor = 0", name="released"),
+        Index("ix_holds_active", "account_number", "state"),
+        Index("ix_holds_expiry", "state", "expires_at"),
+    )
+
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.payment_id"), primary_key=True)
+    account_number: Mapped[str] = mapped_column(String(34))
+    bank_code: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)  # authorized
+    fee_minor: Mapped[int] = mapped_column(BigInteger)  # the fee on the whole amount, reserved
+    reserved_minor: Mapped[int] = mapped_column(BigInteger)  # still reserved
+    captured_minor: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(10))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(64))  # the step that resolved it
+
+
+class PaymentStep(Base):
+    """Every step asked of a payment after its first answer, applied or refused."""
+
+    __tablename__ = "payment_steps"
+
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    sender_bank: Mapped[str] = mapped_column(String(8))
+    bank_reference: Mapped[str] = mapped_column(String(35))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    fee_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    outcome: Mapped[str] = mapped_column(String(8))  # APPLIED | REFUSED
+    reason_code: Mapped[str | None] = mapped_column(String(4))
+    reason_message: Mapped[str | None] = mapped_column(String(300))
+    posting_id: Mapped[str | None] = mapped_column(String(64))
+    settlement_window: Mapped[str | None] = mapped_column(String(32))
 
 
 class PaymentTransition(Base):
@@ -233,8 +324,9 @@ class Posting(Base):
     __tablename__ = "postings"
 
     posting_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    payment_id: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[str] = mapped_column(String(16), default="PAYMENT")
+    # A payment's postings: its settlement or its captures, then its refunds or return.
+    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="PAYMENT")  # PAYMENT, CAPTURE, ...
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     settlement_window: Mapped[str] = mapped_column(String(32), index=True)
 
@@ -403,7 +495,7 @@ class DeadLetter(Base):
 
 
 class Notification(Base):
-    """One outcome told to one bank: never sent twice for the same (payment, outcome, bank).
+    """One outcome told to one bank: never sent twice (the id is derived from what and whom).
 
     Its delivery schedule lives here, so it survives restarts and kills: a PENDING
     notification is tried again at ``next_attempt_at`` until ``deadline_at`` (the
@@ -413,10 +505,7 @@ class Notification(Base):
     """
 
     __tablename__ = "notifications"
-    __table_args__ = (
-        UniqueConstraint("payment_id", "outcome", "recipient_bank"),
-        Index("ix_notifications_due", "status", "recipient_bank", "next_attempt_at"),
-    )
+    __table_args__ = (Index("ix_notifications_due", "status", "recipient_bank", "next_attempt_at"),)
 
     notification_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     payment_id: Mapped[str] = mapped_column(String(64), index=True)

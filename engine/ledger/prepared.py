@@ -129,8 +129,10 @@ def prepared(conn: Connection, name: str, build: Callable[[Dialect], Prepared]) 
     return statement
 
 
-def _sqlite_datetime(value: datetime) -> str:
+def _sqlite_datetime(value: datetime | None) -> str | None:
     """SQLAlchemy's SQLite text of a time, exactly (its wall clock; microseconds always)."""
+    if value is None:
+        return None
     return (
         f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:"
         f"{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"

@@ -26,9 +26,11 @@ from engine.ledger.models import (
     DeadLetter,
     EmittedEvent,
     HandledEvent,
+    Hold,
     Notification,
     NotificationAttempt,
     Payment,
+    PaymentStep,
     PaymentTransition,
     table_of,
 )
@@ -60,6 +62,7 @@ class NewPayment(NamedTuple):
     signer_key_id: str | None
     signature: bytes | None
     signed_digest: bytes | None
+    intent: str = "SALE"
 
 
 class ReferenceTaken(NamedTuple):
@@ -94,6 +97,75 @@ class Outcome(NamedTuple):
     reason_code: str | None
     reason_message: str | None
     fee_minor: int | None
+    posting_id: str | None
+    settlement_window: str | None
+    captured_minor: int | None = None  # a settled payment: its amount; an authorization: 0
+
+
+class HoldPlaced(NamedTuple):
+    """An authorization's hold: ``reserved_minor`` off its payer's available balance."""
+
+    payment_id: str
+    account_number: str
+    bank_code: str
+    currency: str
+    amount_minor: int
+    fee_minor: int
+    reserved_minor: int
+    captured_minor: int
+    state: str
+    occurred_at: datetime
+    expires_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class HoldChanged(NamedTuple):
+    """A capture, void or expiry of a hold.
+
+    Guarded: applied only while the hold is still in ``from_state`` with ``from_captured``
+    captured, so of two steps decided on the same hold from the same view, one applies and
+    the other's batch is planned again and sees it (a hold is never resolved twice, and
+    captures never add up beyond it).
+    """
+
+    payment_id: str
+    from_state: str
+    from_captured: int
+    state: str
+    reserved_minor: int
+    captured_minor: int
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class PaymentProgress(NamedTuple):
+    """A step's change to a payment's state and amounts (guarded on state and refunds)."""
+
+    payment_id: str
+    from_state: str
+    from_refunded: int
+    state: str
+    captured_minor: int | None
+    refunded_minor: int
+    fee_minor: int | None
+
+
+class StepRecorded(NamedTuple):
+    """A step asked of a payment, applied or refused, with its posting if any."""
+
+    step_id: str
+    payment_id: str
+    kind: str
+    sender_bank: str
+    bank_reference: str
+    occurred_at: datetime
+    amount_minor: int | None
+    fee_minor: int
+    currency: str | None
+    outcome: str  # APPLIED | REFUSED
+    reason_code: str | None
+    reason_message: str | None
     posting_id: str | None
     settlement_window: str | None
 
@@ -191,6 +263,7 @@ class DeadLettered(NamedTuple):
 Write = (
     NewPayment | ReferenceTaken | Transition | Outcome | PostingDraft | DueNotification
     | AttemptMade | RetryLater | NotificationDone | Handled | Emitted | DeadLettered
+    | HoldPlaced | HoldChanged | PaymentProgress | StepRecorded
 )  # fmt: skip
 
 
@@ -215,6 +288,14 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     Outcome: lambda d: prepared_update(
         table_of(Payment), d, ("payment_id", "state"), Outcome._fields[2:]
     ),
+    HoldPlaced: _insert_of(Hold, HoldPlaced),
+    HoldChanged: lambda d: prepared_update(
+        table_of(Hold), d, ("payment_id", "state", "captured_minor"), HoldChanged._fields[3:]
+    ),
+    PaymentProgress: lambda d: prepared_update(
+        table_of(Payment), d, ("payment_id", "state", "refunded_minor"), PaymentProgress._fields[3:]
+    ),
+    StepRecorded: _insert_of(PaymentStep, StepRecorded),
     AttemptMade: _insert_of(NotificationAttempt, AttemptMade),
     RetryLater: _guarded_notification_update(RetryLater, claim_token=None),
     NotificationDone: _guarded_notification_update(
@@ -226,9 +307,11 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     Emitted: _insert_of(EmittedEvent, Emitted),
     DeadLettered: _insert_of(DeadLetter, DeadLettered),
 }
-GUARDED = frozenset({Outcome, NotificationDone})  # each row must find what it expects
+# Each row of a guarded kind must find what it expects.
+GUARDED = frozenset({Outcome, HoldChanged, PaymentProgress, NotificationDone})
 WRITE_ORDER: tuple[type, ...] = (
-    NewPayment, ReferenceTaken, Outcome, Transition, DueNotification,
+    NewPayment, ReferenceTaken, Outcome, HoldPlaced, HoldChanged, PaymentProgress,
+    StepRecorded, Transition, DueNotification,
     AttemptMade, RetryLater, NotificationDone, Handled, Emitted, DeadLettered,
     PostingDraft,  # last: it locks the chain heads, held from here to the commit
 )  # fmt: skip

@@ -45,6 +45,9 @@ from engine.trust.exceptions import KeyRegistryError
 
 CHANNELS = ("WEB", "MOBILE", "ATM", "POS", "BRANCH", "EGOV")
 PAYMENT_TYPES = ("TRANSFER", "PURCHASE", "CASH_WITHDRAWAL", "EGOV")
+REFUND = "REFUND"  # a fee rule's payment type for refunds (charged to the refunding payee)
+FEE_PAYMENT_TYPES = (*PAYMENT_TYPES, REFUND)
+MIN_HOLD_EXPIRY_S, MAX_HOLD_EXPIRY_S = 60, 90 * 24 * 3600
 OPENING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -68,9 +71,10 @@ class FeeSchedule:
 
 @dataclass(frozen=True)
 class Limits:
-    """Largest amount accepted per (channel, currency)."""
+    """Largest amount accepted per (channel, currency), and how long a hold lives there."""
 
     max_amount_minor: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    hold_expiry_s: Mapping[tuple[str, str], int] = field(default_factory=dict)  # absent: default
 
 
 def read_fee_schedule(conn: Connection) -> FeeSchedule:
@@ -84,8 +88,11 @@ def read_fee_schedule(conn: Connection) -> FeeSchedule:
 
 
 def read_limits(conn: Connection) -> Limits:
-    rows = conn.execute(select(ChannelLimit.__table__))
-    return Limits({(r.channel, r.currency): r.max_amount_minor for r in rows})
+    rows = conn.execute(select(ChannelLimit.__table__)).all()
+    return Limits(
+        {(r.channel, r.currency): r.max_amount_minor for r in rows},
+        {(r.channel, r.currency): r.hold_expiry_s for r in rows if r.hold_expiry_s is not None},
+    )
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -282,7 +289,7 @@ def _check_fee(i: int, f: Mapping[str, Any]) -> dict[str, Any]:
     where = f"fee_schedule[{i}]"
     channel = _require(f, "channel", where, str)
     payment_type = _require(f, "payment_type", where, str)
-    if channel not in CHANNELS or payment_type not in PAYMENT_TYPES:
+    if channel not in CHANNELS or payment_type not in FEE_PAYMENT_TYPES:
         raise ReferenceDataError(
             f"{where}: unknown channel or payment type {channel}/{payment_type}"
         )
@@ -305,7 +312,12 @@ def _check_limit(i: int, lim: Mapping[str, Any]) -> dict[str, Any]:
     maximum = _require(lim, "max_amount_minor", where, int)
     if not 0 < maximum <= MAX_AMOUNT_MINOR:
         raise ReferenceDataError(f"{where}: max_amount_minor must be in (0, {MAX_AMOUNT_MINOR}]")
+    expiry = _optional_int(lim, "hold_expiry_s", where)
+    if expiry is not None and not MIN_HOLD_EXPIRY_S <= expiry <= MAX_HOLD_EXPIRY_S:
+        raise ReferenceDataError(
+            f"{where}: hold_expiry_s must be in [{MIN_HOLD_EXPIRY_S}, {MAX_HOLD_EXPIRY_S}]"
+        )
     return {
-        "channel": channel, "max_amount_minor": maximum,
+        "channel": channel, "max_amount_minor": maximum, "hold_expiry_s": expiry,
         "currency": _check_currency(_require(lim, "currency", where, str), where),
     }  # fmt: skip

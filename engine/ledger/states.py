@@ -1,21 +1,38 @@
 """The payment state machine.
 
-    (new) --validator--> VALIDATED --settlement--> SETTLED
-      |                           \\--settlement--> FAILED
+    (new) --validator--> VALIDATED --settlement--> SETTLED --refund--> REFUNDED
+      |                    |   \\--settlement--> FAILED        \\--return--> RETURNED
       \\--validator--> REJECTED
+                           \\--settlement--> AUTHORIZED --capture--> CAPTURED --refund--> REFUNDED
+                                                 |--void--> VOIDED
+                                                 \\--expiry--> EXPIRED
 
-SETTLED, REJECTED and FAILED are terminal: a payment ends in exactly one of them.
+REJECTED, FAILED, VOIDED, EXPIRED, REFUNDED and RETURNED are final. A one-step payment's
+first answer is SETTLED, REJECTED or FAILED; an authorization's is AUTHORIZED, REJECTED
+or FAILED. A partial capture leaves a payment AUTHORIZED, a partial refund leaves it
+SETTLED or CAPTURED: those steps change its amounts, not its state. A hold resolved with
+something captured (a final capture, or a void or expiry after partial captures) makes
+the payment CAPTURED.
+
+The ledger's trigger ``payments_state_transition`` (migration 0007) refuses every other
+change of state, whoever makes it.
 """
 
 from __future__ import annotations
 
 from engine.ledger.exceptions import LedgerError
-from engine.ledger.models import PaymentState
+from engine.ledger.models import PaymentState as S
 
-TERMINAL = frozenset({PaymentState.SETTLED, PaymentState.REJECTED, PaymentState.FAILED})
-ALLOWED: dict[PaymentState | None, frozenset[PaymentState]] = {
-    None: frozenset({PaymentState.VALIDATED, PaymentState.REJECTED}),
-    PaymentState.VALIDATED: frozenset({PaymentState.SETTLED, PaymentState.FAILED}),
+FIRST_ANSWERS = frozenset({S.SETTLED, S.REJECTED, S.FAILED, S.AUTHORIZED})
+FINAL = frozenset({S.REJECTED, S.FAILED, S.VOIDED, S.EXPIRED, S.REFUNDED, S.RETURNED})
+TERMINAL = frozenset({S.SETTLED, S.REJECTED, S.FAILED})  # the answers of a one-step payment
+REFUNDABLE = frozenset({S.SETTLED, S.CAPTURED})
+ALLOWED: dict[S | None, frozenset[S]] = {
+    None: frozenset({S.VALIDATED, S.REJECTED}),
+    S.VALIDATED: frozenset({S.SETTLED, S.FAILED, S.AUTHORIZED}),
+    S.AUTHORIZED: frozenset({S.CAPTURED, S.VOIDED, S.EXPIRED}),
+    S.SETTLED: frozenset({S.REFUNDED, S.RETURNED}),
+    S.CAPTURED: frozenset({S.REFUNDED}),
 }
 
 
@@ -24,6 +41,10 @@ class IllegalTransitionError(LedgerError):
 
 
 def check_transition(current: str | None, target: str) -> None:
-    source = PaymentState(current) if current is not None else None
-    if PaymentState(target) not in ALLOWED.get(source, frozenset()):
+    """Raise :class:`IllegalTransitionError` unless ``current -> target`` is allowed.
+
+    Staying in a state is no transition: a partial step never calls this.
+    """
+    source = S(current) if current is not None else None
+    if S(target) not in ALLOWED.get(source, frozenset()):
         raise IllegalTransitionError(f"payment cannot go from {current or 'new'} to {target}")

@@ -72,7 +72,9 @@ class Screen(Protocol):
 
     def check_raw(self, message: RawMessage) -> Verdict: ...
 
-    def check_record(self, verdict: Verdict, record: dict[str, Any]) -> Verdict: ...
+    def check_record(
+        self, verdict: Verdict, event_type: str, record: dict[str, Any]
+    ) -> Verdict: ...
 
 
 class Gate(Protocol):

@@ -166,7 +166,7 @@ class BatchProcessor:
                 bad.append(_Bad(m, exc.kind, str(exc)[:REASON_MAX_CHARS]))
                 continue
             if screen is not None and verdict is not None:
-                verdict = screen.check_record(verdict, event.record)
+                verdict = screen.check_record(verdict, event.event_type, event.record)
                 if not verdict.ok:
                     bad.append(self._refused(m, verdict))
                     continue

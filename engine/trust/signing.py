@@ -57,6 +57,7 @@ class Refusal(StrEnum):
     KEY_REVOKED = "key_revoked"
     SIGNATURE_INVALID = "signature_invalid"
     SIGNER_NOT_PAYER_BANK = "signer_not_payer_bank"
+    SIGNER_NOT_SENDER = "signer_not_sender_bank"  # a step signed by another bank than its sender
 
 
 def signed_digest(topic: str, key: bytes | None, value: bytes, signer: str, key_id: str) -> bytes:

@@ -40,6 +40,14 @@ COMMON: dict[str, Any] = {
     "payee_bank": "011",
     "payee_account": "011780000098765432109876",
 }
+STEP: dict[str, Any] = {
+    "event_id": "6c1f3c1e-7d2a-4c8e-9f10-2a6b8c4d1e02",
+    "payment_id": COMMON["payment_id"],
+    "bank_reference": "BMCE-CAP-000418",
+    "occurred_at": OCCURRED_AT,
+    "sender_bank": "011",
+    "payer_account": COMMON["payer_account"],
+}
 MONEY: dict[str, Any] = {"amount_minor": 125_000, "currency": "MAD", "channel": "WEB"}
 RECORDS: dict[str, dict[str, Any]] = {
     "PaymentInitiated": {
@@ -48,6 +56,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "payment_type": "PURCHASE",
         "merchant_category_code": "4511",
         "egov_service": None,
+        "intent": "AUTHORIZATION",
     },
     "PaymentValidated": {
         **COMMON,
@@ -56,6 +65,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "payment_type": "EGOV",
         "merchant_category_code": None,
         "egov_service": "VIGNETTE",
+        "intent": "SALE",
         "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
     "PaymentRejected": {
@@ -91,6 +101,51 @@ RECORDS: dict[str, dict[str, Any]] = {
         "delivery_status": "DELIVERED",
         "attempts": 2,
         "causation_event_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+    },
+    "PaymentStepRequested": {
+        **STEP,
+        "step": "CAPTURE",
+        "amount_minor": 60_000,
+        "currency": "MAD",
+        "final": False,
+        "reason_code": None,
+    },
+    "PaymentStepValidated": {
+        **STEP,
+        "step": "RETURN",
+        "amount_minor": None,
+        "currency": None,
+        "final": False,
+        "reason_code": "AC04",
+        "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
+    },
+    "PaymentStepCompleted": {
+        **COMMON,
+        **MONEY,
+        "step_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
+        "step": "CAPTURE",
+        "sender_bank": "011",
+        "fee_minor": 150,
+        "posting_id": "p-000000018",
+        "settlement_window": "2026-11-26",
+        "held_minor": 0,
+        "captured_minor": 125_000,
+        "refunded_minor": 0,
+        "payment_state": "CAPTURED",
+        "hold_expires_at": None,
+        "reason_code": None,
+        "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
+    },
+    "PaymentStepRefused": {
+        **STEP,
+        "step": "REFUND",
+        "payer_bank": "190",
+        "payee_bank": "011",
+        "amount_minor": 200_000,
+        "currency": "MAD",
+        "reason_code": "AM09",
+        "reason_message": "refund of 2,000.00 MAD above the 1,250.00 MAD refundable",
+        "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
 }
 

@@ -269,7 +269,7 @@ class WorkloadBuilder:
             "payee_bank": payee_bank, "payee_account": payee,
             "amount_minor": self.rng.randint(1_000, 50_000), "currency": "MAD",
             "channel": "MOBILE", "payment_type": "TRANSFER",
-            "merchant_category_code": None, "egov_service": None,
+            "merchant_category_code": None, "egov_service": None, "intent": "SALE",
         }  # fmt: skip
         record.update(fields)
         return record

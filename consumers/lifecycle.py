@@ -1,0 +1,469 @@
+"""The lifecycle of a payment after its first answer: holds, captures, voids, expiries,
+refunds and returns. Pure rules: each takes the step and what settlement read for its
+batch, and returns the rows to write and the event to emit, or a refusal with its ISO
+20022 reason, which posts nothing and changes no hold.
+
+Who may ask what:
+
+==========  ==============================  =========================================
+step        sender                          applies to
+==========  ==============================  =========================================
+CAPTURE     payer's bank, or payee's bank   an ACTIVE hold, up to what remains of it
+            (the acquirer, for a merchant)
+VOID        payer's or payee's bank         an ACTIVE hold
+EXPIRE      the switch (its scheduler)      an ACTIVE hold whose time has come
+REFUND      payee's bank                    a SETTLED or CAPTURED payment, up to what
+                                            was captured less what was refunded
+RETURN      payee's bank                    a SETTLED interbank credit, all that is left
+==========  ==============================  =========================================
+
+Money. A hold reserves the amount and the fee on the whole amount. A capture posts its
+amount with the fee the schedule gives for it, exactly as a one-step payment would, and
+uses up the reservation first. Refunds and returns post the other way, through both
+banks' settlement accounts when interbank (``build_legs`` with the roles swapped); a
+refund carries the fee the schedule gives for (channel, ``REFUND``), charged to the
+payee and credited to the payee bank (none on a vignette, ever); a return never does.
+The fee of the original payment is not given back. Every posting counts in the
+settlement window of the step's own business day.
+
+Time. A decision reads the step's ``occurred_at``, never the clock: a hold is expired for
+a capture whose time is at or after ``expires_at``, whether or not its expiry event has
+been applied yet, so a replay decides the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from consumers.fees import check_no_vignette_fee, compute_fee
+from consumers.legs import build_legs, settlement_window
+from engine.events import (
+    PAYMENT_STEP_COMPLETED,
+    PAYMENT_STEP_REFUSED,
+    SWITCH,
+    derived_event_id,
+)
+from engine.ledger.models import HoldState, PaymentIntent, StepKind
+from engine.ledger.models import PaymentState as S
+from engine.ledger.postings import Leg, PostingDraft
+from engine.ledger.recorder import (
+    HoldChanged,
+    HoldPlaced,
+    Outcome,
+    PaymentProgress,
+    StepRecorded,
+    Transition,
+    Write,
+)
+from engine.ledger.reference import REFUND, FeeSchedule, Limits
+from engine.ledger.states import REFUNDABLE, check_transition
+from engine.money import format_minor
+from engine.pipeline.contract import Decision, Emit
+from engine.reasons import RETURN_REASONS, Reason
+
+CONSUMER = "settlement"  # the stage these rules run in, as its transitions name it
+APPLIED, REFUSED = "APPLIED", "REFUSED"
+OUTCOME_OF_STEP = {
+    StepKind.CAPTURE: "captured",
+    StepKind.VOID: "voided",
+    StepKind.EXPIRE: "expired",
+    StepKind.REFUND: "refunded",
+    StepKind.RETURN: "returned",
+}  # metric labels of applied steps
+
+
+@dataclass(slots=True)
+class Funds:
+    """An account's funds: balance, overdraft, and what its active holds reserve."""
+
+    balance_minor: int
+    overdraft_limit_minor: int | None  # None: no limit
+    held_minor: int = 0
+
+    @property
+    def available_minor(self) -> int | None:
+        """balance + overdraft - active holds; None for an account without a limit."""
+        if self.overdraft_limit_minor is None:
+            return None
+        return self.balance_minor + self.overdraft_limit_minor - self.held_minor
+
+    def can_pay(self, amount_minor: int) -> bool:
+        available = self.available_minor
+        return available is None or available >= amount_minor
+
+
+@dataclass(slots=True)
+class PaymentView:
+    """What a step needs of the payment it names, as the batch's decisions leave it."""
+
+    payment_id: str
+    state: str
+    intent: str
+    payer_bank: str
+    payer_account: str
+    payee_bank: str
+    payee_account: str
+    amount_minor: int
+    currency: str
+    channel: str
+    payment_type: str
+    egov_service: str | None
+    captured_minor: int
+    refunded_minor: int
+    fee_minor: int
+
+
+@dataclass(slots=True)
+class HoldView:
+    payment_id: str
+    state: str
+    amount_minor: int
+    fee_minor: int
+    reserved_minor: int
+    captured_minor: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StepRefusal:
+    reason: Reason
+    message: str
+
+
+def hold_expiry(limits: Limits, channel: str, currency: str, default_s: int) -> timedelta:
+    """How long a hold lives on ``channel``: its reference data, else the default."""
+    return timedelta(seconds=limits.hold_expiry_s.get((channel, currency), default_s))
+
+
+def authorize(p: dict[str, Any], fee: int, expires_at: datetime) -> tuple[tuple[Write, ...], Emit]:
+    """An authorization's hold: the amount and its fee reserved until ``expires_at``."""
+    amount = p["amount_minor"]
+    hold = HoldPlaced(
+        p["payment_id"], p["payer_account"], p["payer_bank"], p["currency"], amount, fee,
+        amount + fee, 0, HoldState.ACTIVE, p["occurred_at"], expires_at, None, None,
+    )  # fmt: skip
+    outcome = Outcome(
+        p["payment_id"], S.VALIDATED, S.AUTHORIZED, None, None, 0, None, None, 0
+    )  # fmt: skip
+    transition = Transition(
+        p["payment_id"], S.VALIDATED, S.AUTHORIZED, None, CONSUMER, p["event_id"], p["occurred_at"]
+    )
+    record = {
+        "event_id": derived_event_id(p["event_id"], PAYMENT_STEP_COMPLETED.name),
+        "payment_id": p["payment_id"], "step_id": p["payment_id"], "step": StepKind.AUTHORIZE,
+        "bank_reference": p["bank_reference"], "sender_bank": p["payer_bank"],
+        "occurred_at": p["occurred_at"], "payer_bank": p["payer_bank"],
+        "payer_account": p["payer_account"], "payee_bank": p["payee_bank"],
+        "payee_account": p["payee_account"], "amount_minor": amount, "fee_minor": 0,
+        "currency": p["currency"], "channel": p["channel"], "posting_id": None,
+        "settlement_window": None, "held_minor": amount + fee, "captured_minor": 0,
+        "refunded_minor": 0, "payment_state": S.AUTHORIZED, "hold_expires_at": expires_at,
+        "reason_code": None, "causation_event_id": p["event_id"],
+    }  # fmt: skip
+    return (outcome, hold, transition), Emit(PAYMENT_STEP_COMPLETED, record)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRules:
+    """The rules of every step, with the fee schedule they charge by."""
+
+    fees: FeeSchedule
+
+    def decide(
+        self,
+        s: dict[str, Any],
+        payment: PaymentView | None,
+        hold: HoldView | None,
+        funds: dict[str, Funds],
+    ) -> Decision:
+        """The decision on step ``s`` (a PaymentStepValidated record)."""
+        refusal = _party_refusal(s, payment)
+        if refusal is not None or payment is None:
+            return self._refused(s, payment, refusal or StepRefusal(Reason.NOOR, "no payment"))
+        kind = StepKind(s["step"])
+        if kind in (StepKind.CAPTURE, StepKind.VOID, StepKind.EXPIRE):
+            result = self._on_hold(s, kind, payment, hold, funds)
+        else:
+            result = self._back(s, kind, payment, funds)
+        if isinstance(result, StepRefusal):
+            return self._refused(s, payment, result)
+        return result
+
+    # -- holds ---------------------------------------------------------------------------
+
+    def _on_hold(
+        self,
+        s: dict[str, Any],
+        kind: StepKind,
+        payment: PaymentView,
+        hold: HoldView | None,
+        funds: dict[str, Funds],
+    ) -> Decision | StepRefusal:
+        if hold is None or payment.intent != PaymentIntent.AUTHORIZATION:
+            return StepRefusal(Reason.AG01, f"payment {payment.payment_id} holds no funds")
+        at = s["occurred_at"]
+        if kind is StepKind.EXPIRE:
+            if hold.state != HoldState.ACTIVE:
+                return StepRefusal(Reason.AG01, f"the hold was {hold.state.lower()} already")
+            if at < hold.expires_at:
+                return StepRefusal(Reason.AG01, f"the hold lives until {hold.expires_at:%c}")
+            return self._release(s, payment, hold, HoldState.EXPIRED)
+        if hold.state == HoldState.EXPIRED or (
+            hold.state == HoldState.ACTIVE and at >= hold.expires_at
+        ):
+            return StepRefusal(Reason.TM01, f"the hold expired at {hold.expires_at.isoformat()}")
+        if hold.state != HoldState.ACTIVE:
+            what = "fully captured" if hold.state == HoldState.CAPTURED else "voided"
+            return StepRefusal(Reason.AG01, f"the hold was {what} already")
+        if kind is StepKind.VOID:
+            return self._release(s, payment, hold, HoldState.VOIDED)
+        return self._capture(s, payment, hold, funds)
+
+    def _capture(
+        self, s: dict[str, Any], payment: PaymentView, hold: HoldView, funds: dict[str, Funds]
+    ) -> Decision | StepRefusal:
+        remaining = hold.amount_minor - hold.captured_minor
+        amount = remaining if s.get("amount_minor") is None else s["amount_minor"]
+        cur = payment.currency
+        if amount > remaining:
+            return StepRefusal(
+                Reason.AM09,
+                f"capture of {format_minor(amount, cur)} above the "
+                f"{format_minor(remaining, cur)} that remain of the hold",
+            )
+        fee = self._fee(payment, payment.payment_type, amount)
+        debit = amount + fee
+        beyond_hold = max(0, debit - hold.reserved_minor)  # fees of partial captures add up
+        payer = funds[payment.payer_account]
+        if beyond_hold and not payer.can_pay(beyond_hold):
+            return StepRefusal(
+                Reason.AM04,
+                f"capture needs {format_minor(beyond_hold, cur)} beyond the hold, "
+                f"{format_minor(max(payer.available_minor or 0, 0), cur)} available",
+            )
+        captured = hold.captured_minor + amount
+        final = bool(s.get("final")) or captured == hold.amount_minor
+        hold_state = HoldState.CAPTURED if final else HoldState.ACTIVE
+        reserved = 0 if final else max(0, hold.reserved_minor - debit)
+        legs = build_legs(
+            payment.payer_account, payment.payee_account, payment.payer_bank, payment.payee_bank,
+            amount, fee, cur,
+        )  # fmt: skip
+        state = S.CAPTURED if final else S.AUTHORIZED
+        return self._applied(
+            s, payment, StepKind.CAPTURE, amount, fee, legs, state,
+            captured=captured, refunded=payment.refunded_minor,
+            hold=(hold, hold_state, reserved, captured),
+        )  # fmt: skip
+
+    def _release(
+        self, s: dict[str, Any], payment: PaymentView, hold: HoldView, how: HoldState
+    ) -> Decision:
+        """A void or an expiry: what remains of the hold goes back, nothing is posted."""
+        kind = StepKind.VOID if how == HoldState.VOIDED else StepKind.EXPIRE
+        something = hold.captured_minor > 0  # partial captures stand: the payment is CAPTURED
+        hold_state = HoldState.CAPTURED if something else how
+        state = S.CAPTURED if something else (S.VOIDED if kind is StepKind.VOID else S.EXPIRED)
+        released = hold.amount_minor - hold.captured_minor
+        return self._applied(
+            s, payment, kind, released, 0, None, state, captured=hold.captured_minor,
+            refunded=payment.refunded_minor, hold=(hold, hold_state, 0, hold.captured_minor),
+        )  # fmt: skip
+
+    # -- money back ----------------------------------------------------------------------
+
+    def _back(
+        self, s: dict[str, Any], kind: StepKind, payment: PaymentView, funds: dict[str, Funds]
+    ) -> Decision | StepRefusal:
+        """A refund or a return: settled money goes back to the payer."""
+        if payment.state in (S.REFUNDED, S.RETURNED):
+            return StepRefusal(Reason.ARDT, f"the payment was {payment.state.lower()} in full")
+        if payment.state not in REFUNDABLE:
+            return StepRefusal(
+                Reason.AG01, f"payment {payment.payment_id} was never settled ({payment.state})"
+            )
+        cur = payment.currency
+        left = payment.captured_minor - payment.refunded_minor
+        if kind is StepKind.RETURN:
+            refusal = _return_refusal(s, payment, left)
+            if refusal is not None:
+                return refusal
+            amount, fee = left, 0
+        else:
+            amount = left if s.get("amount_minor") is None else s["amount_minor"]
+            if amount > left:
+                return StepRefusal(
+                    Reason.AM09,
+                    f"refund of {format_minor(amount, cur)} above the "
+                    f"{format_minor(left, cur)} refundable",
+                )
+            fee = self._fee(payment, REFUND, amount)
+        payee = funds[payment.payee_account]
+        if not payee.can_pay(amount + fee):
+            return StepRefusal(
+                Reason.AM04,
+                f"the payee needs {format_minor(amount + fee, cur)}, "
+                f"{format_minor(max(payee.available_minor or 0, 0), cur)} available",
+            )
+        legs = build_legs(
+            payment.payee_account, payment.payer_account, payment.payee_bank, payment.payer_bank,
+            amount, fee, cur,
+        )  # fmt: skip
+        refunded = payment.refunded_minor + amount
+        done = refunded == payment.captured_minor
+        state = (S.RETURNED if kind is StepKind.RETURN else S.REFUNDED) if done else payment.state
+        return self._applied(
+            s, payment, kind, amount, fee, legs, state, captured=payment.captured_minor,
+            refunded=refunded,
+        )  # fmt: skip
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def _fee(self, payment: PaymentView, payment_type: str, amount: int) -> int:
+        fee = compute_fee(
+            self.fees, payment.channel, payment_type, payment.currency, amount,
+            payment.egov_service,
+        )  # fmt: skip
+        check_no_vignette_fee(payment.egov_service, fee)
+        return fee
+
+    def _applied(
+        self,
+        s: dict[str, Any],
+        payment: PaymentView,
+        kind: StepKind,
+        amount: int,
+        fee: int,
+        legs: tuple[Leg, ...] | None,
+        state: str,
+        *,
+        captured: int,
+        refunded: int,
+        hold: tuple[HoldView, str, int, int] | None = None,
+    ) -> Decision:
+        if state != payment.state:
+            check_transition(payment.state, state)  # the rules above only ask for legal ones
+        step_id = step_id_of(s)
+        at = s["occurred_at"]
+        posting_id = window = None
+        writes: list[Write] = []
+        if hold is not None:
+            view, hold_state, reserved, hold_captured = hold
+            resolved = hold_state != HoldState.ACTIVE
+            writes.append(HoldChanged(
+                payment.payment_id, view.state, view.captured_minor, hold_state, reserved,
+                hold_captured, at if resolved else None, step_id if resolved else None,
+            ))  # fmt: skip
+        if legs is not None:
+            posting_id = derived_event_id(s["event_id"], "Posting")
+            window = settlement_window(at)
+            writes.append(PostingDraft(posting_id, payment.payment_id, kind, at, window, legs))
+        fees = payment.fee_minor + fee
+        writes += [
+            PaymentProgress(
+                payment.payment_id, payment.state, payment.refunded_minor, state, captured,
+                refunded, fees,
+            ),
+            StepRecorded(
+                step_id, payment.payment_id, kind, s["sender_bank"], s["bank_reference"], at,
+                amount, fee, payment.currency, APPLIED, s.get("reason_code"), None, posting_id,
+                window,
+            ),
+            Transition(
+                payment.payment_id, payment.state, state, s.get("reason_code"), CONSUMER,
+                s["event_id"], at,
+            ),
+        ]  # fmt: skip
+        held = 0 if hold is None else hold[2]
+        record = {
+            "event_id": derived_event_id(s["event_id"], PAYMENT_STEP_COMPLETED.name),
+            "payment_id": payment.payment_id, "step_id": step_id, "step": kind,
+            "bank_reference": s["bank_reference"], "sender_bank": s["sender_bank"],
+            "occurred_at": at, "payer_bank": payment.payer_bank,
+            "payer_account": payment.payer_account, "payee_bank": payment.payee_bank,
+            "payee_account": payment.payee_account, "amount_minor": amount, "fee_minor": fee,
+            "currency": payment.currency, "channel": payment.channel, "posting_id": posting_id,
+            "settlement_window": window, "held_minor": held, "captured_minor": captured,
+            "refunded_minor": refunded, "payment_state": state, "hold_expires_at": None,
+            "reason_code": s.get("reason_code"), "causation_event_id": s["event_id"],
+        }  # fmt: skip
+        return Decision(
+            OUTCOME_OF_STEP[kind], payment.payment_id, writes=tuple(writes),
+            emits=(Emit(PAYMENT_STEP_COMPLETED, record),), channel=payment.channel,
+        )  # fmt: skip
+
+    def _refused(
+        self, s: dict[str, Any], payment: PaymentView | None, refusal: StepRefusal
+    ) -> Decision:
+        return refused_step(s, payment, refusal)
+
+
+def refused_step(s: dict[str, Any], payment: PaymentView | None, refusal: StepRefusal) -> Decision:
+    """A refused step: recorded with its reason and told to its sender; nothing else."""
+    step = StepRecorded(
+        step_id_of(s), s["payment_id"][:64], s["step"], s["sender_bank"][:8],
+        s["bank_reference"][:35], s["occurred_at"], s.get("amount_minor"), 0,
+        (s.get("currency") or "")[:3] or None, REFUSED, refusal.reason.value,
+        refusal.message[:300], None, None,
+    )  # fmt: skip
+    record = {
+        "event_id": derived_event_id(s["event_id"], PAYMENT_STEP_REFUSED.name),
+        "payment_id": s["payment_id"], "step": s["step"], "bank_reference": s["bank_reference"],
+        "sender_bank": s["sender_bank"], "occurred_at": s["occurred_at"],
+        "payer_account": s["payer_account"],
+        "payer_bank": payment.payer_bank if payment else None,
+        "payee_bank": payment.payee_bank if payment else None,
+        "amount_minor": s.get("amount_minor"), "currency": s.get("currency"),
+        "reason_code": refusal.reason.value, "reason_message": refusal.message,
+        "causation_event_id": s["event_id"],
+    }  # fmt: skip
+    return Decision(
+        "step_refused", s["payment_id"], writes=(step,),
+        emits=(Emit(PAYMENT_STEP_REFUSED, record),), channel=payment.channel if payment else "",
+        reason=refusal.reason.value,
+    )  # fmt: skip
+
+
+def step_id_of(s: dict[str, Any]) -> str:
+    """A step's id: the event id of the bank's request (the expiry's own for the switch's)."""
+    return str(s.get("causation_event_id") or s["event_id"])[:64]
+
+
+def _party_refusal(s: dict[str, Any], payment: PaymentView | None) -> StepRefusal | None:
+    """The payment exists, the step names its payer, and its sender may ask for it."""
+    if payment is None:
+        return StepRefusal(Reason.NOOR, f"no payment {str(s['payment_id'])[:64]} to apply it to")
+    if s["payer_account"] != payment.payer_account:
+        return StepRefusal(Reason.NOOR, "the step names another payer than the payment's")
+    sender, kind = s["sender_bank"], s["step"]
+    if kind == StepKind.EXPIRE:
+        allowed: tuple[str, ...] = (SWITCH,)
+    elif kind in (StepKind.REFUND, StepKind.RETURN):
+        allowed = (payment.payee_bank,)
+    else:
+        allowed = (payment.payer_bank, payment.payee_bank)
+    if sender not in allowed:
+        return StepRefusal(
+            Reason.AG01, f"bank {str(sender)[:8]} may not {str(kind).lower()} this payment"
+        )
+    if s.get("currency") not in (None, payment.currency):
+        return StepRefusal(Reason.AM03, f"the payment is in {payment.currency}")
+    if s.get("amount_minor") is not None and s["amount_minor"] <= 0:
+        return StepRefusal(Reason.AM12, f"amount must be above zero, got {s['amount_minor']}")
+    return None
+
+
+def _return_refusal(s: dict[str, Any], payment: PaymentView, left: int) -> StepRefusal | None:
+    if payment.payer_bank == payment.payee_bank:
+        return StepRefusal(Reason.AG01, "only an interbank credit can be returned")
+    if payment.intent != PaymentIntent.SALE or payment.state != S.SETTLED:
+        return StepRefusal(Reason.AG01, "only a settled credit transfer can be returned")
+    if s.get("reason_code") not in RETURN_REASONS:
+        return StepRefusal(
+            Reason.CH16, f"a return needs a return reason, got {str(s.get('reason_code'))[:4]!r}"
+        )
+    if s.get("amount_minor") not in (None, left):
+        return StepRefusal(Reason.AM09, f"a return returns all that is left ({left})")
+    return None

@@ -33,6 +33,7 @@ been applied yet, so a replay decides the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -150,18 +151,13 @@ def authorize(p: dict[str, Any], fee: int, expires_at: datetime) -> tuple[tuple[
     transition = Transition(
         p["payment_id"], S.VALIDATED, S.AUTHORIZED, None, CONSUMER, p["event_id"], p["occurred_at"]
     )
-    record = {
-        "event_id": derived_event_id(p["event_id"], PAYMENT_STEP_COMPLETED.name),
-        "payment_id": p["payment_id"], "step_id": p["payment_id"], "step": StepKind.AUTHORIZE,
-        "bank_reference": p["bank_reference"], "sender_bank": p["payer_bank"],
-        "occurred_at": p["occurred_at"], "payer_bank": p["payer_bank"],
-        "payer_account": p["payer_account"], "payee_bank": p["payee_bank"],
-        "payee_account": p["payee_account"], "amount_minor": amount, "fee_minor": 0,
-        "currency": p["currency"], "channel": p["channel"], "posting_id": None,
-        "settlement_window": None, "held_minor": amount + fee, "captured_minor": 0,
-        "refunded_minor": 0, "payment_state": S.AUTHORIZED, "hold_expires_at": expires_at,
-        "reason_code": None, "causation_event_id": p["event_id"],
-    }  # fmt: skip
+    record = _completed_record(
+        p, p["event_id"], step_id=p["payment_id"], step=StepKind.AUTHORIZE,
+        bank_reference=p["bank_reference"], sender_bank=p["payer_bank"],
+        occurred_at=p["occurred_at"], amount_minor=amount, fee_minor=0,
+        held_minor=amount + fee, captured_minor=0, refunded_minor=0,
+        payment_state=S.AUTHORIZED, hold_expires_at=expires_at,
+    )  # fmt: skip
     return (outcome, hold, transition), Emit(PAYMENT_STEP_COMPLETED, record)
 
 
@@ -377,18 +373,14 @@ class StepRules:
             ),
         ]  # fmt: skip
         held = 0 if hold is None else hold[2]
-        record = {
-            "event_id": derived_event_id(s["event_id"], PAYMENT_STEP_COMPLETED.name),
-            "payment_id": payment.payment_id, "step_id": step_id, "step": kind,
-            "bank_reference": s["bank_reference"], "sender_bank": s["sender_bank"],
-            "occurred_at": at, "payer_bank": payment.payer_bank,
-            "payer_account": payment.payer_account, "payee_bank": payment.payee_bank,
-            "payee_account": payment.payee_account, "amount_minor": amount, "fee_minor": fee,
-            "currency": payment.currency, "channel": payment.channel, "posting_id": posting_id,
-            "settlement_window": window, "held_minor": held, "captured_minor": captured,
-            "refunded_minor": refunded, "payment_state": state, "hold_expires_at": None,
-            "reason_code": s.get("reason_code"), "causation_event_id": s["event_id"],
-        }  # fmt: skip
+        parties = {k: getattr(payment, k) for k in PARTY_FIELDS}
+        record = _completed_record(
+            parties, s["event_id"], step_id=step_id, step=kind,
+            bank_reference=s["bank_reference"], sender_bank=s["sender_bank"], occurred_at=at,
+            amount_minor=amount, fee_minor=fee, posting_id=posting_id, settlement_window=window,
+            held_minor=held, captured_minor=captured, refunded_minor=refunded,
+            payment_state=state, reason_code=s.get("reason_code"),
+        )  # fmt: skip
         return Decision(
             OUTCOME_OF_STEP[kind], payment.payment_id, writes=tuple(writes),
             emits=(Emit(PAYMENT_STEP_COMPLETED, record),), channel=payment.channel,
@@ -424,6 +416,22 @@ def refused_step(s: dict[str, Any], payment: PaymentView | None, refusal: StepRe
         emits=(Emit(PAYMENT_STEP_REFUSED, record),), channel=payment.channel if payment else "",
         reason=refusal.reason.value,
     )  # fmt: skip
+
+
+PARTY_FIELDS = ("payment_id", "payer_bank", "payer_account", "payee_bank", "payee_account",
+                "currency", "channel")  # fmt: skip
+
+
+def _completed_record(
+    parties: Mapping[str, Any], cause_event_id: str, **step: Any
+) -> dict[str, Any]:
+    """A PaymentStepCompleted record: the payment's parties, and what the step did."""
+    record = {k: parties[k] for k in PARTY_FIELDS}
+    record.update(posting_id=None, settlement_window=None, hold_expires_at=None, reason_code=None)
+    record.update(step)
+    record["event_id"] = derived_event_id(cause_event_id, PAYMENT_STEP_COMPLETED.name)
+    record["causation_event_id"] = cause_event_id
+    return record
 
 
 def step_id_of(s: dict[str, Any]) -> str:

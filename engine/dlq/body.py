@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.dlq.exceptions import CorrectedBodyError
-from engine.events import BY_TOPIC
+from engine.events import BY_TOPIC, ON_TOPIC
 from engine.serialization import MARKER, AvroCodec, DecodeError, SerializationError
 
 TIMESTAMP_TYPES = ("timestamp-millis", "timestamp-micros")
@@ -36,12 +36,16 @@ class CorrectedBody:
 
 
 def event_type_of_topic(topic: str) -> str:
-    """The one event type a Sakk topic carries, from its short name after the prefix."""
+    """The first event type a Sakk topic carries, from its short name after the prefix."""
+    return event_types_of_topic(topic)[0]
+
+
+def event_types_of_topic(topic: str) -> tuple[str, ...]:
+    """Every event type a Sakk topic carries (payments.initiated: payments and steps)."""
     short = topic.rsplit(".", 1)[-1]
-    event = BY_TOPIC.get(short)
-    if event is None:
+    if short not in BY_TOPIC:
         raise CorrectedBodyError(f"topic {topic} carries no Sakk event type a body could have")
-    return event.name
+    return tuple(e.name for e in ON_TOPIC[short])
 
 
 def read_body_file(path: Path, max_bytes: int) -> bytes:
@@ -60,20 +64,20 @@ def read_body_file(path: Path, max_bytes: int) -> bytes:
 
 def corrected_body(codec: AvroCodec, topic: str, data: bytes) -> CorrectedBody:
     """``data`` (Avro bytes or JSON fields) as a message of ``topic``'s event type."""
-    expected = event_type_of_topic(topic)
-    value = data if data.startswith(MARKER) else _encode_json(codec, expected, data)
+    carried = event_types_of_topic(topic)
+    value = data if data.startswith(MARKER) else _encode_json(codec, carried, data)
     try:
         decoded = codec.decode(value)
     except DecodeError as exc:
         raise CorrectedBodyError(f"the corrected body does not decode: {exc}") from exc
-    if decoded.event_type != expected:
+    if decoded.event_type not in carried:
         raise CorrectedBodyError(
-            f"the corrected body is a {decoded.event_type}; {topic} carries {expected}"
+            f"the corrected body is a {decoded.event_type}; {topic} carries {' or '.join(carried)}"
         )
     return CorrectedBody(value, decoded.event_type, decoded.record)
 
 
-def _encode_json(codec: AvroCodec, event_type: str, data: bytes) -> bytes:
+def _encode_json(codec: AvroCodec, carried: tuple[str, ...], data: bytes) -> bytes:
     try:
         fields = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -85,14 +89,24 @@ def _encode_json(codec: AvroCodec, event_type: str, data: bytes) -> bytes:
         ) from exc
     if not isinstance(fields, dict):
         raise CorrectedBodyError(
-            f"the corrected body must be one JSON object of {event_type}'s fields, "
+            f"the corrected body must be one JSON object of {' or '.join(carried)}'s fields, "
             f"not a {type(fields).__name__}"
         )
+    event_type = _type_of_fields(codec, carried, fields)
     record = record_from_json(codec, event_type, fields)
     try:
         return codec.encode(event_type, record, validate=True)
     except SerializationError as exc:
         raise CorrectedBodyError(f"the corrected body is not a valid {event_type}: {exc}") from exc
+
+
+def _type_of_fields(codec: AvroCodec, carried: tuple[str, ...], fields: dict[str, Any]) -> str:
+    """The event type among ``carried`` whose schema has every field the JSON names."""
+    for event_type in carried:
+        names = {f["name"] for f in codec.registry.reader_schema(event_type)["fields"]}
+        if fields.keys() <= names:
+            return event_type
+    return carried[0]  # its validation names the field that does not belong
 
 
 def record_from_json(codec: AvroCodec, event_type: str, fields: dict[str, Any]) -> dict[str, Any]:

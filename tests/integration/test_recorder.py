@@ -14,17 +14,24 @@ from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import (
     EmittedEvent,
     HandledEvent,
+    Hold,
     Notification,
     Payment,
+    PaymentStep,
     PaymentTransition,
 )
 from engine.ledger.recorder import (
     DueNotification,
     Emitted,
+    GuardFailed,
     Handled,
+    HoldChanged,
+    HoldPlaced,
     NewPayment,
     Outcome,
+    PaymentProgress,
     Recorder,
+    StepRecorded,
     Transition,
 )
 from engine.ledger.reference import load_reference_data, read_file
@@ -138,3 +145,55 @@ def test_a_row_that_breaks_a_unique_key_refuses_the_whole_write(
         Recorder().record(conn, [new_payment("p9", None), row])  # a racing instance's copy
     with engine.connect() as conn:
         assert conn.execute(select(Payment.__table__)).first() is None  # nothing of it stayed
+
+
+def test_a_hold_and_its_steps_read_back_and_a_stale_change_refuses_the_batch(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = ledger(database_url, tmp_path)
+    expires = MOMENT + timedelta(days=3)
+    authorized = new_payment("p1", None)._replace(state="AUTHORIZED", intent="AUTHORIZATION")
+    hold = HoldPlaced(
+        "p1", AMINA[1], "007", "MAD", 12_345, 100, 12_445, 0, "ACTIVE", MOMENT, expires, None, None
+    )
+    with engine.begin() as conn:
+        Recorder().record(conn, [authorized, hold])
+    capture = [
+        HoldChanged("p1", "ACTIVE", 0, "CAPTURED", 0, 12_345, MOMENT, "step-1"),
+        PaymentProgress("p1", "AUTHORIZED", 0, "CAPTURED", 12_345, 0, 150),
+        StepRecorded(
+            "step-1",
+            "p1",
+            "CAPTURE",
+            "007",
+            "CAP-1",
+            MOMENT,
+            12_345,
+            150,
+            "MAD",
+            "APPLIED",
+            None,
+            None,
+            "posting-1",
+            "2026-12-01",
+        ),  # fmt: skip
+    ]
+    with engine.begin() as conn:
+        Recorder().record(conn, capture)
+    with engine.connect() as conn:
+        held = conn.execute(select(Hold.__table__)).mappings().one()
+        paid = conn.execute(select(Payment.__table__)).mappings().one()
+        stepped = conn.execute(select(PaymentStep.__table__)).mappings().one()
+    assert (held["state"], held["reserved_minor"], held["captured_minor"]) == (
+        "CAPTURED",
+        0,
+        12_345,
+    )
+    assert utc(held["expires_at"]) == expires and utc(held["resolved_at"]) == MOMENT
+    assert (paid["state"], paid["intent"], paid["captured_minor"], paid["fee_minor"]) == (
+        "CAPTURED", "AUTHORIZATION", 12_345, 150,
+    )  # fmt: skip
+    assert dict(stepped) | {"occurred_at": utc(stepped["occurred_at"])} == capture[2]._asdict()
+    # The same capture decided again from the view before it (a racing instance): refused.
+    with pytest.raises(GuardFailed), engine.begin() as conn:
+        Recorder().record(conn, [capture[0]._replace(resolved_by="step-2")])

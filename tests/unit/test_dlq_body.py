@@ -12,7 +12,7 @@ from engine.app import make_codec
 from engine.config import Settings
 from engine.dlq.body import corrected_body, event_type_of_topic, read_body_file
 from engine.dlq.exceptions import CorrectedBodyError
-from tests.factories import AMINA, KARIM, payment
+from tests.factories import AMINA, KARIM, authorization, payment, step
 
 CODEC = make_codec(Settings(), with_store=False)
 TOPIC = "payments.initiated"
@@ -74,6 +74,13 @@ def test_amounts_must_be_integers_of_minor_units() -> None:
     fields = {**json.loads(as_json(payment())), "amount_minor": 25.5}
     with pytest.raises(CorrectedBodyError, match="amount_minor"):
         corrected_body(CODEC, TOPIC, json.dumps(fields).encode())
+
+
+def test_a_corrected_step_is_encoded_as_the_step_the_topic_also_carries() -> None:
+    record = step(authorization(), "CAPTURE", "007", 1_000)
+    body = corrected_body(CODEC, TOPIC, as_json(record))
+    assert body.event_type == "PaymentStepRequested"
+    assert body.record == record
 
 
 def test_the_event_type_comes_from_the_topic_name_after_its_prefix() -> None:

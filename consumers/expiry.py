@@ -17,6 +17,11 @@ the events' own times.
 The scheduler writes nothing to the ledger; it only reads it. payments.validated is the
 switch's own topic (no bank may write it), which is why an expiry needs no bank's
 signature.
+
+It also keeps the hold gauges (``sakk_holds_outstanding``, ``sakk_holds_outstanding_minor``,
+``sakk_holds_overdue``, ``sakk_holds_overdue_oldest_seconds``) from the ledger, every
+``HOLD_GAUGES_EVERY_S``: the ledger's totals, the same whichever settlement process reads
+them (the dashboard takes their ``max`` over replicas).
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from kafka.errors import KafkaError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine import metrics
 from engine.audit.times import as_utc
 from engine.config import Settings
 from engine.events import PAYMENT_STEP_VALIDATED, SWITCH, derived_event_id
@@ -45,6 +52,7 @@ log = logging.getLogger(__name__)
 
 REPUBLISH_AFTER_S = 60.0  # an expiry still not applied after this is published again
 EXPIRY_REFERENCE = "EXPIRY"
+HOLD_GAUGES_EVERY_S = 5.0  # Prometheus scrapes every 5 s (deploy/prometheus/prometheus.yml)
 
 
 def expiry_event(payment_id: str, payer_account: str, expires_at: datetime) -> dict[str, Any]:
@@ -72,6 +80,35 @@ def due_expiries(engine: Engine, now: datetime, limit: int) -> list[dict[str, An
     return [expiry_event(r.payment_id, r.account_number, as_utc(r.expires_at)) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class HoldTotals:
+    """The ledger's active holds, for the gauges."""
+
+    by_bank: list[tuple[str, str, int, int]]  # (payer's bank, currency, holds, reserved)
+    overdue: int  # past their expiry time
+    oldest_overdue_s: float  # how long the oldest of those is past it (0: none)
+
+
+def hold_totals(engine: Engine, now: datetime) -> HoldTotals:
+    """Active holds per (payer's bank, currency), and those past their expiry time."""
+    h = table_of(Hold)
+    active = h.c.state == HoldState.ACTIVE
+    by_bank = (
+        select(h.c.bank_code, h.c.currency, func.count(), func.sum(h.c.reserved_minor))
+        .where(active)
+        .group_by(h.c.bank_code, h.c.currency)
+    )
+    overdue = select(func.count(), func.min(h.c.expires_at)).where(active, h.c.expires_at <= now)
+    with read_only(engine).connect() as conn:
+        rows = conn.execute(by_bank).all()
+        late, oldest = conn.execute(overdue).one()
+    return HoldTotals(
+        [(bank, cur, int(n), int(reserved or 0)) for bank, cur, n, reserved in rows],
+        int(late or 0),
+        max((now - as_utc(oldest)).total_seconds(), 0.0) if oldest is not None else 0.0,
+    )
+
+
 class ExpiryScheduler:
     """Publishes the expiries that are due, every ``expiry_interval_ms``, until stopped."""
 
@@ -89,6 +126,8 @@ class ExpiryScheduler:
         self.stop_event = stop_event
         self.clock = clock
         self._published: dict[str, float] = {}  # payment id -> when its expiry was sent
+        self._gauges = metrics.HoldGauges()
+        self._gauges_due = 0.0  # monotonic time of the next read of the hold gauges
 
     def publish_due(self, send: Callable[[list[Outgoing]], int]) -> int:
         """Publish the expiries now due (not those sent in the last minute); how many."""
@@ -114,6 +153,15 @@ class ExpiryScheduler:
         log.info("published %d hold expiries", sent)
         return sent
 
+    def refresh_gauges(self) -> None:
+        """Read the hold gauges from the ledger, at most every ``HOLD_GAUGES_EVERY_S``."""
+        now = time.monotonic()
+        if now < self._gauges_due:
+            return
+        self._gauges_due = now + HOLD_GAUGES_EVERY_S
+        totals = hold_totals(self.engine, self.clock())
+        self._gauges.set(totals.by_bank, totals.overdue, totals.oldest_overdue_s, time.time())
+
     def run(self) -> None:
         producer = make_producer(self.settings, "sakk-expiry")
         timeout = self.settings.produce_timeout_s
@@ -124,6 +172,7 @@ class ExpiryScheduler:
         try:
             while not self.stop_event.is_set():
                 try:
+                    self.refresh_gauges()
                     self.publish_due(send)
                 except (KafkaError, KafkaProducerDeliveryError, SQLAlchemyError) as exc:
                     log.warning("expiry round failed, tried again next round: %s", exc)

@@ -43,6 +43,7 @@ PAYLOAD_FIELDS = (
     "reason_code",
     "reason_message",
     "settlement_window",
+    "remittance_info",
     # the steps of a payment's lifecycle
     "step",
     "step_id",

@@ -1,5 +1,8 @@
 """Notification senders: how the notification consumer tells a bank a payment's outcome.
 
+The webhook posts JSON, or ISO 20022 (pacs.002, pacs.004) to a bank whose reference data
+chose it (:class:`BodyByBank`); the log sender always writes JSON lines.
+
 A sender delivers at least once; the receiver deduplicates on ``notification_id``,
 which stays the same on every attempt and every redelivery of the same outcome.
 Senders are thread-safe: the consumer calls ``deliver`` from up to
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import random
 import socket
 import threading
@@ -25,10 +29,16 @@ from typing import Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
+from engine.iso.notices import XML_CONTENT_TYPE, BankProfiles, iso_notification
+from engine.ledger.database import make_engine
 from engine.metrics import NOTIFICATION_ATTEMPTS
 from engine.trust.keys import KeyPair, verifies
+
+log = logging.getLogger(__name__)
 
 OUTCOMES = (
     *("SETTLED", "REJECTED", "FAILED"),  # a payment's first answer
@@ -37,6 +47,8 @@ OUTCOMES = (
 MAX_SIGNATURES = 4  # signatures read from one header (two during a key rotation)
 SIGNATURE_HEADER_MAX = 1_024
 RESPONSE_DETAIL_MAX_BYTES = 256  # of a refusal's body, kept in the error for the operator
+JSON_CONTENT_TYPE = "application/json"
+PROFILES_REFRESH_S = 30.0  # how soon a bank's new notification format takes effect
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,74 @@ class Notification:
 
 
 _FLAT = (str, int)  # by exact type: a bool is not an amount
+
+
+@dataclass(frozen=True)
+class Body:
+    """What is posted: the bytes the signature covers, and their media type."""
+
+    data: bytes
+    content_type: str
+
+
+def json_body(notification: Notification) -> Body:
+    return Body(notification.body(), JSON_CONTENT_TYPE)
+
+
+class BodyByBank:
+    """Each bank's notification in the format its reference data names.
+
+    JSON (``Notification.body``) by default; an ISO 20022 document (pacs.002, pacs.004 for
+    a return: :mod:`engine.iso.notices`) for a bank whose ``notification_format`` is
+    ``pacs.002``. The banks' formats are read through ``load`` and read again every
+    ``refresh_s``. When they cannot be read, the last ones read are kept; with none read
+    yet, building fails and the attempt is retried later: a bank that chose ISO 20022 is
+    never sent JSON because the ledger was busy.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], BankProfiles],
+        refresh_s: float = PROFILES_REFRESH_S,
+        clock_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._refresh_s = refresh_s
+        self._clock_s = clock_s
+        self._lock = threading.Lock()
+        self._profiles: BankProfiles | None = None
+        self._next_load_s = 0.0
+
+    def __call__(self, notification: Notification) -> Body:
+        profiles = self.profiles()
+        if not profiles.wants_iso(notification.recipient_bank):
+            return json_body(notification)
+        n = notification
+        document = iso_notification(n.notification_id, n.outcome, n.payload, n.recipient_bank,
+                                    datetime.now(UTC), profiles.bics)  # fmt: skip
+        return Body(document, XML_CONTENT_TYPE)
+
+    def profiles(self) -> BankProfiles:
+        with self._lock:  # one reader at a time; the others wait for what it reads
+            if self._profiles is None or self._clock_s() >= self._next_load_s:
+                try:
+                    self._profiles = self._load()
+                except SQLAlchemyError as exc:
+                    if self._profiles is None:
+                        raise
+                    log.warning("banks' notification formats not re-read (%s)", type(exc).__name__)
+                self._next_load_s = self._clock_s() + self._refresh_s
+            return self._profiles
+
+
+def ledger_profiles(engine: Engine) -> Callable[[], BankProfiles]:
+    """Read the banks' notification formats from the ledger, each call."""
+
+    def load() -> BankProfiles:
+        with engine.connect() as conn:
+            return BankProfiles.load(conn)
+
+    return load
 
 
 def _check_json_ready(value: Any, where: str) -> None:
@@ -159,9 +239,10 @@ def sign(keys: Sequence[KeyPair], timestamp_s: int, body: bytes) -> str:
     """``<key id>=<base64 Ed25519 signature of "<timestamp>.<body>">``, one per key, by commas.
 
     The switch signs with its own key, which no bank holds, so no bank can forge what the
-    switch tells another. While it rotates keys it signs with both, and a bank that knows
-    either public key verifies: no gap. The timestamp is signed so a captured request
-    cannot be replayed later with a fresh one.
+    switch tells another. The body is the JSON document, or the ISO 20022 one for a bank
+    that chose it: signed the same way. While it rotates keys it signs with both, and a
+    bank that knows either public key verifies: no gap. The timestamp is signed so a
+    captured request cannot be replayed later with a fresh one.
     """
     if not keys:
         raise ValueError("a webhook is signed with at least one key")
@@ -182,7 +263,9 @@ def verify_signature(
 
     ``public_keys`` maps key id to the switch's public key (``sakk keys generate switch``
     prints it). Header names are matched case-insensitively. A receiver also checks that
-    the body's ``recipient_bank`` is itself, and deduplicates on ``notification_id``.
+    the body's ``recipient_bank`` (an ISO 20022 document's ``GrpHdr/InstdAgt``) is itself,
+    and deduplicates on ``notification_id`` (the document's ``MsgId``: the same id without
+    dashes).
     """
     if not public_keys:
         raise ValueError("verify_signature needs at least one trusted public key")
@@ -255,6 +338,7 @@ class WebhookSender:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         clock_s: Callable[[], float] = time.time,
+        bodies: Callable[[Notification], Body] = json_body,
     ) -> None:
         if not signing_keys:
             raise ValueError("WebhookSender needs a signing key (SAKK_WEBHOOK_SIGNING_KEY_FILES)")
@@ -267,6 +351,7 @@ class WebhookSender:
         self._sleep = sleep
         self._rng = rng
         self._clock_s = clock_s
+        self._bodies = bodies
 
     @property
     def worst_case_s(self) -> float:
@@ -277,7 +362,12 @@ class WebhookSender:
         problem = _url_problem(url, notification.recipient_bank)
         if problem:
             return DeliveryResult(False, (), problem)
-        target, body = urlsplit(str(url)), notification.body()
+        try:
+            body = self._bodies(notification)
+        except (SQLAlchemyError, ValueError) as exc:  # no formats read yet, or a bad build
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            return DeliveryResult(False, (), f"notification not built: {reason}")
+        target = urlsplit(str(url))
         attempts: list[Attempt] = []
         for number in range(1, self._max_attempts + 1):
             if number > 1:
@@ -298,20 +388,20 @@ class WebhookSender:
         return delay if self._rng is None else self._rng.uniform(delay / 2, delay)
 
     def _attempt(
-        self, number: int, url: SplitResult, notification: Notification, body: bytes
+        self, number: int, url: SplitResult, notification: Notification, body: Body
     ) -> Attempt:
         timestamp_s = int(self._clock_s())  # signed afresh: a late retry is not stale
         headers = {
-            "Content-Type": "application/json",
+            "Content-Type": body.content_type,
             "User-Agent": "sakk-notifier",
             "X-Sakk-Notification-Id": notification.notification_id,
             "X-Sakk-Timestamp": str(timestamp_s),
-            "X-Sakk-Signature": sign(self._keys, timestamp_s, body),
+            "X-Sakk-Signature": sign(self._keys, timestamp_s, body.data),
         }
         started_at, started = datetime.now(UTC), time.monotonic()
         status_code: int | None = None
         try:
-            status_code, detail = self._post_once(url, headers, body)
+            status_code, detail = self._post_once(url, headers, body.data)
             error = None if 200 <= status_code < 300 else f"HTTP {status_code} {detail}".strip()
         except TimeoutError:
             error = f"timeout after {self._timeout_s * 1000:.0f} ms"
@@ -386,6 +476,7 @@ def make_sender(settings: Settings) -> Sender:
     if settings.notify_sender == "log":
         return LogSender(settings.notify_log_path)
     if settings.notify_sender == "webhook":
+        engine = make_engine(settings.ledger_url, pool_size=1)  # connects on first read
         return WebhookSender(
             signing_keys=[KeyPair.read(path) for path in settings.webhook_signing_keys],
             timeout_ms=settings.webhook_timeout_ms,
@@ -393,5 +484,6 @@ def make_sender(settings: Settings) -> Sender:
             max_attempts=1,
             backoff_initial_ms=0,
             backoff_max_ms=0,
+            bodies=BodyByBank(ledger_profiles(engine)),
         )
     raise ValueError(f"SAKK_NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'")

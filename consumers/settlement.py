@@ -251,7 +251,7 @@ def _failed(p: dict[str, Any], reason: Reason, message: str) -> Decision:
 
 
 def _carried(p: dict[str, Any], event: EventType) -> dict[str, Any]:
-    record = {k: p[k] for k in carried_fields(PAYMENT_VALIDATED, event)}
+    record = {k: p.get(k) for k in carried_fields(PAYMENT_VALIDATED, event)}
     record["causation_event_id"] = p["event_id"]
     record["event_id"] = derived_event_id(p["event_id"], event.name)
     return record

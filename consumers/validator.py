@@ -343,7 +343,7 @@ def _new_payment(
         rejection.message[:300] if rejection else None,
         evidence.signer if evidence else None, evidence.key_id if evidence else None,
         evidence.signature if evidence else None, evidence.digest if evidence else None,
-        p.get("intent") or PaymentIntent.SALE,
+        p.get("intent") or PaymentIntent.SALE, _clip(p.get("remittance_info"), 140),
     )  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """Prometheus metrics and the health endpoints served beside them.
 
 Labels are bounded sets only (consumer, topic, partition, channel, outcome,
-reason code, bank code): never a payment id.
+reason code, bank code, currency, step kind): never a payment id, an account number or
+a holder's name.
 """
 
 from __future__ import annotations
@@ -106,6 +107,72 @@ NET_POSITION = Gauge(
     "(positive: the switch owes the bank).",
     ["bank", "currency"],
 )
+# The lifecycle. ``bank`` is the bank whose customer pays in the step: the payer's bank
+# for a capture, the payee's bank (which asked for it) for a refund or a return.
+CAPTURES = Counter(
+    "sakk_captures_total",
+    "Captures applied (partial ones each count), by the payer's bank and channel.",
+    ["bank", "channel"],
+)
+CAPTURED_AMOUNT = Counter(
+    "sakk_captured_amount_minor_total",
+    "Amount captured from holds, minor units, by the payer's bank, channel and currency.",
+    ["bank", "channel", "currency"],
+)
+REFUNDS = Counter(
+    "sakk_refunds_total",
+    "Refunds applied, by the payee's bank (the one refunding) and channel.",
+    ["bank", "channel"],
+)
+REFUNDED_AMOUNT = Counter(
+    "sakk_refunded_amount_minor_total",
+    "Amount refunded, minor units, by the payee's bank, channel and currency.",
+    ["bank", "channel", "currency"],
+)
+RETURNS = Counter(
+    "sakk_returns_total",
+    "Returns applied, by the payee's bank (the one returning), channel and ISO 20022 "
+    "return reason.",
+    ["bank", "channel", "reason"],
+)
+RETURNED_AMOUNT = Counter(
+    "sakk_returned_amount_minor_total",
+    "Amount returned, minor units, by the payee's bank, channel and currency.",
+    ["bank", "channel", "currency"],
+)
+HOLDS_OUTSTANDING = Gauge(
+    "sakk_holds_outstanding",
+    "Active holds (authorized, not yet captured in full, voided or expired), per payer's "
+    "bank and currency, read from the ledger by each settlement process's expiry scheduler.",
+    ["bank", "currency"],
+)
+HOLDS_OUTSTANDING_AMOUNT = Gauge(
+    "sakk_holds_outstanding_minor",
+    "What active holds still reserve (amount and fee), minor units, per payer's bank and "
+    "currency, read from the ledger.",
+    ["bank", "currency"],
+)
+HOLDS_OVERDUE = Gauge(
+    "sakk_holds_overdue",
+    "Active holds past their expiry time, from the ledger: their expiry is not applied yet.",
+)
+HOLDS_OVERDUE_OLDEST = Gauge(
+    "sakk_holds_overdue_oldest_seconds",
+    "How long the oldest active hold has been past its expiry time (0: none), from the "
+    "ledger. Expiries are published every second: a few seconds is normal.",
+)
+HOLDS_REFRESHED = Gauge(
+    "sakk_holds_refreshed_timestamp_seconds",
+    "Unix time the hold gauges were last read from the ledger.",
+)
+STEP_OUTCOMES = frozenset({"captured", "voided", "expired", "refunded", "returned"})  # applied
+# The steps that move money: (count, amount) per step kind.
+MONEY_STEPS: Mapping[str, tuple[Counter, Counter]] = {
+    "CAPTURE": (CAPTURES, CAPTURED_AMOUNT),
+    "REFUND": (REFUNDS, REFUNDED_AMOUNT),
+    "RETURN": (RETURNS, RETURNED_AMOUNT),
+}
+
 CONSUMER_READY = Gauge(
     "sakk_consumer_ready",
     "1 when the consumer is connected to broker and database and holds partitions.",
@@ -140,6 +207,74 @@ def observe_settled(events: Iterable[Mapping[str, Any]]) -> None:
         FEES.labels(channel, currency).inc(fee)
     for (bank, currency), change in net.items():
         NET_POSITION.labels(bank, currency).inc(change)
+
+
+def observe_steps(events: Iterable[Mapping[str, Any]]) -> None:
+    """Count a batch's applied steps (PaymentStepCompleted events, after their commit).
+
+    Captures, refunds and returns move money: their counts and amounts, their fees, and
+    the net positions (a capture as a payment; a refund or a return the other way).
+    Voids and expiries move none (``sakk_payment_outcomes_total`` counts them). Summed per
+    label set first, as in :func:`observe_settled`.
+    """
+    counted: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+    amounts: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+    fees: defaultdict[tuple[str, str], int] = defaultdict(int)
+    net: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for event in events:
+        step, amount, currency = event["step"], event["amount_minor"], event["currency"]
+        payer, payee, channel = event["payer_bank"], event["payee_bank"], event["channel"]
+        if step not in MONEY_STEPS:
+            continue
+        paying, paid = (payer, payee) if step == "CAPTURE" else (payee, payer)
+        counted[(step, paying, channel, event.get("reason_code") or "")] += 1
+        amounts[(step, paying, channel, currency)] += amount
+        if event["fee_minor"]:
+            fees[(channel, currency)] += event["fee_minor"]
+        if paying != paid:
+            net[(paying, currency)] -= amount
+            net[(paid, currency)] += amount
+    for (step, bank, channel, reason), n in counted.items():
+        if step == "RETURN":
+            RETURNS.labels(bank, channel, reason).inc(n)
+        else:
+            MONEY_STEPS[step][0].labels(bank, channel).inc(n)
+    for (step, *labels), amount in amounts.items():
+        MONEY_STEPS[step][1].labels(*labels).inc(amount)
+    for (channel, currency), fee in fees.items():
+        FEES.labels(channel, currency).inc(fee)
+    for (bank, currency), change in net.items():
+        if change:
+            NET_POSITION.labels(bank, currency).inc(change)
+
+
+class HoldGauges:
+    """The hold gauges, set from one read of the ledger; a bank whose holds are all
+    resolved since the last read goes back to zero rather than keeping its last value."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+
+    def set(
+        self,
+        rows: Iterable[tuple[str, str, int, int]],
+        overdue: int,
+        oldest_overdue_s: float,
+        now: float,
+    ) -> None:
+        """``rows``: (bank, currency, active holds, reserved minor units)."""
+        seen = set()
+        for bank, currency, count, reserved in rows:
+            HOLDS_OUTSTANDING.labels(bank, currency).set(count)
+            HOLDS_OUTSTANDING_AMOUNT.labels(bank, currency).set(reserved)
+            seen.add((bank, currency))
+        for bank, currency in self._seen - seen:
+            HOLDS_OUTSTANDING.labels(bank, currency).set(0)
+            HOLDS_OUTSTANDING_AMOUNT.labels(bank, currency).set(0)
+        self._seen |= seen
+        HOLDS_OVERDUE.set(overdue)
+        HOLDS_OVERDUE_OLDEST.set(oldest_overdue_s)
+        HOLDS_REFRESHED.set(now)
 
 
 class HealthState:

@@ -72,9 +72,9 @@ def new_payment(**fields: Any) -> dict[str, Any]:
     """A PaymentInitiated record from ``fields``, with fresh ids and the time filled in.
 
     ``event_id`` and ``payment_id`` default to new UUID4s, ``occurred_at`` to now (UTC,
-    millisecond precision); the optional ``merchant_category_code`` and ``egov_service``
-    default to None, ``intent`` to SALE (settled at once). A field given as None gets its
-    default too.
+    millisecond precision); the optional ``merchant_category_code``, ``egov_service`` and
+    ``remittance_info`` default to None, ``intent`` to SALE (settled at once). A field
+    given as None gets its default too.
     """
     payment: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
@@ -83,6 +83,7 @@ def new_payment(**fields: Any) -> dict[str, Any]:
         "merchant_category_code": None,
         "egov_service": None,
         "intent": "SALE",
+        "remittance_info": None,
     }
     payment.update({k: v for k, v in fields.items() if v is not None or k not in payment})
     return payment

@@ -54,6 +54,7 @@ def payment(
         "merchant_category_code": None,
         "egov_service": None,
         "intent": "SALE",
+        "remittance_info": None,
     }
     record.update(extra)
     return record

@@ -51,6 +51,10 @@ def test_make_demo_publishes_settles_and_checks_the_ledger(tmp_path):
         run.stdout,
     )
     assert "OK ledger balances" in run.stdout
+    assert "OK lifecycle as the traffic expected" in run.stdout
+    assert "OK net positions sum to zero" in run.stdout
+    for table in ("Card holds by channel", "Money back by channel", "Interbank net positions"):
+        assert table in run.stdout
     signed = re.search(r"OK signed (\d+), refused for security (\d+)", run.stdout)
     assert signed and int(signed[1]) > 0, "every payment is signed, forgeries refused"
     for channel in ("WEB", "MOBILE", "ATM", "POS", "BRANCH", "EGOV"):

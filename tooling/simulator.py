@@ -37,6 +37,22 @@ ledger that earlier runs already moved, some good payments may fail for funds.
 :class:`LiveSimulation` publishes in phases (one offered rate after another) from one
 simulator, so the shadow carries over from phase to phase and stays true.
 
+With ``lifecycle=True`` (the demo, ``sakk simulate``) the traffic also carries the
+lifecycle of payments (``LIFECYCLE_MIX``): card authorizations at POS and online (intent
+``AUTHORIZATION``) captured in full, in part, in two parcels or voided, a few left to
+expire (their hold's life, from the channel's ``hold_expiry_s`` in the reference data,
+ends seconds after they are published), airline purchases refunded in whole or in part
+by the airline's bank, and interbank transfers returned by the payee's bank with an ISO
+20022 return reason; and two steps that must be refused (a capture above the hold, a
+refund asked by the payer's bank). A payment and its steps are one draw: the steps follow
+the payment at once (keyed by its payer account, so ordered behind it on its partition),
+each signed by its sender bank, and ``generate(n)`` never cuts a draw in two, so every
+payment reaches the state it expects within the call that began it. The funds shadow
+follows the steps: a hold needs its amount and fee, a capture posts what it captures, a
+void gives the hold back at once (it is ordered before the payer's next payment), an
+expiry gives it back only once it has surely been applied, and a refund or a return
+debits the payee at once and credits the payer later.
+
 Two profiles (``PROFILES``): ``uniform`` is the mix above. ``skew`` is the hot-account
 test (Mojaloop's skew test): 70% of messages are purchases by ``HOT_PAYER_BANK``'s
 customers from the one ``HOT_MERCHANT`` account, and the other 30% keep the mix, except
@@ -47,6 +63,7 @@ account, which so becomes a second hot account.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import random
 import time
 import uuid
@@ -61,7 +78,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
-from engine.events import PAYMENT_INITIATED
+from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED
 from engine.ledger.database import make_engine
 from engine.ledger.models import AccountKind, AccountStatus
 from engine.ledger.reference import internal_account, read_file
@@ -136,6 +153,69 @@ SKEW_MIX: Mapping[str, int] = {
 }
 PROFILES: Mapping[str, Mapping[str, int]] = {UNIFORM: MIX, SKEW: SKEW_MIX}
 
+# --- the lifecycle (``lifecycle=True``) ------------------------------------------------
+
+# Permille of draws per lifecycle kind, and the kind of the mix it takes its weight from.
+LIFECYCLE_MIX: Mapping[str, tuple[int, str]] = {
+    "card_capture": (40, "pos_card"),  # authorized, captured in full (acquirer)
+    "card_partial_capture": (15, "pos_card"),  # fuel or hotel: captured less, the rest freed
+    "card_split_capture": (10, "ecommerce"),  # an order shipped in two parcels
+    "card_void": (10, "ecommerce"),  # the purchase cancelled before capture
+    "card_over_capture": (3, "ecommerce"),  # a capture above the hold (refused), then right
+    "card_expiry": (1, "pos_card"),  # never captured: the switch expires the hold
+    "airline_refund": (10, "ecommerce_airline"),  # a flight refunded in full
+    "airline_partial_refund": (10, "ecommerce_airline"),  # a fare difference refunded
+    "misdirected_refund": (2, "ecommerce_airline"),  # asked by the payer's bank: refused
+    "transfer_return": (3, "interbank_transfer"),  # the payee's bank returns the credit
+}
+AUTHORIZATION = "AUTHORIZATION"
+AUTH_CHANNELS = (("POS", 60), ("WEB", 40))
+PARTIAL_CAPTURE_PERCENT = (40, 95)
+SPLIT_CAPTURE_PERCENT = (30, 70)
+PARTIAL_REFUND_PERCENT = (20, 80)
+OVER_CAPTURE_MAD = (1, 50)
+EXPIRY_LEAD_S = 6  # an expiring hold is published this long before its life ends
+PUBLISH_MARGIN_S = 3  # at most this long from a message's generation to the broker's time
+RETURN_REASONS = (("AC04", 50), ("AC01", 20), ("AC06", 15), ("MD07", 15))
+STEP_KINDS: Mapping[str, tuple[str, tuple[str, str | None]]] = {
+    # message kind: (step, (expected outcome, reason))
+    "capture": ("CAPTURE", ("applied", None)),
+    "void": ("VOID", ("applied", None)),
+    "refund": ("REFUND", ("applied", None)),
+    "return": ("RETURN", ("applied", None)),
+    "capture_above_hold": ("CAPTURE", ("refused", "AM09")),
+    "refund_by_payer_bank": ("REFUND", ("refused", "AG01")),
+}
+LIFECYCLE_EXPECTED: Mapping[str, tuple[str, str | None]] = {
+    "card_capture": ("captured", None),
+    "card_partial_capture": ("captured", None),
+    "card_split_capture": ("captured", None),
+    "card_over_capture": ("captured", None),
+    "card_void": ("voided", None),
+    "card_expiry": ("expired", None),
+    "airline_refund": ("refunded", None),
+    "airline_partial_refund": ("settled", None),
+    "misdirected_refund": ("settled", None),
+    "transfer_return": ("returned", None),
+    **{kind: expected for kind, (_, expected) in STEP_KINDS.items()},
+}
+EXPIRED_BY_SWITCH = "EXPIRE applied"  # what each card_expiry adds to the expected steps
+DEFAULT_HOLD_EXPIRY_S: int = Settings.hold_expiry_s  # the settings' defaults
+DEFAULT_MAX_EVENT_AGE_S: int = Settings.max_event_age_s
+
+
+def lifecycle_mix(mix: Mapping[str, int]) -> dict[str, int]:
+    """``mix`` with the lifecycle kinds added, each weighing on the kind it replaces."""
+    total = sum(mix.values())
+    out = dict(mix)
+    for kind, (permille, donor) in LIFECYCLE_MIX.items():
+        weight = permille * total // 1000
+        out[kind] = weight
+        if donor in out:
+            out[donor] = max(0, out[donor] - weight)
+    return out
+
+
 SECURITY_KINDS = frozenset({"forged_payer_bank", "unsigned_payment"})  # refused, unread
 BAD_KINDS = frozenset({"unknown_account", "insufficient_funds", "duplicate_retry",
                        "closed_account", "over_limit", "malformed"}) | SECURITY_KINDS  # fmt: skip
@@ -151,6 +231,7 @@ EXPECTED: Mapping[str, tuple[str, str | None]] = {
     "over_limit": ("rejected", "AM02"),
     "malformed": ("dead_lettered", None),
     **{kind: ("dead_lettered", "security") for kind in SECURITY_KINDS},  # the dead-letter kind
+    **LIFECYCLE_EXPECTED,  # a payment's state once its steps are applied; a step's outcome
 }
 
 # (merchant holder, weight, low MAD, high MAD) per merchant group.
@@ -190,17 +271,21 @@ class _Account:
 
 @dataclass(frozen=True)
 class SimulatedMessage:
-    """One message for ``payments.initiated``: a payment record, or raw bytes (malformed)."""
+    """One message for ``payments.initiated``: a payment record, a step of one (a
+    PaymentStepRequested record), or raw bytes (malformed)."""
 
     kind: str
     payment: dict[str, Any] | None = None
     raw: bytes | None = None
     key: bytes | None = None  # the Kafka key of a raw message (payments are keyed by payer)
     signer: str | None = None  # the bank whose key signs it; None: it goes unsigned
+    step: dict[str, Any] | None = None
 
     @property
     def expected_outcome(self) -> str:
-        """settled, rejected, failed or dead_lettered."""
+        """A payment's: settled, rejected, failed or dead_lettered, or the state its steps
+        leave it in (captured, voided, expired, refunded, returned); a step's: applied or
+        refused."""
         return EXPECTED[self.kind][0]
 
     @property
@@ -219,12 +304,13 @@ class _Funds:
         self.balance = {a.number: opening for a, opening in accounts}
         self.overdraft = {a.number: a.overdraft_minor for a, _ in accounts}
         self.unreleased: Counter[str] = Counter()
-        # (message index or monotonic time from which it is spendable, account, amount)
-        self._credits: deque[tuple[float, str, int]] = deque()
+        # A heap of (message index or monotonic time from which it is spendable, account,
+        # amount): credits come due in order, but a released hold may come due later.
+        self._credits: list[tuple[float, str, int]] = []
 
     def release(self, now: float) -> None:
         while self._credits and self._credits[0][0] <= now:
-            _, number, amount = self._credits.popleft()
+            _, number, amount = heapq.heappop(self._credits)
             self.unreleased[number] -= amount
 
     def spendable(self, number: str) -> int:
@@ -237,9 +323,19 @@ class _Funds:
     def move(self, payer: str, payee: str, amount: int, fee: int, spendable_from: float) -> None:
         self.balance[payer] -= amount + fee
         if payee in self.balance:  # government and bank cash accounts are not payers
-            self.balance[payee] += amount
-            self.unreleased[payee] += amount
-            self._credits.append((spendable_from, payee, amount))
+            self._credit(payee, amount, spendable_from)
+
+    def hold(self, number: str, amount: int, released_from: float | None) -> None:
+        """Reserve ``amount`` of ``number``; spendable again from ``released_from`` (None:
+        never, as far as this shadow knows)."""
+        self.balance[number] -= amount
+        if released_from is not None:
+            self._credit(number, amount, released_from)
+
+    def _credit(self, number: str, amount: int, spendable_from: float) -> None:
+        self.balance[number] += amount
+        self.unreleased[number] += amount
+        heapq.heappush(self._credits, (spendable_from, number, amount))
 
 
 class TrafficSimulator:
@@ -251,6 +347,10 @@ class TrafficSimulator:
     run against the same ledger is not one long series of duplicates. ``codec`` lets
     malformed messages include truncated encodings, not only random bytes. ``profile``
     names the mix (``PROFILES``): ``uniform``, or ``skew`` for the hot-account test.
+    ``lifecycle`` adds the lifecycle traffic (``LIFECYCLE_MIX``); ``hold_expiry_s`` is the
+    hold life of a channel the reference data gives none, and ``max_event_age_s`` the
+    oldest event time the switch accepts (both ``Settings``' own): an expiring hold is
+    only drawn on a channel whose back-dated authorization the validator still accepts.
     """
 
     def __init__(
@@ -262,6 +362,9 @@ class TrafficSimulator:
         live: bool = False,
         run_tag: str | None = None,
         profile: str = UNIFORM,
+        lifecycle: bool = False,
+        hold_expiry_s: int = DEFAULT_HOLD_EXPIRY_S,
+        max_event_age_s: int = DEFAULT_MAX_EVENT_AGE_S,
     ) -> None:
         if not 0 <= seed < MAX_SEED:
             raise ValueError(f"seed={seed} must be in [0, {MAX_SEED})")
@@ -276,6 +379,11 @@ class TrafficSimulator:
         self.seed = seed
         self.live = live
         self.profile = profile
+        self.lifecycle = lifecycle
+        self._default_hold_s = hold_expiry_s
+        self._max_event_age_s = max_event_age_s
+        self._queued: deque[_QueuedStep] = deque()  # the steps of the last draw, to send next
+        self._room = 1  # messages left in the current generate call, this one included
         self._rng = random.Random(seed)
         self._codec = codec
         self._clock = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
@@ -313,6 +421,10 @@ class TrafficSimulator:
             lim["channel"]: lim["max_amount_minor"] for lim in reference.get("channel_limits", [])
             if lim.get("currency") == CURRENCY
         }  # fmt: skip
+        self._hold_life_s = {
+            lim["channel"]: lim["hold_expiry_s"] for lim in reference.get("channel_limits", [])
+            if lim.get("currency") == CURRENCY and lim.get("hold_expiry_s") is not None
+        }  # fmt: skip
         self._fees = {
             (f["channel"], f["payment_type"]): (f.get("fixed_minor") or 0, f.get("rate_bps") or 0,
                                                 f.get("max_minor"))
@@ -342,13 +454,17 @@ class TrafficSimulator:
         """The next ``n`` messages; successive calls continue the same stream."""
         if not 0 <= n <= MAX_MESSAGES - self._index:
             raise ValueError(f"n={n}: at most {MAX_MESSAGES} messages per simulator")
-        mix = PROFILES[self.profile]
+        mix = lifecycle_mix(PROFILES[self.profile]) if self.lifecycle else PROFILES[self.profile]
         kinds, weights = list(mix), list(mix.values())
-        for _ in range(n):
+        for left in range(n, 0, -1):
             self._index += 1
             self._funds.release(time.monotonic() if self.live else self._index)
             self._advance_clock()
-            yield self._next_message(kinds, weights)
+            self._room = left
+            if self._queued:
+                yield self._step_message(self._queued.popleft())
+            else:
+                yield self._next_message(kinds, weights)
 
     def _next_message(self, kinds: list[str], weights: list[int]) -> SimulatedMessage:
         for _ in range(MAX_KIND_DRAWS):
@@ -374,13 +490,10 @@ class TrafficSimulator:
         self, payer: _Account, payee_bank: str, payee_account: str, amount: int, channel: str,
         payment_type: str, mcc: str | None = None, egov_service: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        reference = f"{payer.bank}-{self._ref_prefix}-{self._index:08d}"
-        if len(reference) > MAX_REFERENCE_CHARS:
-            raise ValueError(f"bank reference {reference!r} is over {MAX_REFERENCE_CHARS} chars")
         return {
             "event_id": self._new_id(),
             "payment_id": self._new_id(),
-            "bank_reference": reference,
+            "bank_reference": self._bank_reference(payer.bank),
             "occurred_at": self._occurred_at(),
             "payer_bank": payer.bank,
             "payer_account": payer.number,
@@ -394,6 +507,13 @@ class TrafficSimulator:
             "egov_service": egov_service,
             "intent": "SALE",
         }
+
+    def _bank_reference(self, bank: str) -> str:
+        """The sending bank's reference of this message: unique, as the index is."""
+        reference = f"{bank}-{self._ref_prefix}-{self._index:08d}"
+        if len(reference) > MAX_REFERENCE_CHARS:
+            raise ValueError(f"bank reference {reference!r} is over {MAX_REFERENCE_CHARS} chars")
+        return reference
 
     def _fee(self, channel: str, payment_type: str, amount: int, egov_service: str | None) -> int:
         """What settlement will charge (mirrors consumers.fees; the vignette is free)."""
@@ -412,14 +532,15 @@ class TrafficSimulator:
             payer, payee.bank, payee.number, amount, channel, payment_type, mcc, egov_service
         )
         fee = self._fee(channel, payment_type, amount, egov_service)
-        spendable_from = (
-            time.monotonic() + LIVE_CREDIT_DELAY_S
-            if self.live
-            else self._index + CREDIT_DELAY_MESSAGES
-        )
-        self._funds.move(payer.number, payee.number, amount, fee, spendable_from)
+        self._funds.move(payer.number, payee.number, amount, fee, self._credit_time())
         self._recent_good.append(payment)
         return _signed(kind, payment)
+
+    def _credit_time(self, after_s: float = 0.0) -> float:
+        """From when a credit sent now is surely applied (``after_s`` seconds from now)."""
+        if self.live:
+            return time.monotonic() + after_s + LIVE_CREDIT_DELAY_S
+        return self._index + CREDIT_DELAY_MESSAGES
 
     def _affordable_payer(
         self, pool: Sequence[_Account], amount: int, channel: str, payment_type: str,
@@ -427,6 +548,12 @@ class TrafficSimulator:
     ) -> _Account | None:  # fmt: skip
         """A payer from ``pool`` who can pay ``amount`` and its fee now, or None."""
         need = amount + self._fee(channel, payment_type, amount, egov_service)
+        return self._payer_for(pool, need, exclude)
+
+    def _payer_for(
+        self, pool: Sequence[_Account], need: int, exclude: str | None = None
+    ) -> _Account | None:
+        """A payer from ``pool`` who can spend ``need`` now, or None."""
         for _ in range(MAX_PAYER_DRAWS):
             candidate = self._rng.choice(pool)
             if candidate.number != exclude and self._funds.spendable(candidate.number) >= need:
@@ -572,6 +699,152 @@ class TrafficSimulator:
             "branch_transfer", "BRANCH", (500, 40_000), other_bank=self._rng.randrange(100) < 50
         )
 
+    # --- the lifecycle: a payment and the steps that follow it, one draw ---------------
+
+    def _queue(self, kind: str, payment: dict[str, Any], sender: str, amount: int | None = None,
+               final: bool = False, reason: str | None = None) -> None:  # fmt: skip
+        self._queued.append(_QueuedStep(kind, payment, sender, amount, final, reason))
+
+    def _step_message(self, q: _QueuedStep) -> SimulatedMessage:
+        """A queued step as its sender bank publishes it (signed by that bank)."""
+        p = q.payment
+        step = {
+            "event_id": self._new_id(),
+            "payment_id": p["payment_id"],
+            "bank_reference": self._bank_reference(q.sender),
+            "occurred_at": self._occurred_at(),
+            "sender_bank": q.sender,
+            "payer_account": p["payer_account"],
+            "step": STEP_KINDS[q.kind][0],
+            "amount_minor": q.amount,
+            "currency": None if q.amount is None else CURRENCY,
+            "final": q.final,
+            "reason_code": q.reason,
+        }
+        return SimulatedMessage(q.kind, step=step, signer=q.sender)
+
+    def _card_authorization(self, kind: str) -> SimulatedMessage | None:
+        """A card payment authorized, then captured (in full, in part, in two parcels, after
+        a capture above the hold), voided, or left to expire."""
+        steps = {"card_capture": 1, "card_partial_capture": 1, "card_split_capture": 2,
+                 "card_void": 1, "card_over_capture": 2, "card_expiry": 0}[kind]  # fmt: skip
+        if self._room < 1 + steps:
+            return None
+        # Fuel and hotel deposits are taken at a terminal; parcels ship for online orders.
+        channel = {"card_partial_capture": "POS", "card_split_capture": "WEB"}.get(kind) \
+            or self._weighted(AUTH_CHANNELS)[0]  # fmt: skip
+        if kind == "card_expiry" and not self._expires_in_time(channel):
+            return None
+        holder, _, low, high = self._weighted(CARD_SHOPS if channel == "POS" else ONLINE_SHOPS)
+        merchant = self._merchants[holder]
+        amount = self._amount_mad(low, high, centimes=True)
+        captures = self._capture_plan(kind, amount)
+        fee = self._fee(channel, "PURCHASE", amount, None)
+        captured = sum(captures)
+        posted_fees = sum(self._fee(channel, "PURCHASE", c, None) for c in captures)
+        payer = self._payer_for(self._customers, max(amount + fee, captured + posted_fees))
+        if payer is None:
+            return None
+        payment = self._payment(payer, merchant.bank, merchant.number, amount, channel,
+                                "PURCHASE", mcc=self._mcc(merchant))  # fmt: skip
+        payment["intent"] = AUTHORIZATION
+        if kind == "card_expiry":
+            life = timedelta(seconds=self._hold_life_s.get(channel, self._default_hold_s))
+            payment["occurred_at"] += timedelta(seconds=EXPIRY_LEAD_S) - life
+            released = self._credit_time(EXPIRY_LEAD_S) if self.live else None
+            self._funds.hold(payer.number, amount + fee, released)
+        elif captures:
+            self._funds.move(payer.number, merchant.number, captured, posted_fees,
+                             self._credit_time())  # fmt: skip
+        self._queue_captures(kind, payment, payer, merchant, captures)
+        return _signed(kind, payment)
+
+    def _capture_plan(self, kind: str, amount: int) -> list[int]:
+        """The amounts the captures of ``kind`` will post (none for a void or an expiry)."""
+        if kind in ("card_capture", "card_over_capture"):
+            return [amount]
+        if kind == "card_partial_capture":
+            return [max(1, amount * self._rng.randint(*PARTIAL_CAPTURE_PERCENT) // 100)]
+        if kind == "card_split_capture":
+            first = max(1, amount * self._rng.randint(*SPLIT_CAPTURE_PERCENT) // 100)
+            return [first, amount - first]
+        return []
+
+    def _queue_captures(
+        self, kind: str, payment: dict[str, Any], payer: _Account, merchant: _Account,
+        captures: list[int],
+    ) -> None:  # fmt: skip
+        """The steps of an authorization: the acquirer (the merchant's bank) captures; the
+        payer's or the merchant's bank voids."""
+        acquirer = merchant.bank
+        if kind == "card_void":
+            self._queue("void", payment, self._rng.choice((payer.bank, merchant.bank)))
+        elif kind == "card_over_capture":
+            above = payment["amount_minor"] + self._rng.randint(*OVER_CAPTURE_MAD) * MAD
+            self._queue("capture_above_hold", payment, acquirer, above)
+            self._queue("capture", payment, acquirer)
+        elif kind == "card_partial_capture":
+            self._queue("capture", payment, acquirer, captures[0], final=True)
+        elif kind == "card_split_capture":
+            self._queue("capture", payment, acquirer, captures[0])
+            self._queue("capture", payment, acquirer)  # what remains: the hold is done
+        elif kind == "card_capture":
+            self._queue("capture", payment, acquirer)
+
+    def _expires_in_time(self, channel: str) -> bool:
+        """Whether a hold on ``channel`` back-dated to expire soon is still a fresh event."""
+        life = self._hold_life_s.get(channel, self._default_hold_s)
+        return life - EXPIRY_LEAD_S + PUBLISH_MARGIN_S <= self._max_event_age_s
+
+    def _airline_refund(self, kind: str) -> SimulatedMessage | None:
+        """A flight bought online, then refunded by the airline's bank, in whole or in part
+        (or, misdirected, asked of the switch by the payer's bank: refused)."""
+        if self._room < 2:
+            return None
+        holder, _, low, high = self._weighted(AIRLINES)
+        merchant = self._merchants[holder]
+        channel = self._weighted((("WEB", 75), ("MOBILE", 25)))[0]
+        amount = self._amount_mad(low, high)
+        misdirected = kind == "misdirected_refund"
+        pool = [c for c in self._customers if c.bank != merchant.bank] if misdirected \
+            else self._customers  # fmt: skip
+        payer = self._affordable_payer(pool, amount, channel, "PURCHASE")
+        if payer is None:
+            return None
+        refund = amount
+        if kind == "airline_partial_refund":
+            refund = amount * self._rng.randint(*PARTIAL_REFUND_PERCENT) // 100
+        refund_fee = self._fee(channel, "REFUND", refund, None)
+        if not misdirected and self._funds.spendable(merchant.number) < refund + refund_fee:
+            return None
+        message = self._good(kind, payer, merchant, amount, channel, "PURCHASE",
+                             mcc=self._mcc(merchant))  # fmt: skip
+        payment = message.payment
+        assert payment is not None
+        if misdirected:
+            self._queue("refund_by_payer_bank", payment, payer.bank, refund)
+            return message
+        self._queue("refund", payment, merchant.bank, None if refund == amount else refund)
+        self._funds.move(merchant.number, payer.number, refund, refund_fee, self._credit_time())
+        return message
+
+    def _transfer_return(self) -> SimulatedMessage | None:
+        """An interbank web transfer the payee's bank returns, with a return reason. The
+        credit itself pays for the return: it is posted first, on the payer's partition."""
+        if self._room < 2:
+            return None
+        amount = self._amount_mad(200, 20_000)
+        payer = self._affordable_payer(self._customers, amount, "WEB", "TRANSFER")
+        if payer is None:
+            return None
+        payee = self._other_customer(payer, other_bank=True)
+        message = self._good("transfer_return", payer, payee, amount, "WEB", "TRANSFER")
+        assert message.payment is not None
+        reason = self._weighted(RETURN_REASONS)[0]
+        self._queue("return", message.payment, payee.bank, reason=reason)
+        self._funds.move(payee.number, payer.number, amount, 0, self._credit_time())
+        return message
+
     # --- bad traffic ----------------------------------------------------------------
 
     def _unknown_account(self) -> SimulatedMessage:
@@ -709,6 +982,18 @@ class TrafficSimulator:
         return SimulatedMessage("unsigned_payment", payment, signer=None)
 
 
+@dataclass(frozen=True, slots=True)
+class _QueuedStep:
+    """A step of the last draw's payment, made into a message when its turn comes."""
+
+    kind: str  # a key of STEP_KINDS
+    payment: dict[str, Any]
+    sender: str
+    amount: int | None
+    final: bool
+    reason: str | None
+
+
 def _signed(kind: str, payment: dict[str, Any]) -> SimulatedMessage:
     """A payment as its payer's bank publishes it: signed with that bank's key."""
     return SimulatedMessage(kind, payment, signer=str(payment["payer_bank"]))
@@ -720,7 +1005,16 @@ MERCHANT_MCC = {
     "Riad Zitoun, Marrakech": "7011",
 }  # fmt: skip
 
-BUILDERS: Mapping[str, Callable[[TrafficSimulator], SimulatedMessage | None]] = {
+Builder = Callable[["TrafficSimulator"], SimulatedMessage | None]
+
+
+def _builder(method: Callable[[TrafficSimulator, str], SimulatedMessage | None],
+             kind: str) -> Builder:  # fmt: skip
+    """The builder of ``kind`` from a method that builds several kinds."""
+    return lambda simulator: method(simulator, kind)
+
+
+BUILDERS: Mapping[str, Builder] = {
     "ecommerce_airline": TrafficSimulator._ecommerce_airline,
     "ecommerce": TrafficSimulator._ecommerce,
     "hot_merchant": TrafficSimulator._hot_merchant,
@@ -739,7 +1033,13 @@ BUILDERS: Mapping[str, Callable[[TrafficSimulator], SimulatedMessage | None]] = 
     "malformed": TrafficSimulator._malformed,
     "forged_payer_bank": TrafficSimulator._forged_payer_bank,
     "unsigned_payment": TrafficSimulator._unsigned_payment,
-}
+    **{kind: _builder(TrafficSimulator._card_authorization, kind)
+       for kind in ("card_capture", "card_partial_capture", "card_split_capture", "card_void",
+                    "card_over_capture", "card_expiry")},
+    **{kind: _builder(TrafficSimulator._airline_refund, kind)
+       for kind in ("airline_refund", "airline_partial_refund", "misdirected_refund")},
+    "transfer_return": TrafficSimulator._transfer_return,
+}  # fmt: skip
 
 
 # --- publishing -------------------------------------------------------------------------
@@ -786,10 +1086,24 @@ class SimulationReport:
     malformed: int = 0
     signed: int = 0  # messages sent with a bank's signature (a forgery's included)
     forged: int = 0  # messages the switch must refuse as a security matter
+    steps: int = 0  # steps the banks asked for (captures, voids, refunds, returns)
     by_kind: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     by_expected: Counter[str] = field(default_factory=Counter)  # "settled", "rejected AC01", ...
+    # Steps as the ledger should record them: "CAPTURE applied", "CAPTURE refused AM09", and
+    # "EXPIRE applied" for each hold left to expire (the switch's own step).
+    by_step: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+
+    @property
+    def payments(self) -> int:
+        """Messages that are not steps: payments, malformed and forged messages."""
+        return sum(self.by_kind.values()) - self.steps
+
+    @property
+    def expiries(self) -> int:
+        """Holds the switch must expire."""
+        return self.by_step[EXPIRED_BY_SWITCH]
 
     def count(self, message: SimulatedMessage) -> None:
         self.by_kind[message.kind] += 1
@@ -803,7 +1117,13 @@ class SimulationReport:
             self.by_channel[message.channel] += 1
         outcome = message.expected_outcome
         reason = message.expected_reason
-        self.by_expected[f"{outcome} {reason}" if reason else outcome] += 1
+        expected = f"{outcome} {reason}" if reason else outcome
+        self.by_expected[expected] += 1
+        if message.step is not None:
+            self.steps += 1
+            self.by_step[f"{message.step['step']} {expected}"] += 1
+        elif message.kind == "card_expiry":
+            self.by_step[EXPIRED_BY_SWITCH] += 1
 
     def summary(self) -> str:
         rate = self.published / self.elapsed_s if self.elapsed_s > 0 else 0.0
@@ -815,6 +1135,8 @@ class SimulationReport:
             "by channel: " + _counts(self.by_channel),
             "expected:   " + _counts(self.by_expected),
         ]
+        if self.by_step:
+            lines.append("steps:      " + _counts(self.by_step))
         return "\n".join(lines)
 
 
@@ -852,9 +1174,14 @@ def register_simulated_keys(settings: Settings, signers: Signers) -> int:
 
 
 def publish_message(publisher: PaymentPublisher, message: SimulatedMessage) -> None:
-    """Send one simulated message as its kind says: signed by its payer's bank, or forged."""
+    """Send one simulated message as its kind says: signed by its payer's bank, or forged;
+    a step signed by its sender bank, keyed by its payment's payer account."""
     if message.raw is not None:
         publisher.publish_raw(message.raw, message.key, signer=message.signer)
+        return
+    if message.step is not None:
+        value = publisher.codec.encode(PAYMENT_STEP_REQUESTED.name, message.step, validate=True)
+        publisher.publish_raw(value, PAYMENT_STEP_REQUESTED.key(message.step), message.signer)
         return
     if message.payment is None:
         raise ValueError(f"a {message.kind} message without a payment or bytes")
@@ -873,7 +1200,8 @@ class LiveSimulation:
     references and the ids carry over, so labels stay true from phase to phase (a fresh
     ``simulate`` per phase would start the shadow again from opening balances that the
     earlier phases spent, and some good payments would fail for funds). Use it as a
-    context manager; ``register_keys`` as in :func:`simulate`.
+    context manager; ``register_keys`` and ``lifecycle`` as in :func:`simulate`. A phase
+    never ends between a payment and its steps.
     """
 
     def __init__(
@@ -884,16 +1212,18 @@ class LiveSimulation:
         run_tag: str | None = None,
         register_keys: bool = True,
         profile: str = UNIFORM,
+        lifecycle: bool = False,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile={profile!r}: expected one of {sorted(PROFILES)}")
         self.settings, self.seed, self.profile = settings, seed, profile
+        self.lifecycle = lifecycle
         self.run_tag = run_tag or new_run_tag()
         self._reference = read_file(Path(reference_path or settings.reference_file))
         self._signers = simulation_signers(self._reference, seed)
         self._register_keys = register_keys
         self._publisher: PaymentPublisher | None = None
-        self._messages: Iterator[SimulatedMessage] | None = None
+        self._simulator: TrafficSimulator | None = None
 
     def __enter__(self) -> LiveSimulation:
         if self._register_keys:
@@ -901,11 +1231,13 @@ class LiveSimulation:
         publisher = PaymentPublisher(
             self.settings, client_id="sakk-simulator", signers=self._signers
         ).start()
-        simulator = TrafficSimulator(self._reference, self.seed, utc_now_ms(),
-                                     codec=publisher.codec, live=True, run_tag=self.run_tag,
-                                     profile=self.profile)  # fmt: skip
+        self._simulator = TrafficSimulator(
+            self._reference, self.seed, utc_now_ms(), codec=publisher.codec, live=True,
+            run_tag=self.run_tag, profile=self.profile, lifecycle=self.lifecycle,
+            hold_expiry_s=self.settings.hold_expiry_s,
+            max_event_age_s=self.settings.max_event_age_s,
+        )  # fmt: skip
         self._publisher = publisher
-        self._messages = simulator.generate(MAX_MESSAGES)
         return self
 
     def __exit__(
@@ -928,11 +1260,11 @@ class LiveSimulation:
 
         ``rate_per_s`` and ``progress`` as in :func:`simulate`.
         """
-        if self._publisher is None or self._messages is None:
+        if self._publisher is None or self._simulator is None:
             raise RuntimeError("use `with LiveSimulation(settings) as simulation:`")
         if not 0 < payments <= MAX_PAYMENTS:
             raise ValueError(f"payments={payments} must be in [1, {MAX_PAYMENTS}]")
-        publisher, messages = self._publisher, self._messages
+        publisher, messages = self._publisher, self._simulator.generate(payments)
         bucket = TokenBucket(rate_per_s) if rate_per_s is not None else None
         report = SimulationReport(self.seed, self.run_tag)
         before = publisher.published
@@ -963,6 +1295,7 @@ def simulate(
     run_tag: str | None = None,
     register_keys: bool = True,
     profile: str = UNIFORM,
+    lifecycle: bool = False,
 ) -> SimulationReport:
     """Publish ``payments`` simulated messages (live times) and report what was sent.
 
@@ -972,10 +1305,12 @@ def simulate(
     one, so each run's ids and bank references are new. ``register_keys``: first give
     the ledger (``settings.ledger_url``, its reference data loaded) the simulated banks'
     public keys, as each bank's operator would; off when the switch already has them.
-    ``profile``: the mix, ``uniform`` or ``skew`` (``PROFILES``).
+    ``profile``: the mix, ``uniform`` or ``skew`` (``PROFILES``). ``lifecycle``: add the
+    lifecycle traffic (authorizations and their steps, refunds, returns: ``LIFECYCLE_MIX``);
+    ``payments`` then counts the steps among the messages.
     """
     if not 0 < payments <= MAX_PAYMENTS:
         raise ValueError(f"payments={payments} must be in [1, {MAX_PAYMENTS}]")
     with LiveSimulation(settings, seed, reference_path, run_tag, register_keys,
-                        profile) as simulation:  # fmt: skip
+                        profile, lifecycle) as simulation:  # fmt: skip
         return simulation.publish(payments, rate_per_s, progress)

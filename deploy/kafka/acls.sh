@@ -4,7 +4,8 @@
 # (allow.everyone.if.no.acl.found=false). Run by the one-shot `kafka-acls` service as
 # CN=sakk-admin; adding an ACL that exists changes nothing, so it is safe to repeat.
 #
-# Banks: write payments.initiated (and register their writer schemas), read nothing.
+# Banks: write payments.initiated (their payments and the steps they ask of them) and
+# register their writer schemas; read nothing.
 # There are no per-bank topics yet, so nothing on Kafka is addressed to one bank alone:
 # banks are told of outcomes by signed webhooks, and get no read right and no group.
 set -euo pipefail
@@ -61,9 +62,11 @@ bank() {
 grant sakk-init Create topic "$TOPICS." prefixed
 grant sakk-init Describe topic "$TOPICS." prefixed
 
-stage sakk-validator validator "initiated" "validated rejected"
-stage sakk-settlement settlement "validated" "settled failed"
-stage sakk-notification notification "settled rejected failed" "notified"
+# Steps of payments travel with them: banks' on payments.initiated, the validated ones
+# (and the expiries settlement's scheduler publishes) on payments.validated.
+stage sakk-validator validator "initiated" "validated rejected steps-refused"
+stage sakk-settlement settlement "validated" "settled failed steps steps-refused validated"
+stage sakk-notification notification "settled rejected failed steps steps-refused" "notified"
 
 # Auditors' tools (replay, trace): read every payment topic, without a group. The tools
 # that write (dlq redrive, settlement close) run as CN=sakk-admin.

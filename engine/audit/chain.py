@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from engine.audit.windows import Close, all_window_reports, read_closes
-from engine.ledger.checks import LedgerCheck, check_ledger
+from engine.ledger.checks import LedgerCheck, LifecycleCheck, check_ledger, check_lifecycle
 from engine.ledger.models import LedgerChainHead, LedgerEntry, Posting
 from engine.ledger.postings import DEFAULT_CHAIN, GENESIS_HASH, MAX_CHAINS, entry_hash
 
@@ -108,6 +108,7 @@ class LedgerWalk:
 class VerifyReport:
     walk: LedgerWalk
     ledger: LedgerCheck
+    lifecycle: LifecycleCheck = field(default_factory=LifecycleCheck)
     window_problems: list[str] = field(default_factory=list)
     anchor_problems: list[str] = field(default_factory=list)
     anchors_checked: int = 0
@@ -115,8 +116,8 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.walk.break_count or self.ledger.violations or self.window_problems
-                    or self.anchor_problems)  # fmt: skip
+        return not (self.walk.break_count or self.ledger.violations or self.lifecycle.violations
+                    or self.window_problems or self.anchor_problems)  # fmt: skip
 
     @property
     def first_break(self) -> ChainBreak | None:
@@ -134,6 +135,9 @@ class VerifyReport:
             "first_break": first.as_dict() if first else None,
             "postings": self.ledger.postings, "accounts": self.ledger.accounts,
             "ledger_violations": len(self.ledger.violations),
+            "holds": self.lifecycle.holds, "steps_applied": self.lifecycle.steps,
+            "accounts_walked": self.lifecycle.accounts_walked,
+            "lifecycle_violations": len(self.lifecycle.violations) + self.lifecycle.more,
             "windows_checked": self.windows_checked,
             "window_problems": len(self.window_problems),
             "anchors_checked": self.anchors_checked, "anchor_problems": len(self.anchor_problems),
@@ -144,6 +148,7 @@ class VerifyReport:
             "chains": [c.as_dict() for c in self.walk.chains.values()],
             "chain_breaks": [b.as_dict() for b in self.walk.breaks],
             "ledger_violations": [{"violation": v} for v in self.ledger.violations],
+            "lifecycle_violations": [{"violation": v} for v in self.lifecycle.violations],
             "window_problems": [{"problem": p} for p in self.window_problems],
             "anchor_problems": [{"problem": p} for p in self.anchor_problems],
         }
@@ -303,10 +308,12 @@ def window_anchors(conn: Connection) -> list[Anchor]:
 
 
 def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyReport:
-    """Walk every chain, check double entry, recompute closed windows, check every anchor."""
+    """Walk every chain, check double entry and the lifecycle, recompute closed windows,
+    check every anchor.
+    """
     anchors = window_anchors(conn) + list(external_anchors)
     walk = walk_ledger(conn, anchors)
-    report = VerifyReport(walk, check_ledger(conn))
+    report = VerifyReport(walk, check_ledger(conn), check_lifecycle(conn))
     for anchor in anchors:
         report.anchors_checked += 1
         problem = _anchor_problem(walk, anchor)

@@ -1,11 +1,14 @@
-"""Compare a replayed ledger with the live one: payments, postings, dead letters, balances.
+"""Compare a replayed ledger with the live one: payments, holds, steps, postings, dead
+letters, balances.
 
 Scope. A replay records the offsets it read; the live payments in scope are the
 ones whose ``PaymentInitiated`` the live validator handled at those offsets
 (``handled_events`` keeps topic, partition and offset), so both sides cover the
 same events whatever the time zone, clock or selection. ``--from/--to`` narrow
 both sides further by ``occurred_at``. Without a recorded run every payment is in
-scope.
+scope. A payment's life is in scope with it: its hold, the steps whose requests
+were read (and its expiry, which the replay reads from payments.validated), and
+the postings of the payment and of those steps.
 
 Balances. Movements (the sum of each account's entries in the scope's postings)
 are compared on every run. Whole balances are compared only when they can agree:
@@ -17,7 +20,7 @@ against its own entries.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,9 +29,18 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from engine.audit.replay import RecordedRun, recorded_runs
 from engine.audit.times import as_utc
+from engine.events import SWITCH
 from engine.ledger.balances import all_balances
-from engine.ledger.models import DeadLetter, HandledEvent, LedgerEntry, Payment, Posting
-from engine.ledger.queries import chunks
+from engine.ledger.models import (
+    DeadLetter,
+    HandledEvent,
+    Hold,
+    LedgerEntry,
+    Payment,
+    PaymentStep,
+    Posting,
+)
+from engine.ledger.queries import chunks, select_in
 
 MAX_ORPHANS_LISTED = 10_000
 PAYMENT_FIELDS = (
@@ -50,7 +62,27 @@ PAYMENT_FIELDS = (
     "initiated_event_id",
     "egov_service",
     "merchant_category_code",
+    "intent",
+    "captured_minor",
+    "refunded_minor",
 )
+HOLD_FIELDS = (
+    "account_number", "bank_code", "currency", "amount_minor", "fee_minor", "reserved_minor",
+    "captured_minor", "state", "occurred_at", "expires_at", "resolved_at", "resolved_by",
+)  # fmt: skip
+# reason_message is left out, as for payments: its text may quote a balance.
+STEP_FIELDS = (
+    "payment_id", "kind", "sender_bank", "bank_reference", "occurred_at", "amount_minor",
+    "fee_minor", "currency", "outcome", "reason_code", "posting_id", "settlement_window",
+)  # fmt: skip
+TIMES = frozenset({"occurred_at", "expires_at", "resolved_at"})
+SETTLED_SALE = frozenset({"SETTLED", "REFUNDED", "RETURNED"})  # posted as one PAYMENT
+# A step posting's kind -> the states its payment may be in once it was applied.
+STEP_POSTING_STATES = {
+    "CAPTURE": frozenset({"AUTHORIZED", "CAPTURED", "REFUNDED"}),
+    "REFUND": frozenset({"SETTLED", "CAPTURED", "REFUNDED"}),
+    "RETURN": frozenset({"RETURNED"}),
+}
 DIFFERENCE_KIND = {
     "state": "outcome",
     "reason_code": "outcome",
@@ -63,6 +95,9 @@ DIFFERENCE_KIND = {
     "payee_account": "parties",
     "settlement_window": "window",
     "posting_id": "posting",
+    "intent": "outcome",
+    "captured_minor": "amount",
+    "refunded_minor": "amount",
 }
 
 
@@ -75,6 +110,8 @@ class ReconcileReport:
     replay_payments: int = 0
     matched: int = 0
     payments: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
     postings: list[dict[str, Any]] = field(default_factory=list)
     balances: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
@@ -82,8 +119,9 @@ class ReconcileReport:
 
     @property
     def differences(self) -> int:
-        return (len(self.payments) + len(self.postings) + len(self.balances)
-                + len(self.dead_letters) + len(self.orphan_postings))  # fmt: skip
+        return (len(self.payments) + len(self.holds) + len(self.steps) + len(self.postings)
+                + len(self.balances) + len(self.dead_letters)
+                + len(self.orphan_postings))  # fmt: skip
 
     @property
     def ok(self) -> bool:
@@ -100,6 +138,7 @@ class ReconcileReport:
             "different_fee": kinds["fee"],
             "other_payment_differences": sum(v for k, v in kinds.items() if k not in {
                 "missing_in_live", "missing_in_replay", "outcome", "amount", "fee"}),
+            "hold_differences": len(self.holds), "step_differences": len(self.steps),
             "posting_differences": len(self.postings), "balance_differences": len(self.balances),
             "balances_compared": self.balances_compared, "balances_note": self.balances_note,
             "dead_letter_differences": len(self.dead_letters),
@@ -109,6 +148,8 @@ class ReconcileReport:
     def sections(self) -> dict[str, list[dict[str, Any]]]:
         return {
             "payments": self.payments,
+            "holds": self.holds,
+            "steps": self.steps,
             "postings": self.postings,
             "balances": self.balances,
             "dead_letters": self.dead_letters,
@@ -124,23 +165,28 @@ def reconcile(
 ) -> ReconcileReport:
     with live.connect() as lc, replayed.connect() as rc:
         runs = recorded_runs(rc)
-        live_ids, scope = _live_scope(lc, runs)
+        scope = _live_scope(lc, runs)
         replay_ids = set(rc.execute(select(Payment.__table__.c.payment_id)).scalars())
-        live_rows = _payments(lc, live_ids)
+        live_rows = _payments(lc, scope.payment_ids)
         replay_rows = _payments(rc, replay_ids)
-        if from_time or to_time:
-            scope += f"; occurred_at in [{from_time or '-inf'}, {to_time or '+inf'})"
+        narrowed = bool(from_time or to_time)
+        if narrowed:
+            scope.text += f"; occurred_at in [{from_time or '-inf'}, {to_time or '+inf'})"
             live_rows = _in_time(live_rows, from_time, to_time)
             replay_rows = _in_time(replay_rows, from_time, to_time)
-        comparable, note = _balances_comparable(
-            lc, runs, len(live_rows), bool(from_time or to_time)
-        )
-        report = ReconcileReport(scope, comparable, note, len(live_rows), len(replay_rows))
+        live_steps = _steps(lc, scope.steps_of(live_rows if narrowed else None))
+        replay_steps = _steps(rc, StepScope(set(replay_rows)) if narrowed else None)
+        comparable, note = _balances_comparable(lc, runs, len(live_rows), narrowed)
+        report = ReconcileReport(scope.text, comparable, note, len(live_rows), len(replay_rows))
         _compare_payments(report, live_rows, replay_rows)
-        live_legs = _legs(lc, [r["posting_id"] for r in live_rows.values() if r["posting_id"]])
-        replay_legs = _legs(rc, [r["posting_id"] for r in replay_rows.values() if r["posting_id"]])
-        _compare_postings(report, live_rows, replay_rows, live_legs, replay_legs)
-        _compare_posting_headers(report, lc, rc, live_rows, replay_rows)
+        _compare_holds(report, _holds(lc, live_rows), _holds(rc, replay_rows))
+        _compare_steps(report, live_steps, replay_steps)
+        live_postings = _posting_owners(live_rows, live_steps)
+        replay_postings = _posting_owners(replay_rows, replay_steps)
+        live_legs = _legs(lc, list(live_postings))
+        replay_legs = _legs(rc, list(replay_postings))
+        _compare_postings(report, live_postings, replay_postings, live_legs, replay_legs)
+        _compare_posting_headers(report, lc, rc, live_postings, replay_postings)
         if comparable:
             _compare_openings(report, lc, rc)
         _compare_balances(report, lc, rc, live_legs, replay_legs)
@@ -150,30 +196,81 @@ def reconcile(
     return report
 
 
-def _live_scope(conn: Connection, runs: list[RecordedRun]) -> tuple[set[str], str]:
+@dataclass
+class LiveScope:
+    """The live side of a replay: its payments and the events of their lives it read.
+
+    ``event_ids`` are the events the live validator handled at the replayed offsets
+    (payments and the steps banks asked); ``None`` when every event is in scope.
+    ``occurred`` is the replay's own ``occurred_at`` filter (``--by occurred-at``).
+    """
+
+    payment_ids: set[str]
+    text: str
+    event_ids: set[str] | None = None
+    occurred: tuple[datetime | None, datetime | None] = (None, None)
+
+    def steps_of(self, rows: dict[str, dict[str, Any]] | None) -> StepScope:
+        ids = set(rows) if rows is not None else self.payment_ids
+        return StepScope(ids, self.event_ids, self.occurred)
+
+
+@dataclass(frozen=True)
+class StepScope:
+    """Steps in scope: those of these payments, less those whose request was read elsewhere.
+
+    A bank's step is in scope when its request was read (its step id is the request's
+    event id) and, for a replay ``--by occurred-at``, occurred in its range; a step whose
+    request no validator ever read (forged into the ledger) is in scope too, so it is
+    found; an expiry, which no bank sends, when its payment is (the replay reads it from
+    payments.validated for every payment it replayed).
+    """
+
+    payment_ids: set[str]
+    event_ids: set[str] | None = None
+    occurred: tuple[datetime | None, datetime | None] = (None, None)
+
+    def read_here(self, row: dict[str, Any]) -> bool:
+        """The step came with the events in scope (or from the switch)."""
+        if row["sender_bank"] == SWITCH:
+            return True
+        lo, hi = self.occurred
+        at = row["occurred_at"]
+        in_time = (lo is None or at >= as_utc(lo)) and (hi is None or at < as_utc(hi))
+        return in_time and (self.event_ids is None or row["step_id"] in self.event_ids)
+
+
+def _live_scope(conn: Connection, runs: list[RecordedRun]) -> LiveScope:
     if not runs:
-        return set(conn.execute(select(Payment.__table__.c.payment_id)).scalars()), \
-            "every payment (the replay ledger records no run)"  # fmt: skip
+        return LiveScope(set(conn.execute(select(Payment.__table__.c.payment_id)).scalars()),
+                         "every payment (the replay ledger records no run)")  # fmt: skip
     h = HandledEvent.__table__
     ids: set[str] = set()
+    events: set[str] = set()
     parts = []
     for run in runs:
         for r in run.ranges:
             if r["start"] >= r["end"]:
                 continue
-            ids.update(conn.execute(
-                select(h.c.payment_id).where(
+            rows = conn.execute(
+                select(h.c.payment_id, h.c.event_id).where(
                     h.c.consumer == "validator", h.c.topic == run.topic,
                     h.c.partition == r["partition"], h.c.offset >= r["start"],
                     h.c.offset < r["end"], h.c.payment_id.is_not(None))
-            ).scalars())  # fmt: skip
+            ).all()  # fmt: skip
+            ids.update(row.payment_id for row in rows)
+            events.update(row.event_id for row in rows)
             parts.append(f"{r['partition']}:[{r['start']},{r['end']})")
     selection = runs[-1].selection
     if selection == "occurred-at":
         # The slice was widened; the replay kept only events that occurred in range.
-        rows = _payments(conn, ids)
-        ids = set(_in_time(rows, runs[-1].from_time, runs[-1].to_time))
-    return ids, f"{runs[-1].topic} offsets {' '.join(parts) or '(none)'} ({selection})"
+        found = _payments(conn, ids)
+        ids = set(_in_time(found, runs[-1].from_time, runs[-1].to_time))
+        occurred = (runs[-1].from_time, runs[-1].to_time)
+    else:
+        occurred = (None, None)
+    text = f"{runs[-1].topic} offsets {' '.join(parts) or '(none)'} ({selection})"
+    return LiveScope(ids, text, events, occurred)
 
 
 def _payments(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -217,36 +314,44 @@ def _balances_comparable(
     return True, "whole balances compared (the replay covers every live payment)"
 
 
-def _compare_payments(
-    report: ReconcileReport, live: dict[str, dict[str, Any]], replayed: dict[str, dict[str, Any]]
-) -> None:
-    for pid in sorted(set(live) | set(replayed)):
-        a, b = live.get(pid), replayed.get(pid)
+Rows = dict[str, dict[str, Any]]
+
+
+def _differences(
+    live: Rows, replayed: Rows, fields: Sequence[str]
+) -> Iterator[tuple[str, dict[str, Any] | None, dict[str, Any] | None, str | None]]:
+    """(key, live row, replay row, field) of every difference; field None: a side lacks it.
+
+    A key on both sides with no field different yields ``(key, row, row, "")`` once, so
+    the caller can count the matches.
+    """
+    for key in sorted(set(live) | set(replayed)):
+        a, b = live.get(key), replayed.get(key)
         if a is None or b is None:
-            kind = "missing_in_live" if a is None else "missing_in_replay"
-            row = a or b or {}
-            report.payments.append(
-                {
-                    "payment_id": pid,
-                    "difference": kind,
-                    "field": "",
-                    "live": row.get("state") if a else None,
-                    "replay": row.get("state") if b else None,
-                }
-            )
+            yield key, a, b, None
             continue
-        report.matched += 1
-        for name in PAYMENT_FIELDS:
+        yield key, a, b, ""
+        for name in fields:
             if a[name] != b[name]:
-                report.payments.append(
-                    {
-                        "payment_id": pid,
-                        "difference": DIFFERENCE_KIND.get(name, "other"),
-                        "field": name,
-                        "live": a[name],
-                        "replay": b[name],
-                    }
-                )
+                yield key, a, b, name
+
+
+def _compare_payments(report: ReconcileReport, live: Rows, replayed: Rows) -> None:
+    for pid, a, b, name in _differences(live, replayed, PAYMENT_FIELDS):
+        if name == "":
+            report.matched += 1
+        elif name is None:
+            kind = "missing_in_live" if a is None else "missing_in_replay"
+            report.payments.append({
+                "payment_id": pid, "difference": kind, "field": "",
+                "live": a["state"] if a else None, "replay": b["state"] if b else None,
+            })  # fmt: skip
+        else:
+            assert a is not None and b is not None
+            report.payments.append({
+                "payment_id": pid, "difference": DIFFERENCE_KIND.get(name, "other"), "field": name,
+                "live": a[name], "replay": b[name],
+            })  # fmt: skip
 
 
 def _legs(conn: Connection, posting_ids: Sequence[str]) -> dict[str, Counter[tuple[str, int, str]]]:
@@ -265,43 +370,34 @@ def _legs(conn: Connection, posting_ids: Sequence[str]) -> dict[str, Counter[tup
 
 def _compare_postings(
     report: ReconcileReport,
-    live: dict[str, dict[str, Any]],
-    replayed: dict[str, dict[str, Any]],
+    live: dict[str, str],
+    replayed: dict[str, str],
     live_legs: dict[str, Counter[Any]],
     replay_legs: dict[str, Counter[Any]],
 ) -> None:
-    for pid in sorted(set(live) & set(replayed)):
-        posting = live[pid]["posting_id"] or replayed[pid]["posting_id"]
-        if posting is None:
-            continue
-        a = live_legs.get(live[pid]["posting_id"] or "", Counter())
-        b = replay_legs.get(replayed[pid]["posting_id"] or "", Counter())
+    """The legs of every posting in scope on either side: what is on one side only."""
+    for posting in sorted(set(live) | set(replayed)):
+        a = live_legs.get(posting, Counter())
+        b = replay_legs.get(posting, Counter())
         if a == b:
             continue
-        for (account, amount, currency), n in sorted((a - b).items()):
-            report.postings.append(
-                {
-                    "payment_id": pid,
-                    "posting_id": posting,
-                    "side": "live only",
-                    "account_number": account,
-                    "amount_minor": amount,
-                    "currency": currency,
+        pid = live.get(posting) or replayed.get(posting)
+        for side, diff in (("live only", a - b), ("replay only", b - a)):
+            for (account, amount, currency), n in sorted(diff.items()):
+                report.postings.append({
+                    "payment_id": pid, "posting_id": posting, "side": side,
+                    "account_number": account, "amount_minor": amount, "currency": currency,
                     "entries": n,
-                }
-            )
-        for (account, amount, currency), n in sorted((b - a).items()):
-            report.postings.append(
-                {
-                    "payment_id": pid,
-                    "posting_id": posting,
-                    "side": "replay only",
-                    "account_number": account,
-                    "amount_minor": amount,
-                    "currency": currency,
-                    "entries": n,
-                }
-            )
+                })  # fmt: skip
+
+
+def _posting_owners(
+    payments: dict[str, dict[str, Any]], steps: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """posting id -> payment id, for the postings in scope: each payment's own and its steps'."""
+    owners = {r["posting_id"]: pid for pid, r in payments.items() if r["posting_id"]}
+    owners.update({r["posting_id"]: r["payment_id"] for r in steps.values() if r["posting_id"]})
+    return owners
 
 
 def _headers(conn: Connection, posting_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -317,13 +413,10 @@ def _compare_posting_headers(
     report: ReconcileReport,
     lc: Connection,
     rc: Connection,
-    live: dict[str, dict[str, Any]],
-    replayed: dict[str, dict[str, Any]],
+    live: dict[str, str],
+    replayed: dict[str, str],
 ) -> None:
-    ids = sorted(
-        {r["posting_id"] for r in live.values() if r["posting_id"]}
-        | {r["posting_id"] for r in replayed.values() if r["posting_id"]}
-    )
+    ids = sorted(set(live) | set(replayed))
     a, b = _headers(lc, ids), _headers(rc, ids)
     names = ("payment_id", "kind", "occurred_at", "settlement_window")
     for posting in ids:
@@ -336,6 +429,72 @@ def _compare_posting_headers(
                 report.postings.append(
                     {"posting_id": posting, "side": "both", "field": name, "live": x, "replay": y}
                 )
+
+
+def _holds(conn: Connection, payments: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The holds of these payments (authorizations only have one)."""
+    h = Hold.__table__
+    ids = [pid for pid, r in payments.items() if r["intent"] == "AUTHORIZATION"]
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(sorted(ids)):
+        for r in conn.execute(select(h).where(h.c.payment_id.in_(chunk))).mappings():
+            found[r["payment_id"]] = _utc_times(dict(r))
+    return found
+
+
+def _steps(conn: Connection, scope: StepScope | None) -> dict[str, dict[str, Any]]:
+    """step id -> its row, for the steps in ``scope`` (every step: ``None``)."""
+    st = PaymentStep.__table__
+    if scope is None:
+        rows = [_utc_times(dict(r)) for r in conn.execute(select(st)).mappings()]
+        return {r["step_id"]: r for r in rows}
+    rows = []
+    for chunk in chunks(sorted(scope.payment_ids)):
+        query = select(st).where(st.c.payment_id.in_(chunk))
+        rows += [_utc_times(dict(r)) for r in conn.execute(query).mappings()]
+    elsewhere = _read_by_validator(conn, [r["step_id"] for r in rows if not scope.read_here(r)])
+    return {r["step_id"]: r for r in rows if r["step_id"] not in elsewhere}
+
+
+def _read_by_validator(conn: Connection, event_ids: Sequence[str]) -> set[str]:
+    """Those of ``event_ids`` the validator handled (at offsets outside the replay's)."""
+    h = HandledEvent.__table__
+    query = select(h.c.event_id).where(h.c.consumer == "validator")
+    return {r.event_id for r in select_in(conn, query, h.c.event_id, event_ids)}
+
+
+def _utc_times(row: dict[str, Any]) -> dict[str, Any]:
+    for name in TIMES & row.keys():
+        if row[name] is not None:
+            row[name] = as_utc(row[name])
+    return row
+
+
+def _compare_holds(report: ReconcileReport, live: Rows, replayed: Rows) -> None:
+    for pid, a, b, name in _differences(live, replayed, HOLD_FIELDS):
+        if name is None:
+            side = "missing in live" if a is None else "missing in replay"
+            report.holds.append({"payment_id": pid, "difference": side})
+        elif name:
+            assert a is not None and b is not None
+            report.holds.append(
+                {"payment_id": pid, "difference": name, "live": a[name], "replay": b[name]}
+            )
+
+
+def _compare_steps(report: ReconcileReport, live: Rows, replayed: Rows) -> None:
+    """Every step on each side by its id (the bank's request, or the expiry's own)."""
+    for step_id, a, b, name in _differences(live, replayed, STEP_FIELDS):
+        row = a or b or {}
+        found = {"step_id": step_id, "payment_id": row.get("payment_id"), "kind": row.get("kind")}
+        if name is None:
+            report.steps.append({
+                **found, "difference": "missing in live" if a is None else "missing in replay",
+                "live": a["outcome"] if a else None, "replay": b["outcome"] if b else None,
+            })  # fmt: skip
+        elif name:
+            assert a is not None and b is not None
+            report.steps.append({**found, "difference": name, "live": a[name], "replay": b[name]})
 
 
 def _compare_openings(report: ReconcileReport, lc: Connection, rc: Connection) -> None:
@@ -443,14 +602,48 @@ def _compare_dead_letters(
 
 
 def _orphans(conn: Connection) -> list[dict[str, Any]]:
-    """Payment postings that no settled payment points at (inserted by hand, or left behind)."""
+    """Postings that nothing accounts for (inserted by hand, or left behind).
+
+    A PAYMENT posting is accounted for by the settled payment that names it (settled,
+    or refunded or returned since); a CAPTURE, REFUND or RETURN posting by the applied
+    step of its kind and payment that names it, its payment in a state that step leaves
+    it in (a capture: authorized, captured or refunded since; a refund: settled or
+    captured when partial, refunded; a return: returned).
+    """
     po, p = Posting.__table__, Payment.__table__
     rows = conn.execute(
-        select(po.c.posting_id, po.c.payment_id, po.c.kind, po.c.settlement_window)
+        select(po.c.posting_id, po.c.payment_id, po.c.kind, po.c.settlement_window,
+               p.c.state, p.c.posting_id.label("payment_posting"))
         .join(p, p.c.payment_id == po.c.payment_id, isouter=True)  # the primary key: no scan
         .where(po.c.kind != "OPENING",
-               or_(p.c.payment_id.is_(None), p.c.state != "SETTLED", p.c.posting_id.is_(None),
+               or_(po.c.kind != "PAYMENT", p.c.payment_id.is_(None),
+                   p.c.state.not_in(sorted(SETTLED_SALE)), p.c.posting_id.is_(None),
                    p.c.posting_id != po.c.posting_id))
-        .limit(MAX_ORPHANS_LISTED)
     )  # fmt: skip
-    return [dict(r._mapping) for r in rows]
+    suspects = list(rows)
+    owners = _step_postings(conn, [r.posting_id for r in suspects if r.kind != "PAYMENT"])
+    found = []
+    for r in suspects:
+        if r.kind in STEP_POSTING_STATES and _step_posting_ok(r, owners.get(r.posting_id)):
+            continue
+        found.append({"posting_id": r.posting_id, "payment_id": r.payment_id, "kind": r.kind,
+                      "settlement_window": r.settlement_window})  # fmt: skip
+        if len(found) >= MAX_ORPHANS_LISTED:
+            break
+    return found
+
+
+def _step_postings(conn: Connection, posting_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """posting id -> (payment id, kind) of the applied step that names it."""
+    st = PaymentStep.__table__
+    owners: dict[str, tuple[str, str]] = {}
+    for chunk in chunks(sorted(posting_ids)):
+        query = select(st.c.posting_id, st.c.payment_id, st.c.kind).where(
+            st.c.outcome == "APPLIED", st.c.posting_id.in_(chunk)
+        )
+        owners.update({r.posting_id: (r.payment_id, r.kind) for r in conn.execute(query)})
+    return owners
+
+
+def _step_posting_ok(row: Any, owner: tuple[str, str] | None) -> bool:
+    return owner == (row.payment_id, row.kind) and row.state in STEP_POSTING_STATES[row.kind]

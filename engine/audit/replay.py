@@ -2,10 +2,19 @@
 
 The replay reads with a group-less consumer (assign + seek: it joins no group and
 commits no offsets), feeds each batch to a :class:`~engine.pipeline.processor.BatchProcessor`
-around the validator stage, decodes the ``PaymentValidated`` messages that batch
-would have produced and feeds them, in process, to a second ``BatchProcessor``
-around the settlement stage. Nothing is produced to any topic; nothing is written
-but the target ledger, which must be new.
+around the validator stage, decodes the events that batch would have produced to
+payments.validated (``PaymentValidated`` for payments, ``PaymentStepValidated`` for the
+captures, voids, refunds and returns banks ask) and feeds them, in process, to a
+second ``BatchProcessor`` around the settlement stage. Nothing is produced to any
+topic; nothing is written but the target ledger, which must be new.
+
+Expiries. The one input settlement has that comes from no bank is the expiry of a
+hold: the switch's scheduler publishes it straight to payments.validated (sender
+SAKK, step EXPIRE). The replay reads those, and only those, from that topic (the rest
+of it is re-derived from payments.initiated) and merges them into settlement's input.
+They keep the replay deterministic: an expiry's ``occurred_at`` is its hold's
+``expires_at`` and its id is derived from the payment id, so it says the same thing
+however often and whenever it was published, and no decision reads the clock.
 
 Selections (see docs/auditing.md for what each means to an auditor):
 
@@ -18,14 +27,17 @@ Selections (see docs/auditing.md for what each means to an auditor):
   ``max_event_age_s`` after its ``occurred_at``), then only the events whose
   ``occurred_at`` is in ``[from, to)`` are replayed.
 
+An expiry is replayed when its payment is in the replay ledger, whatever the selection.
+
 Order. Within a partition the log fixes the order. Across partitions it does not:
 a payee may spend a credit that arrived on another partition, and whether it was
 there in time depended on how the live settlement consumer happened to interleave
-its partitions. By default partitions are merged by record time. With
-``order_from`` the replay takes from a ledger *only* the order in which its
-settlement stage decided (``payment_transitions`` ids), never an outcome or an
-amount, and feeds the settlement stage in that order: any such order is a valid
-execution of the topic, so a difference that remains is not an ordering effect.
+its partitions. By default partitions are merged by record time, and each expiry
+goes in by its own record time. With ``order_from`` the replay takes from a ledger
+*only* the order in which its settlement stage decided (the order of its answers,
+``emitted_events`` ids), never an outcome or an amount, and feeds the settlement
+stage in that order, expiries included: any such order is a valid execution of the
+topics, so a difference that remains is not an ordering effect.
 """
 
 from __future__ import annotations
@@ -35,14 +47,14 @@ import heapq
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.engine import make_url
 
 from consumers.signature_gate import SignatureGate
@@ -54,17 +66,26 @@ from engine.audit.reader import RangeReader
 from engine.audit.times import to_ms
 from engine.audit.urls import safe_url
 from engine.config import Settings
-from engine.events import PAYMENT_INITIATED, PAYMENT_VALIDATED
+from engine.events import (
+    PAYMENT_INITIATED,
+    PAYMENT_STEP_REQUESTED,
+    PAYMENT_STEP_VALIDATED,
+    PAYMENT_VALIDATED,
+    SWITCH,
+    derived_event_id,
+)
 from engine.kafka.client import Outgoing, make_consumer
 from engine.ledger.database import is_sqlite, make_engine, upgrade
 from engine.ledger.models import (
     Account,
     DeadLetter,
+    EmittedEvent,
     HandledEvent,
     Payment,
-    PaymentTransition,
     ReplayRun,
+    StepKind,
 )
+from engine.ledger.queries import select_in
 from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.pipeline.messages import RawMessage
@@ -120,6 +141,8 @@ class ReplayReport:
     order_forced: int = 0  # events released out of the given order (the hold was full)
     signatures_verified: int = 0
     signature_failures: list[str] = field(default_factory=list)  # "partition/offset: reason"
+    expiries_read: int = 0  # the switch's EXPIRE steps found on payments.validated
+    expiries_replayed: int = 0  # those fed to settlement (their payment is in the replay)
 
     @property
     def events_per_s(self) -> float:
@@ -134,6 +157,12 @@ class ReplayReport:
             "timestamps_going_back": self.timestamps_going_back,
             "validated": self.outcomes["validated"], "rejected": self.outcomes["rejected"],
             "settled": self.outcomes["settled"], "failed": self.outcomes["failed"],
+            "authorized": self.outcomes["authorized"],
+            "steps_validated": self.outcomes["step_validated"],
+            "captured": self.outcomes["captured"], "voided": self.outcomes["voided"],
+            "expired": self.outcomes["expired"], "refunded": self.outcomes["refunded"],
+            "returned": self.outcomes["returned"], "steps_refused": self.outcomes["step_refused"],
+            "expiries_read": self.expiries_read, "expiries_replayed": self.expiries_replayed,
             "dead_lettered": self.dead_lettered, "duplicates": self.duplicates,
             "settlement_order": self.settlement_order, "order_forced": self.order_forced,
             "signatures_verified": self.signatures_verified,
@@ -238,32 +267,40 @@ def _run(
         report = ReplayReport(
             request.target_url, topic, request.selection, ranges, probes=locator.probes
         )
+        expiries = read_expiries(settings, request, codec, validated_topic)
+        report.expiries_read = len(expiries)
+        hold = _order_hold(request, topic, ranges, report, expiries)
+        ranked, feed = _route_expiries(expiries, hold)
+        early = [] if hold is None else hold.push_all((e.event_id, e.message) for e in ranked)
         reader = RangeReader(consumer, topic, ranges)
-        hold = _order_hold(request, topic, ranges, report)
         window = _selected_window(request)
         started = time.perf_counter()
+        _settle(settlement, early, request.batch_size, report)
         for batch in reader.batches(request.batch_size):
             raw = [RawMessage.of(r) for r in batch]
             report.events_read += len(raw)
-            raw = _select(raw, request, codec, report, window)
+            raw = _select(raw, request, codec, report, window, hold)
             if not raw:
                 continue
             result = validator.process(raw)
             _tally(report, result)
+            feed.know(_payments_made(result))
             forwarded = _validated_messages(result, validated_topic, codec)
             if hold is None:
                 ready = [m for _, m in forwarded]
             else:
-                hold.skip(h.payment_id for _, h in result.handled if h.outcome != "validated")
-                ready = [m for pid, message in forwarded for m in hold.push(pid, message)]
-            _settle(settlement, ready, request.batch_size, report)
+                hold.skip(_not_forwarded(result, {eid for eid, _ in forwarded}))
+                ready = [m for eid, message in forwarded for m in hold.push(eid, message)]
+            _settle(settlement, feed.merge(ready), request.batch_size, report)
             report.events_replayed += len(raw)
             if progress:
                 report.seconds = time.perf_counter() - started
                 progress(report)
         if hold is not None:
-            _settle(settlement, hold.flush(), request.batch_size, report)
+            _settle(settlement, feed.merge(hold.flush()), request.batch_size, report)
             report.order_forced = hold.forced
+        _settle(settlement, feed.rest(), request.batch_size, report)
+        report.expiries_replayed = feed.released + len(ranked)
         report.seconds = time.perf_counter() - started
         report.timestamps_going_back = reader.stats.timestamps_going_back
         _check_signatures(engine, report)
@@ -271,6 +308,144 @@ def _run(
         consumer.close(autocommit=False)
     _record_run(engine, request, report, started_at)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """One EXPIRE step the switch published to payments.validated, where it sat."""
+
+    event_id: str
+    payment_id: str
+    message: RawMessage  # its own topic, partition, offset and record time
+
+
+def read_expiries(
+    settings: Settings, request: ReplayRequest, codec: AvroCodec, topic: str
+) -> list[Expiry]:
+    """The switch's hold expiries on payments.validated, oldest record time first.
+
+    The validated topic also carries every payment and bank step the validator
+    forwarded; those the replay derives again from payments.initiated, so only the
+    events the switch made itself are taken: ``sender_bank`` SAKK, step EXPIRE.
+    A time selection starts at ``--from`` less the validator's skew bound (an
+    authorization in range was recorded no earlier, and its expiry only after it);
+    the end is the end of the log, since a hold expires days after it was placed.
+    """
+    start = request.from_time if request.selection != "offsets" else None
+    if start is not None:
+        start -= timedelta(seconds=settings.max_event_skew_s)
+    consumer = make_consumer(settings, group_id=None, client_id="sakk-replay-expiries")
+    try:
+        ranges = locate_by_time(
+            OffsetLocator(consumer, topic), to_ms(start) if start else None, None
+        )
+        found = []
+        for record in RangeReader(consumer, topic, ranges).records():
+            expiry = _expiry(codec, RawMessage.of(record))
+            if expiry is not None:
+                found.append(expiry)
+        return found
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _expiry(codec: AvroCodec, message: RawMessage) -> Expiry | None:
+    if message.value is None:
+        return None
+    try:
+        event = codec.decode(message.value)
+    except DecodeError:
+        return None  # the live settlement dead-lettered it; it is no expiry
+    r = event.record
+    if event.event_type != PAYMENT_STEP_VALIDATED.name or r.get("sender_bank") != SWITCH:
+        return None
+    if r.get("step") != StepKind.EXPIRE:
+        return None
+    return Expiry(str(r["event_id"]), str(r["payment_id"]), message)
+
+
+class ExpiryFeed:
+    """Merges the switch's expiries into settlement's input by record time.
+
+    Before each event handed to settlement go the expiries recorded at or before it
+    (a forwarded event carries its initiated record's time); an expiry goes only once
+    its payment is in the replay ledger, and one whose payment never came is left out:
+    its hold was placed outside the replayed range.
+    """
+
+    def __init__(self, expiries: Iterable[Expiry]) -> None:
+        self._waiting = deque(
+            sorted(expiries, key=lambda e: (e.message.timestamp_ms, e.message.partition,
+                                            e.message.offset))
+        )  # fmt: skip
+        self._early: dict[str, list[Expiry]] = {}  # due before their payment was replayed
+        self._ready: list[Expiry] = []
+        self._known: set[str] = set()  # payments in the replay ledger
+        self.released = 0
+
+    def know(self, payment_ids: Iterable[str]) -> None:
+        """These payments are in the replay ledger now: their expiries may go."""
+        for pid in payment_ids:
+            self._known.add(pid)
+            self._ready += self._early.pop(pid, [])
+
+    def merge(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        out: list[RawMessage] = []
+        for m in messages:
+            out += self._due(m.timestamp_ms)
+            out.append(m)
+        return out
+
+    def rest(self) -> list[RawMessage]:
+        """Every expiry still waiting whose payment is in the replay, in record-time order."""
+        return self._due(2**63 - 1)
+
+    def _due(self, timestamp_ms: int) -> list[RawMessage]:
+        while self._waiting and self._waiting[0].message.timestamp_ms <= timestamp_ms:
+            expiry = self._waiting.popleft()
+            if expiry.payment_id in self._known:
+                self._ready.append(expiry)
+            else:
+                self._early.setdefault(expiry.payment_id, []).append(expiry)
+        ready, self._ready = self._ready, []
+        self.released += len(ready)
+        return [e.message for e in ready]
+
+
+def _route_expiries(
+    expiries: Sequence[Expiry], hold: OrderHold | None
+) -> tuple[list[Expiry], ExpiryFeed]:
+    """(the expiries the live settlement order places, the feed of the others).
+
+    An expiry the live settlement decided waits for its turn in the order hold; any
+    other (no ``--order-from``, or not decided live yet) goes in by record time.
+    """
+    ranked = [e for e in expiries if hold is not None and e.event_id in hold.rank]
+    others = [e for e in expiries if hold is None or e.event_id not in hold.rank]
+    return ranked, ExpiryFeed(others)
+
+
+def _payments_made(result: BatchResult) -> set[str]:
+    """The payments a validator batch wrote (validated or rejected): they are in the ledger."""
+    return {d.payment_id for i, d in result.handled
+            if i.event_type == PAYMENT_INITIATED.name and d.payment_id}  # fmt: skip
+
+
+def settlement_input_id(event_type: str, event_id: str) -> str:
+    """The id of the event the validator forwards to settlement for an initiated event.
+
+    The validator derives it (``derived_event_id``) from the bank's event id and the
+    forwarded type: PaymentValidated for a payment, PaymentStepValidated for a step.
+    """
+    forwarded = PAYMENT_STEP_VALIDATED if event_type == PAYMENT_STEP_REQUESTED.name else \
+        PAYMENT_VALIDATED  # fmt: skip
+    return derived_event_id(event_id, forwarded.name)
+
+
+def _not_forwarded(result: BatchResult, forwarded: set[str]) -> list[str]:
+    """Settlement inputs this batch will never give: the validator rejected or refused them."""
+    ids = (settlement_input_id(i.event_type, i.event_id) for i, _ in result.handled)
+    return [eid for eid in ids if eid not in forwarded]
 
 
 def _locate(
@@ -301,6 +476,7 @@ def _select(
     codec: AvroCodec,
     report: ReplayReport,
     window: tuple[int | None, int | None],
+    hold: OrderHold | None = None,
 ) -> list[RawMessage]:
     if request.selection == "offsets":
         return raw
@@ -312,16 +488,17 @@ def _select(
     kept = []
     for m in raw:
         try:
-            occurred = codec.decode(m.value).record.get("occurred_at")
+            event = codec.decode(m.value)
+            occurred = event.record.get("occurred_at")
             ms = to_ms(occurred) if isinstance(occurred, datetime) else m.timestamp_ms
         except DecodeError:
-            ms = (
-                m.timestamp_ms
-            )  # an undecodable message has no occurred_at: judge it by record time
+            event, ms = None, m.timestamp_ms  # no occurred_at: judged by record time
         if _inside(ms, window):
             kept.append(m)
-        else:
-            report.skipped_outside_occurred_range += 1
+            continue
+        report.skipped_outside_occurred_range += 1
+        if hold is not None and event is not None:  # it will not come: nothing waits for it
+            hold.skip([settlement_input_id(event.event_type, str(event.record["event_id"]))])
     return kept
 
 
@@ -330,8 +507,10 @@ def _validated_messages(
 ) -> list[tuple[str, RawMessage]]:
     """What the validator would have produced to payments.validated, as settlement would read it.
 
-    A forwarded event keeps the partition, offset and record time of the initiated
-    record it answers (-1 for a re-sent duplicate whose source is in an earlier batch).
+    Payments (PaymentValidated) and the steps banks asked (PaymentStepValidated), each
+    with its event id: the key of its place in a given settlement order. A forwarded
+    event keeps the partition, offset and record time of the initiated record it answers
+    (-1 for a re-sent duplicate whose source is in an earlier batch).
     """
     sources = {inbound.event_id: inbound for inbound, _ in result.handled}
     forwarded = []
@@ -342,7 +521,7 @@ def _validated_messages(
         src = sources.get(record["causation_event_id"])
         forwarded.append(
             (
-                record["payment_id"],
+                str(record["event_id"]),
                 _as_raw(
                     message,
                     src.partition if src else -1,
@@ -362,11 +541,11 @@ def _settle(
 
 
 class OrderHold:
-    """Releases validated events in a given order of payment ids; unknown ids pass at once.
+    """Releases settlement's input events in a given order of event ids; unknown ids pass.
 
-    ``rank`` holds the in-scope payments in the order their settlement was decided.
-    An event waits until every payment ranked before it was released or is known
-    never to come (the validator did not validate it in this replay).
+    ``rank`` holds the in-scope events (payments, steps, expiries) in the order their
+    settlement was decided. An event waits until every event ranked before it was
+    released or is known never to come (the validator did not forward it in this replay).
     """
 
     def __init__(self, rank: Mapping[str, int], max_held: int = MAX_HELD_FOR_ORDER):
@@ -378,14 +557,14 @@ class OrderHold:
         self._held: list[tuple[int, int, RawMessage]] = []
         self._arrivals = 0
 
-    def skip(self, payment_ids: Iterable[str | None]) -> None:
-        for pid in payment_ids:
-            r = self.rank.get(pid) if pid is not None else None
+    def skip(self, event_ids: Iterable[str | None]) -> None:
+        for eid in event_ids:
+            r = self.rank.get(eid) if eid is not None else None
             if r is not None:
                 self._resolved.add(r)
 
-    def push(self, payment_id: str, message: RawMessage) -> list[RawMessage]:
-        r = self.rank.get(payment_id)
+    def push(self, event_id: str, message: RawMessage) -> list[RawMessage]:
+        r = self.rank.get(event_id)
         if r is None:
             return [message]
         self._arrivals += 1
@@ -397,6 +576,10 @@ class OrderHold:
             self._resolved.add(rank)
             released.append(message)
         return released
+
+    def push_all(self, events: Iterable[tuple[str, RawMessage]]) -> list[RawMessage]:
+        """Push events of the order read before the rest (the switch's expiries)."""
+        return [m for event_id, message in events for m in self.push(event_id, message)]
 
     def _release(self) -> list[RawMessage]:
         out: list[RawMessage] = []
@@ -422,51 +605,60 @@ def settlement_order(
     conn: Any,
     topic: str,
     ranges: Sequence[PartitionRange],
-    since: datetime | None = None,
-    until: datetime | None = None,
+    expiries: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
-    """payment id -> rank of its settlement decision in a ledger, for the payments in ``ranges``."""
-    h, t, p = HandledEvent.__table__, PaymentTransition.__table__, Payment.__table__
-    decided: list[tuple[int, str]] = []
+    """settlement input event id -> rank of its decision in a ledger, for the events in scope.
+
+    In scope: what the validator forwarded of the events it read at ``ranges`` (payments
+    and steps), and the ``expiries`` (event id -> payment id) of the payments among them.
+    The rank is the order of settlement's answers (``emitted_events.id``: each decision
+    emits one event, in decision order within a batch). Transitions would not do: a
+    refused step writes none, yet where it fell decided what it was refused against.
+    """
+    h, em = HandledEvent.__table__, EmittedEvent.__table__
+    inputs: set[str] = set()
+    payments: set[str] = set()
     for r in ranges:
         if r.start >= r.end:
             continue
-        query = (
-            select(t.c.id, t.c.payment_id)
-            .join(h, and_(h.c.payment_id == t.c.payment_id, h.c.consumer == "validator"))
-            .where(t.c.consumer == "settlement", h.c.topic == topic,
+        rows = conn.execute(
+            select(h.c.event_id, h.c.event_type, h.c.payment_id)
+            .where(h.c.consumer == "validator", h.c.topic == topic,
                    h.c.partition == r.partition, h.c.offset >= r.start, h.c.offset < r.end)
         )  # fmt: skip
-        if since is not None or until is not None:
-            query = query.join(p, p.c.payment_id == t.c.payment_id)
-            if since is not None:
-                query = query.where(p.c.occurred_at >= since)
-            if until is not None:
-                query = query.where(p.c.occurred_at < until)
-        decided.extend((row.id, row.payment_id) for row in conn.execute(query))
-    decided.sort()
-    return {pid: rank for rank, (_, pid) in enumerate(decided)}
+        for row in rows:
+            inputs.add(settlement_input_id(row.event_type, row.event_id))
+            if row.event_type == PAYMENT_INITIATED.name:
+                payments.add(row.payment_id)
+    inputs.update(eid for eid, pid in (expiries or {}).items() if pid in payments)
+    query = (
+        select(func.min(em.c.id).label("first"), em.c.source_event_id)
+        .where(em.c.consumer == "settlement")
+        .group_by(em.c.source_event_id)
+    )
+    decided = sorted((row.first, row.source_event_id)
+                     for row in select_in(conn, query, em.c.source_event_id, inputs))  # fmt: skip
+    return {eid: rank for rank, (_, eid) in enumerate(decided)}
 
 
 def _order_hold(
-    request: ReplayRequest, topic: str, ranges: Sequence[PartitionRange], report: ReplayReport
+    request: ReplayRequest,
+    topic: str,
+    ranges: Sequence[PartitionRange],
+    report: ReplayReport,
+    expiries: Sequence[Expiry] = (),
 ) -> OrderHold | None:
     if request.order_from is None:
         return None
     engine = make_engine(request.order_from)
-    occurred = request.selection == "occurred-at"
     try:
         with engine.connect() as conn:
             rank = settlement_order(
-                conn,
-                topic,
-                ranges,
-                request.from_time if occurred else None,
-                request.to_time if occurred else None,
+                conn, topic, ranges, {e.event_id: e.payment_id for e in expiries}
             )
     finally:
         engine.dispose()
-    report.settlement_order = f"as decided in {safe_url(request.order_from)} ({len(rank)} payments)"
+    report.settlement_order = f"as decided in {safe_url(request.order_from)} ({len(rank)} events)"
     return OrderHold(rank)
 
 

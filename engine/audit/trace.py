@@ -1,4 +1,5 @@
-"""A payment's life: events, state changes, postings, notifications, from the ledger and topics.
+"""A payment's life: its hold, its steps, events, state changes, postings, notifications,
+from the ledger and topics.
 
 The ledger knows where every consumed event sat (``handled_events``: topic,
 partition, offset) and every event produced (``emitted_events``). With
@@ -27,10 +28,12 @@ from engine.ledger.models import (
     DeadLetterRedrive,
     EmittedEvent,
     HandledEvent,
+    Hold,
     LedgerEntry,
     Notification,
     NotificationAttempt,
     Payment,
+    PaymentStep,
     PaymentTransition,
     Posting,
 )
@@ -44,6 +47,8 @@ SCAN_LOOKBACK = timedelta(minutes=1)  # before the first handling of its source 
 @dataclass
 class PaymentTrace:
     payment: dict[str, Any]
+    hold: dict[str, Any] | None = None  # an authorization's: amount, reserved, captured, state
+    steps: list[dict[str, Any]] = field(default_factory=list)  # applied or refused, with why
     events: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[dict[str, Any]] = field(default_factory=list)
     postings: list[dict[str, Any]] = field(default_factory=list)
@@ -59,7 +64,8 @@ class PaymentTrace:
         return str(self.payment["payment_id"])
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
-        return {"events": self.events, "transitions": self.transitions, "postings": self.postings,
+        return {"hold": [self.hold] if self.hold else [], "steps": self.steps,
+                "events": self.events, "transitions": self.transitions, "postings": self.postings,
                 "entries": self.entries, "notifications": self.notifications,
                 "attempts": self.attempts, "dead_letters": self.dead_letters,
                 "redrives": self.redrives, "redeliveries": self.redeliveries}  # fmt: skip
@@ -108,6 +114,7 @@ def trace_payment(conn: Connection, payment_id: str) -> PaymentTrace:
     if payment is None:
         raise PaymentNotFoundError(f"no payment {payment_id} in the ledger")
     trace = PaymentTrace(dict(payment))
+    trace.hold, trace.steps = _hold(conn, payment_id), _steps(conn, payment_id)
     trace.events = _events(conn, payment_id)
     t = PaymentTransition.__table__
     trace.transitions = _rows(conn, select(t).where(t.c.payment_id == payment_id).order_by(t.c.id))
@@ -156,6 +163,35 @@ def trace_payment(conn: Connection, payment_id: str) -> PaymentTrace:
     return trace
 
 
+def _hold(conn: Connection, payment_id: str) -> dict[str, Any] | None:
+    h = Hold.__table__
+    row = conn.execute(select(h).where(h.c.payment_id == payment_id)).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+def _steps(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
+    """Every step asked of the payment, applied or refused, in the order it was answered.
+
+    A step's answer is the last event a stage emitted for it (``emitted_events.id`` is
+    one sequence for every stage): settlement's for a step it decided, the validator's
+    for one it refused. Its request's event id is the step id; the validator forwards it
+    under a derived id, which settlement's answer names as its source.
+    """
+    st, em = PaymentStep.__table__, EmittedEvent.__table__
+    steps = _rows(conn, select(st).where(st.c.payment_id == payment_id))
+    emitted = conn.execute(
+        select(em.c.id, em.c.consumer, em.c.source_event_id, em.c.event_id)
+        .where(em.c.payment_id == payment_id, em.c.consumer.in_(("validator", "settlement")))
+        .order_by(em.c.id)
+    ).all()
+    request_of = {r.event_id: r.source_event_id for r in emitted if r.consumer == "validator"}
+    answered: dict[str, int] = {}
+    for r in emitted:  # in id order: the last answer stays
+        answered[request_of.get(r.source_event_id, r.source_event_id)] = r.id
+    steps.sort(key=lambda r: (answered.get(r["step_id"], 0), as_utc(r["occurred_at"])))
+    return steps
+
+
 def _redrives(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
     """Dead letters of this payment sent again: who asked, when, why, where the copy went.
 
@@ -177,7 +213,9 @@ def _redrives(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
 
 
 def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
-    """Every event of the payment: consumed ones with their coordinates, then emitted ones."""
+    """Every event of the payment: those from outside the stages (banks' payments and steps,
+    the switch's expiries) with their coordinates, then those the stages emitted.
+    """
     h, em = HandledEvent.__table__, EmittedEvent.__table__
     handled = _rows(conn, select(h).where(h.c.payment_id == payment_id).order_by(h.c.handled_at))
     emitted = _rows(
@@ -191,9 +229,15 @@ def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
         consumed_by.setdefault(row["event_id"], []).append(row)
     handled_at = {row["event_id"]: row["handled_at"] for row in handled}
     events: list[dict[str, Any]] = []
-    initiated = [row for row in handled if row["consumer"] == "validator"]
-    for row in initiated:
-        events.append(_event_row(row["event_id"], row["event_type"], row["topic"], "bank", row))
+    made_by_stages = {row["event_id"] for row in emitted}
+    for row in handled:  # what no stage produced: the banks' events and the switch's expiries
+        if row["consumer"] == "validator":
+            producer = "bank"
+        elif row["event_id"] not in made_by_stages:
+            producer = "switch (expiry scheduler)"
+        else:
+            continue
+        events.append(_event_row(row["event_id"], row["event_type"], row["topic"], producer, row))
     for row in emitted:
         producer = row["consumer"]
         consumers = consumed_by.get(row["event_id"], [])

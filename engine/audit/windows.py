@@ -19,7 +19,10 @@ closed window can change afterwards unless the ledger itself is altered, which
 Net positions come from the settlement accounts' entries: the payer bank's
 settlement account is credited (+amount) when its customer pays out, the payee
 bank's is debited, so every posting adds zero across banks and every window's
-net positions sum to zero per currency.
+net positions sum to zero per currency. Captures are posted like payments; refunds
+and returns run the other way (the payee bank's settlement account is credited, the
+payer bank's debited), so a refund moves both banks' positions back in the window of
+the refund, and the sum stays zero.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ from engine.ledger.postings import GENESIS_HEAD, ChainHead, lock_all_chain_heads
 DEFAULT_WINDOW_HOURS = 24
 SUPPORTED_WINDOW_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)  # divisors of a day: windows align on midnight
 MAX_WINDOWS_LISTED = 20_000
+# Postings that move money between banks: payments, captures of holds, refunds and
+# returns (OPENING postings are each bank's own funding, never a position).
+SETTLED_KINDS = ("PAYMENT", "CAPTURE", "REFUND", "RETURN")
 WINDOW_EVENT_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000003")
 
 
@@ -274,7 +280,11 @@ def _settlement_entries(
     until: datetime | None,
     written_after: Mapping[int, int] | None = None,
 ) -> Iterable[Any]:
-    """Settlement-account entries of payment postings with their posting's time and chain place.
+    """Settlement-account entries of money postings with their posting's time and chain place.
+
+    Every kind in :data:`SETTLED_KINDS` counts, each in the window of its own
+    ``occurred_at``: a capture or a refund days after the authorization moves the
+    positions of the window it happened in, not the authorization's.
 
     ``written_after``: only entries above these seqs of their chains (any entry of a chain
     not named), i.e. those not yet written when a close recorded these heads.
@@ -286,7 +296,7 @@ def _settlement_entries(
         .join(p, p.c.posting_id == e.c.posting_id)
         .join(a, a.c.number == e.c.account_number)
         .join(b, b.c.code == a.c.bank_code)
-        .where(a.c.kind == AccountKind.SETTLEMENT.value, p.c.kind == "PAYMENT")
+        .where(a.c.kind == AccountKind.SETTLEMENT.value, p.c.kind.in_(SETTLED_KINDS))
     )  # fmt: skip
     if since is not None:
         query = query.where(p.c.occurred_at >= since)

@@ -1,4 +1,4 @@
-"""``sakk audit verify``: the hash chains, double entry and closed windows of a ledger."""
+"""``sakk audit verify``: hash chains, double entry, lifecycle and closed windows of a ledger."""
 
 from __future__ import annotations
 
@@ -61,8 +61,10 @@ def audit_verify(
 ) -> None:
     """Walk every hash chain of the entries and name the first entry that breaks one.
 
-    Also checks that every posting sums to zero, every balance equals its entries,
-    and every closed window's net positions are still what the close recorded.
+    Also checks that every posting sums to zero, every balance equals its entries, the
+    lifecycle's invariants (no hold resolved twice, captures within holds, refunds within
+    captures, no available balance below minus the overdraft), and every closed window's
+    net positions are still what the close recorded.
     Exits with status 1 on any finding.
     """
     try:
@@ -143,6 +145,16 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         "double entry holds: postings sum to zero, balances equal entries",
         "LEDGER VIOLATIONS",
         report.ledger.violations,
+    )
+    life = report.lifecycle
+    _print_list(
+        console,
+        f"the lifecycle holds: {life.holds:,} holds each resolved at most once, captures "
+        f"within their holds, refunds within captures ({life.steps:,} applied steps); no "
+        f"available balance below minus its overdraft, now or along {life.entries_walked:,} "
+        f"entries of {life.accounts_walked:,} accounts with a limit",
+        "LIFECYCLE VIOLATIONS",
+        life.violations + ([f"... and {life.more} more"] if life.more else []),
     )
     _print_list(
         console,

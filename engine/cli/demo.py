@@ -1,30 +1,55 @@
-"""``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, summarised."""
+"""``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, summarised.
+
+The traffic includes the lifecycle (``tooling.simulator``, ``lifecycle=True``): card
+authorizations captured, partly captured, voided or left to expire within the run,
+airline refunds and interbank returns. The demo waits for every step (the expiries
+too), then checks that each payment's state and each step's outcome is the one the
+traffic expected, and the lifecycle's invariants (``check_lifecycle``).
+"""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, case, func, select
 
 from engine.app import STAGE_NAMES, kafka_for, ledger_engine
 from engine.cli import cli
 from engine.config import Settings
+from engine.events import SWITCH
 from engine.kafka.client import create_topics
 from engine.kafka.terminator import stunnel_missing
 from engine.kafka.tls_broker import EmbeddedTlsBroker
-from engine.ledger.checks import FlowCounts, check_ledger, expected_notifications, flow_counts
+from engine.ledger.checks import (
+    FlowCounts,
+    check_ledger,
+    check_lifecycle,
+    expected_notifications,
+    flow_counts,
+)
 from engine.ledger.database import read_only
-from engine.ledger.models import DeadLetter
+from engine.ledger.models import (
+    DeadLetter,
+    Payment,
+    PaymentStep,
+)
 from engine.ledger.reference import load_reference_data, read_file
-from engine.ledger.reports import channel_summary, net_positions, processing_window, reason_summary
+from engine.ledger.reports import (
+    NetPosition,
+    channel_summary,
+    net_positions,
+    processing_window,
+    reason_summary,
+)
 from engine.money import format_minor
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.reasons import Reason
@@ -32,6 +57,8 @@ from engine.supervisor import Fleet
 
 DRAIN_TIMEOUT_S = 300.0
 POLL_INTERVAL_S = 0.5
+LIFECYCLE_STATES = ("CAPTURED", "VOIDED", "EXPIRED", "REFUNDED", "RETURNED")
+# Postings that move money between banks (OPENING is each bank's own funding).
 
 
 @dataclass(frozen=True)
@@ -44,11 +71,34 @@ class DemoResult:
     signed: int = 0  # messages published with a bank's signature (forgeries included)
     forged: int = 0  # forged or unsigned messages among them, which must all be refused
     refused: int = 0  # security dead letters in the ledger
+    bank_steps: int = 0  # steps the banks asked for, recorded (applied or refused)
+    # What the traffic expected and what the ledger holds: payments per lifecycle state
+    # ("captured", ...), steps per kind and outcome ("CAPTURE applied", "REFUND refused AG01").
+    expected_states: Counter[str] = field(default_factory=Counter)
+    states: Counter[str] = field(default_factory=Counter)
+    expected_steps: Counter[str] = field(default_factory=Counter)
+    steps: Counter[str] = field(default_factory=Counter)
+    lifecycle_violations: list[str] = field(default_factory=list)
 
     @property
     def adds_up(self) -> bool:
         c = self.counts
-        return self.published == c.terminal + c.dead_lettered
+        return self.published == c.terminal + c.dead_lettered + self.bank_steps
+
+    @property
+    def lifecycle_as_expected(self) -> bool:
+        return (
+            self.states == self.expected_states
+            and self.steps == self.expected_steps
+            and not self.lifecycle_violations
+        )
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.adds_up and self.ledger_ok and self.refusals_as_expected
+            and self.lifecycle_as_expected
+        )  # fmt: skip
 
     @property
     def refusals_as_expected(self) -> bool:
@@ -84,7 +134,7 @@ def demo(settings: Settings, payments: int, seed: int, rate: int | None, tls: bo
     with _transport(settings, tls, console) as settings:
         result = run_demo(settings, payments, seed, rate, console)
     _print_summary(console, settings, result)
-    if not (result.adds_up and result.ledger_ok and result.refusals_as_expected):
+    if not result.ok:
         raise SystemExit(1)
 
 
@@ -152,11 +202,13 @@ def run_demo(
                     progress=lambda n: progress.update(task, completed=n),
                     reference_path=live.reference_file,
                     register_keys=False,  # registered above
+                    lifecycle=True,
                 )
-                drain = progress.add_task("reaching a terminal state", total=sim.published)
+                expected = sim.published + sim.expiries  # the switch's expiries are steps too
+                drain = progress.add_task("reaching a terminal state", total=expected)
                 counts = _wait_for_drain(
                     read_only(engine),
-                    sim.published,
+                    expected,
                     fleet,
                     lambda done: progress.update(drain, completed=done),
                 )
@@ -166,9 +218,17 @@ def run_demo(
         with engine.connect() as conn:
             check = check_ledger(conn)
             refused = security_refusals(conn)
+            steps, bank_steps = recorded_steps(conn)
+            states = lifecycle_states(conn)
+            lifecycle = check_lifecycle(conn)
+        expected_states = Counter({
+            s.lower(): sim.by_expected[s.lower()] for s in LIFECYCLE_STATES
+            if sim.by_expected[s.lower()]
+        })  # fmt: skip
         return DemoResult(
             sim.published, counts, seconds, check.ok, check.violations, sim.signed, sim.forged,
-            refused,
+            refused, bank_steps, expected_states, states, Counter(sim.by_step), steps,
+            lifecycle.violations,
         )  # fmt: skip
 
 
@@ -176,6 +236,87 @@ def security_refusals(conn: Connection) -> int:
     """Messages the validator refused as a security matter (bad or missing signature)."""
     query = select(func.count()).select_from(DeadLetter).where(DeadLetter.kind == SECURITY_KIND)
     return int(conn.execute(query).scalar_one())
+
+
+def recorded_steps(conn: Connection) -> tuple[Counter[str], int]:
+    """The ledger's steps per kind and outcome ("CAPTURE applied", "REFUND refused AG01"),
+    and how many of them banks asked for (the others are the switch's expiries)."""
+    st = PaymentStep.__table__
+    rows = conn.execute(
+        select(st.c.kind, st.c.outcome, st.c.reason_code, st.c.sender_bank == SWITCH, func.count())
+        .group_by(st.c.kind, st.c.outcome, st.c.reason_code, st.c.sender_bank == SWITCH)
+    ).all()  # fmt: skip
+    steps: Counter[str] = Counter()
+    by_banks = 0
+    for kind, outcome, reason, by_switch, count in rows:
+        refused = reason if outcome == "REFUSED" else None  # an applied return has one too
+        steps[" ".join(filter(None, (kind, outcome.lower(), refused)))] += count
+        by_banks += 0 if by_switch else count
+    return steps, by_banks
+
+
+def lifecycle_states(conn: Connection) -> Counter[str]:
+    """Payments per lifecycle state ("captured", "voided", ...)."""
+    p = Payment.__table__
+    rows = conn.execute(
+        select(p.c.state, func.count()).where(p.c.state.in_(LIFECYCLE_STATES)).group_by(p.c.state)
+    )
+    return Counter({state.lower(): int(count) for state, count in rows})
+
+
+@dataclass(frozen=True)
+class LifecycleLine:
+    channel: str
+    currency: str
+    authorized: int  # holds placed
+    captured: int  # capture steps applied
+    captured_minor: int
+    voided: int
+    expired: int
+    refused_on_holds: int  # captures and voids refused
+    refunded: int  # refund steps applied
+    refunded_minor: int
+    returned: int
+    returned_minor: int
+    refused_back: int  # refunds and returns refused
+
+
+def lifecycle_summary(conn: Connection) -> list[LifecycleLine]:
+    """Per channel: holds placed, and the steps applied (with amounts) and refused."""
+    p, st = Payment.__table__, PaymentStep.__table__
+    answered = p.c.state.not_in(("VALIDATED", "REJECTED", "FAILED"))
+    held: dict[tuple[str, str], int] = {
+        (channel, currency): int(n)
+        for channel, currency, n in conn.execute(
+            select(p.c.channel, p.c.currency, func.count())
+            .where(p.c.intent == "AUTHORIZATION", answered)
+            .group_by(p.c.channel, p.c.currency)
+        )
+    }
+    applied, refused = st.c.outcome == "APPLIED", st.c.outcome == "REFUSED"
+
+    def count(outcome, *kinds: str):  # type: ignore[no-untyped-def]
+        return func.sum(case((outcome & st.c.kind.in_(kinds), 1), else_=0))
+
+    def amount(kind: str):  # type: ignore[no-untyped-def]
+        return func.sum(case((applied & (st.c.kind == kind), st.c.amount_minor), else_=0))
+
+    rows = conn.execute(
+        select(
+            p.c.channel, p.c.currency, count(applied, "CAPTURE"), amount("CAPTURE"),
+            count(applied, "VOID"), count(applied, "EXPIRE"), count(refused, "CAPTURE", "VOID"),
+            count(applied, "REFUND"), amount("REFUND"), count(applied, "RETURN"),
+            amount("RETURN"), count(refused, "REFUND", "RETURN"),
+        )
+        .join(p, p.c.payment_id == st.c.payment_id)
+        .group_by(p.c.channel, p.c.currency)
+    )  # fmt: skip
+    steps = {(r[0], r[1]): [int(v or 0) for v in r[2:]] for r in rows}
+    return [
+        LifecycleLine(channel, currency, held.get((channel, currency), 0),
+                      *steps.get((channel, currency), [0] * 10))
+        for channel, currency in sorted(held.keys() | steps.keys())
+    ]  # fmt: skip
 
 
 def _progress(console: Console) -> Progress:
@@ -188,15 +329,17 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _wait_for_drain(engine: Engine, published: int, fleet: Fleet, on_progress) -> FlowCounts:  # type: ignore[no-untyped-def]
-    """Until every message is terminal or dead-lettered and every bank has been told."""
+def _wait_for_drain(engine: Engine, expected: int, fleet: Fleet, on_progress) -> FlowCounts:  # type: ignore[no-untyped-def]
+    """Until every payment is answered or dead-lettered, every step (the switch's expiries
+    included: ``expected`` counts them) recorded, and every bank has been told."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while True:
         with engine.connect() as conn:
             counts = flow_counts(conn)
-            expected, finished = expected_notifications(conn)
-        on_progress(counts.terminal + counts.dead_lettered)
-        if counts.terminal + counts.dead_lettered >= published and finished >= expected:
+            notifications, finished = expected_notifications(conn)
+        done = counts.terminal + counts.dead_lettered + counts.steps_applied + counts.steps_refused
+        on_progress(done)
+        if done >= expected and finished >= notifications:
             return counts
         dead = fleet.check_alive()
         if dead:
@@ -215,6 +358,7 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
     with engine.connect() as conn:
         channels = channel_summary(conn)
         reasons = reason_summary(conn)
+        lifecycle = lifecycle_summary(conn)
         positions = net_positions(conn)
     table = Table(title="Payments by channel")
     for col in (
@@ -247,7 +391,11 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         title = Reason(code).label if code in Reason.__members__ else ""
         why.add_row(state.lower(), code, title, f"{count:,}")
     console.print(why)
-    banks = Table(title="Interbank net positions (positive: the switch owes the bank)")
+    _print_lifecycle(console, lifecycle)
+    banks = Table(
+        title="Interbank net positions: payments, captures, refunds, returns "
+        "(positive: the switch owes the bank)"
+    )
     for col in ("bank", "name", "cur", "paid out", "paid in", "net position"):
         banks.add_column(col, justify="left" if col in ("bank", "name", "cur") else "right")
     for pos in positions:
@@ -272,8 +420,10 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
     mark = "[green]OK[/]" if result.adds_up else "[red]MISMATCH[/]"
     console.print(
         f"{mark} published {result.published:,} = settled {c.settled:,} + rejected "
-        f"{c.rejected:,} + failed {c.failed:,} + dead-lettered {c.dead_lettered:,}"
+        f"{c.rejected:,} + failed {c.failed:,} + dead-lettered {c.dead_lettered:,} "
+        f"+ authorized or stepped since {c.later:,} + steps asked by banks {result.bank_steps:,}"
     )
+    _print_lifecycle_check(console, result, positions)
     mark = "[green]OK[/]" if result.refusals_as_expected else "[red]MISMATCH[/]"
     console.print(
         f"{mark} signed {result.signed:,}, refused for security {result.refused:,} "
@@ -288,3 +438,52 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         console.print("[red]LEDGER VIOLATIONS[/]")
         for v in result.violations[:20]:
             console.print(f"  {v}")
+
+
+def _print_lifecycle(console: Console, lines: list[LifecycleLine]) -> None:
+    holds = Table(title="Card holds by channel: authorized, then captured, voided or expired")
+    for col in ("channel", "cur", "authorized", "captures", "captured", "voided", "expired",
+                "refused"):  # fmt: skip
+        holds.add_column(col, justify="left" if col in ("channel", "cur") else "right")
+    back = Table(title="Money back by channel: refunds and returns by the payee's bank")
+    for col in ("channel", "cur", "refunds", "refunded", "returns", "returned", "refused"):
+        back.add_column(col, justify="left" if col in ("channel", "cur") else "right")
+    for x in lines:
+        if x.authorized or x.captured or x.voided or x.expired or x.refused_on_holds:
+            holds.add_row(
+                x.channel, x.currency, f"{x.authorized:,}", f"{x.captured:,}",
+                _amount(x.captured_minor, x.currency), f"{x.voided:,}", f"{x.expired:,}",
+                f"{x.refused_on_holds:,}",
+            )  # fmt: skip
+        if x.refunded or x.returned or x.refused_back:
+            back.add_row(
+                x.channel, x.currency, f"{x.refunded:,}", _amount(x.refunded_minor, x.currency),
+                f"{x.returned:,}", _amount(x.returned_minor, x.currency), f"{x.refused_back:,}",
+            )  # fmt: skip
+    console.print(holds)
+    console.print(back)
+
+
+def _print_lifecycle_check(
+    console: Console, result: DemoResult, positions: list[NetPosition]
+) -> None:
+    """Each state and step as the traffic expected; the invariants; positions sum to zero."""
+    mark = "[green]OK[/]" if result.lifecycle_as_expected else "[red]MISMATCH[/]"
+    states = ", ".join(f"{k} {v:,}" for k, v in sorted(result.states.items()))
+    steps = ", ".join(f"{k} {v:,}" for k, v in sorted(result.steps.items()))
+    console.print(
+        f"{mark} lifecycle as the traffic expected: payments {states or 'none'}; "
+        f"steps {steps or 'none'}; no hold resolved twice, captures within holds, "
+        "refunds within captures, no available balance below its overdraft"
+    )
+    if result.states != result.expected_states or result.steps != result.expected_steps:
+        console.print(f"  expected payments {dict(result.expected_states)}")
+        console.print(f"  expected steps {dict(result.expected_steps)}")
+    for v in result.lifecycle_violations[:20]:
+        console.print(f"  {v}")
+    totals: Counter[str] = Counter()
+    for pos in positions:
+        totals[pos.currency] += pos.net_minor
+    unbalanced = {cur: total for cur, total in totals.items() if total}
+    mark = "[red]MISMATCH[/]" if unbalanced else "[green]OK[/]"
+    console.print(f"{mark} net positions sum to zero per currency {unbalanced or ''}".rstrip())

@@ -1,4 +1,4 @@
-"""``sakk iso import|statement``: ISO 20022 files in, camt.053 statements out."""
+"""``sakk iso import|statement|notification|window``: ISO 20022 files in, reports out."""
 
 from __future__ import annotations
 
@@ -15,7 +15,22 @@ from engine.config import Settings
 
 @cli.group()
 def iso() -> None:
-    """ISO 20022 messages: pacs.008.001.08 and pain.001.001.09 in, camt.053.001.08 out."""
+    """ISO 20022 messages: pacs.008.001.08 and pain.001.001.09 in; camt.053.001.08 and
+    camt.054.001.08 out (pacs.002 and pacs.004 go out as notifications)."""
+
+
+def _write(document: bytes, out: Path | None, what: str) -> None:
+    if out is None:
+        click.echo(document.decode("utf-8"), nl=False)
+    else:
+        out.write_bytes(document)
+        click.echo(f"{out}: {what} written")
+
+
+_OUT = click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Write the document here (default: standard output).",
+)  # fmt: skip
 
 
 @iso.command("import")
@@ -83,10 +98,7 @@ def _bank_settings(settings: Settings, signing_key: Path | None) -> Settings:
 @iso.command("statement")
 @click.option("--account", required=True, help="The account number (RIB).")
 @click.option("--day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD (UTC).")
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="Write the statement here (default: standard output).",
-)  # fmt: skip
+@_OUT
 @click.pass_obj
 def iso_statement(settings: Settings, account: str, day: datetime, out: Path | None) -> None:
     """Write ACCOUNT's camt.053.001.08 end-of-day statement for DAY.
@@ -102,8 +114,56 @@ def iso_statement(settings: Settings, account: str, day: datetime, out: Path | N
         )
     except StatementError as exc:
         raise click.ClickException(str(exc)) from exc
-    if out is None:
-        click.echo(document.decode("utf-8"), nl=False)
-    else:
-        out.write_bytes(document)
-        click.echo(f"{out}: camt.053.001.08 statement written")
+    _write(document, out, "camt.053.001.08 statement")
+
+
+@iso.command("notification")
+@click.option("--posting", "posting_id", default=None, help="Every entry of this posting.")
+@click.option("--entry", "entry_id", type=int, default=None, help="This one ledger entry.")
+@click.option("--account", default=None, help="Only the entries on this account (RIB).")
+@_OUT
+@click.pass_obj
+def iso_notification(
+    settings: Settings,
+    posting_id: str | None,
+    entry_id: int | None,
+    account: str | None,
+    out: Path | None,
+) -> None:
+    """Write a camt.054.001.08 debit/credit notification: one per ledger entry.
+
+    Name a posting (all its entries: payer, payee, settlement accounts, fee) or one entry;
+    --account keeps the entries on one account only.
+    """
+    from engine.iso.camt054 import EntryNotFoundError, notification_document
+
+    if (posting_id is None) == (entry_id is None):
+        raise click.UsageError("pass --posting ID or --entry ID (one of them)")
+    try:
+        document = notification_document(
+            ledger_engine(settings), datetime.now(UTC), posting_id, entry_id, account
+        )
+    except EntryNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _write(document, out, "camt.054.001.08 notification")
+
+
+@iso.command("window")
+@click.option("--label", required=True, help="The window: 2026-11-26, or 2026-11-26T06:00Z/6h.")
+@click.option("--bank", default=None, help="Only this bank's positions (its bank code).")
+@_OUT
+@click.pass_obj
+def iso_window(settings: Settings, label: str, bank: str | None, out: Path | None) -> None:
+    """Write a settlement window's positions as camt.053.001.08 statements, one per bank.
+
+    Opening 0, closing (CLBD, or ITBD while the window is open) = the bank's net position,
+    gross credits and debits in the summary; the figures of `sakk settlement report`.
+    """
+    from engine.audit.exceptions import WindowError
+    from engine.iso.window import WindowExportError, window_document
+
+    try:
+        document = window_document(ledger_engine(settings), label, datetime.now(UTC), bank)
+    except (WindowError, WindowExportError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _write(document, out, "camt.053.001.08 window report")

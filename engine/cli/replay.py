@@ -102,8 +102,10 @@ def replay_command(
 ) -> None:
     """Replay payments.initiated through the validator and settlement code into a new ledger.
 
-    Reads with no consumer group (nothing is committed), produces nothing, and
-    writes only the new ledger. Compare it with the live one with `sakk reconcile`.
+    Payments and the steps banks asked of them (captures, voids, refunds, returns) come
+    from payments.initiated; the switch's hold expiries from payments.validated. Reads
+    with no consumer group (nothing is committed), produces nothing, and writes only
+    the new ledger. Compare it with the live one with `sakk reconcile`.
     """
     if settings.uses_embedded_broker:
         raise click.UsageError("set SAKK_KAFKA_BOOTSTRAP_SERVERS to the broker holding the topics")

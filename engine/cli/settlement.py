@@ -91,7 +91,10 @@ def settlement_report(
     fmt: str,
     out_dir: Path | None,
 ) -> None:
-    """Each bank's gross debits, gross credits and multilateral net position in a window."""
+    """Each bank's gross debits, gross credits and multilateral net position in a window.
+
+    Payments, captures, refunds and returns count, each in the window of its own time.
+    """
     if bool(window_text) == every:
         raise click.UsageError("give --window or --all")
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)

@@ -20,8 +20,18 @@ from engine.config import Settings
     help="The traffic mix: skew sends 70% of payments from one bank's customers to one "
     "merchant, and every e-government payment to the vignette's account (hot accounts).",
 )
+@click.option(
+    "--lifecycle/--no-lifecycle",
+    default=True,
+    show_default=True,
+    help="Card authorizations with their captures and voids, a few expiries, airline "
+    "refunds and interbank returns, each step signed by its sender bank (counted among "
+    "--payments).",
+)
 @click.pass_obj
-def simulate(settings: Settings, payments: int, rate: int | None, seed: int, profile: str) -> None:
+def simulate(
+    settings: Settings, payments: int, rate: int | None, seed: int, profile: str, lifecycle: bool
+) -> None:
     """Publish simulated traffic from every channel to payments.initiated.
 
     Each simulated bank signs with a key derived from the seed, whose public half is
@@ -45,6 +55,7 @@ def simulate(settings: Settings, payments: int, rate: int | None, seed: int, pro
             progress=None,
             reference_path=settings.reference_file,
             profile=profile,
+            lifecycle=lifecycle,
         )
     except PublisherError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -1,4 +1,4 @@
-"""``sakk trace``: one payment's life through every topic, state, posting and notification."""
+"""``sakk trace``: one payment's life: hold, steps, topics, states, postings, notifications."""
 
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ EVENT_COLUMNS = (
     "outcome",
     "handled_at",
     "event_id",
+)
+
+STEP_COLUMNS = (  # --format json has every field (step_id, reference, currency, window)
+    "occurred_at",
+    "kind",
+    "sender_bank",
+    "amount_minor",
+    "fee_minor",
+    "outcome",
+    "reason_code",
+    "reason_message",
+    "posting_id",
 )
 
 REDRIVE_COLUMNS = (
@@ -77,7 +89,8 @@ def trace_command(
     fmt: str,
     out_dir: Path | None,
 ) -> None:
-    """Print a payment's life: events (topic, partition, offset, time), states, postings, notices.
+    """Print a payment's life: hold, steps, events (topic, partition, offset, time), states,
+    postings, notices.
 
     With --scan-topics each event is read back from the broker and confirmed.
     """
@@ -138,6 +151,20 @@ def _table(
     console.print(table)
 
 
+def _hold_line(hold: dict[str, Any]) -> str:
+    """The hold: what it reserved, what is still reserved, what was captured, and until when."""
+    resolved = (
+        f"  resolved {jsonable(hold['resolved_at'])} by step {hold['resolved_by']}"
+        if hold["resolved_by"]
+        else ""
+    )
+    return (
+        f"hold [bold]{hold['state']}[/]  amount {hold['amount_minor']} (fee {hold['fee_minor']})"
+        f"  reserved {hold['reserved_minor']}  captured {hold['captured_minor']}"
+        f" {hold['currency']}  expires {jsonable(hold['expires_at'])}{resolved}"
+    )
+
+
 def _print(console: Console, trace: PaymentTrace) -> None:
     p = trace.payment
     console.rule(f"payment {trace.payment_id}")
@@ -151,6 +178,14 @@ def _print(console: Console, trace: PaymentTrace) -> None:
         f"  fee {p['fee_minor']}  window {p['settlement_window']}"
     )
     console.print(trace.signer())
+    if p.get("intent") == "AUTHORIZATION" or trace.steps:
+        console.print(
+            f"intent {p.get('intent')}  captured {p.get('captured_minor')}"
+            f"  refunded {p.get('refunded_minor')}"
+        )
+    if trace.hold is not None:
+        console.print(_hold_line(trace.hold))
+    _table(console, "Steps (applied or refused)", trace.steps, STEP_COLUMNS)
     _table(console, "Events", trace.events, EVENT_COLUMNS)
     _table(console, "State changes", trace.transitions)
     _table(console, "Postings", trace.postings)

@@ -9,8 +9,9 @@ any other bad transaction.
 Without ``atomic`` the good transactions go and the bad ones are reported; with it, one
 bad transaction stops the whole file before anything is sent.
 
-``RmtInf`` (remittance information) has no field in ``PaymentInitiated``: it is kept in
-the report (``remittance`` per published payment), never logged.
+``RmtInf/Ustrd`` (remittance information) travels in ``PaymentInitiated.remittance_info``
+(140 characters); the report keeps every line (``remittance`` per published payment). It
+is never logged.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ What becomes what (``docs/iso20022.md`` has the table):
   the accounts;
 - ``CtgyPurp``, ``Purp`` and ``LclInstrm/Prtry``: channel, payment type, e-government
   service (:func:`classify`);
-- ``AccptncDtTm``, else the group header's ``CreDtTm``: ``occurred_at``.
+- ``AccptncDtTm``, else the group header's ``CreDtTm``: ``occurred_at``;
+- ``RmtInf/Ustrd``: ``remittance_info`` (:func:`remittance_info`).
 
 Ids are derived (UUIDv5) from the payer bank, the message id and the transaction's place
 in it, so importing the same file twice publishes the same events, which the switch
@@ -46,6 +47,7 @@ EGOV_CODES = frozenset({"TAXS", "GOVT", "VATX"})
 # Codes of paying for goods or services (e-commerce, purchases) rather than a transfer.
 PURCHASE_CODES = frozenset({"EPAY", "GDDS"})
 MOROCCAN_IBAN_LENGTH = 28  # "MA", 2 check digits, the 24-digit RIB
+MAX_REMITTANCE_CHARS = 140  # ISO 20022 Max140Text, as remittance_info is
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ def map_transaction(scope: Scope, index: int, ctx: MessageContext) -> dict[str, 
         "payment_type": classification.payment_type,
         "merchant_category_code": None,
         "egov_service": classification.egov_service,
+        "remittance_info": remittance_info(remittance(scope)),
     }
 
 
@@ -221,3 +224,10 @@ def occurred_at(scope: Scope) -> datetime:
 def remittance(scope: Scope) -> tuple[str, ...]:
     """The unstructured remittance lines (``RmtInf/Ustrd``) of the transaction itself."""
     return tuple(scope.texts("RmtInf/Ustrd"))
+
+
+def remittance_info(lines: tuple[str, ...]) -> str | None:
+    """What ``PaymentInitiated.remittance_info`` carries: the lines joined by a space, cut at
+    140 characters (one ``Max140Text``, as ISO 20022 writes it back out); None without any."""
+    text = " ".join(line for line in lines if line)
+    return text[:MAX_REMITTANCE_CHARS] or None

@@ -1,9 +1,17 @@
 """pacs.002.001.10 payment status reports, from a notification's payload.
 
 A notification (``consumers.notification.payload_of``) carries the payment's ids, amount,
-banks and, when refused, its ISO 20022 reason code: all a status report needs. SETTLED is
-reported as ``ACSC`` (settlement completed, with the settlement date); REJECTED and
-FAILED as ``RJCT`` with the reason code and its readable message.
+banks and, when refused, its ISO 20022 reason code: all a status report needs.
+
+A payment's answer: SETTLED is ``ACSC`` (settlement completed, with the settlement date);
+REJECTED and FAILED are ``RJCT`` with the reason code and its readable message.
+
+A step of its lifecycle (``docs/iso20022.md`` has the table): AUTHORIZE is ``ACSP`` (accepted,
+settlement in process: the funds are held), CAPTURE and REFUND ``ACSC``, VOID and EXPIRE
+``CANC``, a REFUSED step ``RJCT`` with its reason. What ISO 20022 has no element for (which
+step, its amount and fee, the hold and the payment's state after it) travels in
+``SplmtryData`` as a ``Step`` element of Sakk's own namespace (:data:`STEP_NAMESPACE`).
+A RETURN is not a status: it is a pacs.004 (:mod:`engine.iso.pacs004`).
 """
 
 from __future__ import annotations
@@ -26,8 +34,21 @@ from engine.iso.build import (
 )
 from engine.iso.schemas import PACS_002
 
-STATUS_OF = {"SETTLED": "ACSC", "REJECTED": "RJCT", "FAILED": "RJCT"}
+PAYMENT_STATUS = {"SETTLED": "ACSC", "REJECTED": "RJCT", "FAILED": "RJCT"}
+STEP_STATUS = {
+    "AUTHORIZE": "ACSP", "CAPTURE": "ACSC", "VOID": "CANC", "EXPIRE": "CANC", "REFUND": "ACSC",
+    "REFUSED": "RJCT",
+}  # fmt: skip
+STATUS_OF = PAYMENT_STATUS | STEP_STATUS
 MAX_ADDITIONAL_INFO = 105  # Max105Text
+MAX_REMITTANCE = 140  # Max140Text
+STEP_NAMESPACE = "urn:sakk:xsd:step.001"
+_STEP = ElementMaker(namespace=STEP_NAMESPACE, nsmap={None: STEP_NAMESPACE})
+# Amounts of a step, in the Step element: (payload field, element name).
+_STEP_AMOUNTS = (
+    ("amount_minor", "Amt"), ("fee_minor", "Fee"), ("held_minor", "Held"),
+    ("captured_minor", "Captured"), ("refunded_minor", "Refunded"),
+)  # fmt: skip
 
 
 def build_pacs002(
@@ -36,20 +57,23 @@ def build_pacs002(
     created_at: datetime,
     recipient_bank: str | None = None,
     bics: Mapping[str, str] | None = None,
+    msg_id: str | None = None,
 ) -> bytes:
-    """The status report of one payment's ``outcome``, validated against its XSD.
+    """The status report of one payment's ``outcome`` (or step), validated against its XSD.
 
     ``payload``: a notification's payload (``payment_id``, ``bank_reference``,
     ``payer_bank``, ``payee_bank``, ``amount_minor``, ``currency``, and ``reason_code``,
-    ``reason_message``, ``settlement_window`` when known). ``created_at``: the report's
-    creation time (the caller's clock: a report records, never decides). ``bics``: bank
-    code to BIC, from reference data (a bank without one is named by its member id).
+    ``reason_message``, ``settlement_window``, ``remittance_info`` when known; a step's
+    fields too). ``created_at``: the report's creation time (the caller's clock: a report
+    records, never decides). ``bics``: bank code to BIC, from reference data (a bank without
+    one is named by its member id). ``msg_id``: the report's ``MsgId``, by default derived
+    from the payment, outcome and recipient, so the same answer gets the same id.
     """
     if outcome not in STATUS_OF:
         raise ValueError(f"outcome {outcome!r}: expected one of {sorted(STATUS_OF)}")
     e, bics = maker(PACS_002), bics or {}
-    header = [e.MsgId(message_id("P2", payload["payment_id"], outcome, recipient_bank or "")),
-              e.CreDtTm(iso_datetime(created_at))]  # fmt: skip
+    ident = msg_id or message_id("P2", payload["payment_id"], outcome, recipient_bank or "")
+    header = [e.MsgId(ident), e.CreDtTm(iso_datetime(created_at))]
     if recipient_bank:
         header.append(e.InstdAgt(financial_institution(e, recipient_bank, bics)))
     root = e.Document(e.FIToFIPmtStsRpt(e.GrpHdr(*header), _transaction(e, outcome, payload, bics)))
@@ -60,8 +84,12 @@ def _transaction(
     e: ElementMaker, outcome: str, payload: Mapping[str, Any], bics: Mapping[str, str]
 ) -> etree._Element:
     status = STATUS_OF[outcome]
-    parts = [
-        e.OrgnlEndToEndId(str(payload["bank_reference"])),
+    step = outcome in STEP_STATUS
+    parts = []
+    if payload.get("step_id"):
+        parts.append(e.StsId(compact_id(str(payload["step_id"]))))
+    parts += [
+        e.OrgnlEndToEndId(str(payload["bank_reference"])[:35]),
         e.OrgnlTxId(compact_id(str(payload["payment_id"]))),
         e.TxSts(status),
     ]
@@ -70,15 +98,32 @@ def _transaction(
     window = payload.get("settlement_window")
     if status == "ACSC" and window:
         parts.append(e.FctvIntrBkSttlmDt(e.Dt(str(window)[:10])))
-    amount = to_decimal_text(int(payload["amount_minor"]), str(payload["currency"]))
-    parts.append(
-        e.OrgnlTxRef(
-            e.IntrBkSttlmAmt(amount, Ccy=str(payload["currency"])),
-            e.DbtrAgt(financial_institution(e, str(payload["payer_bank"]), bics)),
-            e.CdtrAgt(financial_institution(e, str(payload["payee_bank"]), bics)),
-        )
-    )
+    reference = original_reference(e, payload, bics, with_amount=not step)
+    if len(reference):
+        parts.append(reference)
+    if step:
+        parts.append(_supplementary(e, outcome, payload))
     return e.TxInfAndSts(*parts)
+
+
+def original_reference(
+    e: ElementMaker, payload: Mapping[str, Any], bics: Mapping[str, str], with_amount: bool
+) -> etree._Element:
+    """``OrgnlTxRef``: the payment's amount (when ``with_amount``), remittance and agents.
+
+    The same type in pacs.002.001.10 and pacs.004.001.09; the amount is left to the caller
+    because a step's amount is not the payment's (it goes in the step's own element).
+    """
+    parts = []
+    if with_amount and payload.get("amount_minor") is not None:
+        amount = to_decimal_text(int(payload["amount_minor"]), str(payload["currency"]))
+        parts.append(e.IntrBkSttlmAmt(amount, Ccy=str(payload["currency"])))
+    if payload.get("remittance_info"):
+        parts.append(e.RmtInf(e.Ustrd(str(payload["remittance_info"])[:MAX_REMITTANCE])))
+    for element, field in (("DbtrAgt", "payer_bank"), ("CdtrAgt", "payee_bank")):
+        if payload.get(field):
+            parts.append(e(element, financial_institution(e, str(payload[field]), bics)))
+    return e.OrgnlTxRef(*parts)
 
 
 def _reason(e: ElementMaker, payload: Mapping[str, Any]) -> etree._Element:
@@ -88,3 +133,22 @@ def _reason(e: ElementMaker, payload: Mapping[str, Any]) -> etree._Element:
     if message:
         parts.append(e.AddtlInf(str(message)[:MAX_ADDITIONAL_INFO]))
     return e.StsRsnInf(*parts)
+
+
+def _supplementary(e: ElementMaker, outcome: str, payload: Mapping[str, Any]) -> etree._Element:
+    """``SplmtryData``: the step, its amounts and the payment's state after it."""
+    kind = str(payload.get("step") or outcome)
+    parts = [_STEP.Kind(kind), _STEP.Outcome("REFUSED" if outcome == "REFUSED" else "APPLIED")]
+    if payload.get("sender_bank"):
+        parts.append(_STEP.SenderBank(str(payload["sender_bank"])))
+    currency = payload.get("currency")
+    for field, name in _STEP_AMOUNTS:
+        if payload.get(field) is not None and currency:
+            amount = to_decimal_text(int(payload[field]), str(currency))
+            parts.append(_STEP(name, amount, Ccy=str(currency)))
+    if payload.get("payment_state"):
+        parts.append(_STEP.PaymentState(str(payload["payment_state"])))
+    if payload.get("hold_expires_at"):
+        expires = datetime.fromisoformat(str(payload["hold_expires_at"]))
+        parts.append(_STEP.HoldExpiresAt(iso_datetime(expires)))
+    return e.SplmtryData(e.PlcAndNm("TxInfAndSts"), e.Envlp(_STEP.Step(*parts)))

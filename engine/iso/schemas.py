@@ -2,8 +2,9 @@
 
 One version of each message, named in ``docs/iso20022.md``; a document of any other
 version or namespace is refused with the versions Sakk does read. The XSD of
-``pain.001.001.09`` is the official one shipped by the ``sepaxml`` package; the others are
-subsets kept in ``engine/iso/xsd/`` (see the header of each file for why).
+``pain.001.001.09`` is the official one shipped by the ``sepaxml`` package; those of
+``camt.053.001.08`` and ``camt.054.001.08`` in ``engine/iso/xsd/`` are the official ones
+too; the pacs ones there are subsets (see the header of each file for why).
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ class Definition:
 PACS_008 = Definition("pacs.008.001.08", "FIToFICstmrCdtTrf")
 PAIN_001 = Definition("pain.001.001.09", "CstmrCdtTrfInitn")
 PACS_002 = Definition("pacs.002.001.10", "FIToFIPmtStsRpt")
+PACS_004 = Definition("pacs.004.001.09", "PmtRtr")
 CAMT_053 = Definition("camt.053.001.08", "BkToCstmrStmt")
-DEFINITIONS = {d.identifier: d for d in (PACS_008, PAIN_001, PACS_002, CAMT_053)}
+CAMT_054 = Definition("camt.054.001.08", "BkToCstmrDbtCdtNtfctn")
+DEFINITIONS = {
+    d.identifier: d for d in (PACS_008, PAIN_001, PACS_002, PACS_004, CAMT_053, CAMT_054)
+}
 INBOUND = (PACS_008, PAIN_001)  # what ``sakk iso import`` reads
 
 

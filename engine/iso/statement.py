@@ -2,7 +2,8 @@
 
 Entries are the account's ``ledger_entries`` whose posting's business time falls on the
 day (UTC, as settlement windows are), each with its payment's references (``EndToEndId``
-= the bank reference, ``TxId`` = Sakk's payment id without dashes). The opening balance
+= the bank reference, ``TxId`` = Sakk's payment id without dashes, ``RmtInf/Ustrd`` = its
+remittance information; :mod:`engine.iso.entries`). The opening balance
 is the sum of the entries before the day; the closing balance is opening plus the day's
 entries, and it is checked against the ledger's balance (``engine.ledger.balances``)
 less the entries after the day: a statement that does not add up is never written.
@@ -20,7 +21,6 @@ from sqlalchemy import Connection, Engine, func, select
 
 from engine.iso.amounts import to_decimal_text
 from engine.iso.build import (
-    compact_id,
     financial_institution,
     iso_date,
     iso_datetime,
@@ -29,23 +29,14 @@ from engine.iso.build import (
     serialize,
 )
 from engine.iso.directory import BankDirectory
+from engine.iso.entries import Entry, amount_elements, entry_element, read_entries
 from engine.iso.schemas import CAMT_053
 from engine.ledger.balances import balance_of
-from engine.ledger.models import Account, LedgerEntry, Payment, Posting, table_of
+from engine.ledger.models import Account, LedgerEntry, Posting, table_of
 
 
 class StatementError(ValueError):
     """No statement can be written: unknown account, or a ledger that does not add up."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    entry_id: int
-    amount_minor: int  # signed: credit > 0
-    booked_at: datetime
-    kind: str  # the posting's kind: PAYMENT, OPENING, ...
-    bank_reference: str | None
-    payment_id: str | None
 
 
 @dataclass(frozen=True)
@@ -82,8 +73,9 @@ def _read(conn: Connection, number: str, day: date) -> Statement:
     end = start + timedelta(days=1)
     opening = _sum(conn, number, Posting.occurred_at < start)
     later = _sum(conn, number, Posting.occurred_at >= end)
-    statement = Statement(number, row.bank_code, row.currency, day, opening,
-                          _entries(conn, number, start, end))  # fmt: skip
+    entries = read_entries(conn, LedgerEntry.account_number == number,
+                           Posting.occurred_at >= start, Posting.occurred_at < end)  # fmt: skip
+    statement = Statement(number, row.bank_code, row.currency, day, opening, entries)
     ledger = balance_of(conn, number)
     if statement.closing_minor + later != ledger:
         raise StatementError(
@@ -103,22 +95,6 @@ def _sum(conn: Connection, number: str, when: object) -> int:
     return int(total)
 
 
-def _entries(conn: Connection, number: str, start: datetime, end: datetime) -> list[Entry]:
-    e, p, pay = table_of(LedgerEntry), table_of(Posting), table_of(Payment)
-    query = (
-        select(e.c.id, e.c.amount_minor, p.c.occurred_at, p.c.kind,
-               pay.c.bank_reference, pay.c.payment_id)
-        .select_from(e.join(p, p.c.posting_id == e.c.posting_id)
-                     .outerjoin(pay, pay.c.payment_id == p.c.payment_id))
-        .where(e.c.account_number == number, p.c.occurred_at >= start, p.c.occurred_at < end)
-        .order_by(p.c.occurred_at, e.c.id)
-    )  # fmt: skip
-    return [
-        Entry(r.id, int(r.amount_minor), r.occurred_at, r.kind, r.bank_reference, r.payment_id)
-        for r in conn.execute(query)
-    ]
-
-
 def build_camt053(
     statement: Statement, created_at: datetime, bics: Mapping[str, str] | None = None
 ) -> bytes:
@@ -136,7 +112,7 @@ def build_camt053(
         _balance(e, "OPBD", s.opening_minor, s),
         _balance(e, "CLBD", s.closing_minor, s),
         _summary(e, s),
-        *(_entry(e, entry, s.currency) for entry in s.entries),
+        *(entry_element(e, entry) for entry in s.entries),
     )  # fmt: skip
     root = e.Document(e.BkToCstmrStmt(e.GrpHdr(e.MsgId(ident), e.CreDtTm(iso_datetime(created_at))),
                                       stmt))  # fmt: skip
@@ -151,14 +127,8 @@ def statement_document(engine: Engine, account: str, day: date, created_at: date
     return build_camt053(statement, created_at, bics)
 
 
-def _amount(e: ElementMaker, amount_minor: int, currency: str) -> list[etree._Element]:
-    """``Amt`` (absolute) and ``CdtDbtInd``: ISO 20022 amounts carry no sign."""
-    indicator = "DBIT" if amount_minor < 0 else "CRDT"
-    return [e.Amt(to_decimal_text(amount_minor, currency), Ccy=currency), e.CdtDbtInd(indicator)]
-
-
 def _balance(e: ElementMaker, code: str, amount_minor: int, s: Statement) -> etree._Element:
-    return e.Bal(e.Tp(e.CdOrPrtry(e.Cd(code))), *_amount(e, amount_minor, s.currency),
+    return e.Bal(e.Tp(e.CdOrPrtry(e.Cd(code))), *amount_elements(e, amount_minor, s.currency),
                  e.Dt(e.Dt(iso_date(s.day))))  # fmt: skip
 
 
@@ -179,30 +149,3 @@ def _summary(e: ElementMaker, s: Statement) -> etree._Element:
 
 def _net(e: ElementMaker, net: int, currency: str) -> list[etree._Element]:
     return [e.Amt(to_decimal_text(net, currency)), e.CdtDbtInd("DBIT" if net < 0 else "CRDT")]
-
-
-def _entry(e: ElementMaker, entry: Entry, currency: str) -> etree._Element:
-    family = ("ICDT" if entry.amount_minor < 0 else "RCDT") if entry.kind == "PAYMENT" else None
-    domain = (
-        e.Domn(e.Cd("PMNT"), e.Fmly(e.Cd(family), e.SubFmlyCd("DMCT")))
-        if family
-        else e.Domn(e.Cd("ACMT"), e.Fmly(e.Cd("MCOP" if entry.amount_minor >= 0 else "MDOP"),
-                                         e.SubFmlyCd("OTHR")))
-    )  # fmt: skip
-    refs = []
-    if entry.bank_reference:
-        refs.append(e.EndToEndId(entry.bank_reference))
-    if entry.payment_id:
-        refs.append(e.TxId(compact_id(entry.payment_id)))
-    parts = [
-        e.NtryRef(str(entry.entry_id)),
-        *_amount(e, entry.amount_minor, currency),
-        e.Sts(e.Cd("BOOK")),
-        e.BookgDt(e.DtTm(iso_datetime(entry.booked_at))),
-        e.ValDt(e.Dt(iso_date(entry.booked_at.date()))),
-        e.BkTxCd(domain),
-    ]
-    if refs:
-        parts.append(e.NtryDtls(e.TxDtls(e.Refs(*refs))))
-    parts.append(e.AddtlNtryInf(entry.kind))
-    return e.Ntry(*parts)

@@ -1,8 +1,14 @@
-"""Ledger invariants, checked from the database alone (demo, chaos harness, auditors)."""
+"""Ledger invariants, checked from the database alone (demo, chaos harness, auditors).
+
+:func:`check_ledger` is double entry; :func:`check_lifecycle` the holds, captures,
+refunds and available balances of the payment lifecycle (``sakk audit verify`` runs both).
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
@@ -10,7 +16,9 @@ from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.dead_letters import resolved_dead_letter_ids
 from engine.ledger.models import (
+    Account,
     DeadLetter,
+    Hold,
     LedgerEntry,
     Notification,
     Payment,
@@ -190,3 +198,284 @@ def expected_notifications(conn: Connection) -> tuple[int, int]:
         select(func.count()).select_from(n).where(n.c.status != "PENDING")
     ).scalar_one()
     return answered + to_payees + steps + steps_to_both, finished
+
+
+# -- the lifecycle ---------------------------------------------------------------------------
+
+HOLD_STEPS = ("CAPTURE", "VOID", "EXPIRE")
+RELEASES = ("VOID", "EXPIRE")  # steps that always resolve the hold they apply to
+MONEY_BACK = ("REFUND", "RETURN")
+STEP_POSTINGS = ("CAPTURE", "REFUND", "RETURN")
+# A hold's state -> the payment states it allows (engine.ledger.states).
+PAYMENT_OF_HOLD = {
+    "ACTIVE": ("AUTHORIZED",),
+    "CAPTURED": ("CAPTURED", "REFUNDED"),
+    "VOIDED": ("VOIDED",),
+    "EXPIRED": ("EXPIRED",),
+}
+SETTLED_SALE = ("SETTLED", "REFUNDED", "RETURNED")  # a one-step payment that was posted
+MAX_LIFECYCLE_VIOLATIONS = 1_000  # listed; the count goes on
+
+
+@dataclass
+class LifecycleCheck:
+    """The lifecycle's invariants: what was checked and every violation found."""
+
+    holds: int = 0
+    steps: int = 0
+    payments: int = 0
+    accounts_walked: int = 0
+    entries_walked: int = 0
+    violations: list[str] = field(default_factory=list)
+    more: int = 0  # violations found beyond the first MAX_LIFECYCLE_VIOLATIONS
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def add(self, violation: str) -> None:
+        if len(self.violations) < MAX_LIFECYCLE_VIOLATIONS:
+            self.violations.append(violation)
+        else:
+            self.more += 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    step_id: str
+    kind: str
+    amount_minor: int
+    posting_id: str | None
+
+
+def check_lifecycle(conn: Connection) -> LifecycleCheck:
+    """Holds, captures, refunds and available balances, as issue 12 requires them.
+
+    - no hold is resolved twice: one resolving step per hold, the one ``resolved_by``
+      names, and the hold's state is the one that step leads to;
+    - captures never exceed the hold: the applied CAPTURE steps sum to at most its
+      amount, and to ``holds.captured_minor`` and ``payments.captured_minor``;
+    - refunds never exceed captures: the applied REFUND and RETURN steps sum to
+      ``payments.refunded_minor``, at most ``payments.captured_minor``;
+    - every applied step's posting is there, of its kind and payment, moving the
+      step's amount to its receiver; every step posting has its applied step;
+    - no available balance goes below minus the overdraft (see
+      :func:`check_available_balances`).
+
+    Read from the database alone, so an altered row is found whoever altered it.
+    """
+    check = LifecycleCheck()
+    payments = _lifecycle_payments(conn)
+    steps = _applied_steps(conn)
+    check.payments, check.steps = len(payments), sum(len(s) for s in steps.values())
+    holds = _holds(conn)
+    check.holds = len(holds)
+    for payment_id, hold in holds.items():
+        _check_hold(check, payment_id, hold, payments.get(payment_id), steps.get(payment_id, []))
+    for payment_id, payment in payments.items():
+        _check_payment(check, payment_id, payment, payment_id in holds, steps.get(payment_id, []))
+    for payment_id in sorted(set(steps) - set(payments)):
+        check.add(f"payment {payment_id}: applied steps, but it is missing or was never answered")
+    _check_step_postings(conn, check, payments, steps)
+    check_available_balances(conn, check)
+    return check
+
+
+def _lifecycle_payments(conn: Connection) -> dict[str, Any]:
+    p = Payment.__table__
+    query = select(
+        p.c.payment_id, p.c.state, p.c.intent, p.c.amount_minor, p.c.captured_minor,
+        p.c.refunded_minor, p.c.payer_account, p.c.payee_account,
+    ).where(p.c.state.not_in(("VALIDATED", "REJECTED", "FAILED")))  # fmt: skip
+    return {r.payment_id: r for r in conn.execute(query)}
+
+
+def _applied_steps(conn: Connection) -> dict[str, list[_Step]]:
+    st = PaymentStep.__table__
+    found: dict[str, list[_Step]] = defaultdict(list)
+    query = select(
+        st.c.payment_id, st.c.step_id, st.c.kind, st.c.amount_minor, st.c.posting_id
+    ).where(st.c.outcome == "APPLIED")
+    for r in conn.execute(query):
+        found[r.payment_id].append(_Step(r.step_id, r.kind, int(r.amount_minor or 0), r.posting_id))
+    return found
+
+
+def _holds(conn: Connection) -> dict[str, Any]:
+    h = Hold.__table__
+    return {r.payment_id: r for r in conn.execute(select(h))}
+
+
+def _check_hold(
+    check: LifecycleCheck, payment_id: str, hold: Any, payment: Any, steps: list[_Step]
+) -> None:
+    """One resolution at most, its state from it, captures within it and on both rows."""
+    where = f"hold of payment {payment_id}"
+    by_id = {s.step_id: s for s in steps if s.kind in HOLD_STEPS}
+    releases = {s.step_id for s in steps if s.kind in RELEASES}
+    resolving = releases | ({hold.resolved_by} if hold.resolved_by else set())
+    if len(resolving) > 1:
+        check.add(f"{where} resolved {len(resolving)} times (steps {', '.join(sorted(resolving))})")
+    if hold.state == "ACTIVE":
+        if resolving:
+            check.add(f"{where} is ACTIVE yet resolved by step {', '.join(sorted(resolving))}")
+    elif hold.resolved_by not in by_id:
+        check.add(f"{where} is {hold.state} but names no applied step of it as its resolution")
+    else:
+        expected = _resolved_state(by_id[hold.resolved_by].kind, int(hold.captured_minor))
+        if hold.state != expected:
+            check.add(f"{where} is {hold.state}; its resolving step leads to {expected}")
+        if hold.reserved_minor:
+            check.add(f"{where} is resolved yet reserves {hold.reserved_minor}")
+    captured = sum(s.amount_minor for s in steps if s.kind == "CAPTURE")
+    if captured > hold.amount_minor:
+        check.add(f"{where}: captures sum to {captured}, above the hold's {hold.amount_minor}")
+    if captured != hold.captured_minor:
+        check.add(f"{where}: captures sum to {captured}, the hold says {hold.captured_minor}")
+    if payment is None:
+        check.add(f"{where}: the payment is missing or was never answered")
+        return
+    if payment.intent != "AUTHORIZATION":
+        check.add(f"{where}: the payment is a {payment.intent}, not an authorization")
+    if captured != (payment.captured_minor or 0):
+        check.add(f"{where}: captures sum to {captured}, the payment says {payment.captured_minor}")
+    if payment.state not in PAYMENT_OF_HOLD.get(hold.state, ()):
+        check.add(f"{where} is {hold.state} but the payment is {payment.state}")
+
+
+def _resolved_state(kind: str, captured: int) -> str:
+    """The state a hold is left in by the step that resolved it."""
+    if kind == "CAPTURE" or captured > 0:
+        return "CAPTURED"  # a void or an expiry after partial captures: they stand
+    return "VOIDED" if kind == "VOID" else "EXPIRED"
+
+
+def _check_payment(
+    check: LifecycleCheck, payment_id: str, payment: Any, has_hold: bool, steps: list[_Step]
+) -> None:
+    """Refunds within captures; a settled sale captured whole; an authorization held."""
+    where = f"payment {payment_id}"
+    captured = payment.captured_minor or 0
+    back = sum(s.amount_minor for s in steps if s.kind in MONEY_BACK)
+    if back != payment.refunded_minor:
+        check.add(f"{where}: refunds and returns sum to {back}, it says {payment.refunded_minor}")
+    if payment.refunded_minor > captured:
+        check.add(f"{where}: {payment.refunded_minor} refunded, above the {captured} captured")
+    if payment.state in ("REFUNDED", "RETURNED") and payment.refunded_minor != captured:
+        check.add(f"{where} is {payment.state} with {payment.refunded_minor} of {captured} back")
+    if payment.intent == "AUTHORIZATION":
+        if not has_hold:
+            check.add(f"{where} is an authorization {payment.state} without a hold")
+    else:
+        if payment.state in SETTLED_SALE and captured != payment.amount_minor:
+            check.add(f"{where}: settled for {payment.amount_minor}, captured_minor {captured}")
+        if any(s.kind in HOLD_STEPS for s in steps):
+            check.add(f"{where}: a hold step applied to a payment that holds nothing")
+
+
+def _check_step_postings(
+    conn: Connection, check: LifecycleCheck, payments: dict[str, Any], steps: dict[str, list[_Step]]
+) -> None:
+    """Each applied money step and its posting point at each other, for the step's amount."""
+    po, e = Posting.__table__, LedgerEntry.__table__
+    postings = {
+        r.posting_id: r
+        for r in conn.execute(
+            select(po.c.posting_id, po.c.payment_id, po.c.kind).where(po.c.kind.in_(STEP_POSTINGS))
+        )
+    }
+    received: dict[tuple[str, str], int] = defaultdict(int)
+    for r in conn.execute(
+        select(e.c.posting_id, e.c.account_number, e.c.amount_minor)
+        .join(po, po.c.posting_id == e.c.posting_id)
+        .where(po.c.kind.in_(STEP_POSTINGS))
+    ):
+        received[(r.posting_id, r.account_number)] += int(r.amount_minor)
+    claimed: set[str] = set()
+    for payment_id, applied in steps.items():
+        payment = payments.get(payment_id)
+        for s in applied:
+            if s.kind not in STEP_POSTINGS:
+                continue
+            posting = postings.get(s.posting_id or "")
+            where = f"{s.kind} step {s.step_id} of payment {payment_id}"
+            if posting is None:
+                what = f"its posting {s.posting_id} is missing" if s.posting_id else "no posting"
+                check.add(f"{where}: {what}")
+                continue
+            claimed.add(posting.posting_id)
+            if (posting.payment_id, posting.kind) != (payment_id, s.kind):
+                check.add(f"{where}: its posting is a {posting.kind} of {posting.payment_id}")
+            if payment is None:
+                continue
+            receiver = payment.payee_account if s.kind == "CAPTURE" else payment.payer_account
+            got = received.get((posting.posting_id, receiver), 0)
+            if got != s.amount_minor:
+                check.add(f"{where}: its posting gives the receiver {got}, not {s.amount_minor}")
+    for posting_id in sorted(set(postings) - claimed):
+        p = postings[posting_id]
+        check.add(f"{p.kind} posting {posting_id} of payment {p.payment_id}: no applied step")
+
+
+def check_available_balances(conn: Connection, check: LifecycleCheck) -> None:
+    """No available balance below minus the overdraft, at the end and along the way.
+
+    For every account with a limit (``overdraft_limit_minor`` not NULL; accounts without
+    one may go negative by design):
+
+    - now: balance + overdraft - what its ACTIVE holds reserve >= 0;
+    - ever: its entries summed in the order they were written (``ledger_entries.id``,
+      which follows ``chain_seq`` within each chain; an account's credits come on other
+      payers' chains) never leave it below -overdraft. The walk sees balances, not
+      holds: a hold's history is not kept entry by entry. The limit is today's.
+    """
+    a, h = Account.__table__, Hold.__table__
+    limits = {
+        r.number: int(r.overdraft_limit_minor)
+        for r in conn.execute(
+            select(a.c.number, a.c.overdraft_limit_minor).where(
+                a.c.overdraft_limit_minor.is_not(None)
+            )
+        )
+    }
+    held: dict[str, int] = dict(
+        conn.execute(
+            select(h.c.account_number, func.sum(h.c.reserved_minor))
+            .where(h.c.state == "ACTIVE")
+            .group_by(h.c.account_number)
+        ).all()
+    )
+    balances = all_balances(conn)
+    for number, limit in sorted(limits.items()):
+        available = balances.get(number, 0) + limit - int(held.get(number) or 0)
+        if available < 0:
+            check.add(
+                f"account {number}: available balance {available} (balance "
+                f"{balances.get(number, 0)}, overdraft {limit}, held {held.get(number) or 0})"
+            )
+    _walk_running_balances(conn, check, limits)
+
+
+def _walk_running_balances(conn: Connection, check: LifecycleCheck, limits: dict[str, int]) -> None:
+    e, a = LedgerEntry.__table__, Account.__table__
+    query = (
+        select(e.c.id, e.c.account_number, e.c.amount_minor, e.c.posting_id)
+        .join(a, a.c.number == e.c.account_number)
+        .where(a.c.overdraft_limit_minor.is_not(None))
+        .order_by(e.c.account_number, e.c.id)
+    )
+    running: dict[str, int] = defaultdict(int)
+    lowest_reported: set[str] = set()
+    for r in conn.execute(query.execution_options(yield_per=10_000)):
+        limit = limits.get(r.account_number)
+        if limit is None:
+            continue
+        check.entries_walked += 1
+        running[r.account_number] += int(r.amount_minor)
+        if running[r.account_number] < -limit and r.account_number not in lowest_reported:
+            lowest_reported.add(r.account_number)  # its first fall is the one worth naming
+            check.add(
+                f"account {r.account_number}: balance {running[r.account_number]} after entry "
+                f"{r.id} (posting {r.posting_id}), below its overdraft -{limit}"
+            )
+    check.accounts_walked = len(running)

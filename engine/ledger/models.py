@@ -114,6 +114,7 @@ class Bank(Base):
     name: Mapped[str] = mapped_column(String(120))
     bic: Mapped[str | None] = mapped_column(String(11))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
+    notification_format: Mapped[str | None] = mapped_column(String(8))  # json | pacs.002
 
 
 class BankKey(Base):
@@ -237,6 +238,7 @@ class Payment(Base):
     # far: a refund may take at most captured_minor - refunded_minor.
     captured_minor: Mapped[int | None] = mapped_column(BigInteger)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    remittance_info: Mapped[str | None] = mapped_column(String(140))  # ISO 20022 Ustrd
 
 
 class Hold(Base):

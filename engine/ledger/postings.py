@@ -48,6 +48,9 @@ from engine.ledger.models import (
 from engine.ledger.prepared import Prepared, prepared, prepared_insert, prepared_update
 
 GENESIS_HASH = "0" * 64  # prev_hash of the first entry of every chain
+# Postings that move a payment's money (between banks, when interbank): a one-step
+# payment's, a capture's, a refund's, a return's. Opening balances are not among them.
+PAYMENT_POSTING_KINDS = ("PAYMENT", "CAPTURE", "REFUND", "RETURN")
 DEFAULT_CHAIN = 0  # the chain of every entry written before chain keys, and of keyless postings
 # A chain key is a partition of the settlement input topic: engine.config bounds
 # topic_partitions to 1..1024, so a ledger has at most this many chains.

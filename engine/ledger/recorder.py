@@ -63,6 +63,7 @@ class NewPayment(NamedTuple):
     signature: bytes | None
     signed_digest: bytes | None
     intent: str = "SALE"
+    remittance_info: str | None = None
 
 
 class ReferenceTaken(NamedTuple):

@@ -3,7 +3,7 @@
 The file is JSON::
 
     {"banks": [{"code": "007", "name": "Attijariwafa bank", "bic": "BCMAMAMC",
-                "webhook_url": null}],
+                "webhook_url": null, "notification_format": "json"}],
      "accounts": [{"number": "007780000123456789012345", "bank": "007",
                    "kind": "CUSTOMER", "holder": "...", "currency": "MAD",
                    "overdraft_limit_minor": 0, "opening_balance_minor": 500000,
@@ -47,6 +47,8 @@ CHANNELS = ("WEB", "MOBILE", "ATM", "POS", "BRANCH", "EGOV")
 PAYMENT_TYPES = ("TRANSFER", "PURCHASE", "CASH_WITHDRAWAL", "EGOV")
 REFUND = "REFUND"  # a fee rule's payment type for refunds (charged to the refunding payee)
 FEE_PAYMENT_TYPES = (*PAYMENT_TYPES, REFUND)
+# How a bank's webhook is told (null: json); see docs/iso20022.md.
+NOTIFICATION_FORMATS = ("json", "pacs.002")
 MIN_HOLD_EXPIRY_S, MAX_HOLD_EXPIRY_S = 60, 90 * 24 * 3600
 OPENING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -249,7 +251,15 @@ def _check_bank(i: int, b: Mapping[str, Any]) -> dict[str, Any]:
         "name": _require(b, "name", where, str),
         "bic": b.get("bic"),
         "webhook_url": b.get("webhook_url"),
+        "notification_format": _check_choice(b, "notification_format", NOTIFICATION_FORMATS, where),
     }
+
+
+def _check_choice(entry: Mapping[str, Any], key: str, allowed: tuple[str, ...], where: str) -> Any:
+    value = entry.get(key)
+    if value is not None and value not in allowed:
+        raise ReferenceDataError(f"{where}: '{key}' must be one of {list(allowed)} or null")
+    return value
 
 
 def _check_currency(value: str, where: str) -> str:

@@ -18,6 +18,7 @@ from engine.ledger.models import (
     Payment,
     Posting,
 )
+from engine.ledger.postings import PAYMENT_POSTING_KINDS
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class NetPosition:
 
 
 def net_positions(conn: Connection, window: str | None = None) -> list[NetPosition]:
-    """Multilateral net position per bank, from the settlement accounts' entries."""
+    """Multilateral net position per bank, from the settlement accounts' entries, over
+    every posting that moves money between banks: payments, captures, refunds, returns."""
     e, a, po, b = LedgerEntry.__table__, Account.__table__, Posting.__table__, Bank.__table__
     query = (
         select(
@@ -84,7 +86,7 @@ def net_positions(conn: Connection, window: str | None = None) -> list[NetPositi
         .join(a, a.c.number == e.c.account_number)
         .join(b, b.c.code == a.c.bank_code)
         .join(po, po.c.posting_id == e.c.posting_id)
-        .where(a.c.kind == AccountKind.SETTLEMENT.value, po.c.kind == "PAYMENT")
+        .where(a.c.kind == AccountKind.SETTLEMENT.value, po.c.kind.in_(PAYMENT_POSTING_KINDS))
         .group_by(a.c.bank_code, b.c.name, e.c.currency)
         .order_by(a.c.bank_code, e.c.currency)
     )  # fmt: skip

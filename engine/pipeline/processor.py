@@ -246,7 +246,9 @@ class BatchProcessor:
             writes.append(DeadLettered(name, m.topic, m.partition, m.offset, b.kind, b.reason,
                                        None, now))  # fmt: skip
         result = BatchResult(
-            outgoing=outgoing + resend,
+            # The copies of redelivered events first: they were consumed before the fresh
+            # ones of the batch, and a payment's steps must stay behind it on the topic.
+            outgoing=resend + outgoing,
             handled=handled,
             dead_lettered=len(bad),
             duplicates=duplicates,

@@ -160,11 +160,13 @@ class ConsumerService:
         now = datetime.now(UTC)
         messages: Counter[tuple[str, str]] = Counter()
         outcomes: Counter[tuple[str, str, str]] = Counter()
-        settled = []
+        settled, steps = [], []
         for inbound, handled in result.handled:  # counted per batch: one inc per label set
             messages[(inbound.topic, handled.outcome)] += 1
             if handled.outcome == "settled":
                 settled.append(handled.emits[0].record)
+            elif handled.outcome in metrics.STEP_OUTCOMES:
+                steps.append(handled.emits[0].record)
             if handled.channel:
                 outcomes[(handled.channel, handled.outcome, handled.reason)] += 1
             occurred = inbound.record.get("occurred_at")
@@ -173,6 +175,7 @@ class ConsumerService:
                     max((now - occurred).total_seconds(), 0.0)
                 )
         metrics.observe_settled(settled)
+        metrics.observe_steps(steps)
         for (topic, outcome), count in messages.items():
             metrics.MESSAGES.labels(name, topic, outcome).inc(count)
         for (channel, outcome, reason), count in outcomes.items():

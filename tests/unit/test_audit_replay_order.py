@@ -1,8 +1,9 @@
-"""The order hold: validated events released in a ledger's settlement order."""
+"""The order hold (settlement input released in a ledger's order) and the expiry feed."""
 
 from __future__ import annotations
 
-from engine.audit.replay import OrderHold
+from engine.audit.replay import Expiry, ExpiryFeed, OrderHold, settlement_input_id
+from engine.events import derived_event_id
 from engine.pipeline.messages import RawMessage
 
 
@@ -44,3 +45,51 @@ def test_the_hold_is_bounded():
     assert hold.forced == 6 and out == ["6", "5", "4", "3", "2", "1"]  # left early, out of order
     assert released(hold.push("0", msg("0"))) == ["0", "7", "8", "9"]
     assert hold.flush() == []
+
+
+# -- the switch's expiries, merged into settlement's input ---------------------------------
+
+
+def expiry(pid: str, ms: int, offset: int = 0) -> Expiry:
+    message = RawMessage("t.validated", 0, offset, f"x-{pid}".encode(), b"", ms)
+    return Expiry(f"expiry-{pid}", pid, message)
+
+
+def at(pid: str, ms: int) -> RawMessage:
+    return RawMessage("t.validated", 0, 0, pid.encode(), pid.encode(), ms)
+
+
+def test_expiries_go_in_by_record_time_once_their_payment_is_in_the_replay():
+    feed = ExpiryFeed([expiry("b", 250), expiry("a", 150)])
+    feed.know(["a", "b"])
+    merged = feed.merge([at("p1", 100), at("p2", 200), at("p3", 300)])
+    assert released(merged) == ["p1", "x-a", "p2", "x-b", "p3"]
+    assert feed.rest() == [] and feed.released == 2
+
+
+def test_an_expiry_waits_for_its_payment_and_one_whose_payment_never_came_is_left_out():
+    feed = ExpiryFeed([expiry("a", 100), expiry("ghost", 100, offset=1), expiry("late", 900)])
+    assert released(feed.merge([at("p1", 200)])) == ["p1"]  # "a" is not in the replay yet
+    feed.know(["a"])
+    assert released(feed.merge([at("p2", 300)])) == ["x-a", "p2"]
+    feed.know(["late"])
+    assert released(feed.rest()) == ["x-late"]  # after the last event; "ghost" never came
+    assert feed.released == 2
+
+
+def test_the_order_is_of_events_so_a_payments_steps_keep_their_own_places():
+    validated, step_1, expired, step_2 = "v", "s1", "e", "s2"
+    hold = OrderHold({validated: 0, step_1: 1, expired: 2, step_2: 3})
+    assert released(hold.push(step_2, msg(step_2))) == []  # a step of the same payment
+    assert released(hold.push_all([(expired, msg(expired))])) == []
+    assert released(hold.push(validated, msg(validated))) == [validated]
+    assert released(hold.push(step_1, msg(step_1))) == [step_1, expired, step_2]
+
+
+def test_a_forwarded_event_is_ranked_under_the_id_the_validator_gives_it():
+    assert settlement_input_id("PaymentInitiated", "e1") == derived_event_id(
+        "e1", "PaymentValidated"
+    )
+    assert settlement_input_id("PaymentStepRequested", "e1") == derived_event_id(
+        "e1", "PaymentStepValidated"
+    )

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from consumers.delivery import DeliveryBook, deliver_due
+from consumers.expiry import due_expiries
 from consumers.notification import NotificationStage
 from consumers.senders import LogSender
 from consumers.settlement import Settlement
@@ -52,16 +53,26 @@ class Pump:
             BatchProcessor(NotificationStage(settings), engine, self.codec, settings),
         ]
         self.wire: dict[str, list[WireRecord]] = {
-            n: [] for n in ("initiated", "validated", "rejected", "settled", "failed", "notified",
-                            "dlq")
+            n: [] for n in ("initiated", "validated", "rejected", "settled", "failed", "steps",
+                            "steps-refused", "notified", "dlq")
         }  # fmt: skip
 
     def publish(self, messages: list[Message]) -> None:
         topic = self.settings.topic("initiated")
         self._append([Outgoing(topic, m.key or b"", m.value, m.headers) for m in messages])  # type: ignore[arg-type]
 
+    def expire(self, now: datetime) -> None:
+        """What the expiry scheduler does: the expiries due at ``now``, on payments.validated."""
+        topic = self.settings.topic("validated")
+        self._append([
+            Outgoing(topic, e["payer_account"].encode(),
+                     self.codec.encode("PaymentStepValidated", e))
+            for e in due_expiries(self.book.engine, now, 100)
+        ])  # fmt: skip
+
     def run(self) -> None:
-        inputs = (("initiated",), ("validated",), ("rejected", "settled", "failed"))
+        notified = ("rejected", "settled", "failed", "steps", "steps-refused")
+        inputs = (("initiated",), ("validated",), notified)
         for processor, topics in zip(self.stages, inputs, strict=True):
             raw = [
                 RawMessage(

@@ -24,7 +24,16 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.supervisor import ConsumerProcess, Fleet
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, payment, signed
+from tests.factories import (
+    AMINA,
+    KARIM,
+    REFERENCE_FILE,
+    YOUSSEF,
+    authorization,
+    payment,
+    signed,
+    step,
+)
 
 
 def now_ms() -> int:
@@ -68,6 +77,23 @@ def test_redelivered_poison_is_dead_lettered_again_with_its_reason_and_source(le
     assert headers["sakk.kind"] == b"undecodable"
     assert headers["sakk.reason"]
     assert headers["sakk.source.offset"] == b"7"
+
+
+def test_a_redelivered_payment_is_produced_again_before_the_step_behind_it(ledger):
+    """Bug 4: after a crash between the ledger commit and the produce, the redelivered batch
+    produced its fresh events (a step) before the stored copies of the events it had
+    recorded (the payment the step names): settlement then saw the step first."""
+    settings, engine = ledger
+    codec = make_codec(settings, False)
+    processor = BatchProcessor(Validator(settings), engine, codec, settings)
+    card = authorization(AMINA, KARIM, 5_000)
+    key = card["payer_account"].encode()
+    paid = raw(settings, "initiated", 0, codec.encode("PaymentInitiated", card), key)
+    processor.process([paid])  # recorded; the process dies before producing (after_db_commit)
+    capture = codec.encode("PaymentStepRequested", step(card, "CAPTURE", "007"))
+    out = processor.process([paid, raw(settings, "initiated", 1, capture, key)]).outgoing
+    types = [codec.decode(m.value).event_type for m in out]
+    assert types == ["PaymentValidated", "PaymentStepValidated"]
 
 
 def test_redelivered_huge_poison_keeps_its_truncation_header(ledger):

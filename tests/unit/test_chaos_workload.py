@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,6 +10,7 @@ from engine.app import make_codec
 from engine.config import load_settings
 from engine.ledger.reference import read_file
 from engine.serialization import DecodeError, UnknownSchemaError
+from tooling.chaos.lifecycle import FLOWS, hold_life_s
 from tooling.chaos.workload import (
     ABSURD_REASONS,
     GOOD_OUTCOMES,
@@ -75,7 +76,7 @@ def test_dependants_follow_their_original_on_its_key(reference, codec):
     workload = build(reference, codec)
     first_seen = {}
     for index, m in enumerate(workload.messages):
-        if m.label == "payment":
+        if m.label != "bank_retry":
             first_seen[m.value] = (index, m.key)
         if m.label == "bank_retry":
             original_index, key = first_seen[m.value]  # KeyError: a copy before its original
@@ -87,6 +88,8 @@ def test_expected_outcomes(reference, codec):
     for expected in workload.payments.values():
         if expected.label == "payment":
             assert expected.outcomes == GOOD_OUTCOMES
+        elif expected.label in FLOWS:
+            assert expected.outcomes == {FLOWS[expected.label]: None}
         else:
             assert expected.outcomes == {"REJECTED": ABSURD_REASONS[expected.label]}
 
@@ -102,3 +105,76 @@ def test_bounds_and_time_zone_are_checked(reference, codec):
         build(reference, codec, payments=0)
     with pytest.raises(ValueError, match="timezone"):
         build(reference, codec, start=datetime(2026, 1, 1))
+
+
+# -- the lifecycle ---------------------------------------------------------------------------
+
+
+def test_every_lifecycle_flow_is_present_and_its_steps_follow_its_payment(reference, codec):
+    workload = build(reference, codec)
+    labels = {e.label for e in workload.payments.values()}
+    assert set(FLOWS) <= labels
+    index_of = {m.payment_id: (i, m.key) for i, m in enumerate(workload.messages) if m.payment_id}
+    seen: dict[str, int] = {}
+    for i, m in enumerate(workload.messages):
+        if not m.label.startswith("step_"):
+            continue
+        record = codec.decode(m.value).record
+        payment_index, key = index_of[record["payment_id"]]
+        assert payment_index < i and key == m.key  # behind its payment, on its partition
+        assert seen.get(record["payment_id"], -1) < i
+        seen[record["payment_id"]] = i
+
+
+def test_each_step_expected_once_with_a_deterministic_outcome(reference, codec):
+    workload = build(reference, codec)
+    again = build(reference, codec)
+    assert workload.steps == again.steps and workload.payments == again.payments
+    published = [codec.decode(m.value).record for m in workload.messages
+                 if m.label.startswith("step_")]  # fmt: skip
+    expiries = [s for s in workload.steps.values() if s.kind == "EXPIRE"]
+    assert {r["event_id"] for r in published} | {s.step_id for s in expiries} == set(workload.steps)
+    assert len(published) + len(expiries) == len(workload.steps)
+    reasons = {s.reason for s in workload.steps.values() if s.outcome == "REFUSED"}
+    assert reasons == {"AM09", "AG01", "TM01", "AM05"}
+    assert all(s.sender_bank == "SAKK" for s in expiries) and expiries
+
+
+def test_expiring_holds_expire_a_few_seconds_after_the_start(reference, codec):
+    workload = build(reference, codec)
+    life = timedelta(seconds=hold_life_s(reference, "POS", 7 * 24 * 3600))
+    assert life == timedelta(days=3)  # the reference's POS hold life
+    expiring = {p for p, e in workload.payments.items() if e.label == "expiring"}
+    for m in workload.messages:
+        if m.payment_id in expiring:
+            expires_at = codec.decode(m.value).record["occurred_at"] + life
+            assert START + timedelta(seconds=3) <= expires_at <= START + timedelta(seconds=15)
+
+
+def test_no_ordinary_payment_debits_a_lifecycle_account(reference, codec):
+    """Funds never decide a lifecycle outcome: its payers pay nothing else."""
+    workload = build(reference, codec, payments=1000)
+    records = {m.payment_id: codec.decode(m.value).record
+               for m in workload.messages if m.payment_id}  # fmt: skip
+    flows = [p for p, e in workload.payments.items() if e.label in FLOWS]
+    returned = [p for p, e in workload.payments.items() if e.label == "return"]
+    lifecycle = {records[p]["payer_account"] for p in flows}
+    lifecycle |= {records[p]["payee_account"] for p in returned}
+    ordinary = {
+        records[p]["payer_account"] for p, e in workload.payments.items() if e.label == "payment"
+    }
+    assert lifecycle and ordinary and lifecycle.isdisjoint(ordinary)
+
+
+def test_lifecycle_accounts_can_afford_all_they_may_ever_debit(reference, codec):
+    workload = build(reference, codec, payments=20_000)
+    opening = {
+        a["number"]: a.get("opening_balance_minor", 0) + a.get("overdraft_limit_minor", 0)
+        for a in reference["accounts"]
+    }
+    held: dict[str, int] = {}
+    for m in workload.messages:
+        if m.payment_id and workload.payments[m.payment_id].label in FLOWS:
+            r = codec.decode(m.value).record
+            held[r["payer_account"]] = held.get(r["payer_account"], 0) + r["amount_minor"]
+    assert held and all(total <= opening[n] for n, total in held.items())

@@ -7,14 +7,16 @@ from datetime import UTC, date, datetime
 import pytest
 from lxml import etree
 
+from engine.iso.entries import Entry
 from engine.iso.pacs002 import build_pacs002
 from engine.iso.safe_xml import parse
 from engine.iso.schemas import CAMT_053, PACS_002, Definition, schema
-from engine.iso.statement import Entry, Statement, build_camt053
+from engine.iso.statement import Statement, build_camt053
 
 NOW = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
 BICS = {"007": "BCMAMAMC", "011": "BMCEMAMC"}
 PAYMENT_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+ACCOUNT = "007780000000000000000111"
 PAYLOAD: dict[str, object] = {
     "payment_id": PAYMENT_ID, "bank_reference": "E2E-1",
     "payer_bank": "007", "payee_bank": "011", "amount_minor": 123_456, "currency": "MAD",
@@ -70,13 +72,13 @@ def test_an_unknown_outcome_is_a_programming_error() -> None:
 
 def test_a_statement_has_opening_entries_and_a_closing_balance_that_add_up() -> None:
     at = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+    other = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
     entries = [
-        Entry(10, -10_500, at, "PAYMENT", "E2E-1", PAYMENT_ID),
-        Entry(11, 2_000, at, "PAYMENT", "E2E-2", "1b4e28ba-2fa1-11d2-883f-0016d3cca427"),
-        Entry(12, 500, at, "OPENING", None, None),
+        Entry(10, ACCOUNT, -10_500, "MAD", at, "PAYMENT", "p-1", "E2E-1", PAYMENT_ID, None),
+        Entry(11, ACCOUNT, 2_000, "MAD", at, "PAYMENT", "p-2", "E2E-2", other, "Invoice 7"),
+        Entry(12, ACCOUNT, 500, "MAD", at, "OPENING", "p-3", None, None, None),
     ]
-    statement = Statement("007780000000000000000111", "007", "MAD", date(2026, 11, 26),
-                          100_000, entries)  # fmt: skip
+    statement = Statement(ACCOUNT, "007", "MAD", date(2026, 11, 26), 100_000, entries)
     assert statement.closing_minor == 100_000 - 10_500 + 2_000 + 500
     root = valid(build_camt053(statement, NOW, BICS), CAMT_053)
     amounts = text(root, ".//d:Bal/d:Amt", CAMT_053)
@@ -84,6 +86,7 @@ def test_a_statement_has_opening_entries_and_a_closing_balance_that_add_up() -> 
     assert text(root, ".//d:Bal/d:Tp/d:CdOrPrtry/d:Cd", CAMT_053) == ["OPBD", "CLBD"]
     assert text(root, ".//d:Ntry/d:CdtDbtInd", CAMT_053) == ["DBIT", "CRDT", "CRDT"]
     assert text(root, ".//d:Ntry//d:Refs/d:EndToEndId", CAMT_053) == ["E2E-1", "E2E-2"]
+    assert text(root, ".//d:Ntry//d:TxDtls/d:RmtInf/d:Ustrd", CAMT_053) == ["Invoice 7"]
     assert text(root, ".//d:TxsSummry/d:TtlNtries/d:TtlNetNtry/d:Amt", CAMT_053) == ["80.00"]
 
 

@@ -39,7 +39,7 @@ def test_loading_twice_posts_opening_balances_once(engine):
             select(func.count()).select_from(Posting).where(Posting.kind == "OPENING")
         )
         assert balance == 100_000
-        assert openings.scalar_one() == 4  # the accounts with an opening balance
+        assert openings.scalar_one() == 5  # the accounts with an opening balance
         assert check_ledger(conn).ok
 
 

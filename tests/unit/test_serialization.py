@@ -57,6 +57,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "merchant_category_code": "4511",
         "egov_service": None,
         "intent": "AUTHORIZATION",
+        "remittance_info": "Billet CMN-CDG, dossier 4511-0042",
     },
     "PaymentValidated": {
         **COMMON,
@@ -66,6 +67,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "merchant_category_code": None,
         "egov_service": "VIGNETTE",
         "intent": "SALE",
+        "remittance_info": None,
         "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
     "PaymentRejected": {
@@ -74,6 +76,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "channel": "ATM",
         "reason_code": "AM04",
         "reason_message": "insufficient funds: balance 12000 MAD centimes, asked 125000",
+        "remittance_info": None,
         "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
     "PaymentSettled": {
@@ -82,6 +85,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "fee_minor": 250,
         "posting_id": "p-000000017",
         "settlement_window": "2026-11-26",
+        "remittance_info": None,
         "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
     "PaymentFailed": {
@@ -90,6 +94,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "channel": "POS",
         "reason_code": "AC04",
         "reason_message": "payee account closed",
+        "remittance_info": None,
         "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
     "PaymentNotified": {

@@ -34,9 +34,11 @@ from tooling.reference_data import (
 from tooling.simulator import (
     BAD_KINDS,
     EXPECTED,
+    EXPIRY_LEAD_S,
     GOOD_KINDS,
     HOT_MERCHANT,
     HOT_PAYER_BANK,
+    LIFECYCLE_MIX,
     MIX,
     PROFILES,
     SECURITY_KINDS,
@@ -47,6 +49,7 @@ from tooling.simulator import (
     SimulationReport,
     TokenBucket,
     TrafficSimulator,
+    lifecycle_mix,
     publish_message,
     simulation_signers,
 )
@@ -481,7 +484,11 @@ def test_publish_message_sends_a_forgery_as_raw_bytes_signed_by_the_forger_or_no
         ("raw", forged.signer), ("raw", None), ("payment", good.signer),
         ("raw", malformed.signer),
     ]  # fmt: skip
-    assert codec.decode(publisher.sent[0][1]).record == forged.payment
+    decoded = codec.decode(publisher.sent[0][1]).record
+    assert {k: v for k, v in decoded.items() if k not in forged.payment} == dict.fromkeys(
+        set(decoded) - set(forged.payment)
+    )  # optional fields the simulator leaves out decode as their default
+    assert {k: decoded[k] for k in forged.payment} == forged.payment
     assert publisher.sent[0][2] == forged.payment["payer_account"].encode()  # type: ignore[index]
     assert publisher.sent[3][1:3] == (malformed.raw, malformed.key)
 
@@ -732,3 +739,226 @@ def test_sakk_simulate_offers_every_traffic_profile() -> None:
 
     (option,) = [p for p in command.params if p.name == "profile"]
     assert set(option.type.choices) == set(PROFILES)  # type: ignore[attr-defined]
+
+
+# --- the lifecycle traffic (lifecycle=True) ---------------------------------------------
+
+LIFECYCLE_MESSAGES = 6_000
+
+
+@pytest.fixture(scope="module")
+def lifecycle(reference: dict[str, Any], codec: AvroCodec) -> list[SimulatedMessage]:
+    sim = TrafficSimulator(reference, SEED, START, codec=codec, lifecycle=True)
+    return list(sim.generate(LIFECYCLE_MESSAGES))
+
+
+def steps_of(messages: list[SimulatedMessage]) -> list[SimulatedMessage]:
+    return [m for m in messages if m.step is not None]
+
+
+def test_lifecycle_traffic_is_the_same_for_a_seed_and_off_by_default(
+    reference: dict, lifecycle: list[SimulatedMessage], codec: AvroCodec
+) -> None:
+    again = list(TrafficSimulator(reference, SEED, START, codec=codec, lifecycle=True)
+                 .generate(LIFECYCLE_MESSAGES))  # fmt: skip
+    assert again == lifecycle
+    plain = list(TrafficSimulator(reference, SEED, START).generate(2_000))
+    assert not steps_of(plain) and not set(LIFECYCLE_MIX) & {m.kind for m in plain}
+
+
+def test_lifecycle_traffic_has_every_kind_and_the_mix_keeps_its_total() -> None:
+    mixed = lifecycle_mix(MIX)
+    assert sum(mixed.values()) == sum(MIX.values())
+    assert set(mixed) == set(MIX) | set(LIFECYCLE_MIX)
+    assert all(weight >= 0 for weight in mixed.values())
+
+
+def test_lifecycle_traffic_holds_cards_refunds_returns_and_a_few_expiries(
+    lifecycle: list[SimulatedMessage],
+) -> None:
+    kinds = Counter(m.kind for m in lifecycle)
+    assert set(LIFECYCLE_MIX) <= set(kinds)
+    assert 0 < kinds["card_expiry"] < 20  # a few
+    holds = [m.payment for m in lifecycle if m.payment and m.payment["intent"] == "AUTHORIZATION"]
+    assert {p["channel"] for p in holds} == {"POS", "WEB"}
+    assert all(p["payment_type"] == "PURCHASE" for p in holds)
+    refunded = {m.step["payment_id"] for m in steps_of(lifecycle) if m.step["step"] == "REFUND"}
+    airline = {m.payment["payment_id"]: m.payment for m in lifecycle
+               if m.payment and m.payment["payment_id"] in refunded}  # fmt: skip
+    assert {p["merchant_category_code"] for p in airline.values()} == {"4511"}
+    returns = [m.step for m in steps_of(lifecycle) if m.step["step"] == "RETURN"]
+    assert returns and {s["reason_code"] for s in returns} <= {"AC04", "AC01", "AC06", "MD07"}
+
+
+def test_each_step_follows_its_payment_at_once_and_is_signed_by_its_sender_bank(
+    lifecycle: list[SimulatedMessage], codec: AvroCodec
+) -> None:
+    payments = {m.payment["payment_id"]: (i, m.payment) for i, m in enumerate(lifecycle)
+                if m.payment}  # fmt: skip
+    last: dict[str, int] = {}
+    for i, m in enumerate(lifecycle):
+        if m.step is None:
+            continue
+        s = m.step
+        at, p = payments[s["payment_id"]]
+        assert i - last.get(s["payment_id"], at) == 1  # right behind the payment or its step
+        last[s["payment_id"]] = i
+        assert m.signer == s["sender_bank"] and m.payment is None and m.raw is None
+        assert s["payer_account"] == p["payer_account"]  # its key: the payment's partition
+        if s["step"] in ("REFUND", "RETURN") and m.expected_outcome == "applied":
+            assert s["sender_bank"] == p["payee_bank"]
+        elif s["step"] in ("CAPTURE", "VOID"):
+            assert s["sender_bank"] in (p["payer_bank"], p["payee_bank"])
+        codec.encode("PaymentStepRequested", s, validate=True)
+    misdirected = [m for m in steps_of(lifecycle) if m.kind == "refund_by_payer_bank"]
+    assert misdirected
+    for m in misdirected:
+        p = payments[m.step["payment_id"]][1]
+        assert m.signer == p["payer_bank"] != p["payee_bank"]  # signed, but not a party to it
+
+
+def test_references_of_steps_are_their_senders_own_and_never_repeat(
+    lifecycle: list[SimulatedMessage],
+) -> None:
+    taken: set[tuple[str, str]] = set()
+    for m in lifecycle:
+        if m.kind == "duplicate_retry" or not (m.payment or m.step):
+            continue
+        record = m.step or m.payment
+        assert record is not None
+        bank = record["sender_bank"] if m.step else record["payer_bank"]
+        key = (bank, record["bank_reference"])
+        assert key not in taken and len(key[1]) <= 35
+        taken.add(key)
+
+
+def test_a_generate_call_never_cuts_a_payment_from_its_steps(reference: dict) -> None:
+    sim = TrafficSimulator(reference, SEED, START, lifecycle=True)
+    for n in (1, 2, 3, 50, 333):
+        batch = list(sim.generate(n))
+        assert len(batch) == n
+        named = {m.step["payment_id"] for m in batch if m.step}
+        assert named <= {m.payment["payment_id"] for m in batch if m.payment}
+
+
+def test_expiring_holds_are_back_dated_to_expire_seconds_after_they_are_sent(
+    reference: dict,
+) -> None:
+    life = {x["channel"]: x["hold_expiry_s"] for x in reference["channel_limits"]
+            if "hold_expiry_s" in x}  # fmt: skip
+    assert life == {"WEB": 7 * 24 * 3600, "POS": 3 * 24 * 3600}
+    before = utc_now_ms()
+    sim = TrafficSimulator(reference, SEED, START, live=True, lifecycle=True)
+    expiring = [m.payment for m in sim.generate(8_000) if m.kind == "card_expiry"]
+    assert expiring
+    for p in expiring:
+        expires_at = p["occurred_at"] + timedelta(seconds=life[p["channel"]])
+        assert before < expires_at <= utc_now_ms() + timedelta(seconds=EXPIRY_LEAD_S)
+    # The validator still takes them: no older than the switch accepts.
+    strict = TrafficSimulator(reference, SEED, START, lifecycle=True,
+                              max_event_age_s=4 * 24 * 3600)  # fmt: skip
+    assert not strict._expires_in_time("WEB") and strict._expires_in_time("POS")
+
+
+def settle_in_order(
+    messages: list[SimulatedMessage], reference: dict[str, Any], schedule: FeeSchedule
+) -> tuple[dict[str, str], list[tuple[SimulatedMessage, Any]]]:
+    """What settlement decides, replaying what the validator passes in order on one
+    partition, the switch's expiries last: each payment's state, each step's decision."""
+    from consumers.expiry import expiry_event
+    from consumers.lifecycle import Funds, PaymentView
+    from consumers.settlement import Settlement, SettlementContext
+    from engine.events import PAYMENT_STEP_VALIDATED, PAYMENT_VALIDATED
+    from tests.factories import inbound, validated_step
+
+    limits = Limits(
+        {(x["channel"], x["currency"]): x["max_amount_minor"] for x in reference["channel_limits"]},
+        {(x["channel"], x["currency"]): x["hold_expiry_s"] for x in reference["channel_limits"]
+         if "hold_expiry_s" in x},
+    )  # fmt: skip
+    stage = Settlement(Settings(), schedule, limits=limits)
+    funds = {a["number"]: Funds(a["opening_balance_minor"], a["overdraft_limit_minor"])
+             for a in reference["accounts"]}  # fmt: skip
+    ctx = SettlementContext({}, funds, schedule, limits)
+    states, decided = ctx.states, []
+    for m in messages:
+        if m.payment is not None and m.kind in GOOD_KINDS | set(LIFECYCLE_MIX) | {
+            "insufficient_funds"
+        }:
+            p = dict(m.payment)
+            states[p["payment_id"]] = "VALIDATED"
+            ctx.payments[p["payment_id"]] = PaymentView(
+                p["payment_id"], "VALIDATED", p["intent"], p["payer_bank"], p["payer_account"],
+                p["payee_bank"], p["payee_account"], p["amount_minor"], p["currency"],
+                p["channel"], p["payment_type"], p["egov_service"], 0, 0, 0,
+            )  # fmt: skip
+            ctx.absorb(stage.decide(inbound("validated", PAYMENT_VALIDATED.name, p), ctx))
+        elif m.step is not None:
+            record = validated_step(m.step)
+            decision = stage.decide(inbound("validated", PAYMENT_STEP_VALIDATED.name, record), ctx)
+            ctx.absorb(decision)
+            decided.append((m, decision))
+    for payment_id, hold in list(ctx.holds.items()):
+        if hold.state == "ACTIVE":
+            event = expiry_event(payment_id, ctx.payments[payment_id].payer_account,
+                                 hold.expires_at)  # fmt: skip
+            ctx.absorb(stage.decide(inbound("validated", PAYMENT_STEP_VALIDATED.name, event), ctx))
+    return states, decided
+
+
+def test_lifecycle_expectations_are_what_settlement_decides(
+    lifecycle: list[SimulatedMessage], reference: dict, schedule: FeeSchedule
+) -> None:
+    """Every payment ends in the state its kind expects, every step as it expects, no
+    payment fails for funds unless it is meant to, and only card_expiry holds expire."""
+    states, decided = settle_in_order(lifecycle, reference, schedule)
+    wrong = [
+        (m.kind, states[m.payment["payment_id"]].lower(), m.expected_outcome)
+        for m in lifecycle
+        if m.payment is not None and m.payment["payment_id"] in states
+        and states[m.payment["payment_id"]].lower() != m.expected_outcome
+    ]  # fmt: skip
+    assert wrong == []
+    steps = [
+        (m.kind, d.outcome, d.reason, m.expected_outcome, m.expected_reason)
+        for m, d in decided
+        if (d.outcome == "step_refused") != (m.expected_outcome == "refused")
+        or (d.reason or None) != m.expected_reason
+    ]
+    assert steps == []
+    assert len(decided) == len(steps_of(lifecycle))
+
+
+def test_report_counts_steps_and_the_expiries_the_switch_owes(
+    lifecycle: list[SimulatedMessage],
+) -> None:
+    report = SimulationReport(SEED, None)
+    for m in lifecycle:
+        report.count(m)
+    kinds = Counter(m.kind for m in lifecycle)
+    assert report.steps == len(steps_of(lifecycle))
+    assert report.payments + report.steps == LIFECYCLE_MESSAGES
+    assert report.expiries == kinds["card_expiry"] == report.by_expected["expired"]
+    assert report.by_step["CAPTURE refused AM09"] == kinds["capture_above_hold"]
+    assert report.by_step["REFUND refused AG01"] == kinds["refund_by_payer_bank"]
+    assert sum(report.by_step.values()) == report.steps + report.expiries
+    assert "steps:" in report.summary()
+
+
+def test_publish_message_signs_a_step_as_its_sender_keyed_by_the_payer_account(
+    lifecycle: list[SimulatedMessage], codec: AvroCodec
+) -> None:
+    step = next(m for m in lifecycle if m.kind == "refund")
+    publisher = RecordingPublisher(codec)
+    publish_message(publisher, step)  # type: ignore[arg-type]
+    ((how, value, key, signer),) = publisher.sent
+    assert (how, key, signer) == ("raw", step.step["payer_account"].encode(), step.signer)
+    decoded = codec.decode(value)
+    assert decoded.record == step.step
+
+
+def test_sakk_simulate_sends_the_lifecycle_by_default() -> None:
+    from engine.cli.simulate import simulate as command
+
+    (option,) = [p for p in command.params if p.name == "lifecycle"]
+    assert option.default is True

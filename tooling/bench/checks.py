@@ -72,7 +72,7 @@ def verify_chain(engine: Engine) -> int:
         report = audit_verify(conn)
     if not report.ok:
         problems = [b.problem for b in report.walk.breaks] + report.ledger.violations
-        problems += report.window_problems + report.anchor_problems
+        problems += report.lifecycle.violations + report.window_problems + report.anchor_problems
         raise BenchmarkCheckError(
             f"audit verification failed: {problems[:MAX_PROBLEMS_SHOWN]} ({report.summary()})"
         )

@@ -70,7 +70,7 @@ DEFAULT_INSTANCES: Mapping[str, int] = {"validator": 2, "settlement": 2, "notifi
 STAGE_INPUTS: Mapping[str, tuple[str, ...]] = {
     "validator": ("initiated",),
     "settlement": ("validated",),
-    "notification": ("settled", "rejected", "failed"),
+    "notification": ("settled", "rejected", "failed", "steps", "steps-refused"),
 }
 PUBLISH_FRACTION = 0.6  # payments are spread over this share of the fault window
 TICK_S = 0.05
@@ -358,6 +358,7 @@ class ChaosRun:
             db_retry_backoff_max_ms=1_000,
             db_retry_max_attempts=600,
             shutdown_timeout_s=10,
+            expiry_interval_ms=500,  # a hold due to expire is released within a second
             metrics_port=0,
             crash_point="",
         )
@@ -400,15 +401,16 @@ class ChaosRun:
         codec = make_codec(settings, with_store=False)
         workload = WorkloadBuilder(
             read_file(settings.reference_file), self.config.seed, start, codec,
-            topic=settings.topic("initiated"),
+            topic=settings.topic("initiated"), hold_expiry_default_s=settings.hold_expiry_s,
         ).build(self.config.payments)  # fmt: skip
         self.report.poison = Counter(
             {label: n for label, n in workload.labels.items() if label in POISON_KINDS}
         )
         self.report.bank_retries = workload.bank_retries
         self.say(
-            f"workload: {len(workload.payments)} payments, {workload.poison} poison, "
-            f"{workload.bank_retries} bank retries; start {start.isoformat()}"
+            f"workload: {len(workload.payments)} payments, {len(workload.steps)} lifecycle "
+            f"steps, {workload.poison} poison, {workload.bank_retries} bank retries; "
+            f"start {start.isoformat()}"
         )
         return workload
 
@@ -653,8 +655,8 @@ class ChaosRun:
     # -- drain, stop, check ----------------------------------------------------------------
 
     def _drain(self, engine: Engine, settings: Settings, workload: Workload) -> None:
-        """Wait (bounded) until every payment is terminal, every notification DELIVERED and
-        announced by its PaymentNotified."""
+        """Wait (bounded) until every payment is answered, every step (expiries included)
+        applied or refused, every notification DELIVERED and announced by its PaymentNotified."""
         started = time.monotonic()
         deadline = started + self.config.drain_timeout_s
         last_poll = 0.0
@@ -696,12 +698,17 @@ class ChaosRun:
                 .where(n.c.status != "PENDING", n.c.announced_at.is_(None))
             ).scalar_one()
         delivered, given_up = statuses["DELIVERED"], statuses["FAILED"]
+        steps = counts.steps_applied + counts.steps_refused
         text = (
             f"{counts.terminal} terminal + {counts.dead_lettered} dead-lettered of "
-            f"{workload.published}; notifications DELIVERED {delivered}/{expected}"
+            f"{workload.published}; steps {steps}/{len(workload.steps)}; "
+            f"notifications DELIVERED {delivered}/{expected}"
             + (f", FAILED {given_up}" if given_up else "")
         )
-        all_terminal = counts.terminal + counts.dead_lettered >= workload.published
+        all_terminal = (
+            counts.terminal + counts.dead_lettered >= workload.published
+            and steps >= len(workload.steps)
+        )
         if (
             given_up
             and all_terminal

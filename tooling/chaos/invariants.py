@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from consumers.delivery import notified_event_id
 from consumers.notification import notification_id
 from engine.config import Settings
-from engine.events import EMITTED_BY_STAGES
+from engine.events import EMITTED_BY_STAGES, OUTCOME_EVENTS
 from engine.ledger.balances import all_balances
 from engine.ledger.checks import check_ledger
 from engine.ledger.models import (
@@ -31,15 +31,31 @@ from engine.ledger.models import (
     PaymentTransition,
     Posting,
 )
+from engine.ledger.models import PaymentState as S
 from engine.ledger.reference import internal_account
 from engine.serialization import AvroCodec, DecodeError
 from tooling.chaos.faults import WebhookLog
 from tooling.chaos.latency import Interval, LatencySplit, delivery_latencies
+from tooling.chaos.lifecycle import APPLIED
+from tooling.chaos.lifecycle_checks import (
+    POSTED,
+    LedgerSteps,
+    check_available,
+    check_holds,
+    check_lifecycle_payments,
+    check_notified,
+    check_paid_back,
+    check_step_events,
+    check_step_postings,
+    check_steps,
+    first_answer,
+)
 from tooling.chaos.wire import WireRecord
 from tooling.chaos.workload import Workload
 
 MAX_LISTED = 20  # violations of one kind listed one by one; the rest are counted
-EVENT_TOPICS = tuple(e.topic_name for e in EMITTED_BY_STAGES)  # what the stages emit
+EVENT_TOPICS = tuple(dict.fromkeys(e.topic_name for e in EMITTED_BY_STAGES))  # stages emit
+NOTIFIED_TOPICS = tuple(e.topic_name for e in OUTCOME_EVENTS)  # the notification stage reads
 # The banks that stayed up must get 99% of their notifications within this bound while
 # another bank's endpoint hangs, counting those no stage-wide fault caught in flight
 # (tooling.chaos.latency). With the harness's settings an attempt takes at most the
@@ -69,6 +85,9 @@ class Checked:
     wire_duplicates: int = 0  # copies of an event on the wire, each without effect
     accounts: int = 0
     latency: LatencySplit | None = None  # delivery latency, healthy banks and the one down
+    steps: Counter[str] = field(default_factory=Counter)  # "CAPTURE APPLIED" -> count
+    refusals: Counter[str] = field(default_factory=Counter)  # reason of refused steps -> count
+    holds: Counter[str] = field(default_factory=Counter)  # hold state -> count
 
 
 @dataclass
@@ -89,16 +108,45 @@ class Evidence:
 def check_all(conn: Connection, evidence: Evidence) -> tuple[Checked, list[str]]:
     checked = Checked()
     payments = {r.payment_id: r for r in conn.execute(select(Payment.__table__))}
+    ledger = LedgerSteps.read(conn)
     violations = (
         check_outcomes(conn, evidence.workload, payments, checked)
         + check_postings(conn, payments, checked)
-        + check_money(conn, payments, evidence.start_balances, checked)
-        + check_effects_once(conn, payments, evidence, checked)
+        + check_money(conn, payments, ledger, evidence.start_balances, checked)
+        + check_effects_once(conn, payments, ledger, evidence, checked)
         + check_wire(payments, evidence, checked)
-        + check_notifications(conn, payments, evidence, checked)
+        + check_lifecycle(conn, payments, ledger, evidence, checked)
+        + check_notifications(conn, payments, ledger, evidence, checked)
         + check_latency(conn, evidence, checked)
     )
     return checked, violations
+
+
+def check_lifecycle(
+    conn: Connection,
+    payments: Mapping[str, Any],
+    ledger: LedgerSteps,
+    evidence: Evidence,
+    checked: Checked,
+) -> list[str]:
+    """Holds, captures, voids, expiries, refunds and returns (tooling.chaos.lifecycle_checks)."""
+    for row in ledger.steps.values():
+        checked.steps[f"{row.kind} {row.outcome}"] += 1
+        if row.reason_code and row.outcome != APPLIED:
+            checked.refusals[row.reason_code] += 1
+    checked.holds = Counter(str(h.state) for h in ledger.holds.values())
+    completed = _distinct_ids(evidence.codec, evidence.wire.get("steps", []))[0]
+    refused = _distinct_ids(evidence.codec, evidence.wire.get("steps-refused", []))[0]
+    return _listed(
+        "lifecycle",
+        check_steps(ledger, evidence.workload)
+        + check_lifecycle_payments(payments, evidence.workload)
+        + check_step_events(ledger, payments, completed, refused)
+        + check_holds(ledger, payments, completed)
+        + check_paid_back(ledger, payments)
+        + check_step_postings(conn, ledger)
+        + check_available(conn, ledger),
+    )
 
 
 def _listed(title: str, items: Iterable[str]) -> list[str]:
@@ -112,7 +160,11 @@ def _listed(title: str, items: Iterable[str]) -> list[str]:
 def check_outcomes(
     conn: Connection, workload: Workload, payments: Mapping[str, Any], checked: Checked
 ) -> list[str]:
-    """published = settled + rejected + failed + dead-lettered, each with its expected reason."""
+    """published = answered + dead-lettered, each payment in its expected state and reason.
+
+    Answered: in any state but VALIDATED (settled, rejected, failed, or further along the
+    lifecycle: authorized, captured, voided, expired, refunded, returned).
+    """
     violations = _listed(
         "payment lost (published, not in the ledger)",
         sorted(set(workload.payments) - set(payments)),
@@ -159,18 +211,18 @@ def check_outcomes(
         "good payment dead-lettered downstream",
         [f"{n} by {c}" for c, n in sorted(downstream.items())],
     )
-    terminal = sum(checked.states[s] for s in ("SETTLED", "REJECTED", "FAILED"))
-    if workload.published != terminal + checked.dead_lettered:
+    answered = sum(n for state, n in checked.states.items() if state != S.VALIDATED)
+    if workload.published != answered + checked.dead_lettered:
+        states = " + ".join(f"{s.lower()} {n}" for s, n in sorted(checked.states.items()))
         violations.append(
-            f"published {workload.published} != settled {checked.states['SETTLED']} + rejected "
-            f"{checked.states['REJECTED']} + failed {checked.states['FAILED']} + dead-lettered "
-            f"{checked.dead_lettered}"
+            f"published {workload.published} != {states} + dead-lettered {checked.dead_lettered}"
         )
     return violations
 
 
 def check_postings(conn: Connection, payments: Mapping[str, Any], checked: Checked) -> list[str]:
-    """One posting per settled payment, none for any other; double entry holds."""
+    """One PAYMENT posting per settled one-step payment (refunded or returned since
+    included), none for any other; double entry holds. Step postings: lifecycle_checks."""
     by_payment: dict[str, list[str]] = defaultdict(list)
     for posting_id, payment_id, kind in conn.execute(
         select(Posting.posting_id, Posting.payment_id, Posting.kind)
@@ -181,11 +233,12 @@ def check_postings(conn: Connection, payments: Mapping[str, Any], checked: Check
     problems = []
     for pid, row in sorted(payments.items()):
         postings = by_payment.get(pid, [])
-        if row.state == "SETTLED" and (len(postings) != 1 or postings[0] != row.posting_id):
+        settled = first_answer(row) == S.SETTLED
+        if settled and (len(postings) != 1 or postings[0] != row.posting_id):
             problems.append(
                 f"settled payment {pid} has postings {postings}, payment says {row.posting_id}"
             )
-        elif row.state != "SETTLED" and postings:
+        elif not settled and postings:
             problems.append(f"{row.state.lower()} payment {pid} has postings {postings}")
     problems += [
         f"posting for unknown payment {pid}" for pid in sorted(set(by_payment) - set(payments))
@@ -195,29 +248,53 @@ def check_postings(conn: Connection, payments: Mapping[str, Any], checked: Check
     return _listed("posting", problems) + _listed("ledger", ledger.violations)
 
 
+def _moves(
+    payer: tuple[str, str], payee: tuple[str, str], amount: int, fee: int, cur: str
+) -> list[tuple[str, int]]:
+    """What ``payer`` (bank, account) paying ``payee`` moves: the amount, the fee to the
+    payer's bank, and the interbank legs through both banks' settlement accounts."""
+    (payer_bank, payer_account), (payee_bank, payee_account) = payer, payee
+    moves = [(payer_account, -(amount + fee)), (payee_account, amount)]
+    if fee:
+        moves.append((internal_account(payer_bank, AccountKind.FEE_INCOME, cur), fee))
+    if payer_bank != payee_bank:
+        moves.append((internal_account(payer_bank, AccountKind.SETTLEMENT, cur), amount))
+        moves.append((internal_account(payee_bank, AccountKind.SETTLEMENT, cur), -amount))
+    return moves
+
+
+def _payment_moves(row: Any, ledger: LedgerSteps) -> list[tuple[str, int]]:
+    """A payment's moves: its settlement, or its captures; then its refunds and returns,
+    paid the other way (the payee pays, the fee goes to the payee's bank)."""
+    payer = (row.payer_bank, row.payer_account)
+    payee = (row.payee_bank, row.payee_account)
+    steps = ledger.applied(row.payment_id, POSTED)
+    moves = []
+    if first_answer(row) == S.SETTLED:
+        step_fees = sum(s.fee_minor for s in steps)  # the payment's fee_minor counts them too
+        moves += _moves(payer, payee, row.amount_minor, (row.fee_minor or 0) - step_fees,
+                        row.currency)  # fmt: skip
+    for s in steps:
+        paying, paid = (payer, payee) if s.kind == "CAPTURE" else (payee, payer)
+        moves += _moves(paying, paid, s.amount_minor, s.fee_minor, row.currency)
+    return moves
+
+
 def check_money(
     conn: Connection,
     payments: Mapping[str, Any],
+    ledger: LedgerSteps,
     start_balances: Mapping[str, int],
     checked: Checked,
 ) -> list[str]:
-    """Each balance moved by exactly its settled payments' legs (recomputed independently)."""
+    """Each balance moved by exactly its payments' and steps' legs (recomputed independently)."""
     expected = dict(start_balances)
     for row in payments.values():
-        if row.state != "SETTLED":
-            continue
-        amount, fee, cur = row.amount_minor, row.fee_minor or 0, row.currency
-        moves = [(row.payer_account, -(amount + fee)), (row.payee_account, amount)]
-        if fee:
-            moves.append((internal_account(row.payer_bank, AccountKind.FEE_INCOME, cur), fee))
-        if row.payer_bank != row.payee_bank:
-            moves.append((internal_account(row.payer_bank, AccountKind.SETTLEMENT, cur), amount))
-            moves.append((internal_account(row.payee_bank, AccountKind.SETTLEMENT, cur), -amount))
-        for account, delta in moves:
+        for account, delta in _payment_moves(row, ledger):
             expected[account] = expected.get(account, 0) + delta
     actual = all_balances(conn)
     off = [
-        f"{n}: {actual.get(n)} != {expected.get(n)} expected from its settled payments"
+        f"{n}: {actual.get(n)} != {expected.get(n)} expected from its payments and steps"
         for n in sorted(set(expected) | set(actual))
         if actual.get(n) != expected.get(n, 0)
     ]
@@ -230,9 +307,14 @@ def check_money(
 
 
 def check_effects_once(
-    conn: Connection, payments: Mapping[str, Any], evidence: Evidence, checked: Checked
+    conn: Connection,
+    payments: Mapping[str, Any],
+    ledger: LedgerSteps,
+    evidence: Evidence,
+    checked: Checked,
 ) -> list[str]:
-    """Every event handled once per consumer, every payment moved once per stage."""
+    """Every event handled once per consumer, every payment moved once per stage and once
+    per applied step (a partial step moves it to the state it is in)."""
     transitions: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
     for pid, from_state, to_state in conn.execute(
         select(
@@ -241,14 +323,16 @@ def check_effects_once(
     ):
         transitions[pid].append((from_state, to_state))
     problems = []
+    applied: Counter[str] = Counter(
+        r.payment_id for r in ledger.steps.values() if r.outcome == APPLIED
+    )
     for pid, row in sorted(payments.items()):
-        expected = (
-            [(None, "REJECTED")]
-            if row.state == "REJECTED"
-            else [(None, "VALIDATED"), ("VALIDATED", row.state)]
-        )
-        if transitions.get(pid) != expected:
-            problems.append(f"{pid} moved {transitions.get(pid)}, expected {expected}")
+        moved = transitions.get(pid, [])
+        if not _moved_once(moved, row.state, applied[pid], first_answer(row)):
+            problems.append(
+                f"{pid} moved {moved}, expected to {first_answer(row)} then once per each of "
+                f"its {applied[pid]} applied steps, ending {row.state}"
+            )
     handled = Counter(consumer for (consumer,) in conn.execute(select(HandledEvent.consumer)))
     wire = evidence.wire
     expected_handled = {
@@ -256,8 +340,7 @@ def check_effects_once(
         + _undecodable(evidence.codec, wire.get("initiated", [])),
         "settlement": len(_distinct_ids(evidence.codec, wire.get("validated", []))[0]),
         "notification": sum(
-            len(_distinct_ids(evidence.codec, wire.get(t, []))[0])
-            for t in ("rejected", "settled", "failed")
+            len(_distinct_ids(evidence.codec, wire.get(t, []))[0]) for t in NOTIFIED_TOPICS
         ),
     }
     for consumer, count in expected_handled.items():
@@ -266,6 +349,18 @@ def check_effects_once(
                 f"{consumer} handled {handled[consumer]} events, {count} distinct ones reached it"
             )
     return _listed("effect", problems)
+
+
+def _moved_once(moved: list[tuple[str | None, str]], state: str, steps: int, first: str) -> bool:
+    """(None, VALIDATED), (VALIDATED, first answer), then one link per applied step, each
+    from where the previous one ended, the last to the payment's state; or (None, REJECTED)."""
+    if first == S.REJECTED:
+        return moved == [(None, S.REJECTED)]
+    if moved[:2] != [(None, S.VALIDATED), (S.VALIDATED, first)] or len(moved) != 2 + steps:
+        return False
+    return all(a[1] == b[0] for a, b in zip(moved[1:], moved[2:], strict=False)) and (
+        moved[-1][1] == state
+    )
 
 
 def check_wire(payments: Mapping[str, Any], evidence: Evidence, checked: Checked) -> list[str]:
@@ -278,14 +373,14 @@ def check_wire(payments: Mapping[str, Any], evidence: Evidence, checked: Checked
             f"payments.initiated holds {len(initiated)} messages, "
             f"{len(workload.messages)} were published"
         )
-    by_state = defaultdict(set)
+    by_first = defaultdict(set)
     for pid, row in payments.items():
-        by_state[row.state].add(pid)
-    expected_payments = {
-        "validated": by_state["SETTLED"] | by_state["FAILED"],
-        "rejected": by_state["REJECTED"],
-        "settled": by_state["SETTLED"],
-        "failed": by_state["FAILED"],
+        by_first[first_answer(row)].add(pid)
+    expected_payments = {  # a payment's own events; its steps' are lifecycle_checks'
+        "validated": set(payments) - by_first[S.REJECTED],
+        "rejected": by_first[S.REJECTED],
+        "settled": by_first[S.SETTLED],
+        "failed": by_first[S.FAILED],
     }
     for topic in EVENT_TOPICS:
         events, conflicts, copies = _distinct_ids(codec, wire.get(topic, []))
@@ -295,7 +390,9 @@ def check_wire(payments: Mapping[str, Any], evidence: Evidence, checked: Checked
             f"event {eid} on {topic} has different content in its copies" for eid in conflicts
         ]
         if topic in expected_payments:
-            seen = Counter(record["payment_id"] for record in events.values())
+            seen = Counter(
+                record["payment_id"] for record in events.values() if "step" not in record
+            )
             twice = sorted(pid for pid, n in seen.items() if n > 1)
             problems += [
                 f"payment {pid} has {seen[pid]} distinct events on {topic}" for pid in twice
@@ -338,25 +435,27 @@ def _check_dead_letter_topic(evidence: Evidence) -> list[str]:
 
 
 def check_notifications(
-    conn: Connection, payments: Mapping[str, Any], evidence: Evidence, checked: Checked
+    conn: Connection,
+    payments: Mapping[str, Any],
+    ledger: LedgerSteps,
+    evidence: Evidence,
+    checked: Checked,
 ) -> list[str]:
     """Every notification DELIVERED, exactly once in effect.
 
     Every endpoint has recovered before the drain ends, so none may be given up
-    (FAILED) or left PENDING. One notification per party per terminal payment, under
-    its stable id; a successful attempt recorded for each; exactly one
-    ``PaymentNotified`` for each on the wire (copies of that one event, byte-identical,
-    are harmless), under the id derived from its cause, saying DELIVERED; and the bank
-    accepted each one.
+    (FAILED) or left PENDING. One notification per party per answered payment and per
+    step (lifecycle_checks.check_notified), under its stable id; a successful attempt
+    recorded for each; exactly one ``PaymentNotified`` for each on the wire (copies of
+    that one event, byte-identical, are harmless), under the id derived from its cause,
+    saying DELIVERED; and the bank accepted each one.
     """
     rows = {r.notification_id: r for r in conn.execute(select(Notification.__table__))}
-    by_payment: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    by_payment: dict[str, set[str]] = defaultdict(set)
     problems = []
     for nid, row in sorted(rows.items()):
         checked.notifications[row.status] += 1
-        by_payment[row.payment_id].add((row.outcome, row.recipient_bank))
-        if nid != notification_id(row.payment_id, row.outcome, row.recipient_bank):
-            problems.append(f"notification {nid} does not have the stable id of its payment")
+        by_payment[row.payment_id].add(nid)
         if row.status == "FAILED":
             problems.append(
                 f"notification {nid} to bank {row.recipient_bank} was given up (FAILED after "
@@ -364,18 +463,7 @@ def check_notifications(
             )
         elif row.status != "DELIVERED":
             problems.append(f"notification {nid} is still {row.status}")
-    for pid, row in sorted(payments.items()):
-        expected = {(row.state, row.payer_bank)}
-        if row.state == "SETTLED" and row.payee_bank != row.payer_bank:
-            expected.add((row.state, row.payee_bank))
-        if by_payment.get(pid, set()) != expected:
-            problems.append(
-                f"payment {pid} ({row.state}) notified {sorted(by_payment.get(pid, []))}"
-                f", expected {sorted(expected)}"
-            )
-    problems += [
-        f"notification for unknown payment {pid}" for pid in sorted(set(by_payment) - set(payments))
-    ]
+    problems += check_notified(by_payment, payments, ledger, notification_id)
     problems += _check_successful_attempts(conn, rows)
     problems += _check_notified_events(rows, evidence)
     if evidence.webhook is not None:

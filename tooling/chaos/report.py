@@ -11,6 +11,7 @@ from tooling.chaos.faults import DOWN, RANDOM_FAILURES
 from tooling.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
 
 MAX_VIOLATIONS_SHOWN = 60
+FIRST_STATES = frozenset({"SETTLED", "REJECTED", "FAILED"})  # the others: the lifecycle's
 
 
 @dataclass
@@ -87,6 +88,7 @@ class ChaosReport:
             f"  payments              {c.payments:>8,}  settled {c.states['SETTLED']:,}, "
             f"rejected {c.states['REJECTED']:,}, failed {c.states['FAILED']:,}"
         )
+        lines += self._lifecycle_lines()
         lines.append(f"  dead-lettered         {c.dead_lettered:>8,}")
         lines.append(f"  postings              {c.postings:>8,}  over {c.accounts:,} accounts")
         lines.append(
@@ -111,6 +113,22 @@ class ChaosReport:
                 lines.append(f"... and {len(self.violations) - MAX_VIOLATIONS_SHOWN} more")
         lines.append(f"violations: {len(self.violations)}")
         return "\n".join(lines)
+
+    def _lifecycle_lines(self) -> list[str]:
+        """The lifecycle: payments by later state, steps by kind and outcome, holds."""
+        c = self.checked
+        later = Counter({s: n for s, n in c.states.items() if s not in FIRST_STATES})
+        if not later and not c.steps:
+            return []
+        applied = Counter({k.split()[0].lower(): n for k, n in c.steps.items() if "APPLIED" in k})
+        refused = sum(c.refusals.values())
+        return [
+            f"    of which later      {sum(later.values()):>8,}  " + _kinds(later).lower(),
+            f"  lifecycle steps       {sum(c.steps.values()):>8,}  applied "
+            f"{sum(applied.values()):,} ({_kinds(applied)}), refused {refused:,} "
+            f"({_kinds(c.refusals)})",
+            f"  holds                 {sum(c.holds.values()):>8,}  " + _kinds(c.holds).lower(),
+        ]
 
     def _latency_lines(self) -> list[str]:
         latency = self.checked.latency
@@ -164,6 +182,7 @@ class ChaosReport:
                 "dead_lettered": c.dead_lettered, "postings": c.postings,
                 "accounts": c.accounts, "notifications": dict(c.notifications),
                 "wire_events": c.wire_events, "wire_duplicates": c.wire_duplicates,
+                "steps": dict(c.steps), "refusals": dict(c.refusals), "holds": dict(c.holds),
             },
             "delivery_latency": None if latency is None else {
                 "healthy_p99_bound_s": HEALTHY_P99_BOUND_S,

@@ -10,7 +10,11 @@ the same bytes in the same order. Four families:
 - poison that must be dead-lettered: random bytes, truncated Avro, an unknown schema
   fingerprint, an empty message, a 1 MB blob (its dead-letter copy is truncated) and an
   event reusing another payment's id;
-- bank retries: byte-identical copies of earlier payments, which must change nothing.
+- bank retries: byte-identical copies of earlier payments, which must change nothing;
+- the lifecycle (:mod:`tooling.chaos.lifecycle`): authorizations captured, voided or left
+  to expire, purchases refunded, transfers returned, and steps that must be refused, each
+  step right after its payment on the payer's key. Their payers are customers set aside,
+  which no ordinary payment debits, so funds never decide their outcomes.
 
 Dependants (copies, re-submissions, reused ids) carry their original's key, so they
 sit on its partition, after it: their outcome does not depend on scheduling.
@@ -31,11 +35,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.config import Settings
 from engine.events import PAYMENT_INITIATED
 from engine.ledger.models import AccountKind
 from engine.ledger.reference import internal_account
 from engine.serialization import HEADER_BYTES, MARKER, AvroCodec
 from producers.signing import Headers, Signers, bank_codes, simulated_signers
+from tooling.chaos.lifecycle import (
+    LIFECYCLE_SHARE_PERCENT,
+    ExpectedStep,
+    Flow,
+    LifecycleFlows,
+    hold_life_s,
+)
 
 EVENT_TYPE = "PaymentInitiated"
 MEGABYTE = 1_000_000
@@ -90,6 +102,8 @@ class ExpectedPayment:
     payment_id: str
     label: str
     outcomes: Mapping[str, str | None]
+    captured_minor: int | None = None  # a lifecycle payment's amounts at the end
+    refunded_minor: int | None = None
 
 
 @dataclass
@@ -98,6 +112,7 @@ class Workload:
     messages: list[Message]
     payments: dict[str, ExpectedPayment]
     dead_letters: Counter[str] = field(default_factory=Counter)  # dead-letter kind -> count
+    steps: dict[str, ExpectedStep] = field(default_factory=dict)  # step id -> expected
 
     @property
     def labels(self) -> Counter[str]:
@@ -170,6 +185,7 @@ class WorkloadBuilder:
         codec: AvroCodec,
         topic: str = DEFAULT_TOPIC,
         signers: Signers | None = None,
+        hold_expiry_default_s: int = Settings.hold_expiry_s,
     ):
         if start.utcoffset() is None:
             raise ValueError("start must be a timezone-aware datetime")
@@ -189,6 +205,12 @@ class WorkloadBuilder:
         self.topic = topic
         self.signers = signers or chaos_signers(reference, seed)
         self._count = 0
+        # Customers set aside for the lifecycle: no ordinary payment debits them.
+        customers = self.accounts.customers
+        aside = self.rng.sample(customers, len(customers) // 3)
+        self.payers = [c for c in customers if c not in aside]
+        life = timedelta(seconds=hold_life_s(reference, "POS", hold_expiry_default_s))
+        self.lifecycle = LifecycleFlows(self, reference, aside, life) if aside else None
 
     def build(self, payments: int) -> Workload:
         """``payments`` distinct payments, plus poison and bank retries in proportion."""
@@ -200,7 +222,14 @@ class WorkloadBuilder:
         expected: dict[str, ExpectedPayment] = {}
         goods: list[tuple[float, Message, dict[str, Any]]] = []
         n_good = payments - len(absurd_labels)
-        for _ in range(n_good):
+        flows = self._flows(n_good * LIFECYCLE_SHARE_PERCENT // 100)
+        for flow in flows:
+            slots += self._placed(flow.messages, rng.uniform(0, payments))
+            expected[flow.payment["payment_id"]] = ExpectedPayment(
+                flow.payment["payment_id"], flow.label, {flow.state: None},
+                flow.captured_minor, flow.refunded_minor,
+            )  # fmt: skip
+        for _ in range(n_good - len(flows)):
             record = self._good_record()
             message = self._message(record, "payment")
             position = rng.uniform(0, payments)
@@ -234,8 +263,37 @@ class WorkloadBuilder:
             for _copy in range(rng.randint(1, 4)):
                 copy = Message(original.key, original.value, "bank_retry", None, original.headers)
                 slots.append((rng.uniform(position, payments + 1), copy))
+        slots += self._step_retries(slots, payments)
         slots.sort(key=lambda s: s[0])  # stable: equal positions keep their creation order
-        return Workload(self.seed, [m for _, m in slots], expected, dead_letters)
+        steps = {s.step_id: s for flow in flows for s in flow.steps}
+        return Workload(self.seed, [m for _, m in slots], expected, dead_letters, steps)
+
+    def _flows(self, count: int) -> list[Flow]:
+        """Up to ``count`` lifecycle flows (fewer when the set-aside accounts run out)."""
+        if self.lifecycle is None:
+            return []
+        made = (self.lifecycle.make(label) for label in self.lifecycle.labels(count))
+        return [flow for flow in made if flow is not None]
+
+    def _placed(self, messages: list[Message], position: float) -> list[tuple[float, Message]]:
+        """A payment at ``position`` and its steps soon after it, in their order."""
+        placed = [(position, messages[0])]
+        for message in messages[1:]:
+            position += self.rng.uniform(0, 3)
+            placed.append((position, message))
+        return placed
+
+    def _step_retries(
+        self, slots: list[tuple[float, Message]], payments: int
+    ) -> list[tuple[float, Message]]:
+        """Byte-identical copies of a few steps, each after its original: no effect."""
+        steps = [(p, m) for p, m in slots if m.label.startswith("step_")]
+        copies = []
+        for _ in range(len(steps) // 10):
+            position, original = self.rng.choice(steps)
+            copy = Message(original.key, original.value, "bank_retry", None, original.headers)
+            copies.append((self.rng.uniform(position, payments + 1), copy))
+        return copies
 
     def _spread(self, labels: list[str], total: int, payments: int) -> list[str]:
         """``total`` labels, every one at least once, the 1 MB ones exactly once."""
@@ -258,7 +316,7 @@ class WorkloadBuilder:
     ) -> dict[str, Any]:
         self._count += 1
         event_id, payment_id = self._ids()
-        bank, number = payer or self.rng.choice(self.accounts.customers)
+        bank, number = payer or self.rng.choice(self.payers)
         payee_bank, payee = self._other_customer(number)
         record: dict[str, Any] = {
             "event_id": event_id,
@@ -350,6 +408,10 @@ class WorkloadBuilder:
         key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, record)
         headers = self._signed(record["payer_bank"], key, value)
         return Message(key, value, label, record["payment_id"], headers)
+
+    def message_of(self, key: bytes, value: bytes, label: str, bank: str) -> Message:
+        """A message that creates no payment (a step), signed by ``bank``, its sender."""
+        return Message(key, value, label, None, self._signed(bank, key, value))
 
     def _signed(self, bank: str, key: bytes | None, value: bytes | None) -> Headers:
         """The headers ``bank`` signs a message with (an empty message: over no bytes)."""

@@ -48,7 +48,7 @@ from engine.events import (
 )
 from engine.ledger.models import HoldState, PaymentIntent, StepKind
 from engine.ledger.models import PaymentState as S
-from engine.ledger.postings import Leg, PostingDraft
+from engine.ledger.postings import DEFAULT_CHAIN, Leg, PostingDraft
 from engine.ledger.recorder import (
     HoldChanged,
     HoldPlaced,
@@ -163,9 +163,11 @@ def authorize(p: dict[str, Any], fee: int, expires_at: datetime) -> tuple[tuple[
 
 @dataclass(frozen=True, slots=True)
 class StepRules:
-    """The rules of every step, with the fee schedule they charge by."""
+    """The rules of every step, with the fee schedule they charge by and the hash chain
+    their postings go to (the partition the step came from, as its payment's did)."""
 
     fees: FeeSchedule
+    chain: int = DEFAULT_CHAIN
 
     def decide(
         self,
@@ -355,7 +357,9 @@ class StepRules:
         if legs is not None:
             posting_id = derived_event_id(s["event_id"], "Posting")
             window = settlement_window(at)
-            writes.append(PostingDraft(posting_id, payment.payment_id, kind, at, window, legs))
+            writes.append(
+                PostingDraft(posting_id, payment.payment_id, kind, at, window, legs, self.chain)
+            )
         fees = payment.fee_minor + fee
         writes += [
             PaymentProgress(

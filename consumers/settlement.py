@@ -171,7 +171,7 @@ class Settlement(StageDefaults):
     def decide(self, inbound: Inbound, ctx: SettlementContext) -> Decision | Refusal:
         if inbound.event_type == PAYMENT_STEP_VALIDATED.name:
             p = inbound.record
-            rules = StepRules(ctx.fees)
+            rules = StepRules(ctx.fees, chain=inbound.partition)
             payment_id = p["payment_id"]
             return rules.decide(p, ctx.payments.get(payment_id), ctx.holds.get(payment_id),
                                 ctx.funds)  # fmt: skip
@@ -222,7 +222,12 @@ class Settlement(StageDefaults):
         )  # fmt: skip
         window = settlement_window(p["occurred_at"])
         posting_id = derived_event_id(p["event_id"], "Posting")
-        draft = PostingDraft(posting_id, p["payment_id"], "PAYMENT", p["occurred_at"], window, legs)
+        # One hash chain per partition: a payer's postings stay in order on one chain, and
+        # settlement instances (each with its partitions) never wait on each other's head.
+        draft = PostingDraft(
+            posting_id, p["payment_id"], "PAYMENT", p["occurred_at"], window, legs,
+            chain=inbound.partition,
+        )  # fmt: skip
         record = _carried(p, PAYMENT_SETTLED)
         record.update(fee_minor=fee, posting_id=posting_id, settlement_window=window)
         outcome = Outcome(

@@ -506,6 +506,7 @@ class TrafficSimulator:
             "merchant_category_code": mcc,
             "egov_service": egov_service,
             "intent": "SALE",
+            "remittance_info": None,
         }
 
     def _bank_reference(self, bank: str) -> str:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from kafka.partitioner.default import murmur2
 from sqlalchemy import func, select
 
 from engine.kafka.client import make_consumer
 from engine.ledger.balances import balance_of
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
-from engine.ledger.models import DeadLetter, HandledEvent, Notification, Payment, Posting
+from engine.ledger.models import (
+    DeadLetter,
+    HandledEvent,
+    LedgerEntry,
+    Notification,
+    Payment,
+    Posting,
+)
 from tests.factories import AMINA, BLOCKED, CLOSED, KARIM, RAM, YOUSSEF, payment, vignette
 
 pytestmark = pytest.mark.integration
@@ -171,3 +179,32 @@ def test_payment_from_a_newer_writer_with_an_added_optional_field_settles_on_a_r
     flow.wait_until(lambda: drained(flow, 1))
     assert states(flow)[p["payment_id"]] == ("SETTLED", None)
     store.close()
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the producers)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_each_partition_appends_to_its_own_hash_chain(flow_factory, database_url):
+    """No chain head that every settlement must lock: a posting goes to its partition's chain."""
+    flow = flow_factory(database_url)
+    payers = [AMINA, YOUSSEF, KARIM]
+    records = [payment(payer, RAM if payer is KARIM else KARIM, 100) for payer in payers * 4]
+    flow.publish(records)
+    flow.wait_until(lambda: drained(flow, len(records)))
+    partitions = flow.settings.topic_partitions
+    e, po = LedgerEntry.__table__, Posting.__table__
+    with flow.engine.connect() as conn:
+        chains = {
+            (r.payment_id, r.chain_id)
+            for r in conn.execute(
+                select(po.c.payment_id, e.c.chain_id)
+                .join(po, po.c.posting_id == e.c.posting_id)
+                .where(po.c.kind == "PAYMENT")
+            )
+        }
+    payer_of = {r["payment_id"]: r["payer_account"] for r in records}
+    expected = {(pid, partition_of(payer_of[pid].encode(), partitions)) for pid, _ in chains}
+    assert chains == expected and len(chains) == len(records)
+    assert len({chain for _, chain in chains}) > 1  # three payers, three partitions: not one

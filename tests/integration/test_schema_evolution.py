@@ -45,6 +45,8 @@ INITIATED: dict[str, Any] = {
     "payment_type": "TRANSFER",
     "merchant_category_code": None,
     "egov_service": None,
+    "intent": "SALE",
+    "remittance_info": None,
 }
 
 

@@ -328,6 +328,7 @@ class WorkloadBuilder:
             "amount_minor": self.rng.randint(1_000, 50_000), "currency": "MAD",
             "channel": "MOBILE", "payment_type": "TRANSFER",
             "merchant_category_code": None, "egov_service": None, "intent": "SALE",
+            "remittance_info": None,
         }  # fmt: skip
         record.update(fields)
         return record

@@ -10,6 +10,7 @@ import click
 
 from engine.app import kafka_for, ledger_engine
 from engine.cli import cli
+from engine.cli.options import bank_settings
 from engine.config import Settings
 
 
@@ -63,7 +64,7 @@ def iso_import(
     from engine.iso.importer import import_file
     from producers.exceptions import PublisherError
 
-    settings = _bank_settings(settings, signing_key)
+    settings = bank_settings(settings, signing_key)
     try:
         with kafka_for(settings) as live:
             report = import_file(live, ledger_engine(live), file, atomic=atomic)
@@ -77,22 +78,6 @@ def iso_import(
     click.echo(report.summary())
     if not report.ok:
         raise SystemExit(1)
-
-
-def _bank_settings(settings: Settings, signing_key: Path | None) -> Settings:
-    """Settings a bank publishes with, as ``sakk publish`` requires them."""
-    if settings.uses_embedded_broker:
-        raise click.UsageError(
-            "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
-        )
-    if signing_key is not None:
-        settings = settings.replace(signing_key_file=signing_key)
-    if settings.signing_key_file is None:
-        raise click.UsageError(
-            "no signing key: pass --signing-key FILE or set SAKK_SIGNING_KEY_FILE "
-            "(sakk keys generate BANK writes one)"
-        )
-    return settings
 
 
 @iso.command("statement")

@@ -1,4 +1,4 @@
-"""Options every auditor's report shares, so they read and behave the same everywhere."""
+"""Options and checks commands share, so they read and behave the same everywhere."""
 
 from __future__ import annotations
 
@@ -8,7 +8,26 @@ from typing import Any, TypeVar
 
 import click
 
+from engine.config import Settings
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def bank_settings(settings: Settings, signing_key: Path | None) -> Settings:
+    """Settings a bank publishes with (``sakk publish``, ``sakk iso import``): a broker that
+    outlives the command, and the bank's signing key (``--signing-key`` wins)."""
+    if settings.uses_embedded_broker:
+        raise click.UsageError(
+            "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
+        )
+    if signing_key is not None:
+        settings = settings.replace(signing_key_file=signing_key)
+    if settings.signing_key_file is None:
+        raise click.UsageError(
+            "no signing key: pass --signing-key FILE or set SAKK_SIGNING_KEY_FILE "
+            "(sakk keys generate BANK writes one)"
+        )
+    return settings
 
 
 def report_options(what: str) -> Callable[[F], F]:

@@ -8,6 +8,7 @@ import click
 
 from engine.app import kafka_for
 from engine.cli import cli
+from engine.cli.options import bank_settings
 from engine.config import Settings
 
 
@@ -29,17 +30,7 @@ def publish(settings: Settings, file: Path, signing_key: Path | None) -> None:
     from producers.exceptions import PublisherError
     from producers.jsonl import publish_file
 
-    if settings.uses_embedded_broker:
-        raise click.UsageError(
-            "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
-        )
-    if signing_key is not None:
-        settings = settings.replace(signing_key_file=signing_key)
-    if settings.signing_key_file is None:
-        raise click.UsageError(
-            "no signing key: pass --signing-key FILE or set SAKK_SIGNING_KEY_FILE "
-            "(sakk keys generate BANK writes one)"
-        )
+    settings = bank_settings(settings, signing_key)
     try:
         with kafka_for(settings) as live:
             report = publish_file(live, file)

@@ -51,8 +51,6 @@ from engine.ledger.models import PaymentState as S
 from engine.ledger.postings import DEFAULT_CHAIN, Leg, PostingDraft
 from engine.ledger.recorder import (
     HoldChanged,
-    HoldPlaced,
-    Outcome,
     PaymentProgress,
     StepRecorded,
     Transition,
@@ -136,29 +134,6 @@ class StepRefusal:
 def hold_expiry(limits: Limits, channel: str, currency: str, default_s: int) -> timedelta:
     """How long a hold lives on ``channel``: its reference data, else the default."""
     return timedelta(seconds=limits.hold_expiry_s.get((channel, currency), default_s))
-
-
-def authorize(p: dict[str, Any], fee: int, expires_at: datetime) -> tuple[tuple[Write, ...], Emit]:
-    """An authorization's hold: the amount and its fee reserved until ``expires_at``."""
-    amount = p["amount_minor"]
-    hold = HoldPlaced(
-        p["payment_id"], p["payer_account"], p["payer_bank"], p["currency"], amount, fee,
-        amount + fee, 0, HoldState.ACTIVE, p["occurred_at"], expires_at, None, None,
-    )  # fmt: skip
-    outcome = Outcome(
-        p["payment_id"], S.VALIDATED, S.AUTHORIZED, None, None, 0, None, None, 0
-    )  # fmt: skip
-    transition = Transition(
-        p["payment_id"], S.VALIDATED, S.AUTHORIZED, None, CONSUMER, p["event_id"], p["occurred_at"]
-    )
-    record = _completed_record(
-        p, p["event_id"], step_id=p["payment_id"], step=StepKind.AUTHORIZE,
-        bank_reference=p["bank_reference"], sender_bank=p["payer_bank"],
-        occurred_at=p["occurred_at"], amount_minor=amount, fee_minor=0,
-        held_minor=amount + fee, captured_minor=0, refunded_minor=0,
-        payment_state=S.AUTHORIZED, hold_expires_at=expires_at,
-    )  # fmt: skip
-    return (outcome, hold, transition), Emit(PAYMENT_STEP_COMPLETED, record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +353,7 @@ class StepRules:
         ]  # fmt: skip
         held = 0 if hold is None else hold[2]
         parties = {k: getattr(payment, k) for k in PARTY_FIELDS}
-        record = _completed_record(
+        record = completed_record(
             parties, s["event_id"], step_id=step_id, step=kind,
             bank_reference=s["bank_reference"], sender_bank=s["sender_bank"], occurred_at=at,
             amount_minor=amount, fee_minor=fee, posting_id=posting_id, settlement_window=window,
@@ -426,7 +401,7 @@ PARTY_FIELDS = ("payment_id", "payer_bank", "payer_account", "payee_bank", "paye
                 "currency", "channel")  # fmt: skip
 
 
-def _completed_record(
+def completed_record(
     parties: Mapping[str, Any], cause_event_id: str, **step: Any
 ) -> dict[str, Any]:
     """A PaymentStepCompleted record: the payment's parties, and what the step did."""

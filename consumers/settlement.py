@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -23,7 +24,7 @@ from consumers.lifecycle import (
     HoldView,
     PaymentView,
     StepRules,
-    authorize,
+    completed_record,
     hold_expiry,
 )
 from engine.audit.times import as_utc
@@ -31,6 +32,7 @@ from engine.config import Settings
 from engine.events import (
     PAYMENT_FAILED,
     PAYMENT_SETTLED,
+    PAYMENT_STEP_COMPLETED,
     PAYMENT_STEP_VALIDATED,
     PAYMENT_VALIDATED,
     EventType,
@@ -45,6 +47,7 @@ from engine.ledger.models import (
     Payment,
     PaymentIntent,
     PaymentState,
+    StepKind,
     table_of,
 )
 from engine.ledger.postings import PostingDraft
@@ -208,10 +211,7 @@ class Settlement(StageDefaults):
             return _failed(p, Reason.AM04, message)
         if authorizing:
             life = hold_expiry(ctx.limits, p["channel"], currency, self.settings.hold_expiry_s)
-            writes, emit = authorize(p, fee, p["occurred_at"] + life)
-            return Decision(
-                "authorized", p["payment_id"], writes=writes, emits=(emit,), channel=p["channel"]
-            )
+            return _authorized(p, fee, p["occurred_at"] + life)
         return self._settled(inbound, fee)
 
     def _settled(self, inbound: Inbound, fee: int) -> Decision:
@@ -239,6 +239,31 @@ class Settlement(StageDefaults):
             writes=(outcome, draft, _transition(p, PaymentState.SETTLED, None)),
             emits=(Emit(PAYMENT_SETTLED, record),), channel=p["channel"],
         )  # fmt: skip
+
+
+def _authorized(p: dict[str, Any], fee: int, expires_at: datetime) -> Decision:
+    """An authorization's hold: the amount and its fee reserved until ``expires_at``."""
+    amount = p["amount_minor"]
+    hold = HoldPlaced(
+        p["payment_id"], p["payer_account"], p["payer_bank"], p["currency"], amount, fee,
+        amount + fee, 0, HoldState.ACTIVE, p["occurred_at"], expires_at, None, None,
+    )  # fmt: skip
+    outcome = Outcome(
+        p["payment_id"], PaymentState.VALIDATED, PaymentState.AUTHORIZED, None, None, 0, None,
+        None, 0,
+    )  # fmt: skip
+    record = completed_record(
+        p, p["event_id"], step_id=p["payment_id"], step=StepKind.AUTHORIZE,
+        bank_reference=p["bank_reference"], sender_bank=p["payer_bank"],
+        occurred_at=p["occurred_at"], amount_minor=amount, fee_minor=0,
+        held_minor=amount + fee, captured_minor=0, refunded_minor=0,
+        payment_state=PaymentState.AUTHORIZED, hold_expires_at=expires_at,
+    )  # fmt: skip
+    return Decision(
+        "authorized", p["payment_id"],
+        writes=(outcome, hold, _transition(p, PaymentState.AUTHORIZED, None)),
+        emits=(Emit(PAYMENT_STEP_COMPLETED, record),), channel=p["channel"],
+    )  # fmt: skip
 
 
 def _failed(p: dict[str, Any], reason: Reason, message: str) -> Decision:

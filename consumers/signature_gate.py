@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from engine.events import EVENTS
+from engine.events import EVENTS, PAYMENT_INITIATED
 from engine.ledger.database import read_only
 from engine.ledger.keys import read_key_ring
 from engine.pipeline.messages import RawMessage
@@ -63,9 +63,8 @@ class SignatureScreen:
         for a step (engine.events declares which field names it). No bank acts for another.
         """
         evidence = verdict.evidence
-        declared = EVENTS.get(event_type)
-        field = declared.signer_field if declared is not None else "payer_bank"
-        acting = record.get(field)
+        declared = EVENTS.get(event_type, PAYMENT_INITIATED)
+        field, acting = declared.signer_field, declared.acting_bank(record)
         if evidence is None or acting == evidence.signer:
             return verdict
         refusal = (

@@ -19,6 +19,7 @@ from consumers.lifecycle import StepRefusal, refused_step
 from consumers.signature_gate import SignatureGate
 from engine.config import Settings
 from engine.events import (
+    EVENTS,
     PAYMENT_INITIATED,
     PAYMENT_REJECTED,
     PAYMENT_STEP_REQUESTED,
@@ -203,7 +204,8 @@ class Validator(StageDefaults):
                 a.c.number, numbers,
             )
         }  # fmt: skip
-        refs = {(_acting_bank(r), r["bank_reference"]) for r in records}
+        refs = {(EVENTS[i.event_type].acting_bank(i.record), i.record["bank_reference"])
+                for i in batch}  # fmt: skip
         b = BankReference.__table__
         known_refs = {
             (row.bank_code, row.bank_reference)
@@ -321,11 +323,6 @@ def _step_rules(
     if (s["sender_bank"], reference) in ctx.references:
         return Rejection(Reason.AM05, f"bank {s['sender_bank']} already sent reference {reference}")
     return None
-
-
-def _acting_bank(record: dict[str, Any]) -> str:
-    """The bank a message acts for: the payer's for a payment, the sender for a step."""
-    return str(record["sender_bank"] if "sender_bank" in record else record["payer_bank"])
 
 
 def _new_payment(

@@ -68,6 +68,10 @@ class EventType:
         """The message key of ``record``: the same partition, stage after stage."""
         return str(record[self.key_field]).encode("utf-8")
 
+    def acting_bank(self, record: Mapping[str, Any]) -> Any:
+        """The bank ``record`` acts for (and must be signed by): payer's or step's sender."""
+        return record.get(self.signer_field)
+
 
 PAYMENT_INITIATED = EventType("PaymentInitiated", "payment_initiated.avsc", "initiated")
 PAYMENT_VALIDATED = EventType("PaymentValidated", "payment_validated.avsc", "validated")

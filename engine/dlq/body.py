@@ -35,13 +35,9 @@ class CorrectedBody:
     record: dict[str, Any]
 
 
-def event_type_of_topic(topic: str) -> str:
-    """The first event type a Sakk topic carries, from its short name after the prefix."""
-    return event_types_of_topic(topic)[0]
-
-
 def event_types_of_topic(topic: str) -> tuple[str, ...]:
-    """Every event type a Sakk topic carries (payments.initiated: payments and steps)."""
+    """Every event type a Sakk topic carries, from its short name after the prefix, the
+    topic's first declared type first (payments.initiated: payments, then steps)."""
     short = topic.rsplit(".", 1)[-1]
     if short not in BY_TOPIC:
         raise CorrectedBodyError(f"topic {topic} carries no Sakk event type a body could have")

@@ -25,10 +25,7 @@ from engine.ledger.models import (
     PaymentStep,
     Posting,
 )
-
-TERMINAL = ("SETTLED", "REJECTED", "FAILED")
-# States a payment reaches after its first answer (engine.ledger.states): it was answered.
-LATER = ("AUTHORIZED", "CAPTURED", "VOIDED", "EXPIRED", "REFUNDED", "RETURNED")
+from engine.ledger.states import LATER, TERMINAL
 
 
 @dataclass

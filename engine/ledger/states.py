@@ -23,9 +23,9 @@ from __future__ import annotations
 from engine.ledger.exceptions import LedgerError
 from engine.ledger.models import PaymentState as S
 
-FIRST_ANSWERS = frozenset({S.SETTLED, S.REJECTED, S.FAILED, S.AUTHORIZED})
-FINAL = frozenset({S.REJECTED, S.FAILED, S.VOIDED, S.EXPIRED, S.REFUNDED, S.RETURNED})
-TERMINAL = frozenset({S.SETTLED, S.REJECTED, S.FAILED})  # the answers of a one-step payment
+# Ledger checks count answered payments by state, in a fixed order (tuples).
+TERMINAL = (S.SETTLED, S.REJECTED, S.FAILED)  # the answers of a one-step payment
+LATER = (S.AUTHORIZED, S.CAPTURED, S.VOIDED, S.EXPIRED, S.REFUNDED, S.RETURNED)  # answered
 REFUNDABLE = frozenset({S.SETTLED, S.CAPTURED})
 ALLOWED: dict[S | None, frozenset[S]] = {
     None: frozenset({S.VALIDATED, S.REJECTED}),

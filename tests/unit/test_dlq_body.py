@@ -10,7 +10,7 @@ import pytest
 
 from engine.app import make_codec
 from engine.config import Settings
-from engine.dlq.body import corrected_body, event_type_of_topic, read_body_file
+from engine.dlq.body import corrected_body, event_types_of_topic, read_body_file
 from engine.dlq.exceptions import CorrectedBodyError
 from tests.factories import AMINA, KARIM, authorization, payment, step
 
@@ -84,10 +84,10 @@ def test_a_corrected_step_is_encoded_as_the_step_the_topic_also_carries() -> Non
 
 
 def test_the_event_type_comes_from_the_topic_name_after_its_prefix() -> None:
-    assert event_type_of_topic("t1234.initiated") == "PaymentInitiated"
-    assert event_type_of_topic("payments.settled") == "PaymentSettled"
+    assert event_types_of_topic("t1234.initiated")[0] == "PaymentInitiated"
+    assert event_types_of_topic("payments.settled")[0] == "PaymentSettled"
     with pytest.raises(CorrectedBodyError, match="payments._schemas carries no Sakk event"):
-        event_type_of_topic("payments._schemas")
+        event_types_of_topic("payments._schemas")
 
 
 def test_body_files_are_bounded_by_the_message_size(tmp_path: Path) -> None:

@@ -15,14 +15,10 @@ from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
+from engine.ledger.schemas import LedgerApprovedSchemas, approve_release_schemas
 from engine.pipeline.contract import Stage
 from engine.pipeline.service import ConsumerService
-from engine.serialization import (
-    AvroCodec,
-    KafkaSchemaStore,
-    SchemaRegistry,
-    register_current_schemas,
-)
+from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
 
 if TYPE_CHECKING:
     from consumers.delivery import Dispatcher
@@ -50,14 +46,18 @@ def ledger_engine(settings: Settings, migrate: bool = False) -> Engine:
     return make_engine(settings.ledger_url, pool_size=settings.db_pool_size)
 
 
-def make_codec(settings: Settings, with_store: bool = True) -> AvroCodec:
-    """Codec over the local schemas; with the Kafka store it also learns other writers' schemas."""
+def make_codec(settings: Settings, engine: Engine | None = None) -> AvroCodec:
+    """Codec over the release's schemas; with the ledger, also every schema approved there.
+
+    With ``engine`` the release's own schemas are approved first (idempotent); a ledger
+    holding another schema under one of their fingerprints stops the start
+    (ReleaseSchemaConflictError). Without it only the release's schemas decode.
+    """
     registry = SchemaRegistry.from_dir(settings.schemas_dir)
-    store = KafkaSchemaStore(settings) if with_store else None
-    codec = AvroCodec(registry, store)
-    if store is not None:
-        register_current_schemas(codec, store)
-    return codec
+    if engine is None:
+        return AvroCodec(registry)
+    approve_release_schemas(engine, read_release_schemas(settings.schemas_dir))
+    return AvroCodec(registry, LedgerApprovedSchemas(engine))
 
 
 def build_stage(name: str, settings: Settings) -> Stage[Any]:
@@ -77,9 +77,21 @@ def build_stage(name: str, settings: Settings) -> Stage[Any]:
 
 
 def prepare(settings: Settings) -> None:
-    """Topics and ledger schema exist (idempotent)."""
+    """Topics, ledger schema and the release's approved schemas exist (idempotent)."""
     create_topics(settings)
-    upgrade(settings.ledger_url)
+    upgrade_and_approve_release(settings)
+
+
+def upgrade_and_approve_release(settings: Settings, revision: str = "head") -> None:
+    """Bring the ledger to ``revision``; at head, approve this release's own schemas."""
+    upgrade(settings.ledger_url, revision)
+    if revision != "head":
+        return
+    engine = make_engine(settings.ledger_url)
+    try:
+        approve_release_schemas(engine, read_release_schemas(settings.schemas_dir))
+    finally:
+        engine.dispose()
 
 
 def run_consumers(
@@ -91,7 +103,7 @@ def run_consumers(
     if server:
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
     engine = ledger_engine(settings)
-    codec = make_codec(settings)
+    codec = make_codec(settings, engine)
     threads = []
     for name in names:
         stage = build_stage(name, settings)

@@ -1,4 +1,4 @@
-"""Avro single-object encoding of payment events; writer schemas are shared through Kafka.
+"""Avro single-object encoding of events, decoded only by writer schemas the switch approved.
 
 Wire format (Avro spec, "Single object encoding"): the marker ``C3 01``, the 8-byte
 little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form,
@@ -6,19 +6,28 @@ then the Avro binary body. A reader resolves the writer schema it finds by finge
 against its own (reader) schema of the same event type, so producers and consumers
 upgrade independently.
 
-Schemas travel in full (not in canonical form): the canonical form drops
-``logicalType`` and fastavro applies logical types from the *writer* schema, so a
-writer schema learned in canonical form would turn ``occurred_at`` back into an int.
+The fingerprint only names a schema; it does not prove one. CRC-64 collisions can be
+made, and the canonical form drops ``logicalType`` (which fastavro applies from the
+*writer* schema). So the writer schemas a codec knows are the release's own (reader)
+schemas plus those an operator approved (``approved_schemas`` in the ledger, which banks
+cannot write; see ``engine.schema_policy``), each kept with its identity: SHA-256 over
+its full normalised JSON, checked again when loaded. A fingerprint outside that set is
+dead-lettered ``schema_not_approved``; nothing a bank publishes adds a schema.
+
+Decoding is bounded: approved schemas are never recursive and are bounded in depth, and
+a body under a schema with arrays or maps is scanned first (:class:`_BodyScan`), each
+block count checked against the bytes that remain, before fastavro reads it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -28,14 +37,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 
-from engine.config import Settings
 from engine.events import EVENTS, EventDeclarationError, check_against_schemas
-from engine.kafka.client import Outgoing, make_consumer, make_producer, partitions_of, send_all
-from engine.kafka.client import schema_topic as schema_topic_of
-from engine.kafka.exceptions import KafkaPlumbingError
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,9 @@ MARKER = b"\xc3\x01"
 FINGERPRINT_BYTES = 8
 HEADER_BYTES = len(MARKER) + FINGERPRINT_BYTES
 FINGERPRINT_ALGORITHM = "CRC-64-AVRO"
-DEFAULT_REFRESH_INTERVAL_S = 30.0
-MAX_TRACKED_UNKNOWN_FINGERPRINTS = 1024  # bounds refreshes to this many per interval
-DEFAULT_STORE_FETCH_TIMEOUT_S = 10.0
-STORE_POLL_TIMEOUT_MS = 200
+APPROVAL_CHECK_INTERVAL_S = 5.0  # at most one "newest approval?" query per interval
+MAX_COLLECTION_ITEMS = 100_000  # array and map items in one message, all blocks together
+MAX_VARINT_BYTES = 10  # a zig-zag long takes at most 10 bytes
 
 EVENT_TYPES: Mapping[str, str] = MappingProxyType(
     {e.name: e.schema_file for e in EVENTS.values()}
@@ -78,7 +80,11 @@ class SchemaValidationError(SerializationError, ValueError):
 
 
 class SchemaStoreError(SerializationError):
-    """The schema store could not be read or written: an outage, not bad input."""
+    """The approved schemas could not be read: an outage, not bad input (retry)."""
+
+
+class SchemaConflictError(SerializationError):
+    """A schema would take a fingerprint that a schema of another identity holds."""
 
 
 class DecodeError(SerializationError):
@@ -94,7 +100,7 @@ class NotSingleObjectError(DecodeError):
 
 
 class UnknownSchemaError(DecodeError):
-    """No known writer schema has this fingerprint, even after asking the store."""
+    """The writer schema is approved but is no event this codec reads."""
 
     kind = "unknown_schema"
 
@@ -103,12 +109,18 @@ class UnknownSchemaError(DecodeError):
         self.fingerprint = fingerprint
 
 
+class SchemaNotApprovedError(UnknownSchemaError):
+    """No approved writer schema has this fingerprint: the switch never approved it."""
+
+    kind = "schema_not_approved"
+
+
 class IncompatibleSchemaError(UnknownSchemaError):
     """The writer schema is known but cannot be resolved against our reader schema."""
 
 
 class UndecodableBodyError(DecodeError):
-    """The Avro body is truncated, corrupt or followed by stray bytes."""
+    """The Avro body is truncated, corrupt, out of bounds or followed by stray bytes."""
 
     kind = "undecodable"
 
@@ -122,17 +134,31 @@ class DecodedEvent(NamedTuple):
 
 
 class WriterSchema(NamedTuple):
-    """A known writer schema; ``event_type`` is None when it is not a Sakk event."""
+    """An approved writer schema; ``event_type`` is None when this codec reads no such event."""
 
     event_type: str | None
     schema: ParsedSchema
     text: str
+    identity: str
+    raw: Mapping[str, Any]
 
 
-class SchemaFetcher(Protocol):
-    """Anything that returns every published writer schema (fingerprint -> schema JSON)."""
+class ApprovedSchema(NamedTuple):
+    """A row of the approved set: ``id`` grows with every approval, nothing is ever changed."""
 
-    def fetch_all(self) -> dict[bytes, str]: ...
+    id: int
+    fingerprint: bytes
+    identity: str
+    event_type: str
+    text: str
+
+
+class ApprovedSchemaSource(Protocol):
+    """Where the approved writer schemas live (the ledger: ``engine.ledger.schemas``)."""
+
+    def newest_id(self) -> int: ...
+
+    def since(self, after_id: int) -> list[ApprovedSchema]: ...
 
 
 def _schema_dict(schema: SchemaSource) -> dict[str, Any]:
@@ -143,14 +169,35 @@ def _schema_dict(schema: SchemaSource) -> dict[str, Any]:
 
 
 def schema_fingerprint(schema: SchemaSource) -> bytes:
-    """The 8 wire bytes identifying a schema: CRC-64-AVRO of its canonical form, little-endian."""
+    """The 8 wire bytes naming a schema: CRC-64-AVRO of its canonical form, little-endian."""
     # fastavro's hex string is already the little-endian byte order the spec puts on the wire.
     canonical = to_parsing_canonical_form(_schema_dict(schema))
     return bytes.fromhex(fingerprint(canonical, FINGERPRINT_ALGORITHM))
 
 
-def _schema_text(raw: Mapping[str, Any]) -> str:
-    return json.dumps(raw, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+def schema_text(schema: SchemaSource) -> str:
+    """The normalised JSON of a schema: sorted keys, no whitespace, nothing dropped."""
+    return json.dumps(
+        _schema_dict(schema), separators=(",", ":"), sort_keys=True, ensure_ascii=False
+    )
+
+
+def schema_identity(schema: SchemaSource) -> str:
+    """SHA-256 (hex) of :func:`schema_text`: differs whenever decoding could differ."""
+    return hashlib.sha256(schema_text(schema).encode("utf-8")).hexdigest()
+
+
+def read_release_schemas(path: Path | str) -> dict[str, str]:
+    """Every ``*.avsc`` of this release (the reader schemas), by the record name it defines."""
+    found: dict[str, str] = {}
+    for file in sorted(Path(path).glob("*.avsc")):
+        try:
+            text = file.read_text(encoding="utf-8")
+            name = _short_name(str(_schema_dict(text)["name"]))
+        except (OSError, ValueError, KeyError, SchemaFileError) as exc:
+            raise SchemaFileError(f"invalid schema file {file}: {exc}") from exc
+        found[name] = text
+    return found
 
 
 def _short_name(full_name: str) -> str:
@@ -158,7 +205,10 @@ def _short_name(full_name: str) -> str:
 
 
 class SchemaRegistry:
-    """Reader schemas of this process, plus every writer schema it has learned, by fingerprint."""
+    """Reader schemas of this process, plus every approved writer schema, by fingerprint.
+
+    The reader schemas are approved by being the release's own: they are writer schemas too.
+    """
 
     def __init__(self, reader_schemas: Mapping[str, SchemaSource]) -> None:
         self._readers: dict[str, ParsedSchema] = {}
@@ -173,7 +223,7 @@ class SchemaRegistry:
                 raise SchemaFileError(f"schema for {event_type} defines record {full_name!r}")
             self._readers[event_type] = parsed
             self._event_type_by_name[full_name] = event_type
-            self._reader_fingerprints[event_type] = self.add_writer_schema(raw)
+            self._reader_fingerprints[event_type] = self.add_approved(raw)
 
     @classmethod
     def from_dir(cls, path: Path | str) -> SchemaRegistry:
@@ -212,15 +262,26 @@ class SchemaRegistry:
         except KeyError:
             raise UnknownEventTypeError(f"no schema for event type {event_type!r}") from None
 
-    def add_writer_schema(self, schema: SchemaSource) -> bytes:
-        """Learn a writer schema (e.g. a newer version) so its messages can be decoded."""
+    def add_approved(self, schema: SchemaSource) -> bytes:
+        """Decode messages of an approved writer schema; the caller vouches for the approval.
+
+        Raises SchemaConflictError if its fingerprint names a schema of another identity.
+        """
         raw = _schema_dict(schema)
         fp = schema_fingerprint(raw)
-        if fp not in self._writers:
-            parsed = cast(ParsedSchema, parse_schema(raw))
-            full_name = parsed.get("name", "") if isinstance(parsed, dict) else ""
-            event_type = self._event_type_by_name.get(full_name)
-            self._writers[fp] = WriterSchema(event_type, parsed, _schema_text(raw))
+        identity = schema_identity(raw)
+        known = self._writers.get(fp)
+        if known is not None:
+            if known.identity != identity:
+                raise SchemaConflictError(
+                    f"fingerprint {fp.hex()} already names a schema of identity "
+                    f"{known.identity[:16]}..., not {identity[:16]}..."
+                )
+            return fp
+        parsed = cast(ParsedSchema, parse_schema(raw))
+        full_name = parsed.get("name", "") if isinstance(parsed, dict) else ""
+        event_type = self._event_type_by_name.get(full_name)
+        self._writers[fp] = WriterSchema(event_type, parsed, schema_text(raw), identity, raw)
         return fp
 
     def writer_for(self, fingerprint: bytes) -> WriterSchema | None:
@@ -238,6 +299,7 @@ class _ReadPlan(NamedTuple):
     event_type: str
     writer: ParsedSchema
     reader: ParsedSchema | None  # None when writer == reader: fastavro skips resolution
+    scan: Callable[[_BodyScan], None] | None  # None when the schema has no array nor map
 
 
 def _write_plan(schema: ParsedSchema, fp: bytes) -> _WritePlan:
@@ -252,7 +314,12 @@ def _write_plan(schema: ParsedSchema, fp: bytes) -> _WritePlan:
 
 
 class AvroCodec:
-    """Encodes records as single-object Avro and decodes them by the writer's fingerprint.
+    """Encodes records as single-object Avro and decodes them by an approved writer schema.
+
+    With ``approved`` (the ledger's approved set) the codec loads every approved schema at
+    start; a fingerprint it does not know makes it ask for the newest approval id at most
+    once per ``approval_check_interval_s``, and load only the rows approved since. So a
+    flood of unknown fingerprints costs one cheap query per interval, never a reload.
 
     Thread-safe for encode/decode: no buffer is shared between calls (measured: reusing
     one BytesIO is no faster than making one per call).
@@ -261,22 +328,27 @@ class AvroCodec:
     def __init__(
         self,
         registry: SchemaRegistry,
-        store: SchemaFetcher | None = None,
-        refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S,
+        approved: ApprovedSchemaSource | None = None,
+        approval_check_interval_s: float = APPROVAL_CHECK_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if refresh_interval_s <= 0:
-            raise ValueError(f"refresh_interval_s={refresh_interval_s} must be > 0")
+        if approval_check_interval_s <= 0:
+            raise ValueError(f"approval_check_interval_s={approval_check_interval_s} must be > 0")
         self.registry = registry
-        self._store = store
-        self._refresh_interval_s = refresh_interval_s
+        self._approved = approved
+        self._check_interval_s = approval_check_interval_s
         self._clock = clock
-        self._refreshed_at: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+        self._newest_loaded_id = 0
+        self._checked_at: float | None = None
+        self.approval_checks = 0  # "newest approval id?" queries made after the first load
         self._write_plans = {
             et: _write_plan(registry.reader_schema(et), registry.fingerprint_of(et))
             for et in registry.event_types
         }
         self._read_plans: dict[bytes, _ReadPlan] = {}
+        if approved is not None:
+            self._load(approved.since(0))
 
     def encode(self, event_type: str, record: Mapping[str, Any], validate: bool = False) -> bytes:
         """Single-object bytes of ``record``; ``validate`` checks every field first (slower)."""
@@ -303,6 +375,8 @@ class AvroCodec:
             raise NotSingleObjectError(_describe_not_single_object(data))
         fp = bytes(data[2:HEADER_BYTES])
         plan = self._read_plans.get(fp) or self._read_plan(fp)
+        if plan.scan is not None:
+            _scan_body(plan, data, fp)
         fo = io.BytesIO(data)
         fo.seek(HEADER_BYTES)
         try:
@@ -324,49 +398,240 @@ class AvroCodec:
 
     def _read_plan(self, fp: bytes) -> _ReadPlan:
         writer = self.registry.writer_for(fp)
-        if writer is None and self._refresh_from_store(fp):
+        if writer is None and self._check_for_new_approvals():
             writer = self.registry.writer_for(fp)
         if writer is None:
-            where = "locally or in the schema store" if self._store else "locally (no store)"
-            raise UnknownSchemaError(fp, f"writer schema fingerprint {fp.hex()} unknown {where}")
+            raise SchemaNotApprovedError(
+                fp, f"writer schema fingerprint {fp.hex()} is not an approved schema"
+            )
         if writer.event_type is None:
             name = writer.schema.get("name") if isinstance(writer.schema, dict) else writer.schema
-            raise UnknownSchemaError(fp, f"writer schema {fp.hex()} is {name!r}, not a Sakk event")
+            raise UnknownSchemaError(
+                fp, f"writer schema {fp.hex()} is {name!r}, not an event read here"
+            )
         same = fp == self.registry.fingerprint_of(writer.event_type)
         reader = None if same else self.registry.reader_schema(writer.event_type)
-        plan = _ReadPlan(writer.event_type, writer.schema, reader)
+        scan = _compile_scan(writer.raw) if _has_collections(writer.raw) else None
+        plan = _ReadPlan(writer.event_type, writer.schema, reader, scan)
         self._read_plans[fp] = plan
         return plan
 
-    def _refresh_from_store(self, fp: bytes) -> bool:
-        """Learn every schema in the store, at most once per interval per unknown fingerprint."""
-        if self._store is None:
+    def _check_for_new_approvals(self) -> bool:
+        """Load approvals made since the last load; at most one query per interval."""
+        if self._approved is None:
             return False
-        now = self._clock()
-        last = self._refreshed_at.get(fp)
-        if last is not None and now - last < self._refresh_interval_s:
-            return False
-        if len(self._refreshed_at) >= MAX_TRACKED_UNKNOWN_FINGERPRINTS:
-            horizon = now - self._refresh_interval_s
-            self._refreshed_at = {k: t for k, t in self._refreshed_at.items() if t > horizon}
-            if len(self._refreshed_at) >= MAX_TRACKED_UNKNOWN_FINGERPRINTS:
+        with self._lock:
+            now = self._clock()
+            if self._checked_at is not None and now - self._checked_at < self._check_interval_s:
                 return False
-        schemas = self._store.fetch_all()  # SchemaStoreError propagates: retry, don't dead-letter
-        self._refreshed_at[fp] = now
-        for key, text in schemas.items():
-            self._learn(key, text)
-        return self.registry.writer_for(fp) is not None
+            self._checked_at = now
+            self.approval_checks += 1
+            newest = self._approved.newest_id()  # SchemaStoreError propagates: retry
+            if newest <= self._newest_loaded_id:
+                return False
+            self._load(self._approved.since(self._newest_loaded_id))
+            return True
 
-    def _learn(self, key: bytes, text: str) -> None:
+    def _load(self, rows: list[ApprovedSchema]) -> None:
+        for row in rows:
+            self._newest_loaded_id = max(self._newest_loaded_id, row.id)
+            problem = _problem_with(row)
+            if problem is None:
+                try:
+                    self.registry.add_approved(row.text)
+                except (
+                    SchemaConflictError,
+                    SchemaParseException,
+                    ValueError,
+                    KeyError,
+                    TypeError,
+                ) as exc:
+                    problem = str(exc)
+            if problem is not None:  # its messages are dead-lettered schema_not_approved
+                log.error(
+                    "approved schema #%d (%s) not used: %s", row.id, row.fingerprint.hex(), problem
+                )
+
+
+def _problem_with(row: ApprovedSchema) -> str | None:
+    """Why a stored row must not be used: it does not hash to what it claims, or is unsafe."""
+    from engine.schema_policy import decoding_hazard  # the policy imports this module
+
+    try:
+        raw = _schema_dict(row.text)
+    except (ValueError, SchemaFileError) as exc:
+        return f"not a schema: {exc}"
+    if schema_identity(raw) != row.identity:
+        return "its text does not hash to its identity"
+    if schema_fingerprint(raw) != row.fingerprint:
+        return "its text does not have its fingerprint"
+    return decoding_hazard(raw)
+
+
+# --- bounded decoding: a scan of the body before fastavro reads it ----------------------------
+
+
+class _BodyScan:
+    """A cursor over a message body that never reads past its end."""
+
+    __slots__ = ("data", "pos", "items")
+
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data = data
+        self.pos = pos
+        self.items = 0
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def skip(self, n: int) -> None:
+        if n < 0 or n > len(self.data) - self.pos:
+            raise UndecodableBodyError(f"{n} bytes wanted at {self.pos}, {self.remaining()} left")
+        self.pos += n
+
+    def long(self) -> int:
+        data, pos, result, shift = self.data, self.pos, 0, 0
+        for _ in range(MAX_VARINT_BYTES):
+            if pos >= len(data):
+                raise UndecodableBodyError(f"varint cut at byte {pos}")
+            b = data[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                self.pos = pos
+                return (result >> 1) ^ -(result & 1)
+            shift += 7
+        raise UndecodableBodyError(f"varint longer than {MAX_VARINT_BYTES} bytes at {self.pos}")
+
+
+def _scan_body(plan: _ReadPlan, data: bytes, fp: bytes) -> None:
+    scan = _BodyScan(bytes(data), HEADER_BYTES)
+    if plan.scan is not None:
         try:
-            learned = self.registry.add_writer_schema(text)
-        except Exception as exc:  # untrusted input: a bad entry must not stop decoding
-            log.warning("schema store entry %s is not a valid schema: %s", key.hex(), exc)
+            plan.scan(scan)
+        except UndecodableBodyError as exc:
+            raise UndecodableBodyError(
+                f"{plan.event_type} body (writer {fp.hex()}) is out of bounds: {exc}"
+            ) from exc
+
+
+def _has_collections(node: Any) -> bool:
+    if isinstance(node, dict):
+        return node.get("type") in ("array", "map") or any(
+            _has_collections(v)
+            for k, v in node.items()
+            if k in ("type", "items", "values", "fields")
+        )
+    if isinstance(node, list):
+        return any(_has_collections(v) for v in node)
+    return False
+
+
+_Step = Callable[[_BodyScan], None]
+_FIXED_BYTES = {"boolean": 1, "float": 4, "double": 8}
+
+
+def _compile_scan(raw: Mapping[str, Any]) -> _Step:
+    """A step per type, reading exactly what fastavro will read; named types compiled once."""
+    named: dict[str, _Step] = {}
+
+    def full(name: str, namespace: str | None) -> str:
+        return name if "." in name or not namespace else f"{namespace}.{name}"
+
+    def compile_node(node: Any, namespace: str | None) -> _Step:
+        if isinstance(node, str):
+            if node == "null":
+                return lambda s: None
+            if node in _FIXED_BYTES:
+                size = _FIXED_BYTES[node]
+                return lambda s: s.skip(size)
+            if node in ("int", "long"):
+                return _varint
+            if node in ("bytes", "string"):
+                return lambda s: s.skip(s.long())
+            return named.get(full(node, namespace)) or named[node]
+        if isinstance(node, list):
+            branches = [compile_node(b, namespace) for b in node]
+            return lambda s: _union(s, branches)
+        kind = node["type"]
+        if kind in ("record", "error"):
+            name = full(node["name"], node.get("namespace", namespace))
+            inner = name.rsplit(".", 1)[0] if "." in name else None
+            steps: list[_Step] = []
+            named[name] = lambda s: _fields(s, steps)
+            steps.extend(compile_node(f["type"], inner) for f in node["fields"])
+            return named[name]
+        if kind == "enum":
+            name = full(node["name"], node.get("namespace", namespace))
+            count = len(node["symbols"])
+            named[name] = lambda s: _enum(s, count)
+            return named[name]
+        if kind == "fixed":
+            name = full(node["name"], node.get("namespace", namespace))
+            size = int(node["size"])
+            named[name] = lambda s: s.skip(size)
+            return named[name]
+        if kind == "array":
+            item = compile_node(node["items"], namespace)
+            return lambda s: _blocks(s, item)
+        if kind == "map":
+            value = compile_node(node["values"], namespace)
+            return lambda s: _blocks(s, lambda t: _map_entry(t, value))
+        return compile_node(kind, namespace)
+
+    return compile_node(dict(raw), None)
+
+
+def _varint(scan: _BodyScan) -> None:
+    scan.long()
+
+
+def _fields(scan: _BodyScan, steps: list[_Step]) -> None:
+    for step in steps:
+        step(scan)
+
+
+def _map_entry(scan: _BodyScan, value: _Step) -> None:
+    scan.skip(scan.long())  # the key
+    value(scan)
+
+
+def _enum(scan: _BodyScan, count: int) -> None:
+    _index(scan, count)
+
+
+def _index(scan: _BodyScan, count: int) -> int:
+    i = scan.long()
+    if not 0 <= i < count:
+        raise UndecodableBodyError(f"index {i} out of 0..{count - 1}")
+    return i
+
+
+def _union(scan: _BodyScan, branches: list[_Step]) -> None:
+    branches[_index(scan, len(branches))](scan)
+
+
+def _blocks(scan: _BodyScan, item: _Step) -> None:
+    """Array or map blocks: each count checked against the bytes left, items bounded in all."""
+    while True:
+        count = scan.long()
+        if count == 0:
             return
-        if learned != key:
-            log.warning(
-                "schema store entry %s holds a schema of fingerprint %s", key.hex(), learned.hex()
-            )
+        if count < 0:
+            count = -count
+            size = scan.long()
+            if size < 0 or size > scan.remaining():
+                raise UndecodableBodyError(f"block of {size} bytes, {scan.remaining()} left")
+        if count > scan.remaining():  # every item takes a byte at least (zero-size refused)
+            raise UndecodableBodyError(f"block of {count} items, {scan.remaining()} bytes left")
+        scan.items += count
+        if scan.items > MAX_COLLECTION_ITEMS:
+            raise UndecodableBodyError(f"more than {MAX_COLLECTION_ITEMS} items")
+        for _ in range(count):
+            start = scan.pos
+            item(scan)
+            if scan.pos == start:
+                raise UndecodableBodyError("an item of zero bytes")
 
 
 def _describe_not_single_object(data: bytes | None) -> str:
@@ -428,128 +693,3 @@ def _type_name(schema: Any) -> str:
     if isinstance(schema, list):
         return " or ".join(_type_name(s) for s in schema)
     return str(schema)
-
-
-class KafkaSchemaStore:
-    """Writer schemas kept in a Kafka topic (like Confluent's ``_schemas``): key fingerprint.
-
-    Values are the full schema JSON (see the module docstring for why not canonical form).
-    The topic itself is made by ``create_topics``; this class creates nothing.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        client_id: str = "sakk-schema-store",
-        fetch_timeout_s: float = DEFAULT_STORE_FETCH_TIMEOUT_S,
-    ) -> None:
-        if not 0 < fetch_timeout_s <= 600:
-            raise ValueError(f"fetch_timeout_s={fetch_timeout_s} must be in (0, 600]")
-        self.settings = settings
-        self.topic = schema_topic_of(settings)
-        self._client_id = client_id
-        self._fetch_timeout_s = fetch_timeout_s
-        self._producer: KafkaProducer | None = None
-        self._published: set[bytes] = set()
-
-    def publish(self, schema: SchemaSource) -> bytes:
-        """Publish a writer schema once per process; readers find it by its fingerprint."""
-        raw = _schema_dict(schema)
-        fp = schema_fingerprint(raw)
-        if fp in self._published:
-            return fp
-        message = Outgoing(self.topic, fp, _schema_text(raw).encode("utf-8"))
-        try:
-            if self._producer is None:
-                self._require_topic()  # else the producer's first metadata request creates it
-                self._producer = make_producer(self.settings, self._client_id)
-            send_all(self._producer, [message], timeout_s=self.settings.produce_timeout_s)
-        except (KafkaError, KafkaPlumbingError) as exc:
-            raise SchemaStoreError(
-                f"cannot publish schema {fp.hex()} to {self.topic}: {exc}"
-            ) from exc
-        self._published.add(fp)
-        return fp
-
-    def fetch_all(self) -> dict[bytes, str]:
-        """Every schema in the topic, read from the beginning up to the end offsets of now."""
-        with self._consumer() as consumer:
-            return self._read_to_end(consumer)
-
-    def _require_topic(self) -> None:
-        with self._consumer() as consumer:
-            if not partitions_of(consumer, self.topic):  # all-topics metadata: creates nothing
-                raise SchemaStoreError(f"schema store topic {self.topic} does not exist")
-
-    @contextmanager
-    def _consumer(self) -> Iterator[KafkaConsumer]:
-        """A group-less consumer: reading the store joins no group and commits nothing."""
-        try:
-            consumer = make_consumer(self.settings, group_id=None, client_id=self._client_id)
-        except KafkaError as exc:
-            raise SchemaStoreError(f"cannot reach the schema store {self.topic}: {exc}") from exc
-        try:
-            yield consumer
-        except KafkaError as exc:
-            raise SchemaStoreError(f"cannot read the schema store {self.topic}: {exc}") from exc
-        finally:
-            consumer.close(autocommit=False)
-
-    def _read_to_end(self, consumer: KafkaConsumer) -> dict[bytes, str]:
-        deadline = time.monotonic() + self._fetch_timeout_s
-        partitions = partitions_of(consumer, self.topic)
-        if not partitions:
-            raise SchemaStoreError(f"schema store topic {self.topic} does not exist")
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions, timeout_ms=self._remaining_ms(deadline))
-        schemas: dict[bytes, str] = {}
-        pending = [tp for tp in partitions if self._behind(consumer, tp, ends[tp], deadline)]
-        while pending:
-            if time.monotonic() >= deadline:
-                raise SchemaStoreError(
-                    f"schema store {self.topic} not read to its end within "
-                    f"{self._fetch_timeout_s:.0f}s"
-                )
-            batches = consumer.poll(
-                timeout_ms=min(STORE_POLL_TIMEOUT_MS, self._remaining_ms(deadline))
-            )
-            for records in batches.values():
-                for r in records:
-                    if r.key is not None and len(r.key) == FINGERPRINT_BYTES and r.value:
-                        schemas[bytes(r.key)] = r.value.decode("utf-8", errors="replace")
-            pending = [tp for tp in pending if self._behind(consumer, tp, ends[tp], deadline)]
-        return schemas
-
-    def _behind(
-        self, consumer: KafkaConsumer, tp: TopicPartition, end: int, deadline: float
-    ) -> bool:
-        position = consumer.position(tp, timeout_ms=self._remaining_ms(deadline))
-        return position is None or position < end  # None: not known yet, keep polling
-
-    @staticmethod
-    def _remaining_ms(deadline: float) -> int:
-        return max(1, int((deadline - time.monotonic()) * 1000))
-
-    def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=self.settings.produce_timeout_s)
-            self._producer = None
-
-
-def register_current_schemas(
-    codec_or_registry: AvroCodec | SchemaRegistry, store: KafkaSchemaStore
-) -> list[bytes]:
-    """Publish the schemas this process writes, so readers of any version can decode them."""
-    registry = (
-        codec_or_registry.registry
-        if isinstance(codec_or_registry, AvroCodec)
-        else codec_or_registry
-    )
-    published: list[bytes] = []
-    for event_type in registry.event_types:
-        writer = registry.writer_for(registry.fingerprint_of(event_type))
-        if writer is None:  # the registry adds every reader schema as a writer schema
-            raise SerializationError(f"current schema of {event_type} missing from the registry")
-        published.append(store.publish(writer.text))
-    return published

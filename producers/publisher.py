@@ -36,11 +36,8 @@ from engine.events import PAYMENT_INITIATED
 from engine.kafka.client import make_producer
 from engine.serialization import (
     AvroCodec,
-    KafkaSchemaStore,
     SchemaRegistry,
-    SchemaStoreError,
     SchemaValidationError,
-    register_current_schemas,
 )
 from engine.trust.exceptions import KeyFileError
 from engine.trust.keys import KeyPair
@@ -92,10 +89,10 @@ def new_payment(**fields: Any) -> dict[str, Any]:
 class PaymentPublisher:
     """Publishes payments for a bank; use it as a context manager.
 
-    Entering reads the signing key (unless ``signers`` are given), publishes the
-    current writer schemas to the schema store (so every consumer can decode what we
-    write) and opens the producer; leaving waits for the broker to acknowledge
-    everything sent and closes it.
+    Entering reads the signing key (unless ``signers`` are given) and opens the
+    producer; leaving waits for the broker to acknowledge everything sent and closes it.
+    The payments are written with this release's schemas, which the switch approved;
+    a bank publishes no schema (the switch decides which writer schemas exist).
     """
 
     def __init__(
@@ -135,13 +132,6 @@ class PaymentPublisher:
             return self
         if self._signers is None and self._own_key is None:
             self._own_key = self._read_key_file()
-        store = KafkaSchemaStore(self.settings, client_id=f"{self._client_id}-schemas")
-        try:
-            register_current_schemas(self.codec, store)
-        except SchemaStoreError as exc:
-            raise PublisherError(f"cannot publish the writer schemas: {exc}") from exc
-        finally:
-            store.close()
         try:
             self._producer = make_producer(self.settings, self._client_id)
         except KafkaError as exc:

@@ -185,7 +185,7 @@ def flow_factory(
         create_topics(settings)
         engine = prepare_ledger(settings)
         stop = threading.Event()
-        flow = Flow(settings, engine, make_codec(settings), stop)
+        flow = Flow(settings, engine, make_codec(settings, engine), stop)
         flow.threads = run_consumers(settings, consumers, stop) if consumers else []
         flows.append(flow)
         return flow

@@ -87,10 +87,11 @@ from engine.ledger.models import (
 )
 from engine.ledger.queries import select_in
 from engine.ledger.reference import load_reference_data, read_file
+from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor, BatchResult
-from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
+from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +232,13 @@ def _require_fresh(engine: Engine, url: str) -> None:
 
 
 def replay_codec(settings: Settings) -> AvroCodec:
-    """Reader schemas from disk, older writers' from the store; publishes nothing."""
-    return AvroCodec(
-        SchemaRegistry.from_dir(settings.schemas_dir),
-        KafkaSchemaStore(settings, client_id="sakk-replay-schemas"),
-    )
+    """Reader schemas from disk, other approved writers' from the live ledger; writes nothing.
+
+    Approvals are append-only, so the live ledger's approved set holds every schema the
+    live validator could decode with.
+    """
+    live = make_engine(settings.ledger_url, pool_size=1)
+    return AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir), LedgerApprovedSchemas(live))
 
 
 def _run(

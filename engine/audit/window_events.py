@@ -1,8 +1,9 @@
 """``SettlementWindowClosed`` on ``payments.windows``: the close as an event, and a chain anchor.
 
-The event is Avro single-object encoded like every Sakk event; its writer schema
-is published to the schema store so any reader can decode it by fingerprint. It
-has its own small registry: the stage codecs neither produce nor consume it.
+The event is Avro single-object encoded like every Sakk event; its writer schema is
+the release's own (approved at start-up like every schema under ``schemas/``), and a
+reader with the ledger also decodes the versions approved there. It has its own small
+registry: the stage codecs neither produce nor consume it.
 
 It carries every chain's head at the close (``chain_heads``); ``chain_seq`` and
 ``chain_hash`` stay chain 0's head, so readers of the first version still read it,
@@ -17,15 +18,8 @@ from engine.audit.offsets import OffsetLocator, PartitionRange
 from engine.audit.reader import RangeReader
 from engine.audit.windows import WindowReport
 from engine.config import Settings
-from engine.kafka.client import (
-    Outgoing,
-    create_topics,
-    make_consumer,
-    make_producer,
-    schema_topic,
-    send_all,
-)
-from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
+from engine.kafka.client import Outgoing, create_topics, make_consumer, make_producer, send_all
+from engine.serialization import ApprovedSchemaSource, AvroCodec, DecodeError, SchemaRegistry
 
 EVENT_TYPE = "SettlementWindowClosed"
 SCHEMA_FILE = "settlement_window_closed.avsc"
@@ -40,9 +34,9 @@ def _schema_text(settings: Settings) -> str:
     return (settings.schemas_dir / SCHEMA_FILE).read_text(encoding="utf-8")
 
 
-def window_codec(settings: Settings, store: KafkaSchemaStore | None = None) -> AvroCodec:
-    """The event's codec; with ``store`` it also reads events of earlier schema versions."""
-    return AvroCodec(SchemaRegistry({EVENT_TYPE: _schema_text(settings)}), store=store)
+def window_codec(settings: Settings, approved: ApprovedSchemaSource | None = None) -> AvroCodec:
+    """The event's codec; with ``approved`` it also reads the other approved versions."""
+    return AvroCodec(SchemaRegistry({EVENT_TYPE: _schema_text(settings)}), approved)
 
 
 def closed_event(report: WindowReport) -> dict[str, Any]:
@@ -67,12 +61,7 @@ def closed_event(report: WindowReport) -> dict[str, Any]:
 def publish_close(settings: Settings, report: WindowReport) -> str:
     """Produce the window's closed event (acks=all); returns the topic. Safe to repeat."""
     topic = windows_topic(settings)
-    create_topics(settings, [topic, schema_topic(settings)])
-    store = KafkaSchemaStore(settings, client_id="sakk-settlement")
-    try:
-        store.publish(_schema_text(settings))
-    finally:
-        store.close()
+    create_topics(settings, [topic])
     value = window_codec(settings).encode(EVENT_TYPE, closed_event(report), validate=True)
     producer = make_producer(settings, client_id="sakk-settlement")
     try:
@@ -86,11 +75,12 @@ def publish_close(settings: Settings, report: WindowReport) -> str:
     return topic
 
 
-def read_closed_events(settings: Settings) -> list[dict[str, Any]]:
+def read_closed_events(
+    settings: Settings, approved: ApprovedSchemaSource | None = None
+) -> list[dict[str, Any]]:
     """Every window-closed event on the topic (none when the topic does not exist)."""
     topic = windows_topic(settings)
-    store = KafkaSchemaStore(settings, client_id="sakk-audit")
-    codec = window_codec(settings, store)  # events of an earlier version: schema from the store
+    codec = window_codec(settings, approved)  # earlier versions: those approved in the ledger
     consumer = make_consumer(settings, group_id=None, client_id="sakk-audit")
     try:
         if not consumer.partitions_for_topic(topic):
@@ -109,4 +99,3 @@ def read_closed_events(settings: Settings) -> list[dict[str, Any]]:
         return events
     finally:
         consumer.close(autocommit=False)
-        store.close()

@@ -103,15 +103,20 @@ def _topic_anchors(settings: Settings) -> list[Anchor]:
         raise click.UsageError("--anchors-from-topic needs SAKK_KAFKA_BOOTSTRAP_SERVERS")
     from engine.audit.window_events import read_closed_events, windows_topic
     from engine.kafka.exceptions import KafkaPlumbingError
+    from engine.ledger.database import make_engine
+    from engine.ledger.schemas import LedgerApprovedSchemas
     from engine.serialization import SchemaStoreError
 
     topic = windows_topic(settings)
+    engine = make_engine(settings.ledger_url, pool_size=1)
     try:
-        events = read_closed_events(settings)
+        events = read_closed_events(settings, LedgerApprovedSchemas(engine))
     except (KafkaPlumbingError, SchemaStoreError) as exc:
         raise click.ClickException(
             f"cannot read the window-closed events on {topic}: {exc}"
         ) from exc
+    finally:
+        engine.dispose()
     return [a for e in events
             for a in event_anchors(e, f"window {e['window']} closed event on {topic}")]  # fmt: skip
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from engine.app import upgrade_and_approve_release
 from engine.cli import cli
 from engine.config import Settings
-from engine.ledger.database import upgrade
 
 
 @cli.group()
@@ -18,8 +18,8 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 @click.pass_obj
 def db_upgrade(settings: Settings, revision: str) -> None:
-    """Apply the Alembic migrations."""
-    upgrade(settings.ledger_url, revision)
+    """Apply the Alembic migrations; at head, approve this release's own schemas."""
+    upgrade_and_approve_release(settings, revision)
     click.echo(
         f"ledger at {revision}: {settings.redacted()['database_url'] or settings.ledger_url}"
     )

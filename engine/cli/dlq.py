@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from engine.app import STAGE_NAMES
+from engine.app import STAGE_NAMES, make_codec
 from engine.audit.exceptions import AuditError
 from engine.audit.export import jsonable
 from engine.audit.times import as_utc, parse_instant
@@ -45,14 +45,9 @@ from engine.ledger.dead_letters import (
     list_dead_letters,
 )
 from engine.ledger.exceptions import DeadLetterNotFoundError
+from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.masking import mask_text
-from engine.serialization import (
-    AvroCodec,
-    KafkaSchemaStore,
-    SchemaRegistry,
-    SerializationError,
-    register_current_schemas,
-)
+from engine.serialization import AvroCodec, SchemaRegistry, SchemaStoreError, SerializationError
 
 DEFAULT_LISTED = 100
 REASON_COLUMN_CHARS = 60  # the table cuts reasons; ``show`` prints them whole
@@ -258,23 +253,19 @@ def _login_name() -> str:
 
 @contextmanager
 def _writing_codec(settings: Settings) -> Iterator[AvroCodec]:
-    """As every producer's: this process's writer schemas are registered in the store first."""
-    store = KafkaSchemaStore(settings, client_id="sakk-dlq-schemas")
-    try:
-        codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir), store)
-        register_current_schemas(codec, store)
-        yield codec
-    finally:
-        store.close()
+    """The stages' codec: the release's schemas and every schema approved in the ledger."""
+    with _ledger(settings) as engine:
+        yield make_codec(settings, engine)
 
 
 def _reading_codec(settings: Settings) -> tuple[AvroCodec, str]:
-    """A codec that publishes nothing: local schemas, and the store when there is a broker."""
+    """A codec that writes nothing: the release's schemas and those approved in the ledger."""
     registry = SchemaRegistry.from_dir(settings.schemas_dir)
-    if settings.uses_embedded_broker:
-        return AvroCodec(registry), "local only (SAKK_KAFKA_BOOTSTRAP_SERVERS unset: no store)"
-    store = KafkaSchemaStore(settings, client_id="sakk-dlq-schemas")
-    return AvroCodec(registry, store), "local and the schema store"
+    engine = make_engine(settings.ledger_url, pool_size=1)
+    try:
+        return AvroCodec(registry, LedgerApprovedSchemas(engine)), "release and approved"
+    except SchemaStoreError as exc:
+        raise click.ClickException(f"{exc} (is the ledger migrated with sakk db upgrade?)") from exc
 
 
 def _iso(moment: Any) -> str:

@@ -157,12 +157,7 @@ def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [settings.topic(name) for name in STAGE_TOPICS] + [schema_topic(settings)]
-
-
-def schema_topic(settings: Settings) -> str:
-    """Topic where producers register the Avro writer schemas they use."""
-    return f"{settings.topic_prefix}._schemas"
+    return [settings.topic(name) for name in STAGE_TOPICS]
 
 
 def create_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
@@ -179,7 +174,7 @@ def create_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
         for name in missing:
-            partitions = 1 if name.endswith("._schemas") else settings.topic_partitions
+            partitions = settings.topic_partitions
             with contextlib.suppress(TopicAlreadyExistsError):  # made meanwhile by another process
                 admin.create_topics(
                     [

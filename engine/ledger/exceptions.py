@@ -23,3 +23,7 @@ class DeadLetterNotFoundError(LedgerError):
 
 class ChainKeyError(LedgerError):
     """A posting's chain key is outside the chains a ledger may have; nothing was written."""
+
+
+class ReleaseSchemaConflictError(LedgerError):
+    """The ledger holds another schema under a fingerprint of this release's schemas."""

@@ -581,3 +581,25 @@ class NotificationAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
+
+
+class ApprovedSchema(Base):
+    """A writer schema the switch approved: only these are ever used to decode a message.
+
+    First writer wins: the fingerprint (the 8 bytes on the wire) and the identity
+    (SHA-256 of the normalised schema JSON) are each unique, and a row is never
+    updated or deleted (database triggers refuse both). Banks cannot write here.
+    """
+
+    __tablename__ = "approved_schemas"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(8), unique=True)
+    identity: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    schema_text: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(10))  # release | operator
+    approved_by: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("origin IN ('release', 'operator')", name="origin"),)

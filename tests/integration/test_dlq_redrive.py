@@ -119,7 +119,7 @@ def corrected_files(flow: Flow, tmp_path: Path, record: dict[str, Any]) -> tuple
 
 def read_partition_until(flow: Flow, partition: int, event_id: str) -> list[Any]:
     """Every record of payments.initiated's ``partition`` up to the one holding ``event_id``."""
-    codec = make_codec(flow.settings, with_store=True)
+    codec = make_codec(flow.settings, flow.engine)
     consumer = make_consumer(flow.settings, group_id=None, client_id="test-reader")
     tp = TopicPartition(flow.settings.topic("initiated"), partition)
     records: list[Any] = []
@@ -179,7 +179,7 @@ def test_unknown_schema_dead_letter_settles_once_its_schema_is_registered_and_re
     store.publish(schema)  # the bank deploys its publisher properly
     store.close()
 
-    with Redriver(flow.settings, flow.engine, make_codec(flow.settings)) as redriver:
+    with Redriver(flow.settings, flow.engine, make_codec(flow.settings, flow.engine)) as redriver:
         first = redriver.redrive(dead.id, "alice", "PaymentInitiated v2 registered")
         flow.wait_until(lambda: state_of(flow, p) == "SETTLED")
         before = ledger_rows(flow)

@@ -60,7 +60,7 @@ def test_an_operator_redelivers_given_up_notifications_once_with_an_audit_record
             NotificationStage(settings, "webhook"),
             [inbound(settings.topic("settled"), "PaymentSettled", record)],
         )
-    book = DeliveryBook(settings, engine, make_codec(settings, False), "webhook", random.Random(3))
+    book = DeliveryBook(settings, engine, make_codec(settings), "webhook", random.Random(3))
     endpoint = Endpoint()
     now = datetime.now(UTC)
     announced = []

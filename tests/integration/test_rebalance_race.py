@@ -36,7 +36,7 @@ def test_the_second_instance_to_settle_a_batch_is_refused_and_sees_duplicates(
     upgrade(settings.ledger_url)
     engine = make_engine(settings.ledger_url)
     load_reference_data(engine, read_file(REFERENCE_FILE))
-    codec = make_codec(settings, False)
+    codec = make_codec(settings)
     topic = PAYMENT_INITIATED.topic(settings)
     initiated = []
     for offset, (payer, payee) in enumerate([(AMINA, KARIM), (YOUSSEF, KARIM), (AMINA, YOUSSEF)]):

@@ -44,7 +44,7 @@ class Pump:
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
-        self.codec = make_codec(settings, with_store=False)
+        self.codec = make_codec(settings)
         self.sender = LogSender(settings.notify_log_path)
         self.book = DeliveryBook(settings, engine, self.codec, self.sender.name)
         self.stages = [

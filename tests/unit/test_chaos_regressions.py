@@ -67,7 +67,7 @@ def raw(
 def test_redelivered_poison_is_dead_lettered_again_with_its_reason_and_source(ledger):
     """Bug 1: the dead letter re-sent on redelivery had no headers (no reason, no source)."""
     settings, engine = ledger
-    processor = BatchProcessor(Validator(settings), engine, make_codec(settings, False), settings)
+    processor = BatchProcessor(Validator(settings), engine, make_codec(settings), settings)
     poison = raw(settings, "initiated", 7, b"\x01 not avro")
     first = processor.process([poison]).outgoing
     again = processor.process([poison]).outgoing  # crash before the offset commit: redelivered
@@ -84,7 +84,7 @@ def test_a_redelivered_payment_is_produced_again_before_the_step_behind_it(ledge
     produced its fresh events (a step) before the stored copies of the events it had
     recorded (the payment the step names): settlement then saw the step first."""
     settings, engine = ledger
-    codec = make_codec(settings, False)
+    codec = make_codec(settings)
     processor = BatchProcessor(Validator(settings), engine, codec, settings)
     card = authorization(AMINA, KARIM, 5_000)
     key = card["payer_account"].encode()
@@ -98,7 +98,7 @@ def test_a_redelivered_payment_is_produced_again_before_the_step_behind_it(ledge
 
 def test_redelivered_huge_poison_keeps_its_truncation_header(ledger):
     settings, engine = ledger
-    processor = BatchProcessor(Validator(settings), engine, make_codec(settings, False), settings)
+    processor = BatchProcessor(Validator(settings), engine, make_codec(settings), settings)
     blob = raw(settings, "initiated", 0, b"\x00" * settings.max_message_bytes)
     first = processor.process([blob]).outgoing
     again = processor.process([blob]).outgoing
@@ -112,7 +112,7 @@ def test_redelivered_huge_poison_keeps_its_truncation_header(ledger):
 
 def test_redelivered_stage_refusal_keeps_its_reason(ledger):
     settings, engine = ledger
-    codec = make_codec(settings, False)
+    codec = make_codec(settings)
     processor = BatchProcessor(Validator(settings), engine, codec, settings)
     original = payment(AMINA, KARIM, 1_000)
     reused = original | {"event_id": "another-event"}
@@ -139,7 +139,7 @@ def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_record
     notification id, records it and announces it once.
     """
     settings, engine = ledger
-    codec = make_codec(settings, False)
+    codec = make_codec(settings)
     validator = BatchProcessor(Validator(settings), engine, codec, settings)
     record = payment(AMINA, YOUSSEF, 1_000)  # one bank: one notification
     validated = validator.process(

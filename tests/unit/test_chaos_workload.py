@@ -24,7 +24,7 @@ START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def codec():
-    return make_codec(load_settings(environ={}), with_store=False)
+    return make_codec(load_settings(environ={}))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ TOPIC = "chaos7.initiated"
 
 @pytest.fixture(scope="module")
 def codec():
-    return make_codec(load_settings(environ={}), with_store=False)
+    return make_codec(load_settings(environ={}))
 
 
 @pytest.fixture(scope="module")

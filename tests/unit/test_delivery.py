@@ -90,7 +90,7 @@ def rows(engine: Engine) -> list:  # type: ignore[type-arg]
 def book_at(ledger) -> Callable[[], DeliveryBook]:  # type: ignore[no-untyped-def]
     settings, engine = ledger
     return lambda: DeliveryBook(
-        settings, engine, make_codec(settings, False), "scripted", random.Random(7)
+        settings, engine, make_codec(settings), "scripted", random.Random(7)
     )
 
 
@@ -208,7 +208,7 @@ def test_free_slots_bound_work_per_bank_and_in_total(ledger):
     settings, engine = ledger
     settings = settings.replace(webhook_concurrency=6, notify_max_in_flight_per_bank=2)
     dispatcher = Dispatcher(
-        settings, engine, make_codec(settings, False), ScriptedSender({}), threading.Event()
+        settings, engine, make_codec(settings), ScriptedSender({}), threading.Event()
     )
     dispatcher.sender.concurrent = True  # type: ignore[misc]
     dispatcher._threads = 6

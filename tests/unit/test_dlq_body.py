@@ -14,7 +14,7 @@ from engine.dlq.body import corrected_body, event_types_of_topic, read_body_file
 from engine.dlq.exceptions import CorrectedBodyError
 from tests.factories import AMINA, KARIM, authorization, payment, step
 
-CODEC = make_codec(Settings(), with_store=False)
+CODEC = make_codec(Settings())
 TOPIC = "payments.initiated"
 
 

@@ -28,7 +28,7 @@ def run(tmp_path: Path):  # type: ignore[no-untyped-def]
     upgrade(settings.ledger_url)
     engine = make_engine(settings.ledger_url)
     load_reference_data(engine, read_file(REFERENCE_FILE))
-    codec = make_codec(settings, with_store=False)
+    codec = make_codec(settings)
     processor = BatchProcessor(Validator(settings), engine, codec, settings)
     topic, key = settings.topic("initiated"), AMINA[1].encode()
     value = codec.encode("PaymentInitiated", payment(AMINA, KARIM))[:30]

@@ -127,7 +127,7 @@ def ledger(tmp_path: Path) -> Ledger:
     upgrade(settings.ledger_url)
     engine = make_engine(settings.ledger_url)
     load_reference_data(engine, read_file(REFERENCE_FILE))
-    codec = make_codec(settings, with_store=False)
+    codec = make_codec(settings)
     return Ledger(
         settings, engine, codec, BatchProcessor(Validator(settings), engine, codec, settings)
     )

@@ -78,7 +78,7 @@ SETTLED_FIELDS = {
 def setup(tmp_path: Path) -> tuple[Settings, Engine, AvroCodec]:
     settings = load_settings(environ={}, data_dir=tmp_path, topic_prefix="test")
     upgrade(settings.ledger_url)
-    return settings, make_engine(settings.ledger_url), make_codec(settings, False)
+    return settings, make_engine(settings.ledger_url), make_codec(settings)
 
 
 def message(codec: AvroCodec, offset: int, amount_minor: int = 1_000) -> RawMessage:

@@ -68,7 +68,7 @@ def measure_stages(
         load_reference_data(engine, reference)
         signers = simulation_signers(reference, SEED)
         register_simulated_keys(settings, signers)
-        codec = make_codec(settings, with_store=False)
+        codec = make_codec(settings, engine)
         initiated = _initiated(settings, reference, signers, codec, payments)
 
         costs = []

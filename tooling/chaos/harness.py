@@ -398,7 +398,7 @@ class ChaosRun:
     def _workload(self, settings: Settings) -> Workload:
         start = self.config.start or datetime.now(UTC).replace(microsecond=0)
         self.report.start = start.strftime("%Y-%m-%dT%H:%M:%S%z")
-        codec = make_codec(settings, with_store=False)
+        codec = make_codec(settings)
         workload = WorkloadBuilder(
             read_file(settings.reference_file), self.config.seed, start, codec,
             topic=settings.topic("initiated"), hold_expiry_default_s=settings.hold_expiry_s,
@@ -772,7 +772,7 @@ class ChaosRun:
         wire = {name: records[topic] for name, topic in wire_topics.items()}
         evidence = Evidence(
             settings,
-            make_codec(settings, with_store=False),
+            make_codec(settings),
             workload,
             start_balances,
             wire,

@@ -75,7 +75,7 @@ def _ledger(settings: Settings) -> Iterator[Engine]:
 
 
 @dlq.command("list")
-@click.option("--kind", metavar="KIND", help="undecodable, unknown_schema, poison, ...")
+@click.option("--kind", metavar="KIND", help="undecodable, schema_not_approved, poison, ...")
 @click.option(
     "--since", metavar="TIME", help="Recorded at or after, ISO 8601 (UTC unless a zone is given)."
 )

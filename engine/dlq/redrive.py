@@ -348,8 +348,8 @@ class Redriver:
         except DecodeError as exc:
             raise StillUndecodableError(
                 f"dead letter {dead.id}: still does not decode ({exc.kind}: "
-                f"{mask_text(str(exc))}); fix the cause first (a writer schema registered, "
-                f"say) or give a corrected message with --body FILE"
+                f"{mask_text(str(exc))}); fix the cause first (its writer schema approved with "
+                f"sakk schemas approve, say) or give a corrected message with --body FILE"
             ) from exc
         return _Planned(
             key=copy.key,

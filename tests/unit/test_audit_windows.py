@@ -114,7 +114,7 @@ def test_the_closed_event_carries_every_chain_head_and_chain_0_as_before():
 
 def test_a_reader_of_the_first_version_reads_a_new_closed_event():
     old_reader = AvroCodec(SchemaRegistry({EVENT_TYPE: first_version_schema()}))
-    old_reader.registry.add_writer_schema((Settings().schemas_dir / SCHEMA_FILE).read_text())
+    old_reader.registry.add_approved((Settings().schemas_dir / SCHEMA_FILE).read_text())
     data = window_codec(Settings()).encode(EVENT_TYPE, closed_event(closed_report()))
     event = old_reader.decode(data).record
     assert "chain_heads" not in event
@@ -126,6 +126,6 @@ def test_a_closed_event_of_the_first_version_is_read_with_no_chain_heads():
     record = closed_event(closed_report())
     del record["chain_heads"]
     reader = window_codec(Settings())
-    reader.registry.add_writer_schema(first_version_schema())
+    reader.registry.add_approved(first_version_schema())
     event = reader.decode(old_writer.encode(EVENT_TYPE, record, validate=True)).record
     assert event["chain_heads"] == [] and event["chain_seq"] == 40

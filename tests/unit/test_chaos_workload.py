@@ -69,7 +69,7 @@ def test_poison_does_not_decode_and_everything_else_does(reference, codec):
             assert m.label in ("random_bytes", "truncated_avro", "empty_message", "megabyte_blob")
             undecodable += 1
     dead = workload.dead_letters
-    assert undecodable == dead["undecodable"] + dead["unknown_schema"]
+    assert undecodable == dead["undecodable"] + dead["schema_not_approved"]
 
 
 def test_dependants_follow_their_original_on_its_key(reference, codec):

@@ -78,6 +78,6 @@ def test_show_masks_the_payers_account_and_says_the_body_does_not_decode(run) ->
     code, out = run("show", "1")
     assert code == 0, out
     assert "****0111" in out and AMINA[1] not in out
-    assert "does not decode" in out and "schemas: local only" in out
+    assert "does not decode" in out and "schemas: release and approved" in out
     code, out = run("show", "2")
     assert code == 1 and "no dead letter 2 in the ledger" in out

@@ -230,7 +230,7 @@ def test_original_bytes_that_still_do_not_decode_are_refused(ledger):
     unknown = b"\xc3\x01" + b"\x00" * 8 + ledger.codec.encode("PaymentInitiated", p)[10:]
     ledger.deliver(4, unknown)
     (dead_letter_id,) = ledger.dead_letter_ids()
-    with pytest.raises(StillUndecodableError, match="unknown_schema.*--body FILE"):
+    with pytest.raises(StillUndecodableError, match="schema_not_approved.*--body FILE"):
         ledger.redriver(RecordingProducer()).redrive(dead_letter_id, "alice")
     assert redrives(ledger) == []
 
@@ -297,7 +297,7 @@ def test_listing_filters_by_kind_consumer_and_time_and_shows_the_redrive(ledger)
     later = datetime.now(UTC) + timedelta(hours=1)
     with ledger.engine.connect() as conn:
         assert [d.id for d in list_dead_letters(conn, kind="undecodable")] == [first, second]
-        assert [d.id for d in list_dead_letters(conn, kind="unknown_schema")] == [third]
+        assert [d.id for d in list_dead_letters(conn, kind="schema_not_approved")] == [third]
         assert list_dead_letters(conn, consumer="settlement") == []
         assert list_dead_letters(conn, since=later) == []
         assert [d.id for d in list_dead_letters(conn, limit=1)] == [first]

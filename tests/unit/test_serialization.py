@@ -15,16 +15,21 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from engine.config import Settings
 from engine.serialization import (
     EVENT_TYPES,
+    ApprovedSchema,
     AvroCodec,
     DecodeError,
     IncompatibleSchemaError,
     NotSingleObjectError,
+    SchemaConflictError,
+    SchemaNotApprovedError,
     SchemaRegistry,
     SchemaValidationError,
     UndecodableBodyError,
     UnknownEventTypeError,
     UnknownSchemaError,
     schema_fingerprint,
+    schema_identity,
+    schema_text,
 )
 
 SCHEMAS_DIR = Settings().schemas_dir
@@ -175,16 +180,31 @@ def registry_with_initiated(version_or_schema: int | dict[str, Any]) -> SchemaRe
     return SchemaRegistry(sources)
 
 
-class FakeStore:
-    """A schema store in memory that counts how often it is read."""
+class FakeApproved:
+    """An approved set in memory that counts its queries (unit test of the codec alone)."""
 
-    def __init__(self, schemas: dict[bytes, str] | None = None) -> None:
-        self.schemas = dict(schemas or {})
-        self.fetches = 0
+    def __init__(self, *schemas: dict[str, Any] | str) -> None:
+        self.rows: list[ApprovedSchema] = []
+        self.newest_queries = 0
+        self.loads = 0
+        for schema in schemas:
+            self.approve(schema)
 
-    def fetch_all(self) -> dict[bytes, str]:
-        self.fetches += 1
-        return dict(self.schemas)
+    def approve(self, schema: dict[str, Any] | str, text: str | None = None) -> None:
+        self.rows.append(
+            ApprovedSchema(
+                len(self.rows) + 1, schema_fingerprint(schema), schema_identity(schema),
+                "PaymentInitiated", text if text is not None else schema_text(schema),
+            )
+        )  # fmt: skip
+
+    def newest_id(self) -> int:
+        self.newest_queries += 1
+        return len(self.rows)
+
+    def since(self, after_id: int) -> list[ApprovedSchema]:
+        self.loads += 1
+        return self.rows[after_id:]
 
 
 class FakeClock:
@@ -321,23 +341,23 @@ def test_decode_when_bytes_follow_the_record_raises_undecodable_body(codec: Avro
         codec.decode(data + b"xyz")
 
 
-def test_decode_when_fingerprint_unknown_raises_unknown_schema(codec: AvroCodec) -> None:
+def test_decode_when_fingerprint_unknown_raises_schema_not_approved(codec: AvroCodec) -> None:
     data = codec.encode("PaymentInitiated", RECORDS["PaymentInitiated"])
     unknown = bytes.fromhex("0123456789abcdef")
 
-    with pytest.raises(UnknownSchemaError, match="0123456789abcdef") as caught:
+    with pytest.raises(SchemaNotApprovedError, match="0123456789abcdef") as caught:
         codec.decode(data[:2] + unknown + data[10:])
 
-    assert caught.value.kind == "unknown_schema"
+    assert caught.value.kind == "schema_not_approved"
     assert caught.value.fingerprint == unknown
 
 
 def test_decode_when_writer_schema_is_not_an_event_raises_unknown_schema() -> None:
     other = {"type": "record", "name": "Other", "namespace": "x", "fields": []}
     registry_copy = registry_with_initiated(1)
-    fp = registry_copy.add_writer_schema(other)
+    fp = registry_copy.add_approved(other)
 
-    with pytest.raises(UnknownSchemaError, match="not a Sakk event"):
+    with pytest.raises(UnknownSchemaError, match="not an event read here"):
         AvroCodec(registry_copy).decode(b"\xc3\x01" + fp)
 
 
@@ -415,7 +435,7 @@ def test_decode_of_v2_message_by_v1_reader_drops_the_new_field() -> None:
     record_v2 = {**RECORDS["PaymentInitiated"], "device_id": "android-7f3a"}
     data = v2_codec.encode("PaymentInitiated", record_v2, validate=True)
 
-    v2_fingerprint = v1_registry.add_writer_schema(initiated_schema(2))
+    v2_fingerprint = v1_registry.add_approved(initiated_schema(2))
     decoded = AvroCodec(v1_registry).decode(data)
 
     assert data[2:10] == v2_fingerprint != v1_registry.fingerprint_of("PaymentInitiated")
@@ -437,7 +457,7 @@ def test_decode_of_v1_message_by_v2_reader_fills_the_default() -> None:
         "PaymentInitiated", RECORDS["PaymentInitiated"]
     )
     v2_registry = registry_with_initiated(2)
-    v2_registry.add_writer_schema(initiated_schema(1))
+    v2_registry.add_approved(initiated_schema(1))
 
     decoded = AvroCodec(v2_registry).decode(data)
 
@@ -453,7 +473,7 @@ def test_decode_when_writer_cannot_be_resolved_raises_incompatible_schema() -> N
         if field["name"] == "currency":
             field["type"] = "int"  # a reader that cannot read the writer's string
     reader = registry_with_initiated(incompatible)
-    reader.add_writer_schema(initiated_schema(1))
+    reader.add_approved(initiated_schema(1))
 
     with pytest.raises(IncompatibleSchemaError, match="cannot be read as PaymentInitiated") as c:
         AvroCodec(reader).decode(data)
@@ -461,46 +481,61 @@ def test_decode_when_writer_cannot_be_resolved_raises_incompatible_schema() -> N
     assert c.value.kind == "unknown_schema"
 
 
-def test_decode_when_fingerprint_unknown_learns_it_from_the_store() -> None:
+def test_decode_of_a_v2_message_approved_at_start_drops_the_new_field() -> None:
     data = AvroCodec(registry_with_initiated(2)).encode(
         "PaymentInitiated", {**RECORDS["PaymentInitiated"], "device_id": "ios-0042"}
     )
-    store = FakeStore({data[2:10]: json.dumps(initiated_schema(2))})
-    codec = AvroCodec(registry_with_initiated(1), store=store)
+    approved = FakeApproved(initiated_schema(2))
+    codec = AvroCodec(registry_with_initiated(1), approved)
 
     assert codec.decode(data).record == RECORDS["PaymentInitiated"]
     assert codec.decode(data).record == RECORDS["PaymentInitiated"]
-    assert store.fetches == 1
+    assert (approved.loads, approved.newest_queries) == (1, 0)
 
 
-def test_decode_when_fingerprint_unknown_asks_the_store_at_most_once_per_interval() -> None:
+def test_an_unapproved_fingerprint_asks_for_new_approvals_at_most_once_per_interval() -> None:
     data = AvroCodec(registry_with_initiated(2)).encode(
         "PaymentInitiated", {**RECORDS["PaymentInitiated"], "device_id": "ios-0042"}
     )
-    store, clock = FakeStore(), FakeClock()
-    codec = AvroCodec(registry_with_initiated(1), store=store, refresh_interval_s=30, clock=clock)
+    approved, clock = FakeApproved(), FakeClock()
+    codec = AvroCodec(
+        registry_with_initiated(1), approved, approval_check_interval_s=5, clock=clock
+    )
 
-    for _ in range(3):
-        with pytest.raises(UnknownSchemaError, match="schema store"):
+    for _ in range(1000):
+        with pytest.raises(SchemaNotApprovedError, match="not an approved schema") as caught:
             codec.decode(data)
-    assert store.fetches == 1
+    assert caught.value.kind == "schema_not_approved"
+    assert (approved.newest_queries, approved.loads) == (1, 1)  # the load at start
 
-    clock.now += 30
-    store.schemas[data[2:10]] = json.dumps(initiated_schema(2))
+    clock.now += 5
+    approved.approve(initiated_schema(2))
     assert codec.decode(data).event_type == "PaymentInitiated"
-    assert store.fetches == 2
+    assert (approved.newest_queries, approved.loads) == (2, 2)
 
 
-def test_decode_when_store_entry_is_not_a_schema_raises_unknown_schema() -> None:
+def test_an_approved_row_whose_text_does_not_hash_to_its_identity_is_not_used() -> None:
+    v2 = initiated_schema(2)
     data = AvroCodec(registry_with_initiated(2)).encode(
         "PaymentInitiated", {**RECORDS["PaymentInitiated"], "device_id": "ios-0042"}
     )
-    store = FakeStore(
-        {
-            data[2:10]: "not json",
-            b"\x00" * 8: '{"type": "record"}',  # fastavro: SchemaParseException, not ValueError
-            b"\x01" * 8: json.dumps(initiated_schema(1)),  # key is not its fingerprint
-        }
-    )
-    with pytest.raises(UnknownSchemaError):
-        AvroCodec(registry_with_initiated(1), store=store).decode(data)
+    swapped = copy.deepcopy(v2)
+    names = [f["name"] for f in swapped["fields"]]
+    i, j = names.index("payer_account"), names.index("payee_account")
+    swapped["fields"][i]["name"], swapped["fields"][j]["name"] = "payee_account", "payer_account"
+    approved = FakeApproved()
+    approved.approve(v2, text=schema_text(swapped))  # the row claims v2's identity
+
+    with pytest.raises(SchemaNotApprovedError):
+        AvroCodec(registry_with_initiated(1), approved).decode(data)
+
+
+def test_a_schema_of_another_identity_under_a_known_fingerprint_is_refused() -> None:
+    registry = registry_with_initiated(1)
+    same_fingerprint = initiated_schema(1)
+    for field in same_fingerprint["fields"]:
+        if field["name"] == "occurred_at":
+            field["type"] = {"type": "long", "logicalType": "timestamp-micros"}
+
+    with pytest.raises(SchemaConflictError, match="already names a schema"):
+        registry.add_approved(same_fingerprint)

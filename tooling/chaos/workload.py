@@ -57,7 +57,7 @@ MAX_PAYMENTS = 1_000_000
 POISON_KINDS: Mapping[str, str] = {
     "random_bytes": "undecodable",
     "truncated_avro": "undecodable",
-    "unknown_fingerprint": "unknown_schema",
+    "unknown_fingerprint": "schema_not_approved",
     "empty_message": "undecodable",
     "megabyte_blob": "undecodable",
     "payment_id_reused": "payment_id_reused",

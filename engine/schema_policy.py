@@ -10,6 +10,8 @@ rule                    refuses
 check_text_size         a schema text over MAX_SCHEMA_TEXT_BYTES
 check_parses            JSON that is not an Avro schema fastavro can parse
 check_is_event_record   anything but a record named as a release event (full name)
+check_fingerprint_free  a fingerprint (CRC-64-AVRO, 8 bytes on the wire) that an already
+                        approved schema of another identity holds
 check_no_recursion      a named type that refers to itself, directly or not
 check_bounded_shape     nesting deeper than MAX_NESTING_DEPTH, more than MAX_FIELDS fields
 check_no_zero_size_     an array or map whose item can encode in zero bytes (null, an
@@ -18,8 +20,6 @@ check_no_zero_size_     an array or map whose item can encode in zero bytes (nul
 check_only_adds_        a removed field, a changed type or logical type of a field the
   optional_fields       release has, an added field that is not ``["null", ...]`` with
                         default null
-check_fingerprint_free  a fingerprint (CRC-64-AVRO, 8 bytes on the wire) that an already
-                        approved schema of another identity holds
 ======================  =============================================================
 
 The identity of a schema is SHA-256 over its full JSON, normalised (sorted keys, no
@@ -96,11 +96,11 @@ def assess(
     if approved.get(candidate.fingerprint) == candidate.identity:
         return Assessment(candidate, already_approved=True)
     for rule in (
+        check_fingerprint_free(candidate.fingerprint, candidate.identity, approved),
         check_no_recursion(raw),
         check_bounded_shape(raw),
         check_no_zero_size_collections(raw),
         check_only_adds_optional_fields(raw, release[event_type]),
-        check_fingerprint_free(candidate.fingerprint, candidate.identity, approved),
     ):
         if rule:
             return Assessment(candidate, rule)

@@ -33,7 +33,8 @@ from engine.kafka.client import make_consumer
 from engine.ledger.checks import FlowCounts, flow_counts
 from engine.ledger.dead_letters import DeadLetterRecord, list_dead_letters
 from engine.ledger.models import DeadLetterRedrive, HandledEvent, Payment
-from engine.serialization import AvroCodec, KafkaSchemaStore, SchemaRegistry
+from engine.ledger.schemas import ApprovalStatus, approve
+from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, payment, signed
 
@@ -41,21 +42,22 @@ pytestmark = pytest.mark.integration
 
 KEY = AMINA[1].encode()
 STAGES = ("validator", "settlement")  # notification plays no part in a redrive
-SCHEMA_REFRESH_S = 0.001  # far below any redrive's own round trip (store, ledger, broker)
+SCHEMA_REFRESH_S = 0.001  # far below any redrive's own round trip (ledger, broker)
 READ_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 128 * 1024  # so dead-letter copies are cut at 64 KiB
 
 
 @pytest.fixture
 def quick_schema_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Consumers look an unknown schema up in the store at most every 30 s; tests wait less.
+    """Consumers ask for new approvals at most every 5 s; tests wait less.
 
     The behaviour is the same: a consumer that met the fingerprint looks again once the
     interval has passed, and a copy redriven sooner is dead-lettered again (so
     docs/operations.md tells operators to wait that long).
     """
     monkeypatch.setattr(
-        "engine.app.AvroCodec", functools.partial(AvroCodec, refresh_interval_s=SCHEMA_REFRESH_S)
+        "engine.app.AvroCodec",
+        functools.partial(AvroCodec, approval_check_interval_s=SCHEMA_REFRESH_S),
     )
 
 
@@ -68,6 +70,10 @@ def newer_writer(tmp_path: Path) -> tuple[dict[str, Any], AvroCodec]:
     schema["fields"].append({"name": "device_id", "type": ["null", "string"], "default": None})
     path.write_text(json.dumps(schema))
     return schema, AvroCodec(SchemaRegistry.from_dir(newer))
+
+
+def release_schemas() -> dict[str, dict[str, Any]]:
+    return {k: json.loads(v) for k, v in read_release_schemas(PROJECT_ROOT / "schemas").items()}
 
 
 def dead_letters(flow: Flow) -> list[DeadLetterRecord]:
@@ -165,19 +171,18 @@ def sakk(tmp_path: Path) -> Iterator[Callable[..., Callable[..., tuple[int, str]
     yield bind
 
 
-def test_unknown_schema_dead_letter_settles_once_its_schema_is_registered_and_redriven(
+def test_schema_not_approved_dead_letter_settles_once_its_schema_is_approved_and_redriven(
     flow_factory, database_url, tmp_path, quick_schema_lookups
 ):
     flow = flow_factory(database_url, consumers=STAGES)
     schema, writer = newer_writer(tmp_path)
     p = payment(AMINA, KARIM, 3_000)
     original = writer.encode("PaymentInitiated", {**p, "device_id": "android-7f3a"})
-    flow.publish_encoded([original], key=KEY)  # before the bank registered its schema
-    flow.wait_until(lambda: [d.kind for d in dead_letters(flow)] == ["unknown_schema"])
+    flow.publish_encoded([original], key=KEY)  # before the operator approved its schema
+    flow.wait_until(lambda: [d.kind for d in dead_letters(flow)] == ["schema_not_approved"])
     (dead,) = dead_letters(flow)
-    store = KafkaSchemaStore(flow.settings)
-    store.publish(schema)  # the bank deploys its publisher properly
-    store.close()
+    approval = approve(flow.engine, json.dumps(schema), release_schemas(), "operator-1")
+    assert approval.status is ApprovalStatus.APPROVED, approval.reason
 
     with Redriver(flow.settings, flow.engine, make_codec(flow.settings, flow.engine)) as redriver:
         first = redriver.redrive(dead.id, "alice", "PaymentInitiated v2 registered")

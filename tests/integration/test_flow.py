@@ -115,7 +115,7 @@ def test_duplicate_bank_reference_is_rejected_am05(flow_factory, database_url):
     assert balance(flow, KARIM) == 20_000 + 2_000
 
 
-def test_garbage_and_unknown_schema_are_dead_lettered_while_the_flow_carries_on(
+def test_garbage_and_unapproved_schema_are_dead_lettered_while_the_flow_carries_on(
     flow_factory, database_url
 ):
     flow = flow_factory(database_url)
@@ -132,7 +132,7 @@ def test_garbage_and_unknown_schema_are_dead_lettered_while_the_flow_carries_on(
     assert outcome[after["payment_id"]][0] == "SETTLED"
     with flow.engine.connect() as conn:
         kinds = sorted(conn.execute(select(DeadLetter.kind)).scalars())
-    assert kinds == ["undecodable", "undecodable", "unknown_schema"]
+    assert kinds == ["schema_not_approved", "undecodable", "undecodable"]
 
     consumer = make_consumer(flow.settings, None)
     from kafka import TopicPartition
@@ -150,18 +150,19 @@ def test_garbage_and_unknown_schema_are_dead_lettered_while_the_flow_carries_on(
     assert len(seen) == 3
     headers = [dict(r.headers) for r in seen]
     assert all(h["sakk.source.topic"] == flow.settings.topic("initiated").encode() for h in headers)
-    assert {h["sakk.kind"] for h in headers} == {b"undecodable", b"unknown_schema"}
+    assert {h["sakk.kind"] for h in headers} == {b"undecodable", b"schema_not_approved"}
     assert all("sakk.source.offset" in h for h in headers)
 
 
-def test_payment_from_a_newer_writer_with_an_added_optional_field_settles_on_a_running_consumer(
+def test_a_newer_writer_settles_on_a_running_consumer_once_the_operator_approved_it(
     flow_factory, database_url, tmp_path
 ):
     import json
     import shutil
 
     from engine.config import PROJECT_ROOT
-    from engine.serialization import AvroCodec, KafkaSchemaStore, SchemaRegistry
+    from engine.ledger.schemas import ApprovalStatus, approve
+    from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
 
     flow = flow_factory(database_url)  # consumers already running with the v1 schemas
     newer = tmp_path / "schemas"
@@ -170,15 +171,17 @@ def test_payment_from_a_newer_writer_with_an_added_optional_field_settles_on_a_r
     schema = json.loads(path.read_text())
     schema["fields"].append({"name": "device_id", "type": ["null", "string"], "default": None})
     path.write_text(json.dumps(schema))
-    store = KafkaSchemaStore(flow.settings)
     writer = AvroCodec(SchemaRegistry.from_dir(newer))
-    store.publish(schema)  # what a bank's newer publisher does at start-up
+    release = {k: json.loads(v) for k, v in read_release_schemas(PROJECT_ROOT / "schemas").items()}
+    approval = approve(flow.engine, json.dumps(schema), release, "operator-1")
+    assert approval.status is ApprovalStatus.APPROVED, approval.reason
     p = payment(AMINA, KARIM, 3_000)
     p["device_id"] = "android-7f3a"
-    flow.publish_encoded([writer.encode("PaymentInitiated", p)], key=AMINA[1].encode())
+    flow.publish_encoded(
+        [writer.encode("PaymentInitiated", p)], key=AMINA[1].encode(), bank=AMINA[0]
+    )
     flow.wait_until(lambda: drained(flow, 1))
     assert states(flow)[p["payment_id"]] == ("SETTLED", None)
-    store.close()
 
 
 def partition_of(key: bytes, partitions: int) -> int:

@@ -22,10 +22,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 from sqlalchemy import func, select
 
 from engine.config import PROJECT_ROOT, Settings
-from engine.kafka.client import create_topics, make_consumer, partitions_of
+from engine.kafka.client import all_topics, create_topics, make_admin, make_consumer, partitions_of
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.reference import read_file
-from engine.serialization import AvroCodec, DecodeError, KafkaSchemaStore, SchemaRegistry
+from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
 from engine.trust.keys import KeyPair
 from engine.trust.signing import KEY_ID_HEADER, SIGNER_HEADER, KeyRing, key_rows_as_ring
 from producers.exceptions import PaymentSigningError
@@ -186,14 +186,16 @@ def test_one_payers_payments_share_a_partition_in_publish_order(settings: Settin
         assert order == sorted(order)
 
 
-def test_starting_a_publisher_registers_the_writer_schemas(settings: Settings) -> None:
+def test_a_publisher_publishes_no_schema_only_payments(settings: Settings) -> None:
     with PaymentPublisher(settings, signers=BANKS) as publisher:
-        expected = publisher.codec.registry.fingerprint_of("PaymentInitiated")
-    store = KafkaSchemaStore(settings)
+        publisher.publish(good_payments(1)[0])
+    admin = make_admin(settings, "test-admin")
     try:
-        assert expected in store.fetch_all()
+        mine = {t for t in admin.list_topics() if t.startswith(settings.topic_prefix + ".")}
     finally:
-        store.close()
+        admin.close()
+    assert mine == set(all_topics(settings))  # no schema topic: the switch decides the schemas
+    assert not any(t.endswith("._schemas") for t in mine)
 
 
 def test_publish_file_publishes_good_lines_and_reports_bad_ones_by_number(

@@ -4,8 +4,9 @@
 # (allow.everyone.if.no.acl.found=false). Run by the one-shot `kafka-acls` service as
 # CN=sakk-admin; adding an ACL that exists changes nothing, so it is safe to repeat.
 #
-# Banks: write payments.initiated (their payments and the steps they ask of them) and
-# register their writer schemas; read nothing.
+# Banks: write payments.initiated (their payments and the steps they ask of them); read
+# nothing. No one writes schemas on Kafka: the writer schemas the switch decodes with are
+# approved in the ledger (`sakk schemas approve`), which no bank can reach.
 # There are no per-bank topics yet, so nothing on Kafka is addressed to one bank alone:
 # banks are told of outcomes by signed webhooks, and get no read right and no group.
 set -euo pipefail
@@ -35,10 +36,6 @@ grant() {
 # A producer with enable_idempotence=True asks for a producer id.
 producer() { grant "$1" IdempotentWrite cluster; }
 
-# Writers register the schemas they write; readers learn other writers' schemas.
-schema_writer() { grant "$1" Write topic "$TOPICS._schemas"; }
-schema_reader() { grant "$1" Read topic "$TOPICS._schemas"; }
-
 # stage CN CONSUMER "INPUTS" "OUTPUTS": read the inputs in its own group, write the outputs
 # and the dead-letter topic.
 stage() {
@@ -46,15 +43,12 @@ stage() {
   for topic in $3; do grant "$cn" Read topic "$TOPICS.$topic"; done
   grant "$cn" Read group "$CONSUMER_GROUPS.$consumer"
   for topic in $4 dlq; do grant "$cn" Write topic "$TOPICS.$topic"; done
-  schema_writer "$cn"
-  schema_reader "$cn"
   producer "$cn"
 }
 
 # bank CN: publish payments, nothing else.
 bank() {
   grant "$1" Write topic "$TOPICS.initiated"
-  schema_writer "$1"
   producer "$1"
 }
 

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from engine.config import PREFIX, Settings, SettingsError, load_settings
-from engine.kafka.client import all_topics, schema_topic, topic_configs
+from engine.kafka.client import STAGE_TOPICS, all_topics, topic_configs
 from tests.deploy.support import (
     COMPOSE_FILE,
     CONSUMERS,
@@ -902,11 +902,8 @@ def test_bank_may_only_publish_payments_and_read_nothing(
     settings = load_settings(environ={})
     only_publish = {
         ("Write", "topic", settings.topic("initiated"), "literal"),
-        # Writers register their schemas; a consumer learns an entry only under its own
-        # fingerprint (engine.serialization), so a bank cannot replace another's schema.
-        ("Write", "topic", schema_topic(settings), "literal"),
         ("IdempotentWrite", "cluster", "kafka-cluster", "literal"),
-    }
+    }  # no schema store: the switch approves writer schemas in the ledger, banks cannot
     codes = [bank["code"] for bank in json.loads(settings.reference_file.read_text())["banks"]]
     for code in codes:
         assert grants_of(acl_grants, f"bank-{code}") == only_publish, code
@@ -934,11 +931,18 @@ def test_consumer_may_read_its_inputs_and_write_its_outputs_only(
         *{("Read", "topic", t, "literal") for t in build_stage(consumer, settings).input_topics()},
         ("Read", "group", settings.group(consumer), "literal"),
         *{("Write", "topic", settings.topic(t), "literal") for t in (*outputs[consumer], "dlq")},
-        ("Read", "topic", schema_topic(settings), "literal"),
-        ("Write", "topic", schema_topic(settings), "literal"),
         ("IdempotentWrite", "cluster", "kafka-cluster", "literal"),
     }
     assert grants_of(acl_grants, SERVICE_PRINCIPALS[consumer]) == expected
+
+
+def test_no_principal_may_write_a_schema_store_on_kafka(acl_grants: list[Grant]) -> None:
+    """Writer schemas are approved in the ledger (sakk schemas approve), never on Kafka."""
+    prefix = load_settings(environ={}).topic_prefix
+    assert not [g for g in acl_grants if g.resource == "topic" and "_schemas" in g.name]
+    writes = {g.name for g in acl_grants if g.operation in ("Write", "All")}
+    assert writes <= {load_settings(environ={}).topic(t) for t in STAGE_TOPICS}, writes
+    assert all(w.startswith(prefix + ".") for w in writes)
 
 
 def test_init_may_create_the_payment_topics_and_nothing_else(acl_grants: list[Grant]) -> None:

@@ -144,7 +144,7 @@ def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
             view = inspect_dead_letter(conn, codec, dead_letter_id, settings.max_message_bytes)
     except DeadLetterNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc
-    except SerializationError as exc:  # the schema store is unreachable
+    except SerializationError as exc:  # the approved schemas are unreadable
         raise click.ClickException(f"cannot decode dead letter {dead_letter_id}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(jsonable({**_shown(view), "schemas": schemas}), indent=2))

@@ -2,8 +2,8 @@
 
 What is shown is masked (``engine.masking``): account numbers to their last 4 digits,
 holders' names hidden, in the body, the key and the reason alike. The body is decoded
-with the codec the caller gives: with the schema store, a dead letter of a schema
-registered since decodes now.
+with the codec the caller gives: with the ledger's approved schemas, a dead letter of
+a schema approved since decodes now.
 """
 
 from __future__ import annotations

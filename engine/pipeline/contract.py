@@ -116,7 +116,7 @@ class StageDefaults:
 
 
 class Retryable(Exception):
-    """The work may succeed later (the database or the schema store is down): retry it.
+    """The work may succeed later (the database is down, approvals unreadable): retry it.
 
     The processor raises it, wrapping the cause, for every fault that is not the input's;
     the service loop retries on it with backoff and on nothing else.
@@ -128,5 +128,5 @@ class Retryable(Exception):
 
     @staticmethod
     def covers(exc: BaseException) -> bool:
-        """True for a fault of the surroundings (database, schema store), not of the input."""
+        """True for a fault of the surroundings (database, approved schemas), not of the input."""
         return is_transient(exc) or isinstance(exc, SchemaStoreError)

@@ -2,7 +2,7 @@
 
 The embedded broker runs behind stunnel (its own TLS does not work as shipped) with
 certificates this module makes; the broker advertises stunnel's port, so every client
-the flow makes (consumers, producers, the schema store, the admin client) goes through
+the flow makes (consumers, producers, the admin client) goes through
 TLS with the client certificate ``CN=sakk``.
 """
 

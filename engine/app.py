@@ -98,12 +98,12 @@ def run_consumers(
     settings: Settings, names: tuple[str, ...], stop_event: threading.Event
 ) -> list[threading.Thread]:
     """Run each named stage in its own thread of this process, sharing one metrics server."""
+    engine = ledger_engine(settings)
+    codec = make_codec(settings, engine)  # first: a schema conflict starts nothing
     health = metrics.HealthState()
     server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port, health)
     if server:
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
-    engine = ledger_engine(settings)
-    codec = make_codec(settings, engine)
     threads = []
     for name in names:
         stage = build_stage(name, settings)

@@ -411,7 +411,12 @@ class AvroCodec:
             )
         same = fp == self.registry.fingerprint_of(writer.event_type)
         reader = None if same else self.registry.reader_schema(writer.event_type)
-        scan = _compile_scan(writer.raw) if _has_collections(writer.raw) else None
+        try:
+            scan = _compile_scan(writer.raw) if _has_collections(writer.raw) else None
+        except (KeyError, TypeError, ValueError) as exc:  # never expected: approval parsed it
+            raise UnknownSchemaError(
+                fp, f"writer schema {fp.hex()} cannot be scanned: {exc}"
+            ) from exc
         plan = _ReadPlan(writer.event_type, writer.schema, reader, scan)
         self._read_plans[fp] = plan
         return plan

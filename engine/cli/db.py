@@ -7,6 +7,7 @@ import click
 from engine.app import upgrade_and_approve_release
 from engine.cli import cli
 from engine.config import Settings
+from engine.ledger.exceptions import ReleaseSchemaConflictError
 
 
 @cli.group()
@@ -19,7 +20,10 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(settings: Settings, revision: str) -> None:
     """Apply the Alembic migrations; at head, approve this release's own schemas."""
-    upgrade_and_approve_release(settings, revision)
+    try:
+        upgrade_and_approve_release(settings, revision)
+    except ReleaseSchemaConflictError as exc:
+        raise click.ClickException(f"ledger upgraded, but: {exc}") from exc
     click.echo(
         f"ledger at {revision}: {settings.redacted()['database_url'] or settings.ledger_url}"
     )

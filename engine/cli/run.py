@@ -9,6 +9,7 @@ import click
 from engine.app import STAGE_NAMES, kafka_for, prepare, run_consumers
 from engine.cli import cli
 from engine.config import Settings
+from engine.ledger.exceptions import ReleaseSchemaConflictError
 from engine.pipeline.service import install_signal_handlers
 
 
@@ -24,7 +25,10 @@ def run(settings: Settings, consumer: str) -> None:
         if settings.uses_embedded_broker:
             prepare(live)
             click.echo(f"embedded broker: {live.kafka_bootstrap_servers}", err=True)
-        threads = run_consumers(live, names, stop_event)
+        try:
+            threads = run_consumers(live, names, stop_event)
+        except ReleaseSchemaConflictError as exc:
+            raise click.ClickException(f"refusing to start: {exc}") from exc
         while any(t.is_alive() for t in threads):
             stop_event.wait(0.5)
             if stop_event.is_set():

@@ -16,7 +16,7 @@ from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.schemas import LedgerApprovedSchemas, approve_release_schemas
-from engine.pipeline.contract import Stage
+from engine.pipeline.contract import Retryable, Stage
 from engine.pipeline.service import ConsumerService
 from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
 
@@ -60,6 +60,33 @@ def make_codec(settings: Settings, engine: Engine | None = None) -> AvroCodec:
     return AvroCodec(registry, LedgerApprovedSchemas(engine))
 
 
+def _codec_once_the_ledger_answers(
+    settings: Settings, engine: Engine, stop_event: threading.Event
+) -> AvroCodec | None:
+    """make_codec, retried as a batch is while the ledger is down (None: asked to stop).
+
+    A schema conflict (ReleaseSchemaConflictError) is no outage: it is raised at once.
+    """
+    delay_s = 0.05
+    cap_s = settings.db_retry_backoff_max_ms / 1000
+    for attempt in range(1, settings.db_retry_max_attempts + 1):
+        try:
+            return make_codec(settings, engine)
+        except Exception as exc:
+            if not Retryable.covers(exc):
+                raise
+            log.warning(
+                "approved schemas unreadable (attempt %d/%d): %s",
+                attempt, settings.db_retry_max_attempts, str(exc).splitlines()[0],
+            )  # fmt: skip
+            if stop_event.wait(delay_s):
+                return None
+            delay_s = min(delay_s * 2, cap_s)
+    raise RuntimeError(
+        f"approved schemas unreadable after {settings.db_retry_max_attempts} attempts"
+    )
+
+
 def build_stage(name: str, settings: Settings) -> Stage[Any]:
     if name == "validator":
         from consumers.validator import Validator
@@ -98,12 +125,14 @@ def run_consumers(
     settings: Settings, names: tuple[str, ...], stop_event: threading.Event
 ) -> list[threading.Thread]:
     """Run each named stage in its own thread of this process, sharing one metrics server."""
-    engine = ledger_engine(settings)
-    codec = make_codec(settings, engine)  # first: a schema conflict starts nothing
     health = metrics.HealthState()
     server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port, health)
     if server:
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
+    engine = ledger_engine(settings)
+    codec = _codec_once_the_ledger_answers(settings, engine, stop_event)
+    if codec is None:  # asked to stop while the ledger was down
+        return []
     threads = []
     for name in names:
         stage = build_stage(name, settings)

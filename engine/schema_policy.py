@@ -23,9 +23,9 @@ check_only_adds_        a removed field, a changed type or logical type of a fie
 ======================  =============================================================
 
 The identity of a schema is SHA-256 over its full JSON, normalised (sorted keys, no
-whitespace): unlike the fingerprint, which is taken over the Parsing Canonical Form,
-it changes with logical types, names, namespaces, aliases, defaults, order, symbols
-and sizes, so two schemas that decode differently never share an identity.
+whitespace, ``doc`` left out): unlike the fingerprint, which is taken over the Parsing
+Canonical Form, it changes with logical types, names, namespaces, aliases, defaults,
+order, symbols and sizes, so two schemas that decode differently never share an identity.
 """
 
 from __future__ import annotations

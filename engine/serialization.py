@@ -183,8 +183,25 @@ def schema_text(schema: SchemaSource) -> str:
 
 
 def schema_identity(schema: SchemaSource) -> str:
-    """SHA-256 (hex) of :func:`schema_text`: differs whenever decoding could differ."""
-    return hashlib.sha256(schema_text(schema).encode("utf-8")).hexdigest()
+    """SHA-256 (hex) of :func:`schema_text` without ``doc``: differs whenever decoding could.
+
+    Only documentation is left out (it never changes how bytes decode), so a release that
+    reworded a doc still recognises the version an operator approved; a ``default`` value
+    is kept whole, even a map with a ``doc`` key.
+    """
+    normal = json.dumps(
+        _without_docs(_schema_dict(schema)),
+        separators=(",", ":"), sort_keys=True, ensure_ascii=False,
+    )  # fmt: skip
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def _without_docs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: v if k == "default" else _without_docs(v) for k, v in node.items() if k != "doc"}
+    if isinstance(node, list):
+        return [_without_docs(v) for v in node]
+    return node
 
 
 def read_release_schemas(path: Path | str) -> dict[str, str]:

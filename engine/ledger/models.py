@@ -587,7 +587,7 @@ class ApprovedSchema(Base):
     """A writer schema the switch approved: only these are ever used to decode a message.
 
     First writer wins: the fingerprint (the 8 bytes on the wire) and the identity
-    (SHA-256 of the normalised schema JSON) are each unique, and a row is never
+    (SHA-256 of the normalised schema JSON, docs left out) are each unique, and a row is never
     updated or deleted (database triggers refuse both). Banks cannot write here.
     """
 

@@ -55,6 +55,7 @@ from tests.schema_attacks import (
 
 pytestmark = pytest.mark.integration
 
+BEFORE_APPROVED_SCHEMAS = "0008"  # the revision before this table's migration
 SETTLE_WITHIN_S = 30.0  # B's payment behind A's messages: seconds, not a stop
 FLOOD = 2_000  # attack 5: messages with a random fingerprint each
 TAGS = with_fields(
@@ -324,7 +325,7 @@ def test_the_migration_goes_down_and_up_again(database_url):
     engine = make_engine(database_url)
     try:
         assert "approved_schemas" in inspect(engine).get_table_names()
-        command.downgrade(alembic_config(database_url), "0008")
+        command.downgrade(alembic_config(database_url), BEFORE_APPROVED_SCHEMAS)
         assert "approved_schemas" not in inspect(engine).get_table_names()
         upgrade(database_url)
         with engine.connect() as conn:

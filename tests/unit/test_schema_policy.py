@@ -211,7 +211,7 @@ def test_a_collision_with_an_approved_evolved_version_is_refused() -> None:
     v2 = initiated(optional("device_id", "string"))
     approved = {**release_approved(), schema_fingerprint(v2): schema_identity(v2)}
     twin = initiated(optional("device_id", "string"))
-    field_of(twin, "device_id")["doc"] = "differs only in identity"
+    field_of(twin, "device_id")["aliases"] = ["terminal"]  # the same canonical form
     verdict = judged(twin, approved)
     assert verdict.refusal and "collides" in verdict.refusal
 
@@ -235,3 +235,14 @@ def test_identity_changes_with_everything_that_changes_decoding() -> None:
             v["fields"].append(optional("pad", {"type": "fixed", "name": "Pad", "size": 3}))
         variants.append(schema_identity(v))
     assert len({schema_identity(base), *variants}) == len(variants) + 1
+
+
+def test_identity_ignores_documentation_but_not_a_default_with_a_doc_key() -> None:
+    base = initiated(optional("device_id", "string"))
+    reworded = copy.deepcopy(base)
+    reworded["doc"] = "reworded"
+    field_of(reworded, "amount_minor")["doc"] = "reworded too"
+    assert schema_identity(reworded) == schema_identity(base)
+    a = initiated({"name": "m", "type": {"type": "map", "values": "int"}, "default": {"doc": 1}})
+    b = initiated({"name": "m", "type": {"type": "map", "values": "int"}, "default": {}})
+    assert schema_identity(a) != schema_identity(b)

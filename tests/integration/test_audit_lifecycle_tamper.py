@@ -38,6 +38,7 @@ from tests.factories import (
     payment,
     signed,
     step,
+    switch_id,
 )
 from tests.unit.test_postings import draft
 
@@ -106,7 +107,7 @@ class Builder:
 
     def expire(self, record: dict[str, Any]) -> None:
         """The scheduler's expiry of ``record``'s hold, straight to settlement."""
-        event = expiry_event(record["payment_id"], record["payer_account"], BASE + POS_HOLD)
+        event = expiry_event(switch_id(record), record["payer_account"], BASE + POS_HOLD)
         value = self.codec.encode("PaymentStepValidated", event)
         message = RawMessage(
             self.settings.topic("validated"), 0, self.next(), record["payer_account"].encode(),

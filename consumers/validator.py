@@ -166,10 +166,10 @@ class ValidatorContext:
     limits: Limits
 
     def absorb(self, decision: Decision) -> None:
-        if decision.payment_id is not None:
-            self.payments.add(decision.payment_id)
         for row in decision.writes:
-            if isinstance(row, ReferenceTaken):
+            if isinstance(row, NewPayment):  # a step names a payment, it makes none
+                self.payments.add(row.payment_id)
+            elif isinstance(row, ReferenceTaken):
                 self.references.add((row.bank_code, row.bank_reference))
 
 

@@ -498,3 +498,17 @@ def test_the_same_step_and_context_give_the_same_decision() -> None:
         flow.pay(auth)
         decisions.append(flow.step(capture))
     assert decisions[0] == decisions[1]
+
+
+def test_a_step_naming_a_payment_from_before_namespaces_finds_it_by_its_bare_id() -> None:
+    """A ledger from before ids were per bank keeps its bare ids; their banks were told
+    them, so a step that names one (the gate qualifies it) still applies to it."""
+    flow = Flow()
+    legacy = authorization(AMINA, RAM, 3_000)  # its id, "P", is bare in the ledger
+    flow.pay(legacy)
+    named = dict(step(legacy, "CAPTURE", "007", 1_000), payment_id=f"007:{legacy['payment_id']}")
+
+    record = completed(flow.step(named))
+
+    assert record["payment_id"] == legacy["payment_id"]
+    assert flow.ctx.holds[legacy["payment_id"]].captured_minor == 1_000

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.config import Settings
-from engine.ids import qualify_named, qualify_own
+from engine.ids import MalformedIdError, qualify_named, qualify_own
 
 EVENT_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000001")
 SWITCH = "SAKK"  # the sender of the events the switch makes itself (a hold's expiry)
@@ -75,6 +75,14 @@ class EventType:
     def acting_bank(self, record: Mapping[str, Any]) -> Any:
         """The bank ``record`` acts for (and must be signed by): payer's or step's sender."""
         return record.get(self.signer_field)
+
+    def as_switch_knows(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """``record`` as a bank sent it, with its ids as the gate made them (for tools that
+        read a bank's topic and compare with the ledger); as it is if an id is malformed."""
+        try:
+            return self.with_switch_ids(record, str(self.acting_bank(record)))
+        except MalformedIdError:
+            return dict(record)
 
     def with_switch_ids(self, record: Mapping[str, Any], bank: str) -> dict[str, Any]:
         """``record`` with the ids ``bank`` supplied in its namespace.

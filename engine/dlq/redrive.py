@@ -25,7 +25,6 @@ original's signature again, or needs the bank's signature file again.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -61,7 +60,6 @@ from engine.dlq.signatures import (
 )
 from engine.dlq.source import read_source_record
 from engine.events import EVENTS
-from engine.ids import MalformedIdError
 from engine.kafka.client import Outgoing, deliver_all, make_producer
 from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.ledger.dead_letters import (
@@ -431,9 +429,7 @@ def _switch_ids(
     the bank's namespace (engine.ids), as the gate puts them; as they are otherwise."""
     declared = EVENTS.get(event_type)
     if bank_signed and declared is not None:
-        # An id the switch refuses: the copy is dead-lettered malformed_id again.
-        with contextlib.suppress(MalformedIdError):
-            record = declared.with_switch_ids(record, str(declared.acting_bank(record)))
+        record = declared.as_switch_knows(record)
     return _text(record.get("payment_id")), _text(record.get("event_id"))
 
 

@@ -173,7 +173,7 @@ def test_reconcile_finds_a_step_the_replay_did_not_make(flow_factory, sqlite_url
     }
     with flow.engine.connect() as conn:
         violations = verify(conn).lifecycle.violations
-    assert violations == [f"REFUND step forged-refund of payment {split['payment_id']}: no posting"]
+    assert violations == [f"REFUND step forged-refund of payment {switch_id(split)}: no posting"]
 
 
 def test_the_trace_shows_the_whole_life_of_a_payment(flow_factory, sqlite_url):
@@ -253,9 +253,9 @@ def test_the_auditor_commands_on_a_lifecycle_run(flow_factory, sqlite_url, tmp_p
     assert code == 0 and "expiries replayed" in out, out
     code, out = sakk("reconcile", "--replay", replayed, "--out", str(tmp_path / "rec"))
     assert code == 0 and "no differences" in out, out
-    code, out = sakk("trace", run["expiring"]["payment_id"])
+    code, out = sakk("trace", switch_id(run["expiring"]))
     assert code == 0 and "hold EXPIRED" in out and "Steps (applied or refused)" in out, out
-    code, out = sakk("trace", run["expiring"]["payment_id"], "--format", "json")
+    code, out = sakk("trace", switch_id(run["expiring"]), "--format", "json")
     life = json.loads(out)
     assert life["hold"][0]["state"] == "EXPIRED"
     assert [(x["kind"], x["reason_code"]) for x in life["steps"]] == [
@@ -267,7 +267,7 @@ def test_the_auditor_commands_on_a_lifecycle_run(flow_factory, sqlite_url, tmp_p
     with flow.engine.begin() as conn:  # the hold that was voided now claims an expiry
         conn.execute(
             text("UPDATE holds SET state = 'EXPIRED' WHERE payment_id = :p"),
-            {"p": run["payments"][2]["payment_id"]},
+            {"p": switch_id(run["payments"][2])},
         )
     code, out = sakk("audit", "verify", "--format", "json")
     assert code == 1

@@ -18,6 +18,7 @@ from engine.ids import (
     qualify_named,
     qualify_own,
 )
+from engine.iso.build import compact_id
 from engine.ledger.reference import Limits
 from engine.pipeline.contract import Decision
 from engine.pipeline.messages import RawMessage
@@ -116,3 +117,8 @@ def test_a_step_naming_a_payment_ahead_of_it_in_a_batch_does_not_make_it_reused(
     ctx = ValidatorContext({}, set(), set(), frozenset({"007", "011"}), Limits())
     ctx.absorb(Decision("step_validated", "011:P-1"))  # a step of a payment yet to come
     assert "011:P-1" not in ctx.payments
+
+
+def test_an_iso_report_carries_the_banks_own_part_of_a_switch_id() -> None:
+    own = "6f0c2c4e-1d1b-4a57-9a8e-5d1c2f0b9e11"
+    assert compact_id(f"007:{own}") == compact_id(own) == own.replace("-", "")

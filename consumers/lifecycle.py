@@ -17,6 +17,10 @@ REFUND      payee's bank                    a SETTLED or CAPTURED payment, up to
 RETURN      payee's bank                    a SETTLED interbank credit, all that is left
 ==========  ==============================  =========================================
 
+A bank that is neither the payer's nor the payee's is refused AG01 with one message,
+"not a party to this payment or no such payment", whether the payment exists or not and
+whatever payer account it guessed; its refusal carries nothing of the payment.
+
 Money. A hold reserves the amount and the fee on the whole amount. A capture posts its
 amount with the fee the schedule gives for it, exactly as a one-step payment would, and
 uses up the reservation first. Refunds and returns post the other way, through both
@@ -154,7 +158,7 @@ class StepRules:
         """The decision on step ``s`` (a PaymentStepValidated record)."""
         refusal = _party_refusal(s, payment)
         if refusal is not None or payment is None:
-            return self._refused(s, payment, refusal or StepRefusal(Reason.NOOR, "no payment"))
+            return self._refused(s, payment, refusal or NOT_A_PARTY)
         kind = StepKind(s["step"])
         if kind in (StepKind.CAPTURE, StepKind.VOID, StepKind.EXPIRE):
             result = self._on_hold(s, kind, payment, hold, funds)
@@ -372,7 +376,13 @@ class StepRules:
 
 
 def refused_step(s: dict[str, Any], payment: PaymentView | None, refusal: StepRefusal) -> Decision:
-    """A refused step: recorded with its reason and told to its sender; nothing else."""
+    """A refused step: recorded with its reason and told to its sender; nothing else.
+
+    What the sender is told of the payment (its banks) only when it is a party to it: a
+    bank that is not hears its own request and the reason, as for no payment at all.
+    """
+    if payment is not None and not is_party(s["sender_bank"], payment):
+        payment = None
     step = StepRecorded(
         step_id_of(s), s["payment_id"][:64], s["step"], s["sender_bank"][:8],
         s["bank_reference"][:35], s["occurred_at"], s.get("amount_minor"), 0,
@@ -418,13 +428,25 @@ def step_id_of(s: dict[str, Any]) -> str:
     return str(s.get("causation_event_id") or s["event_id"])[:64]
 
 
+# A bank that is no party to the payment it names learns nothing of it: the same reason,
+# word for word, whether the payment exists, exists with another payer, or is others'.
+NOT_A_PARTY = StepRefusal(Reason.AG01, "not a party to this payment or no such payment")
+
+
+def is_party(bank: str, payment: PaymentView) -> bool:
+    """The bank is one of the payment's two (the switch, for its own expiries)."""
+    return bank in (payment.payer_bank, payment.payee_bank, SWITCH)
+
+
 def _party_refusal(s: dict[str, Any], payment: PaymentView | None) -> StepRefusal | None:
-    """The payment exists, the step names its payer, and its sender may ask for it."""
-    if payment is None:
-        return StepRefusal(Reason.NOOR, f"no payment {str(s['payment_id'])[:64]} to apply it to")
+    """The sender is a party to the payment, the step names its payer, and the sender may
+    ask for this step. Nothing here tells a bank that is no party anything it did not
+    know: :data:`NOT_A_PARTY` whatever the payment."""
+    sender, kind = s["sender_bank"], s["step"]
+    if payment is None or not is_party(sender, payment):
+        return NOT_A_PARTY
     if s["payer_account"] != payment.payer_account:
         return StepRefusal(Reason.NOOR, "the step names another payer than the payment's")
-    sender, kind = s["sender_bank"], s["step"]
     if kind == StepKind.EXPIRE:
         allowed: tuple[str, ...] = (SWITCH,)
     elif kind in (StepKind.REFUND, StepKind.RETURN):

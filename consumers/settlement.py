@@ -39,6 +39,7 @@ from engine.events import (
     carried_fields,
     derived_event_id,
 )
+from engine.ids import own_part
 from engine.ledger.balances import fold, pending
 from engine.ledger.models import (
     Account,
@@ -147,7 +148,8 @@ class Settlement(StageDefaults):
             r.payment_id: r.state
             for r in select_in(conn, select(p.c.payment_id, p.c.state), p.c.payment_id, ids)
         }
-        stepped = {i.record["payment_id"] for i in batch if i.event_type in STEP_EVENTS}
+        named = {i.record["payment_id"] for i in batch if i.event_type in STEP_EVENTS}
+        stepped = named | {own_part(n) for n in named}  # and those from before namespaces
         payments = _payment_views(conn, stepped)
         # Payers are read: what they pay is checked against their funds. A payer's debits
         # all come from its own partition (events are keyed by payer account), so no other
@@ -175,9 +177,9 @@ class Settlement(StageDefaults):
         if inbound.event_type == PAYMENT_STEP_VALIDATED.name:
             p = inbound.record
             rules = StepRules(ctx.fees, chain=inbound.partition)
-            payment_id = p["payment_id"]
-            return rules.decide(p, ctx.payments.get(payment_id), ctx.holds.get(payment_id),
-                                ctx.funds)  # fmt: skip
+            payment = _named_payment(ctx.payments, p["payment_id"])
+            hold = ctx.holds.get(payment.payment_id) if payment is not None else None
+            return rules.decide(p, payment, hold, ctx.funds)
         if inbound.event_type != PAYMENT_VALIDATED.name:
             return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
         p = inbound.record
@@ -239,6 +241,13 @@ class Settlement(StageDefaults):
             writes=(outcome, draft, _transition(p, PaymentState.SETTLED, None)),
             emits=(Emit(PAYMENT_SETTLED, record),), channel=p["channel"],
         )  # fmt: skip
+
+
+def _named_payment(payments: dict[str, PaymentView], payment_id: str) -> PaymentView | None:
+    """The payment a step names: by the switch's id, else (a payment from before ids were
+    per bank, told to its banks by its bare id) by the bank's own part. Who may act on
+    it is the lifecycle's rules' to say, as for any payment."""
+    return payments.get(payment_id) or payments.get(own_part(payment_id))
 
 
 def _authorized(p: dict[str, Any], fee: int, expires_at: datetime) -> Decision:

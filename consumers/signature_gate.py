@@ -3,6 +3,11 @@
 A message that fails is dead-lettered with its security reason and nothing else of it
 is recorded: above all not its bank reference, or a forger could burn a real bank's
 reference and get the genuine payment refused as a duplicate.
+
+Once the signer is known to be the bank the event acts for, and the message key the
+one its event type declares (a bank does not choose the partition), the ids the bank
+supplied are put in its namespace (:meth:`SignatureScreen.switch_ids`): every stage
+after the gate sees only the switch's ids.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from engine.events import EVENTS, PAYMENT_INITIATED
+from engine.ids import MalformedIdError
 from engine.ledger.database import read_only
 from engine.ledger.keys import read_key_ring
 from engine.pipeline.messages import RawMessage
@@ -58,24 +64,54 @@ class SignatureScreen:
         )
         return dataclasses.replace(verdict, claimed_signer=self._label(verdict.claimed_signer))
 
-    def check_record(self, verdict: Verdict, event_type: str, record: dict[str, Any]) -> Verdict:
+    def check_record(
+        self, verdict: Verdict, message: RawMessage, event_type: str, record: dict[str, Any]
+    ) -> Verdict:
         """The signer must be the bank that acts: the payer's for a payment, the sender's
         for a step (engine.events declares which field names it). No bank acts for another.
+        And the message key must be the one the event type declares (the payer account):
+        a bank does not choose which partition, hence which payer's queue, it lands on.
         """
         evidence = verdict.evidence
+        if evidence is None:
+            return verdict
         declared = EVENTS.get(event_type, PAYMENT_INITIATED)
         field, acting = declared.signer_field, declared.acting_bank(record)
-        if evidence is None or acting == evidence.signer:
-            return verdict
-        refusal = (
-            Refusal.SIGNER_NOT_PAYER_BANK if field == "payer_bank" else Refusal.SIGNER_NOT_SENDER
-        )
-        return Verdict(
-            None,
-            refusal,
-            f"signed by bank {evidence.signer}, {field} is {str(acting)[:8]}",
-            verdict.claimed_signer,
-        )
+        if acting != evidence.signer:
+            refusal = (
+                Refusal.SIGNER_NOT_PAYER_BANK
+                if field == "payer_bank"
+                else Refusal.SIGNER_NOT_SENDER
+            )
+            return Verdict(
+                None,
+                refusal,
+                f"signed by bank {evidence.signer}, {field} is {str(acting)[:8]}",
+                verdict.claimed_signer,
+            )
+        if message.key != declared.key(record):
+            return Verdict(
+                None,
+                Refusal.KEY_NOT_DECLARED,
+                f"the message key is not the {declared.key_field} the {event_type} names",
+                verdict.claimed_signer,
+            )
+        return verdict
+
+    def switch_ids(
+        self, verdict: Verdict, event_type: str, record: dict[str, Any]
+    ) -> dict[str, Any] | MalformedIdError:
+        """``record`` with the ids its signer supplied in the signer's namespace, or, for
+        an id the switch cannot take, the :class:`MalformedIdError` saying why.
+
+        Called on a record :meth:`check_record` passed: the signer is the acting bank.
+        """
+        declared = EVENTS.get(event_type, PAYMENT_INITIATED)
+        bank = verdict.evidence.signer if verdict.evidence else declared.acting_bank(record)
+        try:
+            return declared.with_switch_ids(record, str(bank))
+        except MalformedIdError as exc:
+            return exc
 
     def _label(self, claimed: str) -> str:
         """A bounded metric label: a forger chooses the header, not the label's cardinality."""

@@ -29,6 +29,7 @@ from engine.events import (
     carried_fields,
     derived_event_id,
 )
+from engine.ids import SWITCH_ID_MAX_CHARS
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -52,7 +53,6 @@ from engine.trust.signing import Evidence
 
 NAME = "validator"
 MAX_REFERENCE_CHARS = 35  # ISO 20022 Max35Text
-MAX_ID_CHARS = 64
 MAX_ACCOUNT_CHARS = 34  # IBAN length limit
 PAYER_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.MERCHANT, AccountKind.GOVERNMENT})
 VIGNETTE = "VIGNETTE"
@@ -166,10 +166,10 @@ class ValidatorContext:
     limits: Limits
 
     def absorb(self, decision: Decision) -> None:
-        if decision.payment_id is not None:
-            self.payments.add(decision.payment_id)
         for row in decision.writes:
-            if isinstance(row, ReferenceTaken):
+            if isinstance(row, NewPayment):  # a step names a payment, it makes none
+                self.payments.add(row.payment_id)
+            elif isinstance(row, ReferenceTaken):
                 self.references.add((row.bank_code, row.bank_reference))
 
 
@@ -229,9 +229,14 @@ class Validator(StageDefaults):
         p = inbound.record
         if inbound.event_type not in (PAYMENT_INITIATED.name, PAYMENT_STEP_REQUESTED.name):
             return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
-        if not 0 < len(p["payment_id"]) <= MAX_ID_CHARS or len(p["event_id"]) > MAX_ID_CHARS:
+        # The gate put the bank's ids in its namespace, each part checked (engine.ids); the
+        # switch's ids must still fit the ledger's columns.
+        if not 0 < len(p["payment_id"]) <= SWITCH_ID_MAX_CHARS or not (
+            0 < len(p["event_id"]) <= SWITCH_ID_MAX_CHARS
+        ):
             return Refusal(
-                "malformed_id", f"event_id and payment_id must be 1 to {MAX_ID_CHARS} characters"
+                "malformed_id",
+                f"event_id and payment_id must be 1 to {SWITCH_ID_MAX_CHARS} characters",
             )
         if inbound.event_type == PAYMENT_STEP_REQUESTED.name:
             return self._step(inbound, ctx)

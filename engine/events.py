@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.config import Settings
+from engine.ids import MalformedIdError, qualify_named, qualify_own
 
 EVENT_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000001")
 SWITCH = "SAKK"  # the sender of the events the switch makes itself (a hold's expiry)
@@ -60,6 +61,9 @@ class EventType:
     topic_name: str  # the short topic name: ``Settings.topic`` adds the prefix
     key_field: str = "payer_account"  # one payer's events keep their order on every topic
     signer_field: str = "payer_bank"  # the bank that must have signed it, if a bank sends it
+    # Ids a bank supplies, kept in the namespace of the bank that signed (engine.ids):
+    own_ids: tuple[str, ...] = ()  # the bank's own (an event's, a payment's)
+    named_ids: tuple[str, ...] = ()  # naming what the switch told it of (a step's payment)
 
     def topic(self, settings: Settings) -> str:
         return settings.topic(self.topic_name)
@@ -72,8 +76,30 @@ class EventType:
         """The bank ``record`` acts for (and must be signed by): payer's or step's sender."""
         return record.get(self.signer_field)
 
+    def as_switch_knows(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """``record`` as a bank sent it, with its ids as the gate made them (for tools that
+        read a bank's topic and compare with the ledger); as it is if an id is malformed."""
+        try:
+            return self.with_switch_ids(record, str(self.acting_bank(record)))
+        except MalformedIdError:
+            return dict(record)
 
-PAYMENT_INITIATED = EventType("PaymentInitiated", "payment_initiated.avsc", "initiated")
+    def with_switch_ids(self, record: Mapping[str, Any], bank: str) -> dict[str, Any]:
+        """``record`` with the ids ``bank`` supplied in its namespace.
+
+        Raises :class:`~engine.ids.MalformedIdError` for an id the switch cannot take.
+        """
+        out = dict(record)
+        for name in self.own_ids:
+            out[name] = qualify_own(name, bank, record[name])
+        for name in self.named_ids:
+            out[name] = qualify_named(name, bank, record[name])
+        return out
+
+
+PAYMENT_INITIATED = EventType(
+    "PaymentInitiated", "payment_initiated.avsc", "initiated", own_ids=("event_id", "payment_id")
+)
 PAYMENT_VALIDATED = EventType("PaymentValidated", "payment_validated.avsc", "validated")
 PAYMENT_REJECTED = EventType("PaymentRejected", "payment_rejected.avsc", "rejected")
 PAYMENT_SETTLED = EventType("PaymentSettled", "payment_settled.avsc", "settled")
@@ -83,7 +109,12 @@ PAYMENT_NOTIFIED = EventType("PaymentNotified", "payment_notified.avsc", "notifi
 # the payments themselves (payments.initiated, then payments.validated), keyed by the
 # payment's payer account, so each step reaches settlement after the payment it names.
 PAYMENT_STEP_REQUESTED = EventType(
-    "PaymentStepRequested", "payment_step_requested.avsc", "initiated", signer_field="sender_bank"
+    "PaymentStepRequested",
+    "payment_step_requested.avsc",
+    "initiated",
+    signer_field="sender_bank",
+    own_ids=("event_id",),  # the step's id is its request's event id
+    named_ids=("payment_id",),  # the payer's bank's own id, or the switch's it was told
 )
 PAYMENT_STEP_VALIDATED = EventType(
     "PaymentStepValidated", "payment_step_validated.avsc", "validated"
@@ -169,6 +200,9 @@ def check_against_schemas(schemas_dir: Path) -> None:
             problems.append(f"{event.name}: signer field {event.signer_field!r} is not a string")
         if "event_id" not in types or "payment_id" not in types:
             problems.append(f"{event.name}: an event must carry event_id and payment_id")
+        for name in (*event.own_ids, *event.named_ids):
+            if types.get(name) != "string":
+                problems.append(f"{event.name}: id field {name!r} is not a string field")
     undeclared = sorted(
         p.name for p in schemas_dir.glob("payment_*.avsc") if p.name not in declared
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from engine.ids import switch_id_of
 from engine.ledger.recorder import Recorder
 from engine.pipeline.contract import Decision, Stage
 from engine.pipeline.messages import Inbound, RawMessage
@@ -58,6 +59,13 @@ def payment(
     }
     record.update(extra)
     return record
+
+
+def switch_id(record: dict[str, Any], field: str = "payment_id") -> str:
+    """The switch's id of a bank's id in ``record``, as the ledger keeps it (engine.ids): in
+    the namespace of the bank that sent it (a step's sender, a payment's payer); an id that
+    names a payment by the switch's id is that id."""
+    return switch_id_of(record, field)
 
 
 def vignette(amount_minor: int = 70_000, payer: tuple[str, str] = AMINA) -> dict[str, Any]:
@@ -118,10 +126,14 @@ def step(
     reference: str | None = None,
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """A PaymentStepRequested record: ``sender`` asks for ``kind`` of payment ``of``."""
+    """A PaymentStepRequested record: ``sender`` asks for ``kind`` of payment ``of``.
+
+    The payer's bank names the payment by its own id; any other bank by the switch's id,
+    the one it was told.
+    """
     return {
         "event_id": str(uuid.uuid4()),
-        "payment_id": of["payment_id"],
+        "payment_id": of["payment_id"] if sender == of["payer_bank"] else switch_id(of),
         "bank_reference": reference or f"{kind[:3]}-{uuid.uuid4().hex[:16]}",
         "occurred_at": occurred_at or of["occurred_at"],
         "sender_bank": sender,

@@ -79,6 +79,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
 from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED
+from engine.ids import switch_id_of
 from engine.ledger.database import make_engine
 from engine.ledger.models import AccountKind, AccountStatus
 from engine.ledger.reference import internal_account, read_file
@@ -711,7 +712,9 @@ class TrafficSimulator:
         p = q.payment
         step = {
             "event_id": self._new_id(),
-            "payment_id": p["payment_id"],
+            # The payer's bank names its payment by its own id, the payee's bank by the
+            # switch's id it was told (engine.ids).
+            "payment_id": p["payment_id"] if q.sender == p["payer_bank"] else switch_id_of(p),
             "bank_reference": self._bank_reference(q.sender),
             "occurred_at": self._occurred_at(),
             "sender_bank": q.sender,

@@ -67,6 +67,7 @@ from engine.audit.times import to_ms
 from engine.audit.urls import safe_url
 from engine.config import Settings
 from engine.events import (
+    EVENTS,
     PAYMENT_INITIATED,
     PAYMENT_STEP_REQUESTED,
     PAYMENT_STEP_VALIDATED,
@@ -437,8 +438,9 @@ def _payments_made(result: BatchResult) -> set[str]:
 def settlement_input_id(event_type: str, event_id: str) -> str:
     """The id of the event the validator forwards to settlement for an initiated event.
 
-    The validator derives it (``derived_event_id``) from the bank's event id and the
-    forwarded type: PaymentValidated for a payment, PaymentStepValidated for a step.
+    The validator derives it (``derived_event_id``) from the bank's event id as the switch
+    keeps it (``BANK:ID``, engine.ids) and the forwarded type: PaymentValidated for a
+    payment, PaymentStepValidated for a step.
     """
     forwarded = PAYMENT_STEP_VALIDATED if event_type == PAYMENT_STEP_REQUESTED.name else \
         PAYMENT_VALIDATED  # fmt: skip
@@ -501,7 +503,9 @@ def _select(
             continue
         report.skipped_outside_occurred_range += 1
         if hold is not None and event is not None:  # it will not come: nothing waits for it
-            hold.skip([settlement_input_id(event.event_type, str(event.record["event_id"]))])
+            declared = EVENTS.get(event.event_type)
+            record = declared.as_switch_knows(event.record) if declared else event.record
+            hold.skip([settlement_input_id(event.event_type, str(record["event_id"]))])
     return kept
 
 

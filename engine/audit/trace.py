@@ -22,6 +22,8 @@ from engine.audit.exceptions import PaymentNotFoundError
 from engine.audit.offsets import OffsetLocator
 from engine.audit.times import as_utc, from_ms, to_ms
 from engine.config import Settings
+from engine.events import EVENTS
+from engine.ids import SEPARATOR
 from engine.kafka.client import make_consumer
 from engine.ledger.models import (
     DeadLetter,
@@ -82,12 +84,24 @@ class PaymentTrace:
 def find_payment_ids(
     conn: Connection, payment_id: str | None = None, bank_reference: str | None = None
 ) -> list[str]:
-    """The payment with that id, or every payment a bank sent with that reference (``BANK:REF``)."""
+    """The payment with that id, or every payment a bank sent with that reference (``BANK:REF``).
+
+    A payment id is the switch's, ``BANK:ID`` (engine.ids); given a bank's own id alone
+    (no ``:``) and no payment from before namespaces bears it, every bank's payment of
+    that own id is found.
+    """
     p = Payment.__table__
     if payment_id is not None:
         found = list(
             conn.execute(select(p.c.payment_id).where(p.c.payment_id == payment_id)).scalars()
         )
+        if not found and SEPARATOR not in payment_id:
+            in_namespaces = p.c.payment_id.endswith(SEPARATOR + payment_id, autoescape=True)
+            found = list(
+                conn.execute(
+                    select(p.c.payment_id).where(in_namespaces).order_by(p.c.payment_id)
+                ).scalars()
+            )
         if not found:
             raise PaymentNotFoundError(f"no payment {payment_id} in the ledger")
         return found
@@ -282,10 +296,14 @@ def scan_topics(
 
 
 def _decoded_event_id(codec: AvroCodec, value: bytes | None) -> str | None:
+    """The event id of a record as the ledger knows it: a bank's in the bank's namespace."""
     try:
-        return str(codec.decode(value).record.get("event_id"))
+        event = codec.decode(value)
     except DecodeError:
         return None
+    declared = EVENTS.get(event.event_type)
+    record = declared.as_switch_knows(event.record) if declared else event.record
+    return str(record.get("event_id"))
 
 
 def _confirm(locator: OffsetLocator, codec: AvroCodec, event: dict[str, Any]) -> None:

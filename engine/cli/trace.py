@@ -92,7 +92,9 @@ def trace_command(
     """Print a payment's life: hold, steps, events (topic, partition, offset, time), states,
     postings, notices.
 
-    With --scan-topics each event is read back from the broker and confirmed.
+    PAYMENT_ID is the switch's id, BANK:ID (what notifications carry); a bank's own id
+    alone finds that id in every bank's namespace. With --scan-topics each event is read
+    back from the broker and confirmed.
     """
     if (payment_id is None) == (bank_reference is None):
         raise click.UsageError("give a PAYMENT_ID or --reference BANK:REFERENCE")
@@ -110,7 +112,10 @@ def trace_command(
     for trace in traces:
         if out_dir is not None:
             for path in write_report(
-                out_dir, f"trace-{trace.payment_id}", trace.payment, trace.sections()
+                out_dir,
+                f"trace-{trace.payment_id.replace(':', '_')}",
+                trace.payment,
+                trace.sections(),
             ):
                 click.echo(f"wrote {path}", err=True)
         if fmt == "json":

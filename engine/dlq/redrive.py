@@ -59,6 +59,7 @@ from engine.dlq.signatures import (
     signature_headers_of,
 )
 from engine.dlq.source import read_source_record
+from engine.events import EVENTS
 from engine.kafka.client import Outgoing, deliver_all, make_producer
 from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.ledger.dead_letters import (
@@ -292,11 +293,12 @@ class Redriver:
     ) -> _Planned:
         with self.engine.connect() as conn:
             copy = stored_copy(conn, dead)
+        bank_signed = is_bank_signed(self.settings, dead.source_topic)
         if corrected is not None:
-            planned = _plan_corrected(corrected, copy.key if copy else b"")
+            planned = _plan_corrected(corrected, copy.key if copy else b"", bank_signed)
         else:
-            planned = self._plan_original(dead, copy)
-        if is_bank_signed(self.settings, dead.source_topic):
+            planned = self._plan_original(dead, copy, bank_signed)
+        if bank_signed:
             headers = self._bank_signature(
                 dead, planned.source, planned.key, planned.value, planned.payer_bank, signed
             )
@@ -330,7 +332,9 @@ class Redriver:
             )
         return signature_headers_of(source.headers)
 
-    def _plan_original(self, dead: DeadLetterRecord, copy: StoredCopy | None) -> _Planned:
+    def _plan_original(
+        self, dead: DeadLetterRecord, copy: StoredCopy | None, bank_signed: bool
+    ) -> _Planned:
         if copy is None:
             raise StoredCopyMissingError(
                 f"dead letter {dead.id}: the ledger holds no copy of its bytes; "
@@ -351,12 +355,13 @@ class Redriver:
                 f"{mask_text(str(exc))}); fix the cause first (its writer schema approved with "
                 f"sakk schemas approve, say) or give a corrected message with --body FILE"
             ) from exc
+        payment_id, event_id = _switch_ids(event.event_type, event.record, bank_signed)
         return _Planned(
             key=copy.key,
             value=copy.value,
             source=BodySource.ORIGINAL,
-            payment_id=_text(event.record.get("payment_id")),
-            event_id=_text(event.record.get("event_id")),
+            payment_id=payment_id,
+            event_id=event_id,
             payer_bank=_text(event.record.get("payer_bank")),
         )
 
@@ -405,15 +410,27 @@ def redrive_headers(dead: DeadLetterRecord, redrive: Redrive) -> tuple[tuple[str
     )
 
 
-def _plan_corrected(corrected: CorrectedBody, original_key: bytes) -> _Planned:
+def _plan_corrected(corrected: CorrectedBody, original_key: bytes, bank_signed: bool) -> _Planned:
+    payment_id, event_id = _switch_ids(corrected.event_type, corrected.record, bank_signed)
     return _Planned(
         key=original_key,  # the bank signs over it, and it keeps the payer's partition
         value=corrected.value,
         source=BodySource.CORRECTED,
-        payment_id=_text(corrected.record.get("payment_id")),
-        event_id=_text(corrected.record.get("event_id")),
+        payment_id=payment_id,
+        event_id=event_id,
         payer_bank=_text(corrected.record.get("payer_bank")),
     )
+
+
+def _switch_ids(
+    event_type: str, record: dict[str, Any], bank_signed: bool
+) -> tuple[str | None, str | None]:
+    """(payment id, event id) as the consumer will know them: a bank's message's ids in
+    the bank's namespace (engine.ids), as the gate puts them; as they are otherwise."""
+    declared = EVENTS.get(event_type)
+    if bank_signed and declared is not None:
+        record = declared.as_switch_knows(record)
+    return _text(record.get("payment_id")), _text(record.get("event_id"))
 
 
 def _text(value: Any) -> str | None:

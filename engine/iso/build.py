@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from engine.ids import own_part
 from engine.iso.schemas import Definition, check_generated
 
 MAX35 = 35
@@ -46,9 +47,10 @@ def message_id(prefix: str, *parts: str) -> str:
     return (prefix + digest)[:MAX35]
 
 
-def compact_id(uuid_text: str) -> str:
-    """A UUID without its dashes (32 characters): Sakk's ids in Max35Text fields."""
-    return uuid_text.replace("-", "")[:MAX35]
+def compact_id(switch_id: str) -> str:
+    """A Sakk id in a Max35Text field: the bank's own part of it (engine.ids; the payer's
+    bank is named beside it, as DbtrAgt), a UUID without its dashes (32 characters)."""
+    return own_part(switch_id).replace("-", "")[:MAX35]
 
 
 def financial_institution(

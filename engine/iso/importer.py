@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from engine.config import Settings
+from engine.ids import switch_id_of
 from engine.iso import safe_xml
 from engine.iso.directory import BankDirectory
 from engine.iso.reader import MappedTransaction, ParsedMessage, TransactionIssue, read_message
@@ -41,7 +42,7 @@ MAX_REPORTED_ISSUES = 1_000  # beyond this, bad transactions are counted, not de
 class Published:
     index: int
     bank_reference: str
-    payment_id: str
+    payment_id: str  # the switch's id (engine.ids): what `sakk trace` takes
     remittance: tuple[str, ...]
 
 
@@ -135,7 +136,7 @@ def _publish_one(
     else:
         report.published.append(
             Published(
-                transaction.index, payment["bank_reference"], payment["payment_id"],
+                transaction.index, payment["bank_reference"], switch_id_of(payment),
                 transaction.remittance,
             )
         )  # fmt: skip

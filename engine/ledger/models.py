@@ -8,7 +8,10 @@ Invariants the code and the database enforce together:
 - an account's ``balance_minor`` equals the sum of its entries: both change in
   the same transaction, and ``sakk audit verify`` checks it;
 - ``handled_events`` holds each (consumer, event_id) once: the primary key is what
-  makes redelivered messages harmless.
+  makes redelivered messages harmless;
+- ids a bank supplied are kept in its namespace, ``BANK:id`` (``engine.ids``), so every
+  unique key on them (payments, their initiating events, steps, handled events) is
+  per bank: no bank can make another's id a duplicate.
 """
 
 from __future__ import annotations
@@ -35,8 +38,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from engine.ids import SWITCH_ID_MAX_CHARS
+
 # BIGINT autoincrement keys on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer, "sqlite")
+# A column holding a bank's id as the switch keeps it, "BANK:id" (engine.ids); derived
+# ids (UUIDs) fit too. Ids from before namespaces are shorter.
+SwitchId = String(SWITCH_ID_MAX_CHARS)
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -205,8 +213,8 @@ class Payment(Base):
 
     __tablename__ = "payments"
 
-    payment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    initiated_event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    payment_id: Mapped[str] = mapped_column(SwitchId, primary_key=True)
+    initiated_event_id: Mapped[str] = mapped_column(SwitchId, unique=True)
     bank_reference: Mapped[str] = mapped_column(String(35))
     payer_bank: Mapped[str] = mapped_column(String(8))
     payer_account: Mapped[str] = mapped_column(String(34))
@@ -273,7 +281,7 @@ class Hold(Base):
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    resolved_by: Mapped[str | None] = mapped_column(String(64))  # the step that resolved it
+    resolved_by: Mapped[str | None] = mapped_column(SwitchId)  # the step that resolved it
 
 
 class PaymentStep(Base):
@@ -281,8 +289,8 @@ class PaymentStep(Base):
 
     __tablename__ = "payment_steps"
 
-    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    step_id: Mapped[str] = mapped_column(SwitchId, primary_key=True)
+    payment_id: Mapped[str] = mapped_column(SwitchId, index=True)
     kind: Mapped[str] = mapped_column(String(10))
     sender_bank: Mapped[str] = mapped_column(String(8))
     bank_reference: Mapped[str] = mapped_column(String(35))
@@ -303,12 +311,12 @@ class PaymentTransition(Base):
     __tablename__ = "payment_transitions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    payment_id: Mapped[str] = mapped_column(SwitchId, index=True)
     from_state: Mapped[str | None] = mapped_column(String(10))
     to_state: Mapped[str] = mapped_column(String(10))
     reason_code: Mapped[str | None] = mapped_column(String(4))
     consumer: Mapped[str] = mapped_column(String(32))
-    event_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(SwitchId)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -319,7 +327,7 @@ class BankReference(Base):
 
     bank_code: Mapped[str] = mapped_column(String(8), primary_key=True)
     bank_reference: Mapped[str] = mapped_column(String(35), primary_key=True)
-    payment_id: Mapped[str] = mapped_column(String(64))
+    payment_id: Mapped[str] = mapped_column(SwitchId)
 
 
 class Posting(Base):
@@ -327,7 +335,7 @@ class Posting(Base):
 
     posting_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # A payment's postings: its settlement or its captures, then its refunds or return.
-    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    payment_id: Mapped[str] = mapped_column(SwitchId, index=True)
     kind: Mapped[str] = mapped_column(String(16), default="PAYMENT")  # PAYMENT, CAPTURE, ...
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     settlement_window: Mapped[str] = mapped_column(String(32), index=True)
@@ -451,9 +459,9 @@ class HandledEvent(Base):
     __tablename__ = "handled_events"
 
     consumer: Mapped[str] = mapped_column(String(32), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(SwitchId, primary_key=True)
     event_type: Mapped[str] = mapped_column(String(32))
-    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    payment_id: Mapped[str | None] = mapped_column(SwitchId, index=True)
     topic: Mapped[str] = mapped_column(String(120))
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
@@ -469,9 +477,9 @@ class EmittedEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     consumer: Mapped[str] = mapped_column(String(32))
-    source_event_id: Mapped[str] = mapped_column(String(64))
-    event_id: Mapped[str] = mapped_column(String(64))
-    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    source_event_id: Mapped[str] = mapped_column(SwitchId)
+    event_id: Mapped[str] = mapped_column(SwitchId)
+    payment_id: Mapped[str | None] = mapped_column(SwitchId, index=True)
     topic: Mapped[str] = mapped_column(String(120))
     key: Mapped[bytes] = mapped_column(LargeBinary)
     value: Mapped[bytes] = mapped_column(LargeBinary)
@@ -492,7 +500,7 @@ class DeadLetter(Base):
     source_offset: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
-    payment_id: Mapped[str | None] = mapped_column(String(64))
+    payment_id: Mapped[str | None] = mapped_column(SwitchId)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -510,7 +518,7 @@ class Notification(Base):
     __table_args__ = (Index("ix_notifications_due", "status", "recipient_bank", "next_attempt_at"),)
 
     notification_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    payment_id: Mapped[str] = mapped_column(String(64), index=True)
+    payment_id: Mapped[str] = mapped_column(SwitchId, index=True)
     outcome: Mapped[str] = mapped_column(String(10))
     recipient_bank: Mapped[str] = mapped_column(String(8))
     sender: Mapped[str] = mapped_column(String(16))
@@ -518,7 +526,7 @@ class Notification(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
     payload: Mapped[str] = mapped_column(Text)
-    source_event_id: Mapped[str] = mapped_column(String(64))
+    source_event_id: Mapped[str] = mapped_column(SwitchId)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -561,8 +569,8 @@ class DeadLetterRedrive(Base):
     target_topic: Mapped[str] = mapped_column(String(120))
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
     value: Mapped[bytes] = mapped_column(LargeBinary)
-    payment_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    event_id: Mapped[str | None] = mapped_column(String(64))
+    payment_id: Mapped[str | None] = mapped_column(SwitchId, index=True)
+    event_id: Mapped[str | None] = mapped_column(SwitchId)
     status: Mapped[str] = mapped_column(String(10))  # REQUESTED | PUBLISHED
     published_partition: Mapped[int | None] = mapped_column(Integer)
     published_offset: Mapped[int | None] = mapped_column(BigInteger)

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from sqlalchemy import Connection, Engine
 
 from engine.events import EventType
+from engine.ids import MalformedIdError
 from engine.ledger.database import is_transient
 from engine.ledger.recorder import Write
 from engine.pipeline.messages import Inbound, RawMessage
@@ -73,8 +74,14 @@ class Screen(Protocol):
     def check_raw(self, message: RawMessage) -> Verdict: ...
 
     def check_record(
-        self, verdict: Verdict, event_type: str, record: dict[str, Any]
+        self, verdict: Verdict, message: RawMessage, event_type: str, record: dict[str, Any]
     ) -> Verdict: ...
+
+    def switch_ids(
+        self, verdict: Verdict, event_type: str, record: dict[str, Any]
+    ) -> dict[str, Any] | MalformedIdError:
+        """``record`` with the ids its bank supplied in the bank's namespace, or why not."""
+        ...
 
 
 class Gate(Protocol):

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine import metrics
 from engine.config import Settings
+from engine.ids import MalformedIdError
 from engine.kafka.client import Outgoing
 from engine.ledger.database import read_only
 from engine.ledger.models import DeadLetter, HandledEvent
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 REFUSALS_REMEMBERED = 10_000  # coordinates of refusals already counted in the metric
 BATCH_ATTEMPTS = 2  # a racing instance's duplicate makes the first fail; the second sees it
+MALFORMED_ID = "malformed_id"  # dead-letter kind of an id a bank supplied that the switch refuses
 
 
 @dataclass
@@ -149,7 +151,8 @@ class BatchProcessor:
     def _decode(
         self, raw: Sequence[RawMessage], screen: Screen | None
     ) -> tuple[list[Inbound], list[_Bad]]:
-        """Decode each message; a gated stage's security refusals come first, unread."""
+        """Decode each message; a gated stage's security refusals come first, unread, then
+        its ids are put in the namespace of the bank that signed it."""
         decoded: list[Inbound] = []
         bad: list[_Bad] = []
         for m in raw:
@@ -165,13 +168,20 @@ class BatchProcessor:
             except DecodeError as exc:
                 bad.append(_Bad(m, exc.kind, str(exc)[:REASON_MAX_CHARS]))
                 continue
+            record = event.record
             if screen is not None and verdict is not None:
-                verdict = screen.check_record(verdict, event.event_type, event.record)
+                verdict = screen.check_record(verdict, m, event.event_type, record)
                 if not verdict.ok:
                     bad.append(self._refused(m, verdict))
                     continue
+                # From here on, the ids a bank supplied are in its namespace (engine.ids).
+                switch_record = screen.switch_ids(verdict, event.event_type, record)
+                if isinstance(switch_record, MalformedIdError):
+                    bad.append(_Bad(m, MALFORMED_ID, str(switch_record)[:REASON_MAX_CHARS]))
+                    continue
+                record = switch_record
             evidence = verdict.evidence if verdict is not None else None
-            decoded.append(Inbound(m, event.event_type, event.record, evidence))
+            decoded.append(Inbound(m, event.event_type, record, evidence))
         return decoded, bad
 
     def _refused(self, m: RawMessage, verdict: Verdict) -> _Bad:

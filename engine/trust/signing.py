@@ -58,6 +58,7 @@ class Refusal(StrEnum):
     SIGNATURE_INVALID = "signature_invalid"
     SIGNER_NOT_PAYER_BANK = "signer_not_payer_bank"
     SIGNER_NOT_SENDER = "signer_not_sender_bank"  # a step signed by another bank than its sender
+    KEY_NOT_DECLARED = "key_mismatch"  # the message key is not the one its event type declares
 
 
 def signed_digest(topic: str, key: bytes | None, value: bytes, signer: str, key_id: str) -> bytes:

@@ -40,7 +40,7 @@ from engine.serialization import (
     schema_identity,
     schema_text,
 )
-from tests.factories import AMINA, KARIM, payment
+from tests.factories import AMINA, KARIM, payment, switch_id
 from tests.integration.test_flow import balance
 from tests.schema_attacks import (
     forged_swapped_initiated,
@@ -55,7 +55,7 @@ from tests.schema_attacks import (
 
 pytestmark = pytest.mark.integration
 
-BEFORE_APPROVED_SCHEMAS = "0008"  # the revision before this table's migration
+BEFORE_APPROVED_SCHEMAS = "0009"  # the revision before this table's migration
 SETTLE_WITHIN_S = 30.0  # B's payment behind A's messages: seconds, not a stop
 FLOOD = 2_000  # attack 5: messages with a random fingerprint each
 TAGS = with_fields(
@@ -82,7 +82,7 @@ def settled_as_sent(flow, record: dict[str, Any]) -> bool:  # type: ignore[no-un
     with flow.engine.connect() as conn:
         row = conn.execute(
             select(Payment.state, Payment.payer_account, Payment.payee_account,
-                   Payment.occurred_at).where(Payment.payment_id == record["payment_id"])
+                   Payment.occurred_at).where(Payment.payment_id == switch_id(record))
         ).one_or_none()  # fmt: skip
     if row is None or row.state != "SETTLED":
         return False

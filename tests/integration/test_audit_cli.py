@@ -14,7 +14,7 @@ import engine.cli.replay
 import engine.cli.settlement
 import engine.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
 from engine.cli import cli
-from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment
+from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, switch_id
 from tests.integration.test_flow import drained
 
 pytestmark = pytest.mark.integration
@@ -67,9 +67,14 @@ def test_auditor_commands_from_replay_to_a_tampered_ledger(flow_factory, sqlite_
 
     code, out = run("audit", "verify")
     assert code == 0 and "hash chain intact" in out, out
-    code, out = run("trace", records[0]["payment_id"], "--format", "json", "--scan-topics")
+    code, out = run("trace", switch_id(records[0]), "--format", "json", "--scan-topics")
     assert code == 0, out
-    assert json.loads(out)["payment"]["state"] == "SETTLED"
+    traced = json.loads(out)
+    assert traced["payment"]["state"] == "SETTLED"
+    initiated = [e["on_topic"] for e in traced["events"] if e["topic"].endswith(".initiated")]
+    assert initiated == ["confirmed"]  # the bank's own ids on its topic, the switch's in the ledger
+    code, out = run("trace", records[0]["payment_id"], "--format", "json")  # the bank's own id
+    assert code == 0 and json.loads(out)["payment"]["payment_id"] == switch_id(records[0]), out
     code, out = run("settlement", "report", "--all", "--format", "csv")
     assert code == 0 and out.splitlines()[0].startswith("window,status,bank_code"), out
     window = records[0]["occurred_at"].date().isoformat()

@@ -39,6 +39,7 @@ from tests.factories import (
     authorization,
     payment,
     step,
+    switch_id,
 )
 from tests.integration.test_audit_replay import replay_url  # noqa: F401 - a fixture
 from tests.integration.test_lifecycle import POS_HOLD, done
@@ -78,7 +79,7 @@ def lifecycle_traffic() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dic
 def state_of(flow: Any, record: dict[str, Any]) -> str | None:
     """The payment's state, None while the validator has not seen it."""
     with flow.engine.connect() as conn:
-        query = select(Payment.state).where(Payment.payment_id == record["payment_id"])
+        query = select(Payment.state).where(Payment.payment_id == switch_id(record))
         return conn.execute(query).scalar_one_or_none()
 
 
@@ -150,14 +151,14 @@ def test_reconcile_finds_a_step_the_replay_did_not_make(flow_factory, sqlite_url
     with flow.engine.begin() as conn:
         conn.execute(
             PaymentStep.__table__.insert().values(
-                step_id="forged-refund", payment_id=split["payment_id"], kind="REFUND",
+                step_id="forged-refund", payment_id=switch_id(split), kind="REFUND",
                 sender_bank="007", bank_reference="FORGED", occurred_at=datetime.now(UTC),
                 amount_minor=5_000, fee_minor=0, currency="MAD", outcome="APPLIED",
             )
         )  # fmt: skip
         conn.execute(
             Payment.__table__.update()
-            .where(Payment.payment_id == split["payment_id"])
+            .where(Payment.payment_id == switch_id(split))
             .values(refunded_minor=Payment.refunded_minor + 5_000)
         )
     replayed = make_engine(target)
@@ -172,7 +173,7 @@ def test_reconcile_finds_a_step_the_replay_did_not_make(flow_factory, sqlite_url
     }
     with flow.engine.connect() as conn:
         violations = verify(conn).lifecycle.violations
-    assert violations == [f"REFUND step forged-refund of payment {split['payment_id']}: no posting"]
+    assert violations == [f"REFUND step forged-refund of payment {switch_id(split)}: no posting"]
 
 
 def test_the_trace_shows_the_whole_life_of_a_payment(flow_factory, sqlite_url):
@@ -181,8 +182,8 @@ def test_the_trace_shows_the_whole_life_of_a_payment(flow_factory, sqlite_url):
     split, expiring = run["payments"][0], run["expiring"]
 
     with flow.engine.connect() as conn:
-        life = trace_payment(conn, split["payment_id"])
-        expired = trace_payment(conn, expiring["payment_id"])
+        life = trace_payment(conn, switch_id(split))
+        expired = trace_payment(conn, switch_id(expiring))
 
     assert life.hold is not None
     assert (life.hold["state"], life.hold["amount_minor"], life.hold["captured_minor"]) == (
@@ -252,9 +253,9 @@ def test_the_auditor_commands_on_a_lifecycle_run(flow_factory, sqlite_url, tmp_p
     assert code == 0 and "expiries replayed" in out, out
     code, out = sakk("reconcile", "--replay", replayed, "--out", str(tmp_path / "rec"))
     assert code == 0 and "no differences" in out, out
-    code, out = sakk("trace", run["expiring"]["payment_id"])
+    code, out = sakk("trace", switch_id(run["expiring"]))
     assert code == 0 and "hold EXPIRED" in out and "Steps (applied or refused)" in out, out
-    code, out = sakk("trace", run["expiring"]["payment_id"], "--format", "json")
+    code, out = sakk("trace", switch_id(run["expiring"]), "--format", "json")
     life = json.loads(out)
     assert life["hold"][0]["state"] == "EXPIRED"
     assert [(x["kind"], x["reason_code"]) for x in life["steps"]] == [
@@ -266,7 +267,7 @@ def test_the_auditor_commands_on_a_lifecycle_run(flow_factory, sqlite_url, tmp_p
     with flow.engine.begin() as conn:  # the hold that was voided now claims an expiry
         conn.execute(
             text("UPDATE holds SET state = 'EXPIRED' WHERE payment_id = :p"),
-            {"p": run["payments"][2]["payment_id"]},
+            {"p": switch_id(run["payments"][2])},
         )
     code, out = sakk("audit", "verify", "--format", "json")
     assert code == 1

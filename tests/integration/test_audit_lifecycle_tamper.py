@@ -38,6 +38,7 @@ from tests.factories import (
     payment,
     signed,
     step,
+    switch_id,
 )
 from tests.unit.test_postings import draft
 
@@ -106,7 +107,7 @@ class Builder:
 
     def expire(self, record: dict[str, Any]) -> None:
         """The scheduler's expiry of ``record``'s hold, straight to settlement."""
-        event = expiry_event(record["payment_id"], record["payer_account"], BASE + POS_HOLD)
+        event = expiry_event(switch_id(record), record["payer_account"], BASE + POS_HOLD)
         value = self.codec.encode("PaymentStepValidated", event)
         message = RawMessage(
             self.settings.topic("validated"), 0, self.next(), record["payer_account"].encode(),
@@ -166,7 +167,7 @@ def test_an_honest_lifecycle_ledger_verifies(ledger):
         states = dict(conn.execute(select(Payment.payment_id, Payment.state)).all())
     assert report.ok, report.lifecycle.violations
     assert (report.lifecycle.holds, report.lifecycle.steps) == (5, 9)  # 8 asked + the expiry
-    assert [states[p[n]["payment_id"]] for n in ("split", "whole", "voided", "expiring")] == [
+    assert [states[switch_id(p[n])] for n in ("split", "whole", "voided", "expiring")] == [
         "CAPTURED", "CAPTURED", "VOIDED", "EXPIRED",
     ]  # fmt: skip
     assert report.summary()["lifecycle_violations"] == 0
@@ -174,7 +175,7 @@ def test_an_honest_lifecycle_ledger_verifies(ledger):
 
 def test_a_hold_resolved_twice_is_found(ledger):
     engine, p = ledger
-    split = p["split"]["payment_id"]
+    split = switch_id(p["split"])
     with engine.begin() as conn:
         conn.execute(
             PaymentStep.__table__.insert().values(
@@ -188,7 +189,7 @@ def test_a_hold_resolved_twice_is_found(ledger):
 
 def test_a_hold_whose_state_its_steps_do_not_lead_to_is_found(ledger):
     engine, p = ledger
-    voided = p["voided"]["payment_id"]
+    voided = switch_id(p["voided"])
     run(engine, "UPDATE holds SET state = 'EXPIRED' WHERE payment_id = :p", p=voided)
     found = violations(engine)
     assert f"hold of payment {voided} is EXPIRED; its resolving step leads to VOIDED" in found
@@ -197,14 +198,14 @@ def test_a_hold_whose_state_its_steps_do_not_lead_to_is_found(ledger):
 
 def test_an_active_hold_that_a_step_resolved_is_found(ledger):
     engine, p = ledger
-    whole = p["whole"]["payment_id"]
+    whole = switch_id(p["whole"])
     run(engine, "UPDATE holds SET state = 'ACTIVE' WHERE payment_id = :p", p=whole)
     assert any(f"hold of payment {whole} is ACTIVE yet resolved" in v for v in violations(engine))
 
 
 def test_captures_above_the_hold_are_found(ledger):
     engine, p = ledger
-    split = p["split"]["payment_id"]
+    split = switch_id(p["split"])
     run(
         engine,
         "UPDATE payment_steps SET amount_minor = 90000 WHERE payment_id = :p AND kind = 'CAPTURE'"
@@ -218,7 +219,7 @@ def test_captures_above_the_hold_are_found(ledger):
 
 def test_captured_amounts_that_disagree_are_found(ledger):
     engine, p = ledger
-    whole = p["whole"]["payment_id"]
+    whole = switch_id(p["whole"])
     run(engine, "UPDATE payments SET captured_minor = 4000 WHERE payment_id = :p", p=whole)
     found = violations(engine)
     assert f"hold of payment {whole}: captures sum to 5000, the payment says 4000" in found
@@ -226,7 +227,7 @@ def test_captured_amounts_that_disagree_are_found(ledger):
 
 def test_refunds_above_the_captures_are_found(ledger):
     engine, p = ledger
-    sale = p["sale"]["payment_id"]
+    sale = switch_id(p["sale"])
     run(
         engine,
         "UPDATE payment_steps SET amount_minor = 12000 WHERE payment_id = :p",
@@ -239,14 +240,14 @@ def test_refunds_above_the_captures_are_found(ledger):
 
 def test_a_refund_total_that_disagrees_with_its_steps_is_found(ledger):
     engine, p = ledger
-    split = p["split"]["payment_id"]
+    split = switch_id(p["split"])
     run(engine, "UPDATE payments SET refunded_minor = 0 WHERE payment_id = :p", p=split)
     assert f"payment {split}: refunds and returns sum to 10000, it says 0" in violations(engine)
 
 
 def test_an_available_balance_below_the_overdraft_now_is_found(ledger):
     engine, p = ledger
-    active = p["active"]["payment_id"]
+    active = switch_id(p["active"])
     run(engine, "UPDATE holds SET reserved_minor = 10000000 WHERE payment_id = :p", p=active)
     found = violations(engine)
     assert any(v.startswith(f"account {SALMA[1]}: available balance -") for v in found)
@@ -276,7 +277,7 @@ def test_a_step_posting_without_its_step_is_found_by_verify_and_reconcile(
     replayed = build(f"sqlite:///{tmp_path / 'replayed.db'}", recorded)  # the same again
     try:
         assert reconcile(engine, replayed).ok  # the same ids: the two ledgers agree
-        capture = p["whole"]["payment_id"]
+        capture = switch_id(p["whole"])
         run(engine, "DELETE FROM payment_steps WHERE payment_id = :p", p=capture)
         found = violations(engine)
         assert any(f"payment {capture}: no applied step" in v for v in found)
@@ -291,7 +292,7 @@ def test_a_changed_hold_is_found_by_reconcile(ledger, recorded, tmp_path):
     engine, p = ledger
     replayed = build(f"sqlite:///{tmp_path / 'replayed.db'}", recorded)
     try:
-        active = p["active"]["payment_id"]
+        active = switch_id(p["active"])
         with engine.begin() as conn:
             conn.execute(
                 Hold.__table__.update()

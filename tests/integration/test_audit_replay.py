@@ -34,6 +34,7 @@ from tests.factories import (
     YOUSSEF,
     payment,
     signed,
+    switch_id,
 )
 from tests.integration.test_flow import drained
 
@@ -188,7 +189,7 @@ def ranged_traffic() -> tuple[list[tuple[datetime, dict[str, Any]]], dict[str, s
                 occurred_at=at,
             )
             stamped.append((at, record))
-            groups[name].add(record["payment_id"])
+            groups[name].add(switch_id(record))
     # Recorded after the range but occurred inside it (a slow bank), and the reverse.
     late = payment(AMINA, KARIM, 77, occurred_at=RANGE_BASE + timedelta(seconds=100))
     stamped.append((RANGE_BASE + timedelta(minutes=2, seconds=40), late))
@@ -197,8 +198,8 @@ def ranged_traffic() -> tuple[list[tuple[datetime, dict[str, Any]]], dict[str, s
     )
     stamped.append((RANGE_BASE + timedelta(minutes=1, seconds=45), early))
     stamped.sort(key=lambda x: x[0])
-    groups["late"] = {late["payment_id"]}
-    groups["early"] = {early["payment_id"]}
+    groups["late"] = {switch_id(late)}
+    groups["early"] = {switch_id(early)}
     return stamped, groups
 
 
@@ -254,7 +255,7 @@ def test_replay_by_offsets_reads_exactly_those_offsets(flow_factory, sqlite_url,
     )
 
     assert [(r.start, r.end) for r in report.ranges] == [(10, 25)]
-    assert replayed_ids(target) == {r["payment_id"] for r in records[10:25]}
+    assert replayed_ids(target) == {switch_id(r) for r in records[10:25]}
     whole = f"sqlite:///{tmp_path / 'whole.db'}"
     assert replay(flow.settings, ReplayRequest(REFERENCE_FILE, whole)).events_replayed == 40
 
@@ -296,19 +297,19 @@ def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credi
     raw = {}
     for p, r in ((0, credit), (1, debit)):
         key, value = r["payer_account"].encode(), flow.codec.encode("PaymentInitiated", r)
-        raw[r["payment_id"]] = RawMessage(
+        raw[switch_id(r)] = RawMessage(
             topic, p, 0, key, value, int(r["occurred_at"].timestamp() * 1000),
             headers=signed(topic, key, value, r["payer_bank"]),
         )  # fmt: skip
     validated = {}
-    for pid in (debit["payment_id"], credit["payment_id"]):
+    for pid in (switch_id(debit), switch_id(credit)):
         [message] = [
             m
             for m in validator.process([raw[pid]]).outgoing
             if m.topic == settings.topic("validated")
         ]
         validated[pid] = RawMessage(message.topic, 0, 0, message.key, message.value, 0)
-    for pid in (credit["payment_id"], debit["payment_id"]):
+    for pid in (switch_id(credit), switch_id(debit)):
         settlement.process([validated[pid]])
 
     by_time = f"sqlite:///{tmp_path / 'by-time.db'}"
@@ -328,6 +329,6 @@ def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credi
     assert {
         (d["field"], d["live"], d["replay"])
         for d in outcomes[by_time].payments
-        if d["payment_id"] == debit["payment_id"] and d["field"] == "state"
+        if d["payment_id"] == switch_id(debit) and d["field"] == "state"
     } == {("state", "SETTLED", "FAILED")}
     assert outcomes[in_order].ok, outcomes[in_order].sections()

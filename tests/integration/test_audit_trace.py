@@ -7,7 +7,7 @@ import pytest
 from engine.audit.exceptions import PaymentNotFoundError
 from engine.audit.replay import replay_codec
 from engine.audit.trace import find_payment_ids, scan_topics, trace_payment
-from tests.factories import AMINA, KARIM, payment
+from tests.factories import AMINA, KARIM, payment, switch_id
 from tests.integration.test_flow import drained
 
 pytestmark = pytest.mark.integration
@@ -22,10 +22,10 @@ def test_trace_shows_every_event_state_posting_and_notification(flow_factory, da
 
     with flow.engine.connect() as conn:
         assert set(find_payment_ids(conn, bank_reference="007:ATW-TRACE-1")) == {
-            paid["payment_id"],
-            retry["payment_id"],
+            switch_id(paid),
+            switch_id(retry),
         }
-        trace = trace_payment(conn, paid["payment_id"])
+        trace = trace_payment(conn, switch_id(paid))
         with pytest.raises(PaymentNotFoundError):
             find_payment_ids(conn, "no-such-payment")
 

@@ -15,7 +15,7 @@ from engine.kafka.client import create_topics
 from engine.ledger.models import Payment
 from engine.ledger.postings import write_postings
 from engine.ledger.reports import net_positions
-from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment
+from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment, switch_id
 from tests.integration.test_audit_tamper import build_ledger, initiated
 from tests.unit.test_postings import draft
 from tests.unit.test_postings import ledger as reference_ledger
@@ -109,7 +109,7 @@ def test_a_closed_window_never_changes_and_late_payments_go_to_the_next_open_one
         with engine.connect() as conn:
             assert (
                 conn.execute(
-                    Payment.__table__.select().where(Payment.payment_id == late["payment_id"])
+                    Payment.__table__.select().where(Payment.payment_id == switch_id(late))
                 )
                 .one()
                 .settlement_window

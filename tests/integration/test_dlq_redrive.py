@@ -36,7 +36,7 @@ from engine.ledger.models import DeadLetterRedrive, HandledEvent, Payment
 from engine.ledger.schemas import ApprovalStatus, approve
 from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
 from tests.conftest import Flow
-from tests.factories import AMINA, KARIM, payment, signed
+from tests.factories import AMINA, KARIM, payment, signed, switch_id
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def dead_letters(flow: Flow) -> list[DeadLetterRecord]:
 
 def state_of(flow: Flow, record: dict[str, Any]) -> str | None:
     with flow.engine.connect() as conn:
-        return conn.scalar(select(Payment.state).where(Payment.payment_id == record["payment_id"]))
+        return conn.scalar(select(Payment.state).where(Payment.payment_id == switch_id(record)))
 
 
 def counts(flow: Flow) -> FlowCounts:
@@ -196,7 +196,7 @@ def test_schema_not_approved_dead_letter_settles_once_its_schema_is_approved_and
     assert (c.settled, c.dead_lettered, c.redriven) == (1, 0, 1)
     assert c.terminal + c.dead_lettered == 1  # the bank published one message
     redrive = first.redrive
-    assert (redrive.payment_id, redrive.event_id) == (p["payment_id"], p["event_id"])
+    assert (redrive.payment_id, redrive.event_id) == (switch_id(p), switch_id(p, "event_id"))
     assert (redrive.body_source, redrive.target_topic) == ("original", dead.source_topic)
     # No second copy: a payment published after the second redrive comes right after the first.
     marker = payment(AMINA, KARIM, 1)
@@ -210,7 +210,7 @@ def test_schema_not_approved_dead_letter_settles_once_its_schema_is_approved_and
     assert headers["sakk.redrive.by"] == b"alice"
     assert headers["sakk.source.offset"] == str(dead.source_offset).encode()
     with flow.engine.connect() as conn:
-        trace = trace_payment(conn, p["payment_id"])
+        trace = trace_payment(conn, switch_id(p))
     assert [d["id"] for d in trace.dead_letters] == [dead.id]
     assert [(r["requested_by"], r["status"]) for r in trace.redrives] == [("alice", "PUBLISHED")]
 
@@ -252,14 +252,14 @@ def test_operator_redrives_a_mangled_payment_with_the_banks_corrected_body(
     assert listed["redriven"] and listed["redrive"]["requested_by"] == "alice"
     code, out = run("dlq", "show", dead_letter_id)
     assert "PUBLISHED by alice" in out and "bank re-sent it whole" in out, out
-    code, out = run("trace", p["payment_id"], "--format", "json")
+    code, out = run("trace", switch_id(p), "--format", "json")
     assert code == 0, out
     traced = json.loads(out)
     assert [d["id"] for d in traced["dead_letters"]] == [int(dead_letter_id)]
     (redrive,) = traced["redrives"]
     assert (redrive["requested_by"], redrive["status"]) == ("alice", "PUBLISHED")
     assert redrive["target_topic"] == flow.settings.topic("initiated")
-    code, out = run("trace", p["payment_id"])
+    code, out = run("trace", switch_id(p))
     assert code == 0 and "Dead letters sent again" in out, out
 
 

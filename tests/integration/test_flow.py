@@ -17,7 +17,17 @@ from engine.ledger.models import (
     Payment,
     Posting,
 )
-from tests.factories import AMINA, BLOCKED, CLOSED, KARIM, RAM, YOUSSEF, payment, vignette
+from tests.factories import (
+    AMINA,
+    BLOCKED,
+    CLOSED,
+    KARIM,
+    RAM,
+    YOUSSEF,
+    payment,
+    switch_id,
+    vignette,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +67,14 @@ def test_mixed_payments_each_reach_their_outcome_and_the_ledger_balances(
     flow.wait_until(lambda: drained(flow, len(records)))
 
     outcome = states(flow)
-    assert outcome[good["payment_id"]] == ("SETTLED", None)
-    assert outcome[merchant["payment_id"]] == ("SETTLED", None)
-    assert outcome[tax["payment_id"]] == ("SETTLED", None)
-    assert outcome[unknown["payment_id"]] == ("REJECTED", "AC01")
-    assert outcome[closed["payment_id"]] == ("REJECTED", "AC04")
-    assert outcome[blocked["payment_id"]] == ("REJECTED", "AC06")
-    assert outcome[too_much["payment_id"]] == ("FAILED", "AM04")
-    assert outcome[zero["payment_id"]] == ("REJECTED", "AM12")
+    assert outcome[switch_id(good)] == ("SETTLED", None)
+    assert outcome[switch_id(merchant)] == ("SETTLED", None)
+    assert outcome[switch_id(tax)] == ("SETTLED", None)
+    assert outcome[switch_id(unknown)] == ("REJECTED", "AC01")
+    assert outcome[switch_id(closed)] == ("REJECTED", "AC04")
+    assert outcome[switch_id(blocked)] == ("REJECTED", "AC06")
+    assert outcome[switch_id(too_much)] == ("FAILED", "AM04")
+    assert outcome[switch_id(zero)] == ("REJECTED", "AM12")
     # Amina: 1,000.00 - (100.00 + 5.00 fee) - 700.00 vignette (no fee, ever) = 195.00
     assert balance(flow, AMINA) == 100_000 - 10_500 - 70_000
     assert balance(flow, KARIM) == 20_000 + 10_000
@@ -72,7 +82,7 @@ def test_mixed_payments_each_reach_their_outcome_and_the_ledger_balances(
     assert balance(flow, YOUSSEF) == 50_000 - 40_000 - 100
     with flow.engine.connect() as conn:
         assert check_ledger(conn).ok
-        fee = conn.execute(select(Payment.fee_minor).where(Payment.payment_id == tax["payment_id"]))
+        fee = conn.execute(select(Payment.fee_minor).where(Payment.payment_id == switch_id(tax)))
         assert fee.scalar_one() == 0
         notified = conn.execute(
             select(func.count()).select_from(Notification).where(Notification.status == "DELIVERED")
@@ -93,10 +103,10 @@ def test_redelivered_message_is_processed_once(flow_factory, database_url):
         handled = conn.execute(
             select(func.count())
             .select_from(HandledEvent)
-            .where(HandledEvent.event_id == p["event_id"])
+            .where(HandledEvent.event_id == switch_id(p, "event_id"))
         ).scalar_one()
         postings = conn.execute(
-            select(func.count()).select_from(Posting).where(Posting.payment_id == p["payment_id"])
+            select(func.count()).select_from(Posting).where(Posting.payment_id == switch_id(p))
         ).scalar_one()
     assert handled == 1
     assert postings == 1
@@ -110,8 +120,8 @@ def test_duplicate_bank_reference_is_rejected_am05(flow_factory, database_url):
     flow.publish([first, retry])
     flow.wait_until(lambda: drained(flow, 2))
     outcome = states(flow)
-    assert outcome[first["payment_id"]] == ("SETTLED", None)
-    assert outcome[retry["payment_id"]] == ("REJECTED", "AM05")
+    assert outcome[switch_id(first)] == ("SETTLED", None)
+    assert outcome[switch_id(retry)] == ("REJECTED", "AM05")
     assert balance(flow, KARIM) == 20_000 + 2_000
 
 
@@ -128,8 +138,8 @@ def test_garbage_and_unapproved_schema_are_dead_lettered_while_the_flow_carries_
     flow.publish([after])
     flow.wait_until(lambda: drained(flow, 5))
     outcome = states(flow)
-    assert outcome[before["payment_id"]][0] == "SETTLED"
-    assert outcome[after["payment_id"]][0] == "SETTLED"
+    assert outcome[switch_id(before)][0] == "SETTLED"
+    assert outcome[switch_id(after)][0] == "SETTLED"
     with flow.engine.connect() as conn:
         kinds = sorted(conn.execute(select(DeadLetter.kind)).scalars())
     assert kinds == ["schema_not_approved", "undecodable", "undecodable"]
@@ -181,7 +191,7 @@ def test_a_newer_writer_settles_on_a_running_consumer_once_the_operator_approved
         [writer.encode("PaymentInitiated", p)], key=AMINA[1].encode(), bank=AMINA[0]
     )
     flow.wait_until(lambda: drained(flow, 1))
-    assert states(flow)[p["payment_id"]] == ("SETTLED", None)
+    assert states(flow)[switch_id(p)] == ("SETTLED", None)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -207,7 +217,7 @@ def test_each_partition_appends_to_its_own_hash_chain(flow_factory, database_url
                 .where(po.c.kind == "PAYMENT")
             )
         }
-    payer_of = {r["payment_id"]: r["payer_account"] for r in records}
+    payer_of = {switch_id(r): r["payer_account"] for r in records}
     expected = {(pid, partition_of(payer_of[pid].encode(), partitions)) for pid, _ in chains}
     assert chains == expected and len(chains) == len(records)
     assert len({chain for _, chain in chains}) > 1  # three payers, three partitions: not one

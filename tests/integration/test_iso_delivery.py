@@ -178,7 +178,7 @@ def test_status_reports_and_a_return_reach_a_bank_that_chose_iso_20022(
 
     # 011 returns the first credit: a pacs.004 to itself and JSON to 007.
     before = len(receiver.of(ISO_BANK))
-    paid = {"payment_id": ids["ISO-GOOD-1"], "payer_account": AMINA[1],
+    paid = {"payment_id": ids["ISO-GOOD-1"], "payer_bank": AMINA[0], "payer_account": AMINA[1],
             "occurred_at": datetime.now(UTC).replace(microsecond=0)}  # fmt: skip
     flow.publish_steps([step(paid, "RETURN", ISO_BANK, reason_code="AC04", reference="RET-1")])
     flow.wait_until(lambda: len(receiver.of(ISO_BANK)) > before and all_delivered(flow, 4))

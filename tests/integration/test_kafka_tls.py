@@ -27,7 +27,7 @@ from engine.kafka.terminator import stunnel_missing
 from engine.kafka.tls_broker import EmbeddedTlsBroker
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
 from engine.ledger.models import Payment
-from tests.factories import AMINA, KARIM, YOUSSEF, payment, vignette
+from tests.factories import AMINA, KARIM, YOUSSEF, payment, switch_id, vignette
 
 pytestmark = pytest.mark.integration
 
@@ -116,11 +116,11 @@ def test_whole_flow_over_mutual_tls_reaches_every_outcome(  # type: ignore[no-un
         rows = conn.execute(select(Payment.payment_id, Payment.state, Payment.reason_code))
         outcome = {r.payment_id: (r.state, r.reason_code) for r in rows}
         assert check_ledger(conn).ok
-    assert outcome[good["payment_id"]] == ("SETTLED", None)
-    assert outcome[merchant["payment_id"]] == ("SETTLED", None)
-    assert outcome[tax["payment_id"]] == ("SETTLED", None)
-    assert outcome[unknown["payment_id"]] == ("REJECTED", "AC01")
-    assert outcome[too_much["payment_id"]] == ("FAILED", "AM04")
+    assert outcome[switch_id(good)] == ("SETTLED", None)
+    assert outcome[switch_id(merchant)] == ("SETTLED", None)
+    assert outcome[switch_id(tax)] == ("SETTLED", None)
+    assert outcome[switch_id(unknown)] == ("REJECTED", "AC01")
+    assert outcome[switch_id(too_much)] == ("FAILED", "AM04")
     # Every byte went through the terminator, as the certificate's principal.
     wait_for_log(tls_broker, "Certificate accepted at depth=0: CN=sakk", before)
 

@@ -17,8 +17,9 @@ from sqlalchemy import Connection, func, insert, inspect, select, text
 from consumers.settlement import build_legs
 from engine.audit.chain import verify
 from engine.audit.windows import Window, close_window, window_report
+from engine.ids import SWITCH_ID_MAX_CHARS
 from engine.ledger.database import alembic_config, make_engine, upgrade
-from engine.ledger.models import Posting, SettlementWindow, SettlementWindowPosition
+from engine.ledger.models import HandledEvent, Posting, SettlementWindow, SettlementWindowPosition
 from engine.ledger.postings import entry_hash, write_postings
 from engine.ledger.reference import load_reference_data, read_file
 from tests.factories import AMINA, KARIM, REFERENCE_FILE
@@ -181,3 +182,50 @@ def test_a_ledger_still_on_chain_0_alone_downgrades_and_upgrades_again(ledger_00
         assert verify(conn).ok
         entries = conn.execute(select(func.count()).select_from(text("ledger_entries")))
         assert entries.scalar_one() == 12 + 4
+
+
+# -- 0009: ids per bank ---------------------------------------------------------------------
+
+
+def id_length(engine: Any, table: str, column: str) -> int | None:
+    engine.dispose()
+    (found,) = [c for c in inspect(engine).get_columns(table) if c["name"] == column]
+    return getattr(found["type"], "length", None)
+
+
+def handled(event_id: str) -> dict[str, Any]:
+    return {"consumer": "validator", "event_id": event_id, "event_type": "PaymentInitiated",
+            "payment_id": event_id, "topic": "t", "partition": 0, "offset": 0,
+            "outcome": "validated", "handled_at": datetime.now(UTC)}  # fmt: skip
+
+
+def test_ids_widen_to_a_banks_namespace_and_narrow_again_once_none_is_longer(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    bare, longest = "e" * 64, "ABCDEFGH:" + "e" * 64  # from before 0009, and since
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as conn:
+        conn.execute(insert(HandledEvent), [handled(bare), handled(longest)])
+    if postgres:
+        assert id_length(engine, "payments", "payment_id") == SWITCH_ID_MAX_CHARS == 73
+        assert id_length(engine, "holds", "payment_id") == 73
+        with pytest.raises(RuntimeError, match="cannot downgrade below 0009"):
+            command.downgrade(alembic_config(database_url), "0008")
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM handled_events WHERE event_id = :e"), {"e": longest})
+
+    command.downgrade(alembic_config(database_url), "0008")
+
+    if postgres:
+        assert id_length(engine, "payments", "payment_id") == 64
+        assert id_length(engine, "handled_events", "event_id") == 64
+    with engine.connect() as conn:  # existing ids are never rewritten, either way
+        assert bare in set(conn.execute(text("SELECT event_id FROM handled_events")).scalars())
+    upgrade(database_url)
+    if postgres:
+        assert id_length(engine, "payment_steps", "step_id") == 73
+    with engine.begin() as conn:
+        conn.execute(insert(HandledEvent), [handled("011:" + "e" * 64)])
+        ids = set(conn.execute(text("SELECT event_id FROM handled_events")).scalars())
+    assert bare in ids and "011:" + "e" * 64 in ids
+    engine.dispose()

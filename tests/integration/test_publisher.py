@@ -32,6 +32,7 @@ from producers.exceptions import PaymentSigningError
 from producers.jsonl import publish_file
 from producers.publisher import PaymentPublisher
 from producers.signing import SIMULATED_KEYS_VALID_FROM, Signers
+from tests.factories import switch_id
 from tooling.simulator import (
     SECURITY_KINDS,
     SimulatedMessage,
@@ -358,7 +359,7 @@ def test_simulated_traffic_ends_as_each_kind_says(
                 if m.kind in SECURITY_KINDS:
                     refused.append(m)
                 elif m.payment is not None:
-                    expected[m.payment["payment_id"]] = m
+                    expected[switch_id(m.payment)] = m
         malformed = 700 - len(expected) - len(refused)
 
         terminal = (PaymentState.SETTLED, PaymentState.REJECTED, PaymentState.FAILED)
@@ -392,4 +393,4 @@ def test_simulated_traffic_ends_as_each_kind_says(
     kinds = Counter(m.kind for m in expected.values())
     assert kinds["insufficient_funds"] and kinds["duplicate_retry"] and kinds["vignette"]
     assert refused and kinds_dead["security"] == len(refused)  # every forgery, nothing else
-    assert not {m.payment["payment_id"] for m in refused if m.payment} & set(outcomes)
+    assert not {switch_id(m.payment) for m in refused if m.payment} & set(outcomes)

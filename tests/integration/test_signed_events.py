@@ -19,7 +19,7 @@ from engine.ledger.models import BankReference, DeadLetter, Payment
 from engine.trust.keys import KeyPair
 from engine.trust.signing import SIGNATURE_HEADER, EventSigner
 from producers.signing import Signers
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, YOUSSEF, payment
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, YOUSSEF, payment, switch_id
 from tests.integration.test_flow import drained, states
 
 pytestmark = pytest.mark.integration
@@ -77,11 +77,11 @@ def test_a_forged_payment_is_dead_lettered_and_the_genuine_one_with_its_referenc
 
     flow.publish([genuine])  # signed by 011: the same reference is still free
     flow.wait_until(lambda: drained(flow, 3))
-    assert states(flow)[genuine["payment_id"]] == ("SETTLED", None)
+    assert states(flow)[switch_id(genuine)] == ("SETTLED", None)
     with flow.engine.connect() as conn:
         signer = conn.execute(
             select(Payment.signer_bank, Payment.signer_key_id, Payment.signature).where(
-                Payment.payment_id == genuine["payment_id"]
+                Payment.payment_id == switch_id(genuine)
             )
         ).one()
     assert signer[:2] == ("011", SIGNERS.get("011").key_id) and len(signer[2]) == 64
@@ -121,7 +121,7 @@ def test_every_bad_signature_is_refused_with_its_reason_and_the_line_carries_on(
     reasons = [reason.split(":", 1)[0] for _, reason in dead_letters(flow)]
     assert sorted(reasons) == sorted([*cases, "signature_invalid"])
     assert {kind for kind, _ in dead_letters(flow)} == {"security"}
-    assert states(flow) == {good["payment_id"]: ("SETTLED", None)}  # in = out + dead-lettered
+    assert states(flow) == {switch_id(good): ("SETTLED", None)}  # in = out + dead-lettered
     assert count(flow, BankReference) == 1
 
 
@@ -154,7 +154,7 @@ def test_a_rotated_key_is_accepted_and_a_revoked_one_refused_from_its_revocation
     )  # judged at receipt, after the revocation
     flow.wait_until(lambda: len(dead_letters(flow)) == 1)
     assert dead_letters(flow)[0][1].startswith("key_revoked")
-    assert late["payment_id"] not in states(flow)
+    assert switch_id(late) not in states(flow)
 
 
 def test_replay_verifies_every_signature_against_the_reference_keys_and_reports_failures(

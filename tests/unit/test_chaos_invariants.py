@@ -27,7 +27,7 @@ from engine.ledger.models import Account, Notification, NotificationAttempt, Pay
 from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed, switch_id
 from tooling.chaos.faults import Receipt, WebhookLog
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.wire import WireRecord
@@ -125,15 +125,14 @@ def flow(ledger: tuple[Settings, Engine, dict[str, int]]) -> tuple[Pump, Evidenc
     for r in (good, short, zero):  # each signed by its payer's bank, as a bank publishes it
         key, value = r["payer_account"].encode(), encode("PaymentInitiated", r)
         headers = signed(topic, key, value, r["payer_bank"])
-        messages.append(Message(key, value, "payment", r["payment_id"], headers))
+        messages.append(Message(key, value, "payment", switch_id(r), headers))
     copy = Message(messages[0].key, messages[0].value, "bank_retry", None, messages[0].headers)
     poison = Message(b"k", b"not avro", "random_bytes", None, signed(topic, b"k", b"not avro"))
     expected = {
-        r["payment_id"]: ExpectedPayment(r["payment_id"], "payment", GOOD_OUTCOMES)
-        for r in (good, short)
+        switch_id(r): ExpectedPayment(switch_id(r), "payment", GOOD_OUTCOMES) for r in (good, short)
     }
-    expected[zero["payment_id"]] = ExpectedPayment(
-        zero["payment_id"], "zero_amount", {"REJECTED": ABSURD_REASONS["zero_amount"]}
+    expected[switch_id(zero)] = ExpectedPayment(
+        switch_id(zero), "zero_amount", {"REJECTED": ABSURD_REASONS["zero_amount"]}
     )
     workload = Workload(1, [*messages, copy, poison], expected, Counter({"undecodable": 1}))
     pump.publish(workload.messages)

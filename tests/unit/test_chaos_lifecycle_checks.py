@@ -24,7 +24,17 @@ from engine.ledger.models import (
     PaymentStep,
     PaymentTransition,
 )
-from tests.factories import AMINA, KARIM, RAM, SALMA, authorization, payment, signed, step
+from tests.factories import (
+    AMINA,
+    KARIM,
+    RAM,
+    SALMA,
+    authorization,
+    payment,
+    signed,
+    step,
+    switch_id,
+)  # fmt: skip
 from tests.unit.test_chaos_invariants import Pump, ledger  # noqa: F401 - the fixture
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.lifecycle import APPLIED, REFUSED, ExpectedStep
@@ -47,8 +57,8 @@ class Story:
     def pay(self, name: str, record: dict[str, Any], state: str, captured: int, back: int = 0):
         self.records.append(("PaymentInitiated", record))
         self.ids[name] = record
-        self.payments[record["payment_id"]] = ExpectedPayment(
-            record["payment_id"], name, {state: None}, captured, back
+        self.payments[switch_id(record)] = ExpectedPayment(
+            switch_id(record), name, {state: None}, captured, back
         )
         return record
 
@@ -59,8 +69,8 @@ class Story:
         record["occurred_at"] = extra.get("occurred_at") or self.now
         self.records.append(("PaymentStepRequested", record))
         self.ids[name] = record
-        self.steps[record["event_id"]] = ExpectedStep(
-            record["event_id"], record["payment_id"], of, kind, sender, outcome, reason,
+        self.steps[switch_id(record, "event_id")] = ExpectedStep(
+            switch_id(record, "event_id"), switch_id(record), of, kind, sender, outcome, reason,
             applied if outcome == APPLIED else None,
         )  # fmt: skip
 
@@ -77,9 +87,9 @@ def story(now: datetime) -> Story:
     expired = authorization(SALMA, RAM, 4_000, occurred_at=now - POS_HOLD - timedelta(seconds=1))
     s.pay("expiring", expired, "EXPIRED", 0)
     s.ask("after_expiry", "expiring", "CAPTURE", "007", 1_000, REFUSED, "TM01")
-    expiry = expiry_event(expired["payment_id"], SALMA[1], now - timedelta(seconds=1))
+    expiry = expiry_event(switch_id(expired), SALMA[1], now - timedelta(seconds=1))
     s.steps[expiry["event_id"]] = ExpectedStep(
-        expiry["event_id"], expired["payment_id"], "expiring", "EXPIRE", "SAKK", APPLIED, None,
+        expiry["event_id"], switch_id(expired), "expiring", "EXPIRE", "SAKK", APPLIED, None,
         4_000,
     )  # fmt: skip
     s.pay("purchase", payment(SALMA, RAM, 50_000, "WEB", "PURCHASE", occurred_at=now),
@@ -101,7 +111,7 @@ def lifecycle_flow(ledger) -> tuple[Pump, Evidence, Story]:  # noqa: F811 - the 
     for event_type, r in s.records:
         key, value = r["payer_account"].encode(), pump.codec.encode(event_type, r)
         bank = r.get("sender_bank") or r["payer_bank"]
-        messages.append(Message(key, value, "x", r.get("payer_bank") and r["payment_id"],
+        messages.append(Message(key, value, "x", r.get("payer_bank") and switch_id(r),
                                 signed(topic, key, value, bank)))  # fmt: skip
     workload = Workload(1, messages, s.payments, Counter(), s.steps)
     pump.publish(messages)
@@ -153,30 +163,30 @@ def test_a_hold_resolved_twice_is_caught(lifecycle):
     steps = evidence.wire["steps"]
     final = next(
         r for r in steps
-        if evidence.codec.decode(r.value).record["step_id"] == s.ids["final"]["event_id"]
+        if evidence.codec.decode(r.value).record["step_id"] == switch_id(s.ids["final"], "event_id")
     )  # fmt: skip
     record = evidence.codec.decode(final.value).record | {"event_id": "e2", "step_id": "forged"}
     again = evidence.codec.encode("PaymentStepCompleted", record | {"step": "VOID"})
     steps.append(WireRecord(final.topic, 0, len(steps), final.key, again, ()))  # type: ignore[attr-defined]
     found = violations(engine, evidence)
-    pid = s.ids["card"]["payment_id"]
+    pid = switch_id(s.ids["card"])
     assert any(f"hold of {pid} (CAPTURED) resolved 2 times" in v for v in found), found
 
 
 def test_captures_above_the_hold_are_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    set_step(engine, s.ids["partial"]["event_id"], amount_minor=9_000)
+    set_step(engine, switch_id(s.ids["partial"], "event_id"), amount_minor=9_000)
     found = violations(engine, evidence)
-    pid = s.ids["card"]["payment_id"]
+    pid = switch_id(s.ids["card"])
     assert any(f"captures of {pid} (11000) exceed its hold (10000)" in v for v in found), found
     assert any(f"captures of {pid} add up to 11000" in v for v in found)
 
 
 def test_refunds_above_what_was_captured_are_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    set_step(engine, s.ids["refund"]["event_id"], amount_minor=60_000)
+    set_step(engine, switch_id(s.ids["refund"], "event_id"), amount_minor=60_000)
     found = violations(engine, evidence)
-    pid = s.ids["purchase"]["payment_id"]
+    pid = switch_id(s.ids["purchase"])
     assert any(f"refunds of {pid} (60000) exceed what was captured (50000)" in v for v in found)
 
 
@@ -185,7 +195,7 @@ def test_an_available_balance_below_zero_is_caught(lifecycle):
     with engine.begin() as conn:
         conn.execute(
             update(Hold)
-            .where(Hold.payment_id == s.ids["voided"]["payment_id"])
+            .where(Hold.payment_id == switch_id(s.ids["voided"]))
             .values(state="ACTIVE", reserved_minor=10**9, resolved_by=None)
         )
     found = violations(engine, evidence)
@@ -209,21 +219,22 @@ def test_a_balance_that_went_below_its_overdraft_is_caught(lifecycle):
 
 def test_a_lost_step_and_a_step_nobody_asked_are_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    lost = s.ids["void"]["event_id"]
+    lost = switch_id(s.ids["void"], "event_id")
     with engine.begin() as conn:
         conn.execute(delete(PaymentStep).where(PaymentStep.step_id == lost))
-    del evidence.workload.steps[s.ids["return"]["event_id"]]
+    del evidence.workload.steps[switch_id(s.ids["return"], "event_id")]
     found = violations(engine, evidence)
     assert any(f"step {lost} (voided: VOID by 007) was never recorded" in v for v in found)
     assert any(
-        f"step {s.ids['return']['event_id']} (RETURN APPLIED) recorded, never published" in v
+        f"step {switch_id(s.ids['return'], 'event_id')} (RETURN APPLIED) recorded, never published"
+        in v
         for v in found
     )
 
 
 def test_a_step_refused_with_another_reason_is_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    sid = s.ids["too_late"]["event_id"]
+    sid = switch_id(s.ids["too_late"], "event_id")
     set_step(engine, sid, reason_code="AM09")
     assert any(
         f"step {sid} (voided: CAPTURE by 007) refused with AM09, expected AG01" in v
@@ -233,7 +244,7 @@ def test_a_step_refused_with_another_reason_is_caught(lifecycle):
 
 def test_a_step_told_to_nobody_is_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    pid = s.ids["transfer"]["payment_id"]
+    pid = switch_id(s.ids["transfer"])
     with engine.begin() as conn:
         told = select(Notification.notification_id).where(
             Notification.payment_id == pid, Notification.outcome == "RETURN",
@@ -248,7 +259,7 @@ def test_a_step_told_to_nobody_is_caught(lifecycle):
 
 def test_an_applied_step_without_its_posting_is_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    sid = s.ids["refund"]["event_id"]
+    sid = switch_id(s.ids["refund"], "event_id")
     set_step(engine, sid, posting_id=None)
     found = violations(engine, evidence)
     assert any(f"applied REFUND step {sid} has no posting of its own" in v for v in found)
@@ -257,7 +268,7 @@ def test_an_applied_step_without_its_posting_is_caught(lifecycle):
 
 def test_a_payment_with_other_amounts_than_expected_is_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    pid = s.ids["purchase"]["payment_id"]
+    pid = switch_id(s.ids["purchase"])
     with engine.begin() as conn:
         conn.execute(update(Payment).where(Payment.payment_id == pid).values(refunded_minor=0))
     found = violations(engine, evidence)
@@ -267,7 +278,7 @@ def test_a_payment_with_other_amounts_than_expected_is_caught(lifecycle):
 
 def test_a_payment_in_another_final_state_than_expected_is_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    pid = s.ids["voided"]["payment_id"]
+    pid = switch_id(s.ids["voided"])
     evidence.workload.payments[pid] = ExpectedPayment(pid, "voided", {"EXPIRED": None}, 0, 0)
     assert any(
         f"wrong outcome: {pid} (voided) is VOIDED" in v for v in violations(engine, evidence)
@@ -276,7 +287,7 @@ def test_a_payment_in_another_final_state_than_expected_is_caught(lifecycle):
 
 def test_a_step_that_moved_its_payment_twice_is_caught(lifecycle):
     engine, _pump, evidence, s = lifecycle
-    pid = s.ids["card"]["payment_id"]
+    pid = switch_id(s.ids["card"])
     with engine.begin() as conn:
         row = (
             conn.execute(

@@ -143,7 +143,7 @@ def test_payment_notified_is_emitted_after_a_crash_between_delivering_and_record
     validator = BatchProcessor(Validator(settings), engine, codec, settings)
     record = payment(AMINA, YOUSSEF, 1_000)  # one bank: one notification
     validated = validator.process(
-        [raw(settings, "initiated", 0, codec.encode("PaymentInitiated", record))]
+        [raw(settings, "initiated", 0, codec.encode("PaymentInitiated", record), AMINA[1].encode())]
     ).outgoing
     rejected_or_validated = raw(
         settings, validated[0].topic.split(".", 1)[1], 0, validated[0].value

@@ -10,6 +10,7 @@ from engine.app import make_codec
 from engine.config import load_settings
 from engine.ledger.reference import read_file
 from engine.serialization import DecodeError, UnknownSchemaError
+from tests.factories import switch_id
 from tooling.chaos.lifecycle import FLOWS, hold_life_s
 from tooling.chaos.workload import (
     ABSURD_REASONS,
@@ -120,10 +121,10 @@ def test_every_lifecycle_flow_is_present_and_its_steps_follow_its_payment(refere
         if not m.label.startswith("step_"):
             continue
         record = codec.decode(m.value).record
-        payment_index, key = index_of[record["payment_id"]]
+        payment_index, key = index_of[switch_id(record)]
         assert payment_index < i and key == m.key  # behind its payment, on its partition
-        assert seen.get(record["payment_id"], -1) < i
-        seen[record["payment_id"]] = i
+        assert seen.get(switch_id(record), -1) < i
+        seen[switch_id(record)] = i
 
 
 def test_each_step_expected_once_with_a_deterministic_outcome(reference, codec):
@@ -133,7 +134,9 @@ def test_each_step_expected_once_with_a_deterministic_outcome(reference, codec):
     published = [codec.decode(m.value).record for m in workload.messages
                  if m.label.startswith("step_")]  # fmt: skip
     expiries = [s for s in workload.steps.values() if s.kind == "EXPIRE"]
-    assert {r["event_id"] for r in published} | {s.step_id for s in expiries} == set(workload.steps)
+    assert {switch_id(r, "event_id") for r in published} | {s.step_id for s in expiries} == set(
+        workload.steps
+    )
     assert len(published) + len(expiries) == len(workload.steps)
     reasons = {s.reason for s in workload.steps.values() if s.outcome == "REFUSED"}
     assert reasons == {"AM09", "AG01", "TM01", "AM05"}

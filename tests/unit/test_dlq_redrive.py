@@ -48,7 +48,7 @@ from engine.pipeline.dead_letters import DLQ_HEADROOM_BYTES
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed, switch_id
 
 KEY = AMINA[1].encode()
 MAX_MESSAGE_BYTES = 128 * 1024  # dead-letter copies are cut at 64 KiB
@@ -164,7 +164,7 @@ def test_corrected_body_is_requested_then_published_with_headers_naming_the_dead
     }
     (row,) = redrives(ledger)
     assert (row.status, row.published_partition, row.published_offset) == ("PUBLISHED", 0, 100)
-    assert (row.payment_id, row.event_id) == (p["payment_id"], p["event_id"])
+    assert (row.payment_id, row.event_id) == (switch_id(p), switch_id(p, "event_id"))
     assert (row.requested_by, row.reason, row.body_source) == ("alice", "bank re-sent", "corrected")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from consumers.lifecycle import Funds, PaymentView
+from consumers.lifecycle import NOT_A_PARTY, Funds, PaymentView
 from consumers.settlement import Settlement, SettlementContext
 from engine.config import load_settings
 from engine.events import (
@@ -435,17 +435,17 @@ def test_a_return_needs_a_return_reason_and_two_banks() -> None:
 # -- who may ask -----------------------------------------------------------------------------
 
 
-def test_a_step_for_an_unknown_payment_is_refused_noor() -> None:
+def test_a_step_for_an_unknown_payment_is_refused_as_no_party() -> None:
     flow = Flow()
     ghost = authorization(AMINA, RAM, 1_000)
 
-    assert refused(flow.step(step(ghost, "CAPTURE", "007")))[0] == "NOOR"
+    assert refused(flow.step(step(ghost, "CAPTURE", "007"))) == (
+        "AG01", NOT_A_PARTY.message,
+    )  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("kind", "sender"), [("REFUND", "007"), ("RETURN", "007"), ("CAPTURE", "310")]
-)
-def test_a_bank_that_is_no_party_or_the_wrong_one_is_refused(kind: str, sender: str) -> None:
+@pytest.mark.parametrize(("kind", "sender"), [("REFUND", "007"), ("RETURN", "007")])
+def test_a_party_asking_for_a_step_that_is_not_its_own_is_told_why(kind: str, sender: str) -> None:
     flow = Flow()
     transfer = payment(AMINA, KARIM, 10_000)
     flow.pay(transfer)
@@ -453,6 +453,40 @@ def test_a_bank_that_is_no_party_or_the_wrong_one_is_refused(kind: str, sender: 
     reason, message = refused(flow.step(step(transfer, kind, sender, reason_code="AC04")))
 
     assert reason == "AG01" and f"bank {sender} may not" in message
+
+
+def test_a_bank_that_is_no_party_hears_the_same_whatever_the_payment() -> None:
+    """Whether the payment exists, and whether the payer account it named is right, a bank
+    that is no party gets one answer, and nothing of the payment."""
+    flow = Flow()
+    auth = authorization(AMINA, RAM, 1_000)
+    flow.pay(auth)
+    ghost = authorization(AMINA, RAM, 1_000)
+    asks = [
+        step(auth, "CAPTURE", "310"),  # the payment exists, its payer account guessed right
+        dict(step(auth, "CAPTURE", "310"), payer_account=KARIM[1]),  # guessed wrong
+        step(ghost, "CAPTURE", "310"),  # no such payment
+    ]
+
+    answers = [flow.step(a) for a in asks]
+
+    assert {refused(d) for d in answers} == {("AG01", NOT_A_PARTY.message)}
+    for decision in answers:
+        (emit,) = decision.emits
+        assert emit.record["payer_bank"] is None and emit.record["payee_bank"] is None
+        assert decision.channel == ""
+    assert flow.ctx.holds[auth["payment_id"]].state == "ACTIVE"
+
+
+def test_a_party_refused_a_step_is_told_the_payments_banks() -> None:
+    flow = Flow()
+    transfer = payment(AMINA, KARIM, 10_000)
+    flow.pay(transfer)
+
+    decision = flow.step(step(transfer, "REFUND", "007"))  # the payer's bank may not refund
+
+    (emit,) = decision.emits
+    assert (emit.record["payer_bank"], emit.record["payee_bank"]) == ("007", "011")
 
 
 def test_the_same_step_and_context_give_the_same_decision() -> None:
@@ -464,3 +498,17 @@ def test_the_same_step_and_context_give_the_same_decision() -> None:
         flow.pay(auth)
         decisions.append(flow.step(capture))
     assert decisions[0] == decisions[1]
+
+
+def test_a_step_naming_a_payment_from_before_namespaces_finds_it_by_its_bare_id() -> None:
+    """A ledger from before ids were per bank keeps its bare ids; their banks were told
+    them, so a step that names one (the gate qualifies it) still applies to it."""
+    flow = Flow()
+    legacy = authorization(AMINA, RAM, 3_000)  # its id, "P", is bare in the ledger
+    flow.pay(legacy)
+    named = dict(step(legacy, "CAPTURE", "007", 1_000), payment_id=f"007:{legacy['payment_id']}")
+
+    record = completed(flow.step(named))
+
+    assert record["payment_id"] == legacy["payment_id"]
+    assert flow.ctx.holds[legacy["payment_id"]].captured_minor == 1_000

@@ -23,6 +23,7 @@ from engine.ledger.models import AccountKind, AccountStatus
 from engine.ledger.reference import FeeSchedule, Limits, internal_account
 from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
 from producers.publisher import utc_now_ms
+from tests.factories import switch_id
 from tooling.reference_data import (
     BANKS,
     build_reference,
@@ -782,9 +783,9 @@ def test_lifecycle_traffic_holds_cards_refunds_returns_and_a_few_expiries(
     holds = [m.payment for m in lifecycle if m.payment and m.payment["intent"] == "AUTHORIZATION"]
     assert {p["channel"] for p in holds} == {"POS", "WEB"}
     assert all(p["payment_type"] == "PURCHASE" for p in holds)
-    refunded = {m.step["payment_id"] for m in steps_of(lifecycle) if m.step["step"] == "REFUND"}
-    airline = {m.payment["payment_id"]: m.payment for m in lifecycle
-               if m.payment and m.payment["payment_id"] in refunded}  # fmt: skip
+    refunded = {switch_id(m.step) for m in steps_of(lifecycle) if m.step["step"] == "REFUND"}
+    airline = {switch_id(m.payment): m.payment for m in lifecycle
+               if m.payment and switch_id(m.payment) in refunded}  # fmt: skip
     assert {p["merchant_category_code"] for p in airline.values()} == {"4511"}
     returns = [m.step for m in steps_of(lifecycle) if m.step["step"] == "RETURN"]
     assert returns and {s["reason_code"] for s in returns} <= {"AC04", "AC01", "AC06", "MD07"}
@@ -793,16 +794,16 @@ def test_lifecycle_traffic_holds_cards_refunds_returns_and_a_few_expiries(
 def test_each_step_follows_its_payment_at_once_and_is_signed_by_its_sender_bank(
     lifecycle: list[SimulatedMessage], codec: AvroCodec
 ) -> None:
-    payments = {m.payment["payment_id"]: (i, m.payment) for i, m in enumerate(lifecycle)
+    payments = {switch_id(m.payment): (i, m.payment) for i, m in enumerate(lifecycle)
                 if m.payment}  # fmt: skip
     last: dict[str, int] = {}
     for i, m in enumerate(lifecycle):
         if m.step is None:
             continue
         s = m.step
-        at, p = payments[s["payment_id"]]
-        assert i - last.get(s["payment_id"], at) == 1  # right behind the payment or its step
-        last[s["payment_id"]] = i
+        at, p = payments[switch_id(s)]  # its payer's bank's own id, or the switch's
+        assert i - last.get(switch_id(s), at) == 1  # right behind the payment or its step
+        last[switch_id(s)] = i
         assert m.signer == s["sender_bank"] and m.payment is None and m.raw is None
         assert s["payer_account"] == p["payer_account"]  # its key: the payment's partition
         if s["step"] in ("REFUND", "RETURN") and m.expected_outcome == "applied":
@@ -813,7 +814,7 @@ def test_each_step_follows_its_payment_at_once_and_is_signed_by_its_sender_bank(
     misdirected = [m for m in steps_of(lifecycle) if m.kind == "refund_by_payer_bank"]
     assert misdirected
     for m in misdirected:
-        p = payments[m.step["payment_id"]][1]
+        p = payments[switch_id(m.step)][1]
         assert m.signer == p["payer_bank"] != p["payee_bank"]  # signed, but not a party to it
 
 
@@ -837,8 +838,8 @@ def test_a_generate_call_never_cuts_a_payment_from_its_steps(reference: dict) ->
     for n in (1, 2, 3, 50, 333):
         batch = list(sim.generate(n))
         assert len(batch) == n
-        named = {m.step["payment_id"] for m in batch if m.step}
-        assert named <= {m.payment["payment_id"] for m in batch if m.payment}
+        named = {switch_id(m.step) for m in batch if m.step}
+        assert named <= {switch_id(m.payment) for m in batch if m.payment}
 
 
 def test_expiring_holds_are_back_dated_to_expire_seconds_after_they_are_sent(

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from consumers.expiry import expiry_event
 from consumers.fees import compute_fee
 from engine.events import PAYMENT_INITIATED, SWITCH
+from engine.ids import switch_id_of
 from engine.ledger.models import PaymentIntent, StepKind
 from engine.ledger.models import PaymentState as S
 from engine.ledger.reference import REFUND, FeeSchedule
@@ -237,7 +238,9 @@ class LifecycleFlows:
         p = flow.payment
         record = {
             "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-            "payment_id": p["payment_id"],
+            # The payer's bank names its payment by its own id; the payee's by the
+            # switch's id, the one it was told (engine.ids).
+            "payment_id": p["payment_id"] if sender == p["payer_bank"] else switch_id_of(p),
             "bank_reference": reference or f"ST{self.b.seed % 10**6:06d}-{self._steps:08d}",
             "occurred_at": occurred_at or p["occurred_at"] + timedelta(milliseconds=self._steps),
             "sender_bank": sender, "payer_account": p["payer_account"], "step": kind,
@@ -251,7 +254,8 @@ class LifecycleFlows:
         )
         flow.steps.append(
             ExpectedStep(
-                record["event_id"], p["payment_id"], flow.label, kind, sender, outcome, reason,
+                switch_id_of(record, "event_id"), switch_id_of(p), flow.label, kind, sender,
+                outcome, reason,
                 applied_minor if outcome == APPLIED else None,
             )
         )  # fmt: skip
@@ -347,10 +351,10 @@ class LifecycleFlows:
             flow, StepKind.CAPTURE, p["payee_bank"], amount // 2, outcome=REFUSED,
             reason="TM01", occurred_at=late,
         )  # fmt: skip
-        expiry = expiry_event(p["payment_id"], p["payer_account"], expires_at)
+        expiry = expiry_event(switch_id_of(p), p["payer_account"], expires_at)
         flow.steps.append(
             ExpectedStep(
-                expiry["event_id"], p["payment_id"], "expiring", StepKind.EXPIRE, SWITCH,
+                expiry["event_id"], switch_id_of(p), "expiring", StepKind.EXPIRE, SWITCH,
                 APPLIED, None, amount,
             )
         )  # fmt: skip

@@ -37,6 +37,7 @@ from typing import Any
 
 from engine.config import Settings
 from engine.events import PAYMENT_INITIATED
+from engine.ids import switch_id_of
 from engine.ledger.models import AccountKind
 from engine.ledger.reference import internal_account
 from engine.serialization import HEADER_BYTES, MARKER, AvroCodec
@@ -91,7 +92,7 @@ class Message:
     key: bytes | None
     value: bytes | None
     label: str
-    payment_id: str | None = None  # the payment this message creates, if any
+    payment_id: str | None = None  # the payment this message creates, if any (switch's id)
     headers: Headers = ()  # the signature of the bank that sends it
 
 
@@ -225,8 +226,8 @@ class WorkloadBuilder:
         flows = self._flows(n_good * LIFECYCLE_SHARE_PERCENT // 100)
         for flow in flows:
             slots += self._placed(flow.messages, rng.uniform(0, payments))
-            expected[flow.payment["payment_id"]] = ExpectedPayment(
-                flow.payment["payment_id"], flow.label, {flow.state: None},
+            expected[switch_id_of(flow.payment)] = ExpectedPayment(
+                switch_id_of(flow.payment), flow.label, {flow.state: None},
                 flow.captured_minor, flow.refunded_minor,
             )  # fmt: skip
         for _ in range(n_good - len(flows)):
@@ -235,8 +236,8 @@ class WorkloadBuilder:
             position = rng.uniform(0, payments)
             slots.append((position, message))
             goods.append((position, message, record))
-            expected[record["payment_id"]] = ExpectedPayment(
-                record["payment_id"], "payment", GOOD_OUTCOMES
+            expected[switch_id_of(record)] = ExpectedPayment(
+                switch_id_of(record), "payment", GOOD_OUTCOMES
             )
         for label in absurd_labels:
             if label == "resubmitted_reference" and goods:
@@ -250,8 +251,8 @@ class WorkloadBuilder:
                 again = self._absurd_record(label)
                 position = rng.uniform(0, payments)
             slots.append((position, self._message(again, label)))
-            expected[again["payment_id"]] = ExpectedPayment(
-                again["payment_id"], label, {"REJECTED": ABSURD_REASONS[label]}
+            expected[switch_id_of(again)] = ExpectedPayment(
+                switch_id_of(again), label, {"REJECTED": ABSURD_REASONS[label]}
             )
         dead_letters: Counter[str] = Counter()
         for label in self._spread(list(POISON_KINDS), max(1, payments * 5 // 100), payments):
@@ -408,7 +409,7 @@ class WorkloadBuilder:
     def _message(self, record: dict[str, Any], label: str) -> Message:
         key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, record)
         headers = self._signed(record["payer_bank"], key, value)
-        return Message(key, value, label, record["payment_id"], headers)
+        return Message(key, value, label, switch_id_of(record), headers)
 
     def message_of(self, key: bytes, value: bytes, label: str, bank: str) -> Message:
         """A message that creates no payment (a step), signed by ``bank``, its sender."""

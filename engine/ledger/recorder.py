@@ -359,7 +359,7 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
         d,
         InHandCleared._fields[:4],
         ("suspect_until",),
-        {"first_offset": None, "last_offset": None, "deaths": 0},
+        {"first_offset": None, "last_offset": None, "deaths": literal_column("0")},
     ),
 }
 # Each row of a guarded kind must find what it expects.

@@ -208,10 +208,11 @@ class InHandLedger:
             units.append(batch)
         return units
 
-    def mark(self, unit: Unit) -> None:
+    def mark(self, unit: Unit) -> bool:
         """Write the unit's marks in one short transaction of their own, before handling it."""
         with self.engine.begin() as conn:
             self.recorder.record(conn, unit.marks)
+        return True
 
     def committed(self, unit: Unit) -> None:
         """The unit's transaction (with its clears) committed: its partitions are clear."""

@@ -131,12 +131,17 @@ class BatchProcessor:
         self.crash("after_complete")
         return result
 
-    def quarantine(
-        self, message: RawMessage, reason: str, also: Sequence[Write] = ()
+    def dead_letter(
+        self, messages: Sequence[RawMessage], kind: str, reason: str, also: Sequence[Write] = ()
     ) -> BatchResult:
-        """Dead-letter ``message`` as poison without reading it: it killed its consumer."""
+        """Dead-letter ``messages`` without reading them.
+
+        A poison that killed its consumer, or the offsets of a record batch the client
+        could not read (no bytes then: each offset is one dead letter, so the counts add up).
+        """
         try:
-            return self._commit(self._plan([], [_Bad(message, POISON_KIND, reason)], also))
+            bad = [_Bad(m, kind, reason) for m in messages]
+            return self._commit(self._plan([], bad, also))
         except Exception as exc:
             if Retryable.covers(exc):
                 raise Retryable(exc) from exc

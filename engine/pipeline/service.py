@@ -17,16 +17,24 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, CorruptRecordError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine
 
 from engine import metrics
 from engine.config import Settings
 from engine.kafka.client import make_consumer, make_producer, send_all
+from engine.kafka.corrupt import (
+    BatchProber,
+    CorruptBatch,
+    UnreadableBatchError,
+    corrupt_batch_of,
+    next_readable_offset,
+)
 from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.pipeline.contract import Retryable, Stage
 from engine.pipeline.crash import crash_hook, crash_on_message
+from engine.pipeline.dead_letters import CORRUPT_BATCH_KIND, POISON_KIND
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor, BatchResult
 from engine.pipeline.quarantine import InHandLedger, Unit, poison_reason
@@ -34,6 +42,7 @@ from engine.serialization import AvroCodec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_CORRUPT_OFFSETS = 200_000  # offsets of one unreadable batch (1 MB of 5-byte records)
 
 
 class _Moved(ConsumerRebalanceListener):
@@ -100,9 +109,14 @@ class ConsumerService:
     def _poll_once(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        polled = consumer.poll(
-            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
-        )
+        try:
+            polled = consumer.poll(
+                timeout_ms=self.settings.poll_timeout_ms,
+                max_records=self.settings.batch_max_records,
+            )
+        except CorruptRecordError as exc:
+            self._skip_corrupt(corrupt_batch_of(exc))
+            return
         self.health.set_ready(self.stage.name, bool(consumer.assignment()))
         if not polled:
             self._observe_lag()
@@ -154,11 +168,63 @@ class ConsumerService:
         self._observe(raw, result, time.perf_counter() - started)
         return True
 
+    def _skip_corrupt(self, batch: CorruptBatch) -> None:
+        """Dead-letter an unreadable record batch's offsets, then go on after it.
+
+        Each offset is one dead letter (kind ``corrupt_batch``, the range in its reason),
+        so in = out + rejected + dead-lettered still holds; the offsets are committed
+        past it, so a restart does not meet it again.
+        """
+        consumer = self._consumer
+        assert consumer is not None
+        tp = TopicPartition(batch.topic, batch.partition)
+        first = consumer.position(tp)
+        prober = BatchProber(self.settings, batch.topic, batch.partition)
+        try:
+            after = next_readable_offset(batch.base_offset, first, prober.high_watermark(), prober)
+        finally:
+            prober.close()
+        if not 0 < after - first <= MAX_CORRUPT_OFFSETS:
+            raise UnreadableBatchError(
+                f"{batch.topic}:{batch.partition}: unreadable offsets {first}..{after - 1} "
+                f"(at most {MAX_CORRUPT_OFFSETS} are dead-lettered at once)"
+            )
+        reason = (
+            f"record batch unreadable (failed the client's CRC check): offsets {first}.."
+            f"{after - 1} of {batch.topic}:{batch.partition} ({after - first}) skipped"
+        )
+        log.error("%s: %s", self.stage.name, reason)
+        lost = [
+            RawMessage(batch.topic, batch.partition, o, None, None, 0) for o in range(first, after)
+        ]
+        result = self._with_db_retry(
+            lambda: self.processor.dead_letter(lost, CORRUPT_BATCH_KIND, reason)
+        )
+        if result is None:
+            return  # stopping: the next start meets the batch again
+        try:
+            send_all(self._producer, result.outgoing, self.settings.produce_timeout_s)
+        except (KafkaProducerDeliveryError, KafkaError) as exc:
+            log.warning("%s: produce failed (%s); the batch is met again", self.stage.name, exc)
+            return  # its dead letters are recorded: the next pass sends the same ones again
+        consumer.seek(tp, after)
+        self._commit_offsets({tp: after})
+        metrics.CORRUPT_BATCHES.labels(self.stage.name, batch.topic).inc()
+        metrics.CORRUPT_OFFSETS_SKIPPED.labels(self.stage.name, batch.topic).inc(after - first)
+        metrics.DEAD_LETTERS.labels(self.stage.name, batch.topic, CORRUPT_BATCH_KIND).inc(
+            result.dead_lettered
+        )
+        metrics.MESSAGES.labels(self.stage.name, batch.topic, "dead_lettered").inc(
+            result.dead_lettered
+        )
+
     def _process_with_retry(self, unit: Unit) -> BatchResult | None:
         if unit.poison:
             message, deaths = unit.poison[0]
             return self._with_db_retry(
-                lambda: self.processor.quarantine(message, poison_reason(deaths), unit.clears)
+                lambda: self.processor.dead_letter(
+                    [message], POISON_KIND, poison_reason(deaths), unit.clears
+                )
             )
         return self._with_db_retry(lambda: self.processor.process(unit.messages, unit.clears))
 
@@ -221,10 +287,12 @@ class ConsumerService:
         if unit.alone:
             for (topic, partition), (_lo, hi) in spans.items():
                 consumer.seek(TopicPartition(topic, partition), hi + 1)  # the rest, polled again
-        offsets = {
-            TopicPartition(topic, partition): OffsetAndMetadata(hi + 1, "", -1)
-            for (topic, partition), (_lo, hi) in spans.items()
-        }
+        self._commit_offsets({TopicPartition(t, p): hi + 1 for (t, p), (_lo, hi) in spans.items()})
+
+    def _commit_offsets(self, next_offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # only called while running
+        offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in next_offsets.items()}
         try:
             consumer.commit(offsets)
         except CommitFailedError as exc:

@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from engine.app import run_consumers
+from engine.kafka.security import kafka_security_options
 from engine.ledger.models import DeadLetter, HandledEvent, Payment, table_of
 from tests.factories import AMINA, KARIM, YOUSSEF, payment
 
@@ -53,7 +54,10 @@ def publish_one_batch_with_the_bit(flow, records) -> list[int]:
     ]
     with log_append_time_bit_set():
         producer = KafkaProducer(
-            bootstrap_servers=flow.settings.kafka_bootstrap_servers, linger_ms=200, acks="all"
+            bootstrap_servers=flow.settings.kafka_bootstrap_servers,
+            linger_ms=200,  # the records go in one batch
+            acks="all",
+            **kafka_security_options(flow.settings),
         )
         futures = [
             producer.send(m.topic, key=m.key, value=m.value, headers=list(m.headers))

@@ -74,6 +74,11 @@ CONSUMER_LAG = Gauge(
     "Messages between the consumer's position and the partition's end.",
     ["consumer", "topic", "partition"],
 )
+DEATHS_FOUND = Counter(
+    "sakk_consumer_deaths_found_total",
+    "Offsets found still in hand at a poll: a process died handling them (or was expelled).",
+    ["consumer", "source_topic"],
+)
 POISON_QUARANTINED = Counter(
     "sakk_poison_quarantined_total",
     "Messages that killed their consumer process MAX_DEATHS times alone, dead-lettered unrun.",

@@ -143,6 +143,7 @@ class Unit:
     clears: list[InHandCleared] = field(default_factory=list)
     poison: list[tuple[RawMessage, int]] = field(default_factory=list)  # (message, deaths)
     alone: bool = False
+    died: list[tuple[str, int]] = field(default_factory=list)  # partitions a death was found on
 
     @property
     def partitions(self) -> dict[tuple[str, int], tuple[int, int]]:
@@ -198,7 +199,9 @@ class InHandLedger:
                 batch.clears.append(cleared)
                 continue
             self._clear.discard(tp)
-            alone = Unit(marks=[marked], clears=[cleared], alone=True)
+            alone = Unit(
+                marks=[marked], clears=[cleared], alone=True, died=[tp] if plan.died else []
+            )
             if plan.poison_deaths is not None:
                 alone.poison.append((messages[0], plan.poison_deaths))
             else:

@@ -146,11 +146,11 @@ class ConsumerService:
                 "%s: %s:%d:%d killed its consumer %d times alone; dead-lettered as poison",
                 self.stage.name, m.topic, m.partition, m.offset, deaths,
             )  # fmt: skip
-        if unit.alone and not unit.poison:
-            m = unit.messages[0]
+        for topic, partition in unit.died:
+            metrics.DEATHS_FOUND.labels(self.stage.name, topic).inc()
             log.warning(
-                "%s: a process died handling %s:%d; handling offset %d alone",
-                self.stage.name, m.topic, m.partition, m.offset,
+                "%s: a process died handling %s:%d; handling its offsets one at a time",
+                self.stage.name, topic, partition,
             )  # fmt: skip
         result = self._process_with_retry(unit)
         if result is None:

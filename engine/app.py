@@ -123,8 +123,12 @@ def upgrade_and_approve_release(settings: Settings, revision: str = "head") -> N
 
 def run_consumers(
     settings: Settings, names: tuple[str, ...], stop_event: threading.Event
-) -> list[threading.Thread]:
-    """Run each named stage in its own thread of this process, sharing one metrics server."""
+) -> list[StageThread]:
+    """Run each named stage in its own thread of this process, sharing one metrics server.
+
+    A thread whose loop raised sets ``stop_event`` (every other stage then stops after
+    its batch in hand) and is marked ``failed``: the process must exit non-zero.
+    """
     health = metrics.HealthState()
     server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port, health)
     if server:
@@ -133,7 +137,7 @@ def run_consumers(
     codec = _codec_once_the_ledger_answers(settings, engine, stop_event)
     if codec is None:  # asked to stop while the ledger was down
         return []
-    threads = []
+    threads: list[StageThread] = []
     for name in names:
         stage = build_stage(name, settings)
         service = ConsumerService(stage, engine, codec, settings, health, stop_event)
@@ -160,16 +164,26 @@ def make_dispatcher(
     return Dispatcher(settings, engine, codec, make_sender(settings), stop_event)
 
 
-def _start(name: str, target: Callable[[], None], stop_event: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=_run_guarded, args=(name, target, stop_event), name=name)
+class StageThread(threading.Thread):
+    """A stage's (or a helper loop's) thread; ``failed`` once an exception escaped its loop."""
+
+    def __init__(self, name: str, target: Callable[[], None], stop_event: threading.Event):
+        super().__init__(name=name)
+        self._loop = target
+        self._stop_event = stop_event
+        self.failed = False
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            self.failed = True
+            log.exception("%s stopped on an error; stopping the process", self.name)
+            self._stop_event.set()  # the other stages finish their batch and stop cleanly
+            raise
+
+
+def _start(name: str, target: Callable[[], None], stop_event: threading.Event) -> StageThread:
+    thread = StageThread(name, target, stop_event)
     thread.start()
     return thread
-
-
-def _run_guarded(name: str, target: Callable[[], None], stop_event: threading.Event) -> None:
-    try:
-        target()
-    except Exception:
-        log.exception("%s stopped on an error; stopping the process", name)
-        stop_event.set()
-        raise

@@ -138,6 +138,9 @@ class Settings:
     # with probability crash_probability_ppm / 1e6. Read once at start.
     crash_point: str = ""
     crash_probability_ppm: int = field(default=1_000_000, metadata=_bounds(0, 1_000_000))
+    # A planted poison (the chaos harness and tests only; off when empty): SIGKILL this
+    # process when it reads a message whose bytes contain this text, before decoding it.
+    crash_on_message_containing: str = ""
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -74,6 +74,26 @@ CONSUMER_LAG = Gauge(
     "Messages between the consumer's position and the partition's end.",
     ["consumer", "topic", "partition"],
 )
+DEATHS_FOUND = Counter(
+    "sakk_consumer_deaths_found_total",
+    "Offsets found still in hand at a poll: a process died handling them (or was expelled).",
+    ["consumer", "source_topic"],
+)
+POISON_QUARANTINED = Counter(
+    "sakk_poison_quarantined_total",
+    "Messages that killed their consumer process MAX_DEATHS times alone, dead-lettered unrun.",
+    ["consumer", "source_topic"],
+)
+CORRUPT_BATCHES = Counter(
+    "sakk_corrupt_record_batches_total",
+    "Record batches the client could not read (CRC), dead-lettered and skipped.",
+    ["consumer", "source_topic"],
+)
+CORRUPT_OFFSETS_SKIPPED = Counter(
+    "sakk_corrupt_offsets_skipped_total",
+    "Offsets skipped past unreadable record batches.",
+    ["consumer", "source_topic"],
+)
 DB_RETRIES = Counter(
     "sakk_database_retries_total",
     "Batches retried because the database was unavailable.",

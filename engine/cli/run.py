@@ -17,7 +17,11 @@ from engine.pipeline.service import install_signal_handlers
 @click.argument("consumer", type=click.Choice([*STAGE_NAMES, "all"]))
 @click.pass_obj
 def run(settings: Settings, consumer: str) -> None:
-    """Run a consumer (or all three, each in its own thread) until SIGTERM or Ctrl-C."""
+    """Run a consumer (or all three, each in its own thread) until SIGTERM or Ctrl-C.
+
+    Exits 0 after a clean stop; 1 when a stage died (an error escaped its loop: the
+    others stop after their batch in hand) or did not stop in time.
+    """
     names = STAGE_NAMES if consumer == "all" else (consumer,)
     stop_event = threading.Event()
     install_signal_handlers(stop_event)
@@ -35,6 +39,10 @@ def run(settings: Settings, consumer: str) -> None:
                 for t in threads:
                     t.join(live.shutdown_timeout_s)
                 break
-    failed = [t.name for t in threads if t.is_alive()]
+    stuck = [t.name for t in threads if t.is_alive()]
+    if stuck:
+        raise click.ClickException(f"did not stop within {settings.shutdown_timeout_s}s: {stuck}")
+    failed = [t.name for t in threads if t.failed]
     if failed:
-        raise click.ClickException(f"did not stop within {settings.shutdown_timeout_s}s: {failed}")
+        # Non-zero, so a supervisor that restarts on failure restarts it.
+        raise click.ClickException(f"stopped because a stage died: {', '.join(failed)}")

@@ -485,6 +485,38 @@ class EmittedEvent(Base):
     value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class MessagesInHand(Base):
+    """The offsets a stage instance is handling on one partition, marked before it handles them.
+
+    Written in a short transaction of its own before a polled batch is handled, and
+    cleared (``first_offset`` and ``last_offset`` NULL) by the transaction that commits
+    the batch: offsets still marked when the partition is polled again mean a process
+    died handling them. ``deaths`` counts the deaths of the range in hand;
+    ``suspect_until`` is the last offset to handle one message at a time after a death
+    (``engine.pipeline.quarantine``). ``owner`` is the instance that marked it: only its
+    own commit clears it.
+    """
+
+    __tablename__ = "messages_in_hand"
+    __table_args__ = (
+        CheckConstraint(
+            "(first_offset IS NULL AND last_offset IS NULL) OR first_offset <= last_offset",
+            name="range",
+        ),
+        CheckConstraint("deaths >= 0", name="deaths"),
+    )
+
+    consumer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(120), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_offset: Mapped[int | None] = mapped_column(BigInteger)
+    last_offset: Mapped[int | None] = mapped_column(BigInteger)
+    deaths: Mapped[int] = mapped_column(Integer)
+    suspect_until: Mapped[int | None] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(String(64))
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class DeadLetter(Base):
     """A message that could not be handled, with its reason and source coordinates."""
 

@@ -14,11 +14,11 @@ commit.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, literal_column
+from sqlalchemy import Connection, Table, bindparam, literal_column
 from sqlalchemy.engine import Dialect
 
 from engine.ledger.models import (
@@ -27,6 +27,7 @@ from engine.ledger.models import (
     EmittedEvent,
     HandledEvent,
     Hold,
+    MessagesInHand,
     Notification,
     NotificationAttempt,
     Payment,
@@ -261,15 +262,60 @@ class DeadLettered(NamedTuple):
     recorded_at: datetime
 
 
+class InHandMarked(NamedTuple):
+    """Offsets a stage instance is about to handle on a partition (``engine.pipeline.quarantine``).
+
+    Written in a short transaction of its own before the batch is handled: an upsert
+    of the partition's one row.
+    """
+
+    consumer: str
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    deaths: int
+    suspect_until: int | None
+    owner: str
+    marked_at: datetime
+
+
+class InHandCleared(NamedTuple):
+    """The batch's offsets are committed: nothing in hand. Only the mark's owner clears it."""
+
+    consumer: str
+    topic: str
+    partition: int
+    owner: str
+    suspect_until: int | None
+
+
 Write = (
     NewPayment | ReferenceTaken | Transition | Outcome | PostingDraft | DueNotification
     | AttemptMade | RetryLater | NotificationDone | Handled | Emitted | DeadLettered
-    | HoldPlaced | HoldChanged | PaymentProgress | StepRecorded
+    | HoldPlaced | HoldChanged | PaymentProgress | StepRecorded | InHandMarked | InHandCleared
 )  # fmt: skip
 
 
 def _insert_of(model: Any, row_type: type[NamedTuple]) -> Callable[[Dialect], Prepared]:
     return lambda dialect: prepared_insert(table_of(model), dialect, row_type._fields)
+
+
+def _upsert(table: Table, dialect: Dialect, columns: Sequence[str], keys: int) -> Prepared:
+    """``INSERT ... ON CONFLICT (first ``keys`` columns) DO UPDATE`` the other columns."""
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    else:
+        raise NotImplementedError(f"no upsert for {dialect.name}")
+    values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
+    statement = dialect_insert(table).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c[c] for c in columns[:keys]],
+        set_={c: statement.excluded[c] for c in columns[keys:]},
+    )
+    return Prepared(statement, dialect, columns)
 
 
 def _guarded_notification_update(
@@ -307,6 +353,14 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     Handled: _insert_of(HandledEvent, Handled),
     Emitted: _insert_of(EmittedEvent, Emitted),
     DeadLettered: _insert_of(DeadLetter, DeadLettered),
+    InHandMarked: lambda d: _upsert(table_of(MessagesInHand), d, InHandMarked._fields, 3),
+    InHandCleared: lambda d: prepared_update(
+        table_of(MessagesInHand),
+        d,
+        InHandCleared._fields[:4],
+        ("suspect_until",),
+        {"first_offset": None, "last_offset": None, "deaths": literal_column("0")},
+    ),
 }
 # Each row of a guarded kind must find what it expects.
 GUARDED = frozenset({Outcome, HoldChanged, PaymentProgress, NotificationDone})
@@ -314,6 +368,7 @@ WRITE_ORDER: tuple[type, ...] = (
     NewPayment, ReferenceTaken, Outcome, HoldPlaced, HoldChanged, PaymentProgress,
     StepRecorded, Transition, DueNotification,
     AttemptMade, RetryLater, NotificationDone, Handled, Emitted, DeadLettered,
+    InHandMarked, InHandCleared,
     PostingDraft,  # last: it locks the chain heads, held from here to the commit
 )  # fmt: skip
 

@@ -7,8 +7,11 @@
 - :mod:`~engine.pipeline.outbox`: emitted events kept with the effects, produced again
   on redelivery.
 - :mod:`~engine.pipeline.dead_letters`: the dead-letter message format.
+- :mod:`~engine.pipeline.quarantine`: the offsets in hand, marked before a batch; a
+  process that died handling them is found, and a message that kills its consumer
+  quarantined.
 - :mod:`~engine.pipeline.service`: the Kafka loop around the processor.
-- :mod:`~engine.pipeline.crash`: the chaos harness's crash hook (off in production).
+- :mod:`~engine.pipeline.crash`: the chaos harness's crash hooks (off in production).
 
 A new stage writes its rules in ``consumers/`` against the contract and declares its
 rows in :mod:`engine.ledger.recorder`, the only place that knows the ledger's write SQL.

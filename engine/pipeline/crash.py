@@ -2,7 +2,8 @@
 
 The loop calls a :data:`CrashHook` at each step that matters to exactly-once effects
 (before and after a batch's commit, after deliveries, after produce). In production
-the hook is :func:`no_crash`; ``SAKK_CRASH_POINT`` turns on :class:`CrashPoints`.
+the hook is :func:`no_crash`; ``SAKK_CRASH_POINT`` turns on :class:`CrashPoints`, and
+``SAKK_CRASH_ON_MESSAGE_CONTAINING`` a poison message (:class:`CrashOnMessage`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import signal
 from collections.abc import Callable
 
 from engine.config import Settings
+from engine.pipeline.messages import RawMessage
 
 log = logging.getLogger(__name__)
 
 CrashHook = Callable[[str], None]
+MessageCrashHook = Callable[[RawMessage], None]
 
 
 def no_crash(_step: str) -> None:
@@ -46,3 +49,32 @@ def crash_hook(settings: Settings) -> CrashHook:
     """The hook ``settings`` ask for: :func:`no_crash` unless crash points are named."""
     points = CrashPoints(settings)
     return points if points.names else no_crash
+
+
+class CrashOnMessage:
+    """Kill this process when it reads a message whose bytes contain a configured marker.
+
+    A stand-in for a message that crashes compiled decoding code (a segfault in the
+    Avro decoder): it dies before the message is decoded, on every attempt, and no
+    ``except`` sees it. ``SAKK_CRASH_ON_MESSAGE_CONTAINING`` turns it on.
+    """
+
+    def __init__(self, marker: bytes) -> None:
+        if not marker:
+            raise ValueError("a crash marker must not be empty")
+        self.marker = marker
+
+    def __call__(self, message: RawMessage) -> None:
+        if message.value is not None and self.marker in message.value:
+            log.warning(
+                "crash on message %s:%d:%d: SIGKILL (SAKK_CRASH_ON_MESSAGE_CONTAINING)",
+                message.topic, message.partition, message.offset,
+            )  # fmt: skip
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_on_message(settings: Settings) -> MessageCrashHook | None:
+    """The poison the settings plant, or None (the default: nothing is checked)."""
+    marker = settings.crash_on_message_containing
+    return CrashOnMessage(marker.encode()) if marker else None

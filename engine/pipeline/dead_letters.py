@@ -6,6 +6,8 @@ from engine.kafka.client import Outgoing
 from engine.pipeline.messages import RawMessage
 
 SECURITY_KIND = "security"  # dead-letter kind of a message refused by a stage's gate
+POISON_KIND = "poison"  # a message whose handling raised alone, or that killed its consumer
+CORRUPT_BATCH_KIND = "corrupt_batch"  # a record batch the client could not read (bad CRC)
 DLQ_HEADROOM_BYTES = 64 * 1024  # room for headers when a huge message is dead-lettered
 REASON_MAX_CHARS = 1000
 

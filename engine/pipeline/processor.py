@@ -32,8 +32,13 @@ from engine.ledger.models import DeadLetter, HandledEvent
 from engine.ledger.queries import select_in
 from engine.ledger.recorder import DeadLettered, GuardFailed, Handled, Recorder, Write
 from engine.pipeline.contract import Decision, Refusal, Retryable, Screen, Stage
-from engine.pipeline.crash import CrashHook, no_crash
-from engine.pipeline.dead_letters import REASON_MAX_CHARS, SECURITY_KIND, dead_letter_message
+from engine.pipeline.crash import CrashHook, MessageCrashHook, no_crash
+from engine.pipeline.dead_letters import (
+    POISON_KIND,
+    REASON_MAX_CHARS,
+    SECURITY_KIND,
+    dead_letter_message,
+)
 from engine.pipeline.messages import Inbound, RawMessage
 from engine.pipeline.outbox import Outbox
 from engine.serialization import AvroCodec, DecodeError
@@ -99,21 +104,27 @@ class BatchProcessor:
         codec: AvroCodec,
         settings: Settings,
         crash: CrashHook = no_crash,
+        crash_on_message: MessageCrashHook | None = None,
     ) -> None:
         self.stage = stage
         self.engine = engine
         self.codec = codec
         self.settings = settings
         self.crash = crash
+        self.crash_on_message = crash_on_message  # the chaos harness's poison, off: None
         self.dlq_topic = settings.topic("dlq")
         self.outbox = Outbox(stage.name, codec, settings)
         self.recorder = Recorder()
         self._refusals_counted: dict[tuple[str, int, int], None] = {}  # insertion-ordered
 
-    def process(self, raw: Sequence[RawMessage]) -> BatchResult:
-        """Handle ``raw`` in partition order; raises :class:`Retryable` when it may work later."""
+    def process(self, raw: Sequence[RawMessage], also: Sequence[Write] = ()) -> BatchResult:
+        """Handle ``raw`` in partition order; raises :class:`Retryable` when it may work later.
+
+        ``also``: rows to write in the batch's own transaction (the live loop's marks of
+        what it had in hand, cleared by the commit that handles it).
+        """
         try:
-            result = self._process_batch(raw)
+            result = self._process_batch(raw, also)
             self.stage.committed(self.engine)  # a fault here redelivers: duplicates only
         except Exception as exc:
             if Retryable.covers(exc):
@@ -122,14 +133,30 @@ class BatchProcessor:
         self.crash("after_complete")
         return result
 
-    def _process_batch(self, raw: Sequence[RawMessage]) -> BatchResult:
+    def dead_letter(
+        self, messages: Sequence[RawMessage], kind: str, reason: str, also: Sequence[Write] = ()
+    ) -> BatchResult:
+        """Dead-letter ``messages`` without reading them.
+
+        A poison that killed its consumer, or the offsets of a record batch the client
+        could not read (no bytes then: each offset is one dead letter, so the counts add up).
+        """
+        try:
+            bad = [_Bad(m, kind, reason) for m in messages]
+            return self._commit(self._plan([], bad, also))
+        except Exception as exc:
+            if Retryable.covers(exc):
+                raise Retryable(exc) from exc
+            raise
+
+    def _process_batch(self, raw: Sequence[RawMessage], also: Sequence[Write] = ()) -> BatchResult:
         gate = self.stage.gate
         screen = gate.screen(self.engine) if gate is not None else None
         decoded, bad = self._decode(raw, screen)
         failure: Exception | None = None
         for _attempt in range(BATCH_ATTEMPTS):
             try:
-                return self._commit(self._plan(decoded, list(bad)))
+                return self._commit(self._plan(decoded, list(bad), also))
             except (IntegrityError, GuardFailed) as exc:
                 failure = exc  # another instance got there first: the retry sees its work
             except Exception as exc:
@@ -139,13 +166,15 @@ class BatchProcessor:
                 break
         if len(raw) == 1:
             reason = f"{type(failure).__name__}: {failure}"[:REASON_MAX_CHARS]
-            return self._commit(self._plan([], [_Bad(raw[0], "poison", reason)]))
+            return self._commit(self._plan([], [_Bad(raw[0], POISON_KIND, reason)], also))
         log.warning(
             "%s: batch of %d failed (%r); handling one by one", self.stage.name, len(raw), failure
         )
         total = BatchResult()
         for message in raw:
             total.add(self._process_batch([message]))
+        if also:
+            self._commit(_Plan(list(also), BatchResult()))
         return total
 
     def _decode(
@@ -156,6 +185,8 @@ class BatchProcessor:
         decoded: list[Inbound] = []
         bad: list[_Bad] = []
         for m in raw:
+            if self.crash_on_message is not None:
+                self.crash_on_message(m)
             verdict = screen.check_raw(m) if screen is not None else None
             if verdict is not None and not verdict.ok:
                 bad.append(self._refused(m, verdict))
@@ -195,7 +226,7 @@ class BatchProcessor:
             metrics.SECURITY_REFUSALS.labels(self.stage.name, verdict.claimed_signer, refusal).inc()
         return _Bad(m, SECURITY_KIND, f"{refusal}: {verdict.detail}"[:REASON_MAX_CHARS])
 
-    def _plan(self, decoded: list[Inbound], bad: list[_Bad]) -> _Plan:
+    def _plan(self, decoded: list[Inbound], bad: list[_Bad], also: Sequence[Write] = ()) -> _Plan:
         """Everything the batch will write and produce, read and decided off the write lock.
 
         A snapshot read, then decisions: nothing here blocks another stage (on SQLite
@@ -230,7 +261,7 @@ class BatchProcessor:
             resend = self.outbox.stored(conn, redelivered) + [self._dead_letter(b) for b in again]
 
         now = datetime.now(UTC)
-        writes: list[Write] = []
+        writes: list[Write] = list(also)
         outgoing: list[Outgoing] = []
         handled: list[tuple[Inbound, Decision]] = []
         for inbound in fresh:

@@ -51,7 +51,12 @@ FLOW_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 20
 REFERENCE_FILE = ROOT / "reference" / "morocco.json"
 # Series that only appear when something goes wrong, or that depend on the traffic mix.
-ONLY_ON_FAULTS = {"sakk_database_retries_total", "sakk_notifications_given_up_total"}
+ONLY_ON_FAULTS = {
+    "sakk_database_retries_total",
+    "sakk_notifications_given_up_total",
+    "sakk_poison_quarantined_total",  # a consumer killed three times by one message
+    "sakk_corrupt_record_batches_total",  # a record batch failing its CRC
+}
 MIX_DEPENDENT = {
     "sakk_fees_minor_total",
     # A few hundred simulated messages bring a handful of refunds and maybe no return, and

@@ -41,6 +41,9 @@ def test_short_seeded_chaos_run_keeps_every_invariant(backend, tmp_path):
     assert text.splitlines()[-1] == "violations: 0"
     assert report.checked.payments == PAYMENTS
     assert report.checked.dead_lettered == sum(report.poison.values()) > 0
+    # The planted poison killed validators until it was quarantined (kind poison, its
+    # reason naming MAX_DEATHS deaths alone: check_outcomes), and the line went on.
+    assert report.poison["kills_consumer"] == 1 and report.poison_deaths >= 1, text
     assert report.bank_retries > 0
     injected = {kind for kind, count in report.faults.items() if count > 0}
     # Faults that need nothing but time always happen. A crash at a step, mid-batch or on

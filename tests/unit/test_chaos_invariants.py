@@ -23,10 +23,11 @@ from engine.config import Settings, load_settings
 from engine.kafka.client import Outgoing
 from engine.ledger.balances import all_balances
 from engine.ledger.database import make_engine, upgrade
-from engine.ledger.models import Account, Notification, NotificationAttempt, Payment
+from engine.ledger.models import Account, DeadLetter, Notification, NotificationAttempt, Payment
 from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
+from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed, switch_id
 from tooling.chaos.faults import Receipt, WebhookLog
 from tooling.chaos.invariants import Evidence, check_all
@@ -338,3 +339,14 @@ def test_delivered_without_a_successful_attempt_recorded_is_caught(ledger):
     assert violations(engine, evidence) == [
         f"notification: notification {nid} recorded DELIVERED without a successful attempt recorded"
     ]
+
+
+@pytest.mark.parametrize(("deaths", "caught"), [(1, True), (MAX_DEATHS, False)])
+def test_only_a_poison_killed_max_deaths_times_alone_is_expected(ledger, deaths, caught):
+    """Random kills must never quarantine a message: a poison short of its deaths is caught."""
+    _pump, evidence = flow(ledger)
+    evidence.workload.dead_letters = Counter({"poison": 1})  # the planted killer
+    with ledger[1].begin() as conn:
+        conn.execute(update(DeadLetter).values(kind="poison", reason=poison_reason(deaths)))
+    found = violations(ledger[1], evidence)
+    assert any("poison dead-lettered without MAX_DEATHS" in v for v in found) == caught, found

@@ -32,6 +32,7 @@ from engine.kafka.client import Outgoing
 from engine.ledger.reference import load_reference_data
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
+from engine.pipeline.quarantine import InHandLedger
 from tooling.bench.flow import BENCH_CUSTOMERS_PER_BANK
 from tooling.reference_data import build_reference
 from tooling.simulator import TrafficSimulator, register_simulated_keys, simulation_signers
@@ -118,10 +119,18 @@ def _initiated(settings: Settings, reference, signers, codec, payments: int) -> 
 def _run(
     step: str, processor: BatchProcessor, messages: Sequence[RawMessage], batch: int
 ) -> tuple[StageCost, list[Outgoing]]:
+    """Each batch as the live loop handles it: offsets in hand marked, then one transaction."""
     produced: list[Outgoing] = []
+    in_hand = InHandLedger(step, processor.engine)
     cpu, wall = time.process_time(), time.perf_counter()
     for start in range(0, len(messages), batch):
-        produced += processor.process(messages[start : start + batch]).outgoing
+        polled: dict[tuple[str, int], list[RawMessage]] = {}
+        for m in messages[start : start + batch]:
+            polled.setdefault((m.topic, m.partition), []).append(m)
+        for unit in in_hand.units(polled):
+            in_hand.mark(unit)
+            produced += processor.process(unit.messages, unit.clears).outgoing
+            in_hand.committed(unit)
     cost = StageCost(step, len(messages), time.process_time() - cpu, time.perf_counter() - wall)
     return cost, produced
 

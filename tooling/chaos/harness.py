@@ -62,7 +62,13 @@ from tooling.chaos.faults import (
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.report import ChaosReport
 from tooling.chaos.wire import committed_lag, read_topics
-from tooling.chaos.workload import POISON_KINDS, Workload, WorkloadBuilder, chaos_signers
+from tooling.chaos.workload import (
+    KILLER_MARK,
+    POISON_KINDS,
+    Workload,
+    WorkloadBuilder,
+    chaos_signers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,8 @@ STAGE_INPUTS: Mapping[str, tuple[str, ...]] = {
 PUBLISH_FRACTION = 0.6  # payments are spread over this share of the fault window
 TICK_S = 0.05
 RESTART_DELAY_S = 0.5
+POISON_DEATH_LOG = "SAKK_CRASH_ON_MESSAGE_CONTAINING"  # engine.pipeline.crash's last line
+POISON_DEATH_LINES = 3
 # The embedded broker (Tansu 0.6) wedges a consumer group for good when a member leaves
 # it (LeaveGroup, sent by a clean close) while the group is rebalancing after another
 # member died: nobody gets partitions again. Apache Kafka has no such gap. So a SIGTERM
@@ -361,6 +369,7 @@ class ChaosRun:
             expiry_interval_ms=500,  # a hold due to expire is released within a second
             metrics_port=0,
             crash_point="",
+            crash_on_message_containing=KILLER_MARK,  # the one planted poison
         )
 
     @staticmethod
@@ -601,7 +610,11 @@ class ChaosRun:
                 self._down(member, now_s)
             return
         code = p.process.returncode if p.process else None
-        if member.status == "armed" and code == -signal.SIGKILL:
+        if code == -signal.SIGKILL and self._killed_by_the_poison(p):
+            self.report.poison_deaths += 1  # planned: quarantined after MAX_DEATHS of them
+            if member.status == "armed":
+                self.report.missed[member.kind] += 1
+        elif member.status == "armed" and code == -signal.SIGKILL:
             self.report.faults[member.kind] += 1
             if member.kind == fp.CRASH_POINT:
                 self.report.crash_points[member.point] += 1
@@ -806,6 +819,15 @@ class ChaosRun:
             for what, marker in RIDDEN_OUT.items():
                 self.report.observed[what] += text.count(marker)
         self.report.observed = +self.report.observed  # drop the zeros
+
+    @staticmethod
+    def _killed_by_the_poison(process: ConsumerProcess) -> bool:
+        """The process's last words: the planted poison killed it, not a fault of the plan."""
+        try:
+            lines = process.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return False
+        return any(POISON_DEATH_LOG in line for line in lines[-POISON_DEATH_LINES:])
 
     @staticmethod
     def _log_tail(process: ConsumerProcess) -> str:

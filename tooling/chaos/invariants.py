@@ -33,6 +33,7 @@ from engine.ledger.models import (
 )
 from engine.ledger.models import PaymentState as S
 from engine.ledger.reference import internal_account
+from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from engine.serialization import AvroCodec, DecodeError
 from tooling.chaos.faults import WebhookLog
 from tooling.chaos.latency import Interval, LatencySplit, delivery_latencies
@@ -202,6 +203,19 @@ def check_outcomes(
         if consumer != "validator"
     )
     checked.dead_lettered = sum(dead.values())
+    violations += _listed(
+        "poison dead-lettered without MAX_DEATHS deaths alone",
+        [
+            f"{topic}:{partition}:{offset}: {reason}"
+            for topic, partition, offset, reason in conn.execute(
+                select(
+                    DeadLetter.source_topic, DeadLetter.source_partition,
+                    DeadLetter.source_offset, DeadLetter.reason,
+                ).where(DeadLetter.kind == "poison")
+            )
+            if poison_reason(MAX_DEATHS) != reason  # only the planted one, killed alone
+        ],
+    )  # fmt: skip
     if dead != workload.dead_letters:
         violations.append(
             f"dead letters by kind {dict(sorted(dead.items()))} != poison published "

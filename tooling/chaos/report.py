@@ -39,6 +39,7 @@ class ChaosReport:
 
     graceful_exit_s: list[float] = field(default_factory=list)
     restarts: int = 0
+    poison_deaths: int = 0  # consumer processes the planted poison killed before quarantine
     observed: Counter[str] = field(default_factory=Counter)  # what consumer logs show they rode out
     start: str = ""  # business time of the first payment: with the seed, replays the bytes
     checked: Checked = field(default_factory=Checked)
@@ -75,6 +76,7 @@ class ChaosReport:
         for kind, count in sorted(self.faults.items()):
             lines.append(f"  {kind:<21} {count:>8,}  {self._fault_detail(kind)}".rstrip())
         lines.append(f"  consumer restarts     {self.restarts:>8,}")
+        lines.append(f"  killed by the poison  {self.poison_deaths:>8,}")
         if self.missed:
             lines.append(
                 f"  planned, not reached  {sum(self.missed.values()):>8,}  " + _kinds(self.missed)
@@ -169,7 +171,8 @@ class ChaosReport:
             "stalls_s": {k: round(v, 2) for k, v in self.stalls_s.items()},
             "webhook_modes": dict(self.webhook_modes),
             "slowest_graceful_exit_s": round(max(self.graceful_exit_s, default=0.0), 1),
-            "restarts": self.restarts, "observed": dict(self.observed),
+            "restarts": self.restarts, "poison_deaths": self.poison_deaths,
+            "observed": dict(self.observed),
             "bank_outage": {
                 "bank": self.down_bank or None, "planned_s": round(self.down_planned_s, 1),
                 "duration_s": round(self.down_s, 1),

@@ -62,6 +62,7 @@ POISON_KINDS: Mapping[str, str] = {
     "empty_message": "undecodable",
     "megabyte_blob": "undecodable",
     "payment_id_reused": "payment_id_reused",
+    "kills_consumer": "poison",  # kills the validator process: quarantined after MAX_DEATHS
 }
 # label -> the ISO 20022 reason the validator must reject with
 ABSURD_REASONS: Mapping[str, str] = {
@@ -75,7 +76,10 @@ ABSURD_REASONS: Mapping[str, str] = {
     "blocked_account": "AC06",
     "resubmitted_reference": "AM05",
 }
-ONE_PER_RUN = frozenset({"megabyte_reference", "megabyte_blob"})  # 1 MB each: keep it cheap
+ONE_PER_RUN = frozenset({"megabyte_reference", "megabyte_blob", "kills_consumer"})  # costly
+# In the remittance info of the one payment that kills its consumer: the harness's
+# consumers run with SAKK_CRASH_ON_MESSAGE_CONTAINING set to it (engine.pipeline.crash).
+KILLER_MARK = "chaos poison: kills its consumer"
 GOOD_OUTCOMES: Mapping[str, str | None] = {"SETTLED": None, "FAILED": "AM04"}
 DEFAULT_TOPIC = "payments.initiated"  # Settings().topic("initiated"); signatures cover it
 
@@ -297,7 +301,7 @@ class WorkloadBuilder:
         return copies
 
     def _spread(self, labels: list[str], total: int, payments: int) -> list[str]:
-        """``total`` labels, every one at least once, the 1 MB ones exactly once."""
+        """``total`` labels, every one at least once, those of ONE_PER_RUN exactly once."""
         chosen = list(labels)
         repeatable = [label for label in labels if label not in ONE_PER_RUN]
         while len(chosen) < total:
@@ -440,6 +444,10 @@ class WorkloadBuilder:
             record = self._record()
             full, bank = self.codec.encode(EVENT_TYPE, record), record["payer_bank"]
             value = MARKER + rng.randbytes(8) + full[HEADER_BYTES:]
+        elif label == "kills_consumer":  # a bank's signed payment that crashes its decoder
+            record = self._record(remittance_info=KILLER_MARK)
+            key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, record)
+            bank = record["payer_bank"]
         elif label == "payment_id_reused" and goods:
             position, _original, record = rng.choice(goods)
             event_id, _ = self._ids()

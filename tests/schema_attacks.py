@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from engine.config import Settings
-from engine.serialization import EVENT_TYPES, schema_fingerprint
+from engine.ledger.schemas import ApprovedSchema
+from engine.serialization import EVENT_TYPES, schema_fingerprint, schema_identity, schema_text
 
 PAD_CHARS = 128  # free choices in the padding field's name: more than the CRC's 64 bits
 PAIRS = [("a", "q"), ("b", "s"), ("c", "v"), ("d", "x"), ("e", "k"), ("f", "z"), ("g", "m")]
@@ -116,3 +117,21 @@ def zigzag(n: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+class InMemoryApproved:
+    """An approved set in memory, for the codec's unit tests (the ledger's is tested in
+    tests/integration/test_approved_schemas.py)."""
+
+    def __init__(self, *schemas: dict[str, Any]) -> None:
+        self.rows = [
+            ApprovedSchema(i + 1, schema_fingerprint(s), schema_identity(s), s["name"],
+                           schema_text(s))
+            for i, s in enumerate(schemas)
+        ]  # fmt: skip
+
+    def newest_id(self) -> int:
+        return len(self.rows)
+
+    def since(self, after_id: int) -> list[ApprovedSchema]:
+        return self.rows[after_id:]

@@ -6,9 +6,7 @@ reads dead letters, a bank's customer data stays with the bank.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +25,7 @@ from engine.audit.export import jsonable
 from engine.audit.times import as_utc, parse_instant
 from engine.audit.urls import safe_url
 from engine.cli import cli
+from engine.cli.options import operator_name
 from engine.config import Settings
 from engine.dlq.body import read_body_file
 from engine.dlq.exceptions import RedriveError
@@ -205,7 +204,7 @@ def dlq_redrive(
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: the copy goes to the broker your consumers read"
         )
-    who = _requested_by(requested_by)
+    who = operator_name(requested_by, MAX_REQUESTED_BY_CHARS)
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         raise click.BadParameter(f"at most {MAX_REASON_CHARS} characters", param_hint="--reason")
     body = signature = None
@@ -229,26 +228,6 @@ def dlq_redrive(
     _print_kind_run(run)
     if run.refused:
         raise SystemExit(1)
-
-
-def _requested_by(given: str | None) -> str:
-    """The name recorded for the auditors: --by, else the login name."""
-    name = (given if given is not None else _login_name()).strip()
-    if not name:
-        raise click.BadParameter("cannot tell who you are: give --by NAME", param_hint="--by")
-    if len(name) > MAX_REQUESTED_BY_CHARS:
-        raise click.BadParameter(f"at most {MAX_REQUESTED_BY_CHARS} characters", param_hint="--by")
-    return name
-
-
-def _login_name() -> str:
-    """$USER, else the login name ($LOGNAME, ..., then the password database)."""
-    if os.environ.get("USER"):
-        return os.environ["USER"]
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return ""
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,3 +48,23 @@ def report_options(what: str) -> Callable[[F], F]:
         )(command)  # fmt: skip
 
     return apply
+
+
+def operator_name(given: str | None, max_chars: int) -> str:
+    """Who acts, as the auditors will read it: ``--by``, else the login name."""
+    name = (given if given is not None else _login_name()).strip()
+    if not name:
+        raise click.BadParameter("cannot tell who you are: give --by NAME", param_hint="--by")
+    if len(name) > max_chars:
+        raise click.BadParameter(f"at most {max_chars} characters", param_hint="--by")
+    return name
+
+
+def _login_name() -> str:
+    """$USER, else the login name ($LOGNAME, ..., then the password database)."""
+    if os.environ.get("USER"):
+        return os.environ["USER"]
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""

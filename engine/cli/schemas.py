@@ -10,9 +10,7 @@ withdrawn. Banks cannot approve anything: they have no access to the ledger.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from pathlib import Path
 
 import click
@@ -20,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.app import ledger_engine
 from engine.cli import cli
+from engine.cli.options import operator_name
 from engine.config import Settings
 from engine.ledger.exceptions import ReleaseSchemaConflictError
 from engine.ledger.schemas import (
@@ -44,7 +43,7 @@ def schemas() -> None:
 @click.pass_obj
 def schemas_approve(settings: Settings, file: Path, by: str | None) -> None:
     """Approve the writer schema in FILE, or say why it is refused (exit status 1)."""
-    approver = _approver(by)
+    approver = operator_name(by, MAX_APPROVER_CHARS)
     text = _read_bounded(file)
     try:
         release = read_release_schemas(settings.schemas_dir)
@@ -125,21 +124,3 @@ def _read_bounded(file: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise click.ClickException(f"refused {file}: not UTF-8 text ({exc.reason})") from exc
-
-
-def _approver(given: str | None) -> str:
-    name = (given if given is not None else _login_name()).strip()
-    if not name:
-        raise click.BadParameter("cannot tell who you are: give --by NAME", param_hint="--by")
-    if len(name) > MAX_APPROVER_CHARS:
-        raise click.BadParameter(f"at most {MAX_APPROVER_CHARS} characters", param_hint="--by")
-    return name
-
-
-def _login_name() -> str:
-    if os.environ.get("USER"):
-        return os.environ["USER"]
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return ""

@@ -13,40 +13,26 @@ from engine.serialization import (
     HEADER_BYTES,
     MARKER,
     MAX_COLLECTION_ITEMS,
-    ApprovedSchema,
     AvroCodec,
     SchemaNotApprovedError,
     SchemaRegistry,
     UndecodableBodyError,
     read_release_schemas,
     schema_fingerprint,
-    schema_identity,
-    schema_text,
 )
-from tests.schema_attacks import optional_field, release_initiated, with_fields, zigzag
+from tests.schema_attacks import (
+    InMemoryApproved,
+    optional_field,
+    release_initiated,
+    with_fields,
+    zigzag,
+)
 
 DECODE_BOUND_S = 1.0  # a refused body is refused at once, whatever count it claims
 
 
-class Approved:
-    """An approved set in memory (the ledger's is tested in the integration tests)."""
-
-    def __init__(self, *schemas: dict[str, Any]) -> None:
-        self.rows = [
-            ApprovedSchema(i + 1, schema_fingerprint(s), schema_identity(s), s["name"],
-                           schema_text(s))
-            for i, s in enumerate(schemas)
-        ]  # fmt: skip
-
-    def newest_id(self) -> int:
-        return len(self.rows)
-
-    def since(self, after_id: int) -> list[ApprovedSchema]:
-        return self.rows[after_id:]
-
-
 def codec_with(*schemas: dict[str, Any]) -> AvroCodec:
-    return AvroCodec(SchemaRegistry.from_dir(Settings().schemas_dir), Approved(*schemas))
+    return AvroCodec(SchemaRegistry.from_dir(Settings().schemas_dir), InMemoryApproved(*schemas))
 
 
 def release_body() -> bytes:

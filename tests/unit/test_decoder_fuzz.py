@@ -22,16 +22,20 @@ from engine.schema_policy import assess
 from engine.serialization import (
     HEADER_BYTES,
     MARKER,
-    ApprovedSchema,
     AvroCodec,
     DecodeError,
     SchemaRegistry,
     read_release_schemas,
     schema_fingerprint,
     schema_identity,
-    schema_text,
 )
-from tests.schema_attacks import optional_field, release_initiated, with_fields, zigzag
+from tests.schema_attacks import (
+    InMemoryApproved,
+    optional_field,
+    release_initiated,
+    with_fields,
+    zigzag,
+)
 
 EXAMPLES_PER_SCHEMA = 300  # bodies tried under each approved schema
 SCHEMA_EXAMPLES = 300  # random schemas offered for approval
@@ -62,22 +66,9 @@ EVOLVED = {
 }
 
 
-class Approved:
-    def __init__(self, schemas: list[dict[str, Any]]) -> None:
-        self.rows = [
-            ApprovedSchema(i + 1, schema_fingerprint(s), schema_identity(s), s["name"],
-                           schema_text(s))
-            for i, s in enumerate(schemas)
-        ]  # fmt: skip
-
-    def newest_id(self) -> int:
-        return len(self.rows)
-
-    def since(self, after_id: int) -> list[ApprovedSchema]:
-        return self.rows[after_id:]
-
-
-CODEC = AvroCodec(SchemaRegistry.from_dir(Settings().schemas_dir), Approved(list(EVOLVED.values())))
+CODEC = AvroCodec(
+    SchemaRegistry.from_dir(Settings().schemas_dir), InMemoryApproved(*EVOLVED.values())
+)
 WINDOW_CODEC = AvroCodec(
     SchemaRegistry({"SettlementWindowClosed": RELEASE["SettlementWindowClosed"]})
 )
@@ -194,7 +185,7 @@ def test_random_schemas_are_approved_or_refused_with_a_reason_and_approved_ones_
         assert verdict.refusal.strip()
         return
     assert verdict.candidate is not None
-    codec = AvroCodec(SchemaRegistry.from_dir(Settings().schemas_dir), Approved([schema]))
+    codec = AvroCodec(SchemaRegistry.from_dir(Settings().schemas_dir), InMemoryApproved(schema))
     header = MARKER + verdict.candidate.fingerprint
     for tail in tails:
         assert_decodes_or_dead_letters(codec, header + prefix_of("release:PaymentInitiated") + tail)

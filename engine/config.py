@@ -25,6 +25,12 @@ CRASH_POINTS = (
 )  # fmt: skip
 
 
+# How long a hold may live, whoever sets it: a channel's ``hold_expiry_s`` in the reference
+# data (engine.ledger.reference) or SAKK_HOLD_EXPIRY_S for a channel that names none.
+MIN_HOLD_EXPIRY_S = 60
+MAX_HOLD_EXPIRY_S = 90 * 24 * 3600
+
+
 class SettingsError(ValueError):
     """A ``SAKK_*`` variable holds a value the engine cannot run with."""
 
@@ -100,7 +106,9 @@ class Settings:
     # Lifecycle: how long a hold lives when its channel's reference data says nothing, and
     # the expiry scheduler (consumers.expiry): how often it looks for holds past their
     # time, and the most expiries it publishes a round.
-    hold_expiry_s: int = field(default=7 * 24 * 3600, metadata=_bounds(60, 90 * 24 * 3600))
+    hold_expiry_s: int = field(
+        default=7 * 24 * 3600, metadata=_bounds(MIN_HOLD_EXPIRY_S, MAX_HOLD_EXPIRY_S)
+    )
     expiry_interval_ms: int = field(default=1_000, metadata=_bounds(10, 3_600_000))
     expiry_batch_max: int = field(default=1_000, metadata=_bounds(1, 100_000))
 

@@ -43,6 +43,7 @@ from engine.events import EVENTS, EventDeclarationError, check_against_schemas
 log = logging.getLogger(__name__)
 
 MARKER = b"\xc3\x01"
+CONFLUENT_MAGIC_BYTE = 0  # the first byte of the Confluent wire format, named in its refusal
 FINGERPRINT_BYTES = 8
 HEADER_BYTES = len(MARKER) + FINGERPRINT_BYTES
 FINGERPRINT_ALGORITHM = "CRC-64-AVRO"
@@ -661,6 +662,12 @@ def _describe_not_single_object(data: bytes | None) -> str:
         return "empty message: not Avro single-object encoded"
     if len(data) < HEADER_BYTES:
         return f"{len(data)} bytes is shorter than the {HEADER_BYTES}-byte single-object header"
+    if data[0] == CONFLUENT_MAGIC_BYTE:
+        return (
+            f"marker {bytes(data[:2]).hex()}: the Confluent wire format (magic byte 0 and a "
+            f"registry id), not Avro single-object encoding ({MARKER.hex()} and the schema's "
+            "fingerprint): see docs/banks.md"
+        )
     return f"marker {bytes(data[:2]).hex()} is not the single-object marker {MARKER.hex()}"
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from engine.config import MAX_HOLD_EXPIRY_S, MIN_HOLD_EXPIRY_S
 from engine.ledger.exceptions import ReferenceDataError
 from engine.ledger.keys import KeyEntry, parse_key_entry, register_keys
 from engine.ledger.models import (
@@ -49,7 +50,6 @@ REFUND = "REFUND"  # a fee rule's payment type for refunds (charged to the refun
 FEE_PAYMENT_TYPES = (*PAYMENT_TYPES, REFUND)
 # How a bank's webhook is told (null: json); see docs/iso20022.md.
 NOTIFICATION_FORMATS = ("json", "pacs.002")
-MIN_HOLD_EXPIRY_S, MAX_HOLD_EXPIRY_S = 60, 90 * 24 * 3600
 OPENING_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 

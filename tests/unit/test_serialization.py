@@ -318,6 +318,16 @@ def test_decode_when_marker_wrong_names_the_marker(codec: AvroCodec) -> None:
         codec.decode(b"\xc3\x02" + data[2:])
 
 
+def test_decode_of_the_confluent_wire_format_is_undecodable_and_says_which_format(
+    codec: AvroCodec,
+) -> None:
+    data = codec.encode("PaymentInitiated", RECORDS["PaymentInitiated"])
+    confluent = b"\x00" + (42).to_bytes(4, "big") + data[10:]  # magic byte 0, registry id 42
+    with pytest.raises(NotSingleObjectError, match="Confluent wire format") as caught:
+        codec.decode(confluent)
+    assert caught.value.kind == "undecodable"
+
+
 @pytest.mark.parametrize("keep", [11, 40, -1])
 def test_decode_when_body_truncated_raises_undecodable_body(codec: AvroCodec, keep: int) -> None:
     data = codec.encode("PaymentInitiated", RECORDS["PaymentInitiated"])

@@ -23,7 +23,10 @@ from typing import Any
 import pytest
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
+from fastavro.validation import validate
 
+from consumers.notification import PAYLOAD_FIELDS, notification_id
+from consumers.senders import OUTCOMES
 from consumers.validator import MAX_ACCOUNT_CHARS, MAX_REFERENCE_CHARS
 from engine import schema_policy
 from engine.config import MAX_HOLD_EXPIRY_S, MIN_HOLD_EXPIRY_S, Settings
@@ -261,3 +264,41 @@ def test_each_channel_limit_of_the_seed_is_in_the_guide() -> None:
 
 if __name__ == "__main__":
     print(worked_example())
+
+
+def _json_examples(heading: str, until: str) -> list[dict[str, Any]]:
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text[text.index(heading) : text.index(until)]
+    found = []
+    for block in re.findall(r"```json\n(.*?)```", section, re.S):
+        if block.startswith('{"') and block.count("\n{") > 0:  # JSON Lines
+            found += [json.loads(line) for line in block.splitlines()]
+        else:
+            found.append(json.loads(block))
+    return found
+
+
+def test_every_message_example_a_bank_sends_fits_its_release_schema() -> None:
+    examples = _json_examples("## Every message a bank sends", "## Every message a bank receives")
+    assert len(examples) >= 5
+    for example in examples:
+        name = "payment_step_requested" if "step" in example else "payment_initiated"
+        schema = parse_schema(json.loads((SCHEMAS / f"{name}.avsc").read_text(encoding="utf-8")))
+        assert validate(example, schema, raise_errors=False), example
+        assert set(example) == {f["name"] for f in schema["fields"]}, example
+
+
+def test_every_notification_example_is_one_the_switch_can_send() -> None:
+    examples = _json_examples("### JSON notifications", "### ISO 20022 answers")
+    assert len(examples) >= 4
+    for example in examples:
+        assert set(example) == {"data", "notification_id", "outcome", "payment_id",
+                                "recipient_bank"}, example  # fmt: skip
+        assert example["outcome"] in OUTCOMES
+        assert set(example["data"]) <= {*PAYLOAD_FIELDS, "occurred_at", "hold_expires_at"}
+        subject = example["data"].get("step_id", example["payment_id"])
+        if example["outcome"] == "REFUSED":
+            continue  # told of the refused request's own event id, which the page omits
+        assert example["notification_id"] == notification_id(
+            subject, example["outcome"], example["recipient_bank"]
+        ), example

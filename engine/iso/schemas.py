@@ -10,11 +10,12 @@ too; the pacs ones there are subsets (see the header of each file for why).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -61,11 +62,45 @@ def _xsd_path(definition: Definition) -> Path:
     return XSD_DIR / f"{definition.identifier}.xsd"
 
 
-@cache
-def schema(definition: Definition) -> etree.XMLSchema:
-    """The compiled XSD of ``definition``: trusted files, still parsed without network."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    return etree.XMLSchema(etree.parse(str(_xsd_path(definition)), parser))
+class CompiledSchemas:
+    """Each definition's XSD compiled once, and validation through it, safe across threads.
+
+    libxml2 is not safe when two threads compile schemas at once (lxml raised
+    ``XMLSchemaParseError: Internal error`` and a ``functools.cache`` then had nothing to
+    keep, so every later build failed too), and an ``XMLSchema`` keeps its ``error_log``
+    on the object, so two threads validating through one would read each other's errors.
+    One lock covers both: compiling happens once per definition, validating is short.
+    A failed compile is not kept: the next call compiles again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._compiled: dict[Definition, etree.XMLSchema] = {}
+
+    def _get(self, definition: Definition) -> etree.XMLSchema:
+        compiled = self._compiled.get(definition)
+        if compiled is None:
+            parser = etree.XMLParser(resolve_entities=False, no_network=True)
+            compiled = etree.XMLSchema(etree.parse(str(_xsd_path(definition)), parser))
+            self._compiled[definition] = compiled
+        return compiled
+
+    def compile_all(self) -> None:
+        """Compile every definition now (a process's start), not at its first message."""
+        with self._lock:
+            for definition in DEFINITIONS.values():
+                self._get(definition)
+
+    def validate(self, tree: etree._ElementTree, definition: Definition) -> list[Any]:
+        """The XSD errors of ``tree`` (lxml log entries, copied out under the lock)."""
+        with self._lock:
+            xsd = self._get(definition)
+            if xsd.validate(tree):
+                return []
+            return list(xsd.error_log)
+
+
+SCHEMAS = CompiledSchemas()
 
 
 def identify(root: etree._Element, accepted: tuple[Definition, ...] = INBOUND) -> Definition:
@@ -113,10 +148,7 @@ _CLARK = re.compile(r"\{[^}]*\}")
 
 def violations(tree: etree._ElementTree, definition: Definition) -> Iterator[SchemaIssue]:
     """Every XSD violation of ``tree``, namespaces stripped from the messages."""
-    xsd = schema(definition)
-    if xsd.validate(tree):
-        return
-    for error in xsd.error_log:
+    for error in SCHEMAS.validate(tree, definition):
         found = tree.xpath(error.path) if error.path else []
         element = found[0] if isinstance(found, list) and found else None
         yield SchemaIssue(element, error.line, _CLARK.sub("", error.message))
@@ -129,3 +161,10 @@ def check_generated(root: etree._Element, definition: Definition) -> None:
         raise ValueError(
             f"generated {definition.identifier} is invalid: " + "; ".join(map(str, issues))
         )
+
+
+def assert_valid(document: etree._Element | etree._ElementTree, definition: Definition) -> None:
+    """Raise AssertionError listing every violation when ``document`` breaks ``definition``."""
+    tree = document if isinstance(document, etree._ElementTree) else document.getroottree()
+    issues = list(violations(tree, definition))
+    assert not issues, f"{definition.identifier}: " + "; ".join(map(str, issues))

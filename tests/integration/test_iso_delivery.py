@@ -25,7 +25,7 @@ from engine.iso.build import compact_id
 from engine.iso.camt054 import notification_document
 from engine.iso.importer import ImportReport, import_file
 from engine.iso.safe_xml import parse
-from engine.iso.schemas import CAMT_053, CAMT_054, PACS_002, PACS_004, Definition, schema
+from engine.iso.schemas import CAMT_053, CAMT_054, PACS_002, PACS_004, Definition, assert_valid
 from engine.iso.statement import statement_document
 from engine.iso.window import window_document
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
@@ -131,7 +131,7 @@ def all_delivered(flow: Flow, published: int) -> bool:
 def xml(received: Received, definition: Definition) -> etree._Element:
     assert received.signed and received.content_type == "application/xml"
     root = parse(received.body).getroot()
-    schema(definition).assertValid(root)
+    assert_valid(root, definition)
     return root
 
 
@@ -209,7 +209,7 @@ def test_remittance_info_travels_from_the_file_to_the_ledger_and_the_iso_reports
     day = rows["RMT-1"].occurred_at.date()
 
     statement = parse(statement_document(flow.engine, KARIM[1], day, datetime.now(UTC)))
-    schema(CAMT_053).assertValid(statement)
+    assert_valid(statement, CAMT_053)
     ns = {"d": CAMT_053.namespace}
     assert statement.getroot().findtext(".//d:Ntry//d:RmtInf/d:Ustrd", namespaces=ns) == (
         "Facture 2026-118"
@@ -218,7 +218,7 @@ def test_remittance_info_travels_from_the_file_to_the_ledger_and_the_iso_reports
     # camt.054: one notification per entry of the payment's posting, each valid.
     notified = parse(notification_document(flow.engine, datetime.now(UTC),
                                            posting_id=rows["RMT-1"].posting_id))  # fmt: skip
-    schema(CAMT_054).assertValid(notified)
+    assert_valid(notified, CAMT_054)
     ns54 = {"d": CAMT_054.namespace}
     by_account = {
         n.findtext("d:Acct/d:Id/d:Othr/d:Id", namespaces=ns54): n
@@ -233,7 +233,7 @@ def test_remittance_info_travels_from_the_file_to_the_ledger_and_the_iso_reports
     # The window's positions, per bank, as camt.053: they net to zero across banks.
     window = parse(window_document(flow.engine, rows["RMT-1"].settlement_window,
                                    datetime.now(UTC)))  # fmt: skip
-    schema(CAMT_053).assertValid(window)
+    assert_valid(window, CAMT_053)
     nets = {}
     for stmt in window.getroot().iterfind(".//d:Stmt", ns):
         account = stmt.findtext("d:Acct/d:Id/d:Othr/d:Id", namespaces=ns)

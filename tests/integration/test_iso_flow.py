@@ -16,7 +16,7 @@ from engine.iso.directory import BankDirectory
 from engine.iso.importer import ImportReport, import_file
 from engine.iso.pacs002 import build_pacs002
 from engine.iso.safe_xml import parse
-from engine.iso.schemas import CAMT_053, PACS_002, schema
+from engine.iso.schemas import CAMT_053, PACS_002, assert_valid
 from engine.iso.statement import read_statement, statement_document
 from engine.ledger.balances import balance_of
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
@@ -95,7 +95,7 @@ def test_a_pacs008_file_with_good_and_bad_transactions_goes_through_the_flow(
         document = build_pacs002(n["outcome"], n["data"], datetime.now(UTC),
                                  n["recipient_bank"], bics)  # fmt: skip
         root = parse(document).getroot()
-        schema(PACS_002).assertValid(root)
+        assert_valid(root, PACS_002)
         ns = {"d": PACS_002.namespace}
         reference = n["data"]["bank_reference"]
         assert root.findtext(".//d:OrgnlEndToEndId", namespaces=ns) == reference
@@ -172,7 +172,7 @@ def test_a_camt053_statement_adds_up_to_the_ledger_balance(
     assert {e.bank_reference for e in statement.entries} == {"ST-1", "ST-2", "ST-3"}
 
     root = parse(statement_document(flow.engine, AMINA[1], day, datetime.now(UTC))).getroot()
-    schema(CAMT_053).assertValid(root)
+    assert_valid(root, CAMT_053)
     ns = {"d": CAMT_053.namespace}
     balances = [b.text for b in root.iterfind(".//d:Bal/d:Amt", ns)]
     assert balances == ["1000.00", f"{ledger // 100}.{ledger % 100:02d}"]

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
 from engine.config import Settings
 from engine.ids import switch_id_of
 from engine.iso import safe_xml
@@ -91,7 +89,7 @@ class ImportReport:
 
 def import_file(
     settings: Settings,
-    engine: Engine,
+    directory: BankDirectory,
     path: Path,
     atomic: bool = False,
     signers: Signers | None = None,
@@ -99,12 +97,11 @@ def import_file(
 ) -> ImportReport:
     """Publish the good transactions of ``path``; raises IsoError if the file is bad as a whole.
 
-    ``engine``: the ledger, read for the banks' BICs. Raises
-    :class:`~producers.exceptions.PaymentDeliveryError` when the broker does not
-    acknowledge what was sent: a delivery problem is not a bad transaction.
+    ``directory``: the banks' BICs and codes, from the file the switch publishes
+    (:func:`engine.iso.directory.read_file`): a bank's tool never reads the switch's
+    ledger. Raises :class:`~producers.exceptions.PaymentDeliveryError` when the broker
+    does not acknowledge what was sent: a delivery problem is not a bad transaction.
     """
-    with engine.connect() as conn:
-        directory = BankDirectory.load(conn)
     parsed = read_message(safe_xml.read_file(path), directory)
     report = ImportReport(
         str(path), parsed.definition.identifier, parsed.message_id, parsed.count, atomic

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from consumers.senders import verify_signature
 from engine.iso.build import compact_id
 from engine.iso.camt054 import notification_document
+from engine.iso.directory import BankDirectory
 from engine.iso.importer import ImportReport, import_file
 from engine.iso.safe_xml import parse
 from engine.iso.schemas import CAMT_053, CAMT_054, PACS_002, PACS_004, Definition, assert_valid
@@ -117,7 +118,13 @@ def iso_flow(flow_factory: Callable[..., Flow], database_url: str, tmp_path: Pat
 def import_bytes(flow: Flow, tmp_path: Path, data: bytes) -> ImportReport:
     path = tmp_path / f"file-{time.monotonic_ns()}.xml"
     path.write_bytes(data)
-    return import_file(flow.settings, flow.engine, path, signers=SIGNERS, codec=flow.codec)
+    return import_file(
+        flow.settings,
+        BankDirectory.from_ledger(flow.engine),
+        path,
+        signers=SIGNERS,
+        codec=flow.codec,
+    )
 
 
 def all_delivered(flow: Flow, published: int) -> bool:

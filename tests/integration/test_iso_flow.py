@@ -49,8 +49,8 @@ def outcomes(flow: Flow) -> dict[str, tuple[str, str | None]]:
 def import_bytes(flow: Flow, tmp_path: Path, data: bytes, **options: Any) -> ImportReport:
     path = tmp_path / f"file-{time.monotonic_ns()}.xml"
     path.write_bytes(data)
-    return import_file(flow.settings, flow.engine, path, signers=SIGNERS, codec=flow.codec,
-                       **options)  # fmt: skip
+    directory = BankDirectory.from_ledger(flow.engine)
+    return import_file(flow.settings, directory, path, signers=SIGNERS, codec=flow.codec, **options)
 
 
 def notifications(flow: Flow) -> list[dict[str, Any]]:

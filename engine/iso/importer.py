@@ -55,12 +55,18 @@ class ImportReport:
     atomic: bool
     published: list[Published] = field(default_factory=list)
     issues: list[TransactionIssue] = field(default_factory=list)
-    refused: int = 0  # bad transactions, including those beyond MAX_REPORTED_ISSUES
+    refused: int = 0  # bad transactions (one with several issues counts once)
+    unreported: int = 0  # issues beyond MAX_REPORTED_ISSUES: counted, not described
+    _refused_indexes: set[int] = field(default_factory=set, repr=False)
 
     def add_issue(self, issue: TransactionIssue) -> None:
-        self.refused += 1
+        if issue.index not in self._refused_indexes:
+            self._refused_indexes.add(issue.index)
+            self.refused += 1
         if len(self.issues) < MAX_REPORTED_ISSUES:
             self.issues.append(issue)
+        else:
+            self.unreported += 1
 
     @property
     def ok(self) -> bool:
@@ -73,8 +79,8 @@ class ImportReport:
             f"{len(self.published)} published, {self.refused} refused{held}",
             *(f"  {issue}" for issue in self.issues),
         ]
-        if self.refused > len(self.issues):
-            lines.append(f"  ... and {self.refused - len(self.issues)} more")
+        if self.unreported:
+            lines.append(f"  ... and {self.unreported} more problems")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,6 +88,7 @@ class ImportReport:
         return {
             "path": self.path, "message": self.message, "message_id": self.message_id,
             "transactions": self.transactions, "atomic": self.atomic, "refused": self.refused,
+            "unreported_issues": self.unreported,
             "published": [vars(p) | {"remittance": list(p.remittance)} for p in self.published],
             "issues": [vars(i) | {"text": str(i)} for i in self.issues],
         }  # fmt: skip

@@ -16,6 +16,7 @@ A RETURN is not a status: it is a pacs.004 (:mod:`engine.iso.pacs004`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from lxml.builder import ElementMaker
 
 from engine.iso.amounts import to_decimal_text
 from engine.iso.build import (
+    MAX35,
     compact_id,
     financial_institution,
     iso_datetime,
@@ -42,6 +44,7 @@ STEP_STATUS = {
 STATUS_OF = PAYMENT_STATUS | STEP_STATUS
 MAX_ADDITIONAL_INFO = 105  # Max105Text
 MAX_REMITTANCE = 140  # Max140Text
+UETR = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}")
 STEP_NAMESPACE = "urn:sakk:xsd:step.001"
 _STEP = ElementMaker(namespace=STEP_NAMESPACE, nsmap={None: STEP_NAMESPACE})
 # Amounts of a step, in the Step element: (payload field, element name).
@@ -76,8 +79,42 @@ def build_pacs002(
     header = [e.MsgId(ident), e.CreDtTm(iso_datetime(created_at))]
     if recipient_bank:
         header.append(e.InstdAgt(financial_institution(e, recipient_bank, bics)))
-    root = e.Document(e.FIToFIPmtStsRpt(e.GrpHdr(*header), _transaction(e, outcome, payload, bics)))
+    report = [e.GrpHdr(*header), *original_group(e, payload, "OrgnlGrpInfAndSts")]
+    root = e.Document(e.FIToFIPmtStsRpt(*report, _transaction(e, outcome, payload, bics)))
     return serialize(root, PACS_002)
+
+
+def original_group(e: ElementMaker, payload: Mapping[str, Any], name: str) -> list[Any]:
+    """The bank's message the payment came in (``OrgnlMsgId``, ``OrgnlMsgNmId``), as element
+    ``name``, when the payload has it (``iso``: the ids told to this bank)."""
+    iso = payload.get("iso") or {}
+    if not (iso.get("msg_id") and iso.get("msg_name")):
+        return []
+    return [e(name, e.OrgnlMsgId(str(iso["msg_id"])[:MAX35]),
+              e.OrgnlMsgNmId(str(iso["msg_name"])[:MAX35]))]  # fmt: skip
+
+
+def original_ids(e: ElementMaker, payload: Mapping[str, Any], end_to_end: str | None) -> list[Any]:
+    """``OrgnlInstrId``, ``OrgnlEndToEndId``, ``OrgnlTxId``, ``OrgnlUETR``: the bank's own.
+
+    A payment that came in as ISO 20022 echoes the ids of its transaction as the bank sent
+    them (``iso``: those told to this bank; an id it did not send is left out). Any other
+    is named by ``end_to_end`` (its bank reference, when given) and the bank's own part of
+    its payment id (``compact_id``).
+    """
+    iso = payload.get("iso")
+    if not iso:
+        parts = [e.OrgnlEndToEndId(end_to_end[:MAX35])] if end_to_end else []
+        return [*parts, e.OrgnlTxId(compact_id(str(payload["payment_id"])))]
+    parts = []
+    for element, key in (("OrgnlInstrId", "instr_id"), ("OrgnlEndToEndId", "end_to_end_id"),
+                         ("OrgnlTxId", "tx_id")):  # fmt: skip
+        if iso.get(key):
+            parts.append(e(element, str(iso[key])[:MAX35]))
+    uetr = str(iso.get("uetr") or "").lower()
+    if UETR.fullmatch(uetr):
+        parts.append(e.OrgnlUETR(uetr))
+    return parts
 
 
 def _transaction(
@@ -88,11 +125,7 @@ def _transaction(
     parts = []
     if payload.get("step_id"):
         parts.append(e.StsId(compact_id(str(payload["step_id"]))))
-    parts += [
-        e.OrgnlEndToEndId(str(payload["bank_reference"])[:35]),
-        e.OrgnlTxId(compact_id(str(payload["payment_id"]))),
-        e.TxSts(status),
-    ]
+    parts += [*original_ids(e, payload, str(payload["bank_reference"])), e.TxSts(status)]
     if status == "RJCT":
         parts.append(_reason(e, payload))
     window = payload.get("settlement_window")

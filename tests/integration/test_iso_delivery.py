@@ -170,7 +170,13 @@ def test_status_reports_and_a_return_reach_a_bank_that_chose_iso_20022(
         root = xml(received, PACS_002)
         reference = find(root, ".//d:OrgnlEndToEndId", PACS_002)
         assert reference is not None
-        assert find(root, ".//d:OrgnlTxId", PACS_002) == compact_id(ids[reference])
+        assert find(root, ".//d:OrgnlTxId", PACS_002) is None  # the file sent no TxId
+        as_payer = reference in ("ISO-NO-FUNDS", "ISO-NO-ACCOUNT")  # else 011 is the payee
+        original = (find(root, ".//d:OrgnlGrpInfAndSts/d:OrgnlMsgId", PACS_002),
+                    find(root, ".//d:OrgnlGrpInfAndSts/d:OrgnlMsgNmId", PACS_002),
+                    find(root, ".//d:TxInfAndSts/d:OrgnlInstrId", PACS_002))  # fmt: skip
+        mine = ("PACS-ISO-OUT", "pacs.008.001.08", f"I-{reference}")
+        assert original == (mine if as_payer else (None, None, None))
         assert find(root, ".//d:GrpHdr/d:MsgId", PACS_002) == compact_id(received.notification_id)
         assert find(root, ".//d:GrpHdr/d:InstdAgt/d:FinInstnId/d:BICFI", PACS_002) == "BMCEMAMC"
         told[reference] = (find(root, ".//d:TxSts", PACS_002),
@@ -192,7 +198,9 @@ def test_status_reports_and_a_return_reach_a_bank_that_chose_iso_20022(
     [returned] = receiver.of(ISO_BANK)[before:]
     root = xml(returned, PACS_004)
     assert find(root, ".//d:TxInf/d:RtrId", PACS_004) == "RET-1"
-    assert find(root, ".//d:TxInf/d:OrgnlTxId", PACS_004) == compact_id(ids["ISO-GOOD-1"])
+    assert find(root, ".//d:TxInf/d:OrgnlEndToEndId", PACS_004) == "ISO-GOOD-1"
+    assert find(root, ".//d:TxInf/d:OrgnlTxId", PACS_004) is None  # the file sent none
+    assert find(root, ".//d:OrgnlGrpInf/d:OrgnlMsgId", PACS_004) is None  # 011 is the payee
     assert find(root, ".//d:TxInf/d:RtrdIntrBkSttlmAmt", PACS_004) == "100.00"
     assert find(root, ".//d:TxInf/d:RtrRsnInf/d:Rsn/d:Cd", PACS_004) == "AC04"
     assert {json.loads(r.body)["outcome"] for r in receiver.of(JSON_BANK)} >= {"RETURN"}

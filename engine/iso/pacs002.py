@@ -44,6 +44,7 @@ STEP_STATUS = {
 STATUS_OF = PAYMENT_STATUS | STEP_STATUS
 MAX_ADDITIONAL_INFO = 105  # Max105Text
 MAX_REMITTANCE = 140  # Max140Text
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 UETR = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}")
 STEP_NAMESPACE = "urn:sakk:xsd:step.001"
 _STEP = ElementMaker(namespace=STEP_NAMESPACE, nsmap={None: STEP_NAMESPACE})
@@ -88,10 +89,21 @@ def original_group(e: ElementMaker, payload: Mapping[str, Any], name: str) -> li
     """The bank's message the payment came in (``OrgnlMsgId``, ``OrgnlMsgNmId``), as element
     ``name``, when the payload has it (``iso``: the ids told to this bank)."""
     iso = payload.get("iso") or {}
-    if not (iso.get("msg_id") and iso.get("msg_name")):
+    msg_id, msg_name = max35(iso.get("msg_id")), max35(iso.get("msg_name"))
+    if msg_id is None or msg_name is None:
         return []
-    return [e(name, e.OrgnlMsgId(str(iso["msg_id"])[:MAX35]),
-              e.OrgnlMsgNmId(str(iso["msg_name"])[:MAX35]))]  # fmt: skip
+    return [e(name, e.OrgnlMsgId(msg_id), e.OrgnlMsgNmId(msg_name))]
+
+
+def max35(value: Any) -> str | None:
+    """``value`` as a Max35Text when it can be one: a bank's claim never stops a document.
+
+    Cut at 35 characters; None when empty or holding a character XML cannot carry (a
+    control character), so that a payer's bad id leaves the element out of the payee's
+    report instead of making the report impossible to build.
+    """
+    text = str(value or "").strip()[:MAX35]
+    return text if text and not _NOT_XML.search(text) else None
 
 
 def original_ids(e: ElementMaker, payload: Mapping[str, Any], end_to_end: str | None) -> list[Any]:
@@ -107,10 +119,11 @@ def original_ids(e: ElementMaker, payload: Mapping[str, Any], end_to_end: str | 
         parts = [e.OrgnlEndToEndId(end_to_end[:MAX35])] if end_to_end else []
         return [*parts, e.OrgnlTxId(compact_id(str(payload["payment_id"])))]
     parts = []
-    for element, key in (("OrgnlInstrId", "instr_id"), ("OrgnlEndToEndId", "end_to_end_id"),
-                         ("OrgnlTxId", "tx_id")):  # fmt: skip
-        if iso.get(key):
-            parts.append(e(element, str(iso[key])[:MAX35]))
+    instr, e2e, tx = (max35(iso.get(k)) for k in ("instr_id", "end_to_end_id", "tx_id"))
+    e2e = e2e or (max35(end_to_end) if end_to_end else None)  # mandatory in a pacs.008
+    for element, text in (("OrgnlInstrId", instr), ("OrgnlEndToEndId", e2e), ("OrgnlTxId", tx)):
+        if text is not None:
+            parts.append(e(element, text))
     uetr = str(iso.get("uetr") or "").lower()
     if UETR.fullmatch(uetr):
         parts.append(e.OrgnlUETR(uetr))

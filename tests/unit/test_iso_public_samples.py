@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from consumers.notification import payload_of
 from engine.iso.directory import BankDirectory
@@ -124,3 +125,14 @@ def test_a_return_echoes_the_original_ids_too() -> None:
         "RET-1", "E2E-CORE", "TX-CORE",
     ]  # fmt: skip
     assert tx.findtext("d:OrgnlUETR", None, ns) == "86d7da8e-6e41-4466-b9bb-9b41d5814d5a"
+
+
+def test_a_payers_id_that_xml_cannot_carry_is_left_out_of_the_payees_report() -> None:
+    parsed = read_message(sample(PUBLIC / "pacs008_package_core.xml"), DIRECTORY)
+    p = parsed.transactions[0].payment | {"payment_id": "007:x"}
+    p["iso"] = p["iso"] | {"tx_id": "TX\x01CORE", "end_to_end_id": " ", "uetr": "not-a-uuid"}
+    root = parse(build_pacs002("SETTLED", payload_of(p, "011"), NOW, "011", {})).getroot()
+    assert_valid(root, PACS_002)
+    tx = root.find(".//{*}TxInfAndSts")
+    assert [etree.QName(c).localname for c in tx][:2] == ["OrgnlEndToEndId", "TxSts"]
+    assert tx.findtext("{*}OrgnlEndToEndId") == "E2E-CORE"  # the bank reference instead

@@ -116,7 +116,8 @@ def original_ids(e: ElementMaker, payload: Mapping[str, Any], end_to_end: str | 
     """
     iso = payload.get("iso")
     if not iso:
-        parts = [e.OrgnlEndToEndId(end_to_end[:MAX35])] if end_to_end else []
+        text = max35(end_to_end)
+        parts = [e.OrgnlEndToEndId(text)] if text is not None else []
         return [*parts, e.OrgnlTxId(compact_id(str(payload["payment_id"])))]
     parts = []
     instr, e2e, tx = (max35(iso.get(k)) for k in ("instr_id", "end_to_end_id", "tx_id"))
@@ -164,8 +165,9 @@ def original_reference(
     if with_amount and payload.get("amount_minor") is not None:
         amount = to_decimal_text(int(payload["amount_minor"]), str(payload["currency"]))
         parts.append(e.IntrBkSttlmAmt(amount, Ccy=str(payload["currency"])))
-    if payload.get("remittance_info"):
-        parts.append(e.RmtInf(e.Ustrd(str(payload["remittance_info"])[:MAX_REMITTANCE])))
+    remittance = _NOT_XML.sub("", str(payload.get("remittance_info") or ""))[:MAX_REMITTANCE]
+    if remittance.strip():  # the payer's words: what XML cannot carry is dropped, not fatal
+        parts.append(e.RmtInf(e.Ustrd(remittance)))
     for element, field in (("DbtrAgt", "payer_bank"), ("CdtrAgt", "payee_bank")):
         if payload.get(field):
             parts.append(e(element, financial_institution(e, str(payload[field]), bics)))

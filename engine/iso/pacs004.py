@@ -24,7 +24,7 @@ from engine.iso.build import (
     message_id,
     serialize,
 )
-from engine.iso.pacs002 import original_group, original_ids, original_reference
+from engine.iso.pacs002 import max35, original_group, original_ids, original_reference
 from engine.iso.schemas import PACS_004
 
 CLEARING = "CLRG"  # settled through the switch's clearing, in a settlement window
@@ -66,7 +66,7 @@ def build_pacs004(
         header.append(e.InstdAgt(financial_institution(e, recipient_bank, bics)))
     reason = [e.Rsn(e.Cd(str(payload.get("reason_code") or "NARR")))]
     transaction = e.TxInf(
-        e.RtrId(str(payload["bank_reference"])[:35]),
+        *([e.RtrId(rtr_id)] if (rtr_id := max35(payload["bank_reference"])) else []),
         *original_ids(e, payload, None),
         amount,
         *settled_on(),

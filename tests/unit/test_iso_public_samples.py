@@ -136,3 +136,17 @@ def test_a_payers_id_that_xml_cannot_carry_is_left_out_of_the_payees_report() ->
     tx = root.find(".//{*}TxInfAndSts")
     assert [etree.QName(c).localname for c in tx][:2] == ["OrgnlEndToEndId", "TxSts"]
     assert tx.findtext("{*}OrgnlEndToEndId") == "E2E-CORE"  # the bank reference instead
+
+
+def test_a_reference_or_remittance_xml_cannot_carry_never_stops_a_report() -> None:
+    payload = {
+        "payment_id": "007:0f8fad5b-d9cb-469f-a165-70867728950e", "bank_reference": "REF\x02",
+        "payer_bank": "007", "payee_bank": "011", "amount_minor": 100, "currency": "MAD",
+        "remittance_info": "Invoice\x0b 7",
+    }  # fmt: skip
+    root = parse(build_pacs002("SETTLED", payload, NOW, "011", {})).getroot()
+    assert_valid(root, PACS_002)
+    assert root.findtext(".//{*}OrgnlEndToEndId") is None
+    assert root.findtext(".//{*}RmtInf/{*}Ustrd") == "Invoice 7"
+    returned = build_pacs004(payload | {"step": "RETURN", "reason_code": "AC04"}, NOW, "007", {})
+    assert_valid(parse(returned).getroot(), PACS_004)

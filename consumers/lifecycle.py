@@ -116,6 +116,7 @@ class PaymentView:
     captured_minor: int
     refunded_minor: int
     fee_minor: int
+    iso: dict[str, Any] | None = None  # the bank's ISO 20022 ids (payment_iso), echoed
 
 
 @dataclass(slots=True)
@@ -362,7 +363,7 @@ class StepRules:
             bank_reference=s["bank_reference"], sender_bank=s["sender_bank"], occurred_at=at,
             amount_minor=amount, fee_minor=fee, posting_id=posting_id, settlement_window=window,
             held_minor=held, captured_minor=captured, refunded_minor=refunded,
-            payment_state=state, reason_code=s.get("reason_code"),
+            payment_state=state, reason_code=s.get("reason_code"), iso=payment.iso,
         )  # fmt: skip
         return Decision(
             OUTCOME_OF_STEP[kind], payment.payment_id, writes=tuple(writes),
@@ -417,6 +418,7 @@ def completed_record(
     """A PaymentStepCompleted record: the payment's parties, and what the step did."""
     record = {k: parties[k] for k in PARTY_FIELDS}
     record.update(posting_id=None, settlement_window=None, hold_expires_at=None, reason_code=None)
+    record.update(iso=None)  # the payment's ISO 20022 ids, when it came in as ISO 20022
     record.update(step)
     record["event_id"] = derived_event_id(cause_event_id, PAYMENT_STEP_COMPLETED.name)
     record["causation_event_id"] = cause_event_id

@@ -91,11 +91,26 @@ def outcome_of(event_type: str, record: dict[str, Any]) -> tuple[str, str] | Non
     return None if outcome is None else (outcome, str(record["payment_id"]))
 
 
-def payload_of(record: dict[str, Any]) -> dict[str, Any]:
+# The ISO 20022 ids of a payment each bank is told (``iso`` in the payload). The payer's
+# bank gets back every id it sent; the payee's bank only those that travel end to end
+# (EndToEndId, TxId, UETR): the payer bank's MsgId and InstrId are its own business.
+ISO_IDS_FOR_PAYER = ("msg_id", "msg_name", "instr_id", "end_to_end_id", "tx_id", "uetr")
+ISO_IDS_FOR_PAYEE = ("end_to_end_id", "tx_id", "uetr")
+
+
+def payload_of(record: dict[str, Any], recipient: str | None = None) -> dict[str, Any]:
+    """What a notification to ``recipient`` carries (None: as told to the payer's bank)."""
     payload = {k: record[k] for k in PAYLOAD_FIELDS if record.get(k) is not None}
     payload["occurred_at"] = record["occurred_at"].isoformat()
     if record.get("hold_expires_at") is not None:
         payload["hold_expires_at"] = record["hold_expires_at"].isoformat()
+    iso = record.get("iso")
+    if iso:
+        payer = recipient is None or recipient == record.get("payer_bank")
+        told = {k: iso[k] for k in (ISO_IDS_FOR_PAYER if payer else ISO_IDS_FOR_PAYEE)
+                if iso.get(k) is not None}  # fmt: skip
+        if told:
+            payload["iso"] = told
     return payload
 
 
@@ -133,7 +148,6 @@ class NotificationStage(StageDefaults):
             return Refusal("unexpected_event", f"{inbound.event_type} on {inbound.topic}")
         outcome, subject = told
         record = inbound.record
-        payload = json.dumps(payload_of(record), sort_keys=True)
         rows = tuple(
             DueNotification(
                 notification_id(subject, outcome, bank),
@@ -143,7 +157,7 @@ class NotificationStage(StageDefaults):
                 self.sender_name,
                 "PENDING",
                 0,
-                payload,
+                json.dumps(payload_of(record, bank), sort_keys=True),
                 inbound.event_id,
                 ctx.now,
                 ctx.now,

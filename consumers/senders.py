@@ -34,8 +34,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
 from engine.iso.notices import XML_CONTENT_TYPE, BankProfiles, iso_notification
+from engine.iso.schemas import SCHEMAS
 from engine.ledger.database import make_engine
-from engine.metrics import NOTIFICATION_ATTEMPTS
+from engine.metrics import NOTIFICATION_ATTEMPTS, NOTIFICATION_BODY_FAILURES
 from engine.trust.keys import KeyPair, verifies
 
 log = logging.getLogger(__name__)
@@ -362,11 +363,11 @@ class WebhookSender:
         problem = _url_problem(url, notification.recipient_bank)
         if problem:
             return DeliveryResult(False, (), problem)
+        started_at, started = datetime.now(UTC), time.monotonic()
         try:
             body = self._bodies(notification)
-        except (SQLAlchemyError, ValueError) as exc:  # no formats read yet, or a bad build
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            return DeliveryResult(False, (), f"notification not built: {reason}")
+        except Exception as exc:  # no formats read yet, a bad build, a library's failure
+            return self._not_built(notification, exc, started_at, started)
         target = urlsplit(str(url))
         attempts: list[Attempt] = []
         for number in range(1, self._max_attempts + 1):
@@ -382,6 +383,22 @@ class WebhookSender:
 
     def close(self) -> None:
         """Nothing to release: each attempt closes its own connection."""
+
+    def _not_built(
+        self, notification: Notification, exc: Exception, started_at: datetime, started: float
+    ) -> DeliveryResult:
+        """A body that could not be built is a failed attempt like any other: recorded in
+        ``notification_attempts``, retried on the schedule, counted and alerted on."""
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        error = f"notification not built: {type(exc).__name__}: {first_line}"
+        log.warning(
+            "notification %s to bank %s not built (%s)",
+            notification.notification_id, notification.recipient_bank, type(exc).__name__,
+        )  # fmt: skip
+        NOTIFICATION_ATTEMPTS.labels(self.name, "error").inc()
+        NOTIFICATION_BODY_FAILURES.labels(notification.recipient_bank).inc()
+        attempt = Attempt(1, started_at, time.monotonic() - started, None, error)
+        return DeliveryResult(False, (attempt,), error)
 
     def _delay_s(self, index: int) -> float:
         delay = self._delays_s[index]
@@ -477,6 +494,7 @@ def make_sender(settings: Settings) -> Sender:
         return LogSender(settings.notify_log_path)
     if settings.notify_sender == "webhook":
         engine = make_engine(settings.ledger_url, pool_size=1)  # connects on first read
+        SCHEMAS.compile_all()  # before any delivery thread builds an ISO 20022 body
         return WebhookSender(
             signing_keys=[KeyPair.read(path) for path in settings.webhook_signing_keys],
             timeout_ms=settings.webhook_timeout_ms,

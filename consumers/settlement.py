@@ -47,6 +47,7 @@ from engine.ledger.models import (
     HoldState,
     Payment,
     PaymentIntent,
+    PaymentIso,
     PaymentState,
     StepKind,
     table_of,
@@ -266,7 +267,7 @@ def _authorized(p: dict[str, Any], fee: int, expires_at: datetime) -> Decision:
         bank_reference=p["bank_reference"], sender_bank=p["payer_bank"],
         occurred_at=p["occurred_at"], amount_minor=amount, fee_minor=0,
         held_minor=amount + fee, captured_minor=0, refunded_minor=0,
-        payment_state=PaymentState.AUTHORIZED, hold_expires_at=expires_at,
+        payment_state=PaymentState.AUTHORIZED, hold_expires_at=expires_at, iso=p.get("iso"),
     )  # fmt: skip
     return Decision(
         "authorized", p["payment_id"],
@@ -332,20 +333,31 @@ def _funds(conn: Connection, numbers: set[str]) -> dict[str, Funds]:
 def _payment_views(conn: Connection, ids: set[str]) -> dict[str, PaymentView]:
     if not ids:
         return {}
-    p = table_of(Payment)
+    p, iso = table_of(Payment), table_of(PaymentIso)
     query = select(
         p.c.payment_id, p.c.state, p.c.intent, p.c.payer_bank, p.c.payer_account, p.c.payee_bank,
         p.c.payee_account, p.c.amount_minor, p.c.currency, p.c.channel, p.c.payment_type,
         p.c.egov_service, p.c.captured_minor, p.c.refunded_minor, p.c.fee_minor,
-    )  # fmt: skip
+        *(iso.c[k] for k in ISO_ID_COLUMNS),
+    ).select_from(p.outerjoin(iso, iso.c.payment_id == p.c.payment_id))  # fmt: skip
     return {
         r.payment_id: PaymentView(
             r.payment_id, r.state, r.intent, r.payer_bank, r.payer_account, r.payee_bank,
             r.payee_account, r.amount_minor, r.currency, r.channel, r.payment_type,
             r.egov_service, r.captured_minor or 0, r.refunded_minor or 0, r.fee_minor or 0,
+            _iso_ids(r),
         )
         for r in select_in(conn, query, p.c.payment_id, ids)
     }  # fmt: skip
+
+
+ISO_ID_COLUMNS = ("msg_id", "msg_name", "instr_id", "end_to_end_id", "tx_id", "uetr")
+
+
+def _iso_ids(row: Any) -> dict[str, Any] | None:
+    """The payment's ISO 20022 ids (``payment_iso``) as events carry them; None without."""
+    ids = {k: getattr(row, k) for k in ISO_ID_COLUMNS}
+    return ids if any(v is not None for v in ids.values()) else None
 
 
 def _hold_views(conn: Connection, ids: set[str]) -> dict[str, HoldView]:

@@ -8,6 +8,7 @@ the same way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +43,7 @@ from engine.ledger.models import (
     StepKind,
 )
 from engine.ledger.queries import select_in
-from engine.ledger.recorder import NewPayment, ReferenceTaken, Transition, Write
+from engine.ledger.recorder import NewPayment, PaymentIsoIds, ReferenceTaken, Transition, Write
 from engine.ledger.reference import Limits, read_limits
 from engine.masking import mask_account
 from engine.money import MAX_AMOUNT_MINOR, format_minor, is_known_currency
@@ -54,6 +55,7 @@ from engine.trust.signing import Evidence
 NAME = "validator"
 MAX_REFERENCE_CHARS = 35  # ISO 20022 Max35Text
 MAX_ACCOUNT_CHARS = 34  # IBAN length limit
+MAX_ISO_EXTRAS_CHARS = 20_000  # engine.iso.mapping.MAX_EXTRAS_CHARS: what an import sends
 PAYER_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.MERCHANT, AccountKind.GOVERNMENT})
 VIGNETTE = "VIGNETTE"
 
@@ -252,6 +254,9 @@ class Validator(StageDefaults):
         ]
         if rejection is None:
             writes.append(ReferenceTaken(p["payer_bank"], p["bank_reference"], p["payment_id"]))
+        iso = _iso_ids(p)
+        if iso is not None:
+            writes.insert(1, iso)
         event, record = _event(p, rejection)
         return Decision(
             outcome="validated" if rejection is None else "rejected",
@@ -347,6 +352,25 @@ def _new_payment(
         evidence.signature if evidence else None, evidence.digest if evidence else None,
         p.get("intent") or PaymentIntent.SALE, _clip(p.get("remittance_info"), 140),
     )  # fmt: skip
+
+
+def _iso_ids(p: dict[str, Any]) -> PaymentIsoIds | None:
+    """The payment's ISO 20022 ids and extras (engine.iso), when it came in as ISO 20022.
+
+    A bank's claim, echoed back to it: clipped to what ISO 20022 allows, never trusted.
+    """
+    ids, extras = p.get("iso") or {}, p.get("iso_extras")
+    if not ids and extras is None:
+        return None
+    return PaymentIsoIds(
+        p["payment_id"], _clip(ids.get("msg_id"), 35), _clip(ids.get("msg_name"), 35),
+        _clip(ids.get("instr_id"), 35), _clip(ids.get("end_to_end_id"), 35),
+        _clip(ids.get("tx_id"), 35), _clip(ids.get("uetr"), 36),
+        extras if extras is None or len(extras) <= MAX_ISO_EXTRAS_CHARS else _DROPPED_EXTRAS,
+    )  # fmt: skip
+
+
+_DROPPED_EXTRAS = json.dumps({"dropped": f"over {MAX_ISO_EXTRAS_CHARS} characters"})
 
 
 def _clip(value: str | None, length: int) -> str | None:

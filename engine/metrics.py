@@ -110,6 +110,12 @@ NOTIFICATION_ATTEMPTS = Counter(
     "Notification delivery attempts by sender and result (ok, error).",
     ["sender", "result"],
 )
+NOTIFICATION_BODY_FAILURES = Counter(
+    "sakk_notification_body_failures_total",
+    "Notification attempts that failed before sending: the body (JSON or ISO 20022) "
+    "could not be built.",
+    ["recipient_bank"],
+)
 NOTIFICATIONS_GIVEN_UP = Counter(
     "sakk_notifications_given_up_total",
     "Notifications recorded FAILED: still undelivered at the retry horizon.",

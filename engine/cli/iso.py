@@ -34,8 +34,39 @@ _OUT = click.option(
 )  # fmt: skip
 
 
+@cli.group()
+def directory() -> None:
+    """The bank directory banks' tools read: bank codes and BICs, as a file."""
+
+
+@directory.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def directory_export(settings: Settings, file: Path) -> None:
+    """Write the switch's bank directory (bank code -> BIC) to FILE, as JSON.
+
+    Publish FILE to the banks: `sakk iso import --directory FILE` maps BICs to bank codes
+    with it, without any access to the switch's ledger. Export it again when a bank or a
+    BIC changes in reference data.
+    """
+    from engine.iso.directory import BankDirectory, write_file
+
+    found = BankDirectory.from_ledger(ledger_engine(settings))
+    write_file(found, file)
+    click.echo(f"{file}: {len(found.codes)} banks written")
+
+
 @iso.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--directory",
+    "directory_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SAKK_BANK_DIRECTORY_FILE",
+    default=None,
+    help="The bank directory the switch publishes (`sakk directory export`); "
+    "default: SAKK_BANK_DIRECTORY_FILE.",
+)
 @click.option("--atomic", is_flag=True, help="All or nothing: one bad transaction stops the file.")
 @click.option(
     "--signing-key",
@@ -52,22 +83,40 @@ _OUT = click.option(
 )
 @click.pass_obj
 def iso_import(
-    settings: Settings, file: Path, atomic: bool, signing_key: Path | None, report_path: Path | None
+    settings: Settings,
+    file: Path,
+    directory_path: Path | None,
+    atomic: bool,
+    signing_key: Path | None,
+    report_path: Path | None,
 ) -> None:
     """Publish each transaction of FILE (pacs.008 or pain.001) as a signed PaymentInitiated.
 
-    The file is validated against its message definition first; a bad transaction is
-    reported (which one, which element, why) and the good ones still go, unless --atomic.
-    Exits 1 when any transaction was refused, 2 when the file was refused as a whole.
+    Needs the broker, the bank's signing key and the bank directory file the switch
+    publishes (--directory): never the switch's ledger. The file is validated against
+    its official message definition first; every problem of a bad transaction is
+    reported (which one, which element, why) and the good ones still go, unless
+    --atomic. Exits 1 when any transaction was refused, 2 when the file was refused as a
+    whole or the command cannot start (no directory, no key).
     """
-    from engine.iso.errors import IsoError
+    from engine.iso.directory import read_file
+    from engine.iso.errors import DirectoryFileError, IsoError
     from engine.iso.importer import import_file
     from producers.exceptions import PublisherError
 
+    if directory_path is None:
+        raise click.UsageError(
+            "no bank directory: pass --directory FILE or set SAKK_BANK_DIRECTORY_FILE "
+            "(the switch writes it with `sakk directory export FILE`)"
+        )
+    try:
+        bank_directory = read_file(directory_path)
+    except DirectoryFileError as exc:
+        raise click.UsageError(str(exc)) from exc
     settings = bank_settings(settings, signing_key)
     try:
         with kafka_for(settings) as live:
-            report = import_file(live, ledger_engine(live), file, atomic=atomic)
+            report = import_file(live, bank_directory, file, atomic=atomic)
     except IsoError as exc:
         click.echo(f"{file}: refused: {exc}", err=True)
         raise SystemExit(2) from exc

@@ -27,6 +27,11 @@ class InvalidMessageError(IsoError):
         self.issues = issues
 
 
+class DirectoryFileError(Exception):
+    """The bank directory file (``sakk directory export``) is missing, unreadable or not
+    of its shape: the command cannot start, whatever the ISO 20022 file holds."""
+
+
 class MappingError(Exception):
     """One transaction cannot become a PaymentInitiated: ``element`` says where, why says why."""
 

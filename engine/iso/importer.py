@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
-
 from engine.config import Settings
 from engine.ids import switch_id_of
 from engine.iso import safe_xml
@@ -57,12 +55,18 @@ class ImportReport:
     atomic: bool
     published: list[Published] = field(default_factory=list)
     issues: list[TransactionIssue] = field(default_factory=list)
-    refused: int = 0  # bad transactions, including those beyond MAX_REPORTED_ISSUES
+    refused: int = 0  # bad transactions (one with several issues counts once)
+    unreported: int = 0  # issues beyond MAX_REPORTED_ISSUES: counted, not described
+    _refused_indexes: set[int] = field(default_factory=set, repr=False)
 
     def add_issue(self, issue: TransactionIssue) -> None:
-        self.refused += 1
+        if issue.index not in self._refused_indexes:
+            self._refused_indexes.add(issue.index)
+            self.refused += 1
         if len(self.issues) < MAX_REPORTED_ISSUES:
             self.issues.append(issue)
+        else:
+            self.unreported += 1
 
     @property
     def ok(self) -> bool:
@@ -75,8 +79,8 @@ class ImportReport:
             f"{len(self.published)} published, {self.refused} refused{held}",
             *(f"  {issue}" for issue in self.issues),
         ]
-        if self.refused > len(self.issues):
-            lines.append(f"  ... and {self.refused - len(self.issues)} more")
+        if self.unreported:
+            lines.append(f"  ... and {self.unreported} more problems")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,6 +88,7 @@ class ImportReport:
         return {
             "path": self.path, "message": self.message, "message_id": self.message_id,
             "transactions": self.transactions, "atomic": self.atomic, "refused": self.refused,
+            "unreported_issues": self.unreported,
             "published": [vars(p) | {"remittance": list(p.remittance)} for p in self.published],
             "issues": [vars(i) | {"text": str(i)} for i in self.issues],
         }  # fmt: skip
@@ -91,7 +96,7 @@ class ImportReport:
 
 def import_file(
     settings: Settings,
-    engine: Engine,
+    directory: BankDirectory,
     path: Path,
     atomic: bool = False,
     signers: Signers | None = None,
@@ -99,12 +104,11 @@ def import_file(
 ) -> ImportReport:
     """Publish the good transactions of ``path``; raises IsoError if the file is bad as a whole.
 
-    ``engine``: the ledger, read for the banks' BICs. Raises
-    :class:`~producers.exceptions.PaymentDeliveryError` when the broker does not
-    acknowledge what was sent: a delivery problem is not a bad transaction.
+    ``directory``: the banks' BICs and codes, from the file the switch publishes
+    (:func:`engine.iso.directory.read_file`): a bank's tool never reads the switch's
+    ledger. Raises :class:`~producers.exceptions.PaymentDeliveryError` when the broker
+    does not acknowledge what was sent: a delivery problem is not a bad transaction.
     """
-    with engine.connect() as conn:
-        directory = BankDirectory.load(conn)
     parsed = read_message(safe_xml.read_file(path), directory)
     report = ImportReport(
         str(path), parsed.definition.identifier, parsed.message_id, parsed.count, atomic

@@ -16,7 +16,11 @@ What becomes what (``docs/iso20022.md`` has the table):
 - ``CtgyPurp``, ``Purp`` and ``LclInstrm/Prtry``: channel, payment type, e-government
   service (:func:`classify`);
 - ``AccptncDtTm``, else the group header's ``CreDtTm``: ``occurred_at``;
-- ``RmtInf/Ustrd``: ``remittance_info`` (:func:`remittance_info`).
+- ``RmtInf/Ustrd``: ``remittance_info`` (:func:`remittance_info`);
+- the message's ``MsgId`` and name, ``PmtId/InstrId``, ``EndToEndId``, ``TxId`` and
+  ``UETR``: ``iso`` (:func:`iso_ids`), echoed in every answer so the bank matches it;
+- what Sakk does not act on but an auditor may need (the parties' names and postal
+  addresses, structured remittance, ...): ``iso_extras``, JSON (:func:`iso_extras`).
 
 Ids are derived (UUIDv5) from the payer bank, the message id and the transaction's place
 in it, so importing the same file twice publishes the same events, which the switch
@@ -25,6 +29,7 @@ handles once.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +53,17 @@ EGOV_CODES = frozenset({"TAXS", "GOVT", "VATX"})
 PURCHASE_CODES = frozenset({"EPAY", "GDDS"})
 MOROCCAN_IBAN_LENGTH = 28  # "MA", 2 check digits, the 24-digit RIB
 MAX_REMITTANCE_CHARS = 140  # ISO 20022 Max140Text, as remittance_info is
+MAX_ID_CHARS = 35  # Max35Text: MsgId, InstrId, EndToEndId, TxId
+MAX_EXTRAS_CHARS = 20_000  # the JSON of one transaction's extras: well above any real one
+# Elements of a transaction kept as ``iso_extras`` (in schema order): the parties and
+# their addresses, remittance beyond its unstructured lines, and what the payment's
+# settlement said, none of which Sakk acts on.
+EXTRA_ELEMENTS = (
+    "IntrBkSttlmDt", "SttlmPrty", "InstdAmt", "XchgRate", "ChrgBr", "ChrgsInf",
+    "UltmtDbtr", "InitgPty", "Dbtr", "DbtrAgt", "CdtrAgt", "Cdtr", "UltmtCdtr",
+    "InstrForCdtrAgt", "InstrForNxtAgt", "Purp", "RgltryRptg", "Tax", "RltdRmtInf", "RmtInf",
+    "SplmtryData",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,7 @@ class MessageContext:
     """What every transaction of one message shares."""
 
     message_id: str
+    message_name: str  # pacs.008.001.08, pain.001.001.09
     amount_path: str  # IntrBkSttlmAmt (pacs.008) or Amt/InstdAmt (pain.001)
     default_channel: str
     directory: BankDirectory
@@ -152,7 +169,61 @@ def map_transaction(scope: Scope, index: int, ctx: MessageContext) -> dict[str, 
         "merchant_category_code": None,
         "egov_service": classification.egov_service,
         "remittance_info": remittance_info(remittance(scope)),
+        "iso": iso_ids(scope, ctx),
+        "iso_extras": iso_extras(scope),
     }
+
+
+def iso_ids(scope: Scope, ctx: MessageContext) -> dict[str, str | None]:
+    """The bank's ids of the transaction, as its message gave them (the XSD bounds them)."""
+    return {
+        "msg_id": ctx.message_id[:MAX_ID_CHARS],
+        "msg_name": ctx.message_name,
+        "instr_id": scope.text("PmtId/InstrId"),
+        "end_to_end_id": scope.text("PmtId/EndToEndId"),
+        "tx_id": scope.text("PmtId/TxId"),
+        "uetr": scope.text("PmtId/UETR"),
+    }
+
+
+def iso_extras(scope: Scope) -> str | None:
+    """The elements of :data:`EXTRA_ELEMENTS` the transaction (or its ``PmtInf``) holds, as
+    compact JSON: element name -> its content (:func:`element_json`); None without any."""
+    found: dict[str, Any] = {}
+    for name in EXTRA_ELEMENTS:
+        for level in scope.levels[:-1]:  # the transaction, then a pain.001's PmtInf
+            elements = level.findall(_clark(scope.namespace, name))
+            if elements:
+                values = [element_json(e) for e in elements]
+                found[name] = values[0] if len(values) == 1 else values
+                break
+    if not found:
+        return None
+    text = json.dumps(found, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    if len(text) > MAX_EXTRAS_CHARS:
+        raise MappingError(".", f"over {MAX_EXTRAS_CHARS} characters of elements Sakk keeps")
+    return text
+
+
+def element_json(element: etree._Element) -> Any:
+    """An element as JSON: its text, or its children by local name (a list when repeated);
+    attributes (``Ccy``) as ``@name``."""
+    children = [c for c in element if isinstance(c.tag, str)]
+    if not children:
+        text = (element.text or "").strip()
+        return (
+            {f"@{k}": v for k, v in element.attrib.items()} | {"#": text}
+            if element.attrib
+            else text
+        )
+    out: dict[str, Any] = {f"@{k}": v for k, v in element.attrib.items()}
+    for child in children:
+        name, value = etree.QName(child).localname, element_json(child)
+        if name in out:
+            out[name] = (out[name] if isinstance(out[name], list) else [out[name]]) + [value]
+        else:
+            out[name] = value
+    return out
 
 
 def bank_reference(scope: Scope) -> str:

@@ -16,6 +16,7 @@ A RETURN is not a status: it is a pacs.004 (:mod:`engine.iso.pacs004`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from lxml.builder import ElementMaker
 
 from engine.iso.amounts import to_decimal_text
 from engine.iso.build import (
+    MAX35,
     compact_id,
     financial_institution,
     iso_datetime,
@@ -42,6 +44,8 @@ STEP_STATUS = {
 STATUS_OF = PAYMENT_STATUS | STEP_STATUS
 MAX_ADDITIONAL_INFO = 105  # Max105Text
 MAX_REMITTANCE = 140  # Max140Text
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+UETR = re.compile(r"[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89ab][a-f0-9]{3}-[a-f0-9]{12}")
 STEP_NAMESPACE = "urn:sakk:xsd:step.001"
 _STEP = ElementMaker(namespace=STEP_NAMESPACE, nsmap={None: STEP_NAMESPACE})
 # Amounts of a step, in the Step element: (payload field, element name).
@@ -76,8 +80,55 @@ def build_pacs002(
     header = [e.MsgId(ident), e.CreDtTm(iso_datetime(created_at))]
     if recipient_bank:
         header.append(e.InstdAgt(financial_institution(e, recipient_bank, bics)))
-    root = e.Document(e.FIToFIPmtStsRpt(e.GrpHdr(*header), _transaction(e, outcome, payload, bics)))
+    report = [e.GrpHdr(*header), *original_group(e, payload, "OrgnlGrpInfAndSts")]
+    root = e.Document(e.FIToFIPmtStsRpt(*report, _transaction(e, outcome, payload, bics)))
     return serialize(root, PACS_002)
+
+
+def original_group(e: ElementMaker, payload: Mapping[str, Any], name: str) -> list[Any]:
+    """The bank's message the payment came in (``OrgnlMsgId``, ``OrgnlMsgNmId``), as element
+    ``name``, when the payload has it (``iso``: the ids told to this bank)."""
+    iso = payload.get("iso") or {}
+    msg_id, msg_name = max35(iso.get("msg_id")), max35(iso.get("msg_name"))
+    if msg_id is None or msg_name is None:
+        return []
+    return [e(name, e.OrgnlMsgId(msg_id), e.OrgnlMsgNmId(msg_name))]
+
+
+def max35(value: Any) -> str | None:
+    """``value`` as a Max35Text when it can be one: a bank's claim never stops a document.
+
+    Cut at 35 characters; None when empty or holding a character XML cannot carry (a
+    control character), so that a payer's bad id leaves the element out of the payee's
+    report instead of making the report impossible to build.
+    """
+    text = str(value or "").strip()[:MAX35]
+    return text if text and not _NOT_XML.search(text) else None
+
+
+def original_ids(e: ElementMaker, payload: Mapping[str, Any], end_to_end: str | None) -> list[Any]:
+    """``OrgnlInstrId``, ``OrgnlEndToEndId``, ``OrgnlTxId``, ``OrgnlUETR``: the bank's own.
+
+    A payment that came in as ISO 20022 echoes the ids of its transaction as the bank sent
+    them (``iso``: those told to this bank; an id it did not send is left out). Any other
+    is named by ``end_to_end`` (its bank reference, when given) and the bank's own part of
+    its payment id (``compact_id``).
+    """
+    iso = payload.get("iso")
+    if not iso:
+        text = max35(end_to_end)
+        parts = [e.OrgnlEndToEndId(text)] if text is not None else []
+        return [*parts, e.OrgnlTxId(compact_id(str(payload["payment_id"])))]
+    parts = []
+    instr, e2e, tx = (max35(iso.get(k)) for k in ("instr_id", "end_to_end_id", "tx_id"))
+    e2e = e2e or (max35(end_to_end) if end_to_end else None)  # mandatory in a pacs.008
+    for element, text in (("OrgnlInstrId", instr), ("OrgnlEndToEndId", e2e), ("OrgnlTxId", tx)):
+        if text is not None:
+            parts.append(e(element, text))
+    uetr = str(iso.get("uetr") or "").lower()
+    if UETR.fullmatch(uetr):
+        parts.append(e.OrgnlUETR(uetr))
+    return parts
 
 
 def _transaction(
@@ -88,11 +139,7 @@ def _transaction(
     parts = []
     if payload.get("step_id"):
         parts.append(e.StsId(compact_id(str(payload["step_id"]))))
-    parts += [
-        e.OrgnlEndToEndId(str(payload["bank_reference"])[:35]),
-        e.OrgnlTxId(compact_id(str(payload["payment_id"]))),
-        e.TxSts(status),
-    ]
+    parts += [*original_ids(e, payload, str(payload["bank_reference"])), e.TxSts(status)]
     if status == "RJCT":
         parts.append(_reason(e, payload))
     window = payload.get("settlement_window")
@@ -118,8 +165,9 @@ def original_reference(
     if with_amount and payload.get("amount_minor") is not None:
         amount = to_decimal_text(int(payload["amount_minor"]), str(payload["currency"]))
         parts.append(e.IntrBkSttlmAmt(amount, Ccy=str(payload["currency"])))
-    if payload.get("remittance_info"):
-        parts.append(e.RmtInf(e.Ustrd(str(payload["remittance_info"])[:MAX_REMITTANCE])))
+    remittance = _NOT_XML.sub("", str(payload.get("remittance_info") or ""))[:MAX_REMITTANCE]
+    if remittance.strip():  # the payer's words: what XML cannot carry is dropped, not fatal
+        parts.append(e.RmtInf(e.Ustrd(remittance)))
     for element, field in (("DbtrAgt", "payer_bank"), ("CdtrAgt", "payee_bank")):
         if payload.get(field):
             parts.append(e(element, financial_institution(e, str(payload[field]), bics)))

@@ -2,10 +2,12 @@
 
 The payee's bank returned a settled credit (``consumers.lifecycle``): the payload of its
 ``PaymentStepCompleted`` has what a return needs. ``RtrId`` = the returning bank's
-reference of the return, ``OrgnlTxId`` = Sakk's payment id without dashes (the one the
-payment's own pacs.002 carried), ``RtrdIntrBkSttlmAmt`` = what went back, settled in the
-window of the return's business day, ``RtrRsnInf/Rsn/Cd`` = the return reason (AC04,
-MD07, ...). The returning bank (the payee's) is the instructing agent.
+reference of the return; the original ids as the payment's own pacs.002 carried them
+(``engine.iso.pacs002.original_ids``: the bank's ISO 20022 ids when the payment came in
+as ISO 20022, else ``OrgnlTxId`` = the bank's own part of the payment id);
+``RtrdIntrBkSttlmAmt`` = what went back, settled in the window of the return's business
+day; ``RtrRsnInf/Rsn/Cd`` = the return reason (AC04, MD07, ...). The returning bank (the
+payee's) is the instructing agent.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from typing import Any
 
 from engine.iso.amounts import to_decimal_text
 from engine.iso.build import (
-    compact_id,
     financial_institution,
     iso_datetime,
     maker,
     message_id,
     serialize,
 )
-from engine.iso.pacs002 import original_reference
+from engine.iso.pacs002 import max35, original_group, original_ids, original_reference
 from engine.iso.schemas import PACS_004
 
 CLEARING = "CLRG"  # settled through the switch's clearing, in a settlement window
@@ -65,11 +66,12 @@ def build_pacs004(
         header.append(e.InstdAgt(financial_institution(e, recipient_bank, bics)))
     reason = [e.Rsn(e.Cd(str(payload.get("reason_code") or "NARR")))]
     transaction = e.TxInf(
-        e.RtrId(str(payload["bank_reference"])[:35]),
-        e.OrgnlTxId(compact_id(str(payload["payment_id"]))),
+        *([e.RtrId(rtr_id)] if (rtr_id := max35(payload["bank_reference"])) else []),
+        *original_ids(e, payload, None),
         amount,
         *settled_on(),
         e.RtrRsnInf(*reason),
         original_reference(e, payload, bics, with_amount=False),
     )
-    return serialize(e.Document(e.PmtRtr(e.GrpHdr(*header), transaction)), PACS_004)
+    group = original_group(e, payload, "OrgnlGrpInf")
+    return serialize(e.Document(e.PmtRtr(e.GrpHdr(*header), *group, transaction)), PACS_004)

@@ -1,8 +1,10 @@
 """Reading an inbound ISO 20022 file: safe parse, version check, XSD, then each transaction.
 
-The file is checked against its message definition first. A violation inside one
-transaction makes that transaction bad (reported with its place, the element and the
-reason) and leaves the others alone; a violation anywhere else (the group header, the
+The file is checked against its official message definition first. A violation inside
+one transaction makes that transaction bad and leaves the others alone: every problem of
+it is reported (lxml's error log holds them all), each with the transaction's place, the
+element's path inside it and the reason, then what mapping finds on elements the XSD
+did not already name; a violation anywhere else (the group header, the
 message structure) refuses the whole file, since no transaction can be trusted without
 its header.
 """
@@ -65,11 +67,12 @@ class ParsedMessage:
     definition: Definition
     message_id: str
     transactions: list[MappedTransaction] = field(default_factory=list)
-    issues: list[TransactionIssue] = field(default_factory=list)
+    issues: list[TransactionIssue] = field(default_factory=list)  # all, several per transaction
+    refused: int = 0  # transactions with at least one issue
 
     @property
     def count(self) -> int:
-        return len(self.transactions) + len(self.issues)
+        return len(self.transactions) + self.refused
 
 
 def read_message(data: bytes, directory: BankDirectory) -> ParsedMessage:
@@ -83,21 +86,27 @@ def read_message(data: bytes, directory: BankDirectory) -> ParsedMessage:
     by_transaction = _schema_issues(tree, definition, transactions)
     message_id = _header_text(header, definition, "MsgId")
     _check_count(header, definition, len(transactions))
-    ctx = MessageContext(message_id, layout.amount, layout.default_channel, directory)
+    ctx = MessageContext(
+        message_id, definition.identifier, layout.amount, layout.default_channel, directory
+    )
     parsed = ParsedMessage(definition, message_id)
     for index, element in enumerate(transactions, 1):
         scope = _scope(element, message, header, definition)
         label = _label(element, message)
-        issues = by_transaction.get(element)
-        if issues:
-            parsed.issues.append(_schema_issue(index, label, scope, element, issues[0]))
-            continue
+        found = [
+            _schema_issue(index, label, scope, element, issue)
+            for issue in by_transaction.get(element, ())
+        ]
         try:
             payment = map_transaction(scope, index, ctx)
         except MappingError as exc:
-            parsed.issues.append(
-                TransactionIssue(index, label, _reference(scope), exc.element, exc.reason)
-            )
+            if exc.element not in {issue.element for issue in found}:
+                found.append(
+                    TransactionIssue(index, label, _reference(scope), exc.element, exc.reason)
+                )
+        if found:
+            parsed.issues += found
+            parsed.refused += 1
             continue
         parsed.transactions.append(MappedTransaction(index, label, payment, remittance(scope)))
     return parsed

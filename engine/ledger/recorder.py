@@ -31,6 +31,7 @@ from engine.ledger.models import (
     Notification,
     NotificationAttempt,
     Payment,
+    PaymentIso,
     PaymentStep,
     PaymentTransition,
     table_of,
@@ -65,6 +66,19 @@ class NewPayment(NamedTuple):
     signed_digest: bytes | None
     intent: str = "SALE"
     remittance_info: str | None = None
+
+
+class PaymentIsoIds(NamedTuple):
+    """A payment's ISO 20022 ids and extras, recorded with the payment (``payment_iso``)."""
+
+    payment_id: str
+    msg_id: str | None
+    msg_name: str | None
+    instr_id: str | None
+    end_to_end_id: str | None
+    tx_id: str | None
+    uetr: str | None
+    extras: str | None
 
 
 class ReferenceTaken(NamedTuple):
@@ -291,9 +305,10 @@ class InHandCleared(NamedTuple):
 
 
 Write = (
-    NewPayment | ReferenceTaken | Transition | Outcome | PostingDraft | DueNotification
-    | AttemptMade | RetryLater | NotificationDone | Handled | Emitted | DeadLettered
-    | HoldPlaced | HoldChanged | PaymentProgress | StepRecorded | InHandMarked | InHandCleared
+    NewPayment | PaymentIsoIds | ReferenceTaken | Transition | Outcome | PostingDraft
+    | DueNotification | AttemptMade | RetryLater | NotificationDone | Handled | Emitted
+    | DeadLettered | HoldPlaced | HoldChanged | PaymentProgress | StepRecorded | InHandMarked
+    | InHandCleared
 )  # fmt: skip
 
 
@@ -331,6 +346,7 @@ def _guarded_notification_update(
 
 STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     NewPayment: _insert_of(Payment, NewPayment),
+    PaymentIsoIds: _insert_of(PaymentIso, PaymentIsoIds),
     ReferenceTaken: _insert_of(BankReference, ReferenceTaken),
     Outcome: lambda d: prepared_update(
         table_of(Payment), d, ("payment_id", "state"), Outcome._fields[2:]
@@ -365,7 +381,7 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
 # Each row of a guarded kind must find what it expects.
 GUARDED = frozenset({Outcome, HoldChanged, PaymentProgress, NotificationDone})
 WRITE_ORDER: tuple[type, ...] = (
-    NewPayment, ReferenceTaken, Outcome, HoldPlaced, HoldChanged, PaymentProgress,
+    NewPayment, PaymentIsoIds, ReferenceTaken, Outcome, HoldPlaced, HoldChanged, PaymentProgress,
     StepRecorded, Transition, DueNotification,
     AttemptMade, RetryLater, NotificationDone, Handled, Emitted, DeadLettered,
     InHandMarked, InHandCleared,

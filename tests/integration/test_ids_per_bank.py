@@ -172,7 +172,13 @@ def test_predicted_ids_of_another_banks_iso_import_leave_its_payments_alone(
     flow.publish([attack])
     flow.wait_until(lambda: answered(flow, 1))
 
-    report = import_file(flow.settings, flow.engine, path, signers=SIGNERS, codec=flow.codec)
+    report = import_file(
+        flow.settings,
+        BankDirectory.from_ledger(flow.engine),
+        path,
+        signers=SIGNERS,
+        codec=flow.codec,
+    )
     flow.wait_until(lambda: answered(flow, 2))
 
     (published,) = report.published

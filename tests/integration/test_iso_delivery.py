@@ -23,9 +23,10 @@ from sqlalchemy import select
 from consumers.senders import verify_signature
 from engine.iso.build import compact_id
 from engine.iso.camt054 import notification_document
+from engine.iso.directory import BankDirectory
 from engine.iso.importer import ImportReport, import_file
 from engine.iso.safe_xml import parse
-from engine.iso.schemas import CAMT_053, CAMT_054, PACS_002, PACS_004, Definition, schema
+from engine.iso.schemas import CAMT_053, CAMT_054, PACS_002, PACS_004, Definition, assert_valid
 from engine.iso.statement import statement_document
 from engine.iso.window import window_document
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
@@ -117,7 +118,13 @@ def iso_flow(flow_factory: Callable[..., Flow], database_url: str, tmp_path: Pat
 def import_bytes(flow: Flow, tmp_path: Path, data: bytes) -> ImportReport:
     path = tmp_path / f"file-{time.monotonic_ns()}.xml"
     path.write_bytes(data)
-    return import_file(flow.settings, flow.engine, path, signers=SIGNERS, codec=flow.codec)
+    return import_file(
+        flow.settings,
+        BankDirectory.from_ledger(flow.engine),
+        path,
+        signers=SIGNERS,
+        codec=flow.codec,
+    )
 
 
 def all_delivered(flow: Flow, published: int) -> bool:
@@ -131,7 +138,7 @@ def all_delivered(flow: Flow, published: int) -> bool:
 def xml(received: Received, definition: Definition) -> etree._Element:
     assert received.signed and received.content_type == "application/xml"
     root = parse(received.body).getroot()
-    schema(definition).assertValid(root)
+    assert_valid(root, definition)
     return root
 
 
@@ -163,7 +170,13 @@ def test_status_reports_and_a_return_reach_a_bank_that_chose_iso_20022(
         root = xml(received, PACS_002)
         reference = find(root, ".//d:OrgnlEndToEndId", PACS_002)
         assert reference is not None
-        assert find(root, ".//d:OrgnlTxId", PACS_002) == compact_id(ids[reference])
+        assert find(root, ".//d:OrgnlTxId", PACS_002) is None  # the file sent no TxId
+        as_payer = reference in ("ISO-NO-FUNDS", "ISO-NO-ACCOUNT")  # else 011 is the payee
+        original = (find(root, ".//d:OrgnlGrpInfAndSts/d:OrgnlMsgId", PACS_002),
+                    find(root, ".//d:OrgnlGrpInfAndSts/d:OrgnlMsgNmId", PACS_002),
+                    find(root, ".//d:TxInfAndSts/d:OrgnlInstrId", PACS_002))  # fmt: skip
+        mine = ("PACS-ISO-OUT", "pacs.008.001.08", f"I-{reference}")
+        assert original == (mine if as_payer else (None, None, None))
         assert find(root, ".//d:GrpHdr/d:MsgId", PACS_002) == compact_id(received.notification_id)
         assert find(root, ".//d:GrpHdr/d:InstdAgt/d:FinInstnId/d:BICFI", PACS_002) == "BMCEMAMC"
         told[reference] = (find(root, ".//d:TxSts", PACS_002),
@@ -185,7 +198,9 @@ def test_status_reports_and_a_return_reach_a_bank_that_chose_iso_20022(
     [returned] = receiver.of(ISO_BANK)[before:]
     root = xml(returned, PACS_004)
     assert find(root, ".//d:TxInf/d:RtrId", PACS_004) == "RET-1"
-    assert find(root, ".//d:TxInf/d:OrgnlTxId", PACS_004) == compact_id(ids["ISO-GOOD-1"])
+    assert find(root, ".//d:TxInf/d:OrgnlEndToEndId", PACS_004) == "ISO-GOOD-1"
+    assert find(root, ".//d:TxInf/d:OrgnlTxId", PACS_004) is None  # the file sent none
+    assert find(root, ".//d:OrgnlGrpInf/d:OrgnlMsgId", PACS_004) is None  # 011 is the payee
     assert find(root, ".//d:TxInf/d:RtrdIntrBkSttlmAmt", PACS_004) == "100.00"
     assert find(root, ".//d:TxInf/d:RtrRsnInf/d:Rsn/d:Cd", PACS_004) == "AC04"
     assert {json.loads(r.body)["outcome"] for r in receiver.of(JSON_BANK)} >= {"RETURN"}
@@ -209,7 +224,7 @@ def test_remittance_info_travels_from_the_file_to_the_ledger_and_the_iso_reports
     day = rows["RMT-1"].occurred_at.date()
 
     statement = parse(statement_document(flow.engine, KARIM[1], day, datetime.now(UTC)))
-    schema(CAMT_053).assertValid(statement)
+    assert_valid(statement, CAMT_053)
     ns = {"d": CAMT_053.namespace}
     assert statement.getroot().findtext(".//d:Ntry//d:RmtInf/d:Ustrd", namespaces=ns) == (
         "Facture 2026-118"
@@ -218,7 +233,7 @@ def test_remittance_info_travels_from_the_file_to_the_ledger_and_the_iso_reports
     # camt.054: one notification per entry of the payment's posting, each valid.
     notified = parse(notification_document(flow.engine, datetime.now(UTC),
                                            posting_id=rows["RMT-1"].posting_id))  # fmt: skip
-    schema(CAMT_054).assertValid(notified)
+    assert_valid(notified, CAMT_054)
     ns54 = {"d": CAMT_054.namespace}
     by_account = {
         n.findtext("d:Acct/d:Id/d:Othr/d:Id", namespaces=ns54): n
@@ -233,7 +248,7 @@ def test_remittance_info_travels_from_the_file_to_the_ledger_and_the_iso_reports
     # The window's positions, per bank, as camt.053: they net to zero across banks.
     window = parse(window_document(flow.engine, rows["RMT-1"].settlement_window,
                                    datetime.now(UTC)))  # fmt: skip
-    schema(CAMT_053).assertValid(window)
+    assert_valid(window, CAMT_053)
     nets = {}
     for stmt in window.getroot().iterfind(".//d:Stmt", ns):
         account = stmt.findtext("d:Acct/d:Id/d:Othr/d:Id", namespaces=ns)

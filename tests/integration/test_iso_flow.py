@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,15 +17,15 @@ from engine.iso.directory import BankDirectory
 from engine.iso.importer import ImportReport, import_file
 from engine.iso.pacs002 import build_pacs002
 from engine.iso.safe_xml import parse
-from engine.iso.schemas import CAMT_053, PACS_002, schema
+from engine.iso.schemas import CAMT_053, PACS_002, assert_valid
 from engine.iso.statement import read_statement, statement_document
 from engine.ledger.balances import balance_of
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
-from engine.ledger.models import Payment
+from engine.ledger.models import Payment, PaymentIso
 from engine.ledger.reference import load_reference_data, read_file
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, YOUSSEF
-from tests.fixtures.iso.messages import Tx, pacs008, pain001
+from tests.fixtures.iso.messages import Tx, now_text, pacs008, pain001
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +50,8 @@ def outcomes(flow: Flow) -> dict[str, tuple[str, str | None]]:
 def import_bytes(flow: Flow, tmp_path: Path, data: bytes, **options: Any) -> ImportReport:
     path = tmp_path / f"file-{time.monotonic_ns()}.xml"
     path.write_bytes(data)
-    return import_file(flow.settings, flow.engine, path, signers=SIGNERS, codec=flow.codec,
-                       **options)  # fmt: skip
+    directory = BankDirectory.from_ledger(flow.engine)
+    return import_file(flow.settings, directory, path, signers=SIGNERS, codec=flow.codec, **options)
 
 
 def notifications(flow: Flow) -> list[dict[str, Any]]:
@@ -95,7 +96,7 @@ def test_a_pacs008_file_with_good_and_bad_transactions_goes_through_the_flow(
         document = build_pacs002(n["outcome"], n["data"], datetime.now(UTC),
                                  n["recipient_bank"], bics)  # fmt: skip
         root = parse(document).getroot()
-        schema(PACS_002).assertValid(root)
+        assert_valid(root, PACS_002)
         ns = {"d": PACS_002.namespace}
         reference = n["data"]["bank_reference"]
         assert root.findtext(".//d:OrgnlEndToEndId", namespaces=ns) == reference
@@ -172,8 +173,58 @@ def test_a_camt053_statement_adds_up_to_the_ledger_balance(
     assert {e.bank_reference for e in statement.entries} == {"ST-1", "ST-2", "ST-3"}
 
     root = parse(statement_document(flow.engine, AMINA[1], day, datetime.now(UTC))).getroot()
-    schema(CAMT_053).assertValid(root)
+    assert_valid(root, CAMT_053)
     ns = {"d": CAMT_053.namespace}
     balances = [b.text for b in root.iterfind(".//d:Bal/d:Amt", ns)]
     assert balances == ["1000.00", f"{ledger // 100}.{ledger % 100:02d}"]
     assert len(root.findall(".//d:Ntry", ns)) == 3
+
+
+PUBLIC_SAMPLES = sorted((Path(__file__).parents[1] / "fixtures" / "iso" / "public").glob("*.xml"))
+
+
+def test_public_sample_messages_settle_and_their_answers_carry_the_banks_ids(
+    flow_factory: Callable[..., Flow], database_url: str, tmp_path: Path
+) -> None:
+    """Real pacs.008 samples (fixtures' README): imported as their payer bank, settled, and
+    answered with a pacs.002 whose original ids are the bank's own."""
+    flow = flow_factory(database_url)
+    sent: dict[str, dict[str, Any]] = {}  # by EndToEndId
+    for path in PUBLIC_SAMPLES:
+        data = re.sub(rb"<CreDtTm>[^<]*</CreDtTm>", f"<CreDtTm>{now_text()}</CreDtTm>".encode(),
+                      path.read_bytes(), count=1)  # fmt: skip
+        report = import_bytes(flow, tmp_path, data)
+        assert report.ok and len(report.published) == 1, report.summary()
+        root = parse(data).getroot()
+        ns = {"d": root.nsmap[None]}
+        sent[root.findtext(".//d:PmtId/d:EndToEndId", None, ns)] = {
+            "msg_id": root.findtext(".//d:GrpHdr/d:MsgId", None, ns),
+            "tx_id": root.findtext(".//d:PmtId/d:TxId", None, ns),
+            "uetr": root.findtext(".//d:PmtId/d:UETR", None, ns),
+            "instr_id": root.findtext(".//d:PmtId/d:InstrId", None, ns),
+        }
+    flow.wait_until(lambda: drained(flow, len(PUBLIC_SAMPLES)))
+    assert outcomes(flow) == {e2e: ("SETTLED", None) for e2e in sent}
+    with flow.engine.connect() as conn:
+        bics = BankDirectory.load(conn).bic_of
+        kept = conn.execute(select(PaymentIso.end_to_end_id, PaymentIso.extras)).all()
+    assert {row.end_to_end_id for row in kept} == set(sent)
+    extras = {row.end_to_end_id: json.loads(row.extras) for row in kept}
+    assert extras["Scenario02EtoEId001"]["Dbtr"]["PstlAdr"]["TwnNm"] == "Fountain Hills"
+    assert extras["Scenario02EtoEId001"]["RmtInf"]["Strd"]["RfrdDocInf"]["Nb"] == "INV34563"
+    ns = {"d": PACS_002.namespace}
+    to_payer = [n for n in notifications(flow) if n["recipient_bank"] == "007"]
+    assert len(to_payer) == len(sent)
+    for n in to_payer:
+        root = parse(build_pacs002(n["outcome"], n["data"], datetime.now(UTC), "007", bics))
+        assert_valid(root, PACS_002)
+        e2e = root.findtext(".//d:TxInfAndSts/d:OrgnlEndToEndId", None, ns)
+        ids = sent[e2e]
+        assert root.findtext(".//d:OrgnlGrpInfAndSts/d:OrgnlMsgId", None, ns) == ids["msg_id"]
+        assert root.findtext(".//d:OrgnlGrpInfAndSts/d:OrgnlMsgNmId", None, ns) == (
+            "pacs.008.001.08"
+        )
+        assert root.findtext(".//d:TxInfAndSts/d:OrgnlInstrId", None, ns) == ids["instr_id"]
+        assert root.findtext(".//d:TxInfAndSts/d:OrgnlTxId", None, ns) == ids["tx_id"]
+        assert root.findtext(".//d:TxInfAndSts/d:OrgnlUETR", None, ns) == ids["uetr"]
+        assert n["data"]["iso"]["end_to_end_id"] == e2e  # and in the JSON notification

@@ -229,3 +229,18 @@ def test_ids_widen_to_a_banks_namespace_and_narrow_again_once_none_is_longer(dat
         ids = set(conn.execute(text("SELECT event_id FROM handled_events")).scalars())
     assert bare in ids and "011:" + "e" * 64 in ids
     engine.dispose()
+
+
+def test_payment_iso_comes_with_0012_and_goes_with_its_downgrade(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    columns = {c["name"] for c in inspect(engine).get_columns("payment_iso")}
+    assert columns == {
+        "payment_id", "msg_id", "msg_name", "instr_id", "end_to_end_id", "tx_id", "uetr", "extras",
+    }  # fmt: skip
+    command.downgrade(alembic_config(database_url), "0011")
+    assert "payment_iso" not in inspect(engine).get_table_names()
+    assert "payments" in inspect(engine).get_table_names()
+    upgrade(database_url)
+    assert "payment_iso" in inspect(engine).get_table_names()
+    engine.dispose()

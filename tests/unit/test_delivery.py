@@ -219,3 +219,37 @@ def test_free_slots_bound_work_per_bank_and_in_total(ledger):
     }
     dispatcher._in_flight.update({"007": 2, "230": 3})
     assert dispatcher._free_slots(Counter({"007": 50, "011": 5, "230": 9})) == {"011": 1}
+
+
+def test_a_body_that_cannot_be_built_is_an_attempt_recorded_and_counted(ledger, book_at):
+    from prometheus_client import REGISTRY
+    from sqlalchemy import update
+
+    from consumers.senders import Body, WebhookSender
+    from engine.ledger.models import Bank
+    from engine.trust.keys import KeyPair
+
+    settings, engine = ledger
+    with engine.begin() as conn:
+        conn.execute(
+            update(Bank.__table__)
+            .where(Bank.code == "007")
+            .values(webhook_url="http://127.0.0.1:9/n")
+        )
+    schedule_settled(settings, engine, (AMINA, YOUSSEF))  # one bank: 007
+
+    def broken_builder(notification: Notification) -> Body:  # the seam: the body's builder
+        raise RuntimeError("XMLSchemaParseError: Internal error")
+
+    sender = WebhookSender([KeyPair.from_seed(b"t")], 100, 1, 0, 0, bodies=broken_builder)
+    counted = "sakk_notification_body_failures_total"
+    before = REGISTRY.get_sample_value(counted, {"recipient_bank": "007"}) or 0.0
+    assert deliver_due(book_at(), sender, datetime.now(UTC)) == []
+    (row,) = rows(engine)
+    assert row["status"] == "PENDING" and row["attempts"] == 1  # retried on the schedule
+    assert "not built: RuntimeError" in row["last_error"]
+    with engine.connect() as conn:
+        (attempt,) = conn.execute(select(NotificationAttempt.__table__)).mappings().all()
+    assert attempt["number"] == 1 and attempt["status_code"] is None
+    assert "notification not built" in attempt["error"]
+    assert REGISTRY.get_sample_value(counted, {"recipient_bank": "007"}) == before + 1

@@ -10,7 +10,7 @@ from lxml import etree
 from engine.iso.entries import Entry
 from engine.iso.pacs002 import build_pacs002
 from engine.iso.safe_xml import parse
-from engine.iso.schemas import CAMT_053, PACS_002, Definition, schema
+from engine.iso.schemas import CAMT_053, PACS_002, Definition, assert_valid
 from engine.iso.statement import Statement, build_camt053
 
 NOW = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ PAYLOAD: dict[str, object] = {
 def valid(document: bytes, definition: Definition) -> etree._Element:
     """The document, once parsed safely and validated again from its bytes."""
     tree = parse(document)
-    schema(definition).assertValid(tree)
+    assert_valid(tree, definition)
     return tree.getroot()
 
 

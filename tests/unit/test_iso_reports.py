@@ -11,7 +11,7 @@ from engine.audit.windows import Close, PositionLine, Window, WindowReport
 from engine.iso.camt054 import build_camt054
 from engine.iso.entries import Entry
 from engine.iso.safe_xml import parse
-from engine.iso.schemas import CAMT_053, CAMT_054, Definition, schema
+from engine.iso.schemas import CAMT_053, CAMT_054, Definition, assert_valid
 from engine.iso.window import build_window_camt053, parse_window
 
 NOW = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
@@ -24,7 +24,7 @@ DAY = Window(datetime(2026, 11, 26, tzinfo=UTC))
 
 def valid(document: bytes, definition: Definition) -> etree._Element:
     root = parse(document).getroot()
-    schema(definition).assertValid(root)
+    assert_valid(root, definition)
     return root
 
 

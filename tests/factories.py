@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,9 +14,11 @@ from engine.ids import switch_id_of
 from engine.ledger.recorder import Recorder
 from engine.pipeline.contract import Decision, Stage
 from engine.pipeline.messages import Inbound, RawMessage
+from engine.serialization import EVENT_TYPES
 from producers.signing import simulated_signers
 
 REFERENCE_FILE = Path(__file__).parent / "fixtures" / "reference.json"
+SCHEMAS = Path(__file__).parent.parent / "schemas"
 # The test banks' keys; their public halves are in the reference fixture's ``keys``.
 SIGNERS = simulated_signers(["007", "011", "310"], "tests")
 
@@ -149,3 +152,10 @@ def step(
 def validated_step(record: dict[str, Any]) -> dict[str, Any]:
     """The PaymentStepValidated the validator makes of a step it accepts."""
     return dict(record, causation_event_id=record["event_id"])
+
+
+def as_read(event_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as a reader of the release schema sees it: each field it leaves out at its
+    default (an optional field a newer release added, say)."""
+    schema = json.loads((SCHEMAS / EVENT_TYPES[event_type]).read_text(encoding="utf-8"))
+    return {**{f["name"]: f["default"] for f in schema["fields"] if "default" in f}, **record}

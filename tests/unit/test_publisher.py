@@ -20,6 +20,7 @@ from producers.exceptions import (
 )
 from producers.jsonl import PublishReport, _numbered_lines, parse_line
 from producers.publisher import PaymentPublisher, new_payment, utc_now_ms
+from tests.factories import as_read
 
 UNREACHABLE = Settings(kafka_bootstrap_servers="127.0.0.1:1")  # never dialled by these tests
 
@@ -96,7 +97,7 @@ def test_a_valid_payment_encodes_as_single_object_avro(publisher: PaymentPublish
     data = publisher.encode(payment)
     decoded = publisher.codec.decode(data)
     assert decoded.event_type == "PaymentInitiated"
-    assert decoded.record == payment
+    assert decoded.record == as_read("PaymentInitiated", payment)
 
 
 def test_publishing_a_valid_payment_outside_the_with_block_is_refused(

@@ -31,6 +31,7 @@ from engine.serialization import (
     schema_identity,
     schema_text,
 )
+from tests.factories import as_read  # noqa: E402
 
 SCHEMAS_DIR = Settings().schemas_dir
 OCCURRED_AT = datetime(2026, 11, 26, 9, 30, 15, 123000, tzinfo=UTC)
@@ -158,6 +159,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
 }
+RECORDS = {event_type: as_read(event_type, r) for event_type, r in RECORDS.items()}
 
 
 def initiated_schema(version: int) -> dict[str, Any]:

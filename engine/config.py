@@ -328,8 +328,6 @@ def _check_bounds(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'"
         )
-    if settings.notify_sender == "webhook":
-        _check_signing_key_files(settings)
     if settings.notify_retry_initial_ms > settings.notify_retry_max_ms:
         raise SettingsError(
             f"{PREFIX}NOTIFY_RETRY_INITIAL_MS={settings.notify_retry_initial_ms} must not exceed "
@@ -366,6 +364,16 @@ def _check_bounds(settings: Settings) -> None:
 
 
 MAX_WEBHOOK_SIGNING_KEYS = 2  # the current key, and the next one during a rotation
+
+
+def check_notify_sender(settings: Settings) -> None:
+    """Refuse a notification sender that cannot work: a webhook sender without the switch's key.
+
+    Checked where the sender is built (and by ``sakk run`` before it starts), not at every
+    start-up: ``sakk broker`` or ``sakk keys generate switch`` send no notification.
+    """
+    if settings.notify_sender == "webhook":
+        _check_signing_key_files(settings)
 
 
 def _check_signing_key_files(settings: Settings) -> None:

@@ -125,6 +125,9 @@ class Settings:
     # Bank side (producers): the bank's Ed25519 private key (PEM, owner-only), which signs
     # every payment the bank publishes; unset: ``sakk publish`` needs ``--signing-key``.
     signing_key_file: Path | None = None
+    # The bank that key is (``--bank``): needed only when the key file's name does not
+    # say it (``sakk keys generate BANK`` names it BANK-KEYID.key); a key signs for one bank.
+    signing_bank: str = ""
 
     # Metrics and health
     metrics_host: str = "127.0.0.1"

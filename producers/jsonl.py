@@ -62,6 +62,7 @@ class PublishReport:
     published: int = 0
     skipped: int = 0
     bad_lines: list[BadLine] = field(default_factory=list)  # the first MAX_REPORTED_BAD_LINES
+    sent: bool = True  # False: checked, signed and captured only
 
     def add_bad_line(self, line_number: int, reason: str) -> None:
         self.skipped += 1
@@ -71,7 +72,8 @@ class PublishReport:
 
     def summary(self) -> str:
         head = (
-            f"{self.path}: {self.lines} lines, {self.published} messages published, "
+            f"{self.path}: {self.lines} lines, {self.published} messages "
+            f"{'published' if self.sent else 'captured (nothing sent)'}, "
             f"{self.skipped} lines skipped"
         )
         details = [f"  {bad}" for bad in self.bad_lines]
@@ -150,7 +152,7 @@ def publish_file(
     if the broker does not acknowledge what was sent: a delivery problem is not a bad line.
     """
     path = Path(path)
-    report = PublishReport(str(path))
+    report = PublishReport(str(path), sent=send)
     max_line_bytes = settings.max_message_bytes
     publisher = PaymentPublisher(settings, codec, signers=signers, capture=capture, send=send)
     with publisher, path.open("rb") as f:

@@ -154,3 +154,36 @@ def test_capture_lines_round_trip_bytes_exactly(tmp_path: Path) -> None:
         b"\x00\xffvalue",
         (("h", b"\x01"),),
     )
+
+
+def test_sakk_publish_no_send_captures_what_it_would_send_without_a_broker(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    import engine.cli.publish  # noqa: F401  (registers the command)
+    from engine.cli import cli
+
+    source = tmp_path / "bank.jsonl"
+    source.write_text(payment_line(AMINA, KARIM) + "\n" + step_line() + "\n", encoding="utf-8")
+    capture = tmp_path / "capture.jsonl"
+    args = ["publish", str(source), "--signing-key", str(key_file(tmp_path)),
+            "--capture", str(capture), "--no-send"]  # fmt: skip
+    env = {"SAKK_KAFKA_BOOTSTRAP_SERVERS": "", "SAKK_LOG_LEVEL": "WARNING"}
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 messages captured (nothing sent)" in result.output
+    sent = [parse_captured(line) for line in capture.read_text().splitlines()]
+    assert [dict(m.headers)[SIGNER_HEADER] for m in sent] == [b"007", b"007"]
+
+
+def test_sakk_publish_no_send_without_capture_is_a_usage_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import engine.cli.publish  # noqa: F401
+    from engine.cli import cli
+
+    source = tmp_path / "bank.jsonl"
+    source.write_text(payment_line(AMINA, KARIM) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["publish", str(source), "--no-send"])
+    assert result.exit_code == 2 and "--no-send needs --capture" in result.output

@@ -118,3 +118,22 @@ def test_an_authorization_and_its_capture_from_a_file_complete_and_a_bad_step_is
     row = payment_row(flow, auth)
     assert (row.state, row.captured_minor) == ("CAPTURED", 15_000)
     assert step_rows(flow, auth) == [("CAPTURE", "APPLIED", None)]
+
+
+def test_iso_import_with_a_key_file_reports_another_banks_transaction_and_sends_its_own(
+    flow_factory, database_url, tmp_path
+):
+    from engine.iso.importer import import_file
+    from tests.fixtures.iso.messages import Tx, pacs008
+
+    flow = flow_factory(database_url)
+    path = tmp_path / "pacs008.xml"
+    path.write_bytes(pacs008([Tx("THEIRS-1", KARIM, AMINA), Tx("OWN-1", AMINA, KARIM)]))
+    settings = flow.settings.replace(signing_key_file=key_file_of("007", tmp_path))
+
+    report = import_file(settings, flow.engine, path, codec=flow.codec)
+
+    assert [p.bank_reference for p in report.published] == ["OWN-1"]
+    assert report.refused == 1 and "payer_bank 011 is not this publisher's bank" in report.summary()
+    flow.wait_until(lambda: done(flow, payments=1, steps=0))
+    assert payment_ids(flow) == {report.published[0].payment_id}

@@ -40,3 +40,18 @@ def test_run_notification_refuses_without_the_switch_key_naming_the_variable():
     assert result.exit_code == 2
     assert "SAKK_WEBHOOK_SIGNING_KEY_FILES must name" in result.output
     assert "sakk keys generate switch" in result.output
+
+
+def test_consumers_with_a_notification_stage_refuse_before_any_thread_starts():
+    import threading
+
+    import pytest
+
+    from engine.app import run_consumers
+    from engine.config import SettingsError, load_settings
+
+    settings = load_settings(environ=WEBHOOK_WITHOUT_KEY)
+    before = threading.active_count()
+    with pytest.raises(SettingsError, match="SAKK_WEBHOOK_SIGNING_KEY_FILES must name"):
+        run_consumers(settings, ("validator", "settlement", "notification"), threading.Event())
+    assert threading.active_count() == before

@@ -44,6 +44,9 @@ from typing import Any
 from consumers.validator import MAX_ACCOUNT_CHARS, MAX_REFERENCE_CHARS
 from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED, EventType
 from engine.ids import MalformedIdError, qualify_named, qualify_own
+from engine.ledger.models import AccountKind, AccountStatus
+from engine.ledger.reference import funding_account, internal_account
+from engine.masking import mask_account
 from engine.money import MAX_AMOUNT_MINOR, is_known_currency
 from engine.serialization import (
     AvroCodec,
@@ -58,6 +61,7 @@ from producers.capture import CapturedMessage, looks_like_capture, parse_capture
 from producers.exceptions import InvalidPaymentError
 from producers.jsonl import parse_message
 
+ACTIVE = AccountStatus.ACTIVE.value
 MAX_REPORTED_PROBLEMS = 10_000  # beyond this, problems are counted but not described
 MAX_LINE_BYTES = 4 * 1024 * 1024
 BANK_SENDS: Mapping[str, EventType] = {
@@ -144,9 +148,12 @@ class Reference:
                 for k in b.get("keys", [])
             ]
             accounts = {
-                str(a["number"]): (str(a["bank"]), str(a["currency"]), str(a.get("status", "OPEN")))
+                str(a["number"]): (str(a["bank"]), str(a["currency"]), str(a.get("status", ACTIVE)))
                 for a in data.get("accounts", [])
             }
+            accounts |= _internal_accounts(
+                [str(b["code"]) for b in banks], {c for _, c, _ in accounts.values()} or {"MAD"}
+            )
             limits = {
                 (str(lim["channel"]), str(lim["currency"])): int(lim["max_amount_minor"])
                 for lim in data.get("channel_limits", [])
@@ -171,6 +178,24 @@ class Reference:
         if not isinstance(data, dict):
             raise ConformanceInputError(f"{path}: expected a JSON object at the top")
         return cls.from_json(data)
+
+
+def _internal_accounts(banks: list[str], currencies: set[str]) -> dict[str, tuple[str, str, str]]:
+    """The accounts the switch makes for every bank when it loads reference data (a cash
+    withdrawal pays into its bank's CASH account): ``engine.ledger.reference``."""
+    kinds = (AccountKind.FEE_INCOME, AccountKind.SETTLEMENT, AccountKind.CASH)
+    out = {
+        internal_account(bank, kind, currency): (bank, currency, ACTIVE)
+        for bank in banks
+        for currency in currencies
+        for kind in kinds
+    }
+    out |= {
+        funding_account(bank, currency): (bank, currency, ACTIVE)
+        for bank in banks
+        for currency in currencies
+    }
+    return out
 
 
 def _instant(value: object) -> datetime:
@@ -275,7 +300,7 @@ def check_banks_and_accounts(event: EventType, record: Mapping[str, Any], ref: R
         if bank is not None and known[0] != bank:
             found.append(("accounts", f"{role}_account {_masked(number)} is at bank {known[0]}, "
                           f"not {bank}"))  # fmt: skip
-        elif known[2] != "OPEN":
+        elif known[2] != ACTIVE:
             found.append(("accounts", f"{role}_account {_masked(number)} is {known[2]}"))
     return found
 
@@ -459,5 +484,5 @@ def _lines(path: Path) -> Iterator[tuple[int, str | None]]:
 
 
 def _masked(number: str) -> str:
-    """An account number as a report may show it: its last four characters only."""
-    return f"...{number[-4:]}" if len(number) > 4 else "..."
+    """An account number as a report may show it (``engine.masking``)."""
+    return mask_account(number)

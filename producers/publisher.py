@@ -173,7 +173,8 @@ class PaymentPublisher:
 
     @property
     def published(self) -> int:
-        """Messages the broker has acknowledged so far (payments and raw messages)."""
+        """Messages the broker has acknowledged so far (payments, steps and raw messages);
+        with ``send=False``, the messages captured."""
         return self._published
 
     @property
@@ -190,15 +191,14 @@ class PaymentPublisher:
         if self._started:
             return self
         self._held_signers()  # a missing or wrong key stops the publisher before it sends
+        if self._send_to_broker:
+            try:
+                self._producer = make_producer(self.settings, self._client_id)
+            except KafkaError as exc:
+                raise PublisherError(
+                    f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {exc}"
+                ) from exc
         self._started = True
-        if not self._send_to_broker:
-            return self
-        try:
-            self._producer = make_producer(self.settings, self._client_id)
-        except KafkaError as exc:
-            raise PublisherError(
-                f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {exc}"
-            ) from exc
         return self
 
     def _held_signers(self) -> Signers:

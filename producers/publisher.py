@@ -58,6 +58,7 @@ from producers.exceptions import (
     PaymentSigningError,
     PublisherError,
     PublisherNotStartedError,
+    SigningKeyError,
 )
 from producers.signing import Headers, Signers, own_signer
 
@@ -209,14 +210,14 @@ class PaymentPublisher:
     def _read_key_file(self) -> EventSigner:
         path = self.settings.signing_key_file
         if path is None:
-            raise PublisherError(
+            raise SigningKeyError(
                 "no signing key: set SAKK_SIGNING_KEY_FILE to the bank's private key file "
                 "(sakk keys generate BANK writes one); the switch refuses unsigned payments"
             )
         try:
             return own_signer(path, self.settings.signing_bank or None)
         except KeyFileError as exc:
-            raise PublisherError(f"SAKK_SIGNING_KEY_FILE: {exc}") from exc
+            raise SigningKeyError(f"SAKK_SIGNING_KEY_FILE: {exc}") from exc
 
     def encode(self, payment: Mapping[str, Any]) -> bytes:
         """Single-object Avro bytes of ``payment``, checked field by field against the schema."""

@@ -60,7 +60,7 @@ def publish(
     Exits 1 when any line was skipped. See docs/publishing.md.
     """
     from producers.capture import CaptureWriter
-    from producers.exceptions import PublisherError
+    from producers.exceptions import PublisherError, SigningKeyError
     from producers.jsonl import publish_file
 
     if no_send and capture_path is None:
@@ -74,6 +74,8 @@ def publish(
                 capture = CaptureWriter(out)
             live = settings if no_send else stack.enter_context(kafka_for(settings))
             report = publish_file(live, file, capture=capture, send=not no_send)
+    except SigningKeyError as exc:  # before anything was sent: a usage error (exit 2)
+        raise click.UsageError(str(exc)) from exc
     except PublisherError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report.summary())

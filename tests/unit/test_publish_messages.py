@@ -187,3 +187,22 @@ def test_sakk_publish_no_send_without_capture_is_a_usage_error(tmp_path: Path) -
     source.write_text(payment_line(AMINA, KARIM) + "\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["publish", str(source), "--no-send"])
     assert result.exit_code == 2 and "--no-send needs --capture" in result.output
+
+
+def test_sakk_publish_with_a_key_file_that_does_not_say_its_bank_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    import engine.cli.publish  # noqa: F401
+    from engine.cli import cli
+
+    source = tmp_path / "bank.jsonl"
+    source.write_text(payment_line(AMINA, KARIM) + "\n", encoding="utf-8")
+    key = key_file(tmp_path, "007", name="bank.key")
+    args = ["publish", str(source), "--signing-key", str(key),
+            "--capture", str(tmp_path / "c.jsonl"), "--no-send"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "cannot tell whose key this is" in result.output
+    result = CliRunner().invoke(cli, [*args, "--bank", "007"])
+    assert result.exit_code == 0, result.output

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.config import Settings
+from engine.config import Settings, check_notify_sender
 from engine.iso.notices import XML_CONTENT_TYPE, BankProfiles, iso_notification
 from engine.iso.schemas import SCHEMAS
 from engine.ledger.database import make_engine
@@ -489,7 +489,8 @@ def _url_problem(url: str | None, bank: str) -> str | None:
 
 
 def make_sender(settings: Settings) -> Sender:
-    """The sender ``SAKK_NOTIFY_SENDER`` names."""
+    """The sender ``SAKK_NOTIFY_SENDER`` names; raises SettingsError if it lacks its key."""
+    check_notify_sender(settings)
     if settings.notify_sender == "log":
         return LogSender(settings.notify_log_path)
     if settings.notify_sender == "webhook":

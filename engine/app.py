@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from engine import metrics
-from engine.config import Settings
+from engine.config import Settings, check_notify_sender
 from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
@@ -128,7 +128,11 @@ def run_consumers(
 
     A thread whose loop raised sets ``stop_event`` (every other stage then stops after
     its batch in hand) and is marked ``failed``: the process must exit non-zero.
+    Raises SettingsError, before anything starts, when a stage's settings cannot work
+    (the notification sender's key).
     """
+    if "notification" in names:
+        check_notify_sender(settings)
     health = metrics.HealthState()
     server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port, health)
     if server:

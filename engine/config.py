@@ -133,6 +133,9 @@ class Settings:
     # Bank side (producers): the bank's Ed25519 private key (PEM, owner-only), which signs
     # every payment the bank publishes; unset: ``sakk publish`` needs ``--signing-key``.
     signing_key_file: Path | None = None
+    # The bank that key is (``--bank``): needed only when the key file's name does not
+    # say it (``sakk keys generate BANK`` names it BANK-KEYID.key); a key signs for one bank.
+    signing_bank: str = ""
 
     # Metrics and health
     metrics_host: str = "127.0.0.1"
@@ -336,8 +339,6 @@ def _check_bounds(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'"
         )
-    if settings.notify_sender == "webhook":
-        _check_signing_key_files(settings)
     if settings.notify_retry_initial_ms > settings.notify_retry_max_ms:
         raise SettingsError(
             f"{PREFIX}NOTIFY_RETRY_INITIAL_MS={settings.notify_retry_initial_ms} must not exceed "
@@ -374,6 +375,16 @@ def _check_bounds(settings: Settings) -> None:
 
 
 MAX_WEBHOOK_SIGNING_KEYS = 2  # the current key, and the next one during a rotation
+
+
+def check_notify_sender(settings: Settings) -> None:
+    """Refuse a notification sender that cannot work: a webhook sender without the switch's key.
+
+    Checked where the sender is built (and by ``sakk run`` before it starts), not at every
+    start-up: ``sakk broker`` or ``sakk keys generate switch`` send no notification.
+    """
+    if settings.notify_sender == "webhook":
+        _check_signing_key_files(settings)
 
 
 def _check_signing_key_files(settings: Settings) -> None:

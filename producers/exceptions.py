@@ -20,6 +20,10 @@ class InvalidPaymentError(PublisherError, ValueError):
         self.problem = problem
 
 
+class SigningKeyError(PublisherError):
+    """No key to sign with, or a key file that does not say (or contradicts) whose it is."""
+
+
 class PublisherNotStartedError(PublisherError):
     """``publish`` was called outside ``with PaymentPublisher(...)`` (or after ``close``)."""
 

@@ -1,15 +1,19 @@
-"""Publish payments from a JSON Lines file: one PaymentInitiated object per line.
+"""Publish what a bank sends from a JSON Lines file: one message per line.
 
-Each line is a JSON object with the schema's fields. ``amount_minor`` is an integer
-(centimes for MAD, never a decimal); ``occurred_at`` is an ISO 8601 time with its UTC
-offset (``2026-11-26T09:30:15.123Z``) or absent for "now"; ``event_id`` and
-``payment_id`` are optional (fresh UUIDs). Blank lines are ignored. A bad line is
-reported with its number and reason, counted, and skipped; the lines after it are
-still published. See ``producers/examples/payments.jsonl``.
+Each line is a JSON object with its schema's fields and a ``type``: ``"payment"`` (the
+default, so files written before steps existed still publish) for a PaymentInitiated
+(a sale, or an authorization with ``"intent": "AUTHORIZATION"``), ``"step"`` for a
+PaymentStepRequested (CAPTURE, VOID, REFUND, RETURN). ``amount_minor`` is an integer of
+minor units (centimes for MAD): a decimal such as ``100.5`` or ``100.0`` is refused;
+``occurred_at`` is an RFC 3339 time with its zone (``2026-11-26T09:30:15.123Z``) or absent
+for "now"; ``event_id`` (and a payment's ``payment_id``) are optional (fresh UUIDs).
+Blank lines are ignored. A bad line is reported with its number and reason, counted, and
+skipped; the lines after it are still published. See docs/publishing.md and
+``producers/examples/payments.jsonl``.
 
-Every payment is signed as its payer's bank with the bank's key
-(``SAKK_SIGNING_KEY_FILE``); a line whose payer bank the key cannot sign for is a bad
-line, like any other.
+Every message is signed as the bank it acts for (a payment's payer bank, a step's sender
+bank) with the bank's one key (``SAKK_SIGNING_KEY_FILE``); a line acting for another bank
+is a bad line, reported and not sent, like any other.
 """
 
 from __future__ import annotations
@@ -23,14 +27,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.config import Settings
+from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED, EventType
 from engine.serialization import AvroCodec
+from producers.capture import CaptureWriter
 from producers.exceptions import InvalidPaymentError, PaymentSigningError
-from producers.publisher import PaymentPublisher, new_payment
+from producers.publisher import PaymentPublisher, new_payment, new_step
 from producers.signing import Signers
 
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_BAD_LINES = 1_000  # beyond this, bad lines are counted but not described
+# A line's "type" -> the message it is; absent: a payment (files from before steps).
+LINE_TYPES: dict[str, EventType] = {"payment": PAYMENT_INITIATED, "step": PAYMENT_STEP_REQUESTED}
+DEFAULT_LINE_TYPE = "payment"
+TYPE_FIELD = "type"
+_FILLERS = {PAYMENT_INITIATED.name: new_payment, PAYMENT_STEP_REQUESTED.name: new_step}
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class PublishReport:
     published: int = 0
     skipped: int = 0
     bad_lines: list[BadLine] = field(default_factory=list)  # the first MAX_REPORTED_BAD_LINES
+    sent: bool = True  # False: checked, signed and captured only
 
     def add_bad_line(self, line_number: int, reason: str) -> None:
         self.skipped += 1
@@ -60,7 +72,8 @@ class PublishReport:
 
     def summary(self) -> str:
         head = (
-            f"{self.path}: {self.lines} lines, {self.published} payments published, "
+            f"{self.path}: {self.lines} lines, {self.published} messages "
+            f"{'published' if self.sent else 'captured (nothing sent)'}, "
             f"{self.skipped} lines skipped"
         )
         details = [f"  {bad}" for bad in self.bad_lines]
@@ -71,15 +84,40 @@ class PublishReport:
 
 def parse_line(text: str) -> dict[str, Any]:
     """The payment on one line, ids and time filled in; raises InvalidPaymentError."""
+    event, record = parse_message(text)
+    if event is not PAYMENT_INITIATED:
+        raise InvalidPaymentError(TYPE_FIELD, f"expected a payment, got {event.name}")
+    return record
+
+
+def parse_message(text: str) -> tuple[EventType, dict[str, Any]]:
+    """The message on one line and its kind, ids and time filled in; raises
+    InvalidPaymentError naming the field at fault."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidPaymentError("(line)", f"not JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(data, dict):
         raise InvalidPaymentError("(line)", f"expected a JSON object, got {type(data).__name__}")
+    kind = data.pop(TYPE_FIELD, DEFAULT_LINE_TYPE)
+    if kind not in LINE_TYPES:
+        known = " or ".join(repr(k) for k in LINE_TYPES)
+        raise InvalidPaymentError(TYPE_FIELD, f"{str(kind)[:20]!r}: expected {known}")
+    check_integer_amount(data.get("amount_minor"))
     if data.get("occurred_at") is not None:
         data["occurred_at"] = parse_occurred_at(data["occurred_at"])
-    return new_payment(**data)
+    event = LINE_TYPES[kind]
+    return event, _FILLERS[event.name](**data)
+
+
+def check_integer_amount(value: Any) -> None:
+    """Money is integer minor units: a JSON number with a fraction or exponent is refused,
+    even ``100.0`` (it reads as a float, and no float goes where money goes)."""
+    if isinstance(value, float):
+        raise InvalidPaymentError(
+            "amount_minor",
+            f"{value!r} is not an integer: give minor units (12345 for 123.45 MAD)",
+        )
 
 
 def parse_occurred_at(value: Any) -> datetime:
@@ -103,17 +141,20 @@ def publish_file(
     path: Path | str,
     codec: AvroCodec | None = None,
     signers: Signers | None = None,
+    capture: CaptureWriter | None = None,
+    send: bool = True,
 ) -> PublishReport:
     """Publish every good line of ``path`` to ``payments.initiated``; report the bad ones.
 
     Signed with ``signers``, or else the key file ``settings.signing_key_file``.
-    Raises :class:`~producers.exceptions.PaymentDeliveryError` if the broker does not
-    acknowledge what was sent: a delivery problem is not a bad line.
+    ``capture``: also write each message as sent (``producers.capture``); ``send=False``:
+    capture only, nothing sent. Raises :class:`~producers.exceptions.PaymentDeliveryError`
+    if the broker does not acknowledge what was sent: a delivery problem is not a bad line.
     """
     path = Path(path)
-    report = PublishReport(str(path))
+    report = PublishReport(str(path), sent=send)
     max_line_bytes = settings.max_message_bytes
-    publisher = PaymentPublisher(settings, codec, signers=signers)
+    publisher = PaymentPublisher(settings, codec, signers=signers, capture=capture, send=send)
     with publisher, path.open("rb") as f:
         for line_number, raw in _numbered_lines(f, max_line_bytes):
             if raw is None:
@@ -124,13 +165,13 @@ def publish_file(
                 continue
             report.lines += 1
             try:
-                publisher.publish(parse_line(raw.decode("utf-8")))
+                publisher.publish_event(*parse_message(raw.decode("utf-8")))
             except UnicodeDecodeError as exc:
                 report.add_bad_line(line_number, f"not UTF-8 at byte {exc.start}")
             except InvalidPaymentError as exc:
                 report.add_bad_line(line_number, f"{exc.field}: {exc.problem}")
             except PaymentSigningError as exc:
-                report.add_bad_line(line_number, f"payer_bank: {exc}")
+                report.add_bad_line(line_number, str(exc))
     report.published = publisher.published
     return report
 

@@ -7,15 +7,24 @@ which keeps one payer's payments in order through every stage. The producer is
 idempotent with ``acks=all`` (``engine.kafka.client.make_producer``): a retried send
 never duplicates a payment on its partition.
 
-Every payment is signed as its payer's bank (``engine.trust.signing``): with the key
-file ``SAKK_SIGNING_KEY_FILE`` names, or with the ``signers`` given (the simulator plays
-many banks). A key file is one bank's key: the publisher signs for the payer bank of its
-first payment and refuses, before sending, a payment of any other bank
-(:class:`PaymentSigningError`), which the switch would refuse as a forgery anyway.
+A bank sends two kinds of message, both on ``payments.initiated``: payments
+(``publish``: PaymentInitiated, a sale or an authorization) and the steps of a payment
+(``publish_step``: PaymentStepRequested, a capture, void, refund or return). Each is
+checked before it is sent: against its schema, its ids as the switch will take them
+(``engine.ids``), and its signer.
+
+Every message is signed as the bank it acts for (``EventType.acting_bank``: a payment's
+payer bank, a step's sender bank) with the key file ``SAKK_SIGNING_KEY_FILE`` names, or
+with the ``signers`` given (the simulator plays many banks). A key file is ONE bank's
+key, and the publisher knows which before it sends anything (``producers.signing.own_signer``:
+from the file's name, or ``SAKK_SIGNING_BANK``); a message acting for any other bank
+is refused before sending (:class:`PaymentSigningError`), as the switch would refuse it
+as a forgery.
 
     with PaymentPublisher(settings) as publisher:
         publisher.publish(new_payment(bank_reference="BCP-0001", ...))
-    # leaving the block waits until the broker acknowledged every payment
+        publisher.publish_step(new_step(payment_id="P-1", step="CAPTURE", ...))
+    # leaving the block waits until the broker acknowledged every message
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
 from engine.config import Settings
-from engine.events import PAYMENT_INITIATED
+from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED, EventType
+from engine.ids import MalformedIdError
 from engine.kafka.client import make_producer
 from engine.serialization import (
     AvroCodec,
@@ -40,20 +50,21 @@ from engine.serialization import (
     SchemaValidationError,
 )
 from engine.trust.exceptions import KeyFileError
-from engine.trust.keys import KeyPair
 from engine.trust.signing import EventSigner
+from producers.capture import CaptureWriter
 from producers.exceptions import (
     InvalidPaymentError,
     PaymentDeliveryError,
     PaymentSigningError,
     PublisherError,
     PublisherNotStartedError,
+    SigningKeyError,
 )
-from producers.signing import Headers, Signers
+from producers.signing import Headers, Signers, own_signer
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPE = "PaymentInitiated"
+EVENT_TYPE = PAYMENT_INITIATED.name
 STAGE = "initiated"
 DEFAULT_CLIENT_ID = "sakk-bank-publisher"
 MAX_PENDING = 10_000  # sends awaiting acknowledgement before publish() waits for them itself
@@ -86,6 +97,46 @@ def new_payment(**fields: Any) -> dict[str, Any]:
     return payment
 
 
+def new_step(**fields: Any) -> dict[str, Any]:
+    """A PaymentStepRequested record from ``fields``, with a fresh ``event_id`` and the time.
+
+    ``occurred_at`` defaults to now; ``amount_minor``, ``currency`` and ``reason_code`` to
+    None (all that remains), ``final`` to False. A field given as None gets its default.
+    """
+    step: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": utc_now_ms(),
+        "amount_minor": None,
+        "currency": None,
+        "final": False,
+        "reason_code": None,
+    }
+    step.update({k: v for k, v in fields.items() if v is not None or k not in step})
+    return step
+
+
+def encode_message(
+    codec: AvroCodec, event: EventType, record: Mapping[str, Any]
+) -> tuple[bytes, bytes]:
+    """(Kafka key, value) of one message a bank sends, checked as ``publish_event`` checks it
+    (the schema, field by field; the ids as the switch will take them); unsigned.
+
+    For tools that build messages ahead and send them themselves (the chaos workload):
+    one way to encode a payment or a step. Raises :class:`InvalidPaymentError`.
+    """
+    try:
+        value = codec.encode(event.name, record, validate=True)
+    except SchemaValidationError as exc:
+        problem = str(exc).removeprefix(f"{exc.event_type}.{exc.field}: ")
+        raise InvalidPaymentError(exc.field, problem) from exc
+    try:
+        event.with_switch_ids(record, str(event.acting_bank(record)))
+    except MalformedIdError as exc:
+        field = str(exc).split(" ", 1)[0]
+        raise InvalidPaymentError(field, str(exc).removeprefix(f"{field} ")) from exc
+    return event.key(record), value
+
+
 class PaymentPublisher:
     """Publishes payments for a bank; use it as a context manager.
 
@@ -101,8 +152,10 @@ class PaymentPublisher:
         codec: AvroCodec | None = None,
         client_id: str = DEFAULT_CLIENT_ID,
         signers: Signers | None = None,
+        capture: CaptureWriter | None = None,
+        send: bool = True,
     ) -> None:
-        if settings.uses_embedded_broker:
+        if send and settings.uses_embedded_broker:
             raise PublisherError(
                 "SAKK_KAFKA_BOOTSTRAP_SERVERS is empty: start the broker first "
                 "(engine.app.kafka_for) and publish to its address"
@@ -112,14 +165,17 @@ class PaymentPublisher:
         self.topic = settings.topic(STAGE)
         self._client_id = client_id
         self._signers = signers
-        self._own_key: KeyPair | None = None  # a key file's key, until its bank is known
+        self._capture = capture
+        self._send_to_broker = send  # False: capture only, nothing leaves the machine
         self._producer: KafkaProducer | None = None
+        self._started = False
         self._pending: list[FutureRecordMetadata] = []
         self._published = 0
 
     @property
     def published(self) -> int:
-        """Messages the broker has acknowledged so far (payments and raw messages)."""
+        """Messages the broker has acknowledged so far (payments, steps and raw messages);
+        with ``send=False``, the messages captured."""
         return self._published
 
     @property
@@ -127,49 +183,101 @@ class PaymentPublisher:
         """Messages sent but not yet acknowledged: ``flush`` waits for them."""
         return len(self._pending)
 
+    @property
+    def signing_banks(self) -> frozenset[str]:
+        """The banks this publisher signs for: the key file's one bank, or the signers'."""
+        return self._held_signers().banks
+
     def start(self) -> PaymentPublisher:
-        if self._producer is not None:
+        if self._started:
             return self
-        if self._signers is None and self._own_key is None:
-            self._own_key = self._read_key_file()
-        try:
-            self._producer = make_producer(self.settings, self._client_id)
-        except KafkaError as exc:
-            raise PublisherError(
-                f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {exc}"
-            ) from exc
+        self._held_signers()  # a missing or wrong key stops the publisher before it sends
+        if self._send_to_broker:
+            try:
+                self._producer = make_producer(self.settings, self._client_id)
+            except KafkaError as exc:
+                raise PublisherError(
+                    f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: {exc}"
+                ) from exc
+        self._started = True
         return self
 
-    def _read_key_file(self) -> KeyPair:
+    def _held_signers(self) -> Signers:
+        if self._signers is None:
+            self._signers = Signers([self._read_key_file()])
+        return self._signers
+
+    def _read_key_file(self) -> EventSigner:
         path = self.settings.signing_key_file
         if path is None:
-            raise PublisherError(
+            raise SigningKeyError(
                 "no signing key: set SAKK_SIGNING_KEY_FILE to the bank's private key file "
                 "(sakk keys generate BANK writes one); the switch refuses unsigned payments"
             )
         try:
-            return KeyPair.read(path)
+            return own_signer(path, self.settings.signing_bank or None)
         except KeyFileError as exc:
-            raise PublisherError(f"SAKK_SIGNING_KEY_FILE: {exc}") from exc
+            raise SigningKeyError(f"SAKK_SIGNING_KEY_FILE: {exc}") from exc
 
     def encode(self, payment: Mapping[str, Any]) -> bytes:
         """Single-object Avro bytes of ``payment``, checked field by field against the schema."""
+        return self.encode_event(PAYMENT_INITIATED, payment)
+
+    def encode_event(self, event: EventType, record: Mapping[str, Any]) -> bytes:
+        """Single-object Avro bytes of ``record``, checked field by field against its schema."""
         try:
-            return self.codec.encode(EVENT_TYPE, payment, validate=True)
+            return self.codec.encode(event.name, record, validate=True)
         except SchemaValidationError as exc:
             problem = str(exc).removeprefix(f"{exc.event_type}.{exc.field}: ")
             raise InvalidPaymentError(exc.field, problem) from exc
 
-    def publish(self, payment: Mapping[str, Any]) -> None:
-        """Validate ``payment`` and send it, keyed by its payer account.
+    def check(self, event: EventType, record: Mapping[str, Any]) -> bytes:
+        """What ``publish_event`` checks, without sending: returns the encoded value.
 
-        Signed as its payer's bank. Raises :class:`InvalidPaymentError` (nothing sent)
-        when it does not fit the schema, :class:`PaymentSigningError` (nothing sent) when
-        this publisher holds no key of its payer's bank. Returns once the message is
-        queued: ``flush`` confirms delivery.
+        Raises :class:`InvalidPaymentError` when ``record`` does not fit its schema or an
+        id is one the switch would dead-letter (``malformed_id``),
+        :class:`PaymentSigningError` when it acts for a bank this publisher holds no key of.
         """
-        value = self.encode(payment)
-        self._send(PAYMENT_INITIATED.key(payment), value, payment["payer_bank"])
+        value = self._check_fit(event, record)
+        self._check_signer(event, record)
+        return value
+
+    def _check_fit(self, event: EventType, record: Mapping[str, Any]) -> bytes:
+        return encode_message(self.codec, event, record)[1]
+
+    def _check_signer(self, event: EventType, record: Mapping[str, Any]) -> None:
+        bank = event.acting_bank(record)
+        held = self.signing_banks
+        if bank not in held:
+            raise PaymentSigningError(
+                str(bank),
+                f"{event.signer_field} {str(bank)[:8]} is not this publisher's bank: it signs "
+                f"for bank {', '.join(sorted(held))} only (a key file is one bank's key)",
+            )
+
+    def publish(self, payment: Mapping[str, Any]) -> None:
+        """Check ``payment`` and send it, keyed by its payer account, signed as its payer bank.
+
+        Raises :class:`InvalidPaymentError` (nothing sent) when it does not fit the schema,
+        :class:`PaymentSigningError` (nothing sent) when its payer bank is not this
+        publisher's. Returns once the message is queued: ``flush`` confirms delivery.
+        """
+        self.publish_event(PAYMENT_INITIATED, payment)
+
+    def publish_step(self, step: Mapping[str, Any]) -> None:
+        """Check a PaymentStepRequested and send it, keyed by its payment's payer account and
+        signed as its sender bank; raises as ``publish`` does."""
+        self.publish_event(PAYMENT_STEP_REQUESTED, step)
+
+    def publish_event(self, event: EventType, record: Mapping[str, Any]) -> None:
+        """Check one message a bank sends (``check``) and send it, signed as its acting bank."""
+        if event.topic_name != STAGE:
+            raise ValueError(f"a bank does not publish {event.name}")
+        value = self._check_fit(event, record)  # a bank's mistake first, even unstarted
+        if not self._started:
+            raise PublisherNotStartedError("use `with PaymentPublisher(settings) as publisher:`")
+        self._check_signer(event, record)
+        self._send(event.key(record), value, str(event.acting_bank(record)))
 
     def publish_raw(
         self, value: bytes, key: bytes | None = None, signer: str | None = None
@@ -185,9 +293,14 @@ class PaymentPublisher:
         self._send(None if key is None else bytes(key), bytes(value), signer)
 
     def _send(self, key: bytes | None, value: bytes, signer: str | None) -> None:
-        if self._producer is None:
+        if not self._started:
             raise PublisherNotStartedError("use `with PaymentPublisher(settings) as publisher:`")
         headers = self._signature(signer, key, value) if signer is not None else ()
+        if self._capture is not None:
+            self._capture.write(self.topic, key, value, headers)
+        if self._producer is None:  # capture only
+            self._published += 1
+            return
         try:
             future = self._producer.send(
                 self.topic, key=key, value=value, headers=list(headers) or None
@@ -200,16 +313,15 @@ class PaymentPublisher:
 
     def _signature(self, bank: str, key: bytes | None, value: bytes) -> Headers:
         """The headers that sign one message as ``bank``; raises PaymentSigningError."""
-        if self._signers is None and self._own_key is not None:
-            self._signers = Signers([EventSigner(bank, self._own_key)])  # the key's one bank
-        if self._signers is None or bank not in self._signers:
-            held = ", ".join(sorted(self._signers.banks)) if self._signers else "none"
+        signers = self._held_signers()
+        if bank not in signers:
+            held = ", ".join(sorted(signers.banks))
             raise PaymentSigningError(
                 bank,
-                f"cannot sign a payment of payer bank {str(bank)[:8]}: this publisher holds "
-                f"the signing key of bank {held} only (a key file is one bank's key)",
+                f"cannot sign as bank {str(bank)[:8]}: this publisher holds the signing key "
+                f"of bank {held} only (a key file is one bank's key)",
             )
-        return self._signers.headers(bank, self.topic, key, value)
+        return signers.headers(bank, self.topic, key, value)
 
     def flush(self) -> int:
         """Wait until the broker acknowledged every message sent; returns how many it did.
@@ -239,6 +351,7 @@ class PaymentPublisher:
 
     def close(self) -> None:
         """Flush, then close the producer; raises like ``flush`` if delivery failed."""
+        self._started = False
         if self._producer is None:
             return
         try:

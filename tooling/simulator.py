@@ -78,7 +78,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
-from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED
+from engine.events import PAYMENT_INITIATED
 from engine.ids import switch_id_of
 from engine.ledger.database import make_engine
 from engine.ledger.models import AccountKind, AccountStatus
@@ -1183,9 +1183,10 @@ def publish_message(publisher: PaymentPublisher, message: SimulatedMessage) -> N
     if message.raw is not None:
         publisher.publish_raw(message.raw, message.key, signer=message.signer)
         return
-    if message.step is not None:
-        value = publisher.codec.encode(PAYMENT_STEP_REQUESTED.name, message.step, validate=True)
-        publisher.publish_raw(value, PAYMENT_STEP_REQUESTED.key(message.step), message.signer)
+    if message.step is not None:  # a bank's step, as any bank sends one (sakk publish too)
+        if message.signer != message.step["sender_bank"]:
+            raise ValueError(f"a {message.kind} step signed by another bank than its sender")
+        publisher.publish_step(message.step)
         return
     if message.payment is None:
         raise ValueError(f"a {message.kind} message without a payment or bytes")

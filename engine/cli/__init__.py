@@ -34,4 +34,8 @@ def main() -> None:
     # One module per command: importing each registers it on ``cli``.
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
-    cli()
+    try:
+        cli()
+    except SettingsError as exc:  # a setting only this command uses (e.g. the webhook key)
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from exc

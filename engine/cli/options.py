@@ -15,15 +15,23 @@ from engine.config import Settings
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def bank_settings(settings: Settings, signing_key: Path | None) -> Settings:
+def bank_settings(
+    settings: Settings,
+    signing_key: Path | None,
+    bank: str | None = None,
+    needs_broker: bool = True,
+) -> Settings:
     """Settings a bank publishes with (``sakk publish``, ``sakk iso import``): a broker that
-    outlives the command, and the bank's signing key (``--signing-key`` wins)."""
-    if settings.uses_embedded_broker:
+    outlives the command, and the bank's signing key (``--signing-key`` wins) with, when
+    its file's name does not say whose it is, the bank's code (``--bank`` wins)."""
+    if needs_broker and settings.uses_embedded_broker:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an embedded broker would vanish at exit"
         )
     if signing_key is not None:
         settings = settings.replace(signing_key_file=signing_key)
+    if bank is not None:
+        settings = settings.replace(signing_bank=bank)
     if settings.signing_key_file is None:
         raise click.UsageError(
             "no signing key: pass --signing-key FILE or set SAKK_SIGNING_KEY_FILE "

@@ -8,7 +8,7 @@ import click
 
 from engine.app import STAGE_NAMES, kafka_for, prepare, run_consumers
 from engine.cli import cli
-from engine.config import Settings
+from engine.config import Settings, SettingsError, check_notify_sender
 from engine.ledger.exceptions import ReleaseSchemaConflictError
 from engine.pipeline.service import install_signal_handlers
 
@@ -23,6 +23,11 @@ def run(settings: Settings, consumer: str) -> None:
     others stop after their batch in hand) or did not stop in time.
     """
     names = STAGE_NAMES if consumer == "all" else (consumer,)
+    if "notification" in names:
+        try:
+            check_notify_sender(settings)  # only the stage that sends checks its sender
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from exc
     stop_event = threading.Event()
     install_signal_handlers(stop_event)
     with kafka_for(settings) as live:

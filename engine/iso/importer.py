@@ -154,14 +154,11 @@ def _precheck(
 ) -> None:
     """For ``--atomic``: find, before sending anything, what ``publish`` would refuse.
 
-    A key file is one bank's key (the publisher signs for the first payer bank it meets),
-    so with a key file every payer bank must be the first one's.
+    A key file is one bank's key: every payer bank must be the key's.
     """
-    banks = signers.banks if signers is not None else None
+    banks = publisher.signing_banks
     for transaction in parsed.transactions:
         payment = transaction.payment
-        if banks is None:
-            banks = frozenset({payment["payer_bank"]})
         try:
             publisher.encode(payment)
         except InvalidPaymentError as exc:

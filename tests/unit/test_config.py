@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import SettingsError, load_settings
+from engine.config import SettingsError, check_notify_sender, load_settings
 
 
 def test_defaults_use_embedded_broker_and_sqlite():
@@ -36,15 +36,22 @@ def test_out_of_bounds_names_the_variable_and_the_bounds():
 
 def test_webhook_sender_requires_the_switch_signing_key(tmp_path):
     with pytest.raises(SettingsError, match="SAKK_WEBHOOK_SIGNING_KEY_FILES must name"):
-        load_settings(environ={"SAKK_NOTIFY_SENDER": "webhook"})
+        check_notify_sender(load_settings(environ={"SAKK_NOTIFY_SENDER": "webhook"}))
     missing = tmp_path / "absent.pem"
     with pytest.raises(SettingsError, match="absent.pem is not a readable file"):
-        load_settings(
-            environ={
-                "SAKK_NOTIFY_SENDER": "webhook",
-                "SAKK_WEBHOOK_SIGNING_KEY_FILES": str(missing),
-            }
+        check_notify_sender(
+            load_settings(
+                environ={
+                    "SAKK_NOTIFY_SENDER": "webhook",
+                    "SAKK_WEBHOOK_SIGNING_KEY_FILES": str(missing),
+                }
+            )
         )
+
+
+def test_webhook_sender_without_its_key_loads_for_commands_that_send_nothing():
+    settings = load_settings(environ={"SAKK_NOTIFY_SENDER": "webhook"})
+    assert settings.notify_sender == "webhook"
 
 
 def test_secrets_and_passwords_are_masked():

@@ -949,13 +949,26 @@ def test_report_counts_steps_and_the_expiries_the_switch_owes(
 def test_publish_message_signs_a_step_as_its_sender_keyed_by_the_payer_account(
     lifecycle: list[SimulatedMessage], codec: AvroCodec
 ) -> None:
+    import io
+
+    from engine.config import Settings
+    from engine.trust.signing import SIGNER_HEADER
+    from producers.capture import CaptureWriter, parse_captured
+    from producers.publisher import PaymentPublisher
+    from producers.signing import simulated_signers
+
     step = next(m for m in lifecycle if m.kind == "refund")
-    publisher = RecordingPublisher(codec)
-    publish_message(publisher, step)  # type: ignore[arg-type]
-    ((how, value, key, signer),) = publisher.sent
-    assert (how, key, signer) == ("raw", step.step["payer_account"].encode(), step.signer)
-    decoded = codec.decode(value)
-    assert decoded.record == step.step
+    out = io.StringIO()
+    offline = Settings(kafka_bootstrap_servers="127.0.0.1:1")  # send=False: never dialled
+    signers = simulated_signers([step.step["sender_bank"]], "unit")
+    with PaymentPublisher(
+        offline, codec, signers=signers, capture=CaptureWriter(out), send=False
+    ) as publisher:
+        publish_message(publisher, step)  # the publisher's own step API, as sakk publish uses
+    (sent,) = [parse_captured(line) for line in out.getvalue().splitlines()]
+    assert sent.key == step.step["payer_account"].encode()
+    assert dict(sent.headers)[SIGNER_HEADER] == step.signer.encode()
+    assert codec.decode(sent.value).record == step.step
 
 
 def test_sakk_simulate_sends_the_lifecycle_by_default() -> None:

@@ -33,16 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from consumers.expiry import expiry_event
 from consumers.fees import compute_fee
-from engine.events import PAYMENT_INITIATED, SWITCH
+from engine.events import PAYMENT_STEP_REQUESTED, SWITCH
 from engine.ids import switch_id_of
 from engine.ledger.models import PaymentIntent, StepKind
 from engine.ledger.models import PaymentState as S
 from engine.ledger.reference import REFUND, FeeSchedule
+from producers.publisher import encode_message
 
 if TYPE_CHECKING:
     from tooling.chaos.workload import Message, WorkloadBuilder
 
-STEP_EVENT = "PaymentStepRequested"
 APPLIED, REFUSED = "APPLIED", "REFUSED"
 AIRLINE_MCC = "4511"
 RETURN_REASON = "AC04"  # the payee's account was closed since: the transfer goes back
@@ -247,8 +247,7 @@ class LifecycleFlows:
             "amount_minor": amount, "currency": None if amount is None else "MAD",
             "final": final, "reason_code": reason_code,
         }  # fmt: skip
-        key = PAYMENT_INITIATED.key(record)
-        value = self.b.codec.encode(STEP_EVENT, record)
+        key, value = encode_message(self.b.codec, PAYMENT_STEP_REQUESTED, record)  # as banks do
         flow.messages.append(
             self.b.message_of(key, value, f"step_{kind.lower()}", sender)  # signed by sender
         )

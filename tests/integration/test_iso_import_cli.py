@@ -50,8 +50,9 @@ def test_a_bank_imports_with_its_key_the_broker_and_the_directory_file_only(
 
     bank_dir = tmp_path / "bank"  # the bank's machine: nothing of the switch's there
     bank_dir.mkdir()
-    key_file = bank_dir / "007.key"
-    KeyPair.from_seed(b"sakk-simulated/tests/007").write(key_file)  # SIGNERS' key of 007
+    pair = KeyPair.from_seed(b"sakk-simulated/tests/007")  # SIGNERS' key of 007
+    key_file = bank_dir / f"007-{pair.key_id}.key"  # as sakk keys generate names it
+    pair.write(key_file)
     message = bank_dir / "pacs008.xml"
     message.write_bytes(pacs008([Tx("CLI-IMPORT-1", AMINA, KARIM, "12.50")], msg_id="CLI-1"))
     bank_env = {
@@ -84,7 +85,7 @@ def test_a_bank_imports_with_its_key_the_broker_and_the_directory_file_only(
     assert imported.exit_code == 0, imported.output
     assert "1 published, 0 refused" in imported.output
     assert sorted(p.name for p in bank_dir.iterdir()) == [
-        "007.key", "not-a-directory.json", "pacs008.xml",
+        key_file.name, "not-a-directory.json", "pacs008.xml",
     ]  # no ledger file, no broker state  # fmt: skip
 
     def settled() -> bool:

@@ -123,6 +123,7 @@ def test_an_authorization_and_its_capture_from_a_file_complete_and_a_bad_step_is
 def test_iso_import_with_a_key_file_reports_another_banks_transaction_and_sends_its_own(
     flow_factory, database_url, tmp_path
 ):
+    from engine.iso.directory import BankDirectory
     from engine.iso.importer import import_file
     from tests.fixtures.iso.messages import Tx, pacs008
 
@@ -131,7 +132,8 @@ def test_iso_import_with_a_key_file_reports_another_banks_transaction_and_sends_
     path.write_bytes(pacs008([Tx("THEIRS-1", KARIM, AMINA), Tx("OWN-1", AMINA, KARIM)]))
     settings = flow.settings.replace(signing_key_file=key_file_of("007", tmp_path))
 
-    report = import_file(settings, flow.engine, path, codec=flow.codec)
+    directory = BankDirectory.from_ledger(flow.engine)
+    report = import_file(settings, directory, path, codec=flow.codec)
 
     assert [p.bank_reference for p in report.published] == ["OWN-1"]
     assert report.refused == 1 and "payer_bank 011 is not this publisher's bank" in report.summary()

@@ -32,7 +32,7 @@ from producers.exceptions import PaymentSigningError
 from producers.jsonl import publish_file
 from producers.publisher import PaymentPublisher
 from producers.signing import SIMULATED_KEYS_VALID_FROM, Signers
-from tests.factories import switch_id
+from tests.factories import as_read, switch_id
 from tooling.simulator import (
     SECURITY_KINDS,
     SimulatedMessage,
@@ -143,7 +143,7 @@ def test_published_payments_come_back_keyed_by_payer_and_decodable(
     for p in payments:
         record = decoded[p["payment_id"]]
         assert record.key == p["payer_account"].encode()
-        assert codec.decode(record.value).record == p
+        assert codec.decode(record.value).record == as_read("PaymentInitiated", p)
         assert dict(record.headers)[SIGNER_HEADER] == p["payer_bank"].encode()
         assert verdict(BANKS, record).ok
 

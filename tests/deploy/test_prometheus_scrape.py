@@ -56,6 +56,7 @@ ONLY_ON_FAULTS = {
     "sakk_notifications_given_up_total",
     "sakk_poison_quarantined_total",  # a consumer killed three times by one message
     "sakk_corrupt_record_batches_total",  # a record batch failing its CRC
+    "sakk_notification_body_failures_total",  # a notification body that could not be built
 }
 MIX_DEPENDENT = {
     "sakk_fees_minor_total",

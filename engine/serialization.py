@@ -358,7 +358,7 @@ class AvroCodec:
         self._clock = clock
         self._lock = threading.Lock()
         self._newest_loaded_id = 0
-        self._checked_at: float | None = None
+        self._checked_at_s: float | None = None
         self.approval_checks = 0  # "newest approval id?" queries made after the first load
         self._write_plans = {
             et: _write_plan(registry.reader_schema(et), registry.fingerprint_of(et))
@@ -445,9 +445,9 @@ class AvroCodec:
             return False
         with self._lock:
             now = self._clock()
-            if self._checked_at is not None and now - self._checked_at < self._check_interval_s:
+            if self._checked_at_s is not None and now - self._checked_at_s < self._check_interval_s:
                 return False
-            self._checked_at = now
+            self._checked_at_s = now
             self.approval_checks += 1
             newest = self._approved.newest_id()  # SchemaStoreError propagates: retry
             if newest <= self._newest_loaded_id:

@@ -27,3 +27,7 @@ class ChainKeyError(LedgerError):
 
 class ReleaseSchemaConflictError(LedgerError):
     """The ledger holds another schema under a fingerprint of this release's schemas."""
+
+
+class UnsupportedDatabaseError(LedgerError):
+    """The ledger runs on SQLite and PostgreSQL only."""

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Table, bindparam, literal_column
 from sqlalchemy.engine import Dialect
 
+from engine.ledger.exceptions import UnsupportedDatabaseError
 from engine.ledger.models import (
     BankReference,
     DeadLetter,
@@ -323,7 +324,9 @@ def _upsert(table: Table, dialect: Dialect, columns: Sequence[str], keys: int) -
     elif dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     else:
-        raise NotImplementedError(f"no upsert for {dialect.name}")
+        raise UnsupportedDatabaseError(
+            f"the ledger runs on SQLite and PostgreSQL, not {dialect.name}"
+        )
     values = {c: bindparam(c, type_=table.c[c].type) for c in columns}
     statement = dialect_insert(table).values(values)
     statement = statement.on_conflict_do_update(

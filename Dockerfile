@@ -13,6 +13,7 @@ COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY consumers ./consumers
 COPY producers ./producers
+COPY sakk ./sakk
 COPY tooling ./tooling
 RUN /opt/sakk/bin/pip install . \
  && /opt/sakk/bin/pip uninstall --yes pip

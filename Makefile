@@ -39,9 +39,9 @@ chaos-long: $(STAMP) ## Long fault-injection run on PostgreSQL: 20,000 payments,
 	$(BIN)/sakk chaos --seed $(SEED) --payments 20000 --duration-s 900 --drain-timeout-s 600 --database-url $(POSTGRES_SERVER_URL)
 
 lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check engine consumers producers tooling tests
-	$(BIN)/ruff format --check engine consumers producers tooling tests
-	$(BIN)/mypy engine tooling
+	$(BIN)/ruff check engine consumers producers sakk tooling tests
+	$(BIN)/ruff format --check engine consumers producers sakk tooling tests
+	$(BIN)/mypy engine sakk tooling
 
 clean: ## Remove the virtual environment and local data
 	rm -rf $(VENV) var

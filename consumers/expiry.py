@@ -39,7 +39,6 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine import metrics
-from engine.audit.times import as_utc
 from engine.config import Settings
 from engine.events import PAYMENT_STEP_VALIDATED, SWITCH, derived_event_id
 from engine.kafka.client import Outgoing, make_producer, send_all
@@ -47,6 +46,7 @@ from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.ledger.database import read_only
 from engine.ledger.models import Hold, HoldState, StepKind, table_of
 from engine.serialization import AvroCodec
+from engine.times import as_utc
 
 log = logging.getLogger(__name__)
 

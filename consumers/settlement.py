@@ -27,7 +27,6 @@ from consumers.lifecycle import (
     completed_record,
     hold_expiry,
 )
-from engine.audit.times import as_utc
 from engine.config import Settings
 from engine.events import (
     PAYMENT_FAILED,
@@ -67,6 +66,7 @@ from engine.money import format_minor
 from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
 from engine.pipeline.messages import Inbound
 from engine.reasons import Reason
+from engine.times import as_utc
 
 NAME = "settlement"
 STEP_EVENTS = frozenset({PAYMENT_STEP_VALIDATED.name})

@@ -65,7 +65,7 @@ class ConsumerProcess:
             # Born with SIGTERM blocked (the mask survives exec): a stop sent while the
             # interpreter starts waits until engine.startup is ready to exit 0 on it.
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "engine", "run", self.stage],
+                [sys.executable, "-m", "sakk", "run", self.stage],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -158,7 +158,7 @@ class PaymentPublisher:
         if send and settings.uses_embedded_broker:
             raise PublisherError(
                 "SAKK_KAFKA_BOOTSTRAP_SERVERS is empty: start the broker first "
-                "(engine.app.kafka_for) and publish to its address"
+                "(sakk.app.kafka_for) and publish to its address"
             )
         self.settings = settings
         self.codec = codec or AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir))

@@ -19,13 +19,13 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from engine.app import make_codec, run_consumers
 from engine.config import Settings, load_settings
 from engine.kafka.client import Outgoing, create_topics, make_producer, send_all
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.reference import load_reference_data, read_file
 from engine.serialization import AvroCodec
+from sakk.app import make_codec, run_consumers
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SAKK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -5,6 +5,6 @@
 - :mod:`tooling.bench`: the benchmark (``sakk bench``).
 - :mod:`tooling.chaos`: the fault-injection harness (``sakk chaos``).
 
-Only the ``sakk`` commands that run them import from here (``engine/cli``); nothing a
+Only the ``sakk`` commands that run them import from here (``sakk/cli``); nothing a
 consumer or a bank's publisher runs does.
 """

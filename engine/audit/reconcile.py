@@ -28,7 +28,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from engine.audit.replay import RecordedRun, recorded_runs
-from engine.audit.times import as_utc
 from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.models import (
@@ -41,6 +40,7 @@ from engine.ledger.models import (
     Posting,
 )
 from engine.ledger.queries import chunks, select_in
+from engine.times import as_utc
 
 MAX_ORPHANS_LISTED = 10_000
 PAYMENT_FIELDS = (

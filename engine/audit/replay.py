@@ -59,11 +59,9 @@ from sqlalchemy.engine import make_url
 
 from consumers.signature_gate import SignatureGate
 from consumers.validator import Validator
-from engine.app import build_stage
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offsets, locate_by_time
 from engine.audit.reader import RangeReader
-from engine.audit.times import to_ms
 from engine.audit.urls import safe_url
 from engine.config import Settings
 from engine.events import (
@@ -93,6 +91,8 @@ from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor, BatchResult
 from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
+from engine.times import to_ms
+from sakk.app import build_stage
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from sqlalchemy import Connection, select
 
 from engine.audit.exceptions import PaymentNotFoundError
 from engine.audit.offsets import OffsetLocator
-from engine.audit.times import as_utc, from_ms, to_ms
 from engine.config import Settings
 from engine.events import EVENTS
 from engine.ids import SEPARATOR
@@ -41,6 +40,7 @@ from engine.ledger.models import (
 )
 from engine.ledger.notifications import redeliveries_of
 from engine.serialization import AvroCodec, DecodeError
+from engine.times import as_utc, from_ms, to_ms
 
 SCAN_MAX_RECORDS = 20_000  # per topic partition searched for an unconsumed event
 SCAN_LOOKBACK = timedelta(minutes=1)  # before the first handling of its source event

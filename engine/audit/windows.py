@@ -37,7 +37,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from engine.audit.exceptions import WindowError
-from engine.audit.times import as_utc, parse_instant
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -49,6 +48,7 @@ from engine.ledger.models import (
     SettlementWindowPosition,
 )
 from engine.ledger.postings import GENESIS_HEAD, ChainHead, lock_all_chain_heads
+from engine.times import as_utc, parse_instant
 
 DEFAULT_WINDOW_HOURS = 24
 SUPPORTED_WINDOW_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)  # divisors of a day: windows align on midnight

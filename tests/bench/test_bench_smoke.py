@@ -30,7 +30,7 @@ def test_bench_smoke_run_writes_every_figure_the_comparison_needs(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run(
         [
-            sys.executable, "-m", "engine", "bench",
+            sys.executable, "-m", "sakk", "bench",
             "--payments", "200",
             "--raw-messages", "1000",
             "--curve-rates", ",".join(str(r) for r in CURVE_RATES),

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
-from engine.cli.bench import _plans, _uniform_rates
+from sakk.cli import cli
+from sakk.cli.bench import _plans, _uniform_rates
 from tooling.bench.flow import SessionPlan
 
 

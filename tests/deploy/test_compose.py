@@ -252,20 +252,19 @@ def sakk_click_command() -> Any:
     import click
 
     try:
-        cli_module = importlib.import_module("engine.cli")
+        cli_module = importlib.import_module("sakk.cli")
     except ImportError as exc:
         pytest.fail(
-            f"engine.cli is not importable ({exc}): the image's ENTRYPOINT `sakk` "
-            "runs engine.cli:main"
+            f"sakk.cli is not importable ({exc}): the image's ENTRYPOINT `sakk` runs sakk.cli:main"
         )
     if isinstance(getattr(cli_module, "main", None), click.Command):
         return cli_module.main
     for module in pkgutil.iter_modules(getattr(cli_module, "__path__", [])):
-        importlib.import_module(f"engine.cli.{module.name}")
+        importlib.import_module(f"sakk.cli.{module.name}")
     groups = [obj for obj in vars(cli_module).values() if isinstance(obj, click.Group)]
     if len(groups) != 1:
         pytest.fail(
-            f"engine.cli: expected main to be a click command or one click group, "
+            f"sakk.cli: expected main to be a click command or one click group, "
             f"found {len(groups)} groups"
         )
     return groups[0]
@@ -544,9 +543,9 @@ def test_sakk_commands_the_containers_run_exist_in_the_cli() -> None:
 def test_image_entrypoint_is_the_sakk_console_script() -> None:
     assert dockerfile_exec_form("ENTRYPOINT") == ["sakk"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts.get("sakk") == "engine.cli:main"
-    module = importlib.import_module("engine.cli")
-    assert callable(getattr(module, "main", None)), "engine.cli has no main()"
+    assert scripts.get("sakk") == "sakk.cli:main"
+    module = importlib.import_module("sakk.cli")
+    assert callable(getattr(module, "main", None)), "sakk.cli has no main()"
 
 
 def test_image_default_command_exists_in_the_cli() -> None:
@@ -918,7 +917,7 @@ def test_bank_may_only_publish_payments_and_read_nothing(
 def test_consumer_may_read_its_inputs_and_write_its_outputs_only(
     consumer: str, acl_grants: list[Grant]
 ) -> None:
-    from engine.app import build_stage
+    from sakk.app import build_stage
 
     settings = load_settings(environ={})
     outputs = {

@@ -1,7 +1,7 @@
 """A real Prometheus scrapes a real Sakk flow: the series of the dashboard and alerts exist,
 they move as payments flow, and every alert rule evaluates without error.
 
-The flow is the CLI an operator runs (`python -m engine ...`) against an embedded broker
+The flow is the CLI an operator runs (`python -m sakk ...`) against an embedded broker
 started here, so the consumers and the simulator share it, and a SQLite ledger.
 """
 
@@ -96,7 +96,7 @@ class SakkFlow:
 
 def run_sakk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "engine", *args],
+        [sys.executable, "-m", "sakk", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -140,7 +140,7 @@ def sakk_flow(embedded_broker: EmbeddedBroker, tmp_path: Path) -> Iterator[SakkF
     run_env = {**env, "SAKK_METRICS_PORT": str(metrics_port)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine", "run", "all"],
+            [sys.executable, "-m", "sakk", "run", "all"],
             env=run_env,
             cwd=ROOT,
             stdout=log,

@@ -19,10 +19,8 @@ from click.testing import CliRunner
 from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
-import engine.cli.db  # noqa: F401  (registers the command)
-import engine.cli.schemas  # noqa: F401
-from engine.app import make_codec
-from engine.cli import cli
+import sakk.cli.db  # noqa: F401  (registers the command)
+import sakk.cli.schemas  # noqa: F401
 from engine.config import PROJECT_ROOT
 from engine.kafka.client import Outgoing, create_topics
 from engine.ledger.checks import flow_counts
@@ -40,6 +38,8 @@ from engine.serialization import (
     schema_identity,
     schema_text,
 )
+from sakk.app import make_codec
+from sakk.cli import cli
 from tests.factories import AMINA, KARIM, payment, switch_id
 from tests.integration.test_flow import balance
 from tests.schema_attacks import (
@@ -215,7 +215,7 @@ def test_a_flood_of_unknown_fingerprints_costs_no_store_read_per_message(
     flow_factory, database_url, monkeypatch
 ):
     """Attack 5: 2,000 messages with a random fingerprint each, then B's payment."""
-    monkeypatch.setattr("engine.app.LedgerApprovedSchemas", CountingApprovals)
+    monkeypatch.setattr("sakk.app.LedgerApprovedSchemas", CountingApprovals)
     CountingApprovals.newest_queries = CountingApprovals.loads = 0
     flow = flow_factory(database_url, consumers=("validator", "settlement"))
     loads_at_start = CountingApprovals.loads

@@ -8,12 +8,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-import engine.cli.audit
-import engine.cli.reconcile
-import engine.cli.replay
-import engine.cli.settlement
-import engine.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
-from engine.cli import cli
+import sakk.cli.audit
+import sakk.cli.reconcile
+import sakk.cli.replay
+import sakk.cli.settlement
+import sakk.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
+from sakk.cli import cli
 from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, switch_id
 from tests.integration.test_flow import drained
 

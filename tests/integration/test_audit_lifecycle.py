@@ -18,18 +18,18 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
-import engine.cli.audit
-import engine.cli.reconcile
-import engine.cli.replay
-import engine.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
+import sakk.cli.audit
+import sakk.cli.reconcile
+import sakk.cli.replay
+import sakk.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
 from engine.audit.chain import verify
 from engine.audit.reconcile import reconcile
 from engine.audit.replay import ReplayRequest, replay
 from engine.audit.trace import trace_payment
 from engine.audit.windows import Window, window_report
-from engine.cli import cli
 from engine.ledger.database import make_engine
 from engine.ledger.models import Payment, PaymentStep
+from sakk.cli import cli
 from tests.factories import (
     AMINA,
     KARIM,

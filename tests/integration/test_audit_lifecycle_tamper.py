@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from consumers.expiry import expiry_event
-from engine.app import build_stage
 from engine.audit.chain import verify
 from engine.audit.reconcile import reconcile
 from engine.config import Settings, load_settings
@@ -28,6 +27,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec, SchemaRegistry
+from sakk.app import build_stage
 from tests.factories import (
     AMINA,
     KARIM,

@@ -12,7 +12,6 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, select
 
-from engine.app import build_stage
 from engine.audit.chain import verify
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.reconcile import reconcile
@@ -23,6 +22,7 @@ from engine.ledger.database import make_engine
 from engine.ledger.models import DeadLetter, LedgerEntry, Payment, Posting
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
+from sakk.app import build_stage
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.factories import (
     AMINA,

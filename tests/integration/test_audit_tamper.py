@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from engine.app import build_stage
 from engine.audit.chain import parse_anchor, verify
 from engine.audit.reconcile import reconcile
 from engine.audit.windows import Window, close_window
@@ -25,6 +24,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec, SchemaRegistry
+from sakk.app import build_stage
 from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, signed
 from tests.unit.test_postings import draft
 

@@ -223,11 +223,11 @@ def test_windows_closed_while_two_chains_advance_count_exactly_the_right_posting
 
 def _settle_more(engine: Any, url: str, more: list[dict[str, Any]]) -> None:
     """Feed more payments to the same ledger through the stages (offsets after the first run)."""
-    from engine.app import build_stage
     from engine.config import load_settings
     from engine.pipeline.messages import RawMessage
     from engine.pipeline.processor import BatchProcessor
     from engine.serialization import AvroCodec, SchemaRegistry
+    from sakk.app import build_stage
 
     settings = load_settings(environ={}, database_url=url, topic_prefix="tamper")
     codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir))

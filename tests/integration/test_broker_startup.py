@@ -27,7 +27,7 @@ def test_sakk_broker_starts_with_a_webhook_sender_and_no_switch_key(tmp_path):
     env |= {"SAKK_NOTIFY_SENDER": "webhook", "SAKK_DATA_DIR": str(tmp_path)}
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "broker", "--port", str(port)],
+        [sys.executable, "-m", "sakk", "broker", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -19,9 +19,9 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from engine.app import run_consumers
 from engine.kafka.security import kafka_security_options
 from engine.ledger.models import DeadLetter, HandledEvent, Payment, table_of
+from sakk.app import run_consumers
 from tests.factories import AMINA, KARIM, YOUSSEF, payment, switch_id
 
 pytestmark = pytest.mark.integration

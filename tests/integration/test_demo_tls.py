@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import engine.cli.demo  # noqa: F401 - registers `sakk demo`
-from engine.cli import cli
+import sakk.cli.demo  # noqa: F401 - registers `sakk demo`
 from engine.kafka.terminator import stunnel_missing
+from sakk.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TIMEOUT_S = 300
@@ -35,7 +35,7 @@ def test_demo_over_tls_settles_and_every_process_connects_with_its_certificate(
     if reason:
         pytest.skip(f"sakk demo --tls needs a TLS terminator: {reason}")
     run = subprocess.run(
-        [sys.executable, "-m", "engine", "demo", "--tls", "--payments", str(PAYMENTS)],
+        [sys.executable, "-m", "sakk", "demo", "--tls", "--payments", str(PAYMENTS)],
         cwd=ROOT,
         env=demo_env(tmp_path),
         capture_output=True,

@@ -22,11 +22,9 @@ from click.testing import CliRunner
 from kafka import TopicPartition
 from sqlalchemy import func, select
 
-import engine.cli.dlq
-import engine.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
-from engine.app import make_codec
+import sakk.cli.dlq
+import sakk.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
 from engine.audit.trace import trace_payment
-from engine.cli import cli
 from engine.config import PROJECT_ROOT
 from engine.dlq.redrive import Redriver
 from engine.kafka.client import make_consumer
@@ -35,6 +33,8 @@ from engine.ledger.dead_letters import DeadLetterRecord, list_dead_letters
 from engine.ledger.models import DeadLetterRedrive, HandledEvent, Payment
 from engine.ledger.schemas import ApprovalStatus, approve
 from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
+from sakk.app import make_codec
+from sakk.cli import cli
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, payment, signed, switch_id
 
@@ -56,7 +56,7 @@ def quick_schema_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
     docs/operations.md tells operators to wait that long).
     """
     monkeypatch.setattr(
-        "engine.app.AvroCodec",
+        "sakk.app.AvroCodec",
         functools.partial(AvroCodec, approval_check_interval_s=SCHEMA_REFRESH_S),
     )
 

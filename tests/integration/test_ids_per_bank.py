@@ -17,7 +17,6 @@ from sqlalchemy import insert, select
 
 from engine.iso import safe_xml
 from engine.iso.directory import BankDirectory
-from engine.iso.importer import import_file
 from engine.iso.reader import read_message
 from engine.kafka.client import Outgoing
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
@@ -30,6 +29,7 @@ from engine.ledger.models import (
     Payment,
     PaymentStep,
 )
+from producers.iso_import import import_file
 from tests.factories import (
     AMINA,
     KARIM,

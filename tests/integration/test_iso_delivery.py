@@ -24,7 +24,6 @@ from consumers.senders import verify_signature
 from engine.iso.build import compact_id
 from engine.iso.camt054 import notification_document
 from engine.iso.directory import BankDirectory
-from engine.iso.importer import ImportReport, import_file
 from engine.iso.safe_xml import parse
 from engine.iso.schemas import CAMT_053, CAMT_054, PACS_002, PACS_004, Definition, assert_valid
 from engine.iso.statement import statement_document
@@ -34,6 +33,7 @@ from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import Payment
 from engine.ledger.reference import load_reference_data, read_file
 from engine.trust.keys import KeyPair
+from producers.iso_import import ImportReport, import_file
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, step
 from tests.fixtures.iso.messages import Tx, pacs008

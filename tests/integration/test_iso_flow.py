@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 
 from engine.iso.directory import BankDirectory
-from engine.iso.importer import ImportReport, import_file
 from engine.iso.pacs002 import build_pacs002
 from engine.iso.safe_xml import parse
 from engine.iso.schemas import CAMT_053, PACS_002, assert_valid
@@ -23,6 +22,7 @@ from engine.ledger.balances import balance_of
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
 from engine.ledger.models import Payment, PaymentIso
 from engine.ledger.reference import load_reference_data, read_file
+from producers.iso_import import ImportReport, import_file
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, YOUSSEF
 from tests.fixtures.iso.messages import Tx, now_text, pacs008, pain001

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from engine.cli import cli
 from engine.ledger.models import Payment
 from engine.trust.keys import KeyPair
+from sakk.cli import cli
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM
 from tests.fixtures.iso.messages import Tx, pacs008
@@ -30,10 +30,10 @@ def _load_commands() -> None:
     import importlib
     import pkgutil
 
-    import engine.cli as package
+    import sakk.cli as package
 
     for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"engine.cli.{module.name}")
+        importlib.import_module(f"sakk.cli.{module.name}")
 
 
 def test_a_bank_imports_with_its_key_the_broker_and_the_directory_file_only(

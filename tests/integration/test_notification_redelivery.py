@@ -10,17 +10,17 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-import engine.cli.notifications  # noqa: F401  (registers the command on ``cli``)
+import sakk.cli.notifications  # noqa: F401  (registers the command on ``cli``)
 from consumers.delivery import DeliveryBook, deliver_due
 from consumers.notification import NotificationStage
 from consumers.senders import Attempt, DeliveryResult, Notification
-from engine.app import make_codec
-from engine.cli import cli
 from engine.config import load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import NotificationRedelivery
 from engine.ledger.reference import load_reference_data, read_file
+from sakk.app import make_codec
+from sakk.cli import cli
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, decide_and_record, inbound, payment
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ def test_the_demo_at_debug_logs_no_holder_name_and_no_full_account_number(tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAKK_")}
     env.update(SAKK_LOG_LEVEL="DEBUG", SAKK_DATA_DIR=str(tmp_path), SAKK_METRICS_PORT="0")
     demo = subprocess.run(
-        [sys.executable, "-m", "engine", "demo", "--payments", str(DEMO_PAYMENTS)],
+        [sys.executable, "-m", "sakk", "demo", "--payments", str(DEMO_PAYMENTS)],
         env=env,
         capture_output=True,
         text=True,

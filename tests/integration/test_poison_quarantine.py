@@ -1,6 +1,6 @@
 """A message that kills its consumer process is quarantined after MAX_DEATHS deaths alone.
 
-A real consumer process (``python -m engine run validator``) dies by SIGKILL each time it
+A real consumer process (``python -m sakk run validator``) dies by SIGKILL each time it
 reads the poisonous message (``SAKK_CRASH_ON_MESSAGE_CONTAINING``, a stand-in for a
 segfault in the decoder); the test restarts it as a supervisor would. The message ends as
 a ``poison`` dead letter naming its deaths, and another bank's genuine payment behind it

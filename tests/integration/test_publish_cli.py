@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-import engine.cli.publish  # noqa: F401  (registers the command)
-from engine.cli import cli
+import sakk.cli.publish  # noqa: F401  (registers the command)
 from engine.ledger.models import Payment
+from sakk.cli import cli
 from tests.factories import AMINA, KARIM, RAM, SIGNERS, switch_id
 from tests.integration.test_lifecycle import done, payment_row, step_rows
 
@@ -124,7 +124,7 @@ def test_iso_import_with_a_key_file_reports_another_banks_transaction_and_sends_
     flow_factory, database_url, tmp_path
 ):
     from engine.iso.directory import BankDirectory
-    from engine.iso.importer import import_file
+    from producers.iso_import import import_file
     from tests.fixtures.iso.messages import Tx, pacs008
 
     flow = flow_factory(database_url)

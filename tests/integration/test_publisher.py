@@ -250,8 +250,8 @@ def test_publish_file_with_a_key_file_skips_the_lines_of_another_bank(
 def test_sakk_publish_signs_with_the_signing_key_option(settings: Settings, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    import engine.cli.publish  # noqa: F401  (registers the command)
-    from engine.cli import cli
+    import sakk.cli.publish  # noqa: F401  (registers the command)
+    from sakk.cli import cli
 
     pair = KeyPair.generate()
     key_file = tmp_path / f"007-{pair.key_id}.key"
@@ -338,10 +338,10 @@ def test_simulated_traffic_ends_as_each_kind_says(
     settings_factory: Callable[..., Settings],
     database_url: str,
 ) -> None:
-    from engine.app import run_consumers
     from engine.ledger.database import make_engine, upgrade
     from engine.ledger.models import DeadLetter, Payment, PaymentState
     from engine.ledger.reference import load_reference_data
+    from sakk.app import run_consumers
 
     flow_settings = settings_factory(embedded_broker.bootstrap_servers, database_url)
     create_topics(flow_settings)

@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 
 from consumers.settlement import Settlement
 from consumers.validator import Validator
-from engine.app import make_codec
 from engine.config import load_settings
 from engine.events import PAYMENT_INITIATED
 from engine.ledger.checks import check_ledger
@@ -24,6 +23,7 @@ from engine.ledger.recorder import GuardFailed
 from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
+from sakk.app import make_codec
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, payment, signed
 
 pytestmark = pytest.mark.integration

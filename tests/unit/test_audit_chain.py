@@ -8,9 +8,9 @@ import pytest
 
 from engine.audit.chain import Anchor, close_anchors, event_anchors, parse_anchor
 from engine.audit.exceptions import AuditError
-from engine.audit.times import parse_instant
 from engine.audit.windows import Close, Window
 from engine.ledger.postings import GENESIS_HASH, ChainHead, entry_hash, utc_text
+from engine.times import parse_instant
 
 AT = datetime(2026, 11, 26, 9, 30, 15, 123000, tzinfo=UTC)
 FIELDS = dict(

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "banks.md"
 SCHEMAS = ROOT / "schemas"
 CLIENT = ROOT / "tests" / "bank_client" / "foreign_client.py"
-SAKK_PACKAGES = ("engine", "consumers", "producers", "tooling")
+SAKK_PACKAGES = ("engine", "consumers", "producers", "sakk", "tooling")
 
 EXAMPLE_SEED = b"docs/banks.md worked example"  # a published key: never a real bank's
 EXAMPLE_TOPIC = "payments.initiated"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-import engine.cli.chaos as chaos_cli
-from engine.cli import cli
+import sakk.cli.chaos as chaos_cli
+from sakk.cli import cli
 from tooling.chaos.harness import ChaosConfig
 from tooling.chaos.report import ChaosReport
 

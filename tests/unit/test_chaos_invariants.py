@@ -18,7 +18,6 @@ from consumers.notification import NotificationStage
 from consumers.senders import LogSender
 from consumers.settlement import Settlement
 from consumers.validator import Validator
-from engine.app import make_codec
 from engine.config import Settings, load_settings
 from engine.kafka.client import Outgoing
 from engine.ledger.balances import all_balances
@@ -28,6 +27,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
+from sakk.app import make_codec
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed, switch_id
 from tooling.chaos.faults import Receipt, WebhookLog
 from tooling.chaos.invariants import Evidence, check_all

@@ -16,7 +16,6 @@ from consumers.delivery import DeliveryBook, deliver_due
 from consumers.notification import NotificationStage
 from consumers.senders import LogSender
 from consumers.validator import Validator
-from engine.app import make_codec
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import EmittedEvent, Notification
@@ -24,6 +23,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.supervisor import ConsumerProcess, Fleet
+from sakk.app import make_codec
 from tests.factories import (
     AMINA,
     KARIM,

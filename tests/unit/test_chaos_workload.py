@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.app import make_codec
 from engine.config import load_settings
 from engine.ledger.reference import read_file
 from engine.serialization import DecodeError, UnknownSchemaError
+from sakk.app import make_codec
 from tests.factories import switch_id
 from tooling.chaos.lifecycle import FLOWS, hold_life_s
 from tooling.chaos.workload import (

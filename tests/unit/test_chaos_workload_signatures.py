@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.app import make_codec
 from engine.config import load_settings
 from engine.ledger.reference import read_file
 from engine.serialization import DecodeError
 from engine.trust.signing import SIGNER_HEADER, key_rows_as_ring
 from producers.signing import SIMULATED_KEYS_VALID_FROM
+from sakk.app import make_codec
 from tooling.chaos.workload import DEFAULT_TOPIC, WorkloadBuilder, chaos_signers
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 
-import engine.cli.keys  # noqa: F401  (registers the command)
-from engine.cli import cli
+import sakk.cli.keys  # noqa: F401  (registers the command)
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.keys import list_keys, parse_key_entry
 from engine.ledger.reference import load_reference_data, read_file
 from engine.trust.keys import KeyPair, encode_public
+from sakk.cli import cli
 from tests.factories import REFERENCE_FILE, SIGNERS
 
 KEY_007 = SIGNERS.get("007").key_id  # the reference fixture's key of bank 007

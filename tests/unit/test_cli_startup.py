@@ -7,10 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-import engine.cli.broker  # noqa: F401  (registers the commands)
-import engine.cli.keys  # noqa: F401
-import engine.cli.run  # noqa: F401
-from engine.cli import cli
+import sakk.cli.broker  # noqa: F401  (registers the commands)
+import sakk.cli.keys  # noqa: F401
+import sakk.cli.run  # noqa: F401
+from sakk.cli import cli
 
 WEBHOOK_WITHOUT_KEY = {
     "SAKK_NOTIFY_SENDER": "webhook",
@@ -47,8 +47,8 @@ def test_consumers_with_a_notification_stage_refuse_before_any_thread_starts():
 
     import pytest
 
-    from engine.app import run_consumers
     from engine.config import SettingsError, load_settings
+    from sakk.app import run_consumers
 
     settings = load_settings(environ=WEBHOOK_WITHOUT_KEY)
     before = threading.active_count()

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import engine.cli.conformance  # noqa: F401  (registers the command)
-from engine.cli import cli
+import sakk.cli.conformance  # noqa: F401  (registers the command)
 from engine.config import Settings
 from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED
 from engine.serialization import AvroCodec, SchemaRegistry
@@ -31,6 +30,7 @@ from producers.conformance import (
     check_time,
 )
 from producers.jsonl import publish_file
+from sakk.cli import cli
 from tests.factories import AMINA, CLOSED, KARIM, REFERENCE_FILE, SIGNERS, payment, step
 
 REF = Reference.read(REFERENCE_FILE)

@@ -15,12 +15,12 @@ from sqlalchemy import Engine, func, select
 from consumers.delivery import DeliveryBook, Dispatcher, Finished, RetrySchedule, deliver_due
 from consumers.notification import NotificationStage
 from consumers.senders import Attempt, DeliveryResult, Notification
-from engine.app import make_codec
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import EmittedEvent, NotificationAttempt
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.reference import load_reference_data, read_file
+from sakk.app import make_codec
 from tests.factories import (
     AMINA,
     KARIM,

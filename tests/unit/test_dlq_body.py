@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from engine.app import make_codec
 from engine.config import Settings
 from engine.dlq.body import corrected_body, event_types_of_topic, read_body_file
 from engine.dlq.exceptions import CorrectedBodyError
+from sakk.app import make_codec
 from tests.factories import AMINA, KARIM, as_read, authorization, payment, step
 
 CODEC = make_codec(Settings())

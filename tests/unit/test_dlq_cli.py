@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import engine.cli.dlq  # noqa: F401  (registers the command group on ``cli``)
+import sakk.cli.dlq  # noqa: F401  (registers the command group on ``cli``)
 from consumers.validator import Validator
-from engine.app import make_codec
-from engine.cli import cli
 from engine.config import load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
+from sakk.app import make_codec
+from sakk.cli import cli
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed
 
 

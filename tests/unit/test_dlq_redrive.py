@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from consumers.validator import Validator
-from engine.app import make_codec
 from engine.config import Settings, load_settings
 from engine.dlq.exceptions import (
     AlreadyHandledError,
@@ -48,6 +47,7 @@ from engine.pipeline.dead_letters import DLQ_HEADROOM_BYTES
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec
+from sakk.app import make_codec
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, as_read, payment, signed, switch_id
 
 KEY = AMINA[1].encode()

@@ -19,7 +19,7 @@ from engine.supervisor import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_CLASSES = {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
-SCANNED = ("engine", "consumers", "producers", "tests")
+SCANNED = ("engine", "consumers", "producers", "sakk", "tests")
 FOREIGN_CLIENT = ROOT / "tests" / "bank_client"
 BOOTSTRAP = "broker.example:9093"
 

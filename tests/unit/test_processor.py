@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import OperationalError
 
-from engine.app import make_codec
 from engine.config import Settings, load_settings
 from engine.events import PAYMENT_SETTLED, PAYMENT_VALIDATED
 from engine.ledger.database import make_engine, upgrade
@@ -20,6 +19,7 @@ from engine.pipeline.contract import Decision, Emit, Refusal, Retryable, StageDe
 from engine.pipeline.messages import Inbound, RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec
+from sakk.app import make_codec
 from tests.factories import AMINA, KARIM, payment
 
 

@@ -161,8 +161,8 @@ def test_sakk_publish_no_send_captures_what_it_would_send_without_a_broker(
 ) -> None:
     from click.testing import CliRunner
 
-    import engine.cli.publish  # noqa: F401  (registers the command)
-    from engine.cli import cli
+    import sakk.cli.publish  # noqa: F401  (registers the command)
+    from sakk.cli import cli
 
     source = tmp_path / "bank.jsonl"
     source.write_text(payment_line(AMINA, KARIM) + "\n" + step_line() + "\n", encoding="utf-8")
@@ -180,8 +180,8 @@ def test_sakk_publish_no_send_captures_what_it_would_send_without_a_broker(
 def test_sakk_publish_no_send_without_capture_is_a_usage_error(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    import engine.cli.publish  # noqa: F401
-    from engine.cli import cli
+    import sakk.cli.publish  # noqa: F401
+    from sakk.cli import cli
 
     source = tmp_path / "bank.jsonl"
     source.write_text(payment_line(AMINA, KARIM) + "\n", encoding="utf-8")
@@ -194,8 +194,8 @@ def test_sakk_publish_with_a_key_file_that_does_not_say_its_bank_is_a_usage_erro
 ) -> None:
     from click.testing import CliRunner
 
-    import engine.cli.publish  # noqa: F401
-    from engine.cli import cli
+    import sakk.cli.publish  # noqa: F401
+    from sakk.cli import cli
 
     source = tmp_path / "bank.jsonl"
     source.write_text(payment_line(AMINA, KARIM) + "\n", encoding="utf-8")

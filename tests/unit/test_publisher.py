@@ -139,8 +139,8 @@ def test_a_signing_key_file_others_may_read_is_refused(tmp_path: Path) -> None:
 def test_sakk_publish_without_a_signing_key_is_a_usage_error(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    import engine.cli.publish  # noqa: F401  (registers the command)
-    from engine.cli import cli
+    import sakk.cli.publish  # noqa: F401  (registers the command)
+    from sakk.cli import cli
 
     path = tmp_path / "p.jsonl"
     path.write_text("{}\n")

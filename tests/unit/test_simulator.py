@@ -735,7 +735,7 @@ def test_live_good_payments_are_covered_without_credits_not_yet_a_minute_old(
 
 
 def test_sakk_simulate_offers_every_traffic_profile() -> None:
-    from engine.cli.simulate import simulate as command
+    from sakk.cli.simulate import simulate as command
     from tooling.simulator import PROFILES
 
     (option,) = [p for p in command.params if p.name == "profile"]
@@ -972,7 +972,7 @@ def test_publish_message_signs_a_step_as_its_sender_keyed_by_the_payer_account(
 
 
 def test_sakk_simulate_sends_the_lifecycle_by_default() -> None:
-    from engine.cli.simulate import simulate as command
+    from sakk.cli.simulate import simulate as command
 
     (option,) = [p for p in command.params if p.name == "lifecycle"]
     assert option.default is True

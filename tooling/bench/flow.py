@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from engine.app import STAGE_NAMES, ledger_engine
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.ledger.reference import load_reference_data
 from engine.ledger.reports import processing_window
 from engine.supervisor import ConsumerProcess, Fleet
+from sakk.app import STAGE_NAMES, ledger_engine
 from tooling.bench.checks import BenchmarkCheckError, verify, wait_drained
 from tooling.bench.latency import LatencyResult, latencies_s, payment_ids, summarize
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from consumers.delivery import DeliveryBook, deliver_due
 from consumers.senders import LogSender
-from engine.app import build_stage, ledger_engine, make_codec
 from engine.config import Settings, load_settings
 from engine.events import PAYMENT_INITIATED
 from engine.kafka.client import Outgoing
@@ -33,6 +32,7 @@ from engine.ledger.reference import load_reference_data
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.pipeline.quarantine import InHandLedger
+from sakk.app import build_stage, ledger_engine, make_codec
 from tooling.bench.flow import BENCH_CUSTOMERS_PER_BANK
 from tooling.reference_data import build_reference
 from tooling.simulator import TrafficSimulator, register_simulated_keys, simulation_signers

@@ -12,7 +12,7 @@ One module per part, read in this order:
 - ``report``     what happened, ending with ``violations: N``;
 - ``harness``    runs it all: broker, fresh database, consumer processes, faults, drain.
 
-``sakk chaos`` (``engine/cli/chaos.py``) and ``make chaos`` run it; ``docs/chaos.md``
+``sakk chaos`` (``sakk/cli/chaos.py``) and ``make chaos`` run it; ``docs/chaos.md``
 explains what each fault proves.
 """
 

@@ -3,7 +3,7 @@
 1. A fresh embedded broker (it gets SIGSTOPped: never a shared one), a fresh ledger
    (SQLite file, or a new database on a PostgreSQL server, dropped after), the flaky
    webhook endpoint as every bank's ``webhook_url``.
-2. The consumers as separate OS processes (``python -m engine run <stage>``), several
+2. The consumers as separate OS processes (``python -m sakk run <stage>``), several
    instances per group.
 3. The seeded workload is published at a steady pace while the seeded fault plan runs
    (one bank's endpoint down for most of it); every process that dies is restarted
@@ -38,7 +38,6 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from engine.app import make_codec
 from engine.config import Settings, load_settings
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
@@ -50,6 +49,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.supervisor import ConsumerProcess, Fleet
 from engine.trust.keys import KeyPair
 from producers.signing import SIMULATED_KEYS_VALID_FROM, register_signers
+from sakk.app import make_codec
 from tooling.chaos import plan as fp
 from tooling.chaos.exceptions import ChaosSetupError, PublishError
 from tooling.chaos.faults import (

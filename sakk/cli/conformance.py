@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli import cli
 from engine.config import Settings
+from sakk.cli import cli
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_USAGE = 0, 1, 2
 

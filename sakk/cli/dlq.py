@@ -19,13 +19,9 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from engine.app import STAGE_NAMES, make_codec
 from engine.audit.exceptions import AuditError
 from engine.audit.export import jsonable
-from engine.audit.times import as_utc, parse_instant
 from engine.audit.urls import safe_url
-from engine.cli import cli
-from engine.cli.options import operator_name
 from engine.config import Settings
 from engine.dlq.body import read_body_file
 from engine.dlq.exceptions import RedriveError
@@ -47,6 +43,10 @@ from engine.ledger.exceptions import DeadLetterNotFoundError
 from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.masking import mask_text
 from engine.serialization import AvroCodec, SchemaRegistry, SchemaStoreError, SerializationError
+from engine.times import as_utc, parse_instant
+from sakk.app import STAGE_NAMES, make_codec
+from sakk.cli import cli
+from sakk.cli.options import operator_name
 
 DEFAULT_LISTED = 100
 REASON_COLUMN_CHARS = 60  # the table cuts reasons; ``show`` prints them whole

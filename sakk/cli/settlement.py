@@ -24,11 +24,11 @@ from engine.audit.windows import (
     mark_published,
     window_report,
 )
-from engine.cli import cli
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
 from engine.money import format_minor
+from sakk.cli import cli
 
 WINDOW_HOURS_ENV = "SAKK_SETTLEMENT_WINDOW_HOURS"
 SHOWN_HEADS = 64  # chain heads printed after a close

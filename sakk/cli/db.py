@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from engine.app import upgrade_and_approve_release
-from engine.cli import cli
 from engine.config import Settings
 from engine.ledger.exceptions import ReleaseSchemaConflictError
+from sakk.app import upgrade_and_approve_release
+from sakk.cli import cli
 
 
 @cli.group()

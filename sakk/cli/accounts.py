@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from engine.app import ledger_engine
-from engine.cli import cli
 from engine.config import Settings
 from engine.ledger.exceptions import ReferenceDataError
 from engine.ledger.reference import load_reference_data, read_file
+from sakk.app import ledger_engine
+from sakk.cli import cli
 
 
 @cli.group()

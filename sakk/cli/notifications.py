@@ -11,11 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from engine.app import ledger_engine
 from engine.audit.exceptions import AuditError
 from engine.audit.export import jsonable
-from engine.audit.times import as_utc, parse_instant
-from engine.cli import cli
 from engine.config import Settings
 from engine.ledger.database import read_only
 from engine.ledger.notifications import (
@@ -26,6 +23,9 @@ from engine.ledger.notifications import (
     list_notifications,
     redeliver,
 )
+from engine.times import as_utc, parse_instant
+from sakk.app import ledger_engine
+from sakk.cli import cli
 
 TABLE_COLUMNS = (
     "notification_id", "payment_id", "recipient_bank", "outcome", "status", "attempts",

@@ -1,4 +1,4 @@
-"""``sakk``: one entry point for operators, banks and auditors (also ``python -m engine``)."""
+"""``sakk``: one entry point for operators, banks and auditors (also ``python -m sakk``)."""
 
 from __future__ import annotations
 

@@ -6,11 +6,11 @@ import threading
 
 import click
 
-from engine.app import STAGE_NAMES, kafka_for, prepare, run_consumers
-from engine.cli import cli
 from engine.config import Settings, SettingsError, check_notify_sender
 from engine.ledger.exceptions import ReleaseSchemaConflictError
 from engine.pipeline.service import install_signal_handlers
+from sakk.app import STAGE_NAMES, kafka_for, prepare, run_consumers
+from sakk.cli import cli
 
 
 @cli.command()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from engine.app import kafka_for, ledger_engine
-from engine.cli import cli
-from engine.cli.options import bank_settings
 from engine.config import Settings
+from sakk.app import kafka_for, ledger_engine
+from sakk.cli import cli
+from sakk.cli.options import bank_settings
 
 
 @cli.group()
@@ -101,8 +101,8 @@ def iso_import(
     """
     from engine.iso.directory import read_file
     from engine.iso.errors import DirectoryFileError, IsoError
-    from engine.iso.importer import import_file
     from producers.exceptions import PublisherError
+    from producers.iso_import import import_file
 
     if directory_path is None:
         raise click.UsageError(

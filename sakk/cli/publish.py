@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from engine.app import kafka_for
-from engine.cli import cli
-from engine.cli.options import bank_settings
 from engine.config import Settings
+from sakk.app import kafka_for
+from sakk.cli import cli
+from sakk.cli.options import bank_settings
 
 
 @cli.command()

@@ -16,9 +16,6 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.app import ledger_engine
-from engine.cli import cli
-from engine.cli.options import operator_name
 from engine.config import Settings
 from engine.ledger.exceptions import ReleaseSchemaConflictError
 from engine.ledger.schemas import (
@@ -30,6 +27,9 @@ from engine.ledger.schemas import (
 )
 from engine.schema_policy import MAX_SCHEMA_TEXT_BYTES
 from engine.serialization import SchemaFileError, read_release_schemas
+from sakk.app import ledger_engine
+from sakk.cli import cli
+from sakk.cli.options import operator_name
 
 
 @cli.group()

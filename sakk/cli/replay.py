@@ -13,12 +13,12 @@ from rich.table import Table
 from engine.audit.exceptions import AuditError
 from engine.audit.export import write_report
 from engine.audit.replay import ReplayReport, ReplayRequest, replay
-from engine.audit.times import parse_instant
 from engine.audit.urls import as_database_url, safe_url
-from engine.cli import cli
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.exceptions import LedgerError
+from engine.times import parse_instant
+from sakk.cli import cli
 
 PROGRESS_EVERY_S = 5.0
 

@@ -6,11 +6,11 @@ import threading
 
 import click
 
-from engine.cli import cli
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
 from engine.pipeline.service import install_signal_handlers
+from sakk.cli import cli
 
 
 @cli.command()

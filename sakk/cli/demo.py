@@ -22,8 +22,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Connection, Engine, case, func, select
 
-from engine.app import STAGE_NAMES, kafka_for, ledger_engine
-from engine.cli import cli
 from engine.config import Settings
 from engine.events import SWITCH
 from engine.kafka.client import create_topics
@@ -54,6 +52,8 @@ from engine.money import format_minor
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.reasons import Reason
 from engine.supervisor import Fleet
+from sakk.app import STAGE_NAMES, kafka_for, ledger_engine
+from sakk.cli import cli
 
 DRAIN_TIMEOUT_S = 300.0
 POLL_INTERVAL_S = 0.5

@@ -17,14 +17,14 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.app import ledger_engine
-from engine.cli import cli
 from engine.config import Settings
 from engine.ledger.database import read_only
 from engine.ledger.keys import KeyEntry, bank_exists, list_keys, register_keys, revoke_key
 from engine.trust.exceptions import KeyRegistryError
 from engine.trust.keys import KeyPair, decode_public, encode_public
 from engine.trust.signing import BANK_CODE_MAX_CHARS, BankKey
+from sakk.app import ledger_engine
+from sakk.cli import cli
 
 STATUS_TEXT = {
     None: "yes",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import cli
 from engine.config import Settings
 from engine.kafka.client import all_topics, create_topics
+from sakk.cli import cli
 
 
 @cli.group()

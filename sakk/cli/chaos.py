@@ -6,8 +6,8 @@ from datetime import datetime
 
 import click
 
-from engine.cli import cli
 from engine.config import Settings
+from sakk.cli import cli
 from tooling.chaos.exceptions import ChaosError
 from tooling.chaos.harness import ChaosConfig, run_chaos
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import cli
 from engine.config import Settings
+from sakk.cli import cli
 
 
 @cli.command()

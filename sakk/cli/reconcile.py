@@ -12,11 +12,11 @@ from rich.table import Table
 from engine.audit.exceptions import AuditError
 from engine.audit.export import write_report
 from engine.audit.reconcile import ReconcileReport, reconcile
-from engine.audit.times import parse_instant
 from engine.audit.urls import as_database_url, safe_url
-from engine.cli import cli
 from engine.config import Settings
 from engine.ledger.database import make_engine
+from engine.times import parse_instant
+from sakk.cli import cli
 
 SHOWN_ROWS = 20
 

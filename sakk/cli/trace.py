@@ -15,11 +15,11 @@ from engine.audit.exceptions import AuditError
 from engine.audit.export import jsonable, write_report
 from engine.audit.trace import PaymentTrace, find_payment_ids, scan_topics, trace_payment
 from engine.audit.urls import as_database_url
-from engine.cli import cli
-from engine.cli.options import report_options
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
+from sakk.cli import cli
+from sakk.cli.options import report_options
 
 EVENT_COLUMNS = (
     "event_type",

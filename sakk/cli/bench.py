@@ -11,10 +11,10 @@ import click
 import psycopg
 from rich.console import Console
 
-from engine.app import kafka_for
-from engine.cli import cli
 from engine.config import Settings
 from engine.ledger.reference import read_file
+from sakk.app import kafka_for
+from sakk.cli import cli
 from tooling.bench.checks import BenchmarkCheckError
 from tooling.bench.flow import (
     MAX_INSTANCES,

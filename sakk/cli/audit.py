@@ -18,10 +18,10 @@ from engine.audit.chain import (
 )
 from engine.audit.export import jsonable, write_report
 from engine.audit.urls import as_database_url, safe_url
-from engine.cli import cli
-from engine.cli.options import report_options
 from engine.config import Settings
 from engine.ledger.database import make_engine
+from sakk.cli import cli
+from sakk.cli.options import report_options
 
 SHOWN_PROBLEMS = 20
 SHOWN_HEADS = 64  # chain heads printed as text; --format json has every one

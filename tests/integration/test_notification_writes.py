@@ -142,4 +142,3 @@ def test_no_module_but_the_notification_writer_writes_notification_rows():
             if MODELS.search(text) and WRITES.search(text):
                 writers.append(str(path.relative_to(ROOT)))
     assert writers == []
-

@@ -117,7 +117,9 @@ class DeliveryBook:
         Each lease is a guarded row (still PENDING, at the attempt read, due): of two
         dispatchers racing for the same row, one updates it and the other finds it
         leased (PostgreSQL re-evaluates the condition after the row lock; SQLite runs
-        one writer at a time). What this call holds is read back by its token.
+        one writer at a time). Rows are leased in id order, so two dispatchers lock them
+        in the same order and never deadlock. What this call holds is read back by its
+        token.
         """
         token = str(uuid.uuid4())
         lease_until = now + self.lease
@@ -128,7 +130,7 @@ class DeliveryBook:
                 if limit > 0
                 for nid, attempts in self._due_of(conn, bank, now, limit)
             ]
-            self.recorder.record(conn, claims)
+            self.recorder.record(conn, sorted(claims))
             rows = self._held(conn, token) if claims else []
         return [self._claimed(row, token) for row in rows]
 

@@ -21,11 +21,12 @@ from engine.domain.notifications import NotificationState
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import NotificationRedelivery, table_of
 from engine.ledger.notification_writes import NotificationRedelivered, RedeliveryRequested
-from engine.ledger.recorder import Recorder
+from engine.ledger.recorder import GuardFailed, Recorder
 
 STATUSES = tuple(s.value for s in NotificationState)
 LIST_LIMIT_MAX = 10_000
 REDELIVER_MAX = 100_000  # notifications one request may put back on the schedule
+REDELIVER_TRIES_MAX = 3  # reads of a request whose notifications another writer changed
 LISTED_COLUMNS = (
     "notification_id", "payment_id", "outcome", "recipient_bank", "status", "attempts",
     "round", "last_error", "created_at", "next_attempt_at", "finished_at",
@@ -95,8 +96,16 @@ def redeliver(
 ) -> RedeliveryReport:
     """Put the FAILED notifications ``which`` names back on the schedule, due ``now``.
 
-    One transaction: see :func:`redeliver_within`.
+    One transaction (:func:`redeliver_within`), read again from the start when another
+    writer changed one of its notifications meanwhile: the second operator of two asking
+    at once finds them PENDING, and leaves them be.
     """
+    for _ in range(REDELIVER_TRIES_MAX - 1):
+        try:
+            with engine.begin() as conn:
+                return redeliver_within(conn, which, requested_by, now, horizon_s, reason)
+        except GuardFailed:
+            continue
     with engine.begin() as conn:
         return redeliver_within(conn, which, requested_by, now, horizon_s, reason)
 
@@ -111,9 +120,10 @@ def redeliver_within(
 ) -> RedeliveryReport:
     """:func:`redeliver` in the caller's transaction (an operator action adds its own rows).
 
-    Load (row-locked on PostgreSQL), decide (:func:`decide_redelivery`), record: each
-    change a guarded row (still FAILED, same round) with the request beside it, so two
-    operators asking at once redeliver each notification once.
+    Load, decide (:func:`decide_redelivery`), record: each change a guarded row (still
+    FAILED, same round) with the request beside it, so two operators asking at once
+    redeliver each notification once. Raises :class:`GuardFailed` when a notification
+    changed since it was read: the caller rolls back and may ask again.
     """
     if not requested_by.strip():
         raise RedeliveryError("a redelivery names who asks for it")
@@ -125,7 +135,6 @@ def redeliver_within(
         .where(*which.where())
         .order_by(t.c.notification_id)
         .limit(REDELIVER_MAX + 1)
-        .with_for_update()
     ).all()
     if len(found) > REDELIVER_MAX:
         raise RedeliveryError(f"more than {REDELIVER_MAX} notifications: narrow the selection")

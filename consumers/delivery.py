@@ -46,6 +46,7 @@ from sqlalchemy import Engine, func, select, update
 from consumers.senders import DeliveryResult, Notification, Sender
 from engine import metrics
 from engine.config import Settings
+from engine.domain.notifications import FINISHED, NotificationStatus
 from engine.events import PAYMENT_NOTIFIED, derived_event_id
 from engine.kafka.client import Outgoing, make_producer
 from engine.kafka.exceptions import KafkaProducerDeliveryError
@@ -67,6 +68,9 @@ from engine.pipeline.outbox import Outbox
 from engine.serialization import AvroCodec
 
 log = logging.getLogger(__name__)
+PENDING, DELIVERED, FAILED = (
+    NotificationStatus.PENDING, NotificationStatus.DELIVERED, NotificationStatus.FAILED,
+)  # fmt: skip
 
 CONSUMER = "notification"  # emitted PaymentNotified rows belong to the notification stage
 ERROR_MAX_CHARS = 500
@@ -140,7 +144,7 @@ class Finished:
 def notified_event_id(source_event_id: str, recipient_bank: str, round_: int) -> str:
     """Round 0 keeps the id the stage always used; each redelivery round gets its own."""
     extra = recipient_bank if round_ == 0 else f"{recipient_bank}/round-{round_}"
-    return derived_event_id(source_event_id, "PaymentNotified", extra)
+    return derived_event_id(source_event_id, PAYMENT_NOTIFIED.name, extra)
 
 
 def notified_event(claimed: Claimed, status: str, attempts: int, sender: str) -> dict[str, Any]:
@@ -194,7 +198,7 @@ class DeliveryBook:
         with read_only(self.engine).connect() as conn:
             rows = conn.execute(
                 select(t.c.recipient_bank, func.count())
-                .where(t.c.status == "PENDING", t.c.next_attempt_at <= now)
+                .where(t.c.status == PENDING, t.c.next_attempt_at <= now)
                 .group_by(t.c.recipient_bank)
             ).all()
         return Counter({bank: count for bank, count in rows})
@@ -206,7 +210,7 @@ class DeliveryBook:
             banks = conn.execute(select(table_of(Bank).c.code)).scalars().all()
             rows = conn.execute(
                 select(t.c.recipient_bank, func.count())
-                .where(t.c.status == "PENDING")
+                .where(t.c.status == PENDING)
                 .group_by(t.c.recipient_bank)
             ).all()
         return dict.fromkeys(banks, 0) | {bank: count for bank, count in rows}
@@ -228,7 +232,7 @@ class DeliveryBook:
                 ids = (
                     select(t.c.notification_id)
                     .where(
-                        t.c.status == "PENDING",
+                        t.c.status == PENDING,
                         t.c.recipient_bank == bank,
                         t.c.next_attempt_at <= now,
                     )
@@ -239,7 +243,7 @@ class DeliveryBook:
                     update(t)
                     .where(
                         t.c.notification_id.in_(ids.scalar_subquery()),
-                        t.c.status == "PENDING",
+                        t.c.status == PENDING,
                         t.c.next_attempt_at <= now,
                     )
                     .values(claim_token=token, next_attempt_at=lease_until)
@@ -248,7 +252,7 @@ class DeliveryBook:
                 conn.execute(
                     select(t, banks.c.webhook_url)
                     .join(banks, banks.c.code == t.c.recipient_bank, isouter=True)
-                    .where(t.c.claim_token == token, t.c.status == "PENDING")
+                    .where(t.c.claim_token == token, t.c.status == PENDING)
                     .order_by(t.c.recipient_bank, t.c.notification_id)
                 )
                 .mappings()
@@ -295,11 +299,11 @@ class DeliveryBook:
             total = c.attempts_before + max(len(result.attempts), 1)
             error = (result.last_error or "")[:ERROR_MAX_CHARS] or None
             if result.delivered:
-                ending.append((f, "DELIVERED", total, error))
+                ending.append((f, DELIVERED, total, error))
                 continue
             at = self.schedule.next_attempt_at(now, total, c.deadline_at, self._rng)
             if at is None:
-                ending.append((f, "FAILED", total, error))
+                ending.append((f, FAILED, total, error))
             else:
                 retries.append(RetryLater(nid, c.token, at, total, error))
         try:  # the common case: every lease still ours, no lookup needed
@@ -307,8 +311,8 @@ class DeliveryBook:
         except GuardFailed:  # another dispatcher took a lease over meanwhile
             announcements = self._finish(ending, writes, retries, now, check_leases=True)
         self._count(
-            [e for e in ending if e[1] == "DELIVERED"],
-            [e for e in ending if e[1] == "FAILED"],
+            [e for e in ending if e[1] == DELIVERED],
+            [e for e in ending if e[1] == FAILED],
             retries,
         )
         return announcements
@@ -351,7 +355,7 @@ class DeliveryBook:
         t = self._table
         query = (
             select(t.c.notification_id, t.c.claim_token)
-            .where(t.c.status == "PENDING")
+            .where(t.c.status == PENDING)
             .with_for_update()
         )
         rows = select_in(conn, query, t.c.notification_id,
@@ -376,7 +380,7 @@ class DeliveryBook:
                     .where(
                         t.c.notification_id == c.notification.notification_id,
                         t.c.claim_token == c.token,
-                        t.c.status == "PENDING",
+                        t.c.status == PENDING,
                     )
                     .values(next_attempt_at=now, claim_token=None)
                 )
@@ -399,7 +403,7 @@ class DeliveryBook:
                 select(t.c.notification_id, t.c.source_event_id, t.c.recipient_bank, t.c.round)
                 .where(
                     t.c.announced_at.is_(None),
-                    t.c.status.in_(("DELIVERED", "FAILED")),
+                    t.c.status.in_(FINISHED),
                     t.c.finished_at < older_than,
                 )
                 .limit(ANNOUNCE_SWEEP_MAX)

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from engine.domain import steps as catalog
+from engine.domain.notifications import NotificationStatus
 from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.dead_letters import resolved_dead_letter_ids
@@ -133,7 +135,7 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
     redriven = len(resolved_dead_letter_ids(conn, dead_letter_consumer))
     n = Notification.__table__
     pending = conn.execute(
-        select(func.count()).select_from(n).where(n.c.status == "PENDING")
+        select(func.count()).select_from(n).where(n.c.status == NotificationStatus.PENDING)
     ).scalar_one()
     postings = conn.execute(
         select(func.count())
@@ -192,17 +194,17 @@ def expected_notifications(conn: Connection) -> tuple[int, int]:
         .where(applied, interbank)
     ).scalar_one()
     finished = conn.execute(
-        select(func.count()).select_from(n).where(n.c.status != "PENDING")
+        select(func.count()).select_from(n).where(n.c.status != NotificationStatus.PENDING)
     ).scalar_one()
     return answered + to_payees + steps + steps_to_both, finished
 
 
 # -- the lifecycle ---------------------------------------------------------------------------
 
-HOLD_STEPS = ("CAPTURE", "VOID", "EXPIRE")
-RELEASES = ("VOID", "EXPIRE")  # steps that always resolve the hold they apply to
-MONEY_BACK = ("REFUND", "RETURN")
-STEP_POSTINGS = ("CAPTURE", "REFUND", "RETURN")
+HOLD_STEPS = catalog.HOLD_STEPS
+RELEASES = tuple(k for k in HOLD_STEPS if k not in catalog.MONEY_STEPS)  # always resolve the hold
+MONEY_BACK = catalog.MONEY_BACK
+STEP_POSTINGS = catalog.STEP_POSTING_KINDS
 # A hold's state -> the payment states it allows (engine.ledger.states).
 PAYMENT_OF_HOLD = {
     "ACTIVE": ("AUTHORIZED",),

@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from engine.domain.notifications import NotificationStatus
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import NotificationRedelivery, table_of
 
-STATUSES = ("PENDING", "DELIVERED", "FAILED")
+STATUSES = tuple(NotificationStatus)
 LIST_LIMIT_MAX = 10_000
 REDELIVER_MAX = 100_000  # notifications one request may put back on the schedule
 LISTED_COLUMNS = (
@@ -112,7 +113,7 @@ def redeliver(
         if missing:
             raise RedeliveryError(f"no such notification: {', '.join(sorted(missing))}")
         for nid, status, round_ in found:
-            if status != "FAILED":
+            if status != NotificationStatus.FAILED:
                 report.unchanged[nid] = status
                 continue
             if _reschedule(conn, nid, round_, now, horizon_s):
@@ -135,9 +136,13 @@ def _reschedule(conn: Connection, nid: str, round_: int, now: datetime, horizon_
     t = table_of(NotificationRow)
     result = conn.execute(
         update(t)
-        .where(t.c.notification_id == nid, t.c.status == "FAILED", t.c.round == round_)
+        .where(
+            t.c.notification_id == nid,
+            t.c.status == NotificationStatus.FAILED,
+            t.c.round == round_,
+        )
         .values(
-            status="PENDING",
+            status=NotificationStatus.PENDING,
             round=round_ + 1,
             next_attempt_at=now,
             deadline_at=now + timedelta(seconds=horizon_s),

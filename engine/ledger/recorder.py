@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Table, bindparam, literal_column
 from sqlalchemy.engine import Dialect
 
+from engine.domain.notifications import NotificationStatus
 from engine.ledger.exceptions import UnsupportedDatabaseError
 from engine.ledger.models import (
     BankReference,
@@ -343,7 +344,7 @@ def _guarded_notification_update(
     table = table_of(Notification)
     return lambda dialect: prepared_update(
         table, dialect, row_type._fields[:2], row_type._fields[2:], constants,
-        guard=table.c.status == literal_column("'PENDING'"),
+        guard=table.c.status == literal_column(f"'{NotificationStatus.PENDING}'"),
     )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings, check_notify_sender
+from engine.domain.notifications import NOTIFIED_OUTCOMES
 from engine.iso.notices import XML_CONTENT_TYPE, BankProfiles, iso_notification
 from engine.iso.schemas import SCHEMAS
 from engine.ledger.database import make_engine
@@ -41,10 +42,7 @@ from engine.trust.keys import KeyPair, verifies
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = (
-    *("SETTLED", "REJECTED", "FAILED"),  # a payment's first answer
-    *("AUTHORIZE", "CAPTURE", "VOID", "EXPIRE", "REFUND", "RETURN", "REFUSED"),  # its steps
-)
+OUTCOMES = NOTIFIED_OUTCOMES  # a payment's first answers, its steps, a refused step
 MAX_SIGNATURES = 4  # signatures read from one header (two during a key rotation)
 SIGNATURE_HEADER_MAX = 1_024
 RESPONSE_DETAIL_MAX_BYTES = 256  # of a refusal's body, kept in the error for the operator

@@ -39,11 +39,9 @@ class Outcome(enum.StrEnum):
 
 SUMMARY_KEYS = {Outcome.STEP_VALIDATED: "steps_validated", Outcome.STEP_REFUSED: "steps_refused"}
 # The decisions the validator and settlement make, in the order the replay reports them.
-DECIDED = (
-    Outcome.VALIDATED, Outcome.REJECTED, Outcome.SETTLED, Outcome.FAILED, Outcome.AUTHORIZED,
-    Outcome.STEP_VALIDATED, Outcome.CAPTURED, Outcome.VOIDED, Outcome.EXPIRED,
-    Outcome.REFUNDED, Outcome.RETURNED, Outcome.STEP_REFUSED,
-)  # fmt: skip
+DECIDED = tuple(
+    o for o in Outcome if o not in (Outcome.NOTIFIED, Outcome.DUPLICATE, Outcome.DEAD_LETTERED)
+)
 
 
 class StepOutcome(enum.StrEnum):

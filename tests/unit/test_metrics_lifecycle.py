@@ -127,8 +127,8 @@ def test_the_step_outcomes_are_the_catalogs_applied_ones_with_the_labels_dashboa
     from engine.domain.steps import STEPS, Money
 
     requested = {s.outcome for s in STEPS.values() if s.requested_as_step}
-    assert metrics.STEP_OUTCOMES == requested
-    assert metrics.STEP_OUTCOMES == {"captured", "voided", "expired", "refunded", "returned"}
+    assert requested == metrics.STEP_OUTCOMES
+    assert {"captured", "voided", "expired", "refunded", "returned"} == metrics.STEP_OUTCOMES
     assert set(metrics.MONEY_STEPS) == {k for k, s in STEPS.items() if s.money is not Money.NONE}
 
 

@@ -25,6 +25,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from engine.domain.notifications import REFUSED
+from engine.domain.outcomes import StepOutcome
 from engine.domain.states import TOLD_ANSWERS
 from engine.domain.steps import STEPS
 from engine.iso.amounts import to_decimal_text
@@ -190,7 +191,8 @@ def _reason(e: ElementMaker, payload: Mapping[str, Any]) -> etree._Element:
 def _supplementary(e: ElementMaker, outcome: str, payload: Mapping[str, Any]) -> etree._Element:
     """``SplmtryData``: the step, its amounts and the payment's state after it."""
     kind = str(payload.get("step") or outcome)
-    parts = [_STEP.Kind(kind), _STEP.Outcome("REFUSED" if outcome == "REFUSED" else "APPLIED")]
+    recorded = StepOutcome.REFUSED if outcome == REFUSED else StepOutcome.APPLIED
+    parts = [_STEP.Kind(kind), _STEP.Outcome(recorded.value)]
     if payload.get("sender_bank"):
         parts.append(_STEP.SenderBank(str(payload["sender_bank"])))
     currency = payload.get("currency")

@@ -28,7 +28,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from engine.audit.replay import RecordedRun, recorded_runs
+from engine.domain.machine import reachable
 from engine.domain.outcomes import StepOutcome
+from engine.domain.states import PaymentState
 from engine.domain.steps import STEPS
 from engine.events import SWITCH
 from engine.ledger.balances import all_balances
@@ -78,7 +80,8 @@ STEP_FIELDS = (
     "fee_minor", "currency", "outcome", "reason_code", "posting_id", "settlement_window",
 )  # fmt: skip
 TIMES = frozenset({"occurred_at", "expires_at", "resolved_at"})
-SETTLED_SALE = frozenset({"SETTLED", "REFUNDED", "RETURNED"})  # posted as one PAYMENT
+# A one-step payment posted as one PAYMENT: settled, or refunded or returned since.
+SETTLED_SALE = frozenset(str(s) for s in reachable(frozenset({PaymentState.SETTLED})))
 # A step posting's kind -> the states its payment may be in once it was applied.
 STEP_POSTING_STATES = {
     s.posting_kind: s.states_after for s in STEPS.values() if s.posting_kind is not None

@@ -31,7 +31,7 @@ from consumers.notify.rules import (
 from consumers.notify.schedule import RetrySchedule
 from engine import metrics
 from engine.config import Settings
-from engine.domain.notifications import FINISHED, NotificationState
+from engine.domain.notifications import FINISHED, NotificationStatus
 from engine.events import PAYMENT_NOTIFIED
 from engine.kafka.client import Outgoing
 from engine.ledger.database import read_only
@@ -51,7 +51,7 @@ from engine.serialization import AvroCodec
 
 CONSUMER = "notification"  # emitted PaymentNotified rows belong to the notification stage
 ANNOUNCE_SWEEP_MAX = 1_000  # notifications re-announced per sweep
-PENDING = NotificationState.PENDING
+PENDING = NotificationStatus.PENDING
 
 
 class Announcement(NamedTuple):
@@ -236,9 +236,9 @@ class DeliveryBook:
 
     def _count(self, decided: Decided) -> None:
         """``sakk_notification_deliveries_total``: delivered, retry, failed (given up)."""
-        given_up = decided.ended(NotificationState.FAILED)
+        given_up = decided.ended(NotificationStatus.FAILED)
         counts = (
-            ("delivered", len(decided.ended(NotificationState.DELIVERED))),
+            ("delivered", len(decided.ended(NotificationStatus.DELIVERED))),
             ("retry", len(decided.retries)),
             ("failed", len(given_up)),
         )

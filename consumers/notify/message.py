@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-OUTCOMES = (
-    *("SETTLED", "REJECTED", "FAILED"),  # a payment's first answer
-    *("AUTHORIZE", "CAPTURE", "VOID", "EXPIRE", "REFUND", "RETURN", "REFUSED"),  # its steps
-)
+from engine.domain.notifications import NOTIFIED_OUTCOMES
+
+OUTCOMES = NOTIFIED_OUTCOMES  # a payment's first answers, its steps, a refused step
 
 _FLAT = (str, int)  # by exact type: a bool is not an amount
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from consumers.notify.message import DeliveryResult, Notification
 from consumers.notify.schedule import RetrySchedule
-from engine.domain.notifications import NotificationState
-from engine.events import derived_event_id
+from engine.domain.notifications import NotificationStatus
+from engine.events import PAYMENT_NOTIFIED, derived_event_id
 from engine.ledger.notification_writes import AttemptMade, RetryLater
 
 ERROR_MAX_CHARS = 500
@@ -48,7 +48,7 @@ class Ending:
     """A notification this round finishes: its final state and attempt count."""
 
     finished: Finished
-    state: NotificationState
+    state: NotificationStatus
     attempts: int
     last_error: str | None
 
@@ -61,7 +61,7 @@ class Decided:
     ending: tuple[Ending, ...]
     retries: tuple[RetryLater, ...]
 
-    def ended(self, state: NotificationState) -> list[Ending]:
+    def ended(self, state: NotificationStatus) -> list[Ending]:
         return [e for e in self.ending if e.state is state]
 
 
@@ -93,11 +93,11 @@ def decide(
         total = c.attempts_before + max(len(result.attempts), 1)
         error = (result.last_error or "")[:ERROR_MAX_CHARS] or None
         if result.delivered:
-            ending.append(Ending(f, NotificationState.DELIVERED, total, error))
+            ending.append(Ending(f, NotificationStatus.DELIVERED, total, error))
             continue
         at = schedule.next_attempt_at(now, total, c.deadline_at, rng)
         if at is None:
-            ending.append(Ending(f, NotificationState.FAILED, total, error))
+            ending.append(Ending(f, NotificationStatus.FAILED, total, error))
         else:
             nid = c.notification.notification_id
             retries.append(RetryLater(nid, c.token, c.attempts_before, at, total, error))
@@ -107,7 +107,7 @@ def decide(
 def notified_event_id(source_event_id: str, recipient_bank: str, round_: int) -> str:
     """Round 0 keeps the id the stage always used; each redelivery round gets its own."""
     extra = recipient_bank if round_ == 0 else f"{recipient_bank}/round-{round_}"
-    return derived_event_id(source_event_id, "PaymentNotified", extra)
+    return derived_event_id(source_event_id, PAYMENT_NOTIFIED.name, extra)
 
 
 def notified_event(claimed: Claimed, status: str, attempts: int, sender: str) -> dict[str, Any]:

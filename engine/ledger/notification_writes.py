@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, literal_column, null, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine.domain.notifications import FINISHED, NotificationState
+from engine.domain.notifications import FINISHED, NotificationStatus
 from engine.ledger.models import Notification, NotificationAttempt, NotificationRedelivery, table_of
 from engine.ledger.prepared import Prepared, prepared_insert
 
@@ -147,7 +147,7 @@ NotificationWrite = (
 )  # fmt: skip
 
 
-def _state(state: NotificationState) -> ColumnElement[Any]:
+def _state(state: NotificationStatus) -> ColumnElement[Any]:
     return literal_column(f"'{state.value}'")
 
 
@@ -194,7 +194,7 @@ def _claim(dialect: Dialect) -> Prepared:
             t.c.notification_id == bindparam("where_id", type_=t.c.notification_id.type),
             t.c.attempts == bindparam("where_attempts", type_=t.c.attempts.type),
             t.c.next_attempt_at <= bindparam("where_due_by", type_=t.c.next_attempt_at.type),
-            t.c.status == _state(NotificationState.PENDING),
+            t.c.status == _state(NotificationStatus.PENDING),
         )
     )
     binds = ("where_id", "where_attempts", "where_due_by", "claim_token", "next_attempt_at")
@@ -210,15 +210,15 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     AttemptMade: lambda d: prepared_insert(table_of(NotificationAttempt), d, AttemptMade._fields),
     RetryLater: _guarded(
         RetryLater, _LEASED_AT, {"claim_token": None},
-        lambda t: (t.c.status == _state(NotificationState.PENDING),),
+        lambda t: (t.c.status == _state(NotificationStatus.PENDING),),
     ),
     NotificationDone: _guarded(
         NotificationDone, _LEASED_AT, {"claim_token": None, "next_attempt_at": None},
-        lambda t: (t.c.status == _state(NotificationState.PENDING),),
+        lambda t: (t.c.status == _state(NotificationStatus.PENDING),),
     ),
     LeaseReleased: _guarded(
         LeaseReleased, _LEASED, {"claim_token": None},
-        lambda t: (t.c.status == _state(NotificationState.PENDING),),
+        lambda t: (t.c.status == _state(NotificationStatus.PENDING),),
     ),
     NotificationAnnounced: _guarded(
         NotificationAnnounced, {"notification_id": "notification_id"}, {},
@@ -226,9 +226,9 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     ),
     NotificationRedelivered: _guarded(
         NotificationRedelivered, {"notification_id": "notification_id", "from_round": "round"},
-        {"status": _state(NotificationState.PENDING), "finished_at": None, "announced_at": None,
+        {"status": _state(NotificationStatus.PENDING), "finished_at": None, "announced_at": None,
          "claim_token": None},
-        lambda t: (t.c.status == _state(NotificationState.FAILED),),
+        lambda t: (t.c.status == _state(NotificationStatus.FAILED),),
     ),
     RedeliveryRequested: lambda d: prepared_insert(
         table_of(NotificationRedelivery), d, RedeliveryRequested._fields

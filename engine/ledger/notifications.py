@@ -17,13 +17,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from engine.domain.notifications import NotificationState
+from engine.domain.notifications import NotificationStatus
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import NotificationRedelivery, table_of
 from engine.ledger.notification_writes import NotificationRedelivered, RedeliveryRequested
 from engine.ledger.recorder import GuardFailed, Recorder
 
-STATUSES = tuple(s.value for s in NotificationState)
+STATUSES = tuple(s.value for s in NotificationStatus)
 LIST_LIMIT_MAX = 10_000
 REDELIVER_MAX = 100_000  # notifications one request may put back on the schedule
 REDELIVER_TRIES_MAX = 3  # reads of a request whose notifications another writer changed
@@ -170,7 +170,7 @@ def decide_redelivery(
     report = RedeliveryReport(request.requested_by, request.now)
     rows: list[NotificationRedelivered | RedeliveryRequested] = []
     for nid, status, round_ in found:
-        if status != NotificationState.FAILED:
+        if status != NotificationStatus.FAILED:
             report.unchanged[nid] = status
             continue
         deadline = request.now + request.horizon

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine import metrics
 from engine.config import Settings
+from engine.domain.outcomes import Outcome
 from engine.ids import MalformedIdError
 from engine.kafka.client import Outgoing
 from engine.ledger.database import read_only
@@ -318,7 +319,7 @@ class BatchProcessor:
         m, name = b.message, self.stage.name
         message = self._dead_letter(b)
         writes.append(Handled(name, m.dead_letter_id, "undecodable", None, m.topic,
-                              m.partition, m.offset, "dead_lettered", now))  # fmt: skip
+                              m.partition, m.offset, Outcome.DEAD_LETTERED, now))  # fmt: skip
         writes.append(self.outbox.row(m.dead_letter_id, m.dead_letter_id, None, message))
         writes.append(DeadLettered(name, m.topic, m.partition, m.offset, b.kind, b.reason,
                                    None, now))  # fmt: skip

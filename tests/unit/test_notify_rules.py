@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from consumers.notify.message import Attempt, DeliveryResult, Notification
 from consumers.notify.rules import Claimed, Finished, SlotLimits, deal_slots, decide
 from consumers.notify.schedule import RetrySchedule
-from engine.domain.notifications import NotificationState
+from engine.domain.notifications import NotificationStatus
 from engine.ledger.notification_writes import RetryLater
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -33,7 +33,7 @@ def test_a_delivery_ends_the_notification_delivered_counting_earlier_attempts():
     decided = decide([Finished(claimed(1, attempts_before=3), OK)], T0, SCHEDULE, random.Random())
     (ending,) = decided.ending
     assert (ending.state, ending.attempts, ending.last_error) == (
-        NotificationState.DELIVERED,
+        NotificationStatus.DELIVERED,
         4,
         None,
     )
@@ -56,7 +56,7 @@ def test_a_failure_at_the_horizon_gives_up_and_draws_nothing():
     state = rng.getstate()
     decided = decide([Finished(claimed(1, deadline=T0), failed())], T0, SCHEDULE, rng)
     (ending,) = decided.ending
-    assert (ending.state, ending.attempts) == (NotificationState.FAILED, 1)
+    assert (ending.state, ending.attempts) == (NotificationStatus.FAILED, 1)
     assert rng.getstate() == state
 
 

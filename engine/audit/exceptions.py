@@ -21,5 +21,5 @@ class WindowError(AuditError):
     """A settlement window request that cannot be honoured (format, length, not over yet)."""
 
 
-class PaymentNotFoundError(AuditError):
-    """No payment with that id or bank reference in the ledger."""
+# Raised by the read side (``engine.read``), which every trace goes through.
+from engine.read.exceptions import PaymentNotFoundError  # noqa: E402, F401

@@ -76,3 +76,27 @@ def _login_name() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return ""
+
+
+def audience_option(command: F) -> F:
+    """``--as operator|auditor|bank:CODE``: who reads, which decides what is masked."""
+    return click.option(
+        "--as",
+        "audience",
+        metavar="WHO",
+        default="operator",
+        show_default=True,
+        callback=_parse_audience,
+        help="operator (accounts to their last 4 digits), auditor (whole), or bank:CODE "
+        "(that bank's payments only).",
+    )(command)
+
+
+def _parse_audience(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
+    from engine.read.audience import Audience
+    from engine.read.exceptions import ReadError
+
+    try:
+        return Audience.parse(value)
+    except ReadError as exc:
+        raise click.BadParameter(str(exc)) from exc

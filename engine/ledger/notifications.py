@@ -1,4 +1,4 @@
-"""Operators' view of notifications: list them, and send given-up ones again.
+"""Sending given-up notifications again (``engine.read.notifications`` lists them).
 
 A redelivery is an audited request: who asked, when and why is stored with the new
 round number. It only touches FAILED notifications, so asking twice does nothing the
@@ -19,12 +19,7 @@ from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import NotificationRedelivery, table_of
 
 STATUSES = ("PENDING", "DELIVERED", "FAILED")
-LIST_LIMIT_MAX = 10_000
 REDELIVER_MAX = 100_000  # notifications one request may put back on the schedule
-LISTED_COLUMNS = (
-    "notification_id", "payment_id", "outcome", "recipient_bank", "status", "attempts",
-    "round", "last_error", "created_at", "next_attempt_at", "finished_at",
-)  # fmt: skip
 
 
 class RedeliveryError(ValueError):
@@ -54,22 +49,6 @@ class NotificationFilter:
         if self.ids:
             clauses.append(t.c.notification_id.in_(self.ids))
         return clauses
-
-
-def list_notifications(
-    conn: Connection, which: NotificationFilter, limit: int = 100
-) -> list[dict[str, Any]]:
-    """Notifications matching ``which``, oldest first; never their payload (account numbers)."""
-    if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise ValueError(f"limit={limit}: expected 1..{LIST_LIMIT_MAX}")
-    t = table_of(NotificationRow)
-    rows = conn.execute(
-        select(*(t.c[name] for name in LISTED_COLUMNS))
-        .where(*which.where())
-        .order_by(t.c.created_at, t.c.notification_id)
-        .limit(limit)
-    ).mappings()
-    return [dict(r) for r in rows]
 
 
 @dataclass
@@ -147,12 +126,3 @@ def _reschedule(conn: Connection, nid: str, round_: int, now: datetime, horizon_
         )  # fmt: skip
     )
     return bool(result.rowcount == 1)
-
-
-def redeliveries_of(conn: Connection, notification_ids: list[str]) -> list[dict[str, Any]]:
-    """The audit trail of redelivery requests for these notifications, oldest first."""
-    r = table_of(NotificationRedelivery)
-    rows = conn.execute(
-        select(r).where(r.c.notification_id.in_(notification_ids)).order_by(r.c.id)
-    ).mappings()
-    return [dict(row) for row in rows]

@@ -32,12 +32,12 @@ from engine.ledger.models import (
     LedgerEntry,
     Notification,
     NotificationAttempt,
+    NotificationRedelivery,
     Payment,
     PaymentStep,
     PaymentTransition,
     Posting,
 )
-from engine.ledger.notifications import redeliveries_of
 from engine.masking import mask_account, mask_key, mask_text
 from engine.read.audience import Audience
 from engine.read.exceptions import PaymentNotFoundError
@@ -270,7 +270,7 @@ def read_trace(conn: Connection, payment_id: str) -> PaymentTrace:
             conn,
             select(a).where(a.c.notification_id.in_(ids)).order_by(a.c.notification_id, a.c.number),
         )
-        trace.redeliveries = redeliveries_of(conn, ids)
+        trace.redeliveries = _redeliveries(conn, ids)
     trace.redrives = _redrives(conn, payment_id)
     d = DeadLetter.__table__
     redriven = [r["dead_letter_id"] for r in trace.redrives]
@@ -381,3 +381,9 @@ def _event_row(
         "handled_at": consumed["handled_at"] if consumed else None,
         "record_time": None, "on_topic": None,
     }  # fmt: skip
+
+
+def _redeliveries(conn: Connection, notification_ids: list[str]) -> list[dict[str, Any]]:
+    """The audit trail of redelivery requests for these notifications, oldest first."""
+    r = NotificationRedelivery.__table__
+    return _rows(conn, select(r).where(r.c.notification_id.in_(notification_ids)).order_by(r.c.id))

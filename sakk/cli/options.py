@@ -100,3 +100,21 @@ def _parse_audience(_ctx: click.Context, _param: click.Parameter, value: str) ->
         return Audience.parse(value)
     except ReadError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def page_options(command: F) -> F:
+    """``--limit N`` (at most the read side's ``MAX_PAGE``) and ``--after CURSOR``."""
+    from engine.read.paging import DEFAULT_PAGE, MAX_PAGE
+
+    command = click.option(
+        "--after",
+        metavar="CURSOR",
+        help="The next page: the cursor the previous page printed.",
+    )(command)
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, MAX_PAGE),
+        default=DEFAULT_PAGE,
+        show_default=True,
+        help=f"Rows a page (at most {MAX_PAGE}).",
+    )(command)

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 
 from engine.audit.windows import Window, close_window, window_report
-from engine.ledger.models import Notification, Payment
+from engine.ledger.models import DeadLetter, Notification, Payment
 from engine.ledger.notifications import NotificationFilter
 from engine.ledger.reports import net_positions as report_net_positions
 from engine.read.audience import Audience
+from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_dead_letters
 from engine.read.exceptions import CursorError, PaymentNotFoundError, ReadError
 from engine.read.notifications import list_notifications
 from engine.read.paging import MAX_PAGE
@@ -239,3 +240,33 @@ def test_net_positions_follow_the_effective_window_once_a_late_posting_is_carrie
                          for b in total}  # fmt: skip
         only_011 = net_positions(conn, day2, bank_code="011")
         assert [(x.bank_code, x.net_minor) for x in only_011] == [("011", 4_242)]
+
+
+def test_dead_letters_page_by_cursor_for_operators_and_never_for_a_bank(ledger):
+    engine, _ = ledger
+    rows = [
+        {"consumer": "validator", "source_topic": "t.payments.initiated", "source_partition": 0,
+         "source_offset": i, "kind": ("undecodable", "poison")[i % 2],
+         "reason": f"cannot read account 0077800000000000000001{i:02d}",
+         "recorded_at": DAY1 + timedelta(minutes=i)}
+        for i in range(7)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(DeadLetter), rows)
+    offsets, cursor = [], None
+    for _ in range(10):
+        with snapshot(engine) as conn:
+            page = list_dead_letters(conn, OPERATOR, DeadLetterFilter(), cursor, limit=3)
+        offsets += [d.source_offset for d in page.items]
+        assert all("****01" in d.reason and "00778" not in d.reason for d in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert offsets == list(range(7))
+    with snapshot(engine) as conn:
+        poison = list_dead_letters(conn, AUDITOR, DeadLetterFilter(kind="poison"), limit=MAX_PAGE)
+        assert [d.source_offset for d in poison.items] == [1, 3, 5]
+        assert poison.items[0].reason == rows[1]["reason"]  # an auditor reads it whole
+        assert count_dead_letters(conn, OPERATOR, DeadLetterFilter(kind="poison")) == 3
+        with pytest.raises(ReadError):
+            list_dead_letters(conn, BANK_007, DeadLetterFilter())

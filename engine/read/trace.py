@@ -28,13 +28,11 @@ from engine.ledger.models import (
     DeadLetterRedrive,
     EmittedEvent,
     HandledEvent,
-    Hold,
     LedgerEntry,
     Notification,
     NotificationAttempt,
     NotificationRedelivery,
     Payment,
-    PaymentStep,
     PaymentTransition,
     Posting,
 )
@@ -42,6 +40,7 @@ from engine.masking import mask_account, mask_key, mask_text
 from engine.read.audience import Audience
 from engine.read.exceptions import PaymentNotFoundError
 from engine.read.payments import visible_to
+from engine.read.rows import hold_rows, payment_rows, step_rows
 from engine.times import as_utc
 
 FREE_TEXT_FIELDS = ("reason_message", "reason", "last_error", "error", "remittance_info")
@@ -227,12 +226,12 @@ def trace_payment(conn: Connection, audience: Audience, payment_id: str) -> Trac
 
 def read_trace(conn: Connection, payment_id: str) -> PaymentTrace:
     """Every row of a payment's life as stored (see :meth:`PaymentTrace.for_audience`)."""
-    p = Payment.__table__
-    payment = conn.execute(select(p).where(p.c.payment_id == payment_id)).mappings().one_or_none()
+    payment = payment_rows(conn, [payment_id]).get(payment_id)
     if payment is None:
         raise PaymentNotFoundError(f"no payment {payment_id} in the ledger")
-    trace = PaymentTrace(dict(payment))
-    trace.hold, trace.steps = _hold(conn, payment_id), _steps(conn, payment_id)
+    trace = PaymentTrace(payment)
+    trace.hold = hold_rows(conn, [payment_id]).get(payment_id)
+    trace.steps = _steps(conn, payment_id)
     trace.events = _events(conn, payment_id)
     t = PaymentTransition.__table__
     trace.transitions = _rows(conn, select(t).where(t.c.payment_id == payment_id).order_by(t.c.id))
@@ -281,12 +280,6 @@ def read_trace(conn: Connection, payment_id: str) -> PaymentTrace:
     return trace
 
 
-def _hold(conn: Connection, payment_id: str) -> dict[str, Any] | None:
-    h = Hold.__table__
-    row = conn.execute(select(h).where(h.c.payment_id == payment_id)).mappings().one_or_none()
-    return dict(row) if row is not None else None
-
-
 def _steps(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
     """Every step asked of the payment, applied or refused, in the order it was answered.
 
@@ -295,8 +288,8 @@ def _steps(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
     for one it refused. Its request's event id is the step id; the validator forwards it
     under a derived id, which settlement's answer names as its source.
     """
-    st, em = PaymentStep.__table__, EmittedEvent.__table__
-    steps = _rows(conn, select(st).where(st.c.payment_id == payment_id))
+    em = EmittedEvent.__table__
+    steps = step_rows(conn, [payment_id])
     emitted = conn.execute(
         select(em.c.id, em.c.consumer, em.c.source_event_id, em.c.event_id)
         .where(em.c.payment_id == payment_id, em.c.consumer.in_(("validator", "settlement")))

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 
 from engine.audit.windows import Window, close_window, window_report
+from engine.config import load_settings
 from engine.ledger.models import DeadLetter, Notification, Payment
 from engine.ledger.notifications import NotificationFilter
 from engine.ledger.reports import net_positions as report_net_positions
+from engine.ledger.schemas import approve_release_schemas
 from engine.read.audience import Audience
 from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_dead_letters
 from engine.read.exceptions import CursorError, PaymentNotFoundError, ReadError
@@ -20,8 +22,10 @@ from engine.read.notifications import list_notifications
 from engine.read.paging import MAX_PAGE
 from engine.read.payments import PaymentFilter, get_payment, search_payments
 from engine.read.positions import net_positions
+from engine.read.reference import approved_schemas, bank_keys
 from engine.read.snapshot import snapshot
 from engine.read.trace import find_payment_ids, trace_payment
+from engine.serialization import read_release_schemas
 from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment, switch_id
 from tests.integration.test_audit_tamper import build_ledger
 from tests.integration.test_audit_windows import _settle_more
@@ -270,3 +274,18 @@ def test_dead_letters_page_by_cursor_for_operators_and_never_for_a_bank(ledger):
         assert count_dead_letters(conn, OPERATOR, DeadLetterFilter(kind="poison")) == 3
         with pytest.raises(ReadError):
             list_dead_letters(conn, BANK_007, DeadLetterFilter())
+
+
+def test_reference_listings_keys_per_audience_and_the_approved_schemas(ledger):
+    engine, _ = ledger
+    approve_release_schemas(engine, read_release_schemas(load_settings(environ={}).schemas_dir))
+    with snapshot(engine) as conn:
+        every = bank_keys(conn, OPERATOR)
+        own = bank_keys(conn, BANK_011)
+        asked_for_another = bank_keys(conn, BANK_011, "007")
+        schemas = approved_schemas(conn)
+    assert {"007", "011"} <= {k.bank_code for k in every}
+    assert own and {k.bank_code for k in own} == {"011"}
+    assert asked_for_another == []
+    assert schemas and [s.id for s in schemas] == sorted(s.id for s in schemas)
+    assert "PaymentInitiated" in {s.event_type for s in schemas}

@@ -17,8 +17,9 @@ from sqlalchemy import Connection, Engine
 
 from engine.ledger.database import read_only
 
-STATEMENT_TIMEOUT_MS = 15_000  # a read-side statement that runs longer is cancelled
-MAX_STATEMENT_TIMEOUT_MS = 300_000
+STATEMENT_TIMEOUT_MS = 15_000  # a screen's statement that runs longer is cancelled
+REPORT_TIMEOUT_MS = 300_000  # a whole-ledger report's (every settlement window, say)
+MAX_STATEMENT_TIMEOUT_MS = REPORT_TIMEOUT_MS
 
 
 @contextmanager

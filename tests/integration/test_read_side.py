@@ -3,12 +3,15 @@ read-only snapshots and the one net-position rule."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, insert, select, text
 
+import sakk.cli.payments  # noqa: F401  (each module registers its command on ``cli``)
 from engine.audit.windows import Window, close_window, window_report
 from engine.config import load_settings
 from engine.ledger.models import DeadLetter, Notification, Payment
@@ -26,6 +29,7 @@ from engine.read.reference import approved_schemas, bank_keys
 from engine.read.snapshot import snapshot
 from engine.read.trace import find_payment_ids, trace_payment
 from engine.serialization import read_release_schemas
+from sakk.cli import cli
 from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment, switch_id
 from tests.integration.test_audit_tamper import build_ledger
 from tests.integration.test_audit_windows import _settle_more
@@ -289,3 +293,28 @@ def test_reference_listings_keys_per_audience_and_the_approved_schemas(ledger):
     assert asked_for_another == []
     assert schemas and [s.id for s in schemas] == sorted(s.id for s in schemas)
     assert "PaymentInitiated" in {s.event_type for s in schemas}
+
+
+def test_sakk_payments_search_renders_pages_and_the_audiences_view(ledger, database_url, tmp_path):
+    engine, records = ledger
+    env = {"SAKK_DATABASE_URL": database_url, "SAKK_DATA_DIR": str(tmp_path)}
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(cli, ["payments", *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result
+
+    first = run("search", "--limit", "5", "--format", "json")
+    cursor = first.stderr.rsplit("--after ", 1)[1].strip()
+    second = run("search", "--limit", "5", "--format", "json", "--after", cursor)
+    shown = json.loads(first.stdout) + json.loads(second.stdout)
+    newest = sorted(records, key=lambda r: r["occurred_at"], reverse=True)
+    assert [p["payment_id"] for p in shown] == [switch_id(r) for r in newest[:10]]
+    assert all(p["payer_account"].startswith("****") for p in shown)
+    as_bank = json.loads(run("search", "--as", "bank:011", "--format", "json").stdout)
+    assert {p["payment_id"] for p in as_bank} == _involving(records, "011")
+    assert AMINA[1] not in run("search").stdout  # the table masks as the JSON does
+    whole = json.loads(run("show", switch_id(records[0]), "--as", "auditor").stdout)
+    assert whole["payer_account"] == AMINA[1]
+    refused = CliRunner().invoke(cli, ["payments", "search", "--limit", str(MAX_PAGE + 1)], env=env)
+    assert refused.exit_code == 2

@@ -17,3 +17,7 @@ class CursorError(ReadError):
 
 class PaymentNotFoundError(NotVisibleError):
     """No payment with that id or bank reference that this audience may see."""
+
+
+class WindowError(ReadError):
+    """A settlement window request that cannot be honoured (format, length, not over yet)."""

@@ -44,7 +44,6 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 
-from engine.audit.exceptions import WindowError
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -56,6 +55,7 @@ from engine.ledger.models import (
     SettlementWindowPosition,
 )
 from engine.ledger.postings import GENESIS_HEAD, ChainHead
+from engine.read.exceptions import WindowError
 from engine.times import as_utc, parse_instant
 
 DEFAULT_WINDOW_HOURS = 24

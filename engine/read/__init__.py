@@ -12,5 +12,11 @@ read-only :func:`~engine.read.snapshot.snapshot`.
 - ``payments.py``: one payment, and ``search_payments`` (the console's search).
 - ``trace.py``: a payment's whole life, as a view.
 - ``positions.py``: the one net-position rule (by effective settlement window).
-- ``notifications.py``: notifications listed, paged.
+- ``notifications.py``, ``dead_letters.py``: listed, paged.
+- ``reports.py``: per channel, per reason, per bank (the demo's summary).
+- ``reference.py``: approved schemas, the banks' keys.
+- ``rows.py``: whole rows of payments, holds and steps for reconciliation and trace.
+
+For a screen (the console's HTTP routes): open ``snapshot(engine)``, call the query
+with the caller's ``Audience`` and the cursor it passed back, render the ``Page``.
 """

@@ -3,7 +3,9 @@
 A list is ordered by a key that is unique (a time, then an id); the cursor is the
 last row's key, so the next page starts strictly after it and rows written meanwhile
 never shift a page. The cursor is opaque to the caller (URL-safe base64 of JSON,
-naming the query it belongs to), which passes it back unchanged.
+naming the query it belongs to), which passes it back unchanged. Opaque is not
+secret: a cursor holds its key in clear, so a list is ordered only by what every
+audience of it may read (times, the switch's ids), never by an account number.
 """
 
 from __future__ import annotations

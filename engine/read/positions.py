@@ -54,7 +54,7 @@ from engine.ledger.models import (
     SettlementWindowChainHead,
     SettlementWindowPosition,
 )
-from engine.ledger.postings import GENESIS_HEAD, ChainHead
+from engine.ledger.postings import GENESIS_HEAD, PAYMENT_POSTING_KINDS, ChainHead
 from engine.read.exceptions import WindowError
 from engine.times import as_utc, parse_instant
 
@@ -63,7 +63,7 @@ SUPPORTED_WINDOW_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)  # divisors of a day: window
 MAX_WINDOWS_LISTED = 20_000
 # Postings that move money between banks: payments, captures of holds, refunds and
 # returns (OPENING postings are each bank's own funding, never a position).
-SETTLED_KINDS = ("PAYMENT", "CAPTURE", "REFUND", "RETURN")
+SETTLED_KINDS = PAYMENT_POSTING_KINDS
 
 
 @dataclass(frozen=True, order=True)

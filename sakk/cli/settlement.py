@@ -28,6 +28,7 @@ from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
 from engine.money import format_minor
+from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
 from sakk.cli import cli
 
 WINDOW_HOURS_ENV = "SAKK_SETTLEMENT_WINDOW_HOURS"
@@ -93,13 +94,14 @@ def settlement_report(
 ) -> None:
     """Each bank's gross debits, gross credits and multilateral net position in a window.
 
-    Payments, captures, refunds and returns count, each in the window of its own time.
+    Payments, captures, refunds and returns count, each in the window of its own time;
+    one written after its window closed counts in the next window still open.
     """
     if bool(window_text) == every:
         raise click.UsageError("give --window or --all")
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
     try:
-        with engine.connect() as conn:
+        with snapshot(engine, REPORT_TIMEOUT_MS) as conn:
             if every:
                 reports = all_window_reports(conn, int(hours))
             else:

@@ -76,7 +76,7 @@ def test_the_table_is_the_documented_lifecycle() -> None:
         ("SETTLING", "abort", "ABORTED"),
         ("ABORTED", "settle", "SETTLING"),
     }
-    assert FINAL == {S.SETTLED}
+    assert frozenset({S.SETTLED}) == FINAL
     assert allowed_events(S.SETTLED) == ()
     assert allowed_events(S.SETTLING) == (E.CONFIRM, E.ABORT)
 

@@ -58,7 +58,7 @@ BASIS_POINTS = 10_000  # the gauge's unit: 10 000 is 100 % of the cap
 
 
 @dataclass(frozen=True)
-class Limits:
+class BankLimits:
     """One bank's limits in one currency: its net debit cap and the liquidity it deposited."""
 
     net_debit_cap_minor: int
@@ -110,7 +110,7 @@ class Refused:
 
 
 def check_outgoing(
-    exposure: Exposure, limits: Limits, amount_minor: int, released_hold_minor: int = 0
+    exposure: Exposure, limits: BankLimits, amount_minor: int, released_hold_minor: int = 0
 ) -> Allowed | Refused:
     """Whether ``amount_minor`` may leave the bank, with the reason when it may not.
 
@@ -151,7 +151,7 @@ def _refusal(
     return Refused(code, limit, after_minor - limit_minor, message)
 
 
-def check_funds_out(exposure: Exposure, limits: Limits, amount_minor: int) -> Allowed | Refused:
+def check_funds_out(exposure: Exposure, limits: BankLimits, amount_minor: int) -> Allowed | Refused:
     """Whether the bank may withdraw ``amount_minor`` of its liquidity (a ``FundsOut``).
 
     Refused (``AM04``) when the liquidity left would be less than the bank's exposure:

@@ -11,9 +11,9 @@ from engine.risk.limits import (
     INSUFFICIENT_LIQUIDITY,
     MAX_LIMIT_MINOR,
     Allowed,
+    BankLimits,
     Crossing,
     Exposure,
-    Limits,
     Refused,
     Share,
     alerts_in_batch,
@@ -24,7 +24,7 @@ from engine.risk.limits import (
 
 EXAMPLES = 500  # random cases per property: the rules are integer arithmetic, cheap to try
 
-LIMITS = Limits(net_debit_cap_minor=100_000, liquidity_minor=150_000)
+LIMITS = BankLimits(net_debit_cap_minor=100_000, liquidity_minor=150_000)
 
 
 def exposure(position: int, held: int = 0) -> Exposure:
@@ -52,7 +52,7 @@ def test_one_minor_unit_over_the_cap_fails_with_am23() -> None:
 
 
 def test_one_minor_unit_over_the_liquidity_fails_with_am04() -> None:
-    limits = Limits(net_debit_cap_minor=200_000, liquidity_minor=50_000)
+    limits = BankLimits(net_debit_cap_minor=200_000, liquidity_minor=50_000)
 
     assert isinstance(check_outgoing(exposure(0), limits, 50_000), Allowed)
     result = check_outgoing(exposure(0), limits, 50_001)
@@ -63,7 +63,7 @@ def test_one_minor_unit_over_the_liquidity_fails_with_am04() -> None:
 
 
 def test_when_cap_and_liquidity_are_equal_the_liquidity_is_named() -> None:
-    limits = Limits(net_debit_cap_minor=10_000, liquidity_minor=10_000)
+    limits = BankLimits(net_debit_cap_minor=10_000, liquidity_minor=10_000)
 
     result = check_outgoing(exposure(0), limits, 10_001)
 
@@ -91,7 +91,7 @@ def test_a_bank_owed_money_may_send_beyond_its_cap_by_what_it_is_owed() -> None:
 
 
 def test_a_cap_lowered_below_the_position_refuses_every_outgoing_amount() -> None:
-    result = check_outgoing(exposure(90_000), Limits(50_000, 150_000), 1)
+    result = check_outgoing(exposure(90_000), BankLimits(50_000, 150_000), 1)
 
     assert isinstance(result, Refused) and result.exceeded_by_minor == 40_001
 
@@ -113,7 +113,7 @@ def test_releasing_more_than_is_held_is_a_bug(released: int) -> None:
 )
 def test_limits_out_of_bounds_are_refused(cap: int, liquidity: int) -> None:
     with pytest.raises(ValueError):
-        Limits(cap, liquidity)
+        BankLimits(cap, liquidity)
 
 
 def test_an_unknown_currency_or_negative_hold_is_refused() -> None:
@@ -134,7 +134,7 @@ def test_an_unknown_currency_or_negative_hold_is_refused() -> None:
 def test_allowed_exactly_when_the_exposure_after_fits_both_limits(
     position: int, held: int, cap: int, liquidity: int, amount: int
 ) -> None:
-    result = check_outgoing(exposure(position, held), Limits(cap, liquidity), amount)
+    result = check_outgoing(exposure(position, held), BankLimits(cap, liquidity), amount)
 
     after = position + held + amount
     if after <= min(cap, liquidity):
@@ -155,7 +155,7 @@ def test_allowed_exactly_when_the_exposure_after_fits_both_limits(
 def test_applying_only_allowed_payments_never_exceeds_the_cap(
     start: int, amounts: list[int], cap: int
 ) -> None:
-    limits = Limits(cap, MAX_LIMIT_MINOR)
+    limits = BankLimits(cap, MAX_LIMIT_MINOR)
     position = min(start, cap)
     for amount in amounts:
         result = check_outgoing(exposure(position), limits, amount)
@@ -168,8 +168,10 @@ def test_applying_only_allowed_payments_never_exceeds_the_cap(
 
 
 def test_funds_out_down_to_the_position_passes_and_one_unit_more_fails() -> None:
-    assert isinstance(check_funds_out(exposure(100_000), Limits(200_000, 150_000), 50_000), Allowed)
-    result = check_funds_out(exposure(100_000), Limits(200_000, 150_000), 50_001)
+    assert isinstance(
+        check_funds_out(exposure(100_000), BankLimits(200_000, 150_000), 50_000), Allowed
+    )
+    result = check_funds_out(exposure(100_000), BankLimits(200_000, 150_000), 50_001)
 
     assert isinstance(result, Refused)
     assert (result.reason_code, result.exceeded_by_minor) == (INSUFFICIENT_LIQUIDITY, 1)
@@ -177,24 +179,24 @@ def test_funds_out_down_to_the_position_passes_and_one_unit_more_fails() -> None
 
 
 def test_funds_out_counts_holds_too() -> None:
-    result = check_funds_out(exposure(100_000, held=10_000), Limits(200_000, 150_000), 40_001)
+    result = check_funds_out(exposure(100_000, held=10_000), BankLimits(200_000, 150_000), 40_001)
 
     assert isinstance(result, Refused) and result.exceeded_by_minor == 1
 
 
 def test_a_bank_owed_money_may_withdraw_all_its_liquidity_but_no_more() -> None:
     # With nothing deposited it may still send what it is owed: 5 000 of headroom.
-    assert check_funds_out(exposure(-5_000), Limits(100, 150_000), 150_000) == Allowed(
+    assert check_funds_out(exposure(-5_000), BankLimits(100, 150_000), 150_000) == Allowed(
         -5_000, 5_000
     )
-    assert isinstance(check_funds_out(exposure(-5_000), Limits(100, 150_000), 150_001), Refused)
+    assert isinstance(check_funds_out(exposure(-5_000), BankLimits(100, 150_000), 150_001), Refused)
 
 
 def test_funds_out_headroom_is_under_the_cap_and_what_is_left() -> None:
-    result = check_funds_out(exposure(10_000), Limits(50_000, 150_000), 20_000)
+    result = check_funds_out(exposure(10_000), BankLimits(50_000, 150_000), 20_000)
 
     assert result == Allowed(10_000, 40_000)
-    assert check_funds_out(exposure(10_000), Limits(50_000, 40_000), 20_000) == Allowed(
+    assert check_funds_out(exposure(10_000), BankLimits(50_000, 40_000), 20_000) == Allowed(
         10_000, 10_000
     )
 

@@ -30,9 +30,9 @@ liquidity    ``AM04`` InsufficientFunds: "Amount of funds available  the bank ha
              to cover specified message amount is insufficient"      deposited enough
 ============ ======================================================= =====================
 
-When both limits are exceeded the binding one (the lower) is reported, the liquidity on a
-tie: money not deposited is the harder fact, and Mojaloop checks liquidity first too
-(errors 4001 before 4200).
+The liquidity is checked first, so a movement beyond both is refused with ``AM04``:
+money not deposited is the harder fact (Mojaloop's central ledger checks in the same
+order, its error 4001 before 4200). Depositing more then shows whether the cap binds.
 
 A withdrawal of liquidity (``FundsOut``) is refused with ``AM04`` when it would leave less
 liquidity than the bank's exposure (:func:`check_funds_out`).
@@ -123,12 +123,12 @@ def check_outgoing(
     if not 0 <= released_hold_minor <= exposure.held_minor:
         raise ValueError(f"released hold {released_hold_minor}: expected 0..{exposure.held_minor}")
     after = exposure.total_minor - released_hold_minor + amount_minor
-    binding = min(limits.net_debit_cap_minor, limits.liquidity_minor)
-    if after <= binding:
-        return Allowed(exposure_minor=after, headroom_minor=binding - after)
-    if limits.liquidity_minor <= limits.net_debit_cap_minor:
+    if after > limits.liquidity_minor:
         return _refusal(exposure, "liquidity", limits.liquidity_minor, after, amount_minor)
-    return _refusal(exposure, "net_debit_cap", limits.net_debit_cap_minor, after, amount_minor)
+    if after > limits.net_debit_cap_minor:
+        return _refusal(exposure, "net_debit_cap", limits.net_debit_cap_minor, after, amount_minor)
+    binding = min(limits.net_debit_cap_minor, limits.liquidity_minor)
+    return Allowed(exposure_minor=after, headroom_minor=binding - after)
 
 
 def _refusal(

@@ -62,12 +62,19 @@ def test_one_minor_unit_over_the_liquidity_fails_with_am04() -> None:
     assert "prefunded liquidity of 500.00 MAD" in result.message
 
 
-def test_when_cap_and_liquidity_are_equal_the_liquidity_is_named() -> None:
-    limits = BankLimits(net_debit_cap_minor=10_000, liquidity_minor=10_000)
+def test_beyond_both_limits_the_liquidity_is_named_first() -> None:
+    # Cap 50 000, liquidity 80 000: 90 000 is beyond both, and AM04 says by how much.
+    result = check_outgoing(exposure(0), BankLimits(50_000, 80_000), 90_000)
 
-    result = check_outgoing(exposure(0), limits, 10_001)
+    assert isinstance(result, Refused)
+    assert (result.reason_code, result.exceeded_by_minor) == (INSUFFICIENT_LIQUIDITY, 10_000)
 
-    assert isinstance(result, Refused) and result.reason_code == INSUFFICIENT_LIQUIDITY
+
+def test_within_the_liquidity_but_beyond_the_cap_the_cap_is_named() -> None:
+    result = check_outgoing(exposure(0), BankLimits(50_000, 80_000), 60_000)
+
+    assert isinstance(result, Refused)
+    assert (result.reason_code, result.exceeded_by_minor) == (CAP_EXCEEDED, 10_000)
 
 
 def test_holds_count_against_the_limits() -> None:
@@ -141,9 +148,13 @@ def test_allowed_exactly_when_the_exposure_after_fits_both_limits(
         assert result == Allowed(after, min(cap, liquidity) - after)
     else:
         assert isinstance(result, Refused)
-        binding = min(cap, liquidity)
-        assert result.exceeded_by_minor == after - binding
-        assert result.reason_code == (INSUFFICIENT_LIQUIDITY if liquidity <= cap else CAP_EXCEEDED)
+        if after > liquidity:
+            assert (result.reason_code, result.exceeded_by_minor) == (
+                INSUFFICIENT_LIQUIDITY,
+                after - liquidity,
+            )
+        else:
+            assert (result.reason_code, result.exceeded_by_minor) == (CAP_EXCEEDED, after - cap)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)

@@ -62,8 +62,10 @@ FINAL = frozenset({WindowState.SETTLED})
 
 
 @dataclass(frozen=True)
-class Window:
-    """A window's id, its state and how many times settling it was started."""
+class WindowRecord:
+    """A window as one lifecycle row leaves it: its id, its state, and how many times
+    settling it was started. Rows are never changed: a transition makes the next one
+    (named apart from ``engine.audit.windows.Window``, the window's span of time)."""
 
     window_id: str
     state: WindowState = WindowState.OPEN
@@ -74,7 +76,7 @@ class Window:
 class IllegalTransition:
     """A move the lifecycle does not allow: nothing is written."""
 
-    window: Window
+    window: WindowRecord
     event: WindowEvent
     reason: str
 
@@ -84,7 +86,7 @@ def allowed_events(state: WindowState) -> tuple[WindowEvent, ...]:
     return tuple(event for (source, event) in TRANSITIONS if source is state)
 
 
-def transition(window: Window, event: WindowEvent) -> Window | IllegalTransition:
+def transition(window: WindowRecord, event: WindowEvent) -> WindowRecord | IllegalTransition:
     """The window after ``event``, or why ``event`` is not allowed now."""
     target = TRANSITIONS.get((window.state, event))
     if target is None:

@@ -16,8 +16,8 @@ from engine.risk.windows import (
     TRANSITIONS,
     Assignment,
     IllegalTransition,
-    Window,
     WindowEvent,
+    WindowRecord,
     WindowState,
     allowed_events,
     closes_at,
@@ -33,23 +33,23 @@ S, E = WindowState, WindowEvent
 
 
 def test_the_happy_path_ends_settled_after_one_attempt() -> None:
-    window = Window("w1")
+    window = WindowRecord("w1")
     for event in (E.CLOSE, E.SETTLE, E.CONFIRM):
         moved = transition(window, event)
-        assert isinstance(moved, Window)
+        assert isinstance(moved, WindowRecord)
         window = moved
 
-    assert window == Window("w1", S.SETTLED, attempt=1)
+    assert window == WindowRecord("w1", S.SETTLED, attempt=1)
 
 
 def test_an_aborted_window_can_be_settled_again_as_a_new_attempt() -> None:
-    window = Window("w1", S.SETTLING, attempt=1)
+    window = WindowRecord("w1", S.SETTLING, attempt=1)
 
     aborted = transition(window, E.ABORT)
-    again = transition(aborted, E.SETTLE) if isinstance(aborted, Window) else aborted
+    again = transition(aborted, E.SETTLE) if isinstance(aborted, WindowRecord) else aborted
 
-    assert aborted == Window("w1", S.ABORTED, attempt=1)
-    assert again == Window("w1", S.SETTLING, attempt=2)
+    assert aborted == WindowRecord("w1", S.ABORTED, attempt=1)
+    assert again == WindowRecord("w1", S.SETTLING, attempt=2)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_an_aborted_window_can_be_settled_again_as_a_new_attempt() -> None:
 def test_every_move_outside_the_table_is_refused_with_its_reason(
     state: WindowState, event: WindowEvent
 ) -> None:
-    window = Window("w7", state, attempt=1)
+    window = WindowRecord("w7", state, attempt=1)
 
     result = transition(window, event)
 
@@ -82,16 +82,16 @@ def test_the_table_is_the_documented_lifecycle() -> None:
 
 
 def test_a_settled_window_says_it_is_final() -> None:
-    result = transition(Window("w1", S.SETTLED, 1), E.ABORT)
+    result = transition(WindowRecord("w1", S.SETTLED, 1), E.ABORT)
 
     assert isinstance(result, IllegalTransition) and "nothing: it is final" in result.reason
 
 
 def test_settle_attempts_are_bounded() -> None:
-    result = transition(Window("w1", S.ABORTED, MAX_ATTEMPTS), E.SETTLE)
+    result = transition(WindowRecord("w1", S.ABORTED, MAX_ATTEMPTS), E.SETTLE)
 
     assert isinstance(result, IllegalTransition) and "an operator must" in result.reason
-    assert transition(Window("w1", S.ABORTED, MAX_ATTEMPTS - 1), E.SETTLE) == Window(
+    assert transition(WindowRecord("w1", S.ABORTED, MAX_ATTEMPTS - 1), E.SETTLE) == WindowRecord(
         "w1", S.SETTLING, MAX_ATTEMPTS
     )
 
@@ -99,12 +99,12 @@ def test_settle_attempts_are_bounded() -> None:
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(st.lists(st.sampled_from(list(WindowEvent)), max_size=30))
 def test_any_event_sequence_stays_in_the_lifecycle(events: list[WindowEvent]) -> None:
-    window = Window("w1")
+    window = WindowRecord("w1")
     for event in events:
         result = transition(window, event)
         if window.state in FINAL:  # settled is final: every later event is refused
             assert isinstance(result, IllegalTransition)
-        if isinstance(result, Window):
+        if isinstance(result, WindowRecord):
             assert TRANSITIONS[(window.state, event)] is result.state
             assert result.attempt == window.attempt + (event is E.SETTLE)
             window = result

@@ -115,8 +115,10 @@ def check_outgoing(
     """Whether ``amount_minor`` may leave the bank, with the reason when it may not.
 
     ``released_hold_minor``: the part of the bank's holds this movement consumes (a
-    capture of its own hold), taken off the holds before the amount is added. A movement
-    exactly at a limit passes; one minor unit more is refused.
+    capture of its own hold), taken off the holds before the amount is added. An
+    authorisation is checked the same way, its hold being the amount: the caller then
+    adds it to the holds rather than to the position. A movement exactly at a limit
+    passes; one minor unit more is refused.
     """
     if not 0 < amount_minor <= MAX_AMOUNT_MINOR:
         raise ValueError(f"amount {amount_minor}: expected 1..{MAX_AMOUNT_MINOR}")

@@ -253,3 +253,63 @@ def alerts_in_batch(start: Share, changes: Sequence[Share], alert_percent: int) 
         reached = reached or crossing(previous, share, alert_percent) is Crossing.REACHED
         previous = share
     return reached
+
+
+# -- operator changes and the positions view -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapChange:
+    """An operator's new cap for a bank, as it will be recorded, and what it means now."""
+
+    bank: str
+    currency: str
+    old_cap_minor: int
+    new_cap_minor: int
+    warning: str | None  # set when the bank is already beyond the new cap
+
+
+def check_cap_change(exposure: Exposure, old_cap_minor: int, new_cap_minor: int) -> CapChange:
+    """Validate a cap change (ValueError when out of bounds or not a change).
+
+    A cap lowered below the bank's exposure is allowed, since an operator may need to stop
+    a bank at once, but the change says so: every outgoing movement is refused until the
+    position falls back under it.
+    """
+    _check_bounded("net debit cap", new_cap_minor)
+    if new_cap_minor == old_cap_minor:
+        raise ValueError(f"bank {exposure.bank} {exposure.currency}: the cap is already that")
+    warning = None
+    if exposure.total_minor > new_cap_minor:
+        cur = exposure.currency
+        warning = (
+            f"bank {exposure.bank} already has {format_minor(exposure.total_minor, cur)} of "
+            f"position and holds, over the new cap of {format_minor(new_cap_minor, cur)}: "
+            f"everything it sends is refused until that falls"
+        )
+    return CapChange(exposure.bank, exposure.currency, old_cap_minor, new_cap_minor, warning)
+
+
+@dataclass(frozen=True)
+class PositionView:
+    """One line of ``sakk settlement positions``: what a bank uses of what it may use."""
+
+    bank: str
+    currency: str
+    position_minor: int
+    held_minor: int
+    net_debit_cap_minor: int
+    liquidity_minor: int
+    share_used_bps: int  # of the cap, as the gauge shows it
+    alert_percent: int
+    headroom_minor: int  # what it could still send, under the lower limit
+
+    @classmethod
+    def of(cls, exposure: Exposure, limits: BankLimits, alert_percent: int) -> PositionView:
+        binding = min(limits.net_debit_cap_minor, limits.liquidity_minor)
+        share = Share(exposure.total_minor, limits.net_debit_cap_minor)
+        return cls(
+            exposure.bank, exposure.currency, exposure.position_minor, exposure.held_minor,
+            limits.net_debit_cap_minor, limits.liquidity_minor, share.basis_points,
+            alert_percent, max(binding - exposure.total_minor, 0),
+        )  # fmt: skip

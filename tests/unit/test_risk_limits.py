@@ -12,11 +12,14 @@ from engine.risk.limits import (
     MAX_LIMIT_MINOR,
     Allowed,
     BankLimits,
+    CapChange,
     Crossing,
     Exposure,
+    PositionView,
     Refused,
     Share,
     alerts_in_batch,
+    check_cap_change,
     check_funds_out,
     check_outgoing,
     crossing,
@@ -297,3 +300,37 @@ def test_alerts_and_rearms_alternate_so_each_crossing_alerts_once(
     if events:
         expected_first = Crossing.REARMED if shares[0].at_least(percent) else Crossing.REACHED
         assert events[0] is expected_first
+
+
+# -- cap changes and the positions view ------------------------------------------------------
+
+
+def test_a_cap_change_above_the_exposure_has_no_warning() -> None:
+    change = check_cap_change(exposure(60_000), 100_000, 70_000)
+
+    assert change == CapChange("007", "MAD", 100_000, 70_000, None)
+
+
+def test_a_cap_lowered_below_the_exposure_is_recorded_with_a_warning() -> None:
+    change = check_cap_change(exposure(60_000, held=5_000), 100_000, 64_999)
+
+    assert change.warning is not None
+    assert "650.00 MAD of position and holds, over the new cap of 649.99 MAD" in change.warning
+
+
+@pytest.mark.parametrize("new_cap", [-1, MAX_LIMIT_MINOR + 1, 100_000])
+def test_a_cap_change_out_of_bounds_or_to_the_same_cap_is_refused(new_cap: int) -> None:
+    with pytest.raises(ValueError):
+        check_cap_change(exposure(0), 100_000, new_cap)
+
+
+def test_the_positions_view_shows_share_used_and_headroom_under_the_lower_limit() -> None:
+    view = PositionView.of(exposure(60_000, held=15_000), BankLimits(100_000, 80_000), 80)
+
+    assert view == PositionView("007", "MAD", 60_000, 15_000, 100_000, 80_000, 7_500, 80, 5_000)
+
+
+def test_the_positions_view_never_shows_negative_headroom() -> None:
+    view = PositionView.of(exposure(120_000), BankLimits(100_000, 150_000), 90)
+
+    assert (view.share_used_bps, view.headroom_minor) == (12_000, 0)

@@ -54,6 +54,7 @@ from engine.reasons import Reason
 from engine.supervisor import Fleet
 from sakk.app import STAGE_NAMES, kafka_for, ledger_engine
 from sakk.cli import cli
+from tooling.simulator import register_simulated_keys, simulate, simulation_signers
 
 DRAIN_TIMEOUT_S = 300.0
 POLL_INTERVAL_S = 0.5
@@ -171,8 +172,6 @@ def _fresh_dir(path: Path) -> None:
 def run_demo(
     settings: Settings, payments: int, seed: int, rate: int | None, console: Console
 ) -> DemoResult:
-    from tooling.simulator import register_simulated_keys, simulate, simulation_signers
-
     with kafka_for(settings) as live:
         console.print(
             f"[bold]Sakk demo[/]: broker {live.kafka_bootstrap_servers}, ledger {live.ledger_url}"

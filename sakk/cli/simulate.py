@@ -6,6 +6,7 @@ import click
 
 from engine.config import Settings
 from sakk.cli import cli
+from tooling.simulator import simulate as run_simulation
 
 
 @cli.command()
@@ -40,7 +41,6 @@ def simulate(
     ledger that real banks use.
     """
     from producers.exceptions import PublisherError
-    from tooling.simulator import simulate as run_simulation
 
     if settings.uses_embedded_broker:
         raise click.UsageError(

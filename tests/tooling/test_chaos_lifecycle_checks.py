@@ -35,7 +35,7 @@ from tests.factories import (
     step,
     switch_id,
 )  # fmt: skip
-from tests.tooling.test_chaos_invariants import Pump, ledger  # noqa: F401 - the fixture
+from tests.tooling.test_chaos_invariants import Pump
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.lifecycle import APPLIED, REFUSED, ExpectedStep
 from tooling.chaos.wire import WireRecord

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, update
 
 from engine.config import Settings
 from engine.ledger.models import Notification
-from tests.tooling.test_chaos_invariants import flow, ledger  # noqa: F401 - the fixture
+from tests.tooling.test_chaos_invariants import flow
 from tooling.drain import Drain, DrainState, drain_state, wait_drained
 
 Ledger = tuple[Settings, Engine, dict[str, int]]

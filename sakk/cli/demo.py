@@ -1,6 +1,6 @@
 """``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, summarised.
 
-The traffic includes the lifecycle (``tooling.simulator``, ``lifecycle=True``): card
+The traffic includes the lifecycle (``tooling.workload.traffic``, ``lifecycle=True``): card
 authorizations captured, partly captured, voided or left to expire within the run,
 airline refunds and interbank returns. The demo waits for every step (the expiries
 too), then checks that each payment's state and each step's outcome is the one the
@@ -48,7 +48,7 @@ from engine.supervisor import Fleet
 from sakk.app import STAGE_NAMES, kafka_for, ledger_engine
 from sakk.cli import cli
 from tooling.drain import Drain, DrainState, wait_drained
-from tooling.simulator import (
+from tooling.workload.traffic import (
     SimulationReport,
     register_simulated_keys,
     simulate,

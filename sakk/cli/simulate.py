@@ -6,7 +6,7 @@ import click
 
 from engine.config import Settings
 from sakk.cli import cli
-from tooling.simulator import simulate as run_simulation
+from tooling.workload.traffic import simulate as run_simulation
 
 
 @cli.command()

@@ -28,7 +28,8 @@ from tests.factories import AMINA, KARIM, payment, signed, switch_id
 from tooling.chaos.faults import Receipt, WebhookLog
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.wire import WireRecord
-from tooling.chaos.workload import ABSURD_REASONS, GOOD_OUTCOMES, ExpectedPayment, Message, Workload
+from tooling.workload.chaos import ABSURD_REASONS, GOOD_OUTCOMES, ExpectedPayment, Workload
+from tooling.workload.core import Message
 
 
 def now_ms() -> int:

@@ -37,9 +37,10 @@ from tests.factories import (
 )  # fmt: skip
 from tests.tooling.test_chaos_invariants import Pump
 from tooling.chaos.invariants import Evidence, check_all
-from tooling.chaos.lifecycle import APPLIED, REFUSED, ExpectedStep
 from tooling.chaos.wire import WireRecord
-from tooling.chaos.workload import ExpectedPayment, Message, Workload
+from tooling.workload.chaos import ExpectedPayment, Workload
+from tooling.workload.core import ExpectedStep, Message
+from tooling.workload.flows import APPLIED, REFUSED
 
 POS_HOLD = timedelta(days=3)  # the fixture's hold life on the POS channel
 

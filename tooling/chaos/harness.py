@@ -61,14 +61,14 @@ from tooling.chaos.faults import (
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.report import ChaosReport
 from tooling.chaos.wire import committed_lag, read_topics
-from tooling.chaos.workload import (
+from tooling.drain import Drain, wait_drained
+from tooling.workload.chaos import (
     KILLER_MARK,
     POISON_KINDS,
     Workload,
     WorkloadBuilder,
     chaos_signers,
 )
-from tooling.drain import Drain, wait_drained
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,6 @@ from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from engine.serialization import AvroCodec, DecodeError
 from tooling.chaos.faults import WebhookLog
 from tooling.chaos.latency import Interval, LatencySplit, delivery_latencies
-from tooling.chaos.lifecycle import APPLIED
 from tooling.chaos.lifecycle_checks import (
     POSTED,
     LedgerSteps,
@@ -50,7 +49,8 @@ from tooling.chaos.lifecycle_checks import (
     first_answer,
 )
 from tooling.chaos.wire import WireRecord
-from tooling.chaos.workload import Workload
+from tooling.workload.chaos import Workload
+from tooling.workload.flows import APPLIED
 
 MAX_LISTED = 20  # violations of one kind listed one by one; the rest are counted
 EVENT_TOPICS = tuple(dict.fromkeys(e.topic_name for e in EMITTED_BY_STAGES))  # stages emit

@@ -31,8 +31,8 @@ from engine.ledger.models import (
     StepKind,
 )
 from engine.ledger.models import PaymentState as S
-from tooling.chaos.lifecycle import APPLIED, REFUSED
-from tooling.chaos.workload import Workload
+from tooling.workload.chaos import Workload
+from tooling.workload.flows import APPLIED, REFUSED
 
 ON_HOLD = frozenset({StepKind.CAPTURE, StepKind.VOID, StepKind.EXPIRE})
 PAID_BACK = frozenset({StepKind.REFUND, StepKind.RETURN})

@@ -1,6 +1,7 @@
 """``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, summarised.
 
-The traffic includes the lifecycle (``tooling.workload.traffic``, ``lifecycle=True``): card
+The traffic is the workload's demo profile (``tooling.workload.profiles.DEMO``): the
+uniform mix with the lifecycle (``tooling.workload.traffic``): card
 authorizations captured, partly captured, voided or left to expire within the run,
 airline refunds and interbank returns. The demo waits for every step (the expiries
 too), then checks that each payment's state and each step's outcome is the one the
@@ -48,6 +49,7 @@ from engine.supervisor import Fleet
 from sakk.app import STAGE_NAMES, kafka_for, ledger_engine
 from sakk.cli import cli
 from tooling.drain import Drain, DrainState, wait_drained
+from tooling.workload.profiles import DEMO
 from tooling.workload.traffic import (
     SimulationReport,
     register_simulated_keys,
@@ -200,7 +202,8 @@ def run_demo(
                     progress=lambda n: progress.update(task, completed=n),
                     reference_path=live.reference_file,
                     register_keys=False,  # registered above
-                    lifecycle=True,
+                    profile=DEMO.mix,
+                    lifecycle=DEMO.lifecycle,
                 )
                 expected = sim.published + sim.expiries  # the switch's expiries are steps too
                 drain = progress.add_task("reaching a terminal state", total=expected)

@@ -100,7 +100,7 @@ class FlowResult:
 class SessionPlan:
     """What one session runs: its traffic, its fleet, its phases, its checks."""
 
-    profile: str = "uniform"  # tooling.workload.traffic.PROFILES
+    profile: str = "uniform"  # the traffic mix: tooling.workload.profiles.MIXES
     throughput_payments: int = 0  # 0: no throughput phase
     instances: int = 1  # per stage
     rates_per_s: tuple[int, ...] = ()  # latency phases, in this order

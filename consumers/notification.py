@@ -3,7 +3,7 @@
 In the batch's transaction, one ``notifications`` row per recipient, PENDING and due
 now (a unique key forbids a second one for the same outcome and bank). That is all the
 Kafka batch does: delivery runs apart, on the persisted schedule of
-:mod:`consumers.delivery`, so no bank's endpoint ever holds the batch, and a bank that
+:mod:`consumers.notify`, so no bank's endpoint ever holds the batch, and a bank that
 is down is retried for hours without holding the others back.
 """
 

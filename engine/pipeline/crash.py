@@ -23,7 +23,7 @@ CrashHook = Callable[[str], None]
 MessageCrashHook = Callable[[RawMessage], None]
 
 # Steps where SAKK_CRASH_POINT may kill the process: the consumer loop of
-# engine.pipeline.service, and the notification delivery loop of consumers.delivery.
+# engine.pipeline.service, and the notification delivery loop of consumers.notify.
 # engine.config refuses any other name at start-up; the chaos harness aims at each.
 CRASH_POINTS = (
     "before_db_commit", "after_db_commit", "after_complete", "after_produce",

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from consumers.delivery import notified_event_id
 from consumers.notification import notification_id
+from consumers.notify.rules import notified_event_id
 from engine.config import Settings
 from engine.events import EMITTED_BY_STAGES, OUTCOME_EVENTS
 from engine.ledger.balances import all_balances

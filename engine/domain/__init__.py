@@ -1,0 +1,1 @@
+"""The switch's concepts, each declared once: no SQL, no Kafka, no HTTP."""

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from engine.config import CRASH_POINTS, SettingsError, load_settings
-from engine.pipeline.crash import CrashPoints
+from engine.config import SettingsError, load_settings
+from engine.pipeline.crash import CRASH_POINTS, CrashPoints
 
 
 def test_crash_points_are_off_by_default():

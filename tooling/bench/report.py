@@ -43,7 +43,7 @@ def build_report(
     verification: VerificationResult,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    from tooling.simulator import HOT_MERCHANT, HOT_PAYER_BANK
+    from tooling.workload.profiles import HOT_MERCHANT, HOT_PAYER_BANK
 
     backends: dict[str, dict[str, Any]] = {}
     for backend, r in runs.items():

@@ -35,7 +35,7 @@ from engine.pipeline.quarantine import InHandLedger
 from sakk.app import build_stage, ledger_engine, make_codec
 from tooling.bench.flow import BENCH_CUSTOMERS_PER_BANK
 from tooling.reference_data import build_reference
-from tooling.simulator import TrafficSimulator, register_simulated_keys, simulation_signers
+from tooling.workload.traffic import TrafficSimulator, register_simulated_keys, simulation_signers
 
 SEED = 4
 PARTITIONS = 6  # as the topics: a stage sees each partition's messages in order

@@ -39,11 +39,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from engine.config import Settings, load_settings
-from engine.domain.notifications import NotificationStatus as N
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.balances import all_balances
-from engine.ledger.checks import expected_notifications, flow_counts
 from engine.ledger.database import make_engine, read_only, upgrade
 from engine.ledger.models import Notification
 from engine.ledger.reference import load_reference_data, read_file
@@ -63,7 +61,8 @@ from tooling.chaos.faults import (
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.report import ChaosReport
 from tooling.chaos.wire import committed_lag, read_topics
-from tooling.chaos.workload import (
+from tooling.drain import Drain, wait_drained
+from tooling.workload.chaos import (
     KILLER_MARK,
     POISON_KINDS,
     Workload,
@@ -225,13 +224,6 @@ class Publisher(threading.Thread):
         finally:
             producer.close(timeout=self.settings.produce_timeout_s)
             self.seconds = time.monotonic() - started
-
-
-@dataclass(frozen=True)
-class _DrainState:
-    done: bool  # everything reached its end: stop waiting
-    stuck: bool  # something ended where it must not (a notification given up): stop waiting
-    text: str
 
 
 @dataclass
@@ -670,73 +662,34 @@ class ChaosRun:
 
     def _drain(self, engine: Engine, settings: Settings, workload: Workload) -> None:
         """Wait (bounded) until every payment is answered, every step (expiries included)
-        applied or refused, every notification DELIVERED and announced by its PaymentNotified."""
+        applied or refused, every notification DELIVERED and announced by its PaymentNotified,
+        and every group's offsets committed; the faults' clock keeps ticking meanwhile."""
         started = time.monotonic()
-        deadline = started + self.config.drain_timeout_s
-        last_poll = 0.0
-        state = _DrainState(False, False, "")
-        while time.monotonic() < deadline:
-            now = time.monotonic()
-            self._tick(now)
-            if now - last_poll >= DRAIN_POLL_S:
-                last_poll = now
-                state = self._drained(engine, settings, workload)
-                if state.done:
-                    self.report.drain_s = time.monotonic() - started
-                    self.say(f"drained in {self.report.drain_s:.1f} s")
-                    return
-                if state.stuck:
-                    self.report.violations.append(f"cannot drain: {state.text}")
-                    return
-            time.sleep(TICK_S)
-        self.report.violations.append(
-            f"did not drain within {self.config.drain_timeout_s:.0f} s: {state.text}"
+        wanted = Drain(
+            published=workload.published,
+            steps=len(workload.steps),
+            delivered=True,
+            lag=lambda: self._lag(settings),
         )
-
-    def _drained(self, engine: Engine, settings: Settings, workload: Workload) -> _DrainState:
-        with read_only(engine).connect() as conn:
-            counts = flow_counts(conn)
-            expected, _finished = expected_notifications(conn)
-            n = Notification.__table__
-            statuses: Counter[str] = Counter(
-                {
-                    status: count
-                    for status, count in conn.execute(
-                        select(n.c.status, func.count()).group_by(n.c.status)
-                    )
-                }
+        state = wait_drained(
+            engine, wanted, self.config.drain_timeout_s, DRAIN_POLL_S, pause=self._ticking
+        )
+        if state.done:
+            self.report.drain_s = time.monotonic() - started
+            self.say(f"drained in {self.report.drain_s:.1f} s")
+        elif state.stuck:
+            self.report.violations.append(f"cannot drain: {state.text}")
+        else:
+            self.report.violations.append(
+                f"did not drain within {self.config.drain_timeout_s:.0f} s: {state.text}"
             )
-            unannounced = conn.execute(
-                select(func.count())
-                .select_from(n)
-                .where(n.c.status != N.PENDING, n.c.announced_at.is_(None))
-            ).scalar_one()
-        delivered, given_up = statuses[N.DELIVERED], statuses[N.FAILED]
-        steps = counts.steps_applied + counts.steps_refused
-        text = (
-            f"{counts.terminal} terminal + {counts.dead_lettered} dead-lettered of "
-            f"{workload.published}; steps {steps}/{len(workload.steps)}; "
-            f"notifications DELIVERED {delivered}/{expected}"
-            + (f", FAILED {given_up}" if given_up else "")
-        )
-        all_terminal = (
-            counts.terminal + counts.dead_lettered >= workload.published
-            and steps >= len(workload.steps)
-        )
-        if (
-            given_up
-            and all_terminal
-            and not statuses[N.PENDING]
-            and delivered + given_up >= expected
-        ):
-            # Nothing is left to wait for: a FAILED notification is never tried again here.
-            return _DrainState(False, True, text + " (given up; nothing left pending)")
-        if not all_terminal or delivered < expected:
-            return _DrainState(False, False, text)
-        if unannounced:  # a kill between record and announce: the sweep re-sends them
-            return _DrainState(False, False, text + f"; {unannounced} not yet announced")
-        lag = self._lag(settings)
-        return _DrainState(not lag, False, text + (f"; uncommitted {lag}" if lag else ""))
+
+    def _ticking(self, seconds: float) -> None:
+        """Pause ``seconds``, ticking the faults' clock (thaws, outages' ends) meanwhile."""
+        until = time.monotonic() + seconds
+        while (now := time.monotonic()) < until:
+            self._tick(now)
+            time.sleep(min(TICK_S, until - now))
 
     def _lag(self, settings: Settings) -> dict[str, int]:
         lag: dict[str, int] = {}

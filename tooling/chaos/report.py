@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.outcomes import StepOutcome
+from engine.domain.states import TOLD_ANSWERS
 from tooling.chaos.faults import DOWN, RANDOM_FAILURES
 from tooling.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
 
 MAX_VIOLATIONS_SHOWN = 60
-FIRST_STATES = frozenset({"SETTLED", "REJECTED", "FAILED"})  # the others: the lifecycle's
+FIRST_STATES = frozenset(a.state for a in TOLD_ANSWERS)  # the others: the lifecycle's
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import Engine
 
 from engine.config import Settings
-from engine.events import EventType
+from engine.events import PAYMENT_INITIATED, PAYMENT_VALIDATED, EventType
 from engine.pipeline.contract import Stage
 from engine.serialization import AvroCodec
 
@@ -110,3 +110,13 @@ class Topology:
             if event in spec.inputs:
                 return spec
         raise ValueError(f"no stage reads {event.name}")
+
+    @property
+    def entry(self) -> StageSpec:
+        """The stage that reads what the banks send (payments.initiated): the validator."""
+        return self.reading(PAYMENT_INITIATED)
+
+    @property
+    def deciding(self) -> StageSpec:
+        """The stage that reads what the entry stage forwards and decides it: settlement."""
+        return self.reading(PAYMENT_VALIDATED)

@@ -134,7 +134,7 @@ class ReplayPath:
 
     @classmethod
     def of(cls, topology: Topology) -> ReplayPath:
-        entry, settling = topology.reading(PAYMENT_INITIATED), topology.reading(PAYMENT_VALIDATED)
+        entry, settling = topology.entry, topology.deciding
         if entry.forwarded_id is None:
             raise ValueError(f"{entry.name} declares no id rule for what it forwards")
         return cls(entry.name, settling.name, entry.for_replay, settling.for_replay,

@@ -50,7 +50,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.supervisor import ConsumerProcess, Fleet
 from engine.trust.keys import KeyPair
 from producers.signing import SIMULATED_KEYS_VALID_FROM, register_signers
-from sakk.app import make_codec
+from sakk.app import TOPOLOGY, make_codec
 from tooling.chaos import plan as fp
 from tooling.chaos.exceptions import ChaosSetupError, PublishError
 from tooling.chaos.faults import (
@@ -73,11 +73,9 @@ from tooling.chaos.workload import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INSTANCES: Mapping[str, int] = {"validator": 2, "settlement": 2, "notification": 1}
+DEFAULT_INSTANCES: Mapping[str, int] = {s.name: s.instances_under_faults for s in TOPOLOGY.stages}
 STAGE_INPUTS: Mapping[str, tuple[str, ...]] = {
-    "validator": ("initiated",),
-    "settlement": ("validated",),
-    "notification": ("settled", "rejected", "failed", "steps", "steps-refused"),
+    s.name: s.input_topic_names() for s in TOPOLOGY.stages
 }
 PUBLISH_FRACTION = 0.6  # payments are spread over this share of the fault window
 TICK_S = 0.05
@@ -325,7 +323,7 @@ class ChaosRun:
         stack.callback(engine.dispose)
         workload = self._workload(settings)
         self.engine, self.payments_published = engine, len(workload.payments)
-        fleet = Fleet(settings, run_dir / "logs")
+        fleet = Fleet(settings, run_dir / "logs", TOPOLOGY)
         stack.callback(self._stop_all, fleet)
         self.say(f"run directory {run_dir}")
         self._start_consumers(fleet)

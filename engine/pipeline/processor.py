@@ -183,6 +183,7 @@ class BatchProcessor:
         if len(raw) == 1:
             reason = f"{type(failure).__name__}: {failure}"[:REASON_MAX_CHARS]
             return self._commit(self._plan([], [_Bad(raw[0], POISON_KIND, reason)], also))
+        metrics.BATCHES_SPLIT.labels(self.stage.name).inc()
         log.warning(
             "%s: batch of %d failed (%r); handling one by one", self.stage.name, len(raw), failure
         )

@@ -168,6 +168,7 @@ class ConsumerService:
         try:
             send_all(self._producer, result.outgoing, self.settings.produce_timeout_s)
         except (KafkaProducerDeliveryError, KafkaError) as exc:
+            metrics.PRODUCE_FAILURES.labels(self.stage.name).inc()
             log.warning("%s: produce failed (%s); rewinding to redeliver", self.stage.name, exc)
             return False
         self.in_hand.committed(unit)
@@ -214,6 +215,7 @@ class ConsumerService:
         try:
             send_all(self._producer, result.outgoing, self.settings.produce_timeout_s)
         except (KafkaProducerDeliveryError, KafkaError) as exc:
+            metrics.PRODUCE_FAILURES.labels(self.stage.name).inc()
             log.warning("%s: produce failed (%s); the batch is met again", self.stage.name, exc)
             return  # its dead letters are recorded: the next pass sends the same ones again
         consumer.seek(tp, after)
@@ -306,6 +308,7 @@ class ConsumerService:
             consumer.commit(offsets)
         except CommitFailedError as exc:
             # Partitions moved to another member; it redelivers and dedupes.
+            metrics.OFFSET_COMMITS_REFUSED.labels(self.stage.name).inc()
             log.warning("%s: offset commit refused after rebalance: %s", self.stage.name, exc)
 
     def _observe(self, raw: list[RawMessage], result: BatchResult, seconds: float) -> None:

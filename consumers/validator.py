@@ -31,7 +31,7 @@ from engine.events import (
     carried_fields,
     derived_event_id,
 )
-from engine.ids import SWITCH_ID_MAX_CHARS
+from engine.ids import MAX_ACCOUNT_CHARS, MAX_REFERENCE_CHARS, SWITCH_ID_MAX_CHARS
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -54,8 +54,6 @@ from engine.reasons import Reason
 from engine.trust.signing import Evidence
 
 NAME = "validator"
-MAX_REFERENCE_CHARS = 35  # ISO 20022 Max35Text
-MAX_ACCOUNT_CHARS = 34  # IBAN length limit
 MAX_ISO_EXTRAS_CHARS = 20_000  # engine.iso.mapping.MAX_EXTRAS_CHARS: what an import sends
 PAYER_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.MERCHANT, AccountKind.GOVERNMENT})
 VIGNETTE = "VIGNETTE"

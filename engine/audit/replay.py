@@ -298,11 +298,7 @@ def _run(
             _tally(report, result)
             feed.know(_payments_made(result))
             forwarded = _validated_messages(result, validated_topic, codec)
-            if hold is None:
-                ready = [m for _, m in forwarded]
-            else:
-                hold.skip(_not_forwarded(result, {eid for eid, _ in forwarded}, path))
-                ready = [m for eid, message in forwarded for m in hold.push(eid, message)]
+            ready = _released(result, forwarded, hold, path)
             _settle(settlement, feed.merge(ready), request.batch_size, report)
             report.events_replayed += len(raw)
             if progress:
@@ -441,6 +437,20 @@ def _payments_made(result: BatchResult) -> set[str]:
     """The payments a validator batch wrote (validated or rejected): they are in the ledger."""
     return {d.payment_id for i, d in result.handled
             if i.event_type == PAYMENT_INITIATED.name and d.payment_id}  # fmt: skip
+
+
+def _released(
+    result: BatchResult,
+    forwarded: list[tuple[str, RawMessage]],
+    hold: OrderHold | None,
+    path: ReplayPath,
+) -> list[RawMessage]:
+    """What settlement may take now of a validator batch's forwarded events: all of them,
+    or, in a given order, those whose turn came (with any that waited for them)."""
+    if hold is None:
+        return [m for _, m in forwarded]
+    hold.skip(_not_forwarded(result, {eid for eid, _ in forwarded}, path))
+    return [m for eid, message in forwarded for m in hold.push(eid, message)]
 
 
 def _not_forwarded(result: BatchResult, forwarded: set[str], path: ReplayPath) -> list[str]:

@@ -35,7 +35,7 @@ def test_a_stage_that_dies_makes_sakk_run_exit_non_zero(
     engine.dispose()
     flow.publish([payment()])
     member = ConsumerProcess(
-        consumer, 1, flow.settings, tmp_path / f"{consumer}.log", TOPOLOGY.command(consumer)
+        consumer, 1, flow.settings, tmp_path / f"{consumer}.log", [*TOPOLOGY.launcher, consumer]
     )
     member.start()
     assert member.process is not None

@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
+from engine import metrics
 from engine.config import load_settings
-from engine.events import PAYMENT_INITIATED, PAYMENT_SETTLED, PAYMENT_VALIDATED
+from engine.events import (
+    PAYMENT_INITIATED,
+    PAYMENT_SETTLED,
+    PAYMENT_STEP_COMPLETED,
+    PAYMENT_VALIDATED,
+)
 from engine.ledger.database import make_engine
 from engine.pipeline.contract import Decision, Emit
 from engine.pipeline.messages import Inbound, RawMessage
@@ -41,6 +47,14 @@ def test_the_payment_path_is_validator_then_settlement_then_notification() -> No
     assert TOPOLOGY.reading(PAYMENT_SETTLED).name == "notification"
     assert TOPOLOGY.command("settlement")[-2:] == ["run", "settlement"]
     assert [c.name for s in TOPOLOGY.stages for c in s.companions] == ["expiry", "delivery"]
+    assert [c.woken_by_commits for c in TOPOLOGY.stage("notification").companions] == [True]
+
+
+def test_settlement_s_money_is_counted_from_the_events_it_emits() -> None:
+    assert TOPOLOGY.stage("settlement").observes == {
+        PAYMENT_SETTLED.name: metrics.observe_settled,
+        PAYMENT_STEP_COMPLETED.name: metrics.observe_steps,
+    }
 
 
 def test_an_unknown_stage_is_refused_naming_the_declared_ones() -> None:

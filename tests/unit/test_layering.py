@@ -26,7 +26,6 @@ NOT_MEASURED = ("engine/ledger/migrations/",)
 # Functions over MAX_FUNCTION_LINES today, to be split: this list may only shrink.
 ALLOWED_LONG = frozenset(
     {
-        "engine/pipeline/processor.py::BatchProcessor._plan",
         "consumers/lifecycle.py::StepRules._applied",
         "sakk/cli/bench.py::bench",
         "sakk/cli/demo.py::run_demo",

@@ -184,8 +184,8 @@ def test_the_trace_shows_the_whole_life_of_a_payment(flow_factory, sqlite_url):
     split, expiring = run["payments"][0], run["expiring"]
 
     with flow.engine.connect() as conn:
-        life = trace_payment(conn, Audience.auditor(), switch_id(split))
-        expired = trace_payment(conn, Audience.auditor(), switch_id(expiring))
+        life = trace_payment(conn, Audience.auditor(), switch_id(split), TOPOLOGY)
+        expired = trace_payment(conn, Audience.auditor(), switch_id(expiring), TOPOLOGY)
 
     assert life.hold is not None
     assert (life.hold["state"], life.hold["amount_minor"], life.hold["captured_minor"]) == (

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.pipeline.crash_points import CRASH_POINTS
+
 PREFIX = "SAKK_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,7 +140,7 @@ class Settings:
     shutdown_timeout_s: int = field(default=30, metadata=_bounds(1, 600))
 
     # Fault injection (the chaos harness only; off when empty): SIGKILL this process at
-    # the named steps of the consumer loop (comma-separated, engine.pipeline.crash's
+    # the named steps of the consumer loop (comma-separated, engine.pipeline.crash_points'
     # CRASH_POINTS), each pass with probability crash_probability_ppm / 1e6. Read once at start.
     crash_point: str = ""
     crash_probability_ppm: int = field(default=1_000_000, metadata=_bounds(0, 1_000_000))
@@ -367,8 +369,6 @@ MAX_WEBHOOK_SIGNING_KEYS = 2  # the current key, and the next one during a rotat
 
 def _check_crash_points(settings: Settings) -> None:
     """SAKK_CRASH_POINT names only steps the loops know (the fault-injection hooks)."""
-    from engine.pipeline.crash import CRASH_POINTS  # imported here: that module imports this one
-
     unknown_points = set(settings.crash_point.split(",")) - set(CRASH_POINTS) - {""}
     if unknown_points:
         raise SettingsError(

@@ -22,14 +22,6 @@ log = logging.getLogger(__name__)
 CrashHook = Callable[[str], None]
 MessageCrashHook = Callable[[RawMessage], None]
 
-# Steps where SAKK_CRASH_POINT may kill the process: the consumer loop of
-# engine.pipeline.service, and the notification delivery loop of consumers.notify.
-# engine.config refuses any other name at start-up; the chaos harness aims at each.
-CRASH_POINTS = (
-    "before_db_commit", "after_db_commit", "after_complete", "after_produce",
-    "after_attempt", "after_delivery_record",
-)  # fmt: skip
-
 
 def no_crash(_step: str) -> None:
     return None

@@ -49,7 +49,7 @@ from engine.money import format_minor
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.reasons import Reason
 from engine.supervisor import Fleet
-from sakk.app import STAGE_NAMES, kafka_for, ledger_engine
+from sakk.app import STAGE_NAMES, TOPOLOGY, kafka_for, ledger_engine
 from sakk.cli import cli
 from tooling.drain import Drain, DrainState, wait_drained
 from tooling.workload.profiles import DEMO
@@ -192,7 +192,7 @@ def run_demo(
             f"signing keys: one per bank ({len(signers.banks)}), generated for the run; "
             f"{registered} public keys registered"
         )
-        fleet = Fleet(live, live.data_dir / "logs")
+        fleet = Fleet(live, live.data_dir / "logs", TOPOLOGY)
         for stage in STAGE_NAMES:
             fleet.start(stage)
         try:

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from engine.config import SettingsError, load_settings
-from engine.pipeline.crash import CRASH_POINTS, CrashPoints
+from engine.pipeline.crash import CrashPoints
+from engine.pipeline.crash_points import CRASH_POINTS
 
 
 def test_crash_points_are_off_by_default():

@@ -44,7 +44,7 @@ from engine.kafka.client import create_topics
 from engine.ledger.reference import load_reference_data
 from engine.ledger.reports import processing_window
 from engine.supervisor import ConsumerProcess, Fleet
-from sakk.app import STAGE_NAMES, ledger_engine
+from sakk.app import STAGE_NAMES, TOPOLOGY, ledger_engine
 from tooling.bench.checks import BenchmarkCheckError, verify, wait_drained
 from tooling.bench.latency import LatencyResult, latencies_s, payment_ids, summarize
 
@@ -200,7 +200,7 @@ def run_session(
                 f"{plan.instances} instances per stage, {settings.topic_partitions} partitions "
                 "per topic: the extra instances would sit idle (SAKK_TOPIC_PARTITIONS)"
             )
-        fleet = Fleet(settings, work_dir / "logs" / settings.topic_prefix)
+        fleet = Fleet(settings, work_dir / "logs" / settings.topic_prefix, TOPOLOGY)
         with LiveSimulation(
             settings, SESSION_SEED, settings.reference_file, profile=plan.profile
         ) as simulation:

@@ -19,12 +19,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sakk.app import TOPOLOGY
 from tooling.bench.flow import FlowResult, SessionResult
 from tooling.bench.latency import LatencyResult
 from tooling.bench.raw_hop import RawHopResult
 from tooling.bench.signatures import VerificationResult
 
-STAGES = ("validator", "settlement", "notification")
+STAGES = TOPOLOGY.names
 
 
 @dataclass

@@ -132,6 +132,14 @@ class Settings:
     # say it (``sakk keys generate BANK`` names it BANK-KEYID.key); a key signs for one bank.
     signing_bank: str = ""
 
+    # Settlement windows (engine.risk.windows): a close waits this long after it is asked
+    # for, so payments in flight finish in their window; the instruction (pacs.009) names
+    # the switch's technical account, the settlement bank and its clearing system.
+    settlement_close_delay_s: int = field(default=5, metadata=_bounds(0, 600))
+    settlement_switch_code: str = "SAKK"
+    settlement_bank_code: str = "BAM"
+    settlement_clearing_system: str = "SRBM"
+
     # Metrics and health
     metrics_host: str = "127.0.0.1"
     metrics_port: int = field(default=9100, metadata=_bounds(0, 65_535))

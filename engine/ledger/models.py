@@ -434,6 +434,52 @@ class SettlementWindowPosition(Base):
     net_minor: Mapped[int] = mapped_column(BigInteger)
 
 
+class SettlementWindowEvent(Base):
+    """One transition of a settlement window's lifecycle (``engine.risk.windows``).
+
+    Rows are numbered per window (``seq`` from 1) and chained per window: ``row_hash``
+    covers the row and ``prev_hash``, the previous row's hash. A window's state is its
+    last row; a row is never updated or deleted (database triggers refuse both), and the
+    unique ``(window_label, seq)`` lets only one of two racing transitions in.
+    """
+
+    __tablename__ = "settlement_window_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    window_label: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(8))  # close | settle | confirm | abort
+    state: Mapped[str] = mapped_column(String(10))  # the state after the event
+    attempt: Mapped[int] = mapped_column(Integer)
+    instruction_ids: Mapped[str] = mapped_column(Text)  # JSON list, one per currency
+    document_sha256: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("window_label", "seq", name="seq"),)
+
+
+class WindowSettlement(Base):
+    """A bank's net settled in a SETTLED window, position sign (+ when the bank paid).
+
+    Written in the transaction that settles the window; never updated or deleted. A bank's
+    exposure is its posted position less the sum of these rows (``settled_nets``).
+    """
+
+    __tablename__ = "window_settlements"
+
+    window_label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bank_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    settled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ReplayRun(Base):
     """What a replay read (topic, offsets per partition, selection) into this ledger."""
 

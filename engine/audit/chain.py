@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from engine.audit.settled_windows import WindowSettlementCheck, check_settled_windows
 from engine.audit.windows import Close, all_window_reports, read_closes
 from engine.ledger.checks import LedgerCheck, LifecycleCheck, check_ledger, check_lifecycle
 from engine.ledger.models import LedgerChainHead, LedgerEntry, Posting
@@ -113,11 +114,13 @@ class VerifyReport:
     anchor_problems: list[str] = field(default_factory=list)
     anchors_checked: int = 0
     windows_checked: int = 0
+    settlement: WindowSettlementCheck = field(default_factory=WindowSettlementCheck)
 
     @property
     def ok(self) -> bool:
         return not (self.walk.break_count or self.ledger.violations or self.lifecycle.violations
-                    or self.window_problems or self.anchor_problems)  # fmt: skip
+                    or self.window_problems or self.anchor_problems
+                    or self.settlement.problems)  # fmt: skip
 
     @property
     def first_break(self) -> ChainBreak | None:
@@ -141,6 +144,9 @@ class VerifyReport:
             "windows_checked": self.windows_checked,
             "window_problems": len(self.window_problems),
             "anchors_checked": self.anchors_checked, "anchor_problems": len(self.anchor_problems),
+            "lifecycle_windows": self.settlement.windows,
+            "settled_windows": self.settlement.settled,
+            "settlement_problems": len(self.settlement.problems),
         }  # fmt: skip
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
@@ -151,6 +157,7 @@ class VerifyReport:
             "lifecycle_violations": [{"violation": v} for v in self.lifecycle.violations],
             "window_problems": [{"problem": p} for p in self.window_problems],
             "anchor_problems": [{"problem": p} for p in self.anchor_problems],
+            "settlement_problems": [{"problem": p} for p in self.settlement.problems],
         }
 
 
@@ -331,6 +338,7 @@ def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyR
                     report.window_problems.append(
                         f"window {window.window.label}: net positions sum to {off}, not zero"
                     )
+    report.settlement = check_settled_windows(conn)
     return report
 
 

@@ -172,6 +172,16 @@ def window_state(conn: Connection, label: str) -> WindowRecord:
     return WindowRecord(label, WindowState.CLOSED if closed else WindowState.OPEN)
 
 
+def allowed_now(conn: Connection, label: str, event: WindowEvent) -> WindowRecord:
+    """The window's state, once ``event`` is known to be allowed from it (else
+    TransitionRefused): checked before the work the event needs is done."""
+    record = window_state(conn, label)
+    after = transition(record, event)
+    if isinstance(after, IllegalTransition):
+        raise TransitionRefused(after.reason)
+    return record
+
+
 def window_states(conn: Connection) -> dict[str, WindowRecord]:
     """Every window with a row or a recorded close, by label."""
     states = {label: rows[-1].record for label, rows in window_rows(conn).items()}

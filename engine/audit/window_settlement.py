@@ -24,12 +24,11 @@ from sqlalchemy import Connection, Engine, select
 
 from engine.audit.window_lifecycle import (
     Transition,
-    TransitionRefused,
     WindowEventRow,
+    allowed_now,
     record_settlements,
     record_transition,
     window_rows,
-    window_state,
 )
 from engine.iso.errors import IsoError
 from engine.ledger.models import Bank, SettlementWindowPosition, table_of
@@ -97,7 +96,7 @@ def settle_window(
     ABORTED; refused (WindowError) when no bank has anything to move.
     """
     with engine.begin() as conn:
-        attempt = window_state(conn, label).attempt + 1
+        attempt = allowed_now(conn, label, WindowEvent.SETTLE).attempt + 1
         batches = [b for b in window_batches(conn, label, attempt) if b.lines]
         if not batches:
             raise WindowError(f"window {label}: no bank has a net to settle")
@@ -161,10 +160,7 @@ def confirm_window(
     """
     with engine.begin() as conn:
         label = label or _window_answered(conn, answers)
-        record = window_state(conn, label)
-        if record.state is not WindowState.SETTLING:
-            raise TransitionRefused(f"window {label} is {record.state}: only a SETTLING "
-                                    f"window can be confirmed")  # fmt: skip
+        record = allowed_now(conn, label, WindowEvent.CONFIRM)
         batches = [b for b in window_batches(conn, label, record.attempt) if b.lines]
         differences = _differences(batches, answers)
         settled = {(line.bank, b.currency): line.net_minor for b in batches for line in b.lines}

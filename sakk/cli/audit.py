@@ -167,6 +167,14 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         "CLOSED WINDOWS CHANGED",
         report.window_problems,
     )
+    settled = report.settlement
+    _print_list(
+        console,
+        f"{settled.windows} windows' lifecycle rows intact and allowed; {settled.settled} "
+        f"settled windows unchanged; each bank's position equals its unsettled nets",
+        "SETTLEMENT PROBLEMS",
+        settled.problems,
+    )
     _print_list(
         console,
         f"{report.anchors_checked} anchors match their chains",

@@ -162,7 +162,7 @@ def settlement_settle(
     finally:
         engine.dispose()
     lines = [{"currency": b.currency, "instruction_id": b.message_id,
-              "file": written[b.currency], "nets": {x.bank: x.net_minor for x in b.lines}}
+              "file": str(written[b.currency]), "nets": {x.bank: x.net_minor for x in b.lines}}
              for b in result.batches]  # fmt: skip
     report(
         as_json,

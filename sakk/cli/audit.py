@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from sqlalchemy import Connection, Engine
 
 from engine.audit.chain import (
     Anchor,
@@ -49,6 +50,11 @@ def audit() -> None:
     is_flag=True,
     help="Also check the chain heads carried by the window-closed events on the broker.",
 )
+@click.option(
+    "--windows-from-topic",
+    is_flag=True,
+    help="Also replay the settlement.windows events and compare each window's state.",
+)
 @report_options("the findings")
 @click.pass_obj
 def audit_verify(
@@ -56,6 +62,7 @@ def audit_verify(
     database: str | None,
     anchors: tuple[str, ...],
     anchors_from_topic: bool,
+    windows_from_topic: bool,
     fmt: str,
     out_dir: Path | None,
 ) -> None:
@@ -78,6 +85,8 @@ def audit_verify(
     try:
         with engine.connect() as conn:
             report = verify(conn, given)
+            if windows_from_topic:
+                report.settlement.problems += _replayed_window_problems(settings, engine, conn)
     finally:
         engine.dispose()
     if out_dir is not None:
@@ -119,6 +128,24 @@ def _topic_anchors(settings: Settings) -> list[Anchor]:
         engine.dispose()
     return [a for e in events
             for a in event_anchors(e, f"window {e['window']} closed event on {topic}")]  # fmt: skip
+
+
+def _replayed_window_problems(settings: Settings, engine: Engine, conn: Connection) -> list[str]:
+    """How the window states replayed from ``settlement.windows`` differ from the ledger's."""
+    if settings.uses_embedded_broker:
+        raise click.UsageError("--windows-from-topic needs SAKK_KAFKA_BOOTSTRAP_SERVERS")
+    from engine.audit.window_events import read_transition_events
+    from engine.audit.window_lifecycle import replay_states, state_differences, window_rows
+    from engine.kafka.exceptions import KafkaPlumbingError
+    from engine.ledger.schemas import LedgerApprovedSchemas
+    from engine.serialization import SchemaStoreError
+
+    try:
+        replayed = replay_states(read_transition_events(settings, LedgerApprovedSchemas(engine)))
+    except (KafkaPlumbingError, SchemaStoreError) as exc:
+        raise click.ClickException(f"cannot read the window events: {exc}") from exc
+    ledger = {label: rows[-1].record for label, rows in window_rows(conn).items()}
+    return replayed.problems + state_differences(replayed.states, ledger)
 
 
 def _print(console: Console, url: str, report: VerifyReport) -> None:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
+import sakk.cli.audit
 import sakk.cli.settlement
 import sakk.cli.settlement_windows  # noqa: F401  (each module registers its commands)
 from engine.audit.chain import verify
@@ -256,6 +257,28 @@ def test_the_windows_events_replay_to_the_ledgers_states(broker, settings_factor
     assert replayed.events == 6 and not replayed.problems
     assert state_differences(replayed.states, ledger_states) == []
     assert replayed.states[day2].state is WindowState.ABORTED
+    env = {
+        **cli_env(sqlite_url, Path(settings.data_dir)),
+        "SAKK_TOPIC_PREFIX": settings.topic_prefix,
+        "SAKK_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+    }
+    code, out = run(env, "audit", "verify", "--windows-from-topic", "--format", "json")
+    assert code == 0 and out["summary"]["settled_windows"] == 1, out
+    code, out = run(
+        env,
+        "settlement",
+        "settle",
+        day2,
+        "--out",
+        str(Path(settings.data_dir) / "x.xml"),
+        "--no-publish",
+        "--json",
+    )
+    assert code == 0 and out["attempt"] == 2, out
+    code, out = run(env, "audit", "verify", "--windows-from-topic", "--format", "json")
+    assert code == 1 and out["settlement_problems"] == [
+        {"problem": f"window {day2}: events give ABORTED/1, the ledger SETTLING/2"}
+    ], out
     engine.dispose()
 
 

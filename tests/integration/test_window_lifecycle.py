@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 import sakk.cli.audit
@@ -41,6 +42,7 @@ from engine.audit.window_settlement import (
     window_batches,
 )
 from engine.audit.windows import Window, close_window
+from engine.ledger.database import alembic_config, make_engine, upgrade
 from engine.ledger.models import SettlementWindowEvent, WindowSettlement, table_of
 from engine.risk.confirmation import AnswerLine, answer_lines, build_answer
 from engine.risk.instruction import Parties, SettlementBatch
@@ -294,3 +296,19 @@ def test_a_close_waits_its_delay_and_records_when_it_was_asked_for(ledger, datab
     with ledger.connect() as conn:
         (row,) = window_rows(conn, "2026-11-24")["2026-11-24"]
     assert row.details.actor == "operator-1" and row.details.requested_at is not None
+
+
+def test_the_lifecycle_tables_come_with_0016_and_go_with_its_downgrade(database_url):
+    tables = {"settlement_window_events", "window_settlements"}
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    assert tables <= set(inspect(engine).get_table_names())
+    command.downgrade(alembic_config(database_url), "0013_read")
+    assert not tables & set(inspect(engine).get_table_names())
+    upgrade(database_url)
+    with engine.begin() as conn:  # the guards came back with the tables
+        conn.execute(text("INSERT INTO window_settlements VALUES ('d', '007', 'MAD', 1, :t)"),
+                     {"t": LATER})  # fmt: skip
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM window_settlements"))
+    engine.dispose()

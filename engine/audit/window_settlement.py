@@ -36,6 +36,8 @@ from engine.read.exceptions import WindowError
 from engine.risk.confirmation import (
     Confirmation,
     ConfirmationRefused,
+    answer_lines,
+    build_answer,
     confirm,
     read_confirmation,
 )
@@ -230,3 +232,17 @@ def abort_window(
         return record_transition(
             conn, label, WindowEvent.ABORT, Transition(actor, reason=reason.strip()), now
         )
+
+
+def settle_as_instructed(
+    engine: Engine, label: str, parties: Parties, actor: str, now: datetime
+) -> ConfirmResult:
+    """Settle a CLOSED window with a settlement bank that does exactly as instructed: the
+    instructions, the faithful pacs.002 answers (``build_answer``), their check. For the
+    demo and the chaos run, which play the settlement bank; never for a real window."""
+    result = settle_window(engine, label, parties, actor, now, lambda _: None)
+    files = [
+        (f"{b.currency}.xml", build_answer(b.message_id, answer_lines(b), parties, now))
+        for b in result.batches
+    ]
+    return confirm_window(engine, read_answers(files, parties), actor, now, label)

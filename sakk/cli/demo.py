@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -23,6 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Connection, Engine, case, func, select
 
+from engine.audit.window_lifecycle import Transition
+from engine.audit.window_settlement import ConfirmResult, parties_of, settle_as_instructed
+from engine.audit.windows import all_window_reports, close_window
 from engine.config import Settings
 from engine.domain import STEPS, Party, StepOutcome
 from engine.domain import StepKind as K
@@ -47,6 +51,7 @@ from engine.ledger.reports import (
 )
 from engine.money import format_minor
 from engine.pipeline.dead_letters import SECURITY_KIND
+from engine.read.exceptions import WindowError
 from engine.reasons import Reason
 from engine.supervisor import Fleet
 from sakk.app import STAGE_NAMES, TOPOLOGY, kafka_for, ledger_engine
@@ -86,6 +91,7 @@ class DemoResult:
     expected_steps: Counter[str] = field(default_factory=Counter)
     steps: Counter[str] = field(default_factory=Counter)
     lifecycle_violations: list[str] = field(default_factory=list)
+    settled_window: ConfirmResult | None = None  # one window settled end to end
 
     @property
     def adds_up(self) -> bool:
@@ -105,6 +111,7 @@ class DemoResult:
         return (
             self.adds_up and self.ledger_ok and self.refusals_as_expected
             and self.lifecycle_as_expected
+            and (self.settled_window is None or self.settled_window.ok)
         )  # fmt: skip
 
     @property
@@ -221,6 +228,7 @@ def run_demo(
             seconds = time.monotonic() - started
         finally:
             fleet.stop()
+        settled_window = settle_one_window(live, engine)
         with engine.connect() as conn:
             check = check_ledger(conn)
             refused = security_refusals(conn)
@@ -234,8 +242,29 @@ def run_demo(
         return DemoResult(
             sim.published, counts, seconds, check.ok, check.violations, sim.signed, sim.forged,
             refused, bank_steps, expected_states, states, Counter(sim.by_step), steps,
-            lifecycle.violations,
+            lifecycle.violations, settled_window,
         )  # fmt: skip
+
+
+def settle_one_window(settings: Settings, engine: Engine) -> ConfirmResult | None:
+    """The latest window with interbank postings closed, settled to a pacs.009 and
+    confirmed by a settlement bank that did as instructed (played by the demo)."""
+    with engine.connect() as conn:
+        reports = [r for r in all_window_reports(conn) if r.lines]
+        parties = parties_of(
+            conn,
+            settings.settlement_switch_code,
+            settings.settlement_bank_code,
+            settings.settlement_clearing_system,
+        )
+    if not reports:
+        return None
+    window, now = reports[-1].window, datetime.now(UTC)
+    try:
+        close_window(engine, window, now, early=True, details=Transition("demo", requested_at=now))
+        return settle_as_instructed(engine, window.label, parties, "demo", now)
+    except WindowError:  # every net zero: nothing to settle, nothing to show
+        return None
 
 
 def security_refusals(conn: Connection) -> int:
@@ -433,6 +462,7 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         f"{mark} signed {result.signed:,}, refused for security {result.refused:,} "
         f"(forged or unsigned published: {result.forged:,})"
     )
+    _print_settled_window(console, result.settled_window)
     if result.ledger_ok:
         console.print(
             "[green]OK[/] ledger balances: every posting sums to zero, every balance "
@@ -442,6 +472,23 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         console.print("[red]LEDGER VIOLATIONS[/]")
         for v in result.violations[:20]:
             console.print(f"  {v}")
+
+
+def _print_settled_window(console: Console, settled: ConfirmResult | None) -> None:
+    if settled is None:
+        return
+    if not settled.ok:
+        console.print(
+            f"[red]WINDOW NOT SETTLED[/] {settled.label}: " + "; ".join(settled.differences)
+        )
+        return
+    moved = sum(net for net in settled.settled.values() if net > 0)
+    currencies = sorted({currency for _, currency in settled.settled})
+    console.print(
+        f"[green]OK[/] window {settled.label} closed, instructed (pacs.009), confirmed "
+        f"(pacs.002) and SETTLED: {len(settled.settled)} banks' nets, "
+        f"{_amount(moved, currencies[0]) if len(currencies) == 1 else moved} paid by net debtors"
+    )
 
 
 def _print_lifecycle(console: Console, lines: list[LifecycleLine]) -> None:

@@ -74,3 +74,16 @@ def test_state_differences_name_each_window_that_disagrees():
     assert state_differences(replayed, ledger) == [
         "window a: events give ABORTED/1, the ledger SETTLING/2"
     ]
+
+
+def test_the_window_event_is_declared_beside_the_payment_events_and_matches_its_schema():
+    from engine.config import Settings
+    from engine.events import EVENTS, SETTLEMENT_WINDOW_CHANGED, check_against_schemas
+    from engine.serialization import read_release_schemas
+
+    check_against_schemas(Settings().schemas_dir)  # raises on any disagreement
+    assert SETTLEMENT_WINDOW_CHANGED.topic_name == "settlement.windows"
+    assert SETTLEMENT_WINDOW_CHANGED.name not in EVENTS  # no stage consumes it
+    assert SETTLEMENT_WINDOW_CHANGED.name in read_release_schemas(Settings().schemas_dir)
+    row = chained()[1]
+    assert SETTLEMENT_WINDOW_CHANGED.key(row.as_event()) == b"2026-11-24"

@@ -19,11 +19,12 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from engine.ledger.models import (
     SettlementWindow,
@@ -226,7 +227,18 @@ def _insert(
         after.attempt, details, now.astimezone(UTC),
         previous.row_hash if previous else GENESIS_HASH,
     )  # fmt: skip
-    row = WindowEventRow(**{**row.__dict__, "row_hash": row.computed_hash()})
+    row = replace(row, row_hash=row.computed_hash())
+    try:
+        _insert_row(conn, row)
+    except IntegrityError as exc:  # another move of this window committed first
+        raise TransitionRefused(
+            f"window {row.window_label}: another move was recorded at the same time as "
+            f"this {event}; look at the window again"
+        ) from exc
+    return row
+
+
+def _insert_row(conn: Connection, row: WindowEventRow) -> None:
     d = row.details
     conn.execute(insert(SettlementWindowEvent), [{
         "window_label": row.window_label, "seq": row.seq, "event": row.event.value,
@@ -236,7 +248,6 @@ def _insert(
         "requested_at": d.requested_at, "occurred_at": row.occurred_at,
         "event_id": row.event_id, "prev_hash": row.prev_hash, "row_hash": row.row_hash,
     }])  # fmt: skip
-    return row
 
 
 # -- what settled windows settled ----------------------------------------------------------

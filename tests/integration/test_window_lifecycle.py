@@ -7,6 +7,7 @@ any way is refused whole; a settled window lowers each bank's position by its ne
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from engine.audit.window_events import publish_transitions, read_transition_even
 from engine.audit.window_lifecycle import (
     Transition,
     TransitionRefused,
+    record_transition,
     replay_states,
     state_differences,
     window_rows,
@@ -46,7 +48,7 @@ from engine.ledger.database import alembic_config, make_engine, upgrade
 from engine.ledger.models import SettlementWindowEvent, WindowSettlement, table_of
 from engine.risk.confirmation import AnswerLine, answer_lines, build_answer
 from engine.risk.instruction import Parties, SettlementBatch
-from engine.risk.windows import WindowState
+from engine.risk.windows import WindowEvent, WindowState
 from sakk.cli import cli
 from tests.integration.test_audit_tamper import build_ledger
 from tests.integration.test_audit_windows import DAY1, three_days
@@ -311,4 +313,35 @@ def test_the_lifecycle_tables_come_with_0016_and_go_with_its_downgrade(database_
                      {"t": LATER})  # fmt: skip
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text("DELETE FROM window_settlements"))
+    engine.dispose()
+
+
+def test_two_racing_moves_of_one_window_let_one_in(postgres_url):
+    """Both read the window CLOSED; the second waits on the first's row, then is refused."""
+    engine = build_ledger(postgres_url, three_days())
+    (day1,) = closed(engine, DAY1)
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            with engine.begin() as conn:
+                record_transition(conn, day1, WindowEvent.SETTLE, BY, LATER)
+            outcome.append(None)
+        except TransitionRefused as exc:
+            outcome.append(exc)
+
+    with engine.begin() as conn:
+        record_transition(conn, day1, WindowEvent.SETTLE, BY, LATER)
+        racer = threading.Thread(target=second)
+        racer.start()  # it reads the window CLOSED (ours is not committed), then waits on
+        racer.join(timeout=1.0)  # the row number ours holds: still running
+        assert racer.is_alive()
+    racer.join(timeout=30)
+    assert not racer.is_alive() and len(outcome) == 1
+    assert isinstance(outcome[0], TransitionRefused), outcome
+    with engine.connect() as conn:
+        assert [r.event for r in window_rows(conn, day1)[day1]] == [
+            WindowEvent.CLOSE,
+            WindowEvent.SETTLE,
+        ]
     engine.dispose()

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from engine.audit.window_lifecycle import (
     chain_problems,
@@ -27,12 +27,14 @@ from engine.audit.window_lifecycle import (
     window_rows,
     window_settlements,
 )
+from engine.ledger.models import Hold, HoldState, table_of
 from engine.read.positions import (
     DEFAULT_WINDOW_HOURS,
     all_window_reports,
     net_positions,
     read_closes,
 )
+from engine.risk.limits import Exposure
 from engine.risk.positions import position_differences
 from engine.risk.windows import WindowState
 
@@ -55,6 +57,31 @@ def unsettled_nets(conn: Connection) -> dict[Key, int]:
     for key, net in settled_nets(conn).items():
         positions[key] = positions.get(key, 0) - net
     return {key: value for key, value in sorted(positions.items()) if value}
+
+
+def active_holds(conn: Connection) -> dict[Key, int]:
+    """What each bank's ACTIVE holds still reserve, per currency: counted against it as
+    against its payer's available balance."""
+    h = table_of(Hold)
+    rows = conn.execute(
+        select(h.c.bank_code, h.c.currency, func.sum(h.c.reserved_minor))
+        .where(h.c.state == HoldState.ACTIVE.value)
+        .group_by(h.c.bank_code, h.c.currency)
+    )
+    return {(bank, currency): int(total) for bank, currency, total in rows if total}
+
+
+def exposures(conn: Connection) -> dict[Key, Exposure]:
+    """Each bank's exposure per currency: its position (posted less settled) and its holds.
+
+    The position rows the settlement stage keeps (``bank_positions``) give the same
+    figures without a scan; this reads them from the ledger's entries.
+    """
+    positions, held = unsettled_nets(conn), active_holds(conn)
+    return {
+        key: Exposure(key[0], key[1], positions.get(key, 0), held.get(key, 0))
+        for key in sorted(set(positions) | set(held))
+    }
 
 
 @dataclass

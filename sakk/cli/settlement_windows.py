@@ -1,4 +1,4 @@
-"""``sakk settlement settle|confirm|abort|publish``: a window to the settlement bank and back.
+"""``sakk settlement settle|confirm|abort|publish|positions``: windows settled, positions.
 
 Each command moves the window one step in its lifecycle (``engine.risk.windows``), records
 the step as an append-only row in the ledger, then publishes it on ``settlement.windows``
@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
 from sqlalchemy import Engine
 
 from engine.audit.export import jsonable
+from engine.audit.settled_windows import exposures
 from engine.audit.urls import as_database_url
 from engine.audit.window_lifecycle import (
     MAX_ACTOR_CHARS,
     TransitionRefused,
+    settled_nets,
     window_rows,
 )
 from engine.audit.window_settlement import (
@@ -37,7 +41,9 @@ from engine.audit.windows import Window
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
+from engine.money import format_minor
 from engine.read.exceptions import WindowError
+from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
 from engine.risk.instruction import Parties
 from sakk.cli.options import operator_name
 from sakk.cli.settlement import (
@@ -272,3 +278,38 @@ def settlement_publish(
     finally:
         engine.dispose()
     click.echo(f"published window {label}'s transitions to {topic}")
+
+
+@settlement.command("positions")
+@_database_option
+@click.option("--json", "as_json", is_flag=True, help="Print the positions as JSON.")
+@click.pass_obj
+def settlement_positions(settings: Settings, database: str | None, as_json: bool) -> None:
+    """Each bank's position per currency: posted less settled, its holds, its exposure.
+
+    Positive: the bank owes the others. Settling a window lowers its banks' positions by
+    that window's nets; the windows not settled, open or closed, keep counting.
+    """
+    engine = make_engine(as_database_url(database) if database else settings.ledger_url)
+    try:
+        with snapshot(engine, REPORT_TIMEOUT_MS) as conn:
+            found = exposures(conn)
+            settled = settled_nets(conn)
+    finally:
+        engine.dispose()
+    lines: list[dict[str, Any]] = [
+        {"bank_code": x.bank, "currency": x.currency, "position_minor": x.position_minor,
+         "held_minor": x.held_minor, "exposure_minor": x.total_minor,
+         "settled_minor": settled.get(key, 0)} for key, x in found.items()
+    ]  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({"positions": lines}, indent=2))
+        return
+    table = Table(title="Interbank positions (positive: the bank owes the others)")
+    for col in ("bank", "cur", "position", "holds", "exposure", "settled so far"):
+        table.add_column(col, justify="left" if col in ("bank", "cur") else "right")
+    amounts = ("position_minor", "held_minor", "exposure_minor", "settled_minor")
+    for line in lines:
+        cur = line["currency"]
+        table.add_row(line["bank_code"], cur, *(format_minor(line[k], cur) for k in amounts))
+    Console().print(table)

@@ -238,6 +238,13 @@ def test_a_confirmation_that_differs_is_refused_whole_with_every_difference(
     good.write_bytes(build_answer(batch.message_id, answer_lines(batch), parties(ledger), LATER))
     code, out = run(env, "settlement", "confirm", str(good), "--no-publish", "--json")
     assert code == 0 and out["state"] == "SETTLED" and out["window"] == "2026-11-24", out
+    code, out = run(env, "settlement", "positions", "--json")
+    with ledger.connect() as conn:
+        positions = unsettled_nets(conn)
+    shown = {(x["bank_code"], x["currency"]): x for x in out["positions"]}
+    for line in batch.lines:  # settled: each bank's position came down by its net
+        assert shown[(line.bank, "MAD")]["settled_minor"] == line.net_minor
+        assert shown[(line.bank, "MAD")]["position_minor"] == positions.get((line.bank, "MAD"), 0)
     code, out = run(env, "settlement", "abort", "2026-11-24", "--reason", "late",
                     "--no-publish", "--json")  # fmt: skip
     assert code == 1 and "is SETTLED: cannot abort" in out["problems"][0], out

@@ -50,7 +50,7 @@ from engine.risk.confirmation import AnswerLine, answer_lines, build_answer
 from engine.risk.instruction import Parties, SettlementBatch
 from engine.risk.windows import WindowEvent, WindowState
 from sakk.cli import cli
-from tests.integration.test_audit_tamper import build_ledger
+from tests.integration.test_audit_tamper import build_ledger, drop_append_only_guard
 from tests.integration.test_audit_windows import DAY1, three_days
 
 pytestmark = pytest.mark.integration
@@ -352,3 +352,28 @@ def test_two_racing_moves_of_one_window_let_one_in(postgres_url):
             WindowEvent.SETTLE,
         ]
     engine.dispose()
+
+
+def test_audit_verify_finds_a_settled_window_changed_and_a_rewritten_transition(ledger):
+    (day1,) = closed(ledger, DAY1)
+    (batch,) = settle(ledger, day1)
+    assert confirm_window(ledger, [answer(ledger, batch)], "operator-1", LATER).ok
+    with ledger.begin() as conn:  # an insider moves one centime of day 1 and edits a row
+        drop_append_only_guard(conn)
+        conn.execute(text(
+            "UPDATE ledger_entries SET amount_minor = amount_minor - 1 WHERE id = "
+            "(SELECT min(id) FROM ledger_entries WHERE account_number LIKE '%-SETTLEMENT-MAD')"
+        ))  # fmt: skip
+        if conn.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER settlement_window_events_no_update"))
+        else:
+            conn.execute(text("DROP TRIGGER settlement_window_events_append_only "
+                              "ON settlement_window_events"))  # fmt: skip
+        conn.execute(text("UPDATE settlement_window_events SET actor = 'someone' WHERE seq = 2"))
+    with ledger.connect() as conn:
+        problems = verify(conn).settlement.problems
+    assert f"window {day1} transition 2: its hash does not cover its content (it was changed)" in (
+        problems
+    )
+    changed = [p for p in problems if p.startswith(f"settled window {day1} bank ")]
+    assert changed and "the ledger now gives" in changed[0], problems

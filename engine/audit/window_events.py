@@ -8,6 +8,10 @@ registry: the stage codecs neither produce nor consume it.
 It carries every chain's head at the close (``chain_heads``); ``chain_seq`` and
 ``chain_hash`` stay chain 0's head, so readers of the first version still read it,
 and events of that version (no ``chain_heads``) are read with an empty list.
+
+``SettlementWindowChanged`` on ``settlement.windows`` (declared in ``engine.events``) is
+each lifecycle row of a window (``engine.audit.window_lifecycle``) as an event, keyed by
+the window; the auditor replays them (``replay_states``) and compares with the ledger.
 """
 
 from __future__ import annotations

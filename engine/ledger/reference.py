@@ -331,3 +331,19 @@ def _check_limit(i: int, lim: Mapping[str, Any]) -> dict[str, Any]:
         "channel": channel, "max_amount_minor": maximum, "hold_expiry_s": expiry,
         "currency": _check_currency(_require(lim, "currency", where, str), where),
     }  # fmt: skip
+
+
+def check_fee_rule(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One fee rule checked as the file's are (an operator's change, ``engine.ops.reference``)."""
+    try:
+        return _check_fee(0, entry)
+    except ReferenceDataError as exc:
+        raise ReferenceDataError(str(exc).replace("fee_schedule[0]", "fee rule")) from None
+
+
+def check_channel_limit(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One channel limit checked as the file's are."""
+    try:
+        return _check_limit(0, entry)
+    except ReferenceDataError as exc:
+        raise ReferenceDataError(str(exc).replace("channel_limits[0]", "channel limit")) from None

@@ -30,6 +30,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -398,14 +399,19 @@ class CloseResult:
     already_closed: bool
 
 
-def close_window(engine: Engine, window: Window, now: datetime, early: bool = False) -> CloseResult:
-    """Record the close of ``window`` with its final positions; closing twice changes nothing."""
+def close_window(
+    engine: Engine | Connection, window: Window, now: datetime, early: bool = False
+) -> CloseResult:
+    """Record the close of ``window`` with its final positions; closing twice changes nothing.
+
+    Given a Connection, the close is written in the caller's transaction (``engine.ops``).
+    """
     if window.end > now and not early:
         raise WindowError(
             f"window {window.label} ends at {window.end.isoformat()}, after now "
             f"({now.isoformat()}); closing it early needs --early"
         )
-    with engine.begin() as conn:
+    with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
         closes = read_closes(conn, window.hours)
         if window.label in closes:
             return CloseResult(window_report(conn, window), already_closed=True)

@@ -9,6 +9,7 @@ succeeds, the dispatcher announces it with a ``PaymentNotified`` of the new roun
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,7 +82,7 @@ class RedeliveryReport:
 
 
 def redeliver(
-    engine: Engine,
+    engine: Engine | Connection,
     which: NotificationFilter,
     requested_by: str,
     now: datetime,
@@ -99,7 +100,8 @@ def redeliver(
         raise RedeliveryError("name notification ids, or a --status and/or --bank to select")
     t = table_of(NotificationRow)
     report = RedeliveryReport(requested_by, now)
-    with engine.begin() as conn:
+    # A Connection: the caller's transaction (an audited operator action, engine.ops).
+    with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
         found = conn.execute(
             select(t.c.notification_id, t.c.status, t.c.round)
             .where(*which.where())

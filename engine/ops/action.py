@@ -7,7 +7,9 @@ can hold a request, show what it would change, and run it later:
 - ``load(conn)`` reads what the decision needs;
 - ``decide(state, at)`` is pure: a :class:`Plan` (what to write, the old and new values
   the audit log keeps) or a :class:`Refused` with the reason;
-- ``apply(conn, plan, seq)`` writes the plan; ``seq`` is its audit record's number.
+- ``apply(conn, plan, seq)`` writes the plan; ``seq`` is its audit record's number;
+- ``recorded(plan, result)`` (optional) gives the old and new values the audit record
+  keeps when only the writing knows them (which notifications a redelivery moved).
 
 :func:`run_action` does the three and appends the audit record in one transaction: an
 action is never written without its record, nor recorded without being written.
@@ -21,7 +23,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from engine.ops.audit_log import ActionRecord, append_action
+from engine.ops.audit_log import ActionRecord, append_action, next_action_seq
 
 S = TypeVar("S")
 R = TypeVar("R", covariant=True)
@@ -97,8 +99,11 @@ def act(conn: Connection, action: Action[Any], actor: Actor, at: datetime) -> Do
         raise ActionRefusedError(action.name, plan.reason)
     if plan.noop:
         return Done(None, plan, None)
-    record = ActionRecord(
-        actor.name, at, action.name, plan.target, plan.old, plan.new, actor.reason
-    )
-    seq = append_action(conn, record)
-    return Done(seq, plan, action.apply(conn, plan, seq))
+    seq = next_action_seq(conn)
+    result = action.apply(conn, plan, seq)
+    recorded = getattr(action, "recorded", None)
+    old, new = (plan.old, plan.new) if recorded is None else recorded(plan, result)
+    record = ActionRecord(actor.name, at, action.name, plan.target, old, new, actor.reason)
+    if append_action(conn, record) != seq:
+        raise RuntimeError(f"operator action #{seq} was taken by another action meanwhile")
+    return Done(seq, plan, result)

@@ -148,6 +148,11 @@ def append_action(conn: Connection, record: ActionRecord) -> int:
     return seq
 
 
+def next_action_seq(conn: Connection) -> int:
+    """The ``seq`` the next appended row gets."""
+    return int(conn.execute(select(func.coalesce(func.max(_T.c.seq), 0))).scalar_one()) + 1
+
+
 def list_actions(
     conn: Connection, limit: int = 100, after_seq: int = 0, action: str | None = None
 ) -> list[LoggedAction]:
@@ -222,5 +227,3 @@ def _logged(r: Any) -> LoggedAction:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, insert, inspect, select
 
 from engine.ledger.exceptions import ReferenceDataError
 from engine.ledger.models import ReferenceVersion as VersionRow
@@ -62,6 +62,11 @@ def fee_item(channel: str, payment_type: str, currency: str) -> str:
 
 def limit_item(channel: str, currency: str) -> str:
     return f"{channel}/{currency}"
+
+
+def has_versions_table(conn: Connection) -> bool:
+    """Whether the ledger is migrated far enough to hold versions (a replay's live source)."""
+    return bool(inspect(conn).has_table(_V.name))
 
 
 def newest_version(conn: Connection) -> int:
@@ -214,6 +219,16 @@ class ReferenceRefresher:
             return True
         sure_until = self._checked + self.notice_s - self.refresh_s
         return latest_event is not None and latest_event.timestamp() >= sure_until
+
+
+def copy_versions(source: Connection, target: Connection) -> int:
+    """Copy every version of ``source`` into ``target`` (a replay's ledger); returns how many."""
+    rows = [dict(r._mapping) for r in source.execute(select(_V).order_by(_V.c.version))]
+    if len(rows) > MAX_VERSIONS:
+        raise ReferenceDataError(f"more than {MAX_VERSIONS} reference versions to copy")
+    if rows:
+        target.execute(insert(_V), rows)
+    return len(rows)
 
 
 def latest_occurred_at(records: Iterable[Mapping[str, Any]]) -> datetime | None:

@@ -249,20 +249,26 @@ class SetLimit:
 
 @dataclass(frozen=True)
 class SetBankDelivery:
-    """Set a bank's webhook URL (None: none) and notification format (None: json)."""
+    """Set a bank's webhook URL (None: none) and notification format (None: json).
+
+    ``values`` names the fields that change (``webhook_url``, ``notification_format``);
+    the others keep their value.
+    """
 
     name: ClassVar[str] = "reference.bank"
     bank: str
-    webhook_url: str | None
-    notification_format: str | None
+    values: dict[str, str | None]
 
     def __post_init__(self) -> None:
-        if self.notification_format not in (None, *NOTIFICATION_FORMATS):
+        unknown = set(self.values) - set(BANK_FIELDS)
+        if unknown or not self.values:
+            raise ReferenceDataError(f"a bank's delivery change names some of {list(BANK_FIELDS)}")
+        fmt = self.values.get("notification_format")
+        if fmt not in (None, *NOTIFICATION_FORMATS):
             raise ReferenceDataError(
-                f"notification format {self.notification_format!r}: expected one of "
-                f"{list(NOTIFICATION_FORMATS)}"
+                f"notification format {fmt!r}: expected one of {list(NOTIFICATION_FORMATS)}"
             )
-        url = self.webhook_url
+        url = self.values.get("webhook_url")
         if url is not None and not (url.startswith("https://") or url.startswith("http://")):
             raise ReferenceDataError("a webhook URL starts with https:// (or http://)")
         if url is not None and len(url) > MAX_WEBHOOK_URL_CHARS:
@@ -279,7 +285,7 @@ class SetBankDelivery:
     def decide(self, state: ItemState, at: datetime) -> Plan | Refused:
         if state.current is None:
             return Refused(f"bank {self.bank} is unknown")
-        new = {"webhook_url": self.webhook_url, "notification_format": self.notification_format}
+        new = {**state.current, **self.values}
         return decide_change(BANK, self.bank, new, state, at, at)
 
     def apply(self, conn: Connection, plan: Plan, seq: int) -> VersionChange:

@@ -42,6 +42,7 @@ from engine.ledger.dead_letters import (
 from engine.ledger.exceptions import DeadLetterNotFoundError
 from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.masking import mask_text
+from engine.ops.redrive import FORCE_FLAG, REFUSED_UNLESS_FORCED, check_redrivable
 from engine.serialization import AvroCodec, SchemaRegistry, SchemaStoreError, SerializationError
 from engine.times import as_utc, parse_instant
 from sakk.app import STAGE_NAMES, make_codec
@@ -167,7 +168,7 @@ def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
     help="With --body on payments.initiated: the bank's signature headers for it (JSON).",
 )
 @click.option(
-    "--by", "requested_by", metavar="NAME", help="Who asks (default: $USER or the login name)."
+    "--by", "requested_by", metavar="NAME", help="Who asks (default: $SAKK_OPERATOR, else $USER)."
 )
 @click.option("--reason", metavar="TEXT", help="Why, for the auditors (what was fixed).")
 @click.option(
@@ -176,6 +177,13 @@ def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
     default=MAX_LISTED,
     show_default=True,
     help="With --kind: dead letters sent in this run, oldest first.",
+)
+@click.option(
+    FORCE_FLAG,
+    "forced",
+    is_flag=True,
+    help=f"Also send {' and '.join(REFUSED_UNLESS_FORCED)} dead letters as they are (they "
+    "most likely fail the same way again).",
 )
 @click.pass_obj
 def dlq_redrive(
@@ -187,12 +195,15 @@ def dlq_redrive(
     requested_by: str | None,
     reason: str | None,
     limit: int,
+    forced: bool,
 ) -> None:
     """Send a dead letter (ID) or every one of a --kind back to its source topic.
 
     The copy is the original bytes (with the bank's signature, read from the source
     topic), or --body FILE (with the bank's --signature FILE where banks sign). A dead
     letter is sent again once: redriving it a second time sends nothing and says so.
+    Poison and corrupt-batch dead letters are refused unless --force. Each redrive is
+    recorded in the operator audit log (sakk audit log).
     """
     if (dead_letter_id is None) == (kind is None):
         raise click.UsageError("give a dead letter ID or --kind KIND")
@@ -204,6 +215,8 @@ def dlq_redrive(
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: the copy goes to the broker your consumers read"
         )
+    if kind is not None and (refusal := check_redrivable(f"--kind {kind}", kind, forced)):
+        raise click.UsageError(refusal.reason)
     who = operator_name(requested_by, MAX_REQUESTED_BY_CHARS)
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         raise click.BadParameter(f"at most {MAX_REASON_CHARS} characters", param_hint="--reason")
@@ -216,7 +229,7 @@ def dlq_redrive(
         with (
             _ledger(settings) as engine,
             _writing_codec(settings) as codec,
-            Redriver(settings, engine, codec) as r,
+            Redriver(settings, engine, codec, forced=forced) as r,
         ):
             if dead_letter_id is not None:
                 click.echo(r.redrive(dead_letter_id, who, reason, body, signature).summary)

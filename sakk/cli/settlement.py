@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from engine.audit.exceptions import WindowError
 from engine.audit.export import csv_text, jsonable, write_report
@@ -17,6 +18,7 @@ from engine.audit.urls import as_database_url
 from engine.audit.windows import (
     DEFAULT_WINDOW_HOURS,
     SUPPORTED_WINDOW_HOURS,
+    CloseResult,
     Window,
     WindowReport,
     all_window_reports,
@@ -28,7 +30,10 @@ from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
 from engine.money import format_minor
+from engine.ops.action import ActionRefusedError, Actor, run_action
+from engine.ops.windows import CloseWindow
 from sakk.cli import cli
+from sakk.cli.options import actor_of, actor_options
 
 WINDOW_HOURS_ENV = "SAKK_SETTLEMENT_WINDOW_HOURS"
 SHOWN_HEADS = 64  # chain heads printed after a close
@@ -143,6 +148,7 @@ def settlement_report(
     is_flag=True,
     help="Record the close in the ledger only (no broker); publish later by closing again.",
 )
+@actor_options
 @click.pass_obj
 def settlement_close(
     settings: Settings,
@@ -151,12 +157,16 @@ def settlement_close(
     database: str | None,
     early: bool,
     no_publish: bool,
+    by: str | None,
+    reason: str | None,
 ) -> None:
     """Make a window's net positions final and publish SettlementWindowClosed.
 
     Payments of this window settled after the close count in the next open window.
-    Closing again changes nothing in the ledger and re-publishes the same event.
+    Closing again changes nothing in the ledger and re-publishes the same event. The
+    close is recorded in the operator audit log (sakk audit log).
     """
+    actor = actor_of(by, reason)
     if settings.uses_embedded_broker and not no_publish:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS to publish the close, "
@@ -165,7 +175,7 @@ def settlement_close(
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
     try:
         window = Window.parse(window_text, int(hours))
-        result = close_window(engine, window, datetime.now(UTC), early=early)
+        result = _close(engine, CloseWindow(window, early), actor)
         console = Console()
         _print(console, result.report)
         close = result.report.close
@@ -195,6 +205,19 @@ def settlement_close(
         ) from exc
     finally:
         engine.dispose()
+
+
+def _close(engine: Engine, action: CloseWindow, actor: Actor) -> CloseResult:
+    """The close, with its audit record; a window closed already is reported as it was closed."""
+    now = datetime.now(UTC)
+    try:
+        done = run_action(engine, action, actor, now)
+    except ActionRefusedError as exc:
+        raise WindowError(str(exc)) from exc
+    if done.plan.noop:
+        return close_window(engine, action.window, now, early=True)  # writes nothing
+    result: CloseResult = done.result
+    return result
 
 
 def _print(console: Console, report: WindowReport) -> None:

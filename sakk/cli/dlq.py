@@ -211,12 +211,12 @@ def dlq_redrive(
         raise click.UsageError("--body corrects one dead letter: give its ID, not --kind")
     if signature_file is not None and body_file is None:
         raise click.UsageError("--signature goes with --body: an original keeps its own")
+    if kind is not None and (refusal := check_redrivable(f"--kind {kind}", kind, forced)):
+        raise click.UsageError(refusal.reason)
     if settings.uses_embedded_broker:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: the copy goes to the broker your consumers read"
         )
-    if kind is not None and (refusal := check_redrivable(f"--kind {kind}", kind, forced)):
-        raise click.UsageError(refusal.reason)
     who = operator_name(requested_by, MAX_REQUESTED_BY_CHARS)
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         raise click.BadParameter(f"at most {MAX_REASON_CHARS} characters", param_hint="--reason")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from engine.config import SettingsError, load_settings
 from engine.ledger.exceptions import ReferenceDataError
 from engine.ledger.reference import FeeSchedule, Limits
 from engine.ledger.reference_versions import (
@@ -167,3 +168,10 @@ def test_a_refresher_checks_at_most_every_interval_unless_an_event_is_beyond_wha
     far = datetime.fromtimestamp(clock.now + 356, UTC)  # beyond checked + notice - refresh
     refresher.current(conn, far)  # type: ignore[arg-type]
     assert conn.checks == 3 and reads == [0, 1]  # checked again; unchanged, not read again
+
+
+def test_a_notice_shorter_than_the_skew_plus_two_refreshes_stops_the_process_at_start() -> None:
+    environ = {"SAKK_MAX_EVENT_SKEW_S": "300", "SAKK_REFERENCE_REFRESH_MS": "5000"}
+    with pytest.raises(SettingsError, match="SAKK_REFERENCE_NOTICE_S=310 must exceed"):
+        load_settings(environ={**environ, "SAKK_REFERENCE_NOTICE_S": "310"})
+    assert load_settings(environ={**environ, "SAKK_REFERENCE_NOTICE_S": "311"})

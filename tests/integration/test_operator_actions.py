@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 import sakk.cli.audit
@@ -20,10 +20,13 @@ import sakk.cli.settlement  # noqa: F401  (each module registers its command on 
 from engine.audit.windows import Window
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import FeeRule, ReferenceVersion
+from engine.ledger.models import Notification as NotificationRow
+from engine.ledger.notifications import NotificationFilter
 from engine.ledger.reference import load_reference_data, read_file
 from engine.ops.action import ActionRefusedError, Actor, run_action
 from engine.ops.audit_log import list_actions, verify_action_log
 from engine.ops.keys import RevokeKey
+from engine.ops.notifications import Redeliver
 from engine.ops.reference import SetBankDelivery, SetFee
 from engine.ops.windows import CloseWindow
 from sakk.cli import cli
@@ -174,3 +177,27 @@ def test_audit_log_lists_the_actions_and_operators_name_themselves(ledger, datab
     assert rows[0]["reason"] == "new tariff" and rows[1]["new"]["value"]["notification_format"]
     page = runner.invoke(cli, ["audit", "log", "--after", "1"], env=env)
     assert "#2" in page.output and "#1 " not in page.output and "1 operator actions" in page.output
+
+
+def failed_notification(nid: str, bank: str) -> dict[str, Any]:
+    return {"notification_id": nid, "payment_id": f"007:{nid}", "outcome": "SETTLED",
+            "recipient_bank": bank, "sender": "webhook", "status": "FAILED", "attempts": 9,
+            "payload": "{}", "source_event_id": f"007:e-{nid}", "created_at": datetime.now(UTC),
+            "round": 0}  # fmt: skip
+
+
+def test_a_redelivery_is_the_books_and_its_record_names_what_moved(ledger):
+    with ledger.begin() as conn:
+        conn.execute(insert(NotificationRow), [failed_notification("n1", "011"),
+                                               failed_notification("n2", "007")])  # fmt: skip
+    action = Redeliver(NotificationFilter(status="FAILED", bank="011"), "ops-amal", 3600, "up")
+    done = run_action(ledger, action, AMAL, datetime.now(UTC))
+    assert done.result.redelivered == ["n1"]
+    with ledger.connect() as conn:
+        (logged,) = list_actions(conn)
+        statuses = dict(conn.execute(select(NotificationRow.notification_id,
+                                            NotificationRow.status)).all())  # fmt: skip
+    record = logged.as_dict()
+    assert record["action"] == "notifications.redeliver" and record["old"] == {"status": "FAILED"}
+    assert record["new"]["ids"] == ["n1"] and record["new"]["selection"]["bank"] == "011"
+    assert statuses == {"n1": "PENDING", "n2": "FAILED"}

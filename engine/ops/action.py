@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
-from engine.ops.audit_log import ActionRecord, append_action, next_action_seq
+from engine.ops.audit_log import ActionRecord, append_action, lock_action_log, next_action_seq
 
 S = TypeVar("S")
 R = TypeVar("R", covariant=True)
@@ -94,6 +94,7 @@ def run_action(engine: Engine, action: Action[Any], actor: Actor, at: datetime) 
 
 def act(conn: Connection, action: Action[Any], actor: Actor, at: datetime) -> Done[Any]:
     """:func:`run_action` inside a transaction the caller holds."""
+    lock_action_log(conn)  # decided on what no other action is changing meanwhile
     plan = action.decide(action.load(conn), at)
     if isinstance(plan, Refused):
         raise ActionRefusedError(action.name, plan.reason)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from engine.ledger.models import OperatorAction, table_of
 from engine.times import as_utc
@@ -32,6 +32,7 @@ MAX_REASON_CHARS = 1_000
 MAX_VALUE_CHARS = 100_000  # one action's old or new value, as JSON
 LIST_LIMIT_MAX = 10_000
 VERIFY_BATCH_ROWS = 5_000  # rows read at a time while walking the chain
+ACTION_LOG_LOCK_KEY = 0x53414B4B4F505301  # "SAKKOPS" 1: PostgreSQL advisory lock of the log
 
 _T = table_of(OperatorAction)
 
@@ -117,13 +118,20 @@ def action_hash(
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
-def append_action(conn: Connection, record: ActionRecord) -> int:
-    """Append ``record`` after the log's last row; returns its ``seq``.
+def lock_action_log(conn: Connection) -> None:
+    """Take turns: one operator action at a time, from its load to its commit.
 
-    Two operators acting at once both read the same last row; the primary key on
-    ``seq`` lets one insert win and the other's transaction fail, writing nothing.
-    (On SQLite the write lock is taken up front, so they never race.)
+    On PostgreSQL a transaction-scoped advisory lock (taken again in the same transaction,
+    it is held once more, harmlessly); SQLite takes its write lock up front anyway. Should
+    two rows still race for one ``seq``, its primary key lets one win and fails the other.
     """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ACTION_LOG_LOCK_KEY})
+
+
+def append_action(conn: Connection, record: ActionRecord) -> int:
+    """Append ``record`` after the log's last row; returns its ``seq``."""
+    lock_action_log(conn)
     last = conn.execute(select(_T.c.seq, _T.c.row_hash).order_by(_T.c.seq.desc()).limit(1)).first()
     seq, prev = (1, GENESIS_HASH) if last is None else (last.seq + 1, last.row_hash)
     at = as_utc(record.acted_at)

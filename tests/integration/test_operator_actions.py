@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -201,3 +202,21 @@ def test_a_redelivery_is_the_books_and_its_record_names_what_moved(ledger):
     assert record["action"] == "notifications.redeliver" and record["old"] == {"status": "FAILED"}
     assert record["new"]["ids"] == ["n1"] and record["new"]["selection"]["bank"] == "011"
     assert statuses == {"n1": "PENDING", "n2": "FAILED"}
+
+
+def test_operators_acting_at_once_take_turns_and_the_chain_stays_whole(ledger):
+    items = [(c, t) for c in ("WEB", "MOBILE", "POS") for t in ("TRANSFER", "PURCHASE")]
+
+    def change(item: tuple[str, str]) -> int | None:
+        rule = {"fixed_minor": 123, "rate_bps": 0, "max_minor": None}
+        action = SetFee(item[0], item[1], "MAD", rule, NOTICE_S, 30.0)
+        return run_action(ledger, action, Actor(f"ops-{item[0]}"), datetime.now(UTC)).seq
+
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        seqs = list(pool.map(change, items))
+    with ledger.connect() as conn:
+        check = verify_action_log(conn)
+        versions = conn.execute(select(ReferenceVersion.version, ReferenceVersion.action_seq)).all()
+    assert sorted(seqs) == list(range(1, len(items) + 1))  # type: ignore[type-var]
+    assert check.ok and check.rows == len(items)
+    assert sorted(versions) == [(n, n) for n in range(1, len(items) + 1)]

@@ -169,6 +169,8 @@ def _applied(
         if value is not None:
             rules[key3] = (value["fixed_minor"], value["rate_bps"], value.get("max_minor"))
         return replace(fees, rules=rules), limits
+    if kind != LIMIT:
+        raise ReferenceDataError(f"reference version of kind {kind!r}: no decision uses it")
     key2 = _limit_key(item)
     maxima, expiries = dict(limits.max_amount_minor), dict(limits.hold_expiry_s)
     maxima.pop(key2, None)

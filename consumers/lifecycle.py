@@ -44,13 +44,15 @@ from typing import Any
 
 from consumers.fees import check_no_vignette_fee, compute_fee
 from consumers.legs import build_legs, settlement_window
+from engine.domain import STEPS, Outcome, StepKind, StepOutcome
+from engine.domain.steps import banks_of
 from engine.events import (
     PAYMENT_STEP_COMPLETED,
     PAYMENT_STEP_REFUSED,
     SWITCH,
     derived_event_id,
 )
-from engine.ledger.models import HoldState, PaymentIntent, StepKind
+from engine.ledger.models import HoldState, PaymentIntent
 from engine.ledger.models import PaymentState as S
 from engine.ledger.postings import DEFAULT_CHAIN, Leg, PostingDraft
 from engine.ledger.recorder import (
@@ -67,14 +69,7 @@ from engine.pipeline.contract import Decision, Emit
 from engine.reasons import RETURN_REASONS, Reason
 
 CONSUMER = "settlement"  # the stage these rules run in, as its transitions name it
-APPLIED, REFUSED = "APPLIED", "REFUSED"
-OUTCOME_OF_STEP = {
-    StepKind.CAPTURE: "captured",
-    StepKind.VOID: "voided",
-    StepKind.EXPIRE: "expired",
-    StepKind.REFUND: "refunded",
-    StepKind.RETURN: "returned",
-}  # metric labels of applied steps
+APPLIED, REFUSED = StepOutcome.APPLIED, StepOutcome.REFUSED
 
 
 @dataclass(slots=True)
@@ -161,7 +156,7 @@ class StepRules:
         if refusal is not None or payment is None:
             return self._refused(s, payment, refusal or NOT_A_PARTY)
         kind = StepKind(s["step"])
-        if kind in (StepKind.CAPTURE, StepKind.VOID, StepKind.EXPIRE):
+        if STEPS[kind].on_hold:
             result = self._on_hold(s, kind, payment, hold, funds)
         else:
             result = self._back(s, kind, payment, funds)
@@ -243,7 +238,7 @@ class StepRules:
         kind = StepKind.VOID if how == HoldState.VOIDED else StepKind.EXPIRE
         something = hold.captured_minor > 0  # partial captures stand: the payment is CAPTURED
         hold_state = HoldState.CAPTURED if something else how
-        state = S.CAPTURED if something else (S.VOIDED if kind is StepKind.VOID else S.EXPIRED)
+        state = S.CAPTURED if something else STEPS[kind].target
         released = hold.amount_minor - hold.captured_minor
         return self._applied(
             s, payment, kind, released, 0, None, state, captured=hold.captured_minor,
@@ -291,7 +286,7 @@ class StepRules:
         )  # fmt: skip
         refunded = payment.refunded_minor + amount
         done = refunded == payment.captured_minor
-        state = (S.RETURNED if kind is StepKind.RETURN else S.REFUNDED) if done else payment.state
+        state = STEPS[kind].target if done else payment.state
         return self._applied(
             s, payment, kind, amount, fee, legs, state, captured=payment.captured_minor,
             refunded=refunded,
@@ -366,7 +361,7 @@ class StepRules:
             payment_state=state, reason_code=s.get("reason_code"), iso=payment.iso,
         )  # fmt: skip
         return Decision(
-            OUTCOME_OF_STEP[kind], payment.payment_id, writes=tuple(writes),
+            STEPS[kind].outcome, payment.payment_id, writes=tuple(writes),
             emits=(Emit(PAYMENT_STEP_COMPLETED, record),), channel=payment.channel,
         )  # fmt: skip
 
@@ -402,7 +397,7 @@ def refused_step(s: dict[str, Any], payment: PaymentView | None, refusal: StepRe
         "causation_event_id": s["event_id"],
     }  # fmt: skip
     return Decision(
-        "step_refused", s["payment_id"], writes=(step,),
+        Outcome.STEP_REFUSED, s["payment_id"], writes=(step,),
         emits=(Emit(PAYMENT_STEP_REFUSED, record),), channel=payment.channel if payment else "",
         reason=refusal.reason.value,
     )  # fmt: skip
@@ -449,13 +444,8 @@ def _party_refusal(s: dict[str, Any], payment: PaymentView | None) -> StepRefusa
         return NOT_A_PARTY
     if s["payer_account"] != payment.payer_account:
         return StepRefusal(Reason.NOOR, "the step names another payer than the payment's")
-    if kind == StepKind.EXPIRE:
-        allowed: tuple[str, ...] = (SWITCH,)
-    elif kind in (StepKind.REFUND, StepKind.RETURN):
-        allowed = (payment.payee_bank,)
-    else:
-        allowed = (payment.payer_bank, payment.payee_bank)
-    if sender not in allowed:
+    who = STEPS[StepKind(kind)].who_may_ask
+    if sender not in banks_of(who, payment.payer_bank, payment.payee_bank, SWITCH):
         return StepRefusal(
             Reason.AG01, f"bank {str(sender)[:8]} may not {str(kind).lower()} this payment"
         )

@@ -3,7 +3,7 @@
 In the batch's transaction, one ``notifications`` row per recipient, PENDING and due
 now (a unique key forbids a second one for the same outcome and bank). That is all the
 Kafka batch does: delivery runs apart, on the persisted schedule of
-:mod:`consumers.delivery`, so no bank's endpoint ever holds the batch, and a bank that
+:mod:`consumers.notify`, so no bank's endpoint ever holds the batch, and a bank that
 is down is retried for hours without holding the others back.
 """
 
@@ -19,15 +19,27 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from engine.config import Settings
-from engine.events import OUTCOME_EVENTS, SWITCH, uuid5_text
+from engine.domain import REFUSED, NotificationStatus, Outcome, Party, PaymentState, spec_of
+from engine.events import (
+    OUTCOME_EVENTS,
+    PAYMENT_FAILED,
+    PAYMENT_REJECTED,
+    PAYMENT_SETTLED,
+    PAYMENT_STEP_COMPLETED,
+    PAYMENT_STEP_REFUSED,
+    SWITCH,
+    uuid5_text,
+)
 from engine.ledger.recorder import DueNotification
 from engine.pipeline.contract import Decision, Refusal, StageDefaults
 from engine.pipeline.messages import Inbound
 
 NAME = "notification"
-OUTCOME_OF = {"PaymentSettled": "SETTLED", "PaymentRejected": "REJECTED", "PaymentFailed": "FAILED"}
-STEP_COMPLETED, STEP_REFUSED = "PaymentStepCompleted", "PaymentStepRefused"
-REFUSED = "REFUSED"  # the outcome told of a refused step
+OUTCOME_OF = {
+    PAYMENT_SETTLED.name: PaymentState.SETTLED, PAYMENT_REJECTED.name: PaymentState.REJECTED,
+    PAYMENT_FAILED.name: PaymentState.FAILED,
+}  # fmt: skip
+STEP_COMPLETED, STEP_REFUSED = PAYMENT_STEP_COMPLETED.name, PAYMENT_STEP_REFUSED.name
 NOTIFICATION_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000002")
 PAYLOAD_FIELDS = (
     "payment_id",
@@ -65,14 +77,17 @@ def recipients(event_type: str, record: dict[str, Any]) -> list[str]:
     """Who is told.
 
     A payment's outcome: the payer's bank always; the payee's bank too when money reached
-    it. A step that took effect: both banks. A refused step: the bank that asked for it
-    (nobody for the switch's own expiry, which the step that beat it was told of).
+    it. A step that took effect: those its spec names (both banks). A refused step: the
+    bank that asked for it (nobody for the switch's own expiry, which the step that beat
+    it was told of).
     """
     if event_type == STEP_REFUSED:
         sender = record["sender_bank"]
         return [] if sender == SWITCH else [sender]
     banks = [record["payer_bank"]]
-    both = event_type in ("PaymentSettled", STEP_COMPLETED)
+    both = event_type == PAYMENT_SETTLED.name or (
+        event_type == STEP_COMPLETED and Party.PAYEE_BANK in spec_of(record["step"]).who_is_told
+    )
     if both and record["payee_bank"] != record["payer_bank"]:
         banks.append(record["payee_bank"])
     return banks
@@ -155,7 +170,7 @@ class NotificationStage(StageDefaults):
                 outcome,
                 bank,
                 self.sender_name,
-                "PENDING",
+                NotificationStatus.PENDING,
                 0,
                 json.dumps(payload_of(record, bank), sort_keys=True),
                 inbound.event_id,
@@ -166,7 +181,7 @@ class NotificationStage(StageDefaults):
             )  # fmt: skip
             for bank in recipients(inbound.event_type, record)
         )
-        return Decision("notified", record["payment_id"], writes=rows)
+        return Decision(Outcome.NOTIFIED, record["payment_id"], writes=rows)
 
     def committed(self, engine: Engine) -> None:
         """The batch committed: its notifications are due, so wake the dispatcher."""

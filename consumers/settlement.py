@@ -28,6 +28,9 @@ from consumers.lifecycle import (
     hold_expiry,
 )
 from engine.config import Settings
+from engine.domain import STEPS
+from engine.domain.outcomes import Outcome as DecisionOutcome
+from engine.domain.steps import PAYMENT_POSTING
 from engine.events import (
     PAYMENT_FAILED,
     PAYMENT_SETTLED,
@@ -247,7 +250,7 @@ class Settlement(StageDefaults):
         # One hash chain per partition: a payer's postings stay in order on one chain, and
         # settlement instances (each with its partitions) never wait on each other's head.
         draft = PostingDraft(
-            posting_id, p["payment_id"], "PAYMENT", p["occurred_at"], window, legs,
+            posting_id, p["payment_id"], PAYMENT_POSTING, p["occurred_at"], window, legs,
             chain=inbound.partition,
         )  # fmt: skip
         record = _carried(p, PAYMENT_SETTLED)
@@ -257,7 +260,7 @@ class Settlement(StageDefaults):
             posting_id, window, p["amount_minor"],
         )  # fmt: skip
         return Decision(
-            "settled", p["payment_id"],
+            DecisionOutcome.SETTLED, p["payment_id"],
             writes=(outcome, draft, _transition(p, PaymentState.SETTLED, None)),
             emits=(Emit(PAYMENT_SETTLED, record),), channel=p["channel"],
         )  # fmt: skip
@@ -289,7 +292,7 @@ def _authorized(p: dict[str, Any], fee: int, expires_at: datetime) -> Decision:
         payment_state=PaymentState.AUTHORIZED, hold_expires_at=expires_at, iso=p.get("iso"),
     )  # fmt: skip
     return Decision(
-        "authorized", p["payment_id"],
+        STEPS[StepKind.AUTHORIZE].outcome, p["payment_id"],
         writes=(outcome, hold, _transition(p, PaymentState.AUTHORIZED, None)),
         emits=(Emit(PAYMENT_STEP_COMPLETED, record),), channel=p["channel"],
     )  # fmt: skip
@@ -303,7 +306,7 @@ def _failed(p: dict[str, Any], reason: Reason, message: str) -> Decision:
         None, None, None,
     )  # fmt: skip
     return Decision(
-        "failed", p["payment_id"],
+        DecisionOutcome.FAILED, p["payment_id"],
         writes=(outcome, _transition(p, PaymentState.FAILED, reason.value)),
         emits=(Emit(PAYMENT_FAILED, record),), channel=p["channel"], reason=reason.value,
     )  # fmt: skip

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 from consumers.lifecycle import StepRefusal, refused_step
 from consumers.signature_gate import SignatureGate
 from engine.config import Settings
+from engine.domain import STEPS, Outcome, Party
 from engine.events import (
     EVENTS,
     PAYMENT_INITIATED,
@@ -270,7 +271,7 @@ class Validator(StageDefaults):
             writes.insert(1, iso)
         event, record = _event(p, rejection)
         return Decision(
-            outcome="validated" if rejection is None else "rejected",
+            outcome=Outcome.VALIDATED if rejection is None else Outcome.REJECTED,
             payment_id=p["payment_id"],
             writes=tuple(writes),
             emits=(Emit(event, record),),
@@ -294,7 +295,7 @@ class Validator(StageDefaults):
         record["event_id"] = derived_event_id(s["event_id"], PAYMENT_STEP_VALIDATED.name)
         taken = ReferenceTaken(s["sender_bank"], s["bank_reference"], s["payment_id"])
         return Decision(
-            "step_validated", s["payment_id"], writes=(taken,),
+            Outcome.STEP_VALIDATED, s["payment_id"], writes=(taken,),
             emits=(Emit(PAYMENT_STEP_VALIDATED, record),),
         )  # fmt: skip
 
@@ -323,6 +324,9 @@ class Validator(StageDefaults):
         return None
 
 
+SWITCH_ONLY = frozenset({Party.SWITCH})  # steps no bank may ask for (an expiry)
+
+
 def _step_rules(
     s: dict[str, Any], record_ms: int, settings: Settings, ctx: ValidatorContext
 ) -> Rejection | None:
@@ -334,7 +338,7 @@ def _step_rules(
         )
     if not 0 < len(s["payer_account"]) <= MAX_ACCOUNT_CHARS:
         return Rejection(Reason.CH16, f"payer_account must be 1 to {MAX_ACCOUNT_CHARS} characters")
-    if s["step"] == StepKind.EXPIRE:
+    if STEPS[StepKind(s["step"])].who_may_ask == SWITCH_ONLY:
         return Rejection(Reason.AG01, "only the switch expires a hold")
     if s["sender_bank"] not in ctx.banks:
         return Rejection(Reason.RC01, f"sender bank {s['sender_bank'][:8]!r} is unknown")

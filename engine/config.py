@@ -18,7 +18,7 @@ from typing import Any
 PREFIX = "SAKK_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Steps where SAKK_CRASH_POINT may kill the process (fault injection): the consumer loop
-# of engine.pipeline.service, and the notification delivery loop of consumers.delivery.
+# of engine.pipeline.service, and the notification delivery loop of consumers.notify.
 CRASH_POINTS = (
     "before_db_commit", "after_db_commit", "after_complete", "after_produce",
     "after_attempt", "after_delivery_record",
@@ -125,7 +125,7 @@ class Settings:
     webhook_signing_key_files: str = ""
     webhook_timeout_ms: int = field(default=2_000, metadata=_bounds(50, 60_000))
     webhook_concurrency: int = field(default=16, metadata=_bounds(1, 256))
-    # Delivery schedule (consumers.delivery): one bounded attempt at a time, retried with
+    # Delivery schedule (consumers.notify): one bounded attempt at a time, retried with
     # capped exponential backoff and jitter until the horizon, then FAILED.
     notify_retry_initial_ms: int = field(default=1_000, metadata=_bounds(10, 3_600_000))
     notify_retry_max_ms: int = field(default=1_800_000, metadata=_bounds(10, 86_400_000))

@@ -3,8 +3,10 @@
 Every stage, the publisher, the dead-letter tools and the chaos harness read the
 topic and the message key of an event from here; nothing else spells them. At
 start-up :func:`check_against_schemas` proves the declarations and ``schemas/*.avsc``
-agree (each file names its record, each key field is a string field), so a schema
-and its declaration cannot drift apart unnoticed.
+agree (each file names its record, each key field is a string field, each enum that
+spells a step kind, a notified outcome or a delivery status holds exactly the catalog's
+symbols: :data:`CATALOG_ENUMS`), so a schema and its declaration cannot drift apart
+unnoticed.
 
 Fields a stage passes on from the event it handles are read from the schemas too
 (:func:`carried_fields`): the settled event carries what the validated event and the
@@ -24,6 +26,8 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.config import Settings
+from engine.domain.notifications import FINISHED, NOTIFIED_OUTCOMES
+from engine.domain.steps import REQUESTED_STEPS, STEPS
 from engine.ids import MalformedIdError, qualify_named, qualify_own
 
 EVENT_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000001")
@@ -154,6 +158,20 @@ OUTCOME_EVENTS = (
     PAYMENT_STEP_REFUSED,
 )  # what banks are told  # fmt: skip
 EMITTED_BY_STAGES = (PAYMENT_VALIDATED, *OUTCOME_EVENTS, PAYMENT_NOTIFIED)
+# The Avro enums that spell a catalog (engine.domain): (event, field) -> the symbols the
+# enum must hold, no more, no fewer. Any other enum naming a step kind is refused too.
+_STEP_NAMES = frozenset(k.value for k in STEPS)
+_ASKED = frozenset(k.value for k in REQUESTED_STEPS)
+CATALOG_ENUMS: Mapping[tuple[str, str], frozenset[str]] = MappingProxyType(
+    {
+        (PAYMENT_STEP_REQUESTED.name, "step"): _ASKED,
+        (PAYMENT_STEP_VALIDATED.name, "step"): _ASKED,
+        (PAYMENT_STEP_COMPLETED.name, "step"): _STEP_NAMES,
+        (PAYMENT_STEP_REFUSED.name, "step"): _ASKED,
+        (PAYMENT_NOTIFIED.name, "outcome"): frozenset(NOTIFIED_OUTCOMES),
+        (PAYMENT_NOTIFIED.name, "delivery_status"): frozenset(s.value for s in FINISHED),
+    }
+)
 
 
 @cache
@@ -180,6 +198,43 @@ def carried_fields(source: EventType, target: EventType) -> tuple[str, ...]:
     return tuple(f for f in field_names(target) if f in have and f not in own)
 
 
+def _enum_symbols(avro_type: Any) -> list[str] | None:
+    """The symbols of the enum ``avro_type`` is (or, in a union, holds); None for none."""
+    if isinstance(avro_type, list):
+        found = [_enum_symbols(t) for t in avro_type]
+        return next((f for f in found if f is not None), None)
+    if isinstance(avro_type, dict) and avro_type.get("type") == "enum":
+        return [str(s) for s in avro_type.get("symbols", [])]
+    return None
+
+
+def catalog_enum_problems(event_name: str, types: Mapping[str, Any]) -> list[str]:
+    """How the enums of one schema (field -> Avro type) disagree with the catalog."""
+    problems: list[str] = []
+    for event, field in CATALOG_ENUMS:
+        if event == event_name and _enum_symbols(types.get(field)) is None:
+            problems.append(f"{event}: field {field!r} is no enum, the catalog expects one")
+    for field, avro_type in types.items():
+        symbols = _enum_symbols(avro_type)
+        if symbols is None:
+            continue
+        wanted = CATALOG_ENUMS.get((event_name, field))
+        if wanted is None:
+            if _STEP_NAMES & set(symbols):
+                problems.append(
+                    f"{event_name}: enum field {field!r} names step kinds, but engine.events "
+                    "does not check it against the step catalog (CATALOG_ENUMS)"
+                )
+            continue
+        missing, extra = sorted(wanted - set(symbols)), sorted(set(symbols) - wanted)
+        if missing or extra:
+            problems.append(
+                f"{event_name}: enum field {field!r} disagrees with the catalog "
+                f"(engine.domain): missing {missing or 'none'}, unknown {extra or 'none'}"
+            )
+    return problems
+
+
 def check_against_schemas(schemas_dir: Path) -> None:
     """Raise :class:`EventDeclarationError` unless every declaration matches its schema file."""
     problems: list[str] = []
@@ -203,6 +258,7 @@ def check_against_schemas(schemas_dir: Path) -> None:
         for name in (*event.own_ids, *event.named_ids):
             if types.get(name) != "string":
                 problems.append(f"{event.name}: id field {name!r} is not a string field")
+        problems += catalog_enum_problems(event.name, types)
     undeclared = sorted(
         p.name for p in schemas_dir.glob("payment_*.avsc") if p.name not in declared
     )

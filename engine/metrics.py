@@ -16,6 +16,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from engine.domain.steps import MONEY_STEPS as MONEY_STEP_KINDS
+from engine.domain.steps import REQUESTED_STEPS, STEPS, Money, StepKind
+
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 MESSAGES = Counter(
@@ -191,12 +194,17 @@ HOLDS_REFRESHED = Gauge(
     "sakk_holds_refreshed_timestamp_seconds",
     "Unix time the hold gauges were last read from the ledger.",
 )
-STEP_OUTCOMES = frozenset({"captured", "voided", "expired", "refunded", "returned"})  # applied
-# The steps that move money: (count, amount) per step kind.
+# The outcomes of the steps banks (and the expiry scheduler) ask for, once applied.
+STEP_OUTCOMES = frozenset(STEPS[k].outcome.value for k in REQUESTED_STEPS)
+# (count, amount) of each step kind that moves money: every one in the catalog must have
+# its two counters here (a KeyError at import says which does not).
+_STEP_COUNTERS: Mapping[str, tuple[Counter, Counter]] = {
+    StepKind.CAPTURE: (CAPTURES, CAPTURED_AMOUNT),
+    StepKind.REFUND: (REFUNDS, REFUNDED_AMOUNT),
+    StepKind.RETURN: (RETURNS, RETURNED_AMOUNT),
+}
 MONEY_STEPS: Mapping[str, tuple[Counter, Counter]] = {
-    "CAPTURE": (CAPTURES, CAPTURED_AMOUNT),
-    "REFUND": (REFUNDS, REFUNDED_AMOUNT),
-    "RETURN": (RETURNS, RETURNED_AMOUNT),
+    kind.value: _STEP_COUNTERS[kind] for kind in MONEY_STEP_KINDS
 }
 
 CONSUMER_READY = Gauge(
@@ -238,10 +246,11 @@ def observe_settled(events: Iterable[Mapping[str, Any]]) -> None:
 def observe_steps(events: Iterable[Mapping[str, Any]]) -> None:
     """Count a batch's applied steps (PaymentStepCompleted events, after their commit).
 
-    Captures, refunds and returns move money: their counts and amounts, their fees, and
-    the net positions (a capture as a payment; a refund or a return the other way).
-    Voids and expiries move none (``sakk_payment_outcomes_total`` counts them). Summed per
-    label set first, as in :func:`observe_settled`.
+    The steps that move money (the catalog's): their counts and amounts, their fees, and
+    the net positions, the way the catalog says the money goes (a capture as a payment; a
+    refund or a return back). Voids and expiries move none (``sakk_payment_outcomes_total``
+    counts them). A step that needs a reason (a return) is counted by it. Summed per label
+    set first, as in :func:`observe_settled`.
     """
     counted: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
     amounts: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
@@ -252,7 +261,7 @@ def observe_steps(events: Iterable[Mapping[str, Any]]) -> None:
         payer, payee, channel = event["payer_bank"], event["payee_bank"], event["channel"]
         if step not in MONEY_STEPS:
             continue
-        paying, paid = (payer, payee) if step == "CAPTURE" else (payee, payer)
+        paying, paid = (payer, payee) if _direction(step) is Money.TO_PAYEE else (payee, payer)
         counted[(step, paying, channel, event.get("reason_code") or "")] += 1
         amounts[(step, paying, channel, currency)] += amount
         if event["fee_minor"]:
@@ -261,8 +270,8 @@ def observe_steps(events: Iterable[Mapping[str, Any]]) -> None:
             net[(paying, currency)] -= amount
             net[(paid, currency)] += amount
     for (step, bank, channel, reason), n in counted.items():
-        if step == "RETURN":
-            RETURNS.labels(bank, channel, reason).inc(n)
+        if STEPS[StepKind(step)].needs_reason:
+            MONEY_STEPS[step][0].labels(bank, channel, reason).inc(n)
         else:
             MONEY_STEPS[step][0].labels(bank, channel).inc(n)
     for (step, *labels), amount in amounts.items():
@@ -272,6 +281,10 @@ def observe_steps(events: Iterable[Mapping[str, Any]]) -> None:
     for (bank, currency), change in net.items():
         if change:
             NET_POSITION.labels(bank, currency).inc(change)
+
+
+def _direction(step: str) -> Money:
+    return STEPS[StepKind(step)].money
 
 
 class HoldGauges:

@@ -21,7 +21,7 @@ from engine.pipeline.service import ConsumerService
 from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
 
 if TYPE_CHECKING:
-    from consumers.delivery import Dispatcher
+    from consumers.notify.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ def make_dispatcher(
     settings: Settings, engine: Engine, codec: AvroCodec, stop_event: threading.Event
 ) -> Dispatcher:
     """The notification service's delivery loop, with the sender ``SAKK_NOTIFY_SENDER`` names."""
-    from consumers.delivery import Dispatcher
-    from consumers.senders import make_sender
+    from consumers.notify.channels import make_sender
+    from consumers.notify.dispatcher import Dispatcher
 
     return Dispatcher(settings, engine, codec, make_sender(settings), stop_event)
 

@@ -78,6 +78,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
+from engine.domain import StepKind
 from engine.events import PAYMENT_INITIATED
 from engine.ids import switch_id_of
 from engine.ledger.database import make_engine
@@ -180,12 +181,12 @@ PUBLISH_MARGIN_S = 3  # at most this long from a message's generation to the bro
 RETURN_REASONS = (("AC04", 50), ("AC01", 20), ("AC06", 15), ("MD07", 15))
 STEP_KINDS: Mapping[str, tuple[str, tuple[str, str | None]]] = {
     # message kind: (step, (expected outcome, reason))
-    "capture": ("CAPTURE", ("applied", None)),
-    "void": ("VOID", ("applied", None)),
-    "refund": ("REFUND", ("applied", None)),
-    "return": ("RETURN", ("applied", None)),
-    "capture_above_hold": ("CAPTURE", ("refused", "AM09")),
-    "refund_by_payer_bank": ("REFUND", ("refused", "AG01")),
+    "capture": (StepKind.CAPTURE, ("applied", None)),
+    "void": (StepKind.VOID, ("applied", None)),
+    "refund": (StepKind.REFUND, ("applied", None)),
+    "return": (StepKind.RETURN, ("applied", None)),
+    "capture_above_hold": (StepKind.CAPTURE, ("refused", "AM09")),
+    "refund_by_payer_bank": (StepKind.REFUND, ("refused", "AG01")),
 }
 LIFECYCLE_EXPECTED: Mapping[str, tuple[str, str | None]] = {
     "card_capture": ("captured", None),
@@ -958,7 +959,7 @@ class TrafficSimulator:
                 "PURCHASE",
                 mcc=self._mcc(merchant),
             )
-            whole = self._codec.encode("PaymentInitiated", payment)
+            whole = self._codec.encode(PAYMENT_INITIATED.name, payment)
             # Cut within the first half of the body: a later field is always missing.
             cut = self._rng.randint(HEADER_BYTES, HEADER_BYTES + (len(whole) - HEADER_BYTES) // 2)
             return SimulatedMessage("malformed", raw=whole[:cut], key=key, signer=payer.bank)

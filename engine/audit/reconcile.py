@@ -28,6 +28,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from engine.audit.replay import RecordedRun, recorded_runs
+from engine.domain.machine import reachable
+from engine.domain.outcomes import StepOutcome
+from engine.domain.states import PaymentState
+from engine.domain.steps import STEPS
 from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.models import (
@@ -76,12 +80,11 @@ STEP_FIELDS = (
     "fee_minor", "currency", "outcome", "reason_code", "posting_id", "settlement_window",
 )  # fmt: skip
 TIMES = frozenset({"occurred_at", "expires_at", "resolved_at"})
-SETTLED_SALE = frozenset({"SETTLED", "REFUNDED", "RETURNED"})  # posted as one PAYMENT
+# A one-step payment posted as one PAYMENT: settled, or refunded or returned since.
+SETTLED_SALE = frozenset(str(s) for s in reachable(frozenset({PaymentState.SETTLED})))
 # A step posting's kind -> the states its payment may be in once it was applied.
 STEP_POSTING_STATES = {
-    "CAPTURE": frozenset({"AUTHORIZED", "CAPTURED", "REFUNDED"}),
-    "REFUND": frozenset({"SETTLED", "CAPTURED", "REFUNDED"}),
-    "RETURN": frozenset({"RETURNED"}),
+    s.posting_kind: s.states_after for s in STEPS.values() if s.posting_kind is not None
 }
 DIFFERENCE_KIND = {
     "state": "outcome",
@@ -639,7 +642,7 @@ def _step_postings(conn: Connection, posting_ids: Sequence[str]) -> dict[str, tu
     owners: dict[str, tuple[str, str]] = {}
     for chunk in chunks(sorted(posting_ids)):
         query = select(st.c.posting_id, st.c.payment_id, st.c.kind).where(
-            st.c.outcome == "APPLIED", st.c.posting_id.in_(chunk)
+            st.c.outcome == StepOutcome.APPLIED, st.c.posting_id.in_(chunk)
         )
         owners.update({r.posting_id: (r.payment_id, r.kind) for r in conn.execute(query)})
     return owners

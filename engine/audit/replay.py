@@ -65,6 +65,7 @@ from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offset
 from engine.audit.reader import RangeReader
 from engine.audit.urls import safe_url
 from engine.config import Settings
+from engine.domain.outcomes import DECIDED
 from engine.events import (
     EVENTS,
     PAYMENT_INITIATED,
@@ -159,13 +160,7 @@ class ReplayReport:
             "skipped_outside_occurred_range": self.skipped_outside_occurred_range,
             "record_time_outside_range": self.record_time_outside_range,
             "timestamps_going_back": self.timestamps_going_back,
-            "validated": self.outcomes["validated"], "rejected": self.outcomes["rejected"],
-            "settled": self.outcomes["settled"], "failed": self.outcomes["failed"],
-            "authorized": self.outcomes["authorized"],
-            "steps_validated": self.outcomes["step_validated"],
-            "captured": self.outcomes["captured"], "voided": self.outcomes["voided"],
-            "expired": self.outcomes["expired"], "refunded": self.outcomes["refunded"],
-            "returned": self.outcomes["returned"], "steps_refused": self.outcomes["step_refused"],
+            **{o.summary_key: self.outcomes[o] for o in DECIDED},
             "expiries_read": self.expiries_read, "expiries_replayed": self.expiries_replayed,
             "dead_lettered": self.dead_lettered, "duplicates": self.duplicates,
             "settlement_order": self.settlement_order, "order_forced": self.order_forced,

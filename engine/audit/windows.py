@@ -48,7 +48,12 @@ from engine.ledger.models import (
     SettlementWindowChainHead,
     SettlementWindowPosition,
 )
-from engine.ledger.postings import GENESIS_HEAD, ChainHead, lock_all_chain_heads
+from engine.ledger.postings import (
+    GENESIS_HEAD,
+    PAYMENT_POSTING_KINDS,
+    ChainHead,
+    lock_all_chain_heads,
+)
 from engine.times import as_utc, parse_instant
 
 DEFAULT_WINDOW_HOURS = 24
@@ -56,7 +61,7 @@ SUPPORTED_WINDOW_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)  # divisors of a day: window
 MAX_WINDOWS_LISTED = 20_000
 # Postings that move money between banks: payments, captures of holds, refunds and
 # returns (OPENING postings are each bank's own funding, never a position).
-SETTLED_KINDS = ("PAYMENT", "CAPTURE", "REFUND", "RETURN")
+SETTLED_KINDS = PAYMENT_POSTING_KINDS
 WINDOW_EVENT_NAMESPACE = uuid.UUID("5a4b0c1e-7d1f-4c2e-9a55-5a4b4b000003")
 
 

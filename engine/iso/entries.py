@@ -17,13 +17,17 @@ from lxml import etree
 from lxml.builder import ElementMaker
 from sqlalchemy import Connection, select
 
+from engine.domain import steps as catalog
 from engine.iso.amounts import to_decimal_text
 from engine.iso.build import compact_id, iso_date, iso_datetime
 from engine.ledger.models import LedgerEntry, Payment, Posting, table_of
 
 # Bank transaction sub-family per posting kind (ExternalBankTransactionSubFamily1Code):
 # a domestic credit transfer, or the return of one.
-PAYMENT_SUB_FAMILY = {"PAYMENT": "DMCT", "CAPTURE": "DMCT", "REFUND": "DMCT", "RETURN": "RRTN"}
+PAYMENT_SUB_FAMILY = {
+    catalog.PAYMENT_POSTING: catalog.PAYMENT_SUB_FAMILY,
+    **{s.posting_kind: s.sub_family for s in catalog.STEPS.values() if s.posting_kind},
+}
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 ``banks.notification_format`` is ``json`` (also when null: the default) or ``pacs.002``. A
 bank that chose ``pacs.002`` is told every payment's answer and every step as a
-``pacs.002.001.10`` status report, except a RETURN, which is a ``pacs.004.001.09`` payment
-return (``docs/iso20022.md`` has the table). The document's ``MsgId`` is the notification
-id without dashes, the same on every attempt, so the bank deduplicates on it as a JSON
-receiver does on ``notification_id``.
+``pacs.002.001.10`` status report, except a step the catalog gives no status (a RETURN),
+which is a ``pacs.004.001.09`` payment return (``docs/iso20022.md`` has the table). The
+document's ``MsgId`` is the notification id without dashes, the same on every attempt, so
+the bank deduplicates on it as a JSON receiver does on ``notification_id``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from engine.domain.steps import STEPS, StepKind
 from engine.iso.build import compact_id
 from engine.iso.pacs002 import build_pacs002
 from engine.iso.pacs004 import build_pacs004
@@ -56,6 +57,6 @@ def iso_notification(
 ) -> bytes:
     """The ISO 20022 document that tells ``recipient_bank`` of ``outcome``."""
     msg_id = compact_id(notification_id)
-    if outcome == "RETURN":
+    if outcome in STEPS and STEPS[StepKind(outcome)].iso_status is None:
         return build_pacs004(payload, created_at, recipient_bank, bics, msg_id)
     return build_pacs002(outcome, payload, created_at, recipient_bank, bics, msg_id)

@@ -24,6 +24,10 @@ from typing import Any
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from engine.domain.notifications import REFUSED
+from engine.domain.outcomes import StepOutcome
+from engine.domain.states import TOLD_ANSWERS
+from engine.domain.steps import STEPS
 from engine.iso.amounts import to_decimal_text
 from engine.iso.build import (
     MAX35,
@@ -36,11 +40,12 @@ from engine.iso.build import (
 )
 from engine.iso.schemas import PACS_002
 
-PAYMENT_STATUS = {"SETTLED": "ACSC", "REJECTED": "RJCT", "FAILED": "RJCT"}
+PAYMENT_STATUS = {a.state.value: a.iso_status for a in TOLD_ANSWERS}
+# Each step's status (the catalog's; a RETURN has none: it is a pacs.004), and a refusal's.
 STEP_STATUS = {
-    "AUTHORIZE": "ACSP", "CAPTURE": "ACSC", "VOID": "CANC", "EXPIRE": "CANC", "REFUND": "ACSC",
-    "REFUSED": "RJCT",
-}  # fmt: skip
+    **{k.value: s.iso_status for k, s in STEPS.items() if s.iso_status is not None},
+    REFUSED: "RJCT",
+}
 STATUS_OF = PAYMENT_STATUS | STEP_STATUS
 MAX_ADDITIONAL_INFO = 105  # Max105Text
 MAX_REMITTANCE = 140  # Max140Text
@@ -186,7 +191,8 @@ def _reason(e: ElementMaker, payload: Mapping[str, Any]) -> etree._Element:
 def _supplementary(e: ElementMaker, outcome: str, payload: Mapping[str, Any]) -> etree._Element:
     """``SplmtryData``: the step, its amounts and the payment's state after it."""
     kind = str(payload.get("step") or outcome)
-    parts = [_STEP.Kind(kind), _STEP.Outcome("REFUSED" if outcome == "REFUSED" else "APPLIED")]
+    recorded = StepOutcome.REFUSED if outcome == REFUSED else StepOutcome.APPLIED
+    parts = [_STEP.Kind(kind), _STEP.Outcome(recorded.value)]
     if payload.get("sender_bank"):
         parts.append(_STEP.SenderBank(str(payload["sender_bank"])))
     currency = payload.get("currency")

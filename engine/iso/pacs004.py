@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from engine.domain.steps import StepKind
 from engine.iso.amounts import to_decimal_text
 from engine.iso.build import (
     financial_institution,
@@ -38,7 +39,7 @@ def build_pacs004(
     msg_id: str | None = None,
 ) -> bytes:
     """The return told by ``payload`` (a RETURN step's notification), validated against its XSD."""
-    if payload.get("step") not in (None, "RETURN"):
+    if payload.get("step") not in (None, StepKind.RETURN):
         raise ValueError(f"step {payload.get('step')!r}: a pacs.004 tells a RETURN only")
     e, bics = maker(PACS_004), bics or {}
     currency = str(payload["currency"])

@@ -12,6 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from engine.domain import steps as catalog
+from engine.domain.notifications import NotificationStatus
+from engine.domain.outcomes import StepOutcome
+from engine.domain.steps import StepKind
 from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.dead_letters import resolved_dead_letter_ids
@@ -133,7 +137,7 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
     redriven = len(resolved_dead_letter_ids(conn, dead_letter_consumer))
     n = Notification.__table__
     pending = conn.execute(
-        select(func.count()).select_from(n).where(n.c.status == "PENDING")
+        select(func.count()).select_from(n).where(n.c.status == NotificationStatus.PENDING)
     ).scalar_one()
     postings = conn.execute(
         select(func.count())
@@ -159,8 +163,8 @@ def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> Fl
         settled_without_posting=settled_without,
         redriven=redriven,
         later=sum(states.get(state, 0) for state in LATER),
-        steps_applied=steps.get("APPLIED", 0),
-        steps_refused=steps.get("REFUSED", 0),
+        steps_applied=steps.get(StepOutcome.APPLIED, 0),
+        steps_refused=steps.get(StepOutcome.REFUSED, 0),
     )
 
 
@@ -182,7 +186,7 @@ def expected_notifications(conn: Connection) -> tuple[int, int]:
     to_payees = conn.execute(
         select(func.count()).select_from(p).where(interbank, reached_payee)
     ).scalar_one()
-    applied = st.c.outcome == "APPLIED"
+    applied = st.c.outcome == StepOutcome.APPLIED
     steps = conn.execute(
         select(func.count()).select_from(st).where(applied | (st.c.sender_bank != SWITCH))
     ).scalar_one()
@@ -192,17 +196,17 @@ def expected_notifications(conn: Connection) -> tuple[int, int]:
         .where(applied, interbank)
     ).scalar_one()
     finished = conn.execute(
-        select(func.count()).select_from(n).where(n.c.status != "PENDING")
+        select(func.count()).select_from(n).where(n.c.status != NotificationStatus.PENDING)
     ).scalar_one()
     return answered + to_payees + steps + steps_to_both, finished
 
 
 # -- the lifecycle ---------------------------------------------------------------------------
 
-HOLD_STEPS = ("CAPTURE", "VOID", "EXPIRE")
-RELEASES = ("VOID", "EXPIRE")  # steps that always resolve the hold they apply to
-MONEY_BACK = ("REFUND", "RETURN")
-STEP_POSTINGS = ("CAPTURE", "REFUND", "RETURN")
+HOLD_STEPS = catalog.HOLD_STEPS
+RELEASES = tuple(k for k in HOLD_STEPS if k not in catalog.MONEY_STEPS)  # always resolve the hold
+MONEY_BACK = catalog.MONEY_BACK
+STEP_POSTINGS = catalog.STEP_POSTING_KINDS
 # A hold's state -> the payment states it allows (engine.ledger.states).
 PAYMENT_OF_HOLD = {
     "ACTIVE": ("AUTHORIZED",),
@@ -292,7 +296,7 @@ def _applied_steps(conn: Connection) -> dict[str, list[_Step]]:
     found: dict[str, list[_Step]] = defaultdict(list)
     query = select(
         st.c.payment_id, st.c.step_id, st.c.kind, st.c.amount_minor, st.c.posting_id
-    ).where(st.c.outcome == "APPLIED")
+    ).where(st.c.outcome == StepOutcome.APPLIED)
     for r in conn.execute(query):
         found[r.payment_id].append(_Step(r.step_id, r.kind, int(r.amount_minor or 0), r.posting_id))
     return found
@@ -324,7 +328,7 @@ def _check_hold(
             check.add(f"{where} is {hold.state}; its resolving step leads to {expected}")
         if hold.reserved_minor:
             check.add(f"{where} is resolved yet reserves {hold.reserved_minor}")
-    captured = sum(s.amount_minor for s in steps if s.kind == "CAPTURE")
+    captured = sum(s.amount_minor for s in steps if s.kind == StepKind.CAPTURE)
     if captured > hold.amount_minor:
         check.add(f"{where}: captures sum to {captured}, above the hold's {hold.amount_minor}")
     if captured != hold.captured_minor:
@@ -342,9 +346,10 @@ def _check_hold(
 
 def _resolved_state(kind: str, captured: int) -> str:
     """The state a hold is left in by the step that resolved it."""
-    if kind == "CAPTURE" or captured > 0:
+    spec = catalog.STEPS[StepKind(kind)]
+    if spec.money is catalog.Money.TO_PAYEE or captured > 0:
         return "CAPTURED"  # a void or an expiry after partial captures: they stand
-    return "VOIDED" if kind == "VOID" else "EXPIRED"
+    return spec.target  # a hold released: VOIDED or EXPIRED, as its payment
 
 
 def _check_payment(
@@ -405,7 +410,8 @@ def _check_step_postings(
                 check.add(f"{where}: its posting is a {posting.kind} of {posting.payment_id}")
             if payment is None:
                 continue
-            receiver = payment.payee_account if s.kind == "CAPTURE" else payment.payer_account
+            to_payee = catalog.STEPS[StepKind(s.kind)].money is catalog.Money.TO_PAYEE
+            receiver = payment.payee_account if to_payee else payment.payer_account
             got = received.get((posting.posting_id, receiver), 0)
             if got != s.amount_minor:
                 check.add(f"{where}: its posting gives the receiver {got}, not {s.amount_minor}")

@@ -38,6 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from engine.domain.states import PaymentState as PaymentState  # the catalog's, re-exported
+from engine.domain.steps import StepKind as StepKind
 from engine.ids import SWITCH_ID_MAX_CHARS
 
 # BIGINT autoincrement keys on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
@@ -80,20 +82,6 @@ class AccountStatus(enum.StrEnum):
     CLOSED = "CLOSED"
 
 
-class PaymentState(enum.StrEnum):
-    VALIDATED = "VALIDATED"
-    REJECTED = "REJECTED"
-    SETTLED = "SETTLED"
-    FAILED = "FAILED"
-    # The lifecycle of an authorization, and of settled money (engine.ledger.states):
-    AUTHORIZED = "AUTHORIZED"  # a hold reserves the amount; captures may follow
-    CAPTURED = "CAPTURED"  # the hold is resolved and something was captured
-    VOIDED = "VOIDED"  # released by its bank, nothing captured
-    EXPIRED = "EXPIRED"  # released at its expiry, nothing captured
-    REFUNDED = "REFUNDED"  # everything captured or settled was refunded
-    RETURNED = "RETURNED"  # the payee's bank returned the credit
-
-
 class PaymentIntent(enum.StrEnum):
     SALE = "SALE"  # settled in one step
     AUTHORIZATION = "AUTHORIZATION"  # a hold first, captured later
@@ -104,15 +92,6 @@ class HoldState(enum.StrEnum):
     CAPTURED = "CAPTURED"  # resolved by a final (or full) capture
     VOIDED = "VOIDED"
     EXPIRED = "EXPIRED"
-
-
-class StepKind(enum.StrEnum):
-    AUTHORIZE = "AUTHORIZE"
-    CAPTURE = "CAPTURE"
-    VOID = "VOID"
-    EXPIRE = "EXPIRE"
-    REFUND = "REFUND"
-    RETURN = "RETURN"
 
 
 class Bank(Base):

@@ -1,27 +1,32 @@
 """Operators' view of notifications: list them, and send given-up ones again.
 
 A redelivery is an audited request: who asked, when and why is stored with the new
-round number. It only touches FAILED notifications, so asking twice does nothing the
-second time. The notification keeps its ``notification_id`` (the bank deduplicates on
-it) and goes back on the delivery schedule with a fresh horizon; when it finally
-succeeds, the dispatcher announces it with a ``PaymentNotified`` of the new round.
+round number, both written as guarded rows by the recorder. It only touches FAILED
+notifications, so asking twice does nothing the second time. The notification keeps
+its ``notification_id`` (the bank deduplicates on it) and goes back on the delivery
+schedule with a fresh horizon; when it finally succeeds, the dispatcher announces it
+with a ``PaymentNotified`` of the new round.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, select
 
+from engine.domain.notifications import NotificationStatus
 from engine.ledger.models import Notification as NotificationRow
 from engine.ledger.models import NotificationRedelivery, table_of
+from engine.ledger.notification_writes import NotificationRedelivered, RedeliveryRequested
+from engine.ledger.recorder import GuardFailed, Recorder
 
-STATUSES = ("PENDING", "DELIVERED", "FAILED")
+STATUSES = tuple(s.value for s in NotificationStatus)
 LIST_LIMIT_MAX = 10_000
 REDELIVER_MAX = 100_000  # notifications one request may put back on the schedule
+REDELIVER_TRIES_MAX = 3  # reads of a request whose notifications another writer changed
 LISTED_COLUMNS = (
     "notification_id", "payment_id", "outcome", "recipient_bank", "status", "attempts",
     "round", "last_error", "created_at", "next_attempt_at", "finished_at",
@@ -82,7 +87,7 @@ class RedeliveryReport:
 
 
 def redeliver(
-    engine: Engine | Connection,
+    engine: Engine,
     which: NotificationFilter,
     requested_by: str,
     now: datetime,
@@ -91,64 +96,89 @@ def redeliver(
 ) -> RedeliveryReport:
     """Put the FAILED notifications ``which`` names back on the schedule, due ``now``.
 
-    Each change is guarded (still FAILED, same round) and recorded with the request in
-    one transaction: two operators asking at once redeliver each notification once.
+    One transaction (:func:`redeliver_within`), read again from the start when another
+    writer changed one of its notifications meanwhile: the second operator of two asking
+    at once finds them PENDING, and leaves them be.
+    """
+    for _ in range(REDELIVER_TRIES_MAX - 1):
+        try:
+            with engine.begin() as conn:
+                return redeliver_within(conn, which, requested_by, now, horizon_s, reason)
+        except GuardFailed:
+            continue
+    with engine.begin() as conn:
+        return redeliver_within(conn, which, requested_by, now, horizon_s, reason)
+
+
+def redeliver_within(
+    conn: Connection,
+    which: NotificationFilter,
+    requested_by: str,
+    now: datetime,
+    horizon_s: int,
+    reason: str | None = None,
+) -> RedeliveryReport:
+    """:func:`redeliver` in the caller's transaction (an operator action adds its own rows).
+
+    Load, decide (:func:`decide_redelivery`), record: each change a guarded row (still
+    FAILED, same round) with the request beside it, so two operators asking at once
+    redeliver each notification once. Raises :class:`GuardFailed` when a notification
+    changed since it was read: the caller rolls back and may ask again.
     """
     if not requested_by.strip():
         raise RedeliveryError("a redelivery names who asks for it")
     if not (which.ids or which.status or which.bank):
         raise RedeliveryError("name notification ids, or a --status and/or --bank to select")
     t = table_of(NotificationRow)
-    report = RedeliveryReport(requested_by, now)
-    # A Connection: the caller's transaction (an audited operator action, engine.ops).
-    with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
-        found = conn.execute(
-            select(t.c.notification_id, t.c.status, t.c.round)
-            .where(*which.where())
-            .order_by(t.c.notification_id)
-            .limit(REDELIVER_MAX + 1)
-        ).all()
-        if len(found) > REDELIVER_MAX:
-            raise RedeliveryError(f"more than {REDELIVER_MAX} notifications: narrow the selection")
-        missing = set(which.ids) - {nid for nid, _, _ in found}
-        if missing:
-            raise RedeliveryError(f"no such notification: {', '.join(sorted(missing))}")
-        for nid, status, round_ in found:
-            if status != "FAILED":
-                report.unchanged[nid] = status
-                continue
-            if _reschedule(conn, nid, round_, now, horizon_s):
-                conn.execute(
-                    insert(NotificationRedelivery).values(
-                        notification_id=nid,
-                        round=round_ + 1,
-                        requested_by=requested_by,
-                        requested_at=now,
-                        reason=reason,
-                    )  # fmt: skip
-                )
-                report.redelivered.append(nid)
-            else:
-                report.unchanged[nid] = "changed meanwhile"
+    found = conn.execute(
+        select(t.c.notification_id, t.c.status, t.c.round)
+        .where(*which.where())
+        .order_by(t.c.notification_id)
+        .limit(REDELIVER_MAX + 1)
+    ).all()
+    if len(found) > REDELIVER_MAX:
+        raise RedeliveryError(f"more than {REDELIVER_MAX} notifications: narrow the selection")
+    missing = set(which.ids) - {nid for nid, _, _ in found}
+    if missing:
+        raise RedeliveryError(f"no such notification: {', '.join(sorted(missing))}")
+    report, rows = decide_redelivery(
+        [(nid, status, round_) for nid, status, round_ in found],
+        Redelivery(requested_by, now, timedelta(seconds=horizon_s), reason),
+    )
+    Recorder().record(conn, rows)
     return report
 
 
-def _reschedule(conn: Connection, nid: str, round_: int, now: datetime, horizon_s: int) -> bool:
-    t = table_of(NotificationRow)
-    result = conn.execute(
-        update(t)
-        .where(t.c.notification_id == nid, t.c.status == "FAILED", t.c.round == round_)
-        .values(
-            status="PENDING",
-            round=round_ + 1,
-            next_attempt_at=now,
-            deadline_at=now + timedelta(seconds=horizon_s),
-            finished_at=None,
-            announced_at=None,
-            claim_token=None,
-        )  # fmt: skip
-    )
-    return bool(result.rowcount == 1)
+@dataclass(frozen=True)
+class Redelivery:
+    """One operator's request: who, when, with what horizon, why."""
+
+    requested_by: str
+    now: datetime
+    horizon: timedelta
+    reason: str | None
+
+
+def decide_redelivery(
+    found: Sequence[tuple[str, str, int]], request: Redelivery
+) -> tuple[RedeliveryReport, list[NotificationRedelivered | RedeliveryRequested]]:
+    """Which of ``found`` (id, state, round) go back on the schedule, and the rows that say so.
+
+    Only a FAILED notification is redelivered, as its next round, due now with a fresh
+    horizon; any other is left as it is, with its state as the reason.
+    """
+    report = RedeliveryReport(request.requested_by, request.now)
+    rows: list[NotificationRedelivered | RedeliveryRequested] = []
+    for nid, status, round_ in found:
+        if status != NotificationStatus.FAILED:
+            report.unchanged[nid] = status
+            continue
+        deadline = request.now + request.horizon
+        rows.append(NotificationRedelivered(nid, round_, round_ + 1, request.now, deadline))
+        rows.append(RedeliveryRequested(nid, round_ + 1, request.requested_by, request.now,
+                                        request.reason))  # fmt: skip
+        report.redelivered.append(nid)
+    return report, rows
 
 
 def redeliveries_of(conn: Connection, notification_ids: list[str]) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from engine.domain import steps as catalog
 from engine.ledger.balances import apply_in_place
 from engine.ledger.exceptions import ChainKeyError, LedgerError, UnbalancedPostingError
 from engine.ledger.models import (
@@ -49,8 +50,8 @@ from engine.ledger.prepared import Prepared, prepared, prepared_insert, prepared
 
 GENESIS_HASH = "0" * 64  # prev_hash of the first entry of every chain
 # Postings that move a payment's money (between banks, when interbank): a one-step
-# payment's, a capture's, a refund's, a return's. Opening balances are not among them.
-PAYMENT_POSTING_KINDS = ("PAYMENT", "CAPTURE", "REFUND", "RETURN")
+# payment's, and each money step's of the catalog. Opening balances are not among them.
+PAYMENT_POSTING_KINDS = catalog.PAYMENT_POSTING_KINDS
 DEFAULT_CHAIN = 0  # the chain of every entry written before chain keys, and of keyless postings
 # A chain key is a partition of the settlement input topic: engine.config bounds
 # topic_partitions to 1..1024, so a ledger has at most this many chains.

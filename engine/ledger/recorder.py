@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Table, bindparam, literal_column
 from sqlalchemy.engine import Dialect
 
+from engine.ledger import notification_writes
 from engine.ledger.exceptions import UnsupportedDatabaseError
 from engine.ledger.models import (
     BankReference,
@@ -29,14 +30,19 @@ from engine.ledger.models import (
     HandledEvent,
     Hold,
     MessagesInHand,
-    Notification,
-    NotificationAttempt,
     Payment,
     PaymentIso,
     PaymentStep,
     PaymentTransition,
     table_of,
 )
+from engine.ledger.notification_writes import (  # re-exported: stages import the rows from here
+    AttemptMade as AttemptMade,
+)
+from engine.ledger.notification_writes import DueNotification as DueNotification
+from engine.ledger.notification_writes import NotificationDone as NotificationDone
+from engine.ledger.notification_writes import NotificationWrite
+from engine.ledger.notification_writes import RetryLater as RetryLater
 from engine.ledger.postings import PostingDraft, write_postings
 from engine.ledger.prepared import Prepared, prepared, prepared_insert, prepared_update
 
@@ -187,59 +193,6 @@ class StepRecorded(NamedTuple):
     settlement_window: str | None
 
 
-class DueNotification(NamedTuple):
-    """A notification to deliver: PENDING, due at ``next_attempt_at``, until ``deadline_at``."""
-
-    notification_id: str
-    payment_id: str
-    outcome: str
-    recipient_bank: str
-    sender: str
-    status: str
-    attempts: int
-    payload: str
-    source_event_id: str
-    created_at: datetime
-    next_attempt_at: datetime
-    deadline_at: datetime
-    round: int
-
-
-class AttemptMade(NamedTuple):
-    """One delivery attempt of a notification, as the sender reported it."""
-
-    notification_id: str
-    number: int
-    started_at: datetime
-    duration_ms: int
-    status_code: int | None
-    error: str | None
-
-
-class RetryLater(NamedTuple):
-    """A failed attempt: the notification is due again at ``next_attempt_at``, lease given back.
-
-    Applied only while the dispatcher's lease (``claim_token``) holds and it is PENDING.
-    """
-
-    notification_id: str
-    claim_token: str
-    next_attempt_at: datetime
-    attempts: int
-    last_error: str | None
-
-
-class NotificationDone(NamedTuple):
-    """A notification finished: DELIVERED, or FAILED at its horizon (same guard as a retry)."""
-
-    notification_id: str
-    claim_token: str
-    status: str
-    attempts: int
-    last_error: str | None
-    finished_at: datetime
-
-
 class Handled(NamedTuple):
     """An event a stage handled: the idempotency record, written with the event's effects."""
 
@@ -307,7 +260,7 @@ class InHandCleared(NamedTuple):
 
 Write = (
     NewPayment | PaymentIsoIds | ReferenceTaken | Transition | Outcome | PostingDraft
-    | DueNotification | AttemptMade | RetryLater | NotificationDone | Handled | Emitted
+    | NotificationWrite | Handled | Emitted
     | DeadLettered | HoldPlaced | HoldChanged | PaymentProgress | StepRecorded | InHandMarked
     | InHandCleared
 )  # fmt: skip
@@ -336,17 +289,6 @@ def _upsert(table: Table, dialect: Dialect, columns: Sequence[str], keys: int) -
     return Prepared(statement, dialect, columns)
 
 
-def _guarded_notification_update(
-    row_type: type[NamedTuple], **constants: Any
-) -> Callable[[Dialect], Prepared]:
-    """An update of a notification that holds only while its lease is ours and it is PENDING."""
-    table = table_of(Notification)
-    return lambda dialect: prepared_update(
-        table, dialect, row_type._fields[:2], row_type._fields[2:], constants,
-        guard=table.c.status == literal_column("'PENDING'"),
-    )  # fmt: skip
-
-
 STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     NewPayment: _insert_of(Payment, NewPayment),
     PaymentIsoIds: _insert_of(PaymentIso, PaymentIsoIds),
@@ -362,13 +304,8 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
         table_of(Payment), d, ("payment_id", "state", "refunded_minor"), PaymentProgress._fields[3:]
     ),
     StepRecorded: _insert_of(PaymentStep, StepRecorded),
-    AttemptMade: _insert_of(NotificationAttempt, AttemptMade),
-    RetryLater: _guarded_notification_update(RetryLater, claim_token=None),
-    NotificationDone: _guarded_notification_update(
-        NotificationDone, claim_token=None, next_attempt_at=None
-    ),
+    **notification_writes.STATEMENTS,
     Transition: _insert_of(PaymentTransition, Transition),
-    DueNotification: _insert_of(Notification, DueNotification),
     Handled: _insert_of(HandledEvent, Handled),
     Emitted: _insert_of(EmittedEvent, Emitted),
     DeadLettered: _insert_of(DeadLetter, DeadLettered),
@@ -382,11 +319,10 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
     ),
 }
 # Each row of a guarded kind must find what it expects.
-GUARDED = frozenset({Outcome, HoldChanged, PaymentProgress, NotificationDone})
+GUARDED = frozenset({Outcome, HoldChanged, PaymentProgress, *notification_writes.STRICT})
 WRITE_ORDER: tuple[type, ...] = (
     NewPayment, PaymentIsoIds, ReferenceTaken, Outcome, HoldPlaced, HoldChanged, PaymentProgress,
-    StepRecorded, Transition, DueNotification,
-    AttemptMade, RetryLater, NotificationDone, Handled, Emitted, DeadLettered,
+    StepRecorded, Transition, *notification_writes.WRITE_ORDER, Handled, Emitted, DeadLettered,
     InHandMarked, InHandCleared,
     PostingDraft,  # last: it locks the chain heads, held from here to the commit
 )  # fmt: skip

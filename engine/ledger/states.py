@@ -1,18 +1,12 @@
-"""The payment state machine.
+"""The payment state machine, as the ledger enforces it.
 
-    (new) --validator--> VALIDATED --settlement--> SETTLED --refund--> REFUNDED
-      |                    |   \\--settlement--> FAILED        \\--return--> RETURNED
-      \\--validator--> REJECTED
-                           \\--settlement--> AUTHORIZED --capture--> CAPTURED --refund--> REFUNDED
-                                                 |--void--> VOIDED
-                                                 \\--expiry--> EXPIRED
-
-REJECTED, FAILED, VOIDED, EXPIRED, REFUNDED and RETURNED are final. A one-step payment's
-first answer is SETTLED, REJECTED or FAILED; an authorization's is AUTHORIZED, REJECTED
-or FAILED. A partial capture leaves a payment AUTHORIZED, a partial refund leaves it
-SETTLED or CAPTURED: those steps change its amounts, not its state. A hold resolved with
-something captured (a final capture, or a void or expiry after partial captures) makes
-the payment CAPTURED.
+The machine itself is the catalog's (:mod:`engine.domain.machine`: the first answers and
+each step's transition). REJECTED, FAILED, VOIDED, EXPIRED, REFUNDED and RETURNED are
+final. A one-step payment's first answer is SETTLED, REJECTED or FAILED; an
+authorization's is AUTHORIZED, REJECTED or FAILED. A partial capture leaves a payment
+AUTHORIZED, a partial refund leaves it SETTLED or CAPTURED: those steps change its
+amounts, not its state. A hold resolved with something captured (a final capture, or a
+void or expiry after partial captures) makes the payment CAPTURED.
 
 The ledger's trigger ``payments_state_transition`` (migration 0007) refuses every other
 change of state, whoever makes it.
@@ -20,20 +14,24 @@ change of state, whoever makes it.
 
 from __future__ import annotations
 
+from engine.domain.machine import ALLOWED
+from engine.domain.states import PaymentState as S
+from engine.domain.steps import STEPS, StepKind
 from engine.ledger.exceptions import LedgerError
-from engine.ledger.models import PaymentState as S
 
 # Ledger checks count answered payments by state, in a fixed order (tuples).
 TERMINAL = (S.SETTLED, S.REJECTED, S.FAILED)  # the answers of a one-step payment
 LATER = (S.AUTHORIZED, S.CAPTURED, S.VOIDED, S.EXPIRED, S.REFUNDED, S.RETURNED)  # answered
-REFUNDABLE = frozenset({S.SETTLED, S.CAPTURED})
-ALLOWED: dict[S | None, frozenset[S]] = {
-    None: frozenset({S.VALIDATED, S.REJECTED}),
-    S.VALIDATED: frozenset({S.SETTLED, S.FAILED, S.AUTHORIZED}),
-    S.AUTHORIZED: frozenset({S.CAPTURED, S.VOIDED, S.EXPIRED}),
-    S.SETTLED: frozenset({S.REFUNDED, S.RETURNED}),
-    S.CAPTURED: frozenset({S.REFUNDED}),
-}
+REFUNDABLE = STEPS[StepKind.REFUND].sources
+
+__all__ = [
+    "ALLOWED",
+    "LATER",
+    "REFUNDABLE",
+    "TERMINAL",
+    "IllegalTransitionError",
+    "check_transition",
+]
 
 
 class IllegalTransitionError(LedgerError):

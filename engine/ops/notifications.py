@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from engine.ledger.notifications import NotificationFilter, RedeliveryReport, redeliver
-from engine.ops.action import Plan, Refused
+from engine.domain.notifications import NotificationStatus
+from engine.ledger.notifications import (
+    REDELIVER_TRIES_MAX,
+    NotificationFilter,
+    RedeliveryReport,
+    redeliver_within,
+)
+from engine.ledger.recorder import GuardFailed
+from engine.ops.action import Actor, Done, Plan, Refused, run_action
 
 MAX_RECORDED_IDS = 1_000  # ids the audit record lists; the count is always there
 
@@ -41,15 +48,15 @@ class Redeliver:
         return Plan(_target(w), None, {"selection": selection}, at)
 
     def apply(self, conn: Connection, plan: Plan, seq: int) -> RedeliveryReport:
-        return redeliver(
+        return redeliver_within(
             conn, self.which, self.requested_by, plan.changes, self.horizon_s, self.reason
         )
 
     def recorded(self, plan: Plan, report: RedeliveryReport) -> tuple[Any, Any]:
         moved = report.redelivered
         new = {**plan.new, "redelivered": len(moved), "ids": moved[:MAX_RECORDED_IDS],
-               "status": "PENDING"}  # fmt: skip
-        return {"status": "FAILED"}, new
+               "status": NotificationStatus.PENDING.value}  # fmt: skip
+        return {"status": NotificationStatus.FAILED.value}, new
 
 
 def _target(which: NotificationFilter) -> str:
@@ -57,3 +64,14 @@ def _target(which: NotificationFilter) -> str:
         shown = ",".join(which.ids[:3]) + ("..." if len(which.ids) > 3 else "")
         return f"notifications {shown}"[:200]
     return f"notifications status={which.status} bank={which.bank}"[:200]
+
+
+def run_redelivery(engine: Engine, action: Redeliver, actor: Actor, at: datetime) -> Done[Any]:
+    """Run ``action``, reading again from the start when another writer changed one of its
+    notifications meanwhile (the book's guard), at most ``REDELIVER_TRIES_MAX`` times."""
+    for _ in range(REDELIVER_TRIES_MAX - 1):
+        try:
+            return run_action(engine, action, actor, at)
+        except GuardFailed:
+            continue
+    return run_action(engine, action, actor, at)

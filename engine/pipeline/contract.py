@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from engine.domain.outcomes import Outcome
 from engine.events import EventType
 from engine.ids import MalformedIdError
 from engine.ledger.database import is_transient
@@ -43,7 +44,7 @@ class Emit(NamedTuple):
 class Decision:
     """What a stage decided for one event: an outcome, its rows, the events it emits."""
 
-    outcome: str  # metric label: validated, rejected, settled, failed, notified
+    outcome: Outcome  # a metric label (engine.domain.outcomes)
     payment_id: str | None
     writes: tuple[Write, ...] = ()
     emits: tuple[Emit, ...] = ()

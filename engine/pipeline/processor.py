@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine import metrics
 from engine.config import Settings
+from engine.domain.outcomes import Outcome
 from engine.ids import MalformedIdError
 from engine.kafka.client import Outgoing
 from engine.ledger.database import read_only
@@ -92,6 +93,17 @@ class _Bad:
     message: RawMessage
     kind: str
     reason: str
+
+
+@dataclass(slots=True)
+class _Sorted:
+    """A batch split from one snapshot: new events, copies to re-send, and dead letters."""
+
+    bad: list[_Bad]
+    fresh: list[Inbound] = field(default_factory=list)
+    resend: list[Outgoing] = field(default_factory=list)
+    duplicates: int = 0
+    context: Any = None
 
 
 class BatchProcessor:
@@ -234,68 +246,84 @@ class BatchProcessor:
         meanwhile by another instance handling the same events, and then a unique key
         or a guarded update refuses the write, and the batch is planned again.
         """
-        name = self.stage.name
         with read_only(self.engine).connect() as conn:
-            dead = self._dead_letters_at(conn, [i.raw for i in decoded] + [b.message for b in bad])
-            seen = self._handled(conn, [i.event_id for i in decoded])
-            again = [_Bad(b.message, *dead[b.message.coordinates]) for b in bad
-                     if b.message.coordinates in dead]  # fmt: skip
-            bad = [b for b in bad if b.message.coordinates not in dead]
-            fresh: list[Inbound] = []
-            redelivered: list[str] = []
-            duplicates = len(again)
-            in_batch: set[str] = set()
-            for inbound in decoded:
-                if inbound.raw.coordinates in dead:  # refused before: its dead letter again
-                    again.append(_Bad(inbound.raw, *dead[inbound.raw.coordinates]))
-                    duplicates += 1
-                elif inbound.event_id in seen:
-                    redelivered.append(inbound.event_id)
-                    duplicates += 1
-                elif inbound.event_id in in_batch:
-                    duplicates += 1  # the same event twice in one batch: its first copy counts
-                else:
-                    in_batch.add(inbound.event_id)
-                    fresh.append(inbound)
-            context = self.stage.load(conn, fresh) if fresh else _NO_CONTEXT
-            resend = self.outbox.stored(conn, redelivered) + [self._dead_letter(b) for b in again]
-
+            sorted_ = self._sort(conn, decoded, bad)
         now = datetime.now(UTC)
         writes: list[Write] = list(also)
         outgoing: list[Outgoing] = []
+        handled = self._decide(sorted_, now, writes, outgoing)
+        for b in sorted_.bad:
+            outgoing.append(self._dead_letter_rows(b, now, writes))
+        result = BatchResult(
+            # The copies of redelivered events first: they were consumed before the fresh
+            # ones of the batch, and a payment's steps must stay behind it on the topic.
+            outgoing=sorted_.resend + outgoing,
+            handled=handled,
+            dead_lettered=len(sorted_.bad),
+            duplicates=sorted_.duplicates,
+            event_ids=[i.event_id for i in decoded],
+        )
+        return _Plan(writes, result)
+
+    def _sort(self, conn: Connection, decoded: list[Inbound], bad: list[_Bad]) -> _Sorted:
+        """Split a batch, from one snapshot, into what is new and what was seen before."""
+        dead = self._dead_letters_at(conn, [i.raw for i in decoded] + [b.message for b in bad])
+        seen = self._handled(conn, [i.event_id for i in decoded])
+        again = [_Bad(b.message, *dead[b.message.coordinates]) for b in bad
+                 if b.message.coordinates in dead]  # fmt: skip
+        sorted_ = _Sorted(bad=[b for b in bad if b.message.coordinates not in dead])
+        sorted_.duplicates = len(again)
+        redelivered: list[str] = []
+        in_batch: set[str] = set()
+        for inbound in decoded:
+            if inbound.raw.coordinates in dead:  # refused before: its dead letter again
+                again.append(_Bad(inbound.raw, *dead[inbound.raw.coordinates]))
+                sorted_.duplicates += 1
+            elif inbound.event_id in seen:
+                redelivered.append(inbound.event_id)
+                sorted_.duplicates += 1
+            elif inbound.event_id in in_batch:
+                sorted_.duplicates += 1  # the same event twice in one batch: its first counts
+            else:
+                in_batch.add(inbound.event_id)
+                sorted_.fresh.append(inbound)
+        sorted_.context = self.stage.load(conn, sorted_.fresh) if sorted_.fresh else _NO_CONTEXT
+        copies = self.outbox.stored(conn, redelivered)
+        sorted_.resend = copies + [self._dead_letter(b) for b in again]
+        return sorted_
+
+    def _decide(
+        self, sorted_: _Sorted, now: datetime, writes: list[Write], outgoing: list[Outgoing]
+    ) -> list[tuple[Inbound, Decision]]:
+        """Decide each new event in order; a refusal joins the batch's dead letters."""
         handled: list[tuple[Inbound, Decision]] = []
-        for inbound in fresh:
+        context = sorted_.context
+        for inbound in sorted_.fresh:
             decision = self.stage.decide(inbound, context)
             if isinstance(decision, Refusal):
-                bad.append(_Bad(inbound.raw, decision.kind, decision.reason[:REASON_MAX_CHARS]))
+                reason = decision.reason[:REASON_MAX_CHARS]
+                sorted_.bad.append(_Bad(inbound.raw, decision.kind, reason))
                 continue
             context.absorb(decision)
             handled.append((inbound, decision))
             writes += decision.writes
-            writes.append(_handled_row(name, inbound, decision, now))
+            writes.append(_handled_row(self.stage.name, inbound, decision, now))
             for emit in decision.emits:
                 message, row = self.outbox.encode(inbound.event_id, emit)
                 outgoing.append(message)
                 writes.append(row)
-        for b in bad:
-            m = b.message
-            message = self._dead_letter(b)
-            outgoing.append(message)
-            writes.append(Handled(name, m.dead_letter_id, "undecodable", None, m.topic,
-                                  m.partition, m.offset, "dead_lettered", now))  # fmt: skip
-            writes.append(self.outbox.row(m.dead_letter_id, m.dead_letter_id, None, message))
-            writes.append(DeadLettered(name, m.topic, m.partition, m.offset, b.kind, b.reason,
-                                       None, now))  # fmt: skip
-        result = BatchResult(
-            # The copies of redelivered events first: they were consumed before the fresh
-            # ones of the batch, and a payment's steps must stay behind it on the topic.
-            outgoing=resend + outgoing,
-            handled=handled,
-            dead_lettered=len(bad),
-            duplicates=duplicates,
-            event_ids=[i.event_id for i in decoded],
-        )
-        return _Plan(writes, result)
+        return handled
+
+    def _dead_letter_rows(self, b: _Bad, now: datetime, writes: list[Write]) -> Outgoing:
+        """A dead letter's rows (handled, outbox, dead-lettered) and the message to produce."""
+        m, name = b.message, self.stage.name
+        message = self._dead_letter(b)
+        writes.append(Handled(name, m.dead_letter_id, "undecodable", None, m.topic,
+                              m.partition, m.offset, Outcome.DEAD_LETTERED, now))  # fmt: skip
+        writes.append(self.outbox.row(m.dead_letter_id, m.dead_letter_id, None, message))
+        writes.append(DeadLettered(name, m.topic, m.partition, m.offset, b.kind, b.reason,
+                                   None, now))  # fmt: skip
+        return message
 
     def _commit(self, plan: _Plan) -> BatchResult:
         """Write the plan in one short transaction: the only time the batch holds a lock."""

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from engine import metrics
 from engine.config import Settings
+from engine.domain.outcomes import Outcome
 from engine.kafka.client import make_consumer, make_producer, send_all
 from engine.kafka.corrupt import (
     BatchProber,
@@ -214,7 +215,7 @@ class ConsumerService:
         metrics.DEAD_LETTERS.labels(self.stage.name, batch.topic, CORRUPT_BATCH_KIND).inc(
             result.dead_lettered
         )
-        metrics.MESSAGES.labels(self.stage.name, batch.topic, "dead_lettered").inc(
+        metrics.MESSAGES.labels(self.stage.name, batch.topic, Outcome.DEAD_LETTERED).inc(
             result.dead_lettered
         )
 
@@ -314,7 +315,7 @@ class ConsumerService:
         settled, steps = [], []
         for inbound, handled in result.handled:  # counted per batch: one inc per label set
             messages[(inbound.topic, handled.outcome)] += 1
-            if handled.outcome == "settled":
+            if handled.outcome == Outcome.SETTLED:
                 settled.append(handled.emits[0].record)
             elif handled.outcome in metrics.STEP_OUTCOMES:
                 steps.append(handled.emits[0].record)
@@ -332,10 +333,12 @@ class ConsumerService:
         for (channel, outcome, reason), count in outcomes.items():
             metrics.PAYMENT_OUTCOMES.labels(name, channel, outcome, reason).inc(count)
         if result.duplicates:
-            metrics.MESSAGES.labels(name, "", "duplicate").inc(result.duplicates)
+            metrics.MESSAGES.labels(name, "", Outcome.DUPLICATE).inc(result.duplicates)
         if result.dead_lettered:
             metrics.DEAD_LETTERS.labels(name, raw[0].topic, "any").inc(result.dead_lettered)
-            metrics.MESSAGES.labels(name, raw[0].topic, "dead_lettered").inc(result.dead_lettered)
+            metrics.MESSAGES.labels(name, raw[0].topic, Outcome.DEAD_LETTERED).inc(
+                result.dead_lettered
+            )
         self._observe_lag()
 
     def _observe_lag(self) -> None:

@@ -23,6 +23,9 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine, case, func, select
 
 from engine.config import Settings
+from engine.domain import STEPS, Party, StepOutcome
+from engine.domain import StepKind as K
+from engine.domain.steps import HOLD_STEPS, MONEY_BACK, REQUESTED_STEPS
 from engine.events import SWITCH
 from engine.kafka.client import create_topics
 from engine.kafka.terminator import stunnel_missing
@@ -57,8 +60,10 @@ from sakk.cli import cli
 
 DRAIN_TIMEOUT_S = 300.0
 POLL_INTERVAL_S = 0.5
-LIFECYCLE_STATES = ("CAPTURED", "VOIDED", "EXPIRED", "REFUNDED", "RETURNED")
-# Postings that move money between banks (OPENING is each bank's own funding).
+# The states the steps banks (and the expiry scheduler) ask for lead to.
+LIFECYCLE_STATES = tuple(STEPS[k].target for k in REQUESTED_STEPS)
+# Steps on a hold a bank may ask for (the switch's expiries aside), and money back.
+BANK_HOLD_STEPS = tuple(k for k in HOLD_STEPS if Party.SWITCH not in STEPS[k].who_may_ask)
 
 
 @dataclass(frozen=True)
@@ -249,7 +254,7 @@ def recorded_steps(conn: Connection) -> tuple[Counter[str], int]:
     steps: Counter[str] = Counter()
     by_banks = 0
     for kind, outcome, reason, by_switch, count in rows:
-        refused = reason if outcome == "REFUSED" else None  # an applied return has one too
+        refused = reason if outcome == StepOutcome.REFUSED else None  # a return has one too
         steps[" ".join(filter(None, (kind, outcome.lower(), refused)))] += count
         by_banks += 0 if by_switch else count
     return steps, by_banks
@@ -293,7 +298,8 @@ def lifecycle_summary(conn: Connection) -> list[LifecycleLine]:
             .group_by(p.c.channel, p.c.currency)
         )
     }
-    applied, refused = st.c.outcome == "APPLIED", st.c.outcome == "REFUSED"
+    applied = st.c.outcome == StepOutcome.APPLIED
+    refused = st.c.outcome == StepOutcome.REFUSED
 
     def count(outcome, *kinds: str):  # type: ignore[no-untyped-def]
         return func.sum(case((outcome & st.c.kind.in_(kinds), 1), else_=0))
@@ -303,10 +309,10 @@ def lifecycle_summary(conn: Connection) -> list[LifecycleLine]:
 
     rows = conn.execute(
         select(
-            p.c.channel, p.c.currency, count(applied, "CAPTURE"), amount("CAPTURE"),
-            count(applied, "VOID"), count(applied, "EXPIRE"), count(refused, "CAPTURE", "VOID"),
-            count(applied, "REFUND"), amount("REFUND"), count(applied, "RETURN"),
-            amount("RETURN"), count(refused, "REFUND", "RETURN"),
+            p.c.channel, p.c.currency, count(applied, K.CAPTURE), amount(K.CAPTURE),
+            count(applied, K.VOID), count(applied, K.EXPIRE), count(refused, *BANK_HOLD_STEPS),
+            count(applied, K.REFUND), amount(K.REFUND), count(applied, K.RETURN),
+            amount(K.RETURN), count(refused, *MONEY_BACK),
         )
         .join(p, p.c.payment_id == st.c.payment_id)
         .group_by(p.c.channel, p.c.currency)

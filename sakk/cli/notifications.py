@@ -21,8 +21,8 @@ from engine.ledger.notifications import (
     RedeliveryReport,
     list_notifications,
 )
-from engine.ops.action import ActionRefusedError, run_action
-from engine.ops.notifications import Redeliver
+from engine.ops.action import ActionRefusedError
+from engine.ops.notifications import Redeliver, run_redelivery
 from engine.times import as_utc, parse_instant
 from sakk.app import ledger_engine
 from sakk.cli import cli
@@ -119,7 +119,7 @@ def notifications_redeliver(
     )
     action = Redeliver(which, actor.name, settings.notify_horizon_s, reason)
     try:
-        done = run_action(ledger_engine(settings), action, actor, datetime.now(UTC))
+        done = run_redelivery(ledger_engine(settings), action, actor, datetime.now(UTC))
     except (RedeliveryError, ActionRefusedError) as exc:
         raise click.UsageError(str(exc)) from exc
     report: RedeliveryReport = done.result

@@ -20,7 +20,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from consumers.senders import verify_signature
+from consumers.notify.signing import verify_signature
 from engine.iso.build import compact_id
 from engine.iso.camt054 import notification_document
 from engine.iso.directory import BankDirectory

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select, update
 
-from consumers.senders import verify_signature
+from consumers.notify.signing import verify_signature
 from engine.ledger.models import Bank, EmittedEvent, NotificationAttempt
 from engine.ledger.models import Notification as NotificationRow
 from engine.trust.keys import KeyPair

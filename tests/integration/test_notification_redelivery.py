@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 import sakk.cli.notifications  # noqa: F401  (registers the command on ``cli``)
-from consumers.delivery import DeliveryBook, deliver_due
 from consumers.notification import NotificationStage
-from consumers.senders import Attempt, DeliveryResult, Notification
+from consumers.notify.book import DeliveryBook, deliver_due
+from consumers.notify.message import Attempt, DeliveryResult, Notification
 from engine.config import load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import Notification as NotificationRow

@@ -10,7 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from consumers.senders import Notification, WebhookSender, verify_signature
+from consumers.notify.channels import WebhookSender
+from consumers.notify.message import Notification
+from consumers.notify.signing import verify_signature
 from engine.trust.keys import KeyPair
 
 pytestmark = pytest.mark.integration

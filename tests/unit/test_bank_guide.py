@@ -26,7 +26,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from consumers.notification import PAYLOAD_FIELDS, notification_id
-from consumers.senders import OUTCOMES
+from consumers.notify.message import OUTCOMES
 from consumers.validator import MAX_ACCOUNT_CHARS, MAX_REFERENCE_CHARS
 from engine import schema_policy
 from engine.config import MAX_HOLD_EXPIRY_S, MIN_HOLD_EXPIRY_S, Settings

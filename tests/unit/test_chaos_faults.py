@@ -9,7 +9,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from consumers.senders import Notification, WebhookSender
+from consumers.notify.channels import WebhookSender
+from consumers.notify.message import Notification
 from engine.ledger.database import make_engine
 from engine.trust.keys import KeyPair
 from tooling.chaos.faults import CLOSE, DOWN, HTTP_500, OK, TIMEOUT, FlakyWebhook, SqliteOutage

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from consumers.delivery import DeliveryBook, deliver_due
 from consumers.expiry import due_expiries
 from consumers.notification import NotificationStage
-from consumers.senders import LogSender
+from consumers.notify.book import DeliveryBook, deliver_due
+from consumers.notify.channels import LogSender
 from consumers.settlement import Settlement
 from consumers.validator import Validator
 from engine.config import Settings, load_settings

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumers.delivery import DeliveryBook, deliver_due
 from consumers.notification import NotificationStage
-from consumers.senders import LogSender
+from consumers.notify.book import DeliveryBook, deliver_due
+from consumers.notify.channels import LogSender
 from consumers.validator import Validator
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine, upgrade

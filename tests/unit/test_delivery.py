@@ -1,4 +1,4 @@
-"""The delivery schedule and its ledger side (``consumers.delivery``) on a real SQLite ledger."""
+"""The delivery schedule and its ledger side (``consumers.notify``) on a real SQLite ledger."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumers.delivery import DeliveryBook, Dispatcher, Finished, RetrySchedule, deliver_due
 from consumers.notification import NotificationStage
-from consumers.senders import Attempt, DeliveryResult, Notification
+from consumers.notify.book import DeliveryBook, deliver_due
+from consumers.notify.dispatcher import Dispatcher
+from consumers.notify.message import Attempt, DeliveryResult, Notification
+from consumers.notify.rules import Finished
+from consumers.notify.schedule import RetrySchedule
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import EmittedEvent, NotificationAttempt
@@ -225,7 +228,8 @@ def test_a_body_that_cannot_be_built_is_an_attempt_recorded_and_counted(ledger, 
     from prometheus_client import REGISTRY
     from sqlalchemy import update
 
-    from consumers.senders import Body, WebhookSender
+    from consumers.notify.channels import WebhookSender
+    from consumers.notify.formats import Body
     from engine.ledger.models import Bank
     from engine.trust.keys import KeyPair
 

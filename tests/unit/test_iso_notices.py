@@ -10,7 +10,9 @@ from lxml import etree
 from sqlalchemy.exc import OperationalError
 
 from consumers.notification import payload_of
-from consumers.senders import BodyByBank, Notification, WebhookSender
+from consumers.notify.channels import WebhookSender
+from consumers.notify.formats import BodyByBank
+from consumers.notify.message import Notification
 from engine.iso.mapping import remittance_info
 from engine.iso.notices import BankProfiles, iso_notification
 from engine.iso.pacs002 import STEP_NAMESPACE, build_pacs002

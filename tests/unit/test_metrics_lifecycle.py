@@ -123,10 +123,13 @@ def test_every_metric_label_is_a_bounded_set() -> None:
         assert set(metric._labelnames) <= {"bank", "channel", "currency", "reason"}  # noqa: SLF001
 
 
-def test_the_step_outcomes_are_the_lifecycles_applied_ones() -> None:
-    from consumers.lifecycle import OUTCOME_OF_STEP
+def test_the_step_outcomes_are_the_catalogs_applied_ones_with_the_labels_dashboards_use() -> None:
+    from engine.domain.steps import STEPS, Money
 
-    assert set(OUTCOME_OF_STEP.values()) == metrics.STEP_OUTCOMES
+    requested = {s.outcome for s in STEPS.values() if s.requested_as_step}
+    assert requested == metrics.STEP_OUTCOMES
+    assert {"captured", "voided", "expired", "refunded", "returned"} == metrics.STEP_OUTCOMES
+    assert set(metrics.MONEY_STEPS) == {k for k, s in STEPS.items() if s.money is not Money.NONE}
 
 
 def test_hold_totals_read_active_holds_per_bank_and_those_past_their_expiry(

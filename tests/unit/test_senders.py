@@ -11,15 +11,9 @@ from urllib.parse import SplitResult
 import pytest
 from prometheus_client import REGISTRY
 
-from consumers.senders import (
-    LogSender,
-    Notification,
-    WebhookSender,
-    backoff_delays_s,
-    make_sender,
-    sign,
-    verify_signature,
-)
+from consumers.notify.channels import LogSender, WebhookSender, backoff_delays_s, make_sender
+from consumers.notify.message import Notification
+from consumers.notify.signing import sign, verify_signature
 from engine.config import load_settings
 from engine.trust.keys import KeyPair
 

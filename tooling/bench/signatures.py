@@ -61,7 +61,7 @@ def measure_verification(
             continue
         key, value = (
             PAYMENT_INITIATED.key(m.payment),
-            codec.encode("PaymentInitiated", m.payment),
+            codec.encode(PAYMENT_INITIATED.name, m.payment),
         )
         bank = str(m.payment["payer_bank"])
         messages.append((key, value, signers.headers(bank, topic, key, value)))

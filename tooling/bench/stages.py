@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from consumers.delivery import DeliveryBook, deliver_due
-from consumers.senders import LogSender
+from consumers.notify.book import DeliveryBook, deliver_due
+from consumers.notify.channels import LogSender
 from engine.config import Settings, load_settings
 from engine.events import PAYMENT_INITIATED
 from engine.kafka.client import Outgoing

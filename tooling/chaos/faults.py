@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from consumers.senders import verify_signature
+from consumers.notify.signing import verify_signature
 from engine.trust.keys import KeyPair
 from tooling.chaos.exceptions import ChaosSetupError
 

@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from engine.config import Settings, load_settings
+from engine.domain.notifications import NotificationStatus as N
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.balances import all_balances
@@ -708,9 +709,9 @@ class ChaosRun:
             unannounced = conn.execute(
                 select(func.count())
                 .select_from(n)
-                .where(n.c.status != "PENDING", n.c.announced_at.is_(None))
+                .where(n.c.status != N.PENDING, n.c.announced_at.is_(None))
             ).scalar_one()
-        delivered, given_up = statuses["DELIVERED"], statuses["FAILED"]
+        delivered, given_up = statuses[N.DELIVERED], statuses[N.FAILED]
         steps = counts.steps_applied + counts.steps_refused
         text = (
             f"{counts.terminal} terminal + {counts.dead_lettered} dead-lettered of "
@@ -725,7 +726,7 @@ class ChaosRun:
         if (
             given_up
             and all_terminal
-            and not statuses["PENDING"]
+            and not statuses[N.PENDING]
             and delivered + given_up >= expected
         ):
             # Nothing is left to wait for: a FAILED notification is never tried again here.

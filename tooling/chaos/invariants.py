@@ -14,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from consumers.delivery import notified_event_id
 from consumers.notification import notification_id
+from consumers.notify.rules import notified_event_id
 from engine.config import Settings
+from engine.domain.notifications import NotificationStatus as N
+from engine.domain.steps import STEPS, Money
 from engine.events import EMITTED_BY_STAGES, OUTCOME_EVENTS
 from engine.ledger.balances import all_balances
 from engine.ledger.checks import check_ledger
@@ -289,7 +291,7 @@ def _payment_moves(row: Any, ledger: LedgerSteps) -> list[tuple[str, int]]:
         moves += _moves(payer, payee, row.amount_minor, (row.fee_minor or 0) - step_fees,
                         row.currency)  # fmt: skip
     for s in steps:
-        paying, paid = (payer, payee) if s.kind == "CAPTURE" else (payee, payer)
+        paying, paid = (payer, payee) if STEPS[s.kind].money is Money.TO_PAYEE else (payee, payer)
         moves += _moves(paying, paid, s.amount_minor, s.fee_minor, row.currency)
     return moves
 
@@ -470,12 +472,12 @@ def check_notifications(
     for nid, row in sorted(rows.items()):
         checked.notifications[row.status] += 1
         by_payment[row.payment_id].add(nid)
-        if row.status == "FAILED":
+        if row.status == N.FAILED:
             problems.append(
                 f"notification {nid} to bank {row.recipient_bank} was given up (FAILED after "
                 f"{row.attempts} attempts: {row.last_error}) though every endpoint recovered"
             )
-        elif row.status != "DELIVERED":
+        elif row.status != N.DELIVERED:
             problems.append(f"notification {nid} is still {row.status}")
     problems += check_notified(by_payment, payments, ledger, notification_id)
     problems += _check_successful_attempts(conn, rows)
@@ -494,7 +496,7 @@ def _check_successful_attempts(conn: Connection, rows: Mapping[str, Any]) -> lis
     return [
         f"notification {nid} recorded DELIVERED without a successful attempt recorded"
         for nid, row in sorted(rows.items())
-        if row.status == "DELIVERED" and nid not in succeeded
+        if row.status == N.DELIVERED and nid not in succeeded
     ]
 
 
@@ -508,7 +510,7 @@ def _check_notified_events(rows: Mapping[str, Any], evidence: Evidence) -> list[
     for nid, row in sorted(rows.items()):
         events = events_of.get(nid, [])
         if not events:
-            if row.status != "PENDING":  # a PENDING one is reported as such
+            if row.status != N.PENDING:  # a PENDING one is reported as such
                 problems.append(f"notification {nid} is {row.status}, no PaymentNotified says so")
             continue
         if len(events) > 1:
@@ -579,7 +581,7 @@ def _check_receiver(rows: Mapping[str, Any], log: WebhookLog) -> list[str]:
         ):
             problems.append(f"the bank received {nid} for another payment or outcome")
     for nid, row in rows.items():
-        if row.status == "DELIVERED" and (
+        if row.status == N.DELIVERED and (
             nid not in log.receipts or not log.receipts[nid].accepted
         ):
             problems.append(f"notification {nid} recorded DELIVERED, the bank never accepted it")

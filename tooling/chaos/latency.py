@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, select
 
+from engine.domain.notifications import NotificationStatus
 from engine.ledger.models import Notification, NotificationAttempt
 
 P99 = 0.99
@@ -70,7 +71,7 @@ def delivery_latencies(conn: Connection) -> dict[str, list[Delivered]]:
         nid: (bank, _utc(at))
         for nid, bank, at in conn.execute(
             select(n.c.notification_id, n.c.recipient_bank, n.c.created_at).where(
-                n.c.status == "DELIVERED"
+                n.c.status == NotificationStatus.DELIVERED
             )
         )
     }

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from consumers.expiry import expiry_event
 from consumers.fees import compute_fee
+from engine.domain.outcomes import StepOutcome
 from engine.events import PAYMENT_STEP_REQUESTED, SWITCH
 from engine.ids import switch_id_of
 from engine.ledger.models import PaymentIntent, StepKind
@@ -43,7 +44,7 @@ from producers.publisher import encode_message
 if TYPE_CHECKING:
     from tooling.chaos.workload import Message, WorkloadBuilder
 
-APPLIED, REFUSED = "APPLIED", "REFUSED"
+APPLIED, REFUSED = StepOutcome.APPLIED, StepOutcome.REFUSED
 AIRLINE_MCC = "4511"
 RETURN_REASON = "AC04"  # the payee's account was closed since: the transfer goes back
 LIFECYCLE_SHARE_PERCENT = 12  # of a run's payments

@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from engine.domain import steps as catalog
+from engine.domain.notifications import REFUSED as REFUSED_TOLD
 from engine.events import PAYMENT_STEP_VALIDATED, SWITCH, derived_event_id
 from engine.ledger.balances import all_balances
 from engine.ledger.models import (
@@ -40,9 +42,9 @@ from engine.ledger.models import PaymentState as S
 from tooling.chaos.lifecycle import APPLIED, REFUSED
 from tooling.chaos.workload import Workload
 
-ON_HOLD = frozenset({StepKind.CAPTURE, StepKind.VOID, StepKind.EXPIRE})
-PAID_BACK = frozenset({StepKind.REFUND, StepKind.RETURN})
-POSTED = frozenset({StepKind.CAPTURE, *PAID_BACK})
+ON_HOLD = frozenset(catalog.HOLD_STEPS)
+PAID_BACK = frozenset(catalog.MONEY_BACK)
+POSTED = frozenset(catalog.MONEY_STEPS)
 SETTLED_FIRST = frozenset({S.SETTLED, S.REFUNDED, S.RETURNED})  # a SALE that settled
 HELD_FIRST = frozenset({S.AUTHORIZED, S.CAPTURED, S.VOIDED, S.EXPIRED})  # a hold was placed
 
@@ -294,7 +296,7 @@ def expected_notification_ids(
             certain[step.payment_id] |= {notification_id(sid, step.kind, b) for b in _parties(row)}
         elif step.outcome == REFUSED and step.sender_bank != SWITCH:
             either[step.payment_id].append(
-                {notification_id(s, "REFUSED", step.sender_bank) for s in refused_subjects(sid)}
+                {notification_id(s, REFUSED_TOLD, step.sender_bank) for s in refused_subjects(sid)}
             )
     return certain, either
 

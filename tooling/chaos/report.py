@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.domain.outcomes import StepOutcome
 from tooling.chaos.faults import DOWN, RANDOM_FAILURES
 from tooling.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
 
@@ -122,7 +123,9 @@ class ChaosReport:
         later = Counter({s: n for s, n in c.states.items() if s not in FIRST_STATES})
         if not later and not c.steps:
             return []
-        applied = Counter({k.split()[0].lower(): n for k, n in c.steps.items() if "APPLIED" in k})
+        applied = Counter(
+            {k.split()[0].lower(): n for k, n in c.steps.items() if StepOutcome.APPLIED in k}
+        )
         refused = sum(c.refusals.values())
         return [
             f"    of which later      {sum(later.values()):>8,}  " + _kinds(later).lower(),

@@ -50,7 +50,7 @@ from tooling.chaos.lifecycle import (
     hold_life_s,
 )
 
-EVENT_TYPE = "PaymentInitiated"
+EVENT_TYPE = PAYMENT_INITIATED.name
 MEGABYTE = 1_000_000
 MAX_PAYMENTS = 1_000_000
 

@@ -12,7 +12,7 @@
   one by one, and the primary key, derived from what is told to whom, still forbids a
   second notification of the same thing.
 - A trigger refuses any change of ``payments.state`` that the state machine does not
-  allow (``engine.ledger.states``), whoever makes it.
+  allow (``engine.domain.machine``), whoever makes it.
 
 Revision ID: 0007
 Revises: 0006
@@ -26,7 +26,8 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# engine.ledger.states.ALLOWED as it stands at this revision (a migration never imports it).
+# The state machine (engine.domain.machine.ALLOWED) as it stands at this revision: a migration
+# never imports it; tests/integration/test_state_machine_trigger.py proves the two agree.
 TRANSITIONS = (
     ("VALIDATED", "SETTLED"),
     ("VALIDATED", "FAILED"),

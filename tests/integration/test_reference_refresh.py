@@ -14,6 +14,7 @@ from engine.ledger.models import Payment
 from engine.ops.action import Actor, run_action
 from engine.ops.reference import SetFee
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, switch_id
+from tests.integration.test_audit_replay import replay_url as replay_target  # noqa: F401
 from tests.integration.test_audit_replay import snapshot
 from tests.integration.test_flow import drained
 
@@ -31,10 +32,12 @@ def fees(engine, payment_ids: list[str]) -> list[int | None]:  # type: ignore[no
 
 
 def test_a_fee_changed_while_running_is_charged_from_its_time_and_replays_the_same(
-    flow_factory, sqlite_url, tmp_path
+    flow_factory,
+    database_url,
+    replay_target,  # noqa: F811  (the replay test's fixture: an empty ledger of the same kind)
 ):
     flow = flow_factory(
-        sqlite_url, reference_refresh_ms=REFRESH_MS, max_event_skew_s=SKEW_S,
+        database_url, reference_refresh_ms=REFRESH_MS, max_event_skew_s=SKEW_S,
         reference_notice_s=NOTICE_S,
     )  # fmt: skip
     before = [payment(AMINA, KARIM, 10_000) for _ in range(3)]
@@ -55,7 +58,7 @@ def test_a_fee_changed_while_running_is_charged_from_its_time_and_replays_the_sa
     live_ids = [switch_id(p) for p in before + after]
     assert fees(flow.engine, live_ids) == [500] * 3 + [700] * 3
 
-    target = f"sqlite:///{tmp_path / 'replay.db'}"
+    target = replay_target
     report = replay(flow.settings, ReplayRequest(REFERENCE_FILE, target))
     assert report.events_replayed == published
     replayed = make_engine(target)

@@ -220,3 +220,28 @@ def test_operators_acting_at_once_take_turns_and_the_chain_stays_whole(ledger):
     assert sorted(seqs) == list(range(1, len(items) + 1))  # type: ignore[type-var]
     assert check.ok and check.rows == len(items)
     assert sorted(versions) == [(n, n) for n in range(1, len(items) + 1)]
+
+
+def test_revoking_a_key_and_closing_a_window_from_the_command_line_are_logged(
+    ledger, database_url, tmp_path
+):
+    env = {"SAKK_DATABASE_URL": database_url, "SAKK_DATA_DIR": str(tmp_path),
+           "SAKK_LOG_LEVEL": "WARNING", "SAKK_OPERATOR": "ops-chama"}  # fmt: skip
+    runner = CliRunner()
+    key_id = SIGNERS.get("007").key_id
+    revoke = ["keys", "revoke", "007", key_id, "--at", "2026-01-01T00:00:00Z", "--reason", "leak"]
+    assert runner.invoke(cli, revoke, env=env).exit_code == 0
+    later = ["keys", "revoke", "007", key_id, "--at", "2026-06-01T00:00:00Z"]
+    kept = runner.invoke(cli, later, env=env)
+    assert kept.exit_code == 0 and "that revocation is kept" in kept.output
+    day = Window.containing(datetime.now(UTC) - timedelta(days=3)).label
+    close = ["settlement", "close", "--window", day, "--no-publish", "--by", "ops-badr"]
+    assert runner.invoke(cli, close, env=env).exit_code == 0
+    assert runner.invoke(cli, close, env=env).exit_code == 0  # closed already: nothing logged
+    rows = json.loads(runner.invoke(cli, ["audit", "log", "--format", "json"], env=env).output)
+    assert [(r["actor"], r["action"], r["target"]) for r in rows] == [
+        ("ops-chama", "key.revoke", f"key 007/{key_id}"),
+        ("ops-badr", "window.close", f"window {day}"),
+    ]
+    assert rows[0]["old"] == {"revoked_at": None} and rows[0]["reason"] == "leak"
+    assert rows[0]["new"] == {"revoked_at": "2026-01-01T00:00:00+00:00"}

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
+import sakk.cli.accounts
 import sakk.cli.audit
 import sakk.cli.keys
 import sakk.cli.reference
@@ -245,3 +246,26 @@ def test_revoking_a_key_and_closing_a_window_from_the_command_line_are_logged(
     ]
     assert rows[0]["old"] == {"revoked_at": None} and rows[0]["reason"] == "leak"
     assert rows[0]["new"] == {"revoked_at": "2026-01-01T00:00:00+00:00"}
+
+
+def test_loading_a_reference_file_is_logged_with_the_fees_and_limits_it_changed(
+    ledger, database_url, tmp_path
+):
+    data = json.loads(REFERENCE_FILE.read_text())
+    data["fee_schedule"][0]["fixed_minor"] = 550  # WEB TRANSFER MAD, 500 in the ledger
+    changed = tmp_path / "reference.json"
+    changed.write_text(json.dumps(data))
+    env = {"SAKK_DATABASE_URL": database_url, "SAKK_DATA_DIR": str(tmp_path),
+           "SAKK_LOG_LEVEL": "WARNING"}  # fmt: skip
+    loaded = CliRunner().invoke(cli, ["accounts", "load", str(changed), "--by", "ops-e"], env=env)
+    assert loaded.exit_code == 0, loaded.output
+    assert "5 fee rules" in loaded.output
+    with ledger.connect() as conn:
+        (row,) = [r.as_dict() for r in list_actions(conn)]
+    assert (row["actor"], row["action"], row["target"]) == (
+        "ops-e", "reference.load", "reference file reference.json",
+    )  # fmt: skip
+    assert row["old"] == {"fee WEB/TRANSFER/MAD": {"fixed_minor": 500, "rate_bps": 0,
+                                                   "max_minor": None}}  # fmt: skip
+    assert row["new"]["changed"]["fee WEB/TRANSFER/MAD"]["fixed_minor"] == 550
+    assert len(row["new"]["sha256"]) == 64

@@ -131,6 +131,64 @@ class StepRefusal:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class HoldChange:
+    """What a step does to a hold: its new state, what stays reserved, what is captured."""
+
+    view: HoldView
+    state: HoldState
+    reserved_minor: int
+    captured_minor: int
+
+    def row(self, payment_id: str, at: datetime, step_id: str) -> HoldChanged:
+        resolved = self.state != HoldState.ACTIVE
+        return HoldChanged(
+            payment_id, self.view.state, self.view.captured_minor, self.state,
+            self.reserved_minor, self.captured_minor, at if resolved else None,
+            step_id if resolved else None,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A step that takes effect: its amounts, its legs (if money moves), the payment after it."""
+
+    kind: StepKind
+    amount: int
+    fee: int
+    legs: tuple[Leg, ...] | None
+    state: str
+    captured: int
+    refunded: int
+    hold: HoldChange | None = None
+
+    @property
+    def held(self) -> int:
+        return 0 if self.hold is None else self.hold.reserved_minor
+
+
+def _step_rows(
+    s: dict[str, Any], payment: PaymentView, effect: Effect, step_id: str,
+    posting_id: str | None, window: str | None,
+) -> list[Write]:  # fmt: skip
+    """The payment's progress, the step's record and the transition, for an applied step."""
+    at, reason = s["occurred_at"], s.get("reason_code")
+    return [
+        PaymentProgress(
+            payment.payment_id, payment.state, payment.refunded_minor, effect.state,
+            effect.captured, effect.refunded, payment.fee_minor + effect.fee,
+        ),
+        StepRecorded(
+            step_id, payment.payment_id, effect.kind, s["sender_bank"], s["bank_reference"], at,
+            effect.amount, effect.fee, payment.currency, APPLIED, reason, None, posting_id,
+            window,
+        ),
+        Transition(
+            payment.payment_id, payment.state, effect.state, reason, CONSUMER, s["event_id"], at
+        ),
+    ]  # fmt: skip
+
+
 def hold_expiry(limits: Limits, channel: str, currency: str, default_s: int) -> timedelta:
     """How long a hold lives on ``channel``: its reference data, else the default."""
     return timedelta(seconds=limits.hold_expiry_s.get((channel, currency), default_s))
@@ -225,11 +283,10 @@ class StepRules:
             amount, fee, cur,
         )  # fmt: skip
         state = S.CAPTURED if final else S.AUTHORIZED
-        return self._applied(
-            s, payment, StepKind.CAPTURE, amount, fee, legs, state,
-            captured=captured, refunded=payment.refunded_minor,
-            hold=(hold, hold_state, reserved, captured),
-        )  # fmt: skip
+        change = HoldChange(hold, hold_state, reserved, captured)
+        return self._applied(s, payment, Effect(
+            StepKind.CAPTURE, amount, fee, legs, state, captured, payment.refunded_minor, change,
+        ))  # fmt: skip
 
     def _release(
         self, s: dict[str, Any], payment: PaymentView, hold: HoldView, how: HoldState
@@ -240,10 +297,10 @@ class StepRules:
         hold_state = HoldState.CAPTURED if something else how
         state = S.CAPTURED if something else STEPS[kind].target
         released = hold.amount_minor - hold.captured_minor
-        return self._applied(
-            s, payment, kind, released, 0, None, state, captured=hold.captured_minor,
-            refunded=payment.refunded_minor, hold=(hold, hold_state, 0, hold.captured_minor),
-        )  # fmt: skip
+        change = HoldChange(hold, hold_state, 0, hold.captured_minor)
+        return self._applied(s, payment, Effect(
+            kind, released, 0, None, state, hold.captured_minor, payment.refunded_minor, change,
+        ))  # fmt: skip
 
     # -- money back ----------------------------------------------------------------------
 
@@ -288,9 +345,8 @@ class StepRules:
         done = refunded == payment.captured_minor
         state = STEPS[kind].target if done else payment.state
         return self._applied(
-            s, payment, kind, amount, fee, legs, state, captured=payment.captured_minor,
-            refunded=refunded,
-        )  # fmt: skip
+            s, payment, Effect(kind, amount, fee, legs, state, payment.captured_minor, refunded)
+        )
 
     # -- decisions -----------------------------------------------------------------------
 
@@ -302,66 +358,32 @@ class StepRules:
         check_no_vignette_fee(payment.egov_service, fee)
         return fee
 
-    def _applied(
-        self,
-        s: dict[str, Any],
-        payment: PaymentView,
-        kind: StepKind,
-        amount: int,
-        fee: int,
-        legs: tuple[Leg, ...] | None,
-        state: str,
-        *,
-        captured: int,
-        refunded: int,
-        hold: tuple[HoldView, str, int, int] | None = None,
-    ) -> Decision:
-        if state != payment.state:
-            check_transition(payment.state, state)  # the rules above only ask for legal ones
-        step_id = step_id_of(s)
-        at = s["occurred_at"]
+    def _applied(self, s: dict[str, Any], payment: PaymentView, effect: Effect) -> Decision:
+        """A step that takes effect: its rows, and the ``PaymentStepCompleted`` that tells it."""
+        if effect.state != payment.state:
+            check_transition(payment.state, effect.state)  # the rules only ask for legal ones
+        step_id, at = step_id_of(s), s["occurred_at"]
         posting_id = window = None
         writes: list[Write] = []
-        if hold is not None:
-            view, hold_state, reserved, hold_captured = hold
-            resolved = hold_state != HoldState.ACTIVE
-            writes.append(HoldChanged(
-                payment.payment_id, view.state, view.captured_minor, hold_state, reserved,
-                hold_captured, at if resolved else None, step_id if resolved else None,
-            ))  # fmt: skip
-        if legs is not None:
+        if effect.hold is not None:
+            writes.append(effect.hold.row(payment.payment_id, at, step_id))
+        if effect.legs is not None:
             posting_id = derived_event_id(s["event_id"], "Posting")
             window = settlement_window(at)
-            writes.append(
-                PostingDraft(posting_id, payment.payment_id, kind, at, window, legs, self.chain)
-            )
-        fees = payment.fee_minor + fee
-        writes += [
-            PaymentProgress(
-                payment.payment_id, payment.state, payment.refunded_minor, state, captured,
-                refunded, fees,
-            ),
-            StepRecorded(
-                step_id, payment.payment_id, kind, s["sender_bank"], s["bank_reference"], at,
-                amount, fee, payment.currency, APPLIED, s.get("reason_code"), None, posting_id,
-                window,
-            ),
-            Transition(
-                payment.payment_id, payment.state, state, s.get("reason_code"), CONSUMER,
-                s["event_id"], at,
-            ),
-        ]  # fmt: skip
-        held = 0 if hold is None else hold[2]
+            writes.append(PostingDraft(posting_id, payment.payment_id, effect.kind, at, window,
+                                       effect.legs, self.chain))  # fmt: skip
+        writes += _step_rows(s, payment, effect, step_id, posting_id, window)
         parties = {k: getattr(payment, k) for k in PARTY_FIELDS}
         record = completed_record(
-            parties, s["event_id"], step_id=step_id, step=kind,
+            parties, s["event_id"], step_id=step_id, step=effect.kind,
             bank_reference=s["bank_reference"], sender_bank=s["sender_bank"], occurred_at=at,
-            amount_minor=amount, fee_minor=fee, posting_id=posting_id, settlement_window=window,
-            held_minor=held, captured_minor=captured, refunded_minor=refunded,
-            payment_state=state, reason_code=s.get("reason_code"), iso=payment.iso,
+            amount_minor=effect.amount, fee_minor=effect.fee, posting_id=posting_id,
+            settlement_window=window, held_minor=effect.held, captured_minor=effect.captured,
+            refunded_minor=effect.refunded, payment_state=effect.state,
+            reason_code=s.get("reason_code"), iso=payment.iso,
         )  # fmt: skip
         return Decision(
-            STEPS[kind].outcome, payment.payment_id, writes=tuple(writes),
+            STEPS[effect.kind].outcome, payment.payment_id, writes=tuple(writes),
             emits=(Emit(PAYMENT_STEP_COMPLETED, record),), channel=payment.channel,
         )  # fmt: skip
 

@@ -132,8 +132,9 @@ NOTIFICATIONS_DUE = Gauge(
 )
 NET_POSITION = Gauge(
     "sakk_bank_net_position_minor",
-    "Net interbank position of a bank since the process started, minor units "
-    "(positive: the switch owes the bank).",
+    "Net interbank position of a bank from what this settlement process posted since it "
+    "started, minor units (positive: the switch owes the bank). Process-local: not the "
+    "ledger's position per settlement window (sakk settlement report).",
     ["bank", "currency"],
 )
 # The lifecycle. ``bank`` is the bank whose customer pays in the step: the payer's bank

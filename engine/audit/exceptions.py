@@ -17,9 +17,5 @@ class OffsetLookupError(AuditError):
     """Offsets for a time or a range could not be found on the broker."""
 
 
-class WindowError(AuditError):
-    """A settlement window request that cannot be honoured (format, length, not over yet)."""
-
-
-class PaymentNotFoundError(AuditError):
-    """No payment with that id or bank reference in the ledger."""
+# Raised by the read side (``engine.read``), which every trace goes through.
+from engine.read.exceptions import PaymentNotFoundError, WindowError  # noqa: E402, F401

@@ -37,13 +37,13 @@ from engine.ledger.balances import all_balances
 from engine.ledger.models import (
     DeadLetter,
     HandledEvent,
-    Hold,
     LedgerEntry,
     Payment,
     PaymentStep,
     Posting,
 )
 from engine.ledger.queries import chunks, select_in
+from engine.read.rows import hold_rows, payment_rows, step_rows
 from engine.times import as_utc
 
 MAX_ORPHANS_LISTED = 10_000
@@ -277,14 +277,7 @@ def _live_scope(conn: Connection, runs: list[RecordedRun]) -> LiveScope:
 
 
 def _payments(conn: Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    p = Payment.__table__
-    rows: dict[str, dict[str, Any]] = {}
-    for chunk in chunks(sorted(ids)):
-        for r in conn.execute(select(p).where(p.c.payment_id.in_(chunk))).mappings():
-            row = dict(r)
-            row["occurred_at"] = as_utc(row["occurred_at"])
-            rows[row["payment_id"]] = row
-    return rows
+    return payment_rows(conn, ids)
 
 
 def _in_time(
@@ -436,25 +429,14 @@ def _compare_posting_headers(
 
 def _holds(conn: Connection, payments: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The holds of these payments (authorizations only have one)."""
-    h = Hold.__table__
-    ids = [pid for pid, r in payments.items() if r["intent"] == "AUTHORIZATION"]
-    found: dict[str, dict[str, Any]] = {}
-    for chunk in chunks(sorted(ids)):
-        for r in conn.execute(select(h).where(h.c.payment_id.in_(chunk))).mappings():
-            found[r["payment_id"]] = _utc_times(dict(r))
-    return found
+    return hold_rows(conn, [pid for pid, r in payments.items() if r["intent"] == "AUTHORIZATION"])
 
 
 def _steps(conn: Connection, scope: StepScope | None) -> dict[str, dict[str, Any]]:
     """step id -> its row, for the steps in ``scope`` (every step: ``None``)."""
-    st = PaymentStep.__table__
     if scope is None:
-        rows = [_utc_times(dict(r)) for r in conn.execute(select(st)).mappings()]
-        return {r["step_id"]: r for r in rows}
-    rows = []
-    for chunk in chunks(sorted(scope.payment_ids)):
-        query = select(st).where(st.c.payment_id.in_(chunk))
-        rows += [_utc_times(dict(r)) for r in conn.execute(query).mappings()]
+        return {r["step_id"]: r for r in step_rows(conn, None)}
+    rows = step_rows(conn, scope.payment_ids)
     elsewhere = _read_by_validator(conn, [r["step_id"] for r in rows if not scope.read_here(r)])
     return {r["step_id"]: r for r in rows if r["step_id"] not in elsewhere}
 
@@ -464,13 +446,6 @@ def _read_by_validator(conn: Connection, event_ids: Sequence[str]) -> set[str]:
     h = HandledEvent.__table__
     query = select(h.c.event_id).where(h.c.consumer == "validator")
     return {r.event_id for r in select_in(conn, query, h.c.event_id, event_ids)}
-
-
-def _utc_times(row: dict[str, Any]) -> dict[str, Any]:
-    for name in TIMES & row.keys():
-        if row[name] is not None:
-            row[name] = as_utc(row[name])
-    return row
 
 
 def _compare_holds(report: ReconcileReport, live: Rows, replayed: Rows) -> None:

@@ -191,6 +191,10 @@ class Payment(Base):
     """Current state of a payment; its history is in ``payment_transitions``."""
 
     __tablename__ = "payments"
+    __table_args__ = (  # the read side's keyset pages of one bank's payments (0013)
+        Index("ix_payments_payer_bank_occurred", "payer_bank", "occurred_at", "payment_id"),
+        Index("ix_payments_payee_bank_occurred", "payee_bank", "occurred_at", "payment_id"),
+    )
 
     payment_id: Mapped[str] = mapped_column(SwitchId, primary_key=True)
     initiated_event_id: Mapped[str] = mapped_column(SwitchId, unique=True)
@@ -547,7 +551,10 @@ class Notification(Base):
     """
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_due", "status", "recipient_bank", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "recipient_bank", "next_attempt_at"),
+        Index("ix_notifications_created", "created_at", "notification_id"),  # read side (0013)
+    )
 
     notification_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     payment_id: Mapped[str] = mapped_column(SwitchId, index=True)

@@ -1,4 +1,4 @@
-"""Operators' view of notifications: list them, and send given-up ones again.
+"""Sending given-up notifications again (``engine.read.notifications`` lists them).
 
 A redelivery is an audited request: who asked, when and why is stored with the new
 round number, both written as guarded rows by the recorder. It only touches FAILED
@@ -19,18 +19,13 @@ from sqlalchemy import Connection, Engine, select
 
 from engine.domain.notifications import NotificationStatus
 from engine.ledger.models import Notification as NotificationRow
-from engine.ledger.models import NotificationRedelivery, table_of
+from engine.ledger.models import table_of
 from engine.ledger.notification_writes import NotificationRedelivered, RedeliveryRequested
 from engine.ledger.recorder import GuardFailed, Recorder
 
 STATUSES = tuple(s.value for s in NotificationStatus)
-LIST_LIMIT_MAX = 10_000
 REDELIVER_MAX = 100_000  # notifications one request may put back on the schedule
 REDELIVER_TRIES_MAX = 3  # reads of a request whose notifications another writer changed
-LISTED_COLUMNS = (
-    "notification_id", "payment_id", "outcome", "recipient_bank", "status", "attempts",
-    "round", "last_error", "created_at", "next_attempt_at", "finished_at",
-)  # fmt: skip
 
 
 class RedeliveryError(ValueError):
@@ -60,22 +55,6 @@ class NotificationFilter:
         if self.ids:
             clauses.append(t.c.notification_id.in_(self.ids))
         return clauses
-
-
-def list_notifications(
-    conn: Connection, which: NotificationFilter, limit: int = 100
-) -> list[dict[str, Any]]:
-    """Notifications matching ``which``, oldest first; never their payload (account numbers)."""
-    if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise ValueError(f"limit={limit}: expected 1..{LIST_LIMIT_MAX}")
-    t = table_of(NotificationRow)
-    rows = conn.execute(
-        select(*(t.c[name] for name in LISTED_COLUMNS))
-        .where(*which.where())
-        .order_by(t.c.created_at, t.c.notification_id)
-        .limit(limit)
-    ).mappings()
-    return [dict(r) for r in rows]
 
 
 @dataclass
@@ -179,12 +158,3 @@ def decide_redelivery(
                                         request.reason))  # fmt: skip
         report.redelivered.append(nid)
     return report, rows
-
-
-def redeliveries_of(conn: Connection, notification_ids: list[str]) -> list[dict[str, Any]]:
-    """The audit trail of redelivery requests for these notifications, oldest first."""
-    r = table_of(NotificationRedelivery)
-    rows = conn.execute(
-        select(r).where(r.c.notification_id.in_(notification_ids)).order_by(r.c.id)
-    ).mappings()
-    return [dict(row) for row in rows]

@@ -104,15 +104,6 @@ def approved_identities(conn: Connection) -> dict[bytes, str]:
     return {bytes(fp): identity for fp, identity in rows}
 
 
-def list_approved(engine: Engine) -> list[ApprovedRecord]:
-    query = select(
-        TABLE.c.id, TABLE.c.fingerprint, TABLE.c.identity, TABLE.c.event_type, TABLE.c.origin,
-        TABLE.c.approved_by, TABLE.c.approved_at,
-    ).order_by(TABLE.c.id)  # fmt: skip
-    with read_only(engine).connect() as conn:
-        return [ApprovedRecord(r[0], bytes(r[1]), *r[2:]) for r in conn.execute(query)]
-
-
 def approve(
     engine: Engine,
     text: str,

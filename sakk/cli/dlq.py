@@ -29,27 +29,28 @@ from engine.dlq.inspect import DeadLetterView, inspect_dead_letter
 from engine.dlq.redrive import KindRedrive, Redriver
 from engine.dlq.signatures import MAX_SIGNATURE_FILE_BYTES
 from engine.kafka.exceptions import KafkaPlumbingError
-from engine.ledger.database import make_engine, read_only
+from engine.ledger.database import make_engine
 from engine.ledger.dead_letters import (
     MAX_LISTED,
     MAX_REASON_CHARS,
     MAX_REQUESTED_BY_CHARS,
     DeadLetterRecord,
     Redrive,
-    count_dead_letters,
-    list_dead_letters,
 )
 from engine.ledger.exceptions import DeadLetterNotFoundError
 from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.masking import mask_text
 from engine.ops.redrive import FORCE_FLAG, REFUSED_UNLESS_FORCED, check_redrivable
+from engine.read.audience import Audience
+from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_dead_letters
+from engine.read.exceptions import ReadError
+from engine.read.snapshot import snapshot
 from engine.serialization import AvroCodec, SchemaRegistry, SchemaStoreError, SerializationError
 from engine.times import as_utc, parse_instant
 from sakk.app import STAGE_NAMES, make_codec
 from sakk.cli import cli
-from sakk.cli.options import operator_name
+from sakk.cli.options import audience_option, operator_name, page_options
 
-DEFAULT_LISTED = 100
 REASON_COLUMN_CHARS = 60  # the table cuts reasons; ``show`` prints them whole
 
 
@@ -80,14 +81,9 @@ def _ledger(settings: Settings) -> Iterator[Engine]:
     "--since", metavar="TIME", help="Recorded at or after, ISO 8601 (UTC unless a zone is given)."
 )
 @click.option("--consumer", type=click.Choice(STAGE_NAMES), help="The consumer that refused it.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, MAX_LISTED),
-    default=DEFAULT_LISTED,
-    show_default=True,
-    help="Dead letters shown, oldest first.",
-)
+@page_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@audience_option
 @click.pass_obj
 def dlq_list(
     settings: Settings,
@@ -95,20 +91,30 @@ def dlq_list(
     since: str | None,
     consumer: str | None,
     limit: int,
+    after: str | None,
     as_json: bool,
+    audience: Audience,
 ) -> None:
-    """Dead letters: where each came from, why, and whether it was sent again."""
+    """Dead letters, oldest first, a page at a time: where each came from, why, and whether
+    it was sent again."""
     since_at = None
     if since is not None:
         try:
             since_at = parse_instant(since)
         except AuditError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from exc
-    with _ledger(settings) as engine, read_only(engine).connect() as conn:
-        found = list_dead_letters(conn, kind, consumer, since_at, limit)
-        total = count_dead_letters(conn, kind, consumer, since_at)
+    which = DeadLetterFilter(kind, consumer, since_at)
+    try:
+        with _ledger(settings) as engine, snapshot(engine) as conn:
+            page = list_dead_letters(conn, audience, which, after, limit)
+            total = count_dead_letters(conn, audience, which)
+    except ReadError as exc:
+        raise click.UsageError(str(exc)) from exc
+    found = page.items
     if as_json:
         click.echo(json.dumps(jsonable([_listed(d) for d in found]), indent=2))
+        if page.next_cursor is not None:
+            click.echo(f"more match: next page with --after {page.next_cursor}", err=True)
         return
     console = Console()
     if not found:
@@ -128,8 +134,8 @@ def dlq_list(
             escape(_redrive_cell(d.redrive)),
         )
     console.print(table)
-    if total > len(found):
-        console.print(f"{total - len(found)} more not shown: narrow with --kind/--since or --limit")
+    if page.next_cursor is not None:
+        console.print(f"more match: next page with --after {page.next_cursor}", soft_wrap=True)
 
 
 @dlq.command("show")
@@ -140,7 +146,7 @@ def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
     """One dead letter: reason, source, its body when it decodes (masked), its redrive."""
     codec, schemas = _reading_codec(settings)
     try:
-        with _ledger(settings) as engine, read_only(engine).connect() as conn:
+        with _ledger(settings) as engine, snapshot(engine) as conn:
             view = inspect_dead_letter(conn, codec, dead_letter_id, settings.max_message_bytes)
     except DeadLetterNotFoundError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -19,9 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
 from engine.ledger.database import read_only
-from engine.ledger.keys import KeyEntry, bank_exists, list_keys, register_keys
+from engine.ledger.keys import KeyEntry, bank_exists, register_keys
 from engine.ops.action import ActionRefusedError, run_action
 from engine.ops.keys import RevokeKey
+from engine.read.audience import Audience
+from engine.read.reference import bank_keys
+from engine.read.snapshot import snapshot
 from engine.trust.keys import KeyPair, decode_public, encode_public
 from engine.trust.signing import BANK_CODE_MAX_CHARS, BankKey
 from sakk.app import ledger_engine
@@ -132,8 +135,8 @@ def keys_generate(
 def keys_list(settings: Settings, bank: str | None, fmt: str) -> None:
     """The public keys the switch holds, with their windows and whether each is valid now."""
     try:
-        with read_only(ledger_engine(settings)).connect() as conn:
-            entries = list_keys(conn, bank)
+        with snapshot(ledger_engine(settings)) as conn:
+            entries = bank_keys(conn, Audience.operator(), bank)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's message, without the SQL
         raise click.ClickException(f"cannot read the ledger's keys: {cause}") from exc

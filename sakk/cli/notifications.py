@@ -12,21 +12,22 @@ from rich.table import Table
 from engine.audit.exceptions import AuditError
 from engine.audit.export import jsonable
 from engine.config import Settings
-from engine.ledger.database import read_only
 from engine.ledger.notifications import (
-    LIST_LIMIT_MAX,
     STATUSES,
     NotificationFilter,
     RedeliveryError,
     RedeliveryReport,
-    list_notifications,
 )
 from engine.ops.action import ActionRefusedError
 from engine.ops.notifications import Redeliver, run_redelivery
+from engine.read.audience import Audience
+from engine.read.exceptions import ReadError
+from engine.read.notifications import list_notifications
+from engine.read.snapshot import snapshot
 from engine.times import as_utc, parse_instant
 from sakk.app import ledger_engine
 from sakk.cli import cli
-from sakk.cli.options import actor_of, actor_options
+from sakk.cli.options import actor_of, actor_options, audience_option, page_options
 
 TABLE_COLUMNS = (
     "notification_id", "payment_id", "recipient_bank", "outcome", "status", "attempts",
@@ -52,8 +53,9 @@ def notifications() -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
 @click.option("--bank", metavar="CODE", help="Only notifications to this bank.")
 @click.option("--since", metavar="TIME", help="Created at or after this ISO 8601 time (UTC).")
-@click.option("--limit", type=click.IntRange(1, LIST_LIMIT_MAX), default=100, show_default=True)
+@page_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@audience_option
 @click.pass_obj
 def notifications_list(
     settings: Settings,
@@ -61,12 +63,23 @@ def notifications_list(
     bank: str | None,
     since: str | None,
     limit: int,
+    after: str | None,
     fmt: str,
+    audience: Audience,
 ) -> None:
-    """Notifications, oldest first, with their attempts and last error (never their payload)."""
+    """Notifications, oldest first, with their attempts and last error (never their payload).
+
+    A page at a time: when more match, the command says how to ask for the next page.
+    """
     which = NotificationFilter(status=status, bank=bank, since=_since(since))
-    with read_only(ledger_engine(settings)).connect() as conn:
-        rows = list_notifications(conn, which, limit)
+    try:
+        with snapshot(ledger_engine(settings)) as conn:
+            page = list_notifications(conn, audience, which, after, limit)
+    except ReadError as exc:
+        raise click.UsageError(str(exc)) from exc
+    rows = [view.as_dict() for view in page.items]
+    if page.next_cursor is not None:
+        click.echo(f"more match: next page with --after {page.next_cursor}", err=True)
     if fmt == "json":
         click.echo(json.dumps(jsonable(rows), indent=2, sort_keys=True))
         return

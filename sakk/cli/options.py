@@ -100,3 +100,45 @@ def actor_of(by: str | None, reason: str | None) -> Actor:
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         raise click.BadParameter(f"at most {MAX_REASON_CHARS} characters", param_hint="--reason")
     return Actor(operator_name(by), reason)
+
+
+def audience_option(command: F) -> F:
+    """``--as operator|auditor|bank:CODE``: who reads, which decides what is masked."""
+    return click.option(
+        "--as",
+        "audience",
+        metavar="WHO",
+        default="operator",
+        show_default=True,
+        callback=_parse_audience,
+        help="operator (accounts to their last 4 digits), auditor (whole), or bank:CODE "
+        "(that bank's payments only).",
+    )(command)
+
+
+def _parse_audience(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
+    from engine.read.audience import Audience
+    from engine.read.exceptions import ReadError
+
+    try:
+        return Audience.parse(value)
+    except ReadError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def page_options(command: F) -> F:
+    """``--limit N`` (at most the read side's ``MAX_PAGE``) and ``--after CURSOR``."""
+    from engine.read.paging import DEFAULT_PAGE, MAX_PAGE
+
+    command = click.option(
+        "--after",
+        metavar="CURSOR",
+        help="The next page: the cursor the previous page printed.",
+    )(command)
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, MAX_PAGE),
+        default=DEFAULT_PAGE,
+        show_default=True,
+        help=f"Rows a page (at most {MAX_PAGE}).",
+    )(command)

@@ -23,8 +23,9 @@ from engine.ledger.schemas import (
     ApprovalStatus,
     approve,
     approve_release_schemas,
-    list_approved,
 )
+from engine.read.reference import approved_schemas
+from engine.read.snapshot import snapshot
 from engine.schema_policy import MAX_SCHEMA_TEXT_BYTES
 from engine.serialization import SchemaFileError, read_release_schemas
 from sakk.app import ledger_engine
@@ -81,7 +82,8 @@ def schemas_list(settings: Settings, fmt: str) -> None:
     try:
         engine = ledger_engine(settings)
         try:
-            rows = list_approved(engine)
+            with snapshot(engine) as conn:
+                rows = approved_schemas(conn)
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:

@@ -32,6 +32,7 @@ from engine.ledger.database import make_engine
 from engine.money import format_minor
 from engine.ops.action import ActionRefusedError, Actor, run_action
 from engine.ops.windows import CloseWindow
+from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
 from sakk.cli import cli
 from sakk.cli.options import actor_of, actor_options
 
@@ -98,13 +99,14 @@ def settlement_report(
 ) -> None:
     """Each bank's gross debits, gross credits and multilateral net position in a window.
 
-    Payments, captures, refunds and returns count, each in the window of its own time.
+    Payments, captures, refunds and returns count, each in the window of its own time;
+    one written after its window closed counts in the next window still open.
     """
     if bool(window_text) == every:
         raise click.UsageError("give --window or --all")
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
     try:
-        with engine.connect() as conn:
+        with snapshot(engine, REPORT_TIMEOUT_MS) as conn:
             if every:
                 reports = all_window_reports(conn, int(hours))
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,17 @@ from rich.table import Table
 
 from engine.audit.exceptions import AuditError
 from engine.audit.export import jsonable, write_report
-from engine.audit.trace import PaymentTrace, find_payment_ids, scan_topics, trace_payment
+from engine.audit.trace import scan_topics
 from engine.audit.urls import as_database_url
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
+from engine.read.audience import Audience
+from engine.read.exceptions import NotVisibleError
+from engine.read.snapshot import snapshot
+from engine.read.trace import PaymentTrace, TraceView, find_payment_ids, read_trace
 from sakk.cli import cli
-from sakk.cli.options import report_options
+from sakk.cli.options import audience_option, report_options
 
 EVENT_COLUMNS = (
     "event_type",
@@ -78,6 +83,7 @@ REDRIVE_COLUMNS = (
     is_flag=True,
     help="Read each event back from the broker, confirm it, find unconsumed ones.",
 )
+@audience_option
 @report_options("the trace")
 @click.pass_obj
 def trace_command(
@@ -86,6 +92,7 @@ def trace_command(
     bank_reference: str | None,
     database: str | None,
     scan: bool,
+    audience: Audience,
     fmt: str,
     out_dir: Path | None,
 ) -> None:
@@ -94,22 +101,23 @@ def trace_command(
 
     PAYMENT_ID is the switch's id, BANK:ID (what notifications carry); a bank's own id
     alone finds that id in every bank's namespace. With --scan-topics each event is read
-    back from the broker and confirmed.
+    back from the broker and confirmed. Account numbers show to their last 4 digits
+    unless --as auditor; --as bank:CODE shows what that bank may see.
     """
     if (payment_id is None) == (bank_reference is None):
         raise click.UsageError("give a PAYMENT_ID or --reference BANK:REFERENCE")
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
     try:
-        with engine.connect() as conn:
-            ids = find_payment_ids(conn, payment_id, bank_reference)
-            traces = [trace_payment(conn, pid) for pid in ids]
-    except AuditError as exc:
+        with snapshot(engine) as conn:
+            ids = find_payment_ids(conn, audience, payment_id, bank_reference)
+            stored = [read_trace(conn, pid) for pid in ids]
+    except (AuditError, NotVisibleError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         engine.dispose()
-    if scan:
-        _scan(settings, traces)
-    for trace in traces:
+    if scan:  # on the stored rows: the scan finds events by their keys
+        _scan(settings, stored)
+    for trace in (s.for_audience(audience) for s in stored):
         if out_dir is not None:
             for path in write_report(
                 out_dir,
@@ -140,7 +148,7 @@ def _scan(settings: Settings, traces: list[PaymentTrace]) -> None:
 
 
 def _table(
-    console: Console, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...] = ()
+    console: Console, title: str, rows: Sequence[dict[str, Any]], columns: tuple[str, ...] = ()
 ) -> None:
     if not rows:
         console.print(f"[dim]{title}: none[/]")
@@ -170,7 +178,7 @@ def _hold_line(hold: dict[str, Any]) -> str:
     )
 
 
-def _print(console: Console, trace: PaymentTrace) -> None:
+def _print(console: Console, trace: TraceView) -> None:
     p = trace.payment
     console.rule(f"payment {trace.payment_id}")
     console.print(

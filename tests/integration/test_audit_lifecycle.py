@@ -29,6 +29,7 @@ from engine.audit.trace import trace_payment
 from engine.audit.windows import Window, window_report
 from engine.ledger.database import make_engine
 from engine.ledger.models import Payment, PaymentStep
+from engine.read.audience import Audience
 from sakk.cli import cli
 from tests.factories import (
     AMINA,
@@ -182,8 +183,8 @@ def test_the_trace_shows_the_whole_life_of_a_payment(flow_factory, sqlite_url):
     split, expiring = run["payments"][0], run["expiring"]
 
     with flow.engine.connect() as conn:
-        life = trace_payment(conn, switch_id(split))
-        expired = trace_payment(conn, switch_id(expiring))
+        life = trace_payment(conn, Audience.auditor(), switch_id(split))
+        expired = trace_payment(conn, Audience.auditor(), switch_id(expiring))
 
     assert life.hold is not None
     assert (life.hold["state"], life.hold["amount_minor"], life.hold["captured_minor"]) == (

@@ -7,10 +7,13 @@ import pytest
 from engine.audit.exceptions import PaymentNotFoundError
 from engine.audit.replay import replay_codec
 from engine.audit.trace import find_payment_ids, scan_topics, trace_payment
+from engine.read.audience import Audience
 from tests.factories import AMINA, KARIM, payment, switch_id
 from tests.integration.test_flow import drained
 
 pytestmark = pytest.mark.integration
+
+AUDITOR = Audience.auditor()  # the scan needs the events' keys whole
 
 
 def test_trace_shows_every_event_state_posting_and_notification(flow_factory, database_url):
@@ -21,13 +24,13 @@ def test_trace_shows_every_event_state_posting_and_notification(flow_factory, da
     flow.wait_until(lambda: drained(flow, 2))
 
     with flow.engine.connect() as conn:
-        assert set(find_payment_ids(conn, bank_reference="007:ATW-TRACE-1")) == {
+        assert set(find_payment_ids(conn, AUDITOR, bank_reference="007:ATW-TRACE-1")) == {
             switch_id(paid),
             switch_id(retry),
         }
-        trace = trace_payment(conn, switch_id(paid))
+        trace = trace_payment(conn, AUDITOR, switch_id(paid))
         with pytest.raises(PaymentNotFoundError):
-            find_payment_ids(conn, "no-such-payment")
+            find_payment_ids(conn, AUDITOR, "no-such-payment")
 
     kinds = [(e["topic"].rsplit(".", 1)[1], e["consumed_by"]) for e in trace.events]
     assert kinds[:3] == [

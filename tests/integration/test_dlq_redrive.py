@@ -32,6 +32,7 @@ from engine.ledger.checks import FlowCounts, flow_counts
 from engine.ledger.dead_letters import DeadLetterRecord, list_dead_letters
 from engine.ledger.models import DeadLetterRedrive, HandledEvent, Payment
 from engine.ledger.schemas import ApprovalStatus, approve
+from engine.read.audience import Audience
 from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
 from sakk.app import make_codec
 from sakk.cli import cli
@@ -210,7 +211,7 @@ def test_schema_not_approved_dead_letter_settles_once_its_schema_is_approved_and
     assert headers["sakk.redrive.by"] == b"alice"
     assert headers["sakk.source.offset"] == str(dead.source_offset).encode()
     with flow.engine.connect() as conn:
-        trace = trace_payment(conn, switch_id(p))
+        trace = trace_payment(conn, Audience.operator(), switch_id(p))
     assert [d["id"] for d in trace.dead_letters] == [dead.id]
     assert [(r["requested_by"], r["status"]) for r in trace.redrives] == [("alice", "PUBLISHED")]
 

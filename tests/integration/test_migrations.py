@@ -247,14 +247,36 @@ def test_payment_iso_comes_with_0012_and_goes_with_its_downgrade(database_url):
     engine.dispose()
 
 
-def test_operator_actions_and_reference_versions_come_with_0013_and_go_with_its_downgrade(
+def test_the_read_side_indexes_come_with_0013_and_go_with_its_downgrade(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+
+    def names() -> set[str]:
+        found = inspect(engine)
+        return {
+            i["name"] for t in ("payments", "notifications") for i in found.get_indexes(t)
+        }  # fmt: skip
+
+    wanted = {
+        "ix_payments_payer_bank_occurred", "ix_payments_payee_bank_occurred",
+        "ix_notifications_created",
+    }  # fmt: skip
+    assert wanted <= names()
+    command.downgrade(alembic_config(database_url), "0012")
+    assert not wanted & names()
+    upgrade(database_url)
+    assert wanted <= names()
+    engine.dispose()
+
+
+def test_operator_actions_and_reference_versions_come_with_0014_and_go_with_its_downgrade(
     database_url,
 ):
     upgrade(database_url)
     engine = make_engine(database_url)
     tables = set(inspect(engine).get_table_names())
     assert {"operator_actions", "reference_versions"} <= tables
-    command.downgrade(alembic_config(database_url), "0012")
+    command.downgrade(alembic_config(database_url), "0013_read")
     tables = set(inspect(engine).get_table_names())
     assert not {"operator_actions", "reference_versions"} & tables and "payment_iso" in tables
     upgrade(database_url)

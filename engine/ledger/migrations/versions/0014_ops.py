@@ -6,15 +6,15 @@ change of a fee, a limit or a bank's delivery settings, numbered, with the time 
 effect. Rows of both are never updated or deleted (triggers refuse both, as for
 ``approved_schemas``).
 
-Revision ID: 0013_ops
-Revises: 0012
+Revision ID: 0014_ops
+Revises: 0013_read
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_ops"
-down_revision = "0012"
+revision = "0014_ops"
+down_revision = "0013_read"
 branch_labels = None
 depends_on = None
 

@@ -1,5 +1,7 @@
-# Sakk: one image for the consumers, the one-shot admin commands and the simulator;
-# docker-compose.yml picks the `sakk` subcommand. docs/operations.md explains the services.
+# Sakk: one image for the consumers and the one-shot admin commands; docker-compose.yml
+# picks the `sakk` subcommand. docs/operations.md explains the services.
+# The default target (`runtime`) leaves the development tools (tooling/: the simulator, the
+# benchmark, the chaos harness) out; the `dev` target adds them, for the simulator service.
 
 # ---- build: install Sakk and its dependencies into a virtualenv (pip and its cache stay here)
 FROM python:3.11.10-slim-bookworm AS build
@@ -14,18 +16,25 @@ COPY engine ./engine
 COPY consumers ./consumers
 COPY producers ./producers
 COPY sakk ./sakk
+RUN /opt/sakk/bin/pip install .
+
+# ---- build-dev: the same virtualenv, Sakk reinstalled with the tooling package
+FROM build AS build-dev
 COPY tooling ./tooling
-RUN /opt/sakk/bin/pip install . \
+RUN /opt/sakk/bin/pip install --no-deps --force-reinstall . \
  && /opt/sakk/bin/pip uninstall --yes pip
 
-# ---- runtime: the virtualenv, the schemas and reference data, a non-root user
-FROM python:3.11.10-slim-bookworm
+# ---- build-runtime: the production virtualenv, without pip
+FROM build AS build-runtime
+RUN /opt/sakk/bin/pip uninstall --yes pip
+
+# ---- base: the schemas and reference data, a non-root user (the virtualenv comes last)
+FROM python:3.11.10-slim-bookworm AS base
 
 RUN groupadd --system --gid 10001 sakk \
  && useradd --system --uid 10001 --gid sakk --home-dir /app --no-create-home \
             --shell /usr/sbin/nologin sakk
 
-COPY --from=build /opt/sakk /opt/sakk
 WORKDIR /app
 COPY schemas ./schemas
 COPY reference ./reference
@@ -52,3 +61,11 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 
 ENTRYPOINT ["sakk"]
 CMD ["run", "all"]
+
+# ---- dev: the image with the development tools (`sakk simulate`, demo, bench, chaos)
+FROM base AS dev
+COPY --from=build-dev /opt/sakk /opt/sakk
+
+# ---- runtime (the default target): the production image, no development tools
+FROM base AS runtime
+COPY --from=build-runtime /opt/sakk /opt/sakk

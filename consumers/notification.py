@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from engine.config import Settings
 from engine.domain import REFUSED, NotificationStatus, Outcome, Party, PaymentState, spec_of
@@ -148,7 +148,6 @@ class NotificationStage(StageDefaults):
     def __init__(self, settings: Settings, sender_name: str = "log"):
         self.settings = settings
         self.sender_name = sender_name
-        self.on_committed: Callable[[], None] = lambda: None  # the dispatcher's wake-up
 
     def input_topics(self) -> list[str]:
         return [e.topic(self.settings) for e in OUTCOME_EVENTS]
@@ -182,7 +181,3 @@ class NotificationStage(StageDefaults):
             for bank in recipients(inbound.event_type, record)
         )
         return Decision(Outcome.NOTIFIED, record["payment_id"], writes=rows)
-
-    def committed(self, engine: Engine) -> None:
-        """The batch committed: its notifications are due, so wake the dispatcher."""
-        self.on_committed()

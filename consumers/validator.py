@@ -31,7 +31,7 @@ from engine.events import (
     carried_fields,
     derived_event_id,
 )
-from engine.ids import SWITCH_ID_MAX_CHARS
+from engine.ids import MAX_ACCOUNT_CHARS, MAX_REFERENCE_CHARS, SWITCH_ID_MAX_CHARS
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -59,11 +59,23 @@ from engine.reasons import Reason
 from engine.trust.signing import Evidence
 
 NAME = "validator"
-MAX_REFERENCE_CHARS = 35  # ISO 20022 Max35Text
-MAX_ACCOUNT_CHARS = 34  # IBAN length limit
 MAX_ISO_EXTRAS_CHARS = 20_000  # engine.iso.mapping.MAX_EXTRAS_CHARS: what an import sends
 PAYER_KINDS = frozenset({AccountKind.CUSTOMER, AccountKind.MERCHANT, AccountKind.GOVERNMENT})
 VIGNETTE = "VIGNETTE"
+# What the validator forwards to settlement for each input it accepts.
+FORWARDED: dict[str, EventType] = {
+    PAYMENT_INITIATED.name: PAYMENT_VALIDATED,
+    PAYMENT_STEP_REQUESTED.name: PAYMENT_STEP_VALIDATED,
+}
+
+
+def forwarded_id(event_type: str, event_id: str) -> str:
+    """The id of the event forwarded to settlement for an input, from the input's type and id.
+
+    ``event_id`` as the switch keeps it (``BANK:ID``, engine.ids): a replay matches the
+    live settlement's answers to the inputs it read by this id.
+    """
+    return derived_event_id(event_id, FORWARDED.get(event_type, PAYMENT_VALIDATED).name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +304,7 @@ class Validator(StageDefaults):
             k: s.get(k) for k in carried_fields(PAYMENT_STEP_REQUESTED, PAYMENT_STEP_VALIDATED)
         }
         record["causation_event_id"] = s["event_id"]
-        record["event_id"] = derived_event_id(s["event_id"], PAYMENT_STEP_VALIDATED.name)
+        record["event_id"] = forwarded_id(PAYMENT_STEP_REQUESTED.name, s["event_id"])
         taken = ReferenceTaken(s["sender_bank"], s["bank_reference"], s["payment_id"])
         return Decision(
             Outcome.STEP_VALIDATED, s["payment_id"], writes=(taken,),

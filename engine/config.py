@@ -15,15 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.pipeline.crash_points import CRASH_POINTS
+
 PREFIX = "SAKK_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Steps where SAKK_CRASH_POINT may kill the process (fault injection): the consumer loop
-# of engine.pipeline.service, and the notification delivery loop of consumers.notify.
-CRASH_POINTS = (
-    "before_db_commit", "after_db_commit", "after_complete", "after_produce",
-    "after_attempt", "after_delivery_record",
-)  # fmt: skip
-
 
 # How long a hold may live, whoever sets it: a channel's ``hold_expiry_s`` in the reference
 # data (engine.ledger.reference) or SAKK_HOLD_EXPIRY_S for a channel that names none.
@@ -150,8 +145,8 @@ class Settings:
     shutdown_timeout_s: int = field(default=30, metadata=_bounds(1, 600))
 
     # Fault injection (the chaos harness only; off when empty): SIGKILL this process at
-    # the named steps of the consumer loop (comma-separated, see CRASH_POINTS), each pass
-    # with probability crash_probability_ppm / 1e6. Read once at start.
+    # the named steps of the consumer loop (comma-separated, engine.pipeline.crash_points'
+    # CRASH_POINTS), each pass with probability crash_probability_ppm / 1e6. Read once at start.
     crash_point: str = ""
     crash_probability_ppm: int = field(default=1_000_000, metadata=_bounds(0, 1_000_000))
     # A planted poison (the chaos harness and tests only; off when empty): SIGKILL this
@@ -361,12 +356,7 @@ def _check_bounds(settings: Settings) -> None:
             f"{PREFIX}WEBHOOK_TIMEOUT_MS={settings.webhook_timeout_ms}: "
             "a claim outlives its attempt"
         )
-    unknown_points = set(settings.crash_point.split(",")) - set(CRASH_POINTS) - {""}
-    if unknown_points:
-        raise SettingsError(
-            f"{PREFIX}CRASH_POINT={settings.crash_point!r}: unknown {sorted(unknown_points)}, "
-            f"expected names from {', '.join(CRASH_POINTS)}"
-        )
+    _check_crash_points(settings)
     if settings.produce_timeout_s * 1000 < settings.linger_ms + settings.request_timeout_ms:
         raise SettingsError(
             f"{PREFIX}PRODUCE_TIMEOUT_S={settings.produce_timeout_s} must cover "
@@ -390,6 +380,16 @@ def _check_reference_notice(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}REFERENCE_NOTICE_S={settings.reference_notice_s} must exceed "
             f"{PREFIX}MAX_EVENT_SKEW_S plus twice {PREFIX}REFERENCE_REFRESH_MS ({needed_ms} ms)"
+        )
+
+
+def _check_crash_points(settings: Settings) -> None:
+    """SAKK_CRASH_POINT names only steps the loops know (the fault-injection hooks)."""
+    unknown_points = set(settings.crash_point.split(",")) - set(CRASH_POINTS) - {""}
+    if unknown_points:
+        raise SettingsError(
+            f"{PREFIX}CRASH_POINT={settings.crash_point!r}: unknown {sorted(unknown_points)}, "
+            f"expected names from {', '.join(CRASH_POINTS)}"
         )
 
 

@@ -24,6 +24,9 @@ SEPARATOR = ":"
 MAX_ID_CHARS = 64  # a bank's own part of an id
 BANK_CODE_MAX_CHARS = 8  # banks.code
 SWITCH_ID_MAX_CHARS = BANK_CODE_MAX_CHARS + len(SEPARATOR) + MAX_ID_CHARS  # ledger id columns
+# What a bank may send, as the validator checks it and a bank's conformance check tells it:
+MAX_REFERENCE_CHARS = 35  # a bank's reference: ISO 20022 Max35Text
+MAX_ACCOUNT_CHARS = 34  # an account number: the IBAN's length limit
 
 
 class MalformedIdError(ValueError):

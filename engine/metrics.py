@@ -102,6 +102,21 @@ DB_RETRIES = Counter(
     "Batches retried because the database was unavailable.",
     ["consumer"],
 )
+BATCHES_SPLIT = Counter(
+    "sakk_batches_split_total",
+    "Batches that failed as a whole and were handled one message at a time.",
+    ["consumer"],
+)
+PRODUCE_FAILURES = Counter(
+    "sakk_produce_failures_total",
+    "Batches whose events the broker did not acknowledge: offsets rewound, the batch redelivered.",
+    ["consumer"],
+)
+OFFSET_COMMITS_REFUSED = Counter(
+    "sakk_offset_commits_refused_total",
+    "Offset commits the group refused after a rebalance (the new owner redelivers and dedupes).",
+    ["consumer"],
+)
 NOTIFICATION_DELIVERIES = Counter(
     "sakk_notification_deliveries_total",
     "Notification attempts' consequences by sender: delivered, retry (rescheduled), "

@@ -1,7 +1,9 @@
 """Consumers as separate operating-system processes: start, stop, kill, restart.
 
 The demo, the benchmark and the fault-injection harness all run the stages
-this way, as an operator would: one process per consumer instance.
+this way, as an operator would: one process per consumer instance. Which stages
+there are and the command that runs one come from the topology handed in
+(engine.topology): the supervisor names none itself.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config import Settings
+from engine.topology import Topology
 
 STOP_TIMEOUT_S = 30.0
 
@@ -50,6 +52,7 @@ class ConsumerProcess:
     instance: int
     settings: Settings
     log_path: Path
+    command: Sequence[str]  # what runs the stage (Topology.command)
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
@@ -65,7 +68,7 @@ class ConsumerProcess:
             # Born with SIGTERM blocked (the mask survives exec): a stop sent while the
             # interpreter starts waits until engine.startup is ready to exit 0 on it.
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sakk", "run", self.stage],
+                list(self.command),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -107,9 +110,11 @@ class Fleet:
 
     settings: Settings
     log_dir: Path
+    topology: Topology
     members: list[ConsumerProcess] = field(default_factory=list)
 
     def start(self, stage: str, instances: int = 1, metrics_port: int = 0) -> list[ConsumerProcess]:
+        command = self.topology.command(stage)  # an unknown stage: ValueError, nothing started
         started = []
         for i in range(instances):
             member = ConsumerProcess(
@@ -117,6 +122,7 @@ class Fleet:
                 len(self.of(stage)) + 1,
                 self.settings,
                 self.log_dir / f"{stage}-{len(self.of(stage)) + 1}.log",
+                command,
             )
             member.start(metrics_port + i if metrics_port else 0)
             self.members.append(member)

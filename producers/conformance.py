@@ -41,9 +41,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from consumers.validator import MAX_ACCOUNT_CHARS, MAX_REFERENCE_CHARS
 from engine.events import PAYMENT_INITIATED, PAYMENT_STEP_REQUESTED, EventType
-from engine.ids import MalformedIdError, qualify_named, qualify_own
+from engine.ids import (
+    MAX_ACCOUNT_CHARS,
+    MAX_REFERENCE_CHARS,
+    MalformedIdError,
+    qualify_named,
+    qualify_own,
+)
 from engine.ledger.models import AccountKind, AccountStatus
 from engine.ledger.reference import funding_account, internal_account
 from engine.masking import mask_account

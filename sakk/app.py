@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine
 
+from consumers.topology import STAGES
 from engine import metrics
-from engine.config import Settings, check_notify_sender
+from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.database import make_engine, upgrade
@@ -19,13 +21,13 @@ from engine.ledger.schemas import LedgerApprovedSchemas, approve_release_schemas
 from engine.pipeline.contract import Retryable, Stage
 from engine.pipeline.service import ConsumerService
 from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
-
-if TYPE_CHECKING:
-    from consumers.notify.dispatcher import Dispatcher
+from engine.topology import Companion, StageSpec, Topology, WokenCompanion
 
 log = logging.getLogger(__name__)
 
-STAGE_NAMES = ("validator", "settlement", "notification")
+# The stages, each run as a process by ``sakk run <name>``.
+TOPOLOGY = Topology(STAGES, launcher=(sys.executable, "-m", "sakk", "run"))
+STAGE_NAMES = TOPOLOGY.names
 
 
 @contextmanager
@@ -88,19 +90,7 @@ def _codec_once_the_ledger_answers(
 
 
 def build_stage(name: str, settings: Settings) -> Stage[Any]:
-    if name == "validator":
-        from consumers.validator import Validator
-
-        return Validator(settings)
-    if name == "settlement":
-        from consumers.settlement import Settlement
-
-        return Settlement(settings)
-    if name == "notification":
-        from consumers.notification import NotificationStage
-
-        return NotificationStage(settings, settings.notify_sender)
-    raise ValueError(f"unknown consumer {name!r}: expected one of {STAGE_NAMES}")
+    return TOPOLOGY.stage(name).factory(settings)
 
 
 def prepare(settings: Settings) -> None:
@@ -131,8 +121,10 @@ def run_consumers(
     Raises SettingsError, before anything starts, when a stage's settings cannot work
     (the notification sender's key).
     """
-    if "notification" in names:
-        check_notify_sender(settings)
+    specs = [TOPOLOGY.stage(name) for name in names]
+    for spec in specs:
+        if spec.check is not None:
+            spec.check(settings)
     health = metrics.HealthState()
     server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port, health)
     if server:
@@ -142,30 +134,34 @@ def run_consumers(
     if codec is None:  # asked to stop while the ledger was down
         return []
     threads: list[StageThread] = []
-    for name in names:
-        stage = build_stage(name, settings)
-        service = ConsumerService(stage, engine, codec, settings, health, stop_event)
-        threads.append(_start(name, service.run, stop_event))
-        if name == "notification":
-            dispatcher = make_dispatcher(settings, engine, codec, stop_event)
-            stage.on_committed = dispatcher.wake  # type: ignore[attr-defined]
-            threads.append(_start("delivery", dispatcher.run, stop_event))
-        if name == "settlement":
-            from consumers.expiry import ExpiryScheduler
-
-            scheduler = ExpiryScheduler(settings, engine, codec, stop_event)
-            threads.append(_start("expiry", scheduler.run, stop_event))
+    for spec in specs:
+        threads += _start_stage(spec, settings, engine, codec, health, stop_event)
     return threads
 
 
-def make_dispatcher(
-    settings: Settings, engine: Engine, codec: AvroCodec, stop_event: threading.Event
-) -> Dispatcher:
-    """The notification service's delivery loop, with the sender ``SAKK_NOTIFY_SENDER`` names."""
-    from consumers.notify.channels import make_sender
-    from consumers.notify.dispatcher import Dispatcher
+def _start_stage(
+    spec: StageSpec,
+    settings: Settings,
+    engine: Engine,
+    codec: AvroCodec,
+    health: metrics.HealthState,
+    stop_event: threading.Event,
+) -> list[StageThread]:
+    """The stage's thread, then its companions', each woken by its commits if declared so."""
+    companions = [(c, c.factory(settings, engine, codec, stop_event)) for c in spec.companions]
+    woken = tuple(_wake_of(c.name, loop) for c, loop in companions if c.woken_by_commits)
+    service = ConsumerService(
+        spec.factory(settings), engine, codec, settings, health, stop_event,
+        observes=spec.observes, on_committed=woken,
+    )  # fmt: skip
+    threads = [_start(spec.name, service.run, stop_event)]
+    return threads + [_start(c.name, loop.run, stop_event) for c, loop in companions]
 
-    return Dispatcher(settings, engine, codec, make_sender(settings), stop_event)
+
+def _wake_of(name: str, loop: Companion) -> Callable[[], None]:
+    if not isinstance(loop, WokenCompanion):
+        raise TypeError(f"{name} is declared woken by commits, yet has no wake()")
+    return loop.wake
 
 
 class StageThread(threading.Thread):

@@ -1,6 +1,6 @@
 """Test tooling, apart from what a bank or an operator runs in production.
 
-- :mod:`tooling.simulator` and :mod:`tooling.reference_data`: simulated banks,
+- :mod:`tooling.workload.traffic` and :mod:`tooling.reference_data`: simulated banks,
   accounts and traffic (``sakk simulate``, ``sakk demo``).
 - :mod:`tooling.bench`: the benchmark (``sakk bench``).
 - :mod:`tooling.chaos`: the fault-injection harness (``sakk chaos``).

@@ -58,8 +58,6 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from consumers.signature_gate import SignatureGate
-from consumers.validator import Validator
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offsets, locate_by_time
 from engine.audit.reader import RangeReader
@@ -69,11 +67,9 @@ from engine.domain.outcomes import DECIDED
 from engine.events import (
     EVENTS,
     PAYMENT_INITIATED,
-    PAYMENT_STEP_REQUESTED,
     PAYMENT_STEP_VALIDATED,
     PAYMENT_VALIDATED,
     SWITCH,
-    derived_event_id,
 )
 from engine.kafka.client import Outgoing, make_consumer
 from engine.ledger.database import is_sqlite, make_engine, upgrade
@@ -95,7 +91,7 @@ from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor, BatchResult
 from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
 from engine.times import to_ms
-from sakk.app import build_stage
+from engine.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +120,27 @@ class ReplayRequest:
             raise ValueError(
                 f"--from {self.from_time.isoformat()} is not before --to {self.to_time.isoformat()}"
             )
+
+
+@dataclass(frozen=True)
+class ReplayPath:
+    """The stages a replay chains, read from the topology: the one reading payments.initiated
+    (the validator) and the one reading what it forwards (settlement), with the rule
+    naming each forwarded event from its input (event type, event id) -> event id."""
+
+    entry: str
+    settling: str
+    make_entry: Callable[[Settings], Any]
+    make_settling: Callable[[Settings], Any]
+    forwarded_id: Callable[[str, str], str]
+
+    @classmethod
+    def of(cls, topology: Topology) -> ReplayPath:
+        entry, settling = topology.entry, topology.deciding
+        if entry.forwarded_id is None:
+            raise ValueError(f"{entry.name} declares no id rule for what it forwards")
+        return cls(entry.name, settling.name, entry.for_replay, settling.for_replay,
+                   entry.forwarded_id)  # fmt: skip
 
 
 @dataclass
@@ -174,9 +191,11 @@ class ReplayReport:
 def replay(
     settings: Settings,
     request: ReplayRequest,
+    topology: Topology,
     progress: Callable[[ReplayReport], None] | None = None,
 ) -> ReplayReport:
-    """Run the replay described by ``request``; raises before reading if the target is unfit."""
+    """Run the replay described by ``request`` through ``topology``'s stages (the validator,
+    then settlement); raises before reading if the target is unfit."""
     check_target(settings, request.target_url)
     upgrade(request.target_url)
     engine = make_engine(request.target_url)
@@ -184,7 +203,7 @@ def replay(
         _require_fresh(engine, request.target_url)
         load_reference_data(engine, read_file(request.reference_file))
         _copy_reference_versions(settings.ledger_url, engine)
-        return _run(settings, request, engine, progress)
+        return _run(settings, request, engine, ReplayPath.of(topology), progress)
     finally:
         engine.dispose()
 
@@ -262,21 +281,15 @@ def _run(
     settings: Settings,
     request: ReplayRequest,
     engine: Engine,
+    path: ReplayPath,
     progress: Callable[[ReplayReport], None] | None,
 ) -> ReplayReport:
     replay_settings = settings.replace(database_url=request.target_url)
     codec = replay_codec(settings)
     # Signatures are checked against the keys of the reference file given, judged at each
     # record's own time (the only time a replay has): see docs/auditing.md.
-    validator = BatchProcessor(
-        Validator(replay_settings, gate=SignatureGate(at_receipt=False)),
-        engine,
-        codec,
-        replay_settings,
-    )
-    settlement = BatchProcessor(
-        build_stage("settlement", replay_settings), engine, codec, replay_settings
-    )
+    validator = BatchProcessor(path.make_entry(replay_settings), engine, codec, replay_settings)
+    settlement = BatchProcessor(path.make_settling(replay_settings), engine, codec, replay_settings)
     topic = PAYMENT_INITIATED.topic(settings)
     validated_topic = PAYMENT_VALIDATED.topic(settings)
     started_at = datetime.now(UTC)
@@ -289,7 +302,7 @@ def _run(
         )
         expiries = read_expiries(settings, request, codec, validated_topic)
         report.expiries_read = len(expiries)
-        hold = _order_hold(request, topic, ranges, report, expiries)
+        hold = _order_hold(request, path, topic, ranges, report, expiries)
         ranked, feed = _route_expiries(expiries, hold)
         early = [] if hold is None else hold.push_all((e.event_id, e.message) for e in ranked)
         reader = RangeReader(consumer, topic, ranges)
@@ -299,18 +312,14 @@ def _run(
         for batch in reader.batches(request.batch_size):
             raw = [RawMessage.of(r) for r in batch]
             report.events_read += len(raw)
-            raw = _select(raw, request, codec, report, window, hold)
+            raw = _select(raw, request, codec, report, window, hold, path.forwarded_id)
             if not raw:
                 continue
             result = validator.process(raw)
             _tally(report, result)
             feed.know(_payments_made(result))
             forwarded = _validated_messages(result, validated_topic, codec)
-            if hold is None:
-                ready = [m for _, m in forwarded]
-            else:
-                hold.skip(_not_forwarded(result, {eid for eid, _ in forwarded}))
-                ready = [m for eid, message in forwarded for m in hold.push(eid, message)]
+            ready = _released(result, forwarded, hold, path)
             _settle(settlement, feed.merge(ready), request.batch_size, report)
             report.events_replayed += len(raw)
             if progress:
@@ -451,21 +460,23 @@ def _payments_made(result: BatchResult) -> set[str]:
             if i.event_type == PAYMENT_INITIATED.name and d.payment_id}  # fmt: skip
 
 
-def settlement_input_id(event_type: str, event_id: str) -> str:
-    """The id of the event the validator forwards to settlement for an initiated event.
+def _released(
+    result: BatchResult,
+    forwarded: list[tuple[str, RawMessage]],
+    hold: OrderHold | None,
+    path: ReplayPath,
+) -> list[RawMessage]:
+    """What settlement may take now of a validator batch's forwarded events: all of them,
+    or, in a given order, those whose turn came (with any that waited for them)."""
+    if hold is None:
+        return [m for _, m in forwarded]
+    hold.skip(_not_forwarded(result, {eid for eid, _ in forwarded}, path))
+    return [m for eid, message in forwarded for m in hold.push(eid, message)]
 
-    The validator derives it (``derived_event_id``) from the bank's event id as the switch
-    keeps it (``BANK:ID``, engine.ids) and the forwarded type: PaymentValidated for a
-    payment, PaymentStepValidated for a step.
-    """
-    forwarded = PAYMENT_STEP_VALIDATED if event_type == PAYMENT_STEP_REQUESTED.name else \
-        PAYMENT_VALIDATED  # fmt: skip
-    return derived_event_id(event_id, forwarded.name)
 
-
-def _not_forwarded(result: BatchResult, forwarded: set[str]) -> list[str]:
+def _not_forwarded(result: BatchResult, forwarded: set[str], path: ReplayPath) -> list[str]:
     """Settlement inputs this batch will never give: the validator rejected or refused them."""
-    ids = (settlement_input_id(i.event_type, i.event_id) for i, _ in result.handled)
+    ids = (path.forwarded_id(i.event_type, i.event_id) for i, _ in result.handled)
     return [eid for eid in ids if eid not in forwarded]
 
 
@@ -498,6 +509,7 @@ def _select(
     report: ReplayReport,
     window: tuple[int | None, int | None],
     hold: OrderHold | None = None,
+    forwarded_id: Callable[[str, str], str] | None = None,
 ) -> list[RawMessage]:
     if request.selection == "offsets":
         return raw
@@ -518,10 +530,10 @@ def _select(
             kept.append(m)
             continue
         report.skipped_outside_occurred_range += 1
-        if hold is not None and event is not None:  # it will not come: nothing waits for it
-            declared = EVENTS.get(event.event_type)
+        if hold is not None and event is not None and forwarded_id is not None:
+            declared = EVENTS.get(event.event_type)  # it will not come: nothing waits for it
             record = declared.as_switch_knows(event.record) if declared else event.record
-            hold.skip([settlement_input_id(event.event_type, str(record["event_id"]))])
+            hold.skip([forwarded_id(event.event_type, str(record["event_id"]))])
     return kept
 
 
@@ -626,6 +638,7 @@ class OrderHold:
 
 def settlement_order(
     conn: Any,
+    path: ReplayPath,
     topic: str,
     ranges: Sequence[PartitionRange],
     expiries: Mapping[str, str] | None = None,
@@ -646,17 +659,17 @@ def settlement_order(
             continue
         rows = conn.execute(
             select(h.c.event_id, h.c.event_type, h.c.payment_id)
-            .where(h.c.consumer == "validator", h.c.topic == topic,
+            .where(h.c.consumer == path.entry, h.c.topic == topic,
                    h.c.partition == r.partition, h.c.offset >= r.start, h.c.offset < r.end)
         )  # fmt: skip
         for row in rows:
-            inputs.add(settlement_input_id(row.event_type, row.event_id))
+            inputs.add(path.forwarded_id(row.event_type, row.event_id))
             if row.event_type == PAYMENT_INITIATED.name:
                 payments.add(row.payment_id)
     inputs.update(eid for eid, pid in (expiries or {}).items() if pid in payments)
     query = (
         select(func.min(em.c.id).label("first"), em.c.source_event_id)
-        .where(em.c.consumer == "settlement")
+        .where(em.c.consumer == path.settling)
         .group_by(em.c.source_event_id)
     )
     decided = sorted((row.first, row.source_event_id)
@@ -666,6 +679,7 @@ def settlement_order(
 
 def _order_hold(
     request: ReplayRequest,
+    path: ReplayPath,
     topic: str,
     ranges: Sequence[PartitionRange],
     report: ReplayReport,
@@ -677,7 +691,7 @@ def _order_hold(
     try:
         with engine.connect() as conn:
             rank = settlement_order(
-                conn, topic, ranges, {e.event_id: e.payment_id for e in expiries}
+                conn, path, topic, ranges, {e.event_id: e.payment_id for e in expiries}
             )
     finally:
         engine.dispose()

@@ -1,7 +1,9 @@
-"""Ledger invariants, checked from the database alone (demo, chaos harness, auditors).
+"""Ledger invariants, checked from the database alone: the one auditor of them.
 
 :func:`check_ledger` is double entry; :func:`check_lifecycle` the holds, captures,
-refunds and available balances of the payment lifecycle (``sakk audit verify`` runs both).
+refunds and available balances of the payment lifecycle. ``sakk audit verify`` runs
+both, and so do the demo, the benchmark and the chaos harness; the harness adds only
+what needs the wire or what its workload expected (tooling.chaos.invariants).
 """
 
 from __future__ import annotations
@@ -259,7 +261,9 @@ def check_lifecycle(conn: Connection) -> LifecycleCheck:
     - refunds never exceed captures: the applied REFUND and RETURN steps sum to
       ``payments.refunded_minor``, at most ``payments.captured_minor``;
     - every applied step's posting is there, of its kind and payment, moving the
-      step's amount to its receiver; every step posting has its applied step;
+      step's amount to its receiver; every step posting has its applied step; a step
+      that moves no money (refused, a void, an expiry) names no posting;
+    - a hold is for its authorization's amount;
     - no available balance goes below minus the overdraft (see
       :func:`check_available_balances`).
 
@@ -328,6 +332,8 @@ def _check_hold(
             check.add(f"{where} is {hold.state}; its resolving step leads to {expected}")
         if hold.reserved_minor:
             check.add(f"{where} is resolved yet reserves {hold.reserved_minor}")
+    if payment is not None and hold.amount_minor != payment.amount_minor:
+        check.add(f"{where} is {hold.amount_minor}, the payment {payment.amount_minor}")
     captured = sum(s.amount_minor for s in steps if s.kind == StepKind.CAPTURE)
     if captured > hold.amount_minor:
         check.add(f"{where}: captures sum to {captured}, above the hold's {hold.amount_minor}")
@@ -418,6 +424,19 @@ def _check_step_postings(
     for posting_id in sorted(set(postings) - claimed):
         p = postings[posting_id]
         check.add(f"{p.kind} posting {posting_id} of payment {p.payment_id}: no applied step")
+    _check_steps_that_post_nothing(conn, check)
+
+
+def _check_steps_that_post_nothing(conn: Connection, check: LifecycleCheck) -> None:
+    """A refused step, a void and an expiry move no money: none names a posting."""
+    st = PaymentStep.__table__
+    posts = (st.c.outcome == "APPLIED") & st.c.kind.in_(STEP_POSTINGS)
+    query = select(st.c.step_id, st.c.payment_id, st.c.kind, st.c.outcome, st.c.posting_id)
+    for r in conn.execute(query.where(st.c.posting_id.is_not(None), ~posts)):
+        check.add(
+            f"{r.outcome.lower()} {r.kind} step {r.step_id} of payment {r.payment_id} "
+            f"names posting {r.posting_id}, yet posts nothing"
+        )
 
 
 def check_available_balances(conn: Connection, check: LifecycleCheck) -> None:

@@ -15,7 +15,7 @@ Kafka-free, so replay and tests drive the very same code as the live loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -117,6 +117,7 @@ class BatchProcessor:
         settings: Settings,
         crash: CrashHook = no_crash,
         crash_on_message: MessageCrashHook | None = None,
+        on_committed: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.stage = stage
         self.engine = engine
@@ -124,6 +125,7 @@ class BatchProcessor:
         self.settings = settings
         self.crash = crash
         self.crash_on_message = crash_on_message  # the chaos harness's poison, off: None
+        self.on_committed = tuple(on_committed)  # companions woken by a batch's commit
         self.dlq_topic = settings.topic("dlq")
         self.outbox = Outbox(stage.name, codec, settings)
         self.recorder = Recorder()
@@ -138,6 +140,8 @@ class BatchProcessor:
         try:
             result = self._process_batch(raw, also)
             self.stage.committed(self.engine)  # a fault here redelivers: duplicates only
+            for wake in self.on_committed:
+                wake()
         except Exception as exc:
             if Retryable.covers(exc):
                 raise Retryable(exc) from exc
@@ -179,6 +183,7 @@ class BatchProcessor:
         if len(raw) == 1:
             reason = f"{type(failure).__name__}: {failure}"[:REASON_MAX_CHARS]
             return self._commit(self._plan([], [_Bad(raw[0], POISON_KIND, reason)], also))
+        metrics.BATCHES_SPLIT.labels(self.stage.name).inc()
         log.warning(
             "%s: batch of %d failed (%r); handling one by one", self.stage.name, len(raw), failure
         )

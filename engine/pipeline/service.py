@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor, BatchResult
 from engine.pipeline.quarantine import InHandLedger, Unit, poison_reason
 from engine.serialization import AvroCodec
+from engine.topology import Observer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,12 +71,19 @@ class ConsumerService:
         settings: Settings,
         health: metrics.HealthState | None = None,
         stop_event: threading.Event | None = None,
+        observes: Mapping[str, Observer] | None = None,
+        on_committed: Sequence[Callable[[], None]] = (),
     ) -> None:
+        """``observes``: emitted event type name -> what counts a batch's records of it
+        (the stage's declaration, engine.topology); ``on_committed``: what a batch's
+        commit wakes (its companions)."""
         self.stage = stage
         self.settings = settings
+        self.observes = dict(observes or {})
         self.processor = BatchProcessor(
-            stage, engine, codec, settings, crash_hook(settings), crash_on_message(settings)
-        )
+            stage, engine, codec, settings, crash_hook(settings), crash_on_message(settings),
+            on_committed,
+        )  # fmt: skip
         self.in_hand = InHandLedger(stage.name, engine)
         self.engine = engine
         self.health = health or metrics.HealthState()
@@ -160,6 +168,7 @@ class ConsumerService:
         try:
             send_all(self._producer, result.outgoing, self.settings.produce_timeout_s)
         except (KafkaProducerDeliveryError, KafkaError) as exc:
+            metrics.PRODUCE_FAILURES.labels(self.stage.name).inc()
             log.warning("%s: produce failed (%s); rewinding to redeliver", self.stage.name, exc)
             return False
         self.in_hand.committed(unit)
@@ -206,6 +215,7 @@ class ConsumerService:
         try:
             send_all(self._producer, result.outgoing, self.settings.produce_timeout_s)
         except (KafkaProducerDeliveryError, KafkaError) as exc:
+            metrics.PRODUCE_FAILURES.labels(self.stage.name).inc()
             log.warning("%s: produce failed (%s); the batch is met again", self.stage.name, exc)
             return  # its dead letters are recorded: the next pass sends the same ones again
         consumer.seek(tp, after)
@@ -298,6 +308,7 @@ class ConsumerService:
             consumer.commit(offsets)
         except CommitFailedError as exc:
             # Partitions moved to another member; it redelivers and dedupes.
+            metrics.OFFSET_COMMITS_REFUSED.labels(self.stage.name).inc()
             log.warning("%s: offset commit refused after rebalance: %s", self.stage.name, exc)
 
     def _observe(self, raw: list[RawMessage], result: BatchResult, seconds: float) -> None:
@@ -312,13 +323,12 @@ class ConsumerService:
         now = datetime.now(UTC)
         messages: Counter[tuple[str, str]] = Counter()
         outcomes: Counter[tuple[str, str, str]] = Counter()
-        settled, steps = [], []
+        observed: dict[str, list[dict[str, Any]]] = {name: [] for name in self.observes}
         for inbound, handled in result.handled:  # counted per batch: one inc per label set
             messages[(inbound.topic, handled.outcome)] += 1
-            if handled.outcome == Outcome.SETTLED:
-                settled.append(handled.emits[0].record)
-            elif handled.outcome in metrics.STEP_OUTCOMES:
-                steps.append(handled.emits[0].record)
+            for emit in handled.emits:
+                if emit.event.name in observed:
+                    observed[emit.event.name].append(emit.record)
             if handled.channel:
                 outcomes[(handled.channel, handled.outcome, handled.reason)] += 1
             occurred = inbound.record.get("occurred_at")
@@ -326,8 +336,8 @@ class ConsumerService:
                 metrics.END_TO_END_SECONDS.labels(name, handled.outcome).observe(
                     max((now - occurred).total_seconds(), 0.0)
                 )
-        metrics.observe_settled(settled)
-        metrics.observe_steps(steps)
+        for name, records in observed.items():
+            self.observes[name](records)
         for (topic, outcome), count in messages.items():
             metrics.MESSAGES.labels(name, topic, outcome).inc(count)
         for (channel, outcome, reason), count in outcomes.items():

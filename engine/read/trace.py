@@ -42,6 +42,7 @@ from engine.read.exceptions import PaymentNotFoundError
 from engine.read.payments import visible_to
 from engine.read.rows import hold_rows, payment_rows, step_rows
 from engine.times import as_utc
+from engine.topology import Topology
 
 FREE_TEXT_FIELDS = ("reason_message", "reason", "last_error", "error", "remittance_info")
 BANK_SECTIONS = ("hold", "steps", "transitions", "postings", "notifications", "attempts")
@@ -219,20 +220,27 @@ def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def trace_payment(conn: Connection, audience: Audience, payment_id: str) -> TraceView:
+def trace_payment(
+    conn: Connection, audience: Audience, payment_id: str, topology: Topology
+) -> TraceView:
     """A payment's life as ``audience`` may see it; another bank's payment is not found."""
-    return read_trace(conn, payment_id).for_audience(audience)
+    return read_trace(conn, payment_id, topology).for_audience(audience)
 
 
-def read_trace(conn: Connection, payment_id: str) -> PaymentTrace:
-    """Every row of a payment's life as stored (see :meth:`PaymentTrace.for_audience`)."""
+def read_trace(conn: Connection, payment_id: str, topology: Topology) -> PaymentTrace:
+    """Every row of a payment's life as stored (see :meth:`PaymentTrace.for_audience`).
+
+    ``topology`` tells which stage took the payment from its bank and which decided it:
+    events and steps are told apart by the stage that recorded them.
+    """
+    entry, deciding = topology.entry.name, topology.deciding.name
     payment = payment_rows(conn, [payment_id]).get(payment_id)
     if payment is None:
         raise PaymentNotFoundError(f"no payment {payment_id} in the ledger")
     trace = PaymentTrace(payment)
     trace.hold = hold_rows(conn, [payment_id]).get(payment_id)
-    trace.steps = _steps(conn, payment_id)
-    trace.events = _events(conn, payment_id)
+    trace.steps = _steps(conn, payment_id, entry, deciding)
+    trace.events = _events(conn, payment_id, entry)
     t = PaymentTransition.__table__
     trace.transitions = _rows(conn, select(t).where(t.c.payment_id == payment_id).order_by(t.c.id))
     po, e = Posting.__table__, LedgerEntry.__table__
@@ -280,7 +288,7 @@ def read_trace(conn: Connection, payment_id: str) -> PaymentTrace:
     return trace
 
 
-def _steps(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
+def _steps(conn: Connection, payment_id: str, entry: str, deciding: str) -> list[dict[str, Any]]:
     """Every step asked of the payment, applied or refused, in the order it was answered.
 
     A step's answer is the last event a stage emitted for it (``emitted_events.id`` is
@@ -292,10 +300,10 @@ def _steps(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
     steps = step_rows(conn, [payment_id])
     emitted = conn.execute(
         select(em.c.id, em.c.consumer, em.c.source_event_id, em.c.event_id)
-        .where(em.c.payment_id == payment_id, em.c.consumer.in_(("validator", "settlement")))
+        .where(em.c.payment_id == payment_id, em.c.consumer.in_((entry, deciding)))
         .order_by(em.c.id)
     ).all()
-    request_of = {r.event_id: r.source_event_id for r in emitted if r.consumer == "validator"}
+    request_of = {r.event_id: r.source_event_id for r in emitted if r.consumer == entry}
     answered: dict[str, int] = {}
     for r in emitted:  # in id order: the last answer stays
         answered[request_of.get(r.source_event_id, r.source_event_id)] = r.id
@@ -323,7 +331,7 @@ def _redrives(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
     )  # fmt: skip
 
 
-def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
+def _events(conn: Connection, payment_id: str, entry: str) -> list[dict[str, Any]]:
     """Every event of the payment: those from outside the stages (banks' payments and steps,
     the switch's expiries) with their coordinates, then those the stages emitted.
     """
@@ -342,7 +350,7 @@ def _events(conn: Connection, payment_id: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     made_by_stages = {row["event_id"] for row in emitted}
     for row in handled:  # what no stage produced: the banks' events and the switch's expiries
-        if row["consumer"] == "validator":
+        if row["consumer"] == entry:
             producer = "bank"
         elif row["event_id"] not in made_by_stages:
             producer = "switch (expiry scheduler)"

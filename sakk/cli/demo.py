@@ -1,6 +1,7 @@
 """``sakk demo``: the whole flow on the embedded broker and a fresh SQLite ledger, summarised.
 
-The traffic includes the lifecycle (``tooling.simulator``, ``lifecycle=True``): card
+The traffic is the workload's demo profile (``tooling.workload.profiles.DEMO``): the
+uniform mix with the lifecycle (``tooling.workload.traffic``): card
 authorizations captured, partly captured, voided or left to expire within the run,
 airline refunds and interbank returns. The demo waits for every step (the expiries
 too), then checks that each payment's state and each step's outcome is the one the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +31,7 @@ from engine.events import SWITCH
 from engine.kafka.client import create_topics
 from engine.kafka.terminator import stunnel_missing
 from engine.kafka.tls_broker import EmbeddedTlsBroker
-from engine.ledger.checks import (
-    FlowCounts,
-    check_ledger,
-    check_lifecycle,
-    expected_notifications,
-    flow_counts,
-)
-from engine.ledger.database import read_only
+from engine.ledger.checks import FlowCounts, check_ledger, check_lifecycle
 from engine.ledger.models import (
     DeadLetter,
     Payment,
@@ -55,8 +49,16 @@ from engine.money import format_minor
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.reasons import Reason
 from engine.supervisor import Fleet
-from sakk.app import STAGE_NAMES, kafka_for, ledger_engine
+from sakk.app import STAGE_NAMES, TOPOLOGY, kafka_for, ledger_engine
 from sakk.cli import cli
+from tooling.drain import Drain, DrainState, wait_drained
+from tooling.workload.profiles import DEMO
+from tooling.workload.traffic import (
+    SimulationReport,
+    register_simulated_keys,
+    simulate,
+    simulation_signers,
+)
 
 DRAIN_TIMEOUT_S = 300.0
 POLL_INTERVAL_S = 0.5
@@ -176,8 +178,6 @@ def _fresh_dir(path: Path) -> None:
 def run_demo(
     settings: Settings, payments: int, seed: int, rate: int | None, console: Console
 ) -> DemoResult:
-    from tooling.simulator import register_simulated_keys, simulate, simulation_signers
-
     with kafka_for(settings) as live:
         console.print(
             f"[bold]Sakk demo[/]: broker {live.kafka_bootstrap_servers}, ledger {live.ledger_url}"
@@ -192,7 +192,7 @@ def run_demo(
             f"signing keys: one per bank ({len(signers.banks)}), generated for the run; "
             f"{registered} public keys registered"
         )
-        fleet = Fleet(live, live.data_dir / "logs")
+        fleet = Fleet(live, live.data_dir / "logs", TOPOLOGY)
         for stage in STAGE_NAMES:
             fleet.start(stage)
         try:
@@ -207,13 +207,14 @@ def run_demo(
                     progress=lambda n: progress.update(task, completed=n),
                     reference_path=live.reference_file,
                     register_keys=False,  # registered above
-                    lifecycle=True,
+                    profile=DEMO.mix,
+                    lifecycle=DEMO.lifecycle,
                 )
                 expected = sim.published + sim.expiries  # the switch's expiries are steps too
                 drain = progress.add_task("reaching a terminal state", total=expected)
                 counts = _wait_for_drain(
-                    read_only(engine),
-                    expected,
+                    engine,
+                    sim,
                     fleet,
                     lambda done: progress.update(drain, completed=done),
                 )
@@ -335,24 +336,21 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _wait_for_drain(engine: Engine, expected: int, fleet: Fleet, on_progress) -> FlowCounts:  # type: ignore[no-untyped-def]
+def _wait_for_drain(
+    engine: Engine, sim: SimulationReport, fleet: Fleet, on_progress: Callable[[int], None]
+) -> FlowCounts:
     """Until every payment is answered or dead-lettered, every step (the switch's expiries
-    included: ``expected`` counts them) recorded, and every bank has been told."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while True:
-        with engine.connect() as conn:
-            counts = flow_counts(conn)
-            notifications, finished = expected_notifications(conn)
-        done = counts.terminal + counts.dead_lettered + counts.steps_applied + counts.steps_refused
-        on_progress(done)
-        if done >= expected and finished >= notifications:
-            return counts
-        dead = fleet.check_alive()
+    included) recorded, and every bank has been told."""
+    steps = sim.steps + sim.expiries  # the switch's expiries are steps too
+
+    def watch(state: DrainState) -> None:
+        on_progress(state.finished)
+        dead = None if state.done else fleet.check_alive()
         if dead:
             raise click.ClickException(f"consumer exited: {dead}; see {fleet.log_dir}")
-        if time.monotonic() > deadline:
-            return counts
-        time.sleep(POLL_INTERVAL_S)
+
+    wanted = Drain(published=sim.published - sim.steps, steps=steps)
+    return wait_drained(engine, wanted, DRAIN_TIMEOUT_S, POLL_INTERVAL_S, watch).counts
 
 
 def _amount(amount_minor: int, currency: str) -> str:

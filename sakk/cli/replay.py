@@ -18,6 +18,7 @@ from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.exceptions import LedgerError
 from engine.times import parse_instant
+from sakk.app import TOPOLOGY
 from sakk.cli import cli
 
 PROGRESS_EVERY_S = 5.0
@@ -132,7 +133,7 @@ def replay_command(
         f"{safe_url(request.target_url)}"
     )
     try:
-        report = replay(settings, request, _progress(console))
+        report = replay(settings, request, TOPOLOGY, _progress(console))
     except (AuditError, LedgerError, KafkaPlumbingError) as exc:
         raise click.ClickException(str(exc)) from exc
     _print(Console(), report)

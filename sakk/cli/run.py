@@ -6,10 +6,10 @@ import threading
 
 import click
 
-from engine.config import Settings, SettingsError, check_notify_sender
+from engine.config import Settings, SettingsError
 from engine.ledger.exceptions import ReleaseSchemaConflictError
 from engine.pipeline.service import install_signal_handlers
-from sakk.app import STAGE_NAMES, kafka_for, prepare, run_consumers
+from sakk.app import STAGE_NAMES, TOPOLOGY, kafka_for, prepare, run_consumers
 from sakk.cli import cli
 
 
@@ -23,11 +23,13 @@ def run(settings: Settings, consumer: str) -> None:
     others stop after their batch in hand) or did not stop in time.
     """
     names = STAGE_NAMES if consumer == "all" else (consumer,)
-    if "notification" in names:
-        try:
-            check_notify_sender(settings)  # only the stage that sends checks its sender
-        except SettingsError as exc:
-            raise click.UsageError(str(exc)) from exc
+    try:
+        for name in names:  # only the stage that sends checks its sender
+            check = TOPOLOGY.stage(name).check
+            if check is not None:
+                check(settings)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
     stop_event = threading.Event()
     install_signal_handlers(stop_event)
     with kafka_for(settings) as live:

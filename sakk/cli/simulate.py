@@ -6,6 +6,8 @@ import click
 
 from engine.config import Settings
 from sakk.cli import cli
+from tooling.workload.profiles import MIXES, SIMULATE
+from tooling.workload.traffic import simulate as run_simulation
 
 
 @cli.command()
@@ -14,15 +16,15 @@ from sakk.cli import cli
 @click.option("--seed", default=1, show_default=True)
 @click.option(
     "--profile",
-    type=click.Choice(["uniform", "skew"]),
-    default="uniform",
+    type=click.Choice(list(MIXES)),
+    default=SIMULATE.mix,
     show_default=True,
     help="The traffic mix: skew sends 70% of payments from one bank's customers to one "
     "merchant, and every e-government payment to the vignette's account (hot accounts).",
 )
 @click.option(
     "--lifecycle/--no-lifecycle",
-    default=True,
+    default=SIMULATE.lifecycle,
     show_default=True,
     help="Card authorizations with their captures and voids, a few expiries, airline "
     "refunds and interbank returns, each step signed by its sender bank (counted among "
@@ -40,7 +42,6 @@ def simulate(
     ledger that real banks use.
     """
     from producers.exceptions import PublisherError
-    from tooling.simulator import simulate as run_simulation
 
     if settings.uses_embedded_broker:
         raise click.UsageError(

@@ -23,6 +23,7 @@ from engine.read.audience import Audience
 from engine.read.exceptions import NotVisibleError
 from engine.read.snapshot import snapshot
 from engine.read.trace import PaymentTrace, TraceView, find_payment_ids, read_trace
+from sakk.app import TOPOLOGY
 from sakk.cli import cli
 from sakk.cli.options import audience_option, report_options
 
@@ -110,7 +111,7 @@ def trace_command(
     try:
         with snapshot(engine) as conn:
             ids = find_payment_ids(conn, audience, payment_id, bank_reference)
-            stored = [read_trace(conn, pid) for pid in ids]
+            stored = [read_trace(conn, pid, TOPOLOGY) for pid in ids]
     except (AuditError, NotVisibleError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

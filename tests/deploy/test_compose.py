@@ -400,8 +400,11 @@ def test_every_image_is_pinned_to_a_tag() -> None:
 
 def test_built_image_is_tagged_with_the_project_version() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    tags = {interpolate(s["image"]) for s in built_services().values()}
-    assert tags == {f"sakk:{version}"}
+    tags = {
+        interpolate(s["image"]): s["build"].get("target", "runtime")
+        for s in built_services().values()
+    }
+    assert tags == {f"sakk:{version}": "runtime", f"sakk-dev:{version}": "dev"}
 
 
 def test_every_sakk_variable_is_a_settings_field() -> None:
@@ -556,12 +559,49 @@ def test_image_default_command_exists_in_the_cli() -> None:
 # =========================================================================== Dockerfile
 
 
+def dockerfile_stages() -> list[tuple[str, str]]:
+    """(base, stage name) of every FROM, in order; the name is "" for an unnamed stage."""
+    stages = []
+    for name, args in dockerfile_instructions():
+        if name == "FROM":
+            words = args.split()
+            stages.append(
+                (words[0], words[2] if len(words) > 2 and words[1].upper() == "AS" else "")
+            )
+    return stages
+
+
 def test_dockerfile_base_images_are_pinned_python_311_slim() -> None:
-    bases = [args.split()[0] for name, args in dockerfile_instructions() if name == "FROM"]
-    assert bases, "no FROM"
-    for base in bases:
-        repository, _, tag = base.partition(":")
-        assert repository == "python" and tag.startswith("3.11.") and "slim" in tag, base
+    stages = dockerfile_stages()
+    assert stages, "no FROM"
+    earlier: set[str] = set()
+    for base, stage in stages:
+        if base not in earlier:  # a stage built on an earlier one inherits its base
+            repository, _, tag = base.partition(":")
+            assert repository == "python" and tag.startswith("3.11.") and "slim" in tag, base
+        earlier.add(stage)
+
+
+def test_the_production_image_leaves_the_development_tools_out() -> None:
+    assert dockerfile_stages()[-1][1] == "runtime", "the last stage is the default target"
+    copies = [args for name, args in dockerfile_instructions() if name == "COPY"]
+    assert [c for c in copies if c.split()[0] == "tooling"] == ["tooling ./tooling"]
+    stage_of_copy, stage = {}, ""
+    for name, args in dockerfile_instructions():
+        if name == "FROM":
+            stage = args.split()[-1]
+        elif name == "COPY":
+            stage_of_copy[args] = stage
+    assert stage_of_copy["tooling ./tooling"] == "build-dev"
+    assert stage_of_copy["--from=build-runtime /opt/sakk /opt/sakk"] == "runtime"
+
+
+def test_only_the_simulator_runs_the_image_with_the_development_tools() -> None:
+    dev = {n for n, s in built_services().items() if s["build"].get("target") == "dev"}
+    assert dev == {"simulator"}
+    for name, service in built_services().items():
+        if name not in dev:
+            assert service["build"].get("target") in (None, "runtime"), name
 
 
 def test_image_runs_as_a_non_root_user() -> None:

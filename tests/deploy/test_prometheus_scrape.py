@@ -39,7 +39,7 @@ from tests.deploy.support import (
     metric_names_in,
     tail,
 )
-from tooling.simulator import register_simulated_keys, simulation_signers
+from tooling.workload.traffic import register_simulated_keys, simulation_signers
 
 pytestmark = pytest.mark.integration
 

@@ -30,6 +30,7 @@ from engine.audit.windows import Window, window_report
 from engine.ledger.database import make_engine
 from engine.ledger.models import Payment, PaymentStep
 from engine.read.audience import Audience
+from sakk.app import TOPOLOGY
 from sakk.cli import cli
 from tests.factories import (
     AMINA,
@@ -120,7 +121,7 @@ def test_replay_of_a_lifecycle_run_reconciles_with_zero_differences(
     request = ReplayRequest(
         REFERENCE_FILE, replay_url, order_from=database_url if order == "live order" else None
     )
-    summary = replay(flow.settings, request).summary()
+    summary = replay(flow.settings, request, TOPOLOGY).summary()
 
     assert (summary["expiries_read"], summary["expiries_replayed"]) == (1, 1)
     if order == "live order":  # 6 payments, 12 steps and the expiry, each in its place
@@ -147,7 +148,7 @@ def test_reconcile_finds_a_step_the_replay_did_not_make(flow_factory, sqlite_url
     flow = flow_factory(sqlite_url, expiry_interval_ms=50)
     run = run_lifecycle(flow)
     target = f"sqlite:///{tmp_path / 'replay.db'}"
-    replay(flow.settings, ReplayRequest(REFERENCE_FILE, target))
+    replay(flow.settings, ReplayRequest(REFERENCE_FILE, target), TOPOLOGY)
     split = run["payments"][0]
     with flow.engine.begin() as conn:
         conn.execute(
@@ -183,8 +184,8 @@ def test_the_trace_shows_the_whole_life_of_a_payment(flow_factory, sqlite_url):
     split, expiring = run["payments"][0], run["expiring"]
 
     with flow.engine.connect() as conn:
-        life = trace_payment(conn, Audience.auditor(), switch_id(split))
-        expired = trace_payment(conn, Audience.auditor(), switch_id(expiring))
+        life = trace_payment(conn, Audience.auditor(), switch_id(split), TOPOLOGY)
+        expired = trace_payment(conn, Audience.auditor(), switch_id(expiring), TOPOLOGY)
 
     assert life.hold is not None
     assert (life.hold["state"], life.hold["amount_minor"], life.hold["captured_minor"]) == (

@@ -225,6 +225,28 @@ def test_captured_amounts_that_disagree_are_found(ledger):
     assert f"hold of payment {whole}: captures sum to 5000, the payment says 4000" in found
 
 
+def test_a_hold_for_another_amount_than_its_authorization_is_found(ledger):
+    engine, p = ledger
+    active = switch_id(p["active"])
+    run(engine, "UPDATE holds SET amount_minor = 9000 WHERE payment_id = :p", p=active)
+    assert f"hold of payment {active} is 9000, the payment 7000" in violations(engine)
+
+
+def test_a_step_that_moves_no_money_yet_names_a_posting_is_found(ledger):
+    engine, p = ledger
+    voided, whole = switch_id(p["voided"]), switch_id(p["whole"])
+    with engine.connect() as conn:
+        st = PaymentStep.__table__
+        posting = conn.execute(select(st.c.posting_id).where(st.c.payment_id == whole)).scalar_one()
+        void = conn.execute(select(st.c.step_id).where(st.c.payment_id == voided)).scalar_one()
+    assert not any("yet posts nothing" in v for v in violations(engine))
+    run(engine, "UPDATE payment_steps SET posting_id = :x WHERE step_id = :s", x=posting, s=void)
+    assert (
+        f"applied VOID step {void} of payment {voided} names posting {posting}, yet posts nothing"
+        in violations(engine)
+    )
+
+
 def test_refunds_above_the_captures_are_found(ledger):
     engine, p = ledger
     sale = switch_id(p["sale"])

@@ -22,7 +22,7 @@ from engine.ledger.database import make_engine
 from engine.ledger.models import DeadLetter, LedgerEntry, Payment, Posting
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
-from sakk.app import build_stage
+from sakk.app import TOPOLOGY, build_stage
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.factories import (
     AMINA,
@@ -117,7 +117,7 @@ def test_replay_of_a_recorded_flow_reproduces_the_live_ledger(
     # Karim's AM04 message says what he had at that instant, which depends on how the
     # live settlement interleaved partitions: follow its order to reproduce it exactly.
     report = replay(
-        flow.settings, ReplayRequest(REFERENCE_FILE, replay_url, order_from=database_url)
+        flow.settings, ReplayRequest(REFERENCE_FILE, replay_url, order_from=database_url), TOPOLOGY
     )
 
     assert report.events_replayed == published
@@ -149,11 +149,11 @@ def test_replay_of_a_recorded_flow_reproduces_the_live_ledger(
 def test_replay_refuses_the_live_ledger_and_a_used_one(flow_factory, sqlite_url, tmp_path):
     flow = flow_factory(sqlite_url, consumers=())
     with pytest.raises(ReplayTargetError, match="live ledger"):
-        replay(flow.settings, ReplayRequest(REFERENCE_FILE, sqlite_url))
+        replay(flow.settings, ReplayRequest(REFERENCE_FILE, sqlite_url), TOPOLOGY)
     target = f"sqlite:///{tmp_path / 'used.db'}"
-    replay(flow.settings, ReplayRequest(REFERENCE_FILE, target))
+    replay(flow.settings, ReplayRequest(REFERENCE_FILE, target), TOPOLOGY)
     with pytest.raises(ReplayTargetError, match="not a new ledger"):
-        replay(flow.settings, ReplayRequest(REFERENCE_FILE, target))
+        replay(flow.settings, ReplayRequest(REFERENCE_FILE, target), TOPOLOGY)
 
 
 def publish_at(flow, stamped: list[tuple[datetime, dict[str, Any]]]) -> None:  # type: ignore[no-untyped-def]
@@ -222,9 +222,13 @@ def test_replay_over_a_mid_stream_time_range_picks_exactly_the_payments_in_it(
     t1, t2 = RANGE_BASE + timedelta(minutes=1), RANGE_BASE + timedelta(minutes=2)
 
     by_record = f"sqlite:///{tmp_path / 'by-record.db'}"
-    report = replay(flow.settings, ReplayRequest(REFERENCE_FILE, by_record, "record-time", t1, t2))
+    report = replay(
+        flow.settings, ReplayRequest(REFERENCE_FILE, by_record, "record-time", t1, t2), TOPOLOGY
+    )
     by_occurrence = f"sqlite:///{tmp_path / 'by-occurrence.db'}"
-    replay(flow.settings, ReplayRequest(REFERENCE_FILE, by_occurrence, "occurred-at", t1, t2))
+    replay(
+        flow.settings, ReplayRequest(REFERENCE_FILE, by_occurrence, "occurred-at", t1, t2), TOPOLOGY
+    )
 
     # The embedded broker answers offset 0 for any time: the records disproved it; a search ran.
     used = [r for r in report.ranges if r.end > r.start]
@@ -252,12 +256,15 @@ def test_replay_by_offsets_reads_exactly_those_offsets(flow_factory, sqlite_url,
     report = replay(
         flow.settings,
         ReplayRequest(REFERENCE_FILE, target, "offsets", from_offsets={0: 10}, to_offsets={0: 25}),
+        TOPOLOGY,
     )
 
     assert [(r.start, r.end) for r in report.ranges] == [(10, 25)]
     assert replayed_ids(target) == {switch_id(r) for r in records[10:25]}
     whole = f"sqlite:///{tmp_path / 'whole.db'}"
-    assert replay(flow.settings, ReplayRequest(REFERENCE_FILE, whole)).events_replayed == 40
+    assert (
+        replay(flow.settings, ReplayRequest(REFERENCE_FILE, whole), TOPOLOGY).events_replayed == 40
+    )
 
 
 def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credit(
@@ -313,9 +320,11 @@ def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credi
         settlement.process([validated[pid]])
 
     by_time = f"sqlite:///{tmp_path / 'by-time.db'}"
-    replay(settings, ReplayRequest(REFERENCE_FILE, by_time))
+    replay(settings, ReplayRequest(REFERENCE_FILE, by_time), TOPOLOGY)
     in_order = f"sqlite:///{tmp_path / 'in-order.db'}"
-    report = replay(settings, ReplayRequest(REFERENCE_FILE, in_order, order_from=sqlite_url))
+    report = replay(
+        settings, ReplayRequest(REFERENCE_FILE, in_order, order_from=sqlite_url), TOPOLOGY
+    )
 
     assert report.order_forced == 0
     outcomes = {}

@@ -8,6 +8,7 @@ from engine.audit.exceptions import PaymentNotFoundError
 from engine.audit.replay import replay_codec
 from engine.audit.trace import find_payment_ids, scan_topics, trace_payment
 from engine.read.audience import Audience
+from sakk.app import TOPOLOGY
 from tests.factories import AMINA, KARIM, payment, switch_id
 from tests.integration.test_flow import drained
 
@@ -28,7 +29,7 @@ def test_trace_shows_every_event_state_posting_and_notification(flow_factory, da
             switch_id(paid),
             switch_id(retry),
         }
-        trace = trace_payment(conn, AUDITOR, switch_id(paid))
+        trace = trace_payment(conn, AUDITOR, switch_id(paid), TOPOLOGY)
         with pytest.raises(PaymentNotFoundError):
             find_payment_ids(conn, AUDITOR, "no-such-payment")
 

@@ -34,7 +34,7 @@ from engine.ledger.models import DeadLetterRedrive, HandledEvent, Payment
 from engine.ledger.schemas import ApprovalStatus, approve
 from engine.read.audience import Audience
 from engine.serialization import AvroCodec, SchemaRegistry, read_release_schemas
-from sakk.app import make_codec
+from sakk.app import TOPOLOGY, make_codec
 from sakk.cli import cli
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, payment, signed, switch_id
@@ -211,7 +211,7 @@ def test_schema_not_approved_dead_letter_settles_once_its_schema_is_approved_and
     assert headers["sakk.redrive.by"] == b"alice"
     assert headers["sakk.source.offset"] == str(dead.source_offset).encode()
     with flow.engine.connect() as conn:
-        trace = trace_payment(conn, Audience.operator(), switch_id(p))
+        trace = trace_payment(conn, Audience.operator(), switch_id(p), TOPOLOGY)
     assert [d["id"] for d in trace.dead_letters] == [dead.id]
     assert [(r["requested_by"], r["status"]) for r in trace.redrives] == [("alice", "PUBLISHED")]
 

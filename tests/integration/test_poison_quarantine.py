@@ -19,6 +19,7 @@ from sqlalchemy import select
 from engine.ledger.models import DeadLetter, HandledEvent, MessagesInHand, Payment, table_of
 from engine.pipeline.quarantine import MAX_DEATHS
 from engine.supervisor import ConsumerProcess
+from sakk.app import TOPOLOGY
 from tests.factories import AMINA, KARIM, payment, switch_id
 
 pytestmark = pytest.mark.integration
@@ -52,8 +53,16 @@ def test_a_message_that_kills_its_consumer_is_quarantined_and_the_partition_goes
     genuine = payment(KARIM, AMINA, 2_500)  # another bank's payment, right behind it
     flow.publish([poison, genuine])
 
-    validator = ConsumerProcess("validator", 1, flow.settings, tmp_path / "validator.log")
-    settlement = ConsumerProcess("settlement", 1, flow.settings, tmp_path / "settlement.log")
+    validator = ConsumerProcess(
+        "validator", 1, flow.settings, tmp_path / "validator.log", TOPOLOGY.command("validator")
+    )
+    settlement = ConsumerProcess(
+        "settlement",
+        1,
+        flow.settings,
+        tmp_path / "settlement.log",
+        TOPOLOGY.command("settlement"),
+    )
     validator.start()
     settlement.start()
     deaths: list[int | None] = []

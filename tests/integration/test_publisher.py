@@ -33,7 +33,7 @@ from producers.jsonl import publish_file
 from producers.publisher import PaymentPublisher
 from producers.signing import SIMULATED_KEYS_VALID_FROM, Signers
 from tests.factories import as_read, switch_id
-from tooling.simulator import (
+from tooling.workload.traffic import (
     SECURITY_KINDS,
     SimulatedMessage,
     TrafficSimulator,

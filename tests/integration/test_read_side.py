@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from engine.read.reference import approved_schemas, bank_keys
 from engine.read.snapshot import snapshot
 from engine.read.trace import find_payment_ids, trace_payment
 from engine.serialization import read_release_schemas
+from sakk.app import TOPOLOGY
 from sakk.cli import cli
 from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment, switch_id
 from tests.integration.test_audit_tamper import build_ledger
@@ -141,8 +143,8 @@ def test_account_numbers_are_masked_by_audience(ledger):
         as_auditor = get_payment(conn, AUDITOR, pid)
         as_payer_bank = get_payment(conn, BANK_007, pid)
         as_payee_bank = get_payment(conn, BANK_011, pid)
-        traced = trace_payment(conn, OPERATOR, pid)
-        traced_by_payee = trace_payment(conn, BANK_011, pid)
+        traced = trace_payment(conn, OPERATOR, pid, TOPOLOGY)
+        traced_by_payee = trace_payment(conn, BANK_011, pid, TOPOLOGY)
     assert (as_operator.payer_account, as_operator.payee_account) == ("****0111", "****0333")
     assert (as_auditor.payer_account, as_auditor.payee_account) == (AMINA[1], KARIM[1])
     assert (as_payer_bank.payer_account, as_payer_bank.payee_account) == (AMINA[1], "****0333")
@@ -160,7 +162,7 @@ def test_a_bank_gets_the_same_answer_for_another_banks_payment_as_for_a_missing_
     with snapshot(engine) as conn:
         answers = []
         for pid in (others, "007:no-such-payment"):
-            for read in (get_payment, trace_payment):
+            for read in (get_payment, partial(trace_payment, topology=TOPOLOGY)):
                 with pytest.raises(PaymentNotFoundError) as caught:
                     read(conn, BANK_011, pid)
                 answers.append(str(caught.value).replace(pid, "ID"))

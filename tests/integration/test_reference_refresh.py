@@ -13,6 +13,7 @@ from engine.ledger.database import make_engine
 from engine.ledger.models import Payment
 from engine.ops.action import Actor, run_action
 from engine.ops.reference import SetFee
+from sakk.app import TOPOLOGY
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, switch_id
 from tests.integration.test_audit_replay import replay_url as replay_target  # noqa: F401
 from tests.integration.test_audit_replay import snapshot
@@ -59,7 +60,7 @@ def test_a_fee_changed_while_running_is_charged_from_its_time_and_replays_the_sa
     assert fees(flow.engine, live_ids) == [500] * 3 + [700] * 3
 
     target = replay_target
-    report = replay(flow.settings, ReplayRequest(REFERENCE_FILE, target))
+    report = replay(flow.settings, ReplayRequest(REFERENCE_FILE, target), TOPOLOGY)
     assert report.events_replayed == published
     replayed = make_engine(target)
     try:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from engine.ledger.database import make_engine
 from engine.supervisor import ConsumerProcess
+from sakk.app import TOPOLOGY
 from tests.factories import payment
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,9 @@ def test_a_stage_that_dies_makes_sakk_run_exit_non_zero(
         conn.execute(text("DROP TABLE messages_in_hand"))  # the validator's next batch fails
     engine.dispose()
     flow.publish([payment()])
-    member = ConsumerProcess(consumer, 1, flow.settings, tmp_path / f"{consumer}.log")
+    member = ConsumerProcess(
+        consumer, 1, flow.settings, tmp_path / f"{consumer}.log", [*TOPOLOGY.launcher, consumer]
+    )
     member.start()
     assert member.process is not None
     try:

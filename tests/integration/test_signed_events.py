@@ -19,6 +19,7 @@ from engine.ledger.models import BankReference, DeadLetter, Payment
 from engine.trust.keys import KeyPair
 from engine.trust.signing import SIGNATURE_HEADER, EventSigner
 from producers.signing import Signers
+from sakk.app import TOPOLOGY
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, YOUSSEF, payment, switch_id
 from tests.integration.test_flow import drained, states
 
@@ -169,7 +170,9 @@ def test_replay_verifies_every_signature_against_the_reference_keys_and_reports_
     flow.wait_until(lambda: drained(flow, 4))
 
     report = replay(
-        flow.settings, ReplayRequest(REFERENCE_FILE, f"sqlite:///{tmp_path / 'replay.db'}")
+        flow.settings,
+        ReplayRequest(REFERENCE_FILE, f"sqlite:///{tmp_path / 'replay.db'}"),
+        TOPOLOGY,
     )
     assert report.signatures_verified == 3
     assert len(report.signature_failures) == 1

@@ -13,6 +13,7 @@ import pytest
 from engine.kafka.client import create_topics
 from engine.ledger.database import upgrade
 from engine.supervisor import ConsumerProcess
+from sakk.app import TOPOLOGY
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,9 @@ def test_sigterm_at_any_instant_of_start_up_exits_zero(
     upgrade(settings.ledger_url)
     codes = {}
     for i, after_s in enumerate(SIGTERM_AFTER_S):
-        member = ConsumerProcess(stage, i, settings, tmp_path / f"{stage}-{i}.log")
+        member = ConsumerProcess(
+            stage, i, settings, tmp_path / f"{stage}-{i}.log", TOPOLOGY.command(stage)
+        )
         member.start()
         time.sleep(after_s)  # the instant of the signal is the variable under test
         codes[after_s] = member.stop(timeout_s=30)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from engine.audit.replay import Expiry, ExpiryFeed, OrderHold, settlement_input_id
+from engine.audit.replay import Expiry, ExpiryFeed, OrderHold, ReplayPath
 from engine.events import derived_event_id
 from engine.pipeline.messages import RawMessage
+from sakk.app import TOPOLOGY
 
 
 def msg(pid: str) -> RawMessage:
@@ -87,9 +88,9 @@ def test_the_order_is_of_events_so_a_payments_steps_keep_their_own_places():
 
 
 def test_a_forwarded_event_is_ranked_under_the_id_the_validator_gives_it():
-    assert settlement_input_id("PaymentInitiated", "e1") == derived_event_id(
-        "e1", "PaymentValidated"
-    )
-    assert settlement_input_id("PaymentStepRequested", "e1") == derived_event_id(
+    path = ReplayPath.of(TOPOLOGY)
+    assert (path.entry, path.settling) == ("validator", "settlement")
+    assert path.forwarded_id("PaymentInitiated", "e1") == derived_event_id("e1", "PaymentValidated")
+    assert path.forwarded_id("PaymentStepRequested", "e1") == derived_event_id(
         "e1", "PaymentStepValidated"
     )

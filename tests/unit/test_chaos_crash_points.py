@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from engine.config import CRASH_POINTS, SettingsError, load_settings
+from engine.config import SettingsError, load_settings
 from engine.pipeline.crash import CrashPoints
+from engine.pipeline.crash_points import CRASH_POINTS
 
 
 def test_crash_points_are_off_by_default():

@@ -23,7 +23,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.supervisor import ConsumerProcess, Fleet
-from sakk.app import make_codec
+from sakk.app import TOPOLOGY, make_codec
 from tests.factories import (
     AMINA,
     KARIM,
@@ -224,8 +224,13 @@ def test_fleet_stop_sends_one_sigterm_only(tmp_path):
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         members.append(
             ConsumerProcess(
-                "validator", instance, settings, tmp_path / f"v{instance}.log", process=child
+                "validator",
+                instance,
+                settings,
+                tmp_path / f"v{instance}.log",
+                TOPOLOGY.command("validator"),
+                process=child,
             )
         )
-    codes = Fleet(settings, tmp_path, members).stop()
+    codes = Fleet(settings, tmp_path, TOPOLOGY, members).stop()
     assert codes == {"validator-1": 0, "validator-2": 0}

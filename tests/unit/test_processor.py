@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import OperationalError
 
+from engine import metrics
 from engine.config import Settings, load_settings
 from engine.events import PAYMENT_SETTLED, PAYMENT_VALIDATED
 from engine.ledger.database import make_engine, upgrade
@@ -113,6 +114,20 @@ def test_a_refusal_is_dead_lettered_without_rerunning_the_batch(setup) -> None: 
     assert stage.commits == 1
 
 
+def test_a_committed_batch_wakes_the_companions_declared_woken_by_it(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, codec = setup
+    seen: list[int] = []
+    wake = lambda: seen.append(count(engine, HandledEvent))  # noqa: E731
+    processor = BatchProcessor(Echo(), engine, codec, settings, on_committed=(wake,))
+
+    processor.process([message(codec, 0), message(codec, 1)])
+    with pytest.raises(Retryable):
+        BatchProcessor(Echo(), make_engine("sqlite:///" + "/nonexistent/x.db"), codec, settings,
+                       on_committed=(wake,)).process([message(codec, 2)])  # fmt: skip
+
+    assert seen == [2]  # once, after its rows were committed; a batch that failed wakes none
+
+
 def test_a_redelivered_batch_produces_what_it_emitted_and_decides_nothing(setup) -> None:  # type: ignore[no-untyped-def]
     settings, engine, codec = setup
     stage = Echo()
@@ -134,10 +149,13 @@ def test_a_redelivered_batch_produces_what_it_emitted_and_decides_nothing(setup)
 def test_a_rule_that_breaks_dead_letters_its_message_alone(setup) -> None:  # type: ignore[no-untyped-def]
     settings, engine, codec = setup
     batch = [message(codec, 0), message(codec, 1, amount_minor=666), message(codec, 2)]
+    splits = metrics.BATCHES_SPLIT.labels("echo")
+    before = splits._value.get()
 
     result = BatchProcessor(Echo(), engine, codec, settings).process(batch)
 
     assert len(result.handled) == 2 and result.dead_lettered == 1
+    assert splits._value.get() == before + 1  # counted: what the chaos harness reads
     dead = [m for m in result.outgoing if m.topic == "test.dlq"]
     assert dict(dead[0].headers)["sakk.kind"] == b"poison"
     assert b"a bug in a rule" in dict(dead[0].headers)["sakk.reason"]

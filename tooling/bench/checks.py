@@ -8,13 +8,12 @@ that fails raises :class:`BenchmarkCheckError`: a figure from a wrong run is no 
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import Engine
 
-from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
-from engine.ledger.database import read_only
+from engine.ledger.checks import check_ledger, flow_counts
 from engine.supervisor import Fleet
+from tooling import drain
+from tooling.drain import DrainState
 
 DRAIN_TIMEOUT_S = 900.0
 DRAIN_POLL_S = 0.25
@@ -27,21 +26,19 @@ class BenchmarkCheckError(RuntimeError):
 
 def wait_drained(engine: Engine, published: int, fleet: Fleet) -> None:
     """Until ``published`` messages are terminal or dead-lettered and notifications finished."""
-    engine = read_only(engine)  # never compete with the consumers for SQLite's write lock
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            counts = flow_counts(conn)
-            expected, finished = expected_notifications(conn)
-        if counts.terminal + counts.dead_lettered >= published and finished >= expected:
-            return
-        dead = fleet.check_alive()
+
+    def consumers_alive(state: DrainState) -> None:
+        dead = None if state.done else fleet.check_alive()
         if dead:
             raise BenchmarkCheckError(
                 f"consumer exited during the run: {dead} (logs in {fleet.log_dir})"
             )
-        time.sleep(DRAIN_POLL_S)
-    raise BenchmarkCheckError(f"flow did not drain within {DRAIN_TIMEOUT_S:.0f}s")
+
+    state = drain.wait_drained(
+        engine, drain.Drain(published), DRAIN_TIMEOUT_S, DRAIN_POLL_S, consumers_alive
+    )
+    if not state.done:
+        raise BenchmarkCheckError(f"flow did not drain within {DRAIN_TIMEOUT_S:.0f}s")
 
 
 def verify(engine: Engine, published: int, chain: bool = False) -> int | None:

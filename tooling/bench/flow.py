@@ -1,7 +1,7 @@
 """The full flow, measured: each consumer in its own process, on SQLite or PostgreSQL.
 
 One *session* is one isolated run (fresh topics, a fresh ledger) with one fleet of
-consumer processes and one simulated stream (``tooling.simulator.LiveSimulation``),
+consumer processes and one simulated stream (``tooling.workload.traffic.LiveSimulation``),
 in phases:
 
 1. **Throughput** (optional): the payments are all published before any consumer
@@ -44,12 +44,12 @@ from engine.kafka.client import create_topics
 from engine.ledger.reference import load_reference_data
 from engine.ledger.reports import processing_window
 from engine.supervisor import ConsumerProcess, Fleet
-from sakk.app import STAGE_NAMES, ledger_engine
+from sakk.app import STAGE_NAMES, TOPOLOGY, ledger_engine
 from tooling.bench.checks import BenchmarkCheckError, verify, wait_drained
 from tooling.bench.latency import LatencyResult, latencies_s, payment_ids, summarize
 
 if TYPE_CHECKING:
-    from tooling.simulator import LiveSimulation
+    from tooling.workload.traffic import LiveSimulation
 
 __all__ = ["BenchmarkCheckError", "FlowResult", "LatencyResult", "SessionPlan", "run_session"]
 
@@ -100,7 +100,7 @@ class FlowResult:
 class SessionPlan:
     """What one session runs: its traffic, its fleet, its phases, its checks."""
 
-    profile: str = "uniform"  # tooling.simulator.PROFILES
+    profile: str = "uniform"  # the traffic mix: tooling.workload.profiles.MIXES
     throughput_payments: int = 0  # 0: no throughput phase
     instances: int = 1  # per stage
     rates_per_s: tuple[int, ...] = ()  # latency phases, in this order
@@ -189,7 +189,7 @@ def run_session(
     on_progress: Callable[[str], None] = lambda _: None,
 ) -> SessionResult:
     """Run ``plan`` on a fresh ledger at ``database_url``; every figure checked before return."""
-    from tooling.simulator import LiveSimulation
+    from tooling.workload.traffic import LiveSimulation
 
     label = backend if plan.profile == "uniform" else f"{backend} {plan.profile}"
     if plan.instances > 1:
@@ -200,7 +200,7 @@ def run_session(
                 f"{plan.instances} instances per stage, {settings.topic_partitions} partitions "
                 "per topic: the extra instances would sit idle (SAKK_TOPIC_PARTITIONS)"
             )
-        fleet = Fleet(settings, work_dir / "logs" / settings.topic_prefix)
+        fleet = Fleet(settings, work_dir / "logs" / settings.topic_prefix, TOPOLOGY)
         with LiveSimulation(
             settings, SESSION_SEED, settings.reference_file, profile=plan.profile
         ) as simulation:

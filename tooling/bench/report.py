@@ -19,12 +19,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sakk.app import TOPOLOGY
 from tooling.bench.flow import FlowResult, SessionResult
 from tooling.bench.latency import LatencyResult
 from tooling.bench.raw_hop import RawHopResult
 from tooling.bench.signatures import VerificationResult
 
-STAGES = ("validator", "settlement", "notification")
+STAGES = TOPOLOGY.names
 
 
 @dataclass
@@ -43,7 +44,7 @@ def build_report(
     verification: VerificationResult,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    from tooling.simulator import HOT_MERCHANT, HOT_PAYER_BANK
+    from tooling.workload.profiles import HOT_MERCHANT, HOT_PAYER_BANK
 
     backends: dict[str, dict[str, Any]] = {}
     for backend, r in runs.items():

@@ -47,7 +47,7 @@ def measure_verification(
 ) -> VerificationResult:
     """CPU seconds ``KeyRing.verify`` takes over ``payments`` signed simulated payments."""
     from producers.signing import SIMULATED_KEYS_VALID_FROM
-    from tooling.simulator import TrafficSimulator, simulation_signers
+    from tooling.workload.traffic import TrafficSimulator, simulation_signers
 
     if not 0 < payments <= MAX_VERIFY_PAYMENTS:
         raise ValueError(f"payments={payments} must be in [1, {MAX_VERIFY_PAYMENTS}]")

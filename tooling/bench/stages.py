@@ -32,10 +32,10 @@ from engine.ledger.reference import load_reference_data
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.pipeline.quarantine import InHandLedger
-from sakk.app import build_stage, ledger_engine, make_codec
+from sakk.app import TOPOLOGY, ledger_engine, make_codec
 from tooling.bench.flow import BENCH_CUSTOMERS_PER_BANK
 from tooling.reference_data import build_reference
-from tooling.simulator import TrafficSimulator, register_simulated_keys, simulation_signers
+from tooling.workload.traffic import TrafficSimulator, register_simulated_keys, simulation_signers
 
 SEED = 4
 PARTITIONS = 6  # as the topics: a stage sees each partition's messages in order
@@ -73,20 +73,14 @@ def measure_stages(
         initiated = _initiated(settings, reference, signers, codec, payments)
 
         costs = []
-        outcomes: dict[str, list[Outgoing]] = {}
-        source = initiated
-        for stage in ("validator", "settlement", "notification"):
-            processor = BatchProcessor(build_stage(stage, settings), engine, codec, settings)
-            cost, produced = _run(stage, processor, source, batch)
+        produced: list[Outgoing] = []
+        for spec in TOPOLOGY.stages:  # each reads what the ones before it produced
+            read = {e.topic(settings) for e in spec.inputs}
+            source = [m for m in initiated if m.topic in read] + _as_consumed(produced, read)
+            processor = BatchProcessor(spec.factory(settings), engine, codec, settings)
+            cost, out = _run(spec.name, processor, source, batch)
             costs.append(cost)
-            outcomes[stage] = produced
-            if stage == "validator":
-                source = _as_consumed(produced, {settings.topic("validated")})
-            elif stage == "settlement":
-                wanted = {settings.topic("settled"), settings.topic("failed")}
-                source = _as_consumed(produced, wanted) + _as_consumed(
-                    outcomes["validator"], {settings.topic("rejected")}
-                )
+            produced += out
         costs.append(_deliver(settings, engine, codec))
         return costs
     finally:

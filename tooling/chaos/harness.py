@@ -39,18 +39,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from engine.config import Settings, load_settings
-from engine.domain.notifications import NotificationStatus as N
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.balances import all_balances
-from engine.ledger.checks import expected_notifications, flow_counts
 from engine.ledger.database import make_engine, read_only, upgrade
 from engine.ledger.models import Notification
 from engine.ledger.reference import load_reference_data, read_file
 from engine.supervisor import ConsumerProcess, Fleet
 from engine.trust.keys import KeyPair
 from producers.signing import SIMULATED_KEYS_VALID_FROM, register_signers
-from sakk.app import make_codec
+from sakk.app import TOPOLOGY, make_codec
 from tooling.chaos import plan as fp
 from tooling.chaos.exceptions import ChaosSetupError, PublishError
 from tooling.chaos.faults import (
@@ -62,8 +60,10 @@ from tooling.chaos.faults import (
 )
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.report import ChaosReport
+from tooling.chaos.scrape import CounterWatch
 from tooling.chaos.wire import committed_lag, read_topics
-from tooling.chaos.workload import (
+from tooling.drain import Drain, wait_drained
+from tooling.workload.chaos import (
     KILLER_MARK,
     POISON_KINDS,
     Workload,
@@ -73,11 +73,9 @@ from tooling.chaos.workload import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INSTANCES: Mapping[str, int] = {"validator": 2, "settlement": 2, "notification": 1}
+DEFAULT_INSTANCES: Mapping[str, int] = {s.name: s.instances_under_faults for s in TOPOLOGY.stages}
 STAGE_INPUTS: Mapping[str, tuple[str, ...]] = {
-    "validator": ("initiated",),
-    "settlement": ("validated",),
-    "notification": ("settled", "rejected", "failed", "steps", "steps-refused"),
+    s.name: s.input_topic_names() for s in TOPOLOGY.stages
 }
 PUBLISH_FRACTION = 0.6  # payments are spread over this share of the fault window
 TICK_S = 0.05
@@ -103,13 +101,6 @@ NOTIFY_HORIZON_S = 24 * 3600  # far beyond any run: a notification given up is a
 BANK_OUTAGE_FLOW_SHARE = 0.8
 BANK_OUTAGE_OVERRUN_MAX_S = 30.0
 LOG_TAIL_LINES = 15
-# Consumer log lines that show a fault being ridden out, by what the report calls them.
-RIDDEN_OUT = {
-    "database retries": "database unavailable (attempt",
-    "produce rewinds": "produce failed",
-    "refused commits": "offset commit refused",
-    "batches split": "handling one by one",
-}
 
 
 @dataclass(frozen=True)
@@ -227,13 +218,6 @@ class Publisher(threading.Thread):
             self.seconds = time.monotonic() - started
 
 
-@dataclass(frozen=True)
-class _DrainState:
-    done: bool  # everything reached its end: stop waiting
-    stuck: bool  # something ended where it must not (a notification given up): stop waiting
-    text: str
-
-
 @dataclass
 class _Member:
     """A consumer process and what the harness expects of it right now."""
@@ -275,6 +259,7 @@ class ChaosRun:
         self._holding: dict[str, datetime] = {}
         self.payer_banks: list[str] = []  # banks with customers: every one gets notified
         self.shutdown_timeout_s = base.shutdown_timeout_s
+        self.watch = CounterWatch(base.metrics_host)  # the faults the consumers rode out
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -325,7 +310,7 @@ class ChaosRun:
         stack.callback(engine.dispose)
         workload = self._workload(settings)
         self.engine, self.payments_published = engine, len(workload.payments)
-        fleet = Fleet(settings, run_dir / "logs")
+        fleet = Fleet(settings, run_dir / "logs", TOPOLOGY)
         stack.callback(self._stop_all, fleet)
         self.say(f"run directory {run_dir}")
         self._start_consumers(fleet)
@@ -343,7 +328,7 @@ class ChaosRun:
         self._drain(engine, settings, workload)
         self._stop_gracefully(fleet)
         self._check(engine, settings, workload, start_balances, webhook)
-        self._read_logs(fleet)
+        self.report.observed = self.watch.totals()
 
     def _settings(self, url: str, run_dir: Path, webhook: FlakyWebhook) -> Settings:
         assert self.broker is not None
@@ -426,8 +411,10 @@ class ChaosRun:
 
     def _start_consumers(self, fleet: Fleet) -> None:
         for stage, count in self.config.instances.items():
-            for process in fleet.start(stage, count):
-                self.members[process.label] = _Member(process, since_s=time.monotonic())
+            for _ in range(count):
+                label = f"{stage}-{len(fleet.of(stage)) + 1}"
+                for process in fleet.start(stage, 1, self.watch.port_of(label)):
+                    self.members[process.label] = _Member(process, since_s=time.monotonic())
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -478,10 +465,12 @@ class ChaosRun:
                 return False  # see GROUP_STABLE_S
             assert member.process.process is not None
             self._stage_held_up(member)
+            self._read_counters(member)
             member.process.process.send_signal(signal.SIGTERM)
             member.status, member.since_s = "stopping", now_s
             return True
         self._stage_held_up(member)
+        self._read_counters(member)
         member.process.kill()
         self.report.faults[fp.KILL] += 1
         if fault.kind == fp.KILL:
@@ -561,6 +550,14 @@ class ChaosRun:
             self._bring_bank_up(now_s)
         for member in self.members.values():
             self._supervise(member, now_s)
+        if self.watch.due(now_s):
+            for member in self.members.values():
+                self._read_counters(member)
+
+    def _read_counters(self, member: _Member) -> None:
+        process = member.process.process
+        if process is not None and member.process.alive():
+            self.watch.read(member.process.label, process.pid)
 
     def _thaw(self) -> None:
         assert self.broker is not None
@@ -647,7 +644,7 @@ class ChaosRun:
         member.process.settings = member.process.settings.replace(crash_point="")
 
     def _restart(self, member: _Member, now_s: float, status: str = "up") -> None:
-        member.process.start()
+        member.process.start(self.watch.port_of(member.process.label))
         member.status, member.since_s = status, now_s
         self.report.restarts += 1
         self._released(member.process.label)
@@ -670,73 +667,34 @@ class ChaosRun:
 
     def _drain(self, engine: Engine, settings: Settings, workload: Workload) -> None:
         """Wait (bounded) until every payment is answered, every step (expiries included)
-        applied or refused, every notification DELIVERED and announced by its PaymentNotified."""
+        applied or refused, every notification DELIVERED and announced by its PaymentNotified,
+        and every group's offsets committed; the faults' clock keeps ticking meanwhile."""
         started = time.monotonic()
-        deadline = started + self.config.drain_timeout_s
-        last_poll = 0.0
-        state = _DrainState(False, False, "")
-        while time.monotonic() < deadline:
-            now = time.monotonic()
-            self._tick(now)
-            if now - last_poll >= DRAIN_POLL_S:
-                last_poll = now
-                state = self._drained(engine, settings, workload)
-                if state.done:
-                    self.report.drain_s = time.monotonic() - started
-                    self.say(f"drained in {self.report.drain_s:.1f} s")
-                    return
-                if state.stuck:
-                    self.report.violations.append(f"cannot drain: {state.text}")
-                    return
-            time.sleep(TICK_S)
-        self.report.violations.append(
-            f"did not drain within {self.config.drain_timeout_s:.0f} s: {state.text}"
+        wanted = Drain(
+            published=workload.published,
+            steps=len(workload.steps),
+            delivered=True,
+            lag=lambda: self._lag(settings),
         )
-
-    def _drained(self, engine: Engine, settings: Settings, workload: Workload) -> _DrainState:
-        with read_only(engine).connect() as conn:
-            counts = flow_counts(conn)
-            expected, _finished = expected_notifications(conn)
-            n = Notification.__table__
-            statuses: Counter[str] = Counter(
-                {
-                    status: count
-                    for status, count in conn.execute(
-                        select(n.c.status, func.count()).group_by(n.c.status)
-                    )
-                }
+        state = wait_drained(
+            engine, wanted, self.config.drain_timeout_s, DRAIN_POLL_S, pause=self._ticking
+        )
+        if state.done:
+            self.report.drain_s = time.monotonic() - started
+            self.say(f"drained in {self.report.drain_s:.1f} s")
+        elif state.stuck:
+            self.report.violations.append(f"cannot drain: {state.text}")
+        else:
+            self.report.violations.append(
+                f"did not drain within {self.config.drain_timeout_s:.0f} s: {state.text}"
             )
-            unannounced = conn.execute(
-                select(func.count())
-                .select_from(n)
-                .where(n.c.status != N.PENDING, n.c.announced_at.is_(None))
-            ).scalar_one()
-        delivered, given_up = statuses[N.DELIVERED], statuses[N.FAILED]
-        steps = counts.steps_applied + counts.steps_refused
-        text = (
-            f"{counts.terminal} terminal + {counts.dead_lettered} dead-lettered of "
-            f"{workload.published}; steps {steps}/{len(workload.steps)}; "
-            f"notifications DELIVERED {delivered}/{expected}"
-            + (f", FAILED {given_up}" if given_up else "")
-        )
-        all_terminal = (
-            counts.terminal + counts.dead_lettered >= workload.published
-            and steps >= len(workload.steps)
-        )
-        if (
-            given_up
-            and all_terminal
-            and not statuses[N.PENDING]
-            and delivered + given_up >= expected
-        ):
-            # Nothing is left to wait for: a FAILED notification is never tried again here.
-            return _DrainState(False, True, text + " (given up; nothing left pending)")
-        if not all_terminal or delivered < expected:
-            return _DrainState(False, False, text)
-        if unannounced:  # a kill between record and announce: the sweep re-sends them
-            return _DrainState(False, False, text + f"; {unannounced} not yet announced")
-        lag = self._lag(settings)
-        return _DrainState(not lag, False, text + (f"; uncommitted {lag}" if lag else ""))
+
+    def _ticking(self, seconds: float) -> None:
+        """Pause ``seconds``, ticking the faults' clock (thaws, outages' ends) meanwhile."""
+        until = time.monotonic() + seconds
+        while (now := time.monotonic()) < until:
+            self._tick(now)
+            time.sleep(min(TICK_S, until - now))
 
     def _lag(self, settings: Settings) -> dict[str, int]:
         lag: dict[str, int] = {}
@@ -751,6 +709,8 @@ class ChaosRun:
         running = {
             label for label, m in self.members.items() if m.status == "up" and m.process.alive()
         }
+        for member in self.members.values():
+            self._read_counters(member)  # what each counted, before it exits
         for label, code in fleet.stop().items():
             if label in running and code != 0:
                 self.report.violations.append(
@@ -810,16 +770,6 @@ class ChaosRun:
         if self.report.down_from is None or self.report.down_until is None:
             return None
         return self.report.down_from, self.report.down_until
-
-    def _read_logs(self, fleet: Fleet) -> None:
-        for member in fleet.members:
-            try:
-                text = member.log_path.read_text(errors="replace")
-            except OSError:
-                continue
-            for what, marker in RIDDEN_OUT.items():
-                self.report.observed[what] += text.count(marker)
-        self.report.observed = +self.report.observed  # drop the zeros
 
     @staticmethod
     def _killed_by_the_poison(process: ConsumerProcess) -> bool:

@@ -22,6 +22,7 @@ from engine.domain.steps import STEPS, Money
 from engine.events import EMITTED_BY_STAGES, OUTCOME_EVENTS
 from engine.ledger.balances import all_balances
 from engine.ledger.checks import check_ledger
+from engine.ledger.checks import check_lifecycle as check_lifecycle_ledger
 from engine.ledger.models import (
     Account,
     AccountKind,
@@ -39,22 +40,19 @@ from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from engine.serialization import AvroCodec, DecodeError
 from tooling.chaos.faults import WebhookLog
 from tooling.chaos.latency import Interval, LatencySplit, delivery_latencies
-from tooling.chaos.lifecycle import APPLIED
 from tooling.chaos.lifecycle_checks import (
     POSTED,
     LedgerSteps,
-    check_available,
     check_holds,
     check_lifecycle_payments,
     check_notified,
-    check_paid_back,
     check_step_events,
-    check_step_postings,
     check_steps,
     first_answer,
 )
 from tooling.chaos.wire import WireRecord
-from tooling.chaos.workload import Workload
+from tooling.workload.chaos import Workload
+from tooling.workload.flows import APPLIED
 
 MAX_LISTED = 20  # violations of one kind listed one by one; the rest are counted
 EVENT_TOPICS = tuple(dict.fromkeys(e.topic_name for e in EMITTED_BY_STAGES))  # stages emit
@@ -132,7 +130,9 @@ def check_lifecycle(
     evidence: Evidence,
     checked: Checked,
 ) -> list[str]:
-    """Holds, captures, voids, expiries, refunds and returns (tooling.chaos.lifecycle_checks)."""
+    """Holds, captures, voids, expiries, refunds and returns: the ledger's invariants by the
+    product's auditor (engine.ledger.checks), the wire's and the workload's by
+    tooling.chaos.lifecycle_checks."""
     for row in ledger.steps.values():
         checked.steps[f"{row.kind} {row.outcome}"] += 1
         if row.reason_code and row.outcome != APPLIED:
@@ -146,9 +146,7 @@ def check_lifecycle(
         + check_lifecycle_payments(payments, evidence.workload)
         + check_step_events(ledger, payments, completed, refused)
         + check_holds(ledger, payments, completed)
-        + check_paid_back(ledger, payments)
-        + check_step_postings(conn, ledger)
-        + check_available(conn, ledger),
+        + check_lifecycle_ledger(conn).violations,  # the product's auditor
     )
 
 

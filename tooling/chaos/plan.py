@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.config import CRASH_POINTS
+from engine.pipeline.crash_points import CRASH_POINTS
 
 KILL = "kill"  # kill -9 at a random moment
 CRASH_POINT = "crash_point"  # kill -9 exactly at a step of the consumer loop

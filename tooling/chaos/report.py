@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.outcomes import StepOutcome
+from engine.domain.states import TOLD_ANSWERS
 from tooling.chaos.faults import DOWN, RANDOM_FAILURES
 from tooling.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
 
 MAX_VIOLATIONS_SHOWN = 60
-FIRST_STATES = frozenset({"SETTLED", "REJECTED", "FAILED"})  # the others: the lifecycle's
+FIRST_STATES = frozenset(a.state for a in TOLD_ANSWERS)  # the others: the lifecycle's
 
 
 @dataclass
@@ -41,7 +42,7 @@ class ChaosReport:
     graceful_exit_s: list[float] = field(default_factory=list)
     restarts: int = 0
     poison_deaths: int = 0  # consumer processes the planted poison killed before quarantine
-    observed: Counter[str] = field(default_factory=Counter)  # what consumer logs show they rode out
+    observed: Counter[str] = field(default_factory=Counter)  # what consumers counted riding out
     start: str = ""  # business time of the first payment: with the seed, replays the bytes
     checked: Checked = field(default_factory=Checked)
     publish_s: float = 0.0
@@ -83,7 +84,7 @@ class ChaosReport:
                 f"  planned, not reached  {sum(self.missed.values()):>8,}  " + _kinds(self.missed)
             )
         if self.observed:
-            lines.append("ridden out (consumer logs)")
+            lines.append("ridden out (consumer metrics)")
             for what, count in sorted(self.observed.items()):
                 lines.append(f"  {what:<21} {count:>8,}")
         lines.append("checked")

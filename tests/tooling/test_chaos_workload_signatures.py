@@ -12,7 +12,8 @@ from engine.serialization import DecodeError
 from engine.trust.signing import SIGNER_HEADER, key_rows_as_ring
 from producers.signing import SIMULATED_KEYS_VALID_FROM
 from sakk.app import make_codec
-from tooling.chaos.workload import DEFAULT_TOPIC, WorkloadBuilder, chaos_signers
+from tooling.workload.chaos import WorkloadBuilder, chaos_signers
+from tooling.workload.core import DEFAULT_TOPIC
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 TOPIC = "chaos7.initiated"

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from engine.config import CRASH_POINTS
+from engine.pipeline.crash_points import CRASH_POINTS
 from tooling.chaos.plan import (
     BANK_OUTAGE,
     BROKER_FREEZE,

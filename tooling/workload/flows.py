@@ -25,11 +25,10 @@ whether or not the expiry was applied yet).
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from consumers.expiry import expiry_event
 from consumers.fees import compute_fee
@@ -38,16 +37,13 @@ from engine.events import PAYMENT_STEP_REQUESTED, SWITCH
 from engine.ids import switch_id_of
 from engine.ledger.models import PaymentIntent, StepKind
 from engine.ledger.models import PaymentState as S
-from engine.ledger.reference import REFUND, FeeSchedule
+from engine.ledger.reference import REFUND
 from producers.publisher import encode_message
-
-if TYPE_CHECKING:
-    from tooling.chaos.workload import Message, WorkloadBuilder
+from tooling.workload.core import ExpectedStep, Message, Minter, fee_schedule_of
 
 APPLIED, REFUSED = StepOutcome.APPLIED, StepOutcome.REFUSED
 AIRLINE_MCC = "4511"
 RETURN_REASON = "AC04"  # the payee's account was closed since: the transfer goes back
-LIFECYCLE_SHARE_PERCENT = 12  # of a run's payments
 # flow label -> the state its payment must end in
 FLOWS: Mapping[str, str] = {
     "capture_partial_final": S.CAPTURED,
@@ -65,20 +61,6 @@ FLOWS: Mapping[str, str] = {
     "resubmitted_step": S.CAPTURED,
 }
 EXPIRES_IN_S = (3, 15)  # an expiring hold's time comes this many seconds after the start
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedStep:
-    """A step the ledger must record exactly once (``payment_steps``), as ``outcome``."""
-
-    step_id: str  # the bank's request's event id (the expiry's own for the switch's)
-    payment_id: str
-    label: str
-    kind: str
-    sender_bank: str
-    outcome: str  # APPLIED | REFUSED
-    reason: str | None = None  # the reason a refusal must give
-    amount_minor: int | None = None  # applied: captured, released or paid back
 
 
 @dataclass
@@ -121,43 +103,23 @@ class Budget:
         return True
 
 
-def fee_schedule_of(reference: Mapping[str, Any]) -> FeeSchedule:
-    return FeeSchedule(
-        {
-            (f["channel"], f["payment_type"], f["currency"]): (
-                f.get("fixed_minor", 0), f.get("rate_bps", 0), f.get("max_minor"),
-            )
-            for f in reference.get("fee_schedule", [])
-        }
-    )  # fmt: skip
-
-
-def hold_life_s(reference: Mapping[str, Any], channel: str, default_s: int) -> int:
-    """How long a hold lives on ``channel`` (MAD): the reference's ``hold_expiry_s``, else
-    the default, as settlement reads it."""
-    for limit in reference.get("channel_limits", []):
-        if limit["channel"] == channel and limit["currency"] == "MAD":
-            return int(limit.get("hold_expiry_s") or default_s)
-    return default_s
-
-
 class LifecycleFlows:
-    """Makes the flows of one workload, with the builder's seeded generator and signers."""
+    """Makes the flows of one workload, with its minter's seeded generator and signers."""
 
     def __init__(
         self,
-        builder: WorkloadBuilder,
+        mint: Minter,
         reference: Mapping[str, Any],
         payers: list[tuple[str, str]],
         hold_life: timedelta,
     ) -> None:
-        self.b = builder
-        self.rng: random.Random = builder.rng
+        self.mint = mint
+        self.rng: random.Random = mint.rng
         self.payers = payers
         self.budget = Budget(reference)
         self.fees = fee_schedule_of(reference)
         self.hold_life = hold_life
-        merchants = builder.accounts.merchants
+        merchants = mint.accounts.merchants
         self.merchants = merchants
         self.airlines = [m for m in merchants if m[2] == AIRLINE_MCC] or merchants
         self._steps = 0
@@ -206,12 +168,12 @@ class LifecycleFlows:
             charges[payee[1]] = charges.get(payee[1], 0) + back_minor + 2 * refund_fee
         if not self.budget.take(charges):
             return None
-        record = self.b._record(
+        record = self.mint.record(
             payer=payer, payee_bank=payee[0], payee_account=payee[1], amount_minor=amount,
             **fields,
         )  # fmt: skip
         flow = Flow(label, record, state=FLOWS[label])
-        flow.messages.append(self.b._message(record, label))
+        flow.messages.append(self.mint.message(record, label))
         return flow
 
     def _amount(self) -> int:
@@ -238,19 +200,19 @@ class LifecycleFlows:
         self._steps += 1
         p = flow.payment
         record = {
-            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "event_id": self.mint.new_id(),
             # The payer's bank names its payment by its own id; the payee's by the
             # switch's id, the one it was told (engine.ids).
             "payment_id": p["payment_id"] if sender == p["payer_bank"] else switch_id_of(p),
-            "bank_reference": reference or f"ST{self.b.seed % 10**6:06d}-{self._steps:08d}",
+            "bank_reference": reference or f"ST{self.mint.seed % 10**6:06d}-{self._steps:08d}",
             "occurred_at": occurred_at or p["occurred_at"] + timedelta(milliseconds=self._steps),
             "sender_bank": sender, "payer_account": p["payer_account"], "step": kind,
             "amount_minor": amount, "currency": None if amount is None else "MAD",
             "final": final, "reason_code": reason_code,
         }  # fmt: skip
-        key, value = encode_message(self.b.codec, PAYMENT_STEP_REQUESTED, record)  # as banks do
+        key, value = encode_message(self.mint.codec, PAYMENT_STEP_REQUESTED, record)  # as banks do
         flow.messages.append(
-            self.b.message_of(key, value, f"step_{kind.lower()}", sender)  # signed by sender
+            self.mint.message_of(key, value, f"step_{kind.lower()}", sender)  # signed by sender
         )
         flow.steps.append(
             ExpectedStep(
@@ -340,7 +302,7 @@ class LifecycleFlows:
 
     def _flow_expiring(self) -> Flow | None:
         """A hold whose time comes a few seconds into the run: the switch expires it."""
-        expires_at = self.b.start + timedelta(seconds=self.rng.randint(*EXPIRES_IN_S))
+        expires_at = self.mint.start + timedelta(seconds=self.rng.randint(*EXPIRES_IN_S))
         amount = self._amount()
         flow = self._authorization("expiring", amount, occurred_at=expires_at - self.hold_life)
         if flow is None:
@@ -434,7 +396,7 @@ class LifecycleFlows:
         flow = self._authorization("resubmitted_step", self._amount())
         if flow is not None:
             self._capture(flow, None)
-            used = self.b.codec.decode(flow.messages[-1].value).record
+            used = self.mint.codec.decode(flow.messages[-1].value).record
             self._step(
                 flow, StepKind.CAPTURE, used["sender_bank"], 100, outcome=REFUSED,
                 reason="AM05", reference=used["bank_reference"],

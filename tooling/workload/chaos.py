@@ -11,7 +11,7 @@ the same bytes in the same order. Four families:
   fingerprint, an empty message, a 1 MB blob (its dead-letter copy is truncated) and an
   event reusing another payment's id;
 - bank retries: byte-identical copies of earlier payments, which must change nothing;
-- the lifecycle (:mod:`tooling.chaos.lifecycle`): authorizations captured, voided or left
+- the lifecycle (:mod:`tooling.workload.flows`): authorizations captured, voided or left
   to expire, purchases refunded, transfers returned, and steps that must be refused, each
   step right after its payment on the payer's key. Their payers are customers set aside,
   which no ordinary payment debits, so funds never decide their outcomes.
@@ -27,8 +27,6 @@ are, never refused as a forgery), and a bank retry carries its original's signat
 
 from __future__ import annotations
 
-import random
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,16 +39,20 @@ from engine.ids import switch_id_of
 from engine.ledger.models import AccountKind
 from engine.ledger.reference import internal_account
 from engine.serialization import HEADER_BYTES, MARKER, AvroCodec
-from producers.signing import Headers, Signers, bank_codes, simulated_signers
-from tooling.chaos.lifecycle import (
-    LIFECYCLE_SHARE_PERCENT,
+from producers.signing import Signers
+from tooling.workload.core import (
+    DEFAULT_TOPIC,
+    EVENT_TYPE,
+    Accounts,
     ExpectedStep,
-    Flow,
-    LifecycleFlows,
+    Message,
+    Minter,
     hold_life_s,
+    workload_signers,
 )
+from tooling.workload.flows import Flow, LifecycleFlows
+from tooling.workload.profiles import CHAOS
 
-EVENT_TYPE = PAYMENT_INITIATED.name
 MEGABYTE = 1_000_000
 MAX_PAYMENTS = 1_000_000
 
@@ -81,23 +83,11 @@ ONE_PER_RUN = frozenset({"megabyte_reference", "megabyte_blob", "kills_consumer"
 # consumers run with SAKK_CRASH_ON_MESSAGE_CONTAINING set to it (engine.pipeline.crash).
 KILLER_MARK = "chaos poison: kills its consumer"
 GOOD_OUTCOMES: Mapping[str, str | None] = {"SETTLED": None, "FAILED": "AM04"}
-DEFAULT_TOPIC = "payments.initiated"  # Settings().topic("initiated"); signatures cover it
 
 
 def chaos_signers(reference: Mapping[str, Any], seed: int) -> Signers:
     """The banks' keys of a chaos run: one per bank of ``reference``, the same for a seed."""
-    return simulated_signers(bank_codes(reference), f"chaos/{seed}")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message for ``payments.initiated``; ``value`` None is an empty (tombstone) message."""
-
-    key: bytes | None
-    value: bytes | None
-    label: str
-    payment_id: str | None = None  # the payment this message creates, if any (switch's id)
-    headers: Headers = ()  # the signature of the bank that sends it
+    return workload_signers(reference, f"chaos/{seed}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,44 +127,6 @@ class Workload:
         return len(self.payments) + self.poison
 
 
-@dataclass(frozen=True)
-class _Accounts:
-    """The reference data's accounts, sorted into what a generator needs."""
-
-    customers: list[tuple[str, str]]  # (bank, number), active, MAD
-    merchants: list[tuple[str, str, str]]  # (bank, number, mcc)
-    government: list[tuple[str, str, str]]  # (bank, number, service)
-    closed: list[tuple[str, str]]
-    blocked: list[tuple[str, str]]
-    banks: list[str]
-
-    @classmethod
-    def of(cls, reference: Mapping[str, Any]) -> _Accounts:
-        def pick(kind: str, status: str = "ACTIVE") -> list[dict[str, Any]]:
-            return [
-                a
-                for a in reference.get("accounts", [])
-                if a["kind"] == kind
-                and a.get("status", "ACTIVE") == status
-                and a["currency"] == "MAD"
-            ]
-
-        return cls(
-            customers=[(a["bank"], a["number"]) for a in pick("CUSTOMER")],
-            merchants=[
-                (a["bank"], a["number"], a.get("merchant_category_code") or "5999")
-                for a in pick("MERCHANT")
-            ],
-            government=[
-                (a["bank"], a["number"], a.get("egov_service") or "IMPOTS")
-                for a in pick("GOVERNMENT")
-            ],
-            closed=[(a["bank"], a["number"]) for a in pick("CUSTOMER", "CLOSED")],
-            blocked=[(a["bank"], a["number"]) for a in pick("CUSTOMER", "BLOCKED")],
-            banks=sorted(b["code"] for b in reference.get("banks", [])),
-        )
-
-
 class WorkloadBuilder:
     """Builds a :class:`Workload`; one instance per run, not thread-safe.
 
@@ -194,7 +146,7 @@ class WorkloadBuilder:
     ):
         if start.utcoffset() is None:
             raise ValueError("start must be a timezone-aware datetime")
-        self.accounts = _Accounts.of(reference)
+        self.accounts = Accounts.of(reference)
         if (
             len(self.accounts.customers) < 2
             or not self.accounts.merchants
@@ -203,19 +155,20 @@ class WorkloadBuilder:
             raise ValueError(
                 "reference data needs 2+ active MAD customers, a merchant and a government account"
             )
-        self.rng = random.Random(seed)
+        signers = signers or chaos_signers(reference, seed)
+        self.mint = Minter(self.accounts, seed, start, codec, topic, signers)
+        self.rng = self.mint.rng
         self.seed = seed
         self.start = start
         self.codec = codec
         self.topic = topic
-        self.signers = signers or chaos_signers(reference, seed)
-        self._count = 0
+        self.signers = signers
         # Customers set aside for the lifecycle: no ordinary payment debits them.
         customers = self.accounts.customers
         aside = self.rng.sample(customers, len(customers) // 3)
-        self.payers = [c for c in customers if c not in aside]
+        self.mint.payers = self.payers = [c for c in customers if c not in aside]
         life = timedelta(seconds=hold_life_s(reference, "POS", hold_expiry_default_s))
-        self.lifecycle = LifecycleFlows(self, reference, aside, life) if aside else None
+        self.lifecycle = LifecycleFlows(self.mint, reference, aside, life) if aside else None
 
     def build(self, payments: int) -> Workload:
         """``payments`` distinct payments, plus poison and bank retries in proportion."""
@@ -227,7 +180,7 @@ class WorkloadBuilder:
         expected: dict[str, ExpectedPayment] = {}
         goods: list[tuple[float, Message, dict[str, Any]]] = []
         n_good = payments - len(absurd_labels)
-        flows = self._flows(n_good * LIFECYCLE_SHARE_PERCENT // 100)
+        flows = self._flows(n_good * CHAOS.lifecycle_percent // 100)
         for flow in flows:
             slots += self._placed(flow.messages, rng.uniform(0, payments))
             expected[switch_id_of(flow.payment)] = ExpectedPayment(
@@ -236,7 +189,7 @@ class WorkloadBuilder:
             )  # fmt: skip
         for _ in range(n_good - len(flows)):
             record = self._good_record()
-            message = self._message(record, "payment")
+            message = self.mint.message(record, "payment")
             position = rng.uniform(0, payments)
             slots.append((position, message))
             goods.append((position, message, record))
@@ -246,7 +199,7 @@ class WorkloadBuilder:
         for label in absurd_labels:
             if label == "resubmitted_reference" and goods:
                 position, original, record = rng.choice(goods)
-                again = self._record(
+                again = self.mint.record(
                     payer=(record["payer_bank"], record["payer_account"]),
                     reference=record["bank_reference"],
                 )
@@ -254,7 +207,7 @@ class WorkloadBuilder:
             else:
                 again = self._absurd_record(label)
                 position = rng.uniform(0, payments)
-            slots.append((position, self._message(again, label)))
+            slots.append((position, self.mint.message(again, label)))
             expected[switch_id_of(again)] = ExpectedPayment(
                 switch_id_of(again), label, {"REJECTED": ABSURD_REASONS[label]}
             )
@@ -310,40 +263,6 @@ class WorkloadBuilder:
 
     # -- records ---------------------------------------------------------------------------
 
-    def _ids(self) -> tuple[str, str]:
-        return (
-            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-        )
-
-    def _record(
-        self, payer: tuple[str, str] | None = None, reference: str | None = None, **fields: Any
-    ) -> dict[str, Any]:
-        self._count += 1
-        event_id, payment_id = self._ids()
-        bank, number = payer or self.rng.choice(self.payers)
-        payee_bank, payee = self._other_customer(number)
-        record: dict[str, Any] = {
-            "event_id": event_id,
-            "payment_id": payment_id,
-            "bank_reference": reference or f"CH{self.seed % 10**6:06d}-{self._count:08d}",
-            "occurred_at": self.start + timedelta(milliseconds=self._count),
-            "payer_bank": bank, "payer_account": number,
-            "payee_bank": payee_bank, "payee_account": payee,
-            "amount_minor": self.rng.randint(1_000, 50_000), "currency": "MAD",
-            "channel": "MOBILE", "payment_type": "TRANSFER",
-            "merchant_category_code": None, "egov_service": None, "intent": "SALE",
-            "remittance_info": None,
-        }  # fmt: skip
-        record.update(fields)
-        return record
-
-    def _other_customer(self, number: str) -> tuple[str, str]:
-        while True:
-            bank, other = self.rng.choice(self.accounts.customers)
-            if other != number:
-                return bank, other
-
     def _good_record(self) -> dict[str, Any]:
         rng = self.rng
         amount = rng.choice(
@@ -355,12 +274,12 @@ class WorkloadBuilder:
         )
         kind = rng.choices(("transfer", "purchase", "cash", "egov"), (5, 3, 1, 1))[0]
         if kind == "transfer":
-            return self._record(
+            return self.mint.record(
                 channel=rng.choice(("WEB", "MOBILE", "BRANCH")), amount_minor=amount
             )
         if kind == "purchase":
             bank, number, mcc = rng.choice(self.accounts.merchants)
-            return self._record(
+            return self.mint.record(
                 channel=rng.choice(("WEB", "POS", "MOBILE")),
                 payment_type="PURCHASE",
                 payee_bank=bank,
@@ -369,7 +288,7 @@ class WorkloadBuilder:
                 amount_minor=amount,
             )
         if kind == "cash":
-            record = self._record(
+            record = self.mint.record(
                 channel="ATM", payment_type="CASH_WITHDRAWAL", amount_minor=min(amount, 200_000)
             )
             record["payee_bank"] = record["payer_bank"]
@@ -378,7 +297,7 @@ class WorkloadBuilder:
             )
             return record
         bank, number, service = rng.choice(self.accounts.government)
-        return self._record(
+        return self.mint.record(
             channel="EGOV",
             payment_type="EGOV",
             payee_bank=bank,
@@ -390,38 +309,25 @@ class WorkloadBuilder:
     def _absurd_record(self, label: str) -> dict[str, Any]:
         rng = self.rng
         if label == "negative_amount":
-            return self._record(amount_minor=-rng.randint(1, 10**12))
+            return self.mint.record(amount_minor=-rng.randint(1, 10**12))
         if label == "zero_amount":
-            return self._record(amount_minor=0)
+            return self.mint.record(amount_minor=0)
         if label == "huge_amount":
-            return self._record(amount_minor=rng.choice((10**15 + 1, 2**63 - 1, 2_000_001)))
+            return self.mint.record(amount_minor=rng.choice((10**15 + 1, 2**63 - 1, 2_000_001)))
         if label == "unknown_currency":
-            return self._record(currency=rng.choice(("XYZ", "MA", "DIRHAM", "")))
+            return self.mint.record(currency=rng.choice(("XYZ", "MA", "DIRHAM", "")))
         if label == "megabyte_reference":
-            return self._record(reference="R" * MEGABYTE)
+            return self.mint.record(reference="R" * MEGABYTE)
         if label == "unknown_account":
             bank = rng.choice(self.accounts.banks)
-            return self._record(
+            return self.mint.record(
                 payee_bank=bank, payee_account=f"{bank}{rng.getrandbits(64):021d}"[:24]
             )
         pool = self.accounts.closed if label == "closed_account" else self.accounts.blocked
         if not pool:
             raise ValueError(f"reference data has no {label.split('_')[0]} customer account")
         bank, number = rng.choice(pool)
-        return self._record(payee_bank=bank, payee_account=number)
-
-    def _message(self, record: dict[str, Any], label: str) -> Message:
-        key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, record)
-        headers = self._signed(record["payer_bank"], key, value)
-        return Message(key, value, label, switch_id_of(record), headers)
-
-    def message_of(self, key: bytes, value: bytes, label: str, bank: str) -> Message:
-        """A message that creates no payment (a step), signed by ``bank``, its sender."""
-        return Message(key, value, label, None, self._signed(bank, key, value))
-
-    def _signed(self, bank: str, key: bytes | None, value: bytes | None) -> Headers:
-        """The headers ``bank`` signs a message with (an empty message: over no bytes)."""
-        return self.signers.headers(bank, self.topic, key, value or b"")
+        return self.mint.record(payee_bank=bank, payee_account=number)
 
     # -- poison ----------------------------------------------------------------------------
 
@@ -437,24 +343,24 @@ class WorkloadBuilder:
         elif label == "empty_message":
             value = None
         elif label == "truncated_avro":
-            record = self._record()
+            record = self.mint.record()
             full, bank = self.codec.encode(EVENT_TYPE, record), record["payer_bank"]
             value = full[: rng.randint(HEADER_BYTES + 1, len(full) - 1)]
         elif label == "unknown_fingerprint":
-            record = self._record()
+            record = self.mint.record()
             full, bank = self.codec.encode(EVENT_TYPE, record), record["payer_bank"]
             value = MARKER + rng.randbytes(8) + full[HEADER_BYTES:]
         elif label == "kills_consumer":  # a bank's signed payment that crashes its decoder
-            record = self._record(remittance_info=KILLER_MARK)
+            record = self.mint.record(remittance_info=KILLER_MARK)
             key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, record)
             bank = record["payer_bank"]
         elif label == "payment_id_reused" and goods:
             position, _original, record = rng.choice(goods)
-            event_id, _ = self._ids()
+            event_id, _ = self.mint.new_id(), self.mint.new_id()
             reused = {**record, "event_id": event_id, "amount_minor": record["amount_minor"] + 1}
             key, value = PAYMENT_INITIATED.key(record), self.codec.encode(EVENT_TYPE, reused)
             bank = record["payer_bank"]
             position = rng.uniform(position, payments + 1)
         else:  # payment_id_reused without a good payment to reuse: plain garbage instead
             label, value = "random_bytes", b"\x01poison"
-        return position, Message(key, value, label, None, self._signed(bank, key, value))
+        return position, self.mint.message_of(key, value, label, bank)

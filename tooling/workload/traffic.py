@@ -53,7 +53,7 @@ void gives the hold back at once (it is ordered before the payer's next payment)
 expiry gives it back only once it has surely been applied, and a refund or a return
 debits the payee at once and credits the payer later.
 
-Two profiles (``PROFILES``): ``uniform`` is the mix above. ``skew`` is the hot-account
+Two profiles (``MIXES``): ``uniform`` is the mix above. ``skew`` is the hot-account
 test (Mojaloop's skew test): 70% of messages are purchases by ``HOT_PAYER_BANK``'s
 customers from the one ``HOT_MERCHANT`` account, and the other 30% keep the mix, except
 that every e-government payment is a vignette, paid to the vignette's one government
@@ -91,11 +91,22 @@ from producers.publisher import PaymentPublisher, utc_now_ms
 from producers.signing import (
     SIMULATED_KEYS_VALID_FROM,
     Signers,
-    bank_codes,
     register_signers,
-    simulated_signers,
 )
 from tooling.reference_data import CITIES, make_rib
+from tooling.workload.core import workload_signers
+from tooling.workload.profiles import (
+    HOT_CHANNELS,
+    HOT_MERCHANT,
+    HOT_MERCHANT_MAD,
+    HOT_PAYER_BANK,
+    MIX,
+    MIXES,
+    SKEW,
+    SKEW_MIX,
+    UNIFORM,
+    lifecycle_mix,
+)
 
 CURRENCY = "MAD"
 MAD = 100  # minor units per dirham
@@ -118,58 +129,8 @@ MAX_RATE_PER_S = 1_000_000
 MAX_PAYMENTS = MAX_MESSAGES
 PROGRESS_EVERY = 100
 
-# Permille of messages per kind (sums to 1000).
-MIX: Mapping[str, int] = {
-    "ecommerce_airline": 90,
-    "ecommerce": 130,
-    "vignette": 100,
-    "egov_tax": 40,
-    "atm_withdrawal": 150,
-    "pos_card": 200,
-    "mobile_transfer": 120,
-    "interbank_transfer": 65,
-    "branch_transfer": 35,
-    "unknown_account": 13,
-    "insufficient_funds": 14,
-    "duplicate_retry": 13,
-    "closed_account": 10,
-    "over_limit": 10,
-    "malformed": 5,
-    "forged_payer_bank": 3,
-    "unsigned_payment": 2,
-}
-UNIFORM, SKEW = "uniform", "skew"
-HOT_PAYER_BANK = "007"  # Attijariwafa bank, the largest: its customers pay the hot merchant
-HOT_MERCHANT = "Jumia Maroc"  # at Banque Populaire: every hot payment crosses banks
-HOT_MERCHANT_MAD = (20, 1_000)
-HOT_CHANNELS = (("WEB", 60), ("MOBILE", 40))
-HOT_SHARE_PERCENT = 70
-# Weights per 10,000 messages of the skew profile: hot_merchant 7,000; the other 3,000 are
-# the uniform mix's permille times 3, its other e-government share (egov_tax) folded into
-# the vignette. The weights sum to 10,000 (a unit test says so).
-_SKEW_REST = (100 - HOT_SHARE_PERCENT) * 100 // sum(MIX.values())
-SKEW_MIX: Mapping[str, int] = {
-    "hot_merchant": HOT_SHARE_PERCENT * 100,
-    **{k: _SKEW_REST * w for k, w in MIX.items() if k != "egov_tax"},
-    "vignette": _SKEW_REST * (MIX["vignette"] + MIX["egov_tax"]),
-}
-PROFILES: Mapping[str, Mapping[str, int]] = {UNIFORM: MIX, SKEW: SKEW_MIX}
-
 # --- the lifecycle (``lifecycle=True``) ------------------------------------------------
 
-# Permille of draws per lifecycle kind, and the kind of the mix it takes its weight from.
-LIFECYCLE_MIX: Mapping[str, tuple[int, str]] = {
-    "card_capture": (40, "pos_card"),  # authorized, captured in full (acquirer)
-    "card_partial_capture": (15, "pos_card"),  # fuel or hotel: captured less, the rest freed
-    "card_split_capture": (10, "ecommerce"),  # an order shipped in two parcels
-    "card_void": (10, "ecommerce"),  # the purchase cancelled before capture
-    "card_over_capture": (3, "ecommerce"),  # a capture above the hold (refused), then right
-    "card_expiry": (1, "pos_card"),  # never captured: the switch expires the hold
-    "airline_refund": (10, "ecommerce_airline"),  # a flight refunded in full
-    "airline_partial_refund": (10, "ecommerce_airline"),  # a fare difference refunded
-    "misdirected_refund": (2, "ecommerce_airline"),  # asked by the payer's bank: refused
-    "transfer_return": (3, "interbank_transfer"),  # the payee's bank returns the credit
-}
 AUTHORIZATION = "AUTHORIZATION"
 AUTH_CHANNELS = (("POS", 60), ("WEB", 40))
 PARTIAL_CAPTURE_PERCENT = (40, 95)
@@ -204,18 +165,6 @@ LIFECYCLE_EXPECTED: Mapping[str, tuple[str, str | None]] = {
 EXPIRED_BY_SWITCH = "EXPIRE applied"  # what each card_expiry adds to the expected steps
 DEFAULT_HOLD_EXPIRY_S: int = Settings.hold_expiry_s  # the settings' defaults
 DEFAULT_MAX_EVENT_AGE_S: int = Settings.max_event_age_s
-
-
-def lifecycle_mix(mix: Mapping[str, int]) -> dict[str, int]:
-    """``mix`` with the lifecycle kinds added, each weighing on the kind it replaces."""
-    total = sum(mix.values())
-    out = dict(mix)
-    for kind, (permille, donor) in LIFECYCLE_MIX.items():
-        weight = permille * total // 1000
-        out[kind] = weight
-        if donor in out:
-            out[donor] = max(0, out[donor] - weight)
-    return out
 
 
 SECURITY_KINDS = frozenset({"forged_payer_bank", "unsigned_payment"})  # refused, unread
@@ -348,7 +297,7 @@ class TrafficSimulator:
     makes ids and bank references differ between runs of the same seed, so a second
     run against the same ledger is not one long series of duplicates. ``codec`` lets
     malformed messages include truncated encodings, not only random bytes. ``profile``
-    names the mix (``PROFILES``): ``uniform``, or ``skew`` for the hot-account test.
+    names the mix (``MIXES``): ``uniform``, or ``skew`` for the hot-account test.
     ``lifecycle`` adds the lifecycle traffic (``LIFECYCLE_MIX``); ``hold_expiry_s`` is the
     hold life of a channel the reference data gives none, and ``max_event_age_s`` the
     oldest event time the switch accepts (both ``Settings``' own): an expiring hold is
@@ -370,8 +319,8 @@ class TrafficSimulator:
     ) -> None:
         if not 0 <= seed < MAX_SEED:
             raise ValueError(f"seed={seed} must be in [0, {MAX_SEED})")
-        if profile not in PROFILES:
-            raise ValueError(f"profile={profile!r}: expected one of {sorted(PROFILES)}")
+        if profile not in MIXES:
+            raise ValueError(f"profile={profile!r}: expected one of {sorted(MIXES)}")
         if start.utcoffset() is None:
             raise ValueError("start must be a timezone-aware datetime")
         if run_tag is not None and not (
@@ -456,7 +405,7 @@ class TrafficSimulator:
         """The next ``n`` messages; successive calls continue the same stream."""
         if not 0 <= n <= MAX_MESSAGES - self._index:
             raise ValueError(f"n={n}: at most {MAX_MESSAGES} messages per simulator")
-        mix = lifecycle_mix(PROFILES[self.profile]) if self.lifecycle else PROFILES[self.profile]
+        mix = lifecycle_mix(MIXES[self.profile]) if self.lifecycle else MIXES[self.profile]
         kinds, weights = list(mix), list(mix.values())
         for left in range(n, 0, -1):
             self._index += 1
@@ -1160,7 +1109,7 @@ def new_run_tag() -> str:
 
 def simulation_signers(reference: Mapping[str, Any], seed: int) -> Signers:
     """The simulated banks' keys for ``seed``: one per bank of the reference data."""
-    return simulated_signers(bank_codes(reference), str(seed))
+    return workload_signers(reference, str(seed))
 
 
 def register_simulated_keys(settings: Settings, signers: Signers) -> int:
@@ -1220,8 +1169,8 @@ class LiveSimulation:
         profile: str = UNIFORM,
         lifecycle: bool = False,
     ) -> None:
-        if profile not in PROFILES:
-            raise ValueError(f"profile={profile!r}: expected one of {sorted(PROFILES)}")
+        if profile not in MIXES:
+            raise ValueError(f"profile={profile!r}: expected one of {sorted(MIXES)}")
         self.settings, self.seed, self.profile = settings, seed, profile
         self.lifecycle = lifecycle
         self.run_tag = run_tag or new_run_tag()
@@ -1311,7 +1260,7 @@ def simulate(
     one, so each run's ids and bank references are new. ``register_keys``: first give
     the ledger (``settings.ledger_url``, its reference data loaded) the simulated banks'
     public keys, as each bank's operator would; off when the switch already has them.
-    ``profile``: the mix, ``uniform`` or ``skew`` (``PROFILES``). ``lifecycle``: add the
+    ``profile``: the mix, ``uniform`` or ``skew`` (``MIXES``). ``lifecycle``: add the
     lifecycle traffic (authorizations and their steps, refunds, returns: ``LIFECYCLE_MIX``);
     ``payments`` then counts the steps among the messages.
     """

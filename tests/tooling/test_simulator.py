@@ -32,25 +32,27 @@ from tooling.reference_data import (
     make_rib,
     rib_key,
 )
-from tooling.simulator import (
-    BAD_KINDS,
-    EXPECTED,
-    EXPIRY_LEAD_S,
-    GOOD_KINDS,
+from tooling.workload.profiles import (
     HOT_MERCHANT,
     HOT_PAYER_BANK,
     LIFECYCLE_MIX,
     MIX,
-    PROFILES,
-    SECURITY_KINDS,
+    MIXES,
     SKEW,
     SKEW_MIX,
+    lifecycle_mix,
+)
+from tooling.workload.traffic import (
+    BAD_KINDS,
+    EXPECTED,
+    EXPIRY_LEAD_S,
+    GOOD_KINDS,
+    SECURITY_KINDS,
     LiveSimulation,
     SimulatedMessage,
     SimulationReport,
     TokenBucket,
     TrafficSimulator,
-    lifecycle_mix,
     publish_message,
     simulation_signers,
 )
@@ -569,7 +571,7 @@ def test_skew_weights_are_70_percent_hot_and_the_uniform_mix_for_the_rest() -> N
     assert "egov_tax" not in SKEW_MIX
     assert SKEW_MIX["vignette"] == 3 * (MIX["vignette"] + MIX["egov_tax"])
     assert all(SKEW_MIX[k] == 3 * w for k, w in MIX.items() if k not in ("vignette", "egov_tax"))
-    assert set(PROFILES) == {"uniform", "skew"} and PROFILES["uniform"] is MIX
+    assert set(MIXES) == {"uniform", "skew"} and MIXES["uniform"] is MIX
     assert EXPECTED["hot_merchant"] == ("settled", None) and "hot_merchant" in GOOD_KINDS
 
 
@@ -736,10 +738,10 @@ def test_live_good_payments_are_covered_without_credits_not_yet_a_minute_old(
 
 def test_sakk_simulate_offers_every_traffic_profile() -> None:
     from sakk.cli.simulate import simulate as command
-    from tooling.simulator import PROFILES
+    from tooling.workload.profiles import MIXES
 
     (option,) = [p for p in command.params if p.name == "profile"]
-    assert set(option.type.choices) == set(PROFILES)  # type: ignore[attr-defined]
+    assert set(option.type.choices) == set(MIXES)  # type: ignore[attr-defined]
 
 
 # --- the lifecycle traffic (lifecycle=True) ---------------------------------------------

@@ -35,11 +35,12 @@ from tests.factories import (
     step,
     switch_id,
 )  # fmt: skip
-from tests.unit.test_chaos_invariants import Pump, ledger  # noqa: F401 - the fixture
+from tests.tooling.test_chaos_invariants import Pump
 from tooling.chaos.invariants import Evidence, check_all
-from tooling.chaos.lifecycle import APPLIED, REFUSED, ExpectedStep
 from tooling.chaos.wire import WireRecord
-from tooling.chaos.workload import ExpectedPayment, Message, Workload
+from tooling.workload.chaos import ExpectedPayment, Workload
+from tooling.workload.core import ExpectedStep, Message
+from tooling.workload.flows import APPLIED, REFUSED
 
 POS_HOLD = timedelta(days=3)  # the fixture's hold life on the POS channel
 
@@ -178,8 +179,9 @@ def test_captures_above_the_hold_are_caught(lifecycle):
     set_step(engine, switch_id(s.ids["partial"], "event_id"), amount_minor=9_000)
     found = violations(engine, evidence)
     pid = switch_id(s.ids["card"])
-    assert any(f"captures of {pid} (11000) exceed its hold (10000)" in v for v in found), found
-    assert any(f"captures of {pid} add up to 11000" in v for v in found)
+    hold = f"lifecycle: hold of payment {pid}: captures sum to 11000"  # the product's auditor
+    assert f"{hold}, above the hold's 10000" in found, found
+    assert f"{hold}, the hold says 5000" in found
 
 
 def test_refunds_above_what_was_captured_are_caught(lifecycle):
@@ -187,7 +189,9 @@ def test_refunds_above_what_was_captured_are_caught(lifecycle):
     set_step(engine, switch_id(s.ids["refund"], "event_id"), amount_minor=60_000)
     found = violations(engine, evidence)
     pid = switch_id(s.ids["purchase"])
-    assert any(f"refunds of {pid} (60000) exceed what was captured (50000)" in v for v in found)
+    assert f"lifecycle: payment {pid}: refunds and returns sum to 60000, it says 10000" in found
+    assert any(f"of payment {pid}: its posting gives the receiver 10000, not 60000" in v
+               for v in found)  # fmt: skip
 
 
 def test_an_available_balance_below_zero_is_caught(lifecycle):
@@ -199,7 +203,7 @@ def test_an_available_balance_below_zero_is_caught(lifecycle):
             .values(state="ACTIVE", reserved_minor=10**9, resolved_by=None)
         )
     found = violations(engine, evidence)
-    assert any(v.startswith(f"lifecycle: {SALMA[1]}: available -") for v in found), found
+    assert any(v.startswith(f"lifecycle: account {SALMA[1]}: available balance -") for v in found)
 
 
 def test_a_balance_that_went_below_its_overdraft_is_caught(lifecycle):
@@ -214,7 +218,10 @@ def test_a_balance_that_went_below_its_overdraft_is_caught(lifecycle):
             for seq, amount in ((1, -(10**9)), (2, 10**9))
         ])  # fmt: skip
     found = violations(engine, evidence)
-    assert any(f"{AMINA[1]}: balance went to -" in v for v in found), found
+    assert any(
+        v.startswith(f"lifecycle: account {AMINA[1]}: balance -") and "below its overdraft" in v
+        for v in found
+    ), found
 
 
 def test_a_lost_step_and_a_step_nobody_asked_are_caught(lifecycle):
@@ -262,8 +269,8 @@ def test_an_applied_step_without_its_posting_is_caught(lifecycle):
     sid = switch_id(s.ids["refund"], "event_id")
     set_step(engine, sid, posting_id=None)
     found = violations(engine, evidence)
-    assert any(f"applied REFUND step {sid} has no posting of its own" in v for v in found)
-    assert any("REFUND posting" in v and "names no applied step" in v for v in found)
+    assert any(f"REFUND step {sid} of payment" in v and v.endswith(": no posting") for v in found)
+    assert any("REFUND posting" in v and v.endswith(": no applied step") for v in found)
 
 
 def test_a_payment_with_other_amounts_than_expected_is_caught(lifecycle):
@@ -273,7 +280,7 @@ def test_a_payment_with_other_amounts_than_expected_is_caught(lifecycle):
         conn.execute(update(Payment).where(Payment.payment_id == pid).values(refunded_minor=0))
     found = violations(engine, evidence)
     assert any(f"{pid} (purchase) captured/refunded (50000, 0)" in v for v in found), found
-    assert any(f"refunds of {pid} add up to 10000, the payment says 0" in v for v in found)
+    assert f"lifecycle: payment {pid}: refunds and returns sum to 10000, it says 0" in found
 
 
 def test_a_payment_in_another_final_state_than_expected_is_caught(lifecycle):

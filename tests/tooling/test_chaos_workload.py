@@ -11,14 +11,15 @@ from engine.ledger.reference import read_file
 from engine.serialization import DecodeError, UnknownSchemaError
 from sakk.app import make_codec
 from tests.factories import switch_id
-from tooling.chaos.lifecycle import FLOWS, hold_life_s
-from tooling.chaos.workload import (
+from tooling.workload.chaos import (
     ABSURD_REASONS,
     GOOD_OUTCOMES,
     MEGABYTE,
     POISON_KINDS,
     WorkloadBuilder,
 )
+from tooling.workload.core import hold_life_s
+from tooling.workload.flows import FLOWS
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert, select, update
@@ -18,21 +17,19 @@ from consumers.notify.book import DeliveryBook, deliver_due
 from consumers.notify.channels import LogSender
 from consumers.settlement import Settlement
 from consumers.validator import Validator
-from engine.config import Settings, load_settings
+from engine.config import Settings
 from engine.kafka.client import Outgoing
-from engine.ledger.balances import all_balances
-from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import Account, DeadLetter, Notification, NotificationAttempt, Payment
-from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from sakk.app import make_codec
-from tests.factories import AMINA, KARIM, REFERENCE_FILE, payment, signed, switch_id
+from tests.factories import AMINA, KARIM, payment, signed, switch_id
 from tooling.chaos.faults import Receipt, WebhookLog
 from tooling.chaos.invariants import Evidence, check_all
 from tooling.chaos.wire import WireRecord
-from tooling.chaos.workload import ABSURD_REASONS, GOOD_OUTCOMES, ExpectedPayment, Message, Workload
+from tooling.workload.chaos import ABSURD_REASONS, GOOD_OUTCOMES, ExpectedPayment, Workload
+from tooling.workload.core import Message
 
 
 def now_ms() -> int:
@@ -96,22 +93,6 @@ class Pump:
             name = m.topic.split(".", 1)[1]
             records = self.wire[name]
             records.append(WireRecord(m.topic, 0, len(records), m.key, m.value, m.headers))
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> tuple[Settings, Engine, dict[str, int]]:
-    settings = load_settings(
-        environ={},
-        database_url=f"sqlite:///{tmp_path / 'l.db'}",
-        data_dir=tmp_path,
-        notify_log_path=tmp_path / "n.jsonl",
-    )
-    upgrade(settings.ledger_url)
-    engine = make_engine(settings.ledger_url)
-    load_reference_data(engine, read_file(REFERENCE_FILE))
-    with engine.connect() as conn:
-        balances = all_balances(conn)
-    return settings, engine, balances
 
 
 def flow(ledger: tuple[Settings, Engine, dict[str, int]]) -> tuple[Pump, Evidence]:

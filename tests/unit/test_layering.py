@@ -27,8 +27,6 @@ NOT_MEASURED = ("engine/ledger/migrations/",)
 ALLOWED_LONG = frozenset(
     {
         "sakk/cli/bench.py::bench",
-        "sakk/cli/demo.py::run_demo",
-        "sakk/cli/demo.py::_print_summary",
     }
 )
 

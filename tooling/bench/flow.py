@@ -42,7 +42,7 @@ from sqlalchemy import Engine
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.ledger.reference import load_reference_data
-from engine.ledger.reports import processing_window
+from engine.read.reports import processing_window
 from engine.supervisor import ConsumerProcess, Fleet
 from sakk.app import STAGE_NAMES, TOPOLOGY, ledger_engine
 from tooling.bench.checks import BenchmarkCheckError, verify, wait_drained

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.structs import OffsetAndMetadata
@@ -82,6 +83,30 @@ class NullPipelineResult:
     def cpu_ms_per_message_per_hop(self) -> float:
         moved = sum(h.messages for h in self.hops)
         return sum(h.cpu_s for h in self.hops) * 1000 / moved if moved else 0.0
+
+
+def null_pipeline_figures(null: NullPipelineResult) -> dict[str, Any]:
+    """The report's ``null_pipeline`` part."""
+    return {
+        "messages": null.messages, "message_bytes": null.message_bytes,
+        "partitions": null.partitions, "seconds": round(null.seconds, 3),
+        "messages_per_s": round(null.messages_per_s, 1),
+        "cpu_ms_per_message_per_hop": round(null.cpu_ms_per_message_per_hop, 4),
+        "hops": {h.stage: {"cpu_ms_per_message": round(h.cpu_ms_per_message, 4)}
+                 for h in null.hops},
+    }  # fmt: skip
+
+
+def null_pipeline_line(report: dict[str, Any]) -> str:
+    """The report's line for the topology's ceiling ("" when it did not run)."""
+    null = report.get("null_pipeline")
+    if null is None:
+        return ""
+    return (
+        f"null pipeline (3 processes: consume + produce + commit, no work): "
+        f"{null['messages_per_s']:,.0f} messages/s end to end, "
+        f"{null['cpu_ms_per_message_per_hop']:.3f} CPU ms per message per hop"
+    )
 
 
 def measure_null_pipeline(

@@ -178,7 +178,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     )
     for line in (null_pipeline_line(report), knee_line(report)):
         if line:
-            console.print(line)
+            console.print(line, soft_wrap=True)  # one line, whatever the width
     console.print(verification_line(report))
 
 

@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CURVE_RATES = (50, 100)
 SKEW_RATE = 100
 NULL_MESSAGES = 2_000
+PRINTED = ("full flow payments/s", "skewed payments/s", "scale-out payments/s",
+           "Latency, initiation to last notification", "signature verification",
+           "ratio to null pipeline", "messages/s end to end", "CPU ms per message per hop",
+           "knee (highest offered payments/s")  # fmt: skip
 POINT_KEYS = {"offered_per_s", "offered_s", "achieved_publish_per_s", "payments",
               "p50_s", "p95_s", "p99_s", "max_s"}  # fmt: skip
 
@@ -83,8 +87,5 @@ def test_bench_smoke_run_writes_every_figure_the_comparison_needs(tmp_path):
     assert len(scaled["processes"]) == 6
     assert scaled["ratio_to_one_instance"] is not None
     assert scaled["chain_verified_entries"] > 0
-    for text in ("full flow payments/s", "skewed payments/s", "scale-out payments/s",
-                 "Latency, initiation to last notification", "signature verification",
-                 "ratio to null pipeline", "messages/s end to end",
-                 "CPU ms per message per hop", "knee (highest offered payments/s"):  # fmt: skip
+    for text in PRINTED:
         assert text in run.stdout, text

@@ -28,7 +28,7 @@ demo: $(STAMP) ## Run the demo: embedded broker, SQLite ledger, thousands of pay
 test: $(STAMP) ## Run the whole test suite (SQLite and the local PostgreSQL, embedded broker)
 	$(BIN)/pytest
 
-bench: $(STAMP) ## Benchmark: raw hop, full flow on SQLite and PostgreSQL, latency curve, hot accounts, scale-out
+bench: $(STAMP) ## Benchmark: raw hop, null pipeline, full flow on SQLite and PostgreSQL, latency curve and knee, hot accounts, scale-out
 	$(BIN)/sakk bench
 
 chaos: PAYMENTS = 500

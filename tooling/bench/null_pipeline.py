@@ -31,14 +31,28 @@ from kafka.structs import OffsetAndMetadata
 from engine.config import Settings, load_settings
 from engine.kafka.client import Outgoing, create_topics, make_consumer, make_producer, send_all
 from engine.supervisor import settings_env
+from engine.topology import Topology
+from sakk.app import TOPOLOGY
 from tooling.bench.checks import BenchmarkCheckError
 
-# Each hop: the stage it stands for, the topic it reads, the topic it writes (engine.events).
-HOPS = (
-    ("validator", "initiated", "validated"),
-    ("settlement", "validated", "settled"),
-    ("notification", "settled", "notified"),
-)
+
+def hops(topology: Topology) -> tuple[tuple[str, str, str], ...]:
+    """Each hop: the stage it stands for, the topic it reads, the topic it writes.
+
+    A payment's main line through the declared stages: each stage reads its first input's
+    topic and writes its first output that the next stage reads (the last, its first).
+    """
+    stages = topology.stages
+    line = []
+    for spec, after in zip(stages, (*stages[1:], None), strict=True):
+        read_next = set() if after is None else set(after.input_topic_names())
+        outputs = [e.topic_name for e in spec.outputs]
+        dst = next((t for t in outputs if t in read_next), outputs[0])
+        line.append((spec.name, spec.inputs[0].topic_name, dst))
+    return tuple(line)
+
+
+HOPS = hops(TOPOLOGY)
 PREFILL_CHUNK = 5_000
 KEYS = 997  # distinct message keys, spread over every partition as payers' accounts are
 READY_TIMEOUT_S = 60.0  # a hop's consumer group joined (partitions assigned)

@@ -63,7 +63,12 @@ from engine.ledger.recorder import (
     PaymentProgress,
     Transition,
 )
-from engine.ledger.reference import FeeSchedule, Limits, read_fee_schedule, read_limits
+from engine.ledger.reference import FeeSchedule, Limits
+from engine.ledger.reference_versions import (
+    ReferenceBook,
+    ReferenceRefresher,
+    latest_occurred_at,
+)
 from engine.ledger.states import IllegalTransitionError, check_transition
 from engine.money import format_minor
 from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
@@ -86,6 +91,13 @@ class SettlementContext:
     limits: Limits = field(default_factory=Limits)
     payments: dict[str, PaymentView] = field(default_factory=dict)  # those steps name
     holds: dict[str, HoldView] = field(default_factory=dict)
+    reference: ReferenceBook | None = None  # fees and limits by event time, when they change
+
+    def fees_at(self, moment: datetime) -> FeeSchedule:
+        return self.fees if self.reference is None else self.reference.fees_at(moment)
+
+    def limits_at(self, moment: datetime) -> Limits:
+        return self.limits if self.reference is None else self.reference.limits_at(moment)
 
     def absorb(self, decision: Decision) -> None:
         for row in decision.writes:
@@ -133,8 +145,14 @@ class Settlement(StageDefaults):
         limits: Limits | None = None,
     ):
         self.settings = settings
-        self._fees = fee_schedule
-        self._limits = limits
+        self._fixed = (
+            None
+            if fee_schedule is None and limits is None
+            else ReferenceBook.fixed(fee_schedule or FeeSchedule(), limits or Limits())
+        )
+        self._reference = ReferenceRefresher(
+            settings.reference_refresh_ms / 1000, settings.reference_notice_s
+        )
         self._clock = clock
         self._next_fold = clock()
 
@@ -142,10 +160,9 @@ class Settlement(StageDefaults):
         return [PAYMENT_VALIDATED.topic(self.settings)]
 
     def load(self, conn: Connection, batch: Sequence[Inbound]) -> SettlementContext:
-        if self._fees is None:
-            self._fees = read_fee_schedule(conn)
-        if self._limits is None:
-            self._limits = read_limits(conn)
+        book = self._fixed or self._reference.current(
+            conn, latest_occurred_at(i.record for i in batch)
+        )
         p = table_of(Payment)
         ids = {i.record["payment_id"] for i in batch}
         states = {
@@ -165,8 +182,8 @@ class Settlement(StageDefaults):
             v.payee_account for v in payments.values()
         }
         return SettlementContext(
-            states, _funds(conn, paying), self._fees, self._limits, payments,
-            _hold_views(conn, stepped),
+            states, _funds(conn, paying), book.fees[0], book.limits[0], payments,
+            _hold_views(conn, stepped), book,
         )  # fmt: skip
 
     def committed(self, engine: Engine) -> None:
@@ -180,7 +197,7 @@ class Settlement(StageDefaults):
     def decide(self, inbound: Inbound, ctx: SettlementContext) -> Decision | Refusal:
         if inbound.event_type == PAYMENT_STEP_VALIDATED.name:
             p = inbound.record
-            rules = StepRules(ctx.fees, chain=inbound.partition)
+            rules = StepRules(ctx.fees_at(p["occurred_at"]), chain=inbound.partition)
             payment = _named_payment(ctx.payments, p["payment_id"])
             hold = ctx.holds.get(payment.payment_id) if payment is not None else None
             return rules.decide(p, payment, hold, ctx.funds)
@@ -191,8 +208,9 @@ class Settlement(StageDefaults):
         if current is None:
             return Refusal("unknown_payment", f"payment {p['payment_id']} is not in the ledger")
         amount, currency = p["amount_minor"], p["currency"]
+        fees = ctx.fees_at(p["occurred_at"])
         fee = compute_fee(
-            ctx.fees, p["channel"], p["payment_type"], currency, amount, p.get("egov_service")
+            fees, p["channel"], p["payment_type"], currency, amount, p.get("egov_service")
         )
         check_no_vignette_fee(p.get("egov_service"), fee)
         payer = ctx.funds[p["payer_account"]]
@@ -216,7 +234,8 @@ class Settlement(StageDefaults):
             )
             return _failed(p, Reason.AM04, message)
         if authorizing:
-            life = hold_expiry(ctx.limits, p["channel"], currency, self.settings.hold_expiry_s)
+            limits = ctx.limits_at(p["occurred_at"])
+            life = hold_expiry(limits, p["channel"], currency, self.settings.hold_expiry_s)
             return _authorized(p, fee, p["occurred_at"] + life)
         return self._settled(inbound, fee)
 

@@ -32,6 +32,7 @@ from engine.audit.windows import Close, all_window_reports, read_closes
 from engine.ledger.checks import LedgerCheck, LifecycleCheck, check_ledger, check_lifecycle
 from engine.ledger.models import LedgerChainHead, LedgerEntry, Posting
 from engine.ledger.postings import DEFAULT_CHAIN, GENESIS_HASH, MAX_CHAINS, entry_hash
+from engine.ops.audit_log import ActionLogCheck, verify_action_log
 
 WALK_CHUNK = 10_000
 MAX_BREAKS_LISTED = 1_000
@@ -115,12 +116,14 @@ class VerifyReport:
     anchors_checked: int = 0
     windows_checked: int = 0
     settlement: WindowSettlementCheck = field(default_factory=WindowSettlementCheck)
+    action_log: ActionLogCheck = field(default_factory=ActionLogCheck)  # engine.ops.audit_log
 
     @property
     def ok(self) -> bool:
         return not (self.walk.break_count or self.ledger.violations or self.lifecycle.violations
                     or self.window_problems or self.anchor_problems
-                    or self.settlement.problems)  # fmt: skip
+                    or self.settlement.problems
+                    or self.action_log.problems)  # fmt: skip
 
     @property
     def first_break(self) -> ChainBreak | None:
@@ -147,6 +150,8 @@ class VerifyReport:
             "lifecycle_windows": self.settlement.windows,
             "settled_windows": self.settlement.settled,
             "settlement_problems": len(self.settlement.problems),
+            "operator_actions": self.action_log.rows,
+            "operator_action_problems": len(self.action_log.problems),
         }  # fmt: skip
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
@@ -158,6 +163,7 @@ class VerifyReport:
             "window_problems": [{"problem": p} for p in self.window_problems],
             "anchor_problems": [{"problem": p} for p in self.anchor_problems],
             "settlement_problems": [{"problem": p} for p in self.settlement.problems],
+            "operator_action_problems": [{"problem": p} for p in self.action_log.problems],
         }
 
 
@@ -321,6 +327,7 @@ def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyR
     anchors = window_anchors(conn) + list(external_anchors)
     walk = walk_ledger(conn, anchors)
     report = VerifyReport(walk, check_ledger(conn), check_lifecycle(conn))
+    report.action_log = verify_action_log(conn)
     for anchor in anchors:
         report.anchors_checked += 1
         problem = _anchor_problem(walk, anchor)

@@ -91,25 +91,38 @@ def settle_window(
     now: datetime,
     write: Callable[[Mapping[str, bytes]], None],
 ) -> SettleResult:
-    """Instruct the settlement bank for ``label`` and move it to SETTLING.
-
-    ``write`` receives the instructions by currency inside the transaction; if it raises,
-    nothing is recorded. Refused (TransitionRefused) unless the window is CLOSED or
-    ABORTED; refused (WindowError) when no bank has anything to move.
-    """
+    """:func:`settle_in` in a transaction of its own."""
     with engine.begin() as conn:
-        attempt = allowed_now(conn, label, WindowEvent.SETTLE).attempt + 1
-        batches = [b for b in window_batches(conn, label, attempt) if b.lines]
-        if not batches:
-            raise WindowError(f"window {label}: no bank has a net to settle")
-        instructions = {b.currency: build_instruction(b, parties, now, now.date()) for b in batches}
-        details = Transition(
-            actor,
-            tuple(b.message_id for b in batches),
-            _sha256([instructions[b.currency] for b in batches]),
-        )
-        row = record_transition(conn, label, WindowEvent.SETTLE, details, now)
-        write(instructions)
+        return settle_in(conn, label, parties, actor, now, write)
+
+
+def settle_in(
+    conn: Connection,
+    label: str,
+    parties: Parties,
+    actor: str,
+    now: datetime,
+    write: Callable[[Mapping[str, bytes]], None],
+) -> SettleResult:
+    """Instruct the settlement bank for ``label`` and move it to SETTLING, in the caller's
+    transaction.
+
+    ``write`` receives the instructions by currency before the transaction ends; if it
+    raises, nothing is recorded. Refused (TransitionRefused) unless the window is CLOSED
+    or ABORTED; refused (WindowError) when no bank has anything to move.
+    """
+    attempt = allowed_now(conn, label, WindowEvent.SETTLE).attempt + 1
+    batches = [b for b in window_batches(conn, label, attempt) if b.lines]
+    if not batches:
+        raise WindowError(f"window {label}: no bank has a net to settle")
+    instructions = {b.currency: build_instruction(b, parties, now, now.date()) for b in batches}
+    details = Transition(
+        actor,
+        tuple(b.message_id for b in batches),
+        _sha256([instructions[b.currency] for b in batches]),
+    )
+    row = record_transition(conn, label, WindowEvent.SETTLE, details, now)
+    write(instructions)
     return SettleResult(row, tuple(batches), instructions)
 
 
@@ -154,29 +167,33 @@ def read_answers(files: Sequence[tuple[str, bytes]], parties: Parties) -> list[A
 def confirm_window(
     engine: Engine, answers: Sequence[Answer], actor: str, now: datetime, label: str | None = None
 ) -> ConfirmResult:
-    """Check ``answers`` against the window's current attempt; settle it whole or not at all.
-
-    ``label``: the window being confirmed; None: the SETTLING window whose instructions
-    the answers name (or the only SETTLING window, so that a wrong answer's differences
-    are listed against it).
-    """
+    """:func:`confirm_in` in a transaction of its own."""
     with engine.begin() as conn:
-        label = label or _window_answered(conn, answers)
-        record = allowed_now(conn, label, WindowEvent.CONFIRM)
-        batches = [b for b in window_batches(conn, label, record.attempt) if b.lines]
-        differences = _differences(batches, answers)
-        settled = {(line.bank, b.currency): line.net_minor for b in batches for line in b.lines}
-        if differences:
-            return ConfirmResult(label, None, tuple(differences), {})
-        details = Transition(
-            actor, tuple(b.message_id for b in batches), _sha256([a.data for a in answers])
-        )
-        row = record_transition(conn, label, WindowEvent.CONFIRM, details, now)
-        record_settlements(conn, label, settled, now)
+        return confirm_in(conn, answers, actor, now, label or window_answered(conn, answers))
+
+
+def confirm_in(
+    conn: Connection, answers: Sequence[Answer], actor: str, now: datetime, label: str
+) -> ConfirmResult:
+    """Check ``answers`` against the window's current attempt; settle it whole or not at
+    all, in the caller's transaction (nothing is written when any difference is found)."""
+    record = allowed_now(conn, label, WindowEvent.CONFIRM)
+    batches = [b for b in window_batches(conn, label, record.attempt) if b.lines]
+    differences = _differences(batches, answers)
+    settled = {(line.bank, b.currency): line.net_minor for b in batches for line in b.lines}
+    if differences:
+        return ConfirmResult(label, None, tuple(differences), {})
+    details = Transition(
+        actor, tuple(b.message_id for b in batches), _sha256([a.data for a in answers])
+    )
+    row = record_transition(conn, label, WindowEvent.CONFIRM, details, now)
+    record_settlements(conn, label, settled, now)
     return ConfirmResult(label, row, (), settled)
 
 
-def _window_answered(conn: Connection, answers: Sequence[Answer]) -> str:
+def window_answered(conn: Connection, answers: Sequence[Answer]) -> str:
+    """The SETTLING window whose instructions ``answers`` name, or the only one SETTLING
+    (so that a wrong answer's differences are listed against it); else WindowError."""
     named = {i for a in answers if a.confirmation for i in a.confirmation.instruction_ids}
     settling: list[str] = []
     for label, rows in window_rows(conn).items():
@@ -225,13 +242,20 @@ def _named(answer: Answer) -> tuple[str, ...]:
 def abort_window(
     engine: Engine, label: str, reason: str, actor: str, now: datetime
 ) -> WindowEventRow:
+    """:func:`abort_in` in a transaction of its own."""
+    with engine.begin() as conn:
+        return abort_in(conn, label, reason, actor, now)
+
+
+def abort_in(
+    conn: Connection, label: str, reason: str, actor: str, now: datetime
+) -> WindowEventRow:
     """SETTLING to ABORTED, with the reason; the nets stay, a new settle may follow."""
     if not reason.strip():
         raise WindowError("an abort needs its reason")
-    with engine.begin() as conn:
-        return record_transition(
-            conn, label, WindowEvent.ABORT, Transition(actor, reason=reason.strip()), now
-        )
+    return record_transition(
+        conn, label, WindowEvent.ABORT, Transition(actor, reason=reason.strip()), now
+    )
 
 
 def settle_as_instructed(

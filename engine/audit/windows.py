@@ -9,6 +9,7 @@ here for the callers that close and report together.
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -60,7 +61,7 @@ class CloseResult:
 
 
 def close_window(
-    engine: Engine,
+    engine: Engine | Connection,
     window: Window,
     now: datetime,
     early: bool = False,
@@ -68,6 +69,7 @@ def close_window(
 ) -> CloseResult:
     """Record the close of ``window`` with its final positions; closing twice changes nothing.
 
+    Given a Connection, the close is written in the caller's transaction (``engine.ops``).
     The window's CLOSED lifecycle row (``details``: who, when the close was asked for) is
     written in the same transaction as the positions.
     """
@@ -76,7 +78,7 @@ def close_window(
             f"window {window.label} ends at {window.end.isoformat()}, after now "
             f"({now.isoformat()}); closing it early needs --early"
         )
-    with engine.begin() as conn:
+    with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
         closes = read_closes(conn, window.hours)
         if window.label in closes:
             return CloseResult(window_report(conn, window), already_closed=True)

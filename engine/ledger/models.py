@@ -696,3 +696,50 @@ class ApprovedSchema(Base):
     approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("origin IN ('release', 'operator')", name="origin"),)
+
+
+class OperatorAction(Base):
+    """One operator action, as the audit log keeps it (append-only, hash-chained).
+
+    ``row_hash`` covers the row's own content and ``prev_hash``, the hash of the row
+    before it (``seq`` - 1), so altering, deleting or inserting a row breaks the chain
+    from there on (``engine.ops.audit_log``). Database triggers refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (CheckConstraint("seq >= 1", name="seq"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    acted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    reason: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ReferenceVersion(Base):
+    """One change of reference data (a fee rule, a channel limit, a bank's delivery settings).
+
+    Numbered in the order announced; a decision about an event uses, for each item, the
+    newest version whose ``effective_from`` is at or before the event's time
+    (``engine.ledger.reference_versions``), so a replay reproduces it. Append-only.
+    """
+
+    __tablename__ = "reference_versions"
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="version"),
+        CheckConstraint("effective_from >= announced_at", name="notice"),
+    )
+
+    version: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))  # fee | limit | bank
+    item: Mapped[str] = mapped_column(String(64))  # e.g. WEB/PURCHASE/MAD
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON; null: there was none
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON; null: removed
+    announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action_seq: Mapped[int] = mapped_column(BigId)  # the operator action that announced it

@@ -1,4 +1,5 @@
-"""``sakk audit verify``: hash chains, double entry, lifecycle and closed windows of a ledger."""
+"""``sakk audit verify|log``: a ledger's hash chains, double entry, lifecycle, closed windows and
+operator audit log."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from sqlalchemy import Connection, Engine
+from rich.markup import escape
 
 from engine.audit.chain import (
     Anchor,
@@ -20,7 +22,8 @@ from engine.audit.chain import (
 from engine.audit.export import jsonable, write_report
 from engine.audit.urls import as_database_url, safe_url
 from engine.config import Settings
-from engine.ledger.database import make_engine
+from engine.ledger.database import make_engine, read_only
+from engine.ops.audit_log import LIST_LIMIT_MAX, list_actions
 from sakk.cli import cli
 from sakk.cli.options import report_options
 
@@ -30,7 +33,7 @@ SHOWN_HEADS = 64  # chain heads printed as text; --format json has every one
 
 @cli.group()
 def audit() -> None:
-    """Tamper evidence."""
+    """Tamper evidence, and the operator audit log."""
 
 
 @audit.command("verify")
@@ -71,7 +74,8 @@ def audit_verify(
     Also checks that every posting sums to zero, every balance equals its entries, the
     lifecycle's invariants (no hold resolved twice, captures within holds, refunds within
     captures, no available balance below minus the overdraft), and every closed window's
-    net positions are still what the close recorded.
+    net positions are still what the close recorded, and the operator audit log's hash
+    chain (sakk audit log) is whole.
     Exits with status 1 on any finding.
     """
     try:
@@ -208,6 +212,13 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         "ANCHORS BROKEN",
         report.anchor_problems,
     )
+    log = report.action_log
+    _print_list(
+        console,
+        f"the operator audit log holds: {log.rows:,} actions, head #{log.last_seq} {log.head_hash}",
+        "OPERATOR AUDIT LOG BROKEN",
+        log.problems,
+    )
 
 
 def _where(b: ChainBreak) -> str:
@@ -224,3 +235,46 @@ def _print_list(console: Console, ok_text: str, bad_title: str, problems: list[s
     console.print(f"[red]{bad_title}[/] ({len(problems)})")
     for problem in problems[:SHOWN_PROBLEMS]:
         console.print(f"  {problem}")
+
+
+@audit.command("log")
+@click.option(
+    "--database-url", "database", metavar="URL|FILE", help="Ledger to read (default: live)."
+)
+@click.option("--action", metavar="NAME", help="Only this action (e.g. reference.fee).")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Rows after this seq.")
+@click.option("--limit", type=click.IntRange(1, LIST_LIMIT_MAX), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def audit_log(
+    settings: Settings, database: str | None, action: str | None, after: int, limit: int, fmt: str
+) -> None:
+    """Operator actions, oldest first: who, when, what, old and new values.
+
+    Page on with --after SEQ (the last seq shown). `sakk audit verify` checks the chain.
+    """
+    url = as_database_url(database) if database else settings.ledger_url
+    engine = read_only(make_engine(url))
+    try:
+        with engine.connect() as conn:
+            rows = [r.as_dict() for r in list_actions(conn, limit, after, action)]
+    finally:
+        engine.dispose()
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=False))
+        return
+    console = Console(width=200)
+    for r in rows:
+        console.print(
+            f"#{r['seq']} {r['acted_at']} {escape(r['actor'])} {r['action']} "
+            f"{escape(r['target'])}", soft_wrap=True,
+        )  # fmt: skip
+        console.print(f"    old {escape(_compact(r['old']))}", soft_wrap=True)
+        console.print(f"    new {escape(_compact(r['new']))}", soft_wrap=True)
+        if r["reason"]:
+            console.print(f"    why {escape(r['reason'])}", soft_wrap=True)
+    console.print(f"{len(rows)} operator actions")
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

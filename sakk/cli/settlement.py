@@ -20,8 +20,6 @@ from engine.audit.exceptions import WindowError
 from engine.audit.export import csv_text, jsonable, write_report
 from engine.audit.urls import as_database_url
 from engine.audit.window_lifecycle import (
-    MAX_ACTOR_CHARS,
-    Transition,
     TransitionRefused,
     window_rows,
 )
@@ -40,10 +38,12 @@ from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
 from engine.money import format_minor
+from engine.ops.action import ActionRefusedError, Actor, run_action
+from engine.ops.windows import CloseWindow
 from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
 from engine.risk.windows import closes_at, may_close
 from sakk.cli import cli
-from sakk.cli.options import operator_name
+from sakk.cli.options import actor_of, actor_options
 
 WINDOW_HOURS_ENV = "SAKK_SETTLEMENT_WINDOW_HOURS"
 CLOSE_DELAY_ENV = "SAKK_SETTLEMENT_CLOSE_DELAY_S"
@@ -166,26 +166,27 @@ def settlement_report(
     is_flag=True,
     help="Record the close in the ledger only (no broker); publish later by closing again.",
 )
-@click.option("--by", "by", metavar="NAME", help="Who closes (default: the login name).")
+@actor_options
 @click.option("--json", "as_json", is_flag=True, help="Print the close as JSON.")
 @click.pass_obj
 def settlement_close(
     settings: Settings, window_text: str, hours: str, database: str | None, early: bool,
-    delay_s: int | None, no_publish: bool, by: str | None, as_json: bool,
+    delay_s: int | None, no_publish: bool, by: str | None, reason: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Make a window's net positions final (CLOSED) and publish its events.
 
     The close is asked for now and made once the delay has passed: a payment taken in
     before the request and settled within the delay counts in this window, any later one
     in the next window still open. Closing again changes nothing in the ledger and
-    re-publishes the same events.
+    re-publishes the same events. The close is recorded in the operator audit log
+    (sakk audit log) and as the window's CLOSED row.
     """
+    actor = actor_of(by, reason)
     if settings.uses_embedded_broker and not no_publish:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS to publish the close, "
             "or record it only with --no-publish"
         )
-    actor = operator_name(by, MAX_ACTOR_CHARS)
     delay = timedelta(seconds=settings.settlement_close_delay_s if delay_s is None else delay_s)
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
     try:
@@ -197,8 +198,7 @@ def settlement_close(
                 f"({requested_at.isoformat()}); closing it early needs --early"
             )
         wait_for_close(requested_at, delay)
-        details = Transition(actor, requested_at=requested_at)
-        result = close_window(engine, window, datetime.now(UTC), early=early, details=details)
+        result = _close(engine, CloseWindow(window, early, requested_at, actor.name), actor)
         topic = None if no_publish else _publish_close(settings, engine, result.report)
     except TransitionRefused as exc:
         raise click.ClickException(str(exc)) from exc
@@ -263,6 +263,19 @@ def _print_close(
         console.print(f"  ... {len(close.heads) - SHOWN_HEADS} more (in the closed event)")
     if topic is not None:
         console.print(f"published SettlementWindowClosed {close.event_id} to {topic}")
+
+
+def _close(engine: Engine, action: CloseWindow, actor: Actor) -> CloseResult:
+    """The close, with its audit record; a window closed already is reported as it was closed."""
+    now = datetime.now(UTC)
+    try:
+        done = run_action(engine, action, actor, now)
+    except ActionRefusedError as exc:
+        raise WindowError(str(exc)) from exc
+    if done.plan.noop:
+        return close_window(engine, action.window, now, early=True)  # writes nothing
+    result: CloseResult = done.result
+    return result
 
 
 def _print(console: Console, report: WindowReport) -> None:

@@ -24,28 +24,30 @@ from engine.audit.export import jsonable
 from engine.audit.settled_windows import exposures
 from engine.audit.urls import as_database_url
 from engine.audit.window_lifecycle import (
-    MAX_ACTOR_CHARS,
     TransitionRefused,
+    WindowEventRow,
     settled_nets,
     window_rows,
 )
 from engine.audit.window_settlement import (
+    Answer,
     ConfirmResult,
-    abort_window,
-    confirm_window,
+    SettleResult,
     parties_of,
     read_answers,
-    settle_window,
+    window_answered,
 )
 from engine.audit.windows import Window
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
 from engine.money import format_minor
+from engine.ops.action import ActionRefusedError, Actor, run_action
+from engine.ops.windows import AbortWindow, ConfirmationRefusedError, ConfirmWindow, SettleWindow
 from engine.read.exceptions import WindowError
 from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
 from engine.risk.instruction import Parties
-from sakk.cli.options import operator_name
+from sakk.cli.options import actor_of, actor_options
 from sakk.cli.settlement import (
     _database_option,
     _hours_option,
@@ -56,8 +58,9 @@ MAX_CONFIRMATION_BYTES = 8 * 1024 * 1024  # a pacs.002 of MAX_LINES lines fits i
 
 
 def lifecycle_options(f: Any) -> Any:
-    """``--by``, ``--json``, ``--no-publish``, ``--database-url``: every lifecycle command's."""
-    f = click.option("--by", "by", metavar="NAME", help="Who acts (default: the login name).")(f)
+    """``--by``, ``--reason``, ``--json``, ``--no-publish``, ``--database-url``: every
+    lifecycle command's; each move is an operator action, in the audit log."""
+    f = actor_options(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")(f)
     f = click.option(
         "--no-publish", is_flag=True, help="Record in the ledger only; publish it later."
@@ -144,14 +147,14 @@ def write_instructions(out: Path, instructions: Mapping[str, bytes]) -> dict[str
 @click.pass_obj
 def settlement_settle(
     settings: Settings, window_text: str, out: Path, hours: str, database: str | None,
-    no_publish: bool, as_json: bool, by: str | None,
+    no_publish: bool, as_json: bool, by: str | None, reason: str | None,
 ) -> None:  # fmt: skip
     """Instruct the settlement bank for a CLOSED (or ABORTED) window: SETTLING.
 
     Writes one pacs.009 per currency carrying each bank's net as the close recorded it;
     each new attempt after an abort has new message ids.
     """
-    label, actor = label_of(window_text, hours), operator_name(by, MAX_ACTOR_CHARS)
+    label, actor = label_of(window_text, hours), actor_of(by, reason)
     engine = ledger_of(settings, database, no_publish)
     written: dict[str, Path] = {}
     try:
@@ -159,10 +162,10 @@ def settlement_settle(
         def write(instructions: Mapping[str, bytes]) -> None:
             written.update(write_instructions(out, instructions))
 
-        now = datetime.now(UTC)
-        result = settle_window(engine, label, parties(settings, engine), actor, now, write)
+        action = SettleWindow(label, parties(settings, engine), actor.name, write)
+        result: SettleResult = run_action(engine, action, actor, datetime.now(UTC)).result
         topic = None if no_publish else publish_window(settings, engine, label)
-    except (TransitionRefused, WindowError) as exc:
+    except (TransitionRefused, WindowError, ActionRefusedError) as exc:
         refuse(as_json, label, [str(exc)])
         return
     finally:
@@ -193,29 +196,45 @@ def settlement_settle(
 @click.pass_obj
 def settlement_confirm(
     settings: Settings, files: tuple[Path, ...], window_text: str | None, hours: str,
-    database: str | None, no_publish: bool, as_json: bool, by: str | None,
+    database: str | None, no_publish: bool, as_json: bool, by: str | None, reason: str | None,
 ) -> None:  # fmt: skip
     """Check the settlement bank's pacs.002 answers (one per currency): SETTLED, or refused
     whole with every difference (this window, each bank once, each amount its net, sum zero).
     """
     label = label_of(window_text, hours) if window_text else None
-    actor = operator_name(by, MAX_ACTOR_CHARS)
+    actor = actor_of(by, reason)
     for path in files:
         if path.stat().st_size > MAX_CONFIRMATION_BYTES:
             raise click.UsageError(f"{path}: over {MAX_CONFIRMATION_BYTES} bytes")
     engine = ledger_of(settings, database, no_publish)
     try:
         answers = read_answers([(str(p), p.read_bytes()) for p in files], parties(settings, engine))
-        result = confirm_window(engine, answers, actor, datetime.now(UTC), label)
+        result = _confirm(engine, answers, actor, label)
         topic = (
             None if no_publish or not result.ok else publish_window(settings, engine, result.label)
         )
-    except (TransitionRefused, WindowError) as exc:
+    except (TransitionRefused, WindowError, ActionRefusedError) as exc:
         refuse(as_json, label, [str(exc)])
         return
     finally:
         engine.dispose()
     _report_confirmation(as_json, result, topic)
+
+
+def _confirm(
+    engine: Engine, answers: list[Answer], actor: Actor, label: str | None
+) -> ConfirmResult:
+    """The confirmation as an audited action; refused, the result lists every difference."""
+    if label is None:
+        with engine.connect() as conn:
+            label = window_answered(conn, answers)
+    action = ConfirmWindow(label, answers, actor.name)
+    try:
+        done = run_action(engine, action, actor, datetime.now(UTC))
+    except ConfirmationRefusedError as exc:
+        return exc.result
+    result: ConfirmResult = done.result
+    return result
 
 
 def _report_confirmation(as_json: bool, result: ConfirmResult, topic: str | None) -> None:
@@ -233,23 +252,22 @@ def _report_confirmation(as_json: bool, result: ConfirmResult, topic: str | None
 
 @settlement.command("abort")
 @click.argument("window_text", metavar="WINDOW")
-@click.option(
-    "--reason", required=True, help="Why: the settlement bank refused, or never answered."
-)
 @_hours_option
 @lifecycle_options
 @click.pass_obj
 def settlement_abort(
-    settings: Settings, window_text: str, reason: str, hours: str, database: str | None,
-    no_publish: bool, as_json: bool, by: str | None,
+    settings: Settings, window_text: str, hours: str, database: str | None,
+    no_publish: bool, as_json: bool, by: str | None, reason: str | None,
 ) -> None:  # fmt: skip
-    """SETTLING to ABORTED: the attempt is over; settle again for a new one."""
-    label, actor = label_of(window_text, hours), operator_name(by, MAX_ACTOR_CHARS)
+    """SETTLING to ABORTED, for --reason (the settlement bank refused, or never answered):
+    the attempt is over; settle again for a new one."""
+    label, actor = label_of(window_text, hours), actor_of(by, reason)
     engine = ledger_of(settings, database, no_publish)
     try:
-        row = abort_window(engine, label, reason, actor, datetime.now(UTC))
+        action = AbortWindow(label, reason or "", actor.name)
+        row: WindowEventRow = run_action(engine, action, actor, datetime.now(UTC)).result
         topic = None if no_publish else publish_window(settings, engine, label)
-    except (TransitionRefused, WindowError) as exc:
+    except (TransitionRefused, WindowError, ActionRefusedError) as exc:
         refuse(as_json, label, [str(exc)])
         return
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import Connection, func, insert, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from consumers.settlement import build_legs
 from engine.audit.chain import verify
@@ -265,4 +266,28 @@ def test_the_read_side_indexes_come_with_0013_and_go_with_its_downgrade(database
     assert not wanted & names()
     upgrade(database_url)
     assert wanted <= names()
+    engine.dispose()
+
+
+def test_operator_actions_and_reference_versions_come_with_0014_and_go_with_its_downgrade(
+    database_url,
+):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    tables = set(inspect(engine).get_table_names())
+    assert {"operator_actions", "reference_versions"} <= tables
+    command.downgrade(alembic_config(database_url), "0013_read")
+    tables = set(inspect(engine).get_table_names())
+    assert not {"operator_actions", "reference_versions"} & tables and "payment_iso" in tables
+    upgrade(database_url)
+    with engine.begin() as conn:  # the append-only guard is back with the tables
+        conn.execute(
+            text(
+                "INSERT INTO reference_versions (version, kind, item, announced_at, "
+                "effective_from, action_seq) VALUES (1, 'fee', 'WEB/TRANSFER/MAD', :t, :t, 1)"
+            ),
+            {"t": datetime.now(UTC)},
+        )
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM reference_versions"))
     engine.dispose()

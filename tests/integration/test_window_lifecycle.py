@@ -312,7 +312,7 @@ def test_the_lifecycle_tables_come_with_0016_and_go_with_its_downgrade(database_
     upgrade(database_url)
     engine = make_engine(database_url)
     assert tables <= set(inspect(engine).get_table_names())
-    command.downgrade(alembic_config(database_url), "0013_read")
+    command.downgrade(alembic_config(database_url), "0014_ops")
     assert not tables & set(inspect(engine).get_table_names())
     upgrade(database_url)
     with engine.begin() as conn:  # the guards came back with the tables

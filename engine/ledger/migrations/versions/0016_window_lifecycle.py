@@ -7,14 +7,14 @@ the bank paid) of a SETTLED window, written in the transaction that settles it. 
 both are never updated or deleted (triggers refuse both, as for ``approved_schemas``).
 
 Revision ID: 0016_window_lifecycle
-Revises: 0013_read
+Revises: 0014_ops
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_window_lifecycle"
-down_revision = "0013_read"
+down_revision = "0014_ops"
 branch_labels = None
 depends_on = None
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from sqlalchemy import Connection, Engine
 from rich.markup import escape
+from sqlalchemy import Connection, Engine
 
 from engine.audit.chain import (
     Anchor,

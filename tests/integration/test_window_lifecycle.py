@@ -46,6 +46,7 @@ from engine.audit.window_settlement import (
 from engine.audit.windows import Window, close_window
 from engine.ledger.database import alembic_config, make_engine, upgrade
 from engine.ledger.models import SettlementWindowEvent, WindowSettlement, table_of
+from engine.ops.audit_log import list_actions
 from engine.risk.confirmation import AnswerLine, answer_lines, build_answer
 from engine.risk.instruction import Parties, SettlementBatch
 from engine.risk.windows import WindowEvent, WindowState
@@ -248,6 +249,17 @@ def test_a_confirmation_that_differs_is_refused_whole_with_every_difference(
     code, out = run(env, "settlement", "abort", "2026-11-24", "--reason", "late",
                     "--no-publish", "--json")  # fmt: skip
     assert code == 1 and "is SETTLED: cannot abort" in out["problems"][0], out
+    with ledger.connect() as conn:  # every move taken is an audited action; refusals are not
+        logged = [(a.action, a.target, a.actor) for a in list_actions(conn)]
+        settled = json.loads(list_actions(conn, action="window.confirm")[0].new_value or "{}")
+    assert logged == [
+        ("window.close", "window 2026-11-24", "operator-1"),
+        ("window.settle", "window 2026-11-24", "operator-1"),
+        ("window.close", "window 2026-11-25", "operator-1"),
+        ("window.settle", "window 2026-11-25", "operator-1"),
+        ("window.confirm", "window 2026-11-24", logged[-1][2]),
+    ]
+    assert settled["state"] == "SETTLED" and len(settled["settled"]) == len(batch.lines)
 
 
 def test_the_windows_events_replay_to_the_ledgers_states(broker, settings_factory, sqlite_url):

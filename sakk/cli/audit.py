@@ -198,14 +198,7 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         "CLOSED WINDOWS CHANGED",
         report.window_problems,
     )
-    settled = report.settlement
-    _print_list(
-        console,
-        f"{settled.windows} windows' lifecycle rows intact and allowed; {settled.settled} "
-        f"settled windows unchanged; each bank's position equals its unsettled nets",
-        "SETTLEMENT PROBLEMS",
-        settled.problems,
-    )
+    _print_settlement(console, report)
     _print_list(
         console,
         f"{report.anchors_checked} anchors match their chains",
@@ -218,6 +211,17 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         f"the operator audit log holds: {log.rows:,} actions, head #{log.last_seq} {log.head_hash}",
         "OPERATOR AUDIT LOG BROKEN",
         log.problems,
+    )
+
+
+def _print_settlement(console: Console, report: VerifyReport) -> None:
+    settled = report.settlement
+    _print_list(
+        console,
+        f"{settled.windows} windows' lifecycle rows intact and allowed; {settled.settled} "
+        f"settled windows unchanged; each bank's position equals its unsettled nets",
+        "SETTLEMENT PROBLEMS",
+        settled.problems,
     )
 
 

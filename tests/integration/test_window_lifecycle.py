@@ -389,3 +389,15 @@ def test_audit_verify_finds_a_settled_window_changed_and_a_rewritten_transition(
     )
     changed = [p for p in problems if p.startswith(f"settled window {day1} bank ")]
     assert changed and "the ledger now gives" in changed[0], problems
+
+
+def test_an_unusable_confirmation_file_is_refused_with_its_problem(ledger):
+    (day1,) = closed(ledger, DAY1)
+    (batch,) = settle(ledger, day1)
+    answers = read_answers([("garbage.xml", b"<not-a-pacs002/>")], parties(ledger))
+    result = confirm_window(ledger, answers, "operator-1", LATER)
+    assert not result.ok and result.label == day1
+    assert result.differences[0].startswith("garbage.xml: not a usable pacs.002")
+    assert f"no confirmation answers instruction {batch.message_id}" in result.differences[1]
+    with ledger.connect() as conn:
+        assert window_state(conn, day1).state is WindowState.SETTLING

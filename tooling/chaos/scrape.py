@@ -10,6 +10,7 @@ log lines: rewording a log message changes no figure.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import socket
 import urllib.error
@@ -73,7 +74,8 @@ class CounterWatch:
         try:
             with urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as response:  # noqa: S310
                 text = response.read().decode("utf-8", errors="replace")
-        except (OSError, urllib.error.URLError) as exc:
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+            # Killed mid-answer (IncompleteRead) or not up yet: its last reading stands.
             log.debug("%s: metrics unreadable: %s", label, exc)
             return
         if (label, pid) not in self._last and len(self._last) >= MAX_INCARNATIONS:

@@ -45,3 +45,32 @@ def test_a_restarted_process_adds_to_what_the_one_before_it_counted():
 
     assert watch.totals()["batches split"] == (before + 2) + (before + 3)
     assert watch.port_of("validator-1") == watch.ports["validator-1"]
+
+
+def test_a_process_killed_while_answering_keeps_its_last_reading() -> None:
+    """A kill mid-answer cuts the body short: the harness keeps what it read before."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_then_die() -> None:  # announces 1,000 bytes, sends 10, hangs up
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n# HELP x\n")
+        conn.close()
+
+    server = threading.Thread(target=answer_then_die, daemon=True)
+    server.start()
+    watch = CounterWatch("127.0.0.1")
+    watch.ports["validator-0"] = port
+    watch._last[("validator-0", 1)] = parse_counters(
+        "# TYPE sakk_batches_split_total counter\nsakk_batches_split_total 2\n", RIDDEN_OUT
+    )
+
+    watch.read("validator-0", 1)
+
+    server.join(timeout=5)
+    listener.close()
+    assert watch.totals() == {"batches split": 2}

@@ -196,8 +196,7 @@ def _position_moves(
     """How a step moves its banks' positions (``consumers.positions``): interbank only."""
     if not interbank(payment.payer_bank, payment.payee_bank):
         return []
-    cur, moves = payment.currency, []
-    held = 0
+    cur, moves, held = payment.currency, list[Write](), 0
     if effect.hold is not None:  # what the payer's bank still held of it is released ...
         view, change = effect.hold.view, effect.hold
         left = view.amount_minor - view.captured_minor

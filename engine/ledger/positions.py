@@ -102,6 +102,7 @@ class Crossed:
     cap_minor: int
     alert_percent: int
     version: int  # the row's version once moved: names the crossing
+    at: datetime  # when the movement that crossed it happened (its event's time)
 
 
 @dataclass(slots=True)
@@ -296,7 +297,7 @@ def _crossing(row: PositionMoved, net: _Net, after: int, version: int) -> Crosse
     if crossing(previous, new, row.alert_percent) is Crossing.REACHED:
         return Crossed(
             row.bank_code, row.currency, after - row.settled_minor, row.cap_minor,
-            row.alert_percent, version,
+            row.alert_percent, version, row.at,
         )  # fmt: skip
     return None
 
@@ -307,6 +308,10 @@ def alert_notification(crossed: Crossed, to: AlertTo, now: datetime) -> DueNotif
     subject = f"cap:{crossed.bank_code}:{crossed.currency}:{crossed.version}"
     share = Share(crossed.exposure_minor, crossed.cap_minor)
     payload = {
+        # what every notification carries: the bank (as payer) and its settlement account
+        "payer_bank": crossed.bank_code, "bank_reference": CAP_ALERT,
+        "payer_account": f"{crossed.bank_code}-SETTLEMENT-{crossed.currency}",
+        "occurred_at": crossed.at.isoformat(),
         "bank_code": crossed.bank_code, "currency": crossed.currency,
         "exposure_minor": crossed.exposure_minor, "net_debit_cap_minor": crossed.cap_minor,
         "alert_percent": crossed.alert_percent, "share_used_bps": share.basis_points,

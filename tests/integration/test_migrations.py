@@ -266,3 +266,20 @@ def test_the_read_side_indexes_come_with_0013_and_go_with_its_downgrade(database
     upgrade(database_url)
     assert wanted <= names()
     engine.dispose()
+
+
+def test_the_position_tables_come_with_0015_and_go_with_its_downgrade(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    tables = {"bank_limits", "bank_positions", "liquidity_movements"}
+    assert tables <= set(inspect(engine).get_table_names())
+    columns = {c["name"] for c in inspect(engine).get_columns("bank_positions")}
+    assert columns == {
+        "bank_code", "currency", "posted_minor", "holds_minor", "liquidity_minor", "version",
+        "updated_at",
+    }  # fmt: skip
+    command.downgrade(alembic_config(database_url), "0013_read")
+    assert not tables & set(inspect(engine).get_table_names())
+    upgrade(database_url)
+    assert tables <= set(inspect(engine).get_table_names())
+    engine.dispose()

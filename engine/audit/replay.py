@@ -284,9 +284,7 @@ def _run(
         expiries = read_expiries(settings, request, codec, validated_topic)
         report.expiries_read = len(expiries)
         hold = _order_hold(request, path, topic, ranges, report, expiries)
-        movements = read_movements(settings, request, codec)
-        ranked, feed = _route_expiries([*expiries, *movements], hold)
-        feed.know(m.payment_id for m in movements)  # a movement waits for no payment
+        ranked, feed = _route_expiries(expiries, hold, read_movements(settings, request, codec))
         early = [] if hold is None else hold.push_all((e.event_id, e.message) for e in ranked)
         reader = RangeReader(consumer, topic, ranges)
         window = _selected_window(request)
@@ -451,16 +449,19 @@ class ExpiryFeed:
 
 
 def _route_expiries(
-    expiries: Sequence[Expiry], hold: OrderHold | None
+    expiries: Sequence[Expiry], hold: OrderHold | None, movements: Sequence[Expiry] = ()
 ) -> tuple[list[Expiry], ExpiryFeed]:
     """(the expiries the live settlement order places, the feed of the others).
 
     An expiry the live settlement decided waits for its turn in the order hold; any
-    other (no ``--order-from``, or not decided live yet) goes in by record time.
+    other (no ``--order-from``, or not decided live yet) goes in by record time, as every
+    liquidity movement does (it waits for no payment).
     """
     ranked = [e for e in expiries if hold is not None and e.event_id in hold.rank]
     others = [e for e in expiries if hold is None or e.event_id not in hold.rank]
-    return ranked, ExpiryFeed(others)
+    feed = ExpiryFeed([*others, *movements])
+    feed.know(m.payment_id for m in movements)
+    return ranked, feed
 
 
 def _payments_made(result: BatchResult) -> set[str]:

@@ -194,8 +194,13 @@ def build_reference(seed: int = 7, customers_per_bank: int = 60) -> dict[str, An
         # Each bank's interbank limits: far above what the demo and the tests send, so
         # only a workload that means to (the chaos run, a cap test) ever meets them.
         "bank_limits": [
-            {"bank": code, "currency": CURRENCY, "net_debit_cap_minor": NET_DEBIT_CAP_MAD * 100,
-             "alert_percent": CAP_ALERT_PERCENT, "liquidity_minor": LIQUIDITY_MAD * 100}
+            {
+                "bank": code,
+                "currency": CURRENCY,
+                "net_debit_cap_minor": NET_DEBIT_CAP_MAD * 100,
+                "alert_percent": CAP_ALERT_PERCENT,
+                "liquidity_minor": LIQUIDITY_MAD * 100,
+            }
             for code, _, _ in BANKS
         ],  # fmt: skip
     }

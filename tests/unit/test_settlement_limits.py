@@ -7,7 +7,8 @@ from consumers.settlement import Funds, SettlementContext
 from engine.ledger.models import PaymentState
 from engine.ledger.positions import BankRow, PositionMoved
 from engine.pipeline.contract import Decision
-from tests.factories import AMINA, KARIM, YOUSSEF, payment
+from tests.factories import AMINA, KARIM, YOUSSEF, authorization, payment, step
+from tests.unit.test_lifecycle import Flow, refused
 from tests.unit.test_settlement import STAGE, WEB_FEE, validated
 
 CAP = 50_000
@@ -66,3 +67,32 @@ def test_a_bank_without_limits_is_not_bounded() -> None:
     ctx.funds[KARIM[1]] = Funds(1_000_000, 0)
     ctx.states[record["payment_id"]] = PaymentState.VALIDATED
     assert STAGE.decide(validated(record), ctx).outcome == "settled"  # type: ignore[union-attr]
+
+
+def moves_of(decision: Decision) -> set[tuple[str, int, int]]:
+    return {
+        (w.bank_code, w.posted_minor, w.holds_minor)
+        for w in decision.writes
+        if isinstance(w, PositionMoved)
+    }
+
+
+def test_a_capture_turns_the_hold_into_the_position_and_a_void_releases_the_rest() -> None:
+    flow = Flow()
+    auth = authorization(AMINA, KARIM, 30_000)
+
+    assert moves_of(flow.pay(auth)) == {("007", 0, 30_000)}
+    captured = flow.step(step(auth, "CAPTURE", "007", 10_000))
+    assert moves_of(captured) == {("007", 10_000, -10_000), ("011", -10_000, 0)}
+    assert moves_of(flow.step(step(auth, "VOID", "007"))) == {("007", 0, -20_000)}
+
+
+def test_a_refund_the_payees_bank_cannot_cover_under_its_cap_is_refused_am23() -> None:
+    flow = Flow()
+    sale = payment(AMINA, KARIM, 10_000, "WEB", "PURCHASE")
+    flow.pay(sale)
+    flow.ctx.banks.rows[("011", "MAD")] = BankRow("011", "MAD", 0, 0, 9_000, 5_000, 80, 0)
+
+    assert refused(flow.step(step(sale, "REFUND", "011", 5_001)))[0] == "AM23"
+    applied = flow.step(step(sale, "REFUND", "011", 5_000))  # exactly at its cap
+    assert moves_of(applied) == {("011", 5_000, 0), ("007", -5_000, 0)}

@@ -18,10 +18,10 @@ COPY producers ./producers
 COPY sakk ./sakk
 RUN /opt/sakk/bin/pip install .
 
-# ---- build-dev: the same virtualenv, Sakk reinstalled with the tooling package
+# ---- build-dev: the same virtualenv plus the tooling distribution (tooling/pyproject.toml)
 FROM build AS build-dev
 COPY tooling ./tooling
-RUN /opt/sakk/bin/pip install --no-deps --force-reinstall . \
+RUN /opt/sakk/bin/pip install --no-deps ./tooling \
  && /opt/sakk/bin/pip uninstall --yes pip
 
 # ---- build-runtime: the production virtualenv, without pip

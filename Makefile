@@ -14,10 +14,10 @@ POSTGRES_SERVER_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 help: ## List the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tooling/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./tooling
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install Sakk with its development tools
@@ -28,7 +28,7 @@ demo: $(STAMP) ## Run the demo: embedded broker, SQLite ledger, thousands of pay
 test: $(STAMP) ## Run the whole test suite (SQLite and the local PostgreSQL, embedded broker)
 	$(BIN)/pytest
 
-bench: $(STAMP) ## Benchmark: raw hop, full flow on SQLite and PostgreSQL, latency curve, hot accounts, scale-out
+bench: $(STAMP) ## Benchmark: raw hop, null pipeline, full flow on SQLite and PostgreSQL, latency curve and knee, hot accounts, scale-out
 	$(BIN)/sakk bench
 
 chaos: PAYMENTS = 500

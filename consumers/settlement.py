@@ -67,7 +67,12 @@ from engine.ledger.recorder import (
     PaymentProgress,
     Transition,
 )
-from engine.ledger.reference import FeeSchedule, Limits, read_fee_schedule, read_limits
+from engine.ledger.reference import FeeSchedule, Limits
+from engine.ledger.reference_versions import (
+    ReferenceBook,
+    ReferenceRefresher,
+    latest_occurred_at,
+)
 from engine.ledger.states import IllegalTransitionError, check_transition
 from engine.money import format_minor
 from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
@@ -91,7 +96,14 @@ class SettlementContext:
     limits: Limits = field(default_factory=Limits)
     payments: dict[str, PaymentView] = field(default_factory=dict)  # those steps name
     holds: dict[str, HoldView] = field(default_factory=dict)
-    banks: BankBook = field(default_factory=BankBook)
+    reference: ReferenceBook | None = None  # fees and limits by event time, when they change
+    banks: BankBook = field(default_factory=BankBook)  # the interbank limits (positions)
+
+    def fees_at(self, moment: datetime) -> FeeSchedule:
+        return self.fees if self.reference is None else self.reference.fees_at(moment)
+
+    def limits_at(self, moment: datetime) -> Limits:
+        return self.limits if self.reference is None else self.reference.limits_at(moment)
 
     def absorb(self, decision: Decision) -> None:
         for row in decision.writes:
@@ -141,8 +153,14 @@ class Settlement(StageDefaults):
         limits: Limits | None = None,
     ):
         self.settings = settings
-        self._fees = fee_schedule
-        self._limits = limits
+        self._fixed = (
+            None
+            if fee_schedule is None and limits is None
+            else ReferenceBook.fixed(fee_schedule or FeeSchedule(), limits or Limits())
+        )
+        self._reference = ReferenceRefresher(
+            settings.reference_refresh_ms / 1000, settings.reference_notice_s
+        )
         self._clock = clock
         self._next_fold = clock()
         self._alert_to = AlertTo(settings.notify_sender, settings.notify_horizon_s)
@@ -151,10 +169,9 @@ class Settlement(StageDefaults):
         return [PAYMENT_VALIDATED.topic(self.settings), FUNDS_IN.topic(self.settings)]
 
     def load(self, conn: Connection, batch: Sequence[Inbound]) -> SettlementContext:
-        if self._fees is None:
-            self._fees = read_fee_schedule(conn)
-        if self._limits is None:
-            self._limits = read_limits(conn)
+        book = self._fixed or self._reference.current(
+            conn, latest_occurred_at(i.record for i in batch)
+        )
         p = table_of(Payment)
         ids = {i.record["payment_id"] for i in batch if i.event_type not in LIQUIDITY}
         states = {
@@ -175,8 +192,8 @@ class Settlement(StageDefaults):
         }
         banks = BankBook.load(conn, _bank_keys(batch, payments.values()), self._alert_to)
         return SettlementContext(
-            states, _funds(conn, paying), self._fees, self._limits, payments,
-            _hold_views(conn, stepped), banks,
+            states, _funds(conn, paying), book.fees[0], book.limits[0], payments,
+            _hold_views(conn, stepped), book, banks,
         )  # fmt: skip
 
     def committed(self, engine: Engine) -> None:
@@ -192,7 +209,9 @@ class Settlement(StageDefaults):
             return liquidity_decision(inbound, ctx.banks)
         if inbound.event_type == PAYMENT_STEP_VALIDATED.name:
             p = inbound.record
-            rules = StepRules(ctx.fees, chain=inbound.partition, banks=ctx.banks)
+            rules = StepRules(
+                ctx.fees_at(p["occurred_at"]), chain=inbound.partition, banks=ctx.banks
+            )
             payment = _named_payment(ctx.payments, p["payment_id"])
             hold = ctx.holds.get(payment.payment_id) if payment is not None else None
             return rules.decide(p, payment, hold, ctx.funds)
@@ -203,8 +222,9 @@ class Settlement(StageDefaults):
         if current is None:
             return Refusal("unknown_payment", f"payment {p['payment_id']} is not in the ledger")
         amount, currency = p["amount_minor"], p["currency"]
+        fees = ctx.fees_at(p["occurred_at"])
         fee = compute_fee(
-            ctx.fees, p["channel"], p["payment_type"], currency, amount, p.get("egov_service")
+            fees, p["channel"], p["payment_type"], currency, amount, p.get("egov_service")
         )
         check_no_vignette_fee(p.get("egov_service"), fee)
         payer = ctx.funds[p["payer_account"]]
@@ -231,7 +251,8 @@ class Settlement(StageDefaults):
         if beyond is not None:
             return _failed(p, Reason(beyond.reason_code), beyond.message)
         if authorizing:
-            life = hold_expiry(ctx.limits, p["channel"], currency, self.settings.hold_expiry_s)
+            limits = ctx.limits_at(p["occurred_at"])
+            life = hold_expiry(limits, p["channel"], currency, self.settings.hold_expiry_s)
             return _authorized(p, fee, p["occurred_at"] + life, ctx.banks)
         return self._settled(inbound, fee, ctx.banks)
 

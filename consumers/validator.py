@@ -45,7 +45,12 @@ from engine.ledger.models import (
 )
 from engine.ledger.queries import select_in
 from engine.ledger.recorder import NewPayment, PaymentIsoIds, ReferenceTaken, Transition, Write
-from engine.ledger.reference import Limits, read_limits
+from engine.ledger.reference import FeeSchedule, Limits
+from engine.ledger.reference_versions import (
+    ReferenceBook,
+    ReferenceRefresher,
+    latest_occurred_at,
+)
 from engine.masking import mask_account
 from engine.money import MAX_AMOUNT_MINOR, format_minor, is_known_currency
 from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
@@ -179,6 +184,10 @@ class ValidatorContext:
     payments: set[str]  # payment ids already used
     banks: frozenset[str]
     limits: Limits
+    reference: ReferenceBook | None = None  # limits by event time, when they change
+
+    def limits_at(self, moment: datetime) -> Limits:
+        return self.limits if self.reference is None else self.reference.limits_at(moment)
 
     def absorb(self, decision: Decision) -> None:
         for row in decision.writes:
@@ -200,16 +209,18 @@ class Validator(StageDefaults):
         self, settings: Settings, limits: Limits | None = None, gate: SignatureGate | None = None
     ):
         self.settings = settings
-        self._limits = limits
+        self._fixed = None if limits is None else ReferenceBook.fixed(FeeSchedule(), limits)
+        self._reference = ReferenceRefresher(
+            settings.reference_refresh_ms / 1000, settings.reference_notice_s
+        )
         self.gate = gate or SignatureGate()  # the processor checks signatures before decoding
 
     def input_topics(self) -> list[str]:
         return [PAYMENT_INITIATED.topic(self.settings)]
 
     def load(self, conn: Connection, batch: Sequence[Inbound]) -> ValidatorContext:
-        if self._limits is None:
-            self._limits = read_limits(conn)
         records = [i.record for i in batch]
+        book = self._fixed or self._reference.current(conn, latest_occurred_at(records))
         numbers = {r[k] for r in records for k in ("payer_account", "payee_account") if k in r}
         a = Account.__table__
         accounts = {
@@ -238,7 +249,7 @@ class Validator(StageDefaults):
             )
         }
         banks = frozenset(conn.execute(select(Bank.code)).scalars())
-        return ValidatorContext(accounts, known_refs, payments, banks, self._limits)
+        return ValidatorContext(accounts, known_refs, payments, banks, book.limits[0], book)
 
     def decide(self, inbound: Inbound, ctx: ValidatorContext) -> Decision | Refusal:
         p = inbound.record
@@ -307,7 +318,7 @@ class Validator(StageDefaults):
         payee = ctx.accounts.get(p["payee_account"])
         rejection = (
             check_formats(p)
-            or check_amount(p, ctx.limits)
+            or check_amount(p, ctx.limits_at(p["occurred_at"]))
             or check_event_time(p["occurred_at"], inbound.timestamp_ms, self.settings)
             or check_account("payer", p["payer_bank"], p["payer_account"], payer, ctx.banks)
             or check_account("payee", p["payee_bank"], p["payee_account"], payee, ctx.banks)

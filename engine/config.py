@@ -97,6 +97,11 @@ class Settings:
     # Validation
     max_event_age_s: int = field(default=7 * 24 * 3600, metadata=_bounds(1, 366 * 24 * 3600))
     max_event_skew_s: int = field(default=300, metadata=_bounds(0, 24 * 3600))
+    # Reference data changed while running (engine.ledger.reference_versions): how often a
+    # stage looks for a new version, and how long after it is announced a change takes
+    # effect (more than the skew plus two refresh intervals, checked at start).
+    reference_refresh_ms: int = field(default=5_000, metadata=_bounds(10, 300_000))
+    reference_notice_s: int = field(default=360, metadata=_bounds(1, 30 * 24 * 3600))
 
     # Lifecycle: how long a hold lives when its channel's reference data says nothing, and
     # the expiry scheduler (consumers.expiry): how often it looks for holds past their
@@ -131,6 +136,14 @@ class Settings:
     # The bank that key is (``--bank``): needed only when the key file's name does not
     # say it (``sakk keys generate BANK`` names it BANK-KEYID.key); a key signs for one bank.
     signing_bank: str = ""
+
+    # Settlement windows (engine.risk.windows): a close waits this long after it is asked
+    # for, so payments in flight finish in their window; the instruction (pacs.009) names
+    # the switch's technical account, the settlement bank and its clearing system.
+    settlement_close_delay_s: int = field(default=5, metadata=_bounds(0, 600))
+    settlement_switch_code: str = "SAKK"
+    settlement_bank_code: str = "BAM"
+    settlement_clearing_system: str = "SRBM"
 
     # Metrics and health
     metrics_host: str = "127.0.0.1"
@@ -334,6 +347,7 @@ def _check_bounds(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}NOTIFY_SENDER={settings.notify_sender!r}: expected 'log' or 'webhook'"
         )
+    _check_reference_notice(settings)
     if settings.notify_retry_initial_ms > settings.notify_retry_max_ms:
         raise SettingsError(
             f"{PREFIX}NOTIFY_RETRY_INITIAL_MS={settings.notify_retry_initial_ms} must not exceed "
@@ -365,6 +379,16 @@ def _check_bounds(settings: Settings) -> None:
 
 
 MAX_WEBHOOK_SIGNING_KEYS = 2  # the current key, and the next one during a rotation
+
+
+def _check_reference_notice(settings: Settings) -> None:
+    """A change takes effect after every stage has seen it (engine.ledger.reference_versions)."""
+    needed_ms = settings.max_event_skew_s * 1000 + 2 * settings.reference_refresh_ms
+    if settings.reference_notice_s * 1000 <= needed_ms:
+        raise SettingsError(
+            f"{PREFIX}REFERENCE_NOTICE_S={settings.reference_notice_s} must exceed "
+            f"{PREFIX}MAX_EVENT_SKEW_S plus twice {PREFIX}REFERENCE_REFRESH_MS ({needed_ms} ms)"
+        )
 
 
 def _check_crash_points(settings: Settings) -> None:

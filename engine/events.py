@@ -167,6 +167,18 @@ ON_TOPIC: Mapping[str, tuple[EventType, ...]] = MappingProxyType(
     {t: tuple(e for e in EVENTS.values() if e.topic_name == t) for t in BY_TOPIC}
 )
 TOPIC_NAMES = tuple(BY_TOPIC)  # every topic an event travels on, in declaration order
+# The switch's own events, not a payment's: each travels on its topic beside the pipeline,
+# produced and read by the commands and auditors that own it, never by a stage.
+SETTLEMENT_WINDOW_CHANGED = EventType(
+    "SettlementWindowChanged",
+    "settlement_window_changed.avsc",
+    "settlement.windows",
+    key_field="window",  # one window's transitions keep their order
+    signer_field="actor",
+)
+SWITCH_EVENTS: Mapping[str, EventType] = MappingProxyType(
+    {SETTLEMENT_WINDOW_CHANGED.name: SETTLEMENT_WINDOW_CHANGED}
+)
 OUTCOME_EVENTS = (
     PAYMENT_SETTLED, PAYMENT_REJECTED, PAYMENT_FAILED, PAYMENT_STEP_COMPLETED,
     PAYMENT_STEP_REFUSED,
@@ -273,6 +285,7 @@ def check_against_schemas(schemas_dir: Path) -> None:
             if types.get(name) != "string":
                 problems.append(f"{event.name}: id field {name!r} is not a string field")
         problems += catalog_enum_problems(event.name, types)
+    problems += _switch_event_problems(schemas_dir)
     undeclared = sorted(
         p.name
         for pattern in ("payment_*.avsc", "liquidity_*.avsc")
@@ -283,3 +296,20 @@ def check_against_schemas(schemas_dir: Path) -> None:
         problems.append(f"schemas without a declared event type: {', '.join(undeclared)}")
     if problems:
         raise EventDeclarationError("; ".join(problems))
+
+
+def _switch_event_problems(schemas_dir: Path) -> list[str]:
+    """How the switch's own events disagree with their schema files (name, key field)."""
+    problems: list[str] = []
+    for event in SWITCH_EVENTS.values():
+        try:
+            schema = json.loads((schemas_dir / event.schema_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{event.name}: cannot read {event.schema_file}: {exc}")
+            continue
+        types = {f["name"]: f["type"] for f in schema.get("fields", [])}
+        if schema.get("name") != event.name:
+            problems.append(f"{event.name}: {event.schema_file} defines {schema.get('name')!r}")
+        if types.get(event.key_field) != "string" or types.get("event_id") != "string":
+            problems.append(f"{event.name}: event_id and {event.key_field!r} must be strings")
+    return problems

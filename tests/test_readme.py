@@ -53,6 +53,7 @@ def test_make_demo_publishes_settles_and_checks_the_ledger(tmp_path):
     assert "OK ledger balances" in run.stdout
     assert "OK lifecycle as the traffic expected" in run.stdout
     assert "OK net positions sum to zero" in run.stdout
+    assert re.search(r"OK window \S+ closed, instructed \(pacs.009\), confirmed", run.stdout)
     for table in ("Card holds by channel", "Money back by channel", "Interbank net positions"):
         assert table in run.stdout
     signed = re.search(r"OK signed (\d+), refused for security (\d+)", run.stdout)

@@ -27,10 +27,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from engine.audit.settled_windows import WindowSettlementCheck, check_settled_windows
 from engine.audit.windows import Close, all_window_reports, read_closes
 from engine.ledger.checks import LedgerCheck, LifecycleCheck, check_ledger, check_lifecycle
 from engine.ledger.models import LedgerChainHead, LedgerEntry, Posting
 from engine.ledger.postings import DEFAULT_CHAIN, GENESIS_HASH, MAX_CHAINS, entry_hash
+from engine.ops.audit_log import ActionLogCheck, verify_action_log
 
 WALK_CHUNK = 10_000
 MAX_BREAKS_LISTED = 1_000
@@ -113,11 +115,15 @@ class VerifyReport:
     anchor_problems: list[str] = field(default_factory=list)
     anchors_checked: int = 0
     windows_checked: int = 0
+    settlement: WindowSettlementCheck = field(default_factory=WindowSettlementCheck)
+    action_log: ActionLogCheck = field(default_factory=ActionLogCheck)  # engine.ops.audit_log
 
     @property
     def ok(self) -> bool:
         return not (self.walk.break_count or self.ledger.violations or self.lifecycle.violations
-                    or self.window_problems or self.anchor_problems)  # fmt: skip
+                    or self.window_problems or self.anchor_problems
+                    or self.settlement.problems
+                    or self.action_log.problems)  # fmt: skip
 
     @property
     def first_break(self) -> ChainBreak | None:
@@ -141,6 +147,11 @@ class VerifyReport:
             "windows_checked": self.windows_checked,
             "window_problems": len(self.window_problems),
             "anchors_checked": self.anchors_checked, "anchor_problems": len(self.anchor_problems),
+            "lifecycle_windows": self.settlement.windows,
+            "settled_windows": self.settlement.settled,
+            "settlement_problems": len(self.settlement.problems),
+            "operator_actions": self.action_log.rows,
+            "operator_action_problems": len(self.action_log.problems),
         }  # fmt: skip
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
@@ -151,6 +162,8 @@ class VerifyReport:
             "lifecycle_violations": [{"violation": v} for v in self.lifecycle.violations],
             "window_problems": [{"problem": p} for p in self.window_problems],
             "anchor_problems": [{"problem": p} for p in self.anchor_problems],
+            "settlement_problems": [{"problem": p} for p in self.settlement.problems],
+            "operator_action_problems": [{"problem": p} for p in self.action_log.problems],
         }
 
 
@@ -314,6 +327,7 @@ def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyR
     anchors = window_anchors(conn) + list(external_anchors)
     walk = walk_ledger(conn, anchors)
     report = VerifyReport(walk, check_ledger(conn), check_lifecycle(conn))
+    report.action_log = verify_action_log(conn)
     for anchor in anchors:
         report.anchors_checked += 1
         problem = _anchor_problem(walk, anchor)
@@ -331,6 +345,7 @@ def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyR
                     report.window_problems.append(
                         f"window {window.window.label}: net positions sum to {off}, not zero"
                     )
+    report.settlement = check_settled_windows(conn)
     return report
 
 

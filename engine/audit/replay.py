@@ -56,6 +56,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offsets, locate_by_time
@@ -85,6 +86,7 @@ from engine.ledger.models import (
 )
 from engine.ledger.queries import select_in
 from engine.ledger.reference import load_reference_data, read_file
+from engine.ledger.reference_versions import copy_versions, has_versions_table
 from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.pipeline.messages import RawMessage
@@ -202,9 +204,28 @@ def replay(
     try:
         _require_fresh(engine, request.target_url)
         load_reference_data(engine, read_file(request.reference_file))
+        _copy_reference_versions(settings.ledger_url, engine)
         return _run(settings, request, engine, ReplayPath.of(topology), progress)
     finally:
         engine.dispose()
+
+
+def _copy_reference_versions(live_url: str, target: Engine) -> None:
+    """The live ledger's reference versions (fees and limits changed while running), so that
+    each event is decided with the reference data in force at its time, as it was live."""
+    database = make_url(live_url).database
+    if is_sqlite(live_url) and not (database and Path(database).is_file()):
+        log.warning("replay: no live ledger at %s: no reference versions copied", live_url)
+        return
+    live = make_engine(live_url, pool_size=1)
+    try:
+        with live.connect() as source, target.begin() as conn:
+            if has_versions_table(source):
+                log.info("replay: %d reference versions copied", copy_versions(source, conn))
+    except OperationalError as exc:
+        log.warning("replay: live ledger unreadable (%s): no reference versions copied", exc)
+    finally:
+        live.dispose()
 
 
 def check_target(settings: Settings, target_url: str) -> None:

@@ -8,16 +8,23 @@ registry: the stage codecs neither produce nor consume it.
 It carries every chain's head at the close (``chain_heads``); ``chain_seq`` and
 ``chain_hash`` stay chain 0's head, so readers of the first version still read it,
 and events of that version (no ``chain_heads``) are read with an empty list.
+
+``SettlementWindowChanged`` on ``settlement.windows`` (declared in ``engine.events``) is
+each lifecycle row of a window (``engine.audit.window_lifecycle``) as an event, keyed by
+the window; the auditor replays them (``replay_states``) and compares with the ledger.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from engine.audit.offsets import OffsetLocator, PartitionRange
 from engine.audit.reader import RangeReader
+from engine.audit.window_lifecycle import WindowEventRow
 from engine.audit.windows import WindowReport
 from engine.config import Settings
+from engine.events import SETTLEMENT_WINDOW_CHANGED
 from engine.kafka.client import Outgoing, create_topics, make_consumer, make_producer, send_all
 from engine.serialization import ApprovedSchemaSource, AvroCodec, DecodeError, SchemaRegistry
 
@@ -79,8 +86,48 @@ def read_closed_events(
     settings: Settings, approved: ApprovedSchemaSource | None = None
 ) -> list[dict[str, Any]]:
     """Every window-closed event on the topic (none when the topic does not exist)."""
-    topic = windows_topic(settings)
-    codec = window_codec(settings, approved)  # earlier versions: those approved in the ledger
+    # earlier versions: those approved in the ledger
+    return _read_events(settings, windows_topic(settings), window_codec(settings, approved))
+
+
+# -- the lifecycle: SettlementWindowChanged on settlement.windows ---------------------------
+
+
+def lifecycle_codec(settings: Settings, approved: ApprovedSchemaSource | None = None) -> AvroCodec:
+    event = SETTLEMENT_WINDOW_CHANGED
+    text = (settings.schemas_dir / event.schema_file).read_text(encoding="utf-8")
+    return AvroCodec(SchemaRegistry({event.name: text}), approved)
+
+
+def publish_transitions(settings: Settings, rows: Sequence[WindowEventRow]) -> str:
+    """Produce each row's ``SettlementWindowChanged`` (acks=all), keyed by its window, in
+    seq order; returns the topic. Safe to repeat: a row's event id never changes."""
+    event = SETTLEMENT_WINDOW_CHANGED
+    topic = event.topic(settings)
+    create_topics(settings, [topic])
+    codec = lifecycle_codec(settings)
+    messages = [
+        Outgoing(topic, event.key(row.as_event()),
+                 codec.encode(event.name, row.as_event(), validate=True))
+        for row in rows
+    ]  # fmt: skip
+    producer = make_producer(settings, client_id="sakk-settlement")
+    try:
+        send_all(producer, messages, settings.produce_timeout_s)
+    finally:
+        producer.close(timeout=settings.produce_timeout_s)
+    return topic
+
+
+def read_transition_events(
+    settings: Settings, approved: ApprovedSchemaSource | None = None
+) -> list[dict[str, Any]]:
+    """Every ``SettlementWindowChanged`` on its topic (none when the topic does not exist)."""
+    topic = SETTLEMENT_WINDOW_CHANGED.topic(settings)
+    return _read_events(settings, topic, lifecycle_codec(settings, approved))
+
+
+def _read_events(settings: Settings, topic: str, codec: AvroCodec) -> list[dict[str, Any]]:
     consumer = make_consumer(settings, group_id=None, client_id="sakk-audit")
     try:
         if not consumer.partitions_for_topic(topic):

@@ -9,12 +9,14 @@ here for the callers that close and report together.
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from engine.audit.exceptions import WindowError
+from engine.audit.window_lifecycle import LEDGER_ACTOR, Transition, record_transition
 from engine.ledger.models import (
     SettlementWindow,
     SettlementWindowChainHead,
@@ -35,6 +37,7 @@ from engine.read.positions import (
     read_closes,
     window_report,
 )
+from engine.risk.windows import WindowEvent
 
 __all__ = [
     "DEFAULT_WINDOW_HOURS", "MAX_WINDOWS_LISTED", "SETTLED_KINDS", "SUPPORTED_WINDOW_HOURS",
@@ -57,14 +60,25 @@ class CloseResult:
     already_closed: bool
 
 
-def close_window(engine: Engine, window: Window, now: datetime, early: bool = False) -> CloseResult:
-    """Record the close of ``window`` with its final positions; closing twice changes nothing."""
+def close_window(
+    engine: Engine | Connection,
+    window: Window,
+    now: datetime,
+    early: bool = False,
+    details: Transition | None = None,
+) -> CloseResult:
+    """Record the close of ``window`` with its final positions; closing twice changes nothing.
+
+    Given a Connection, the close is written in the caller's transaction (``engine.ops``).
+    The window's CLOSED lifecycle row (``details``: who, when the close was asked for) is
+    written in the same transaction as the positions.
+    """
     if window.end > now and not early:
         raise WindowError(
             f"window {window.label} ends at {window.end.isoformat()}, after now "
             f"({now.isoformat()}); closing it early needs --early"
         )
-    with engine.begin() as conn:
+    with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
         closes = read_closes(conn, window.hours)
         if window.label in closes:
             return CloseResult(window_report(conn, window), already_closed=True)
@@ -91,6 +105,8 @@ def close_window(engine: Engine, window: Window, now: datetime, early: bool = Fa
                      for x in report.lines]  # fmt: skip
         if positions:
             conn.execute(insert(SettlementWindowPosition), positions)
+        record_transition(conn, window.label, WindowEvent.CLOSE,
+                          details or Transition(LEDGER_ACTOR), close.closed_at)  # fmt: skip
         report.close = close
         report.recorded = positions
     return CloseResult(report, already_closed=False)

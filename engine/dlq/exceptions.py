@@ -43,3 +43,7 @@ class SourceRecordGoneError(RedriveError):
 
 class SecurityDeadLetterError(RedriveError):
     """A message refused for its signature is never sent again from here: the bank re-signs."""
+
+
+class RedriveRefusedError(RedriveError):
+    """A kind of dead letter that is sent again only when forced (``engine.ops.redrive``)."""

@@ -43,6 +43,7 @@ from engine.dlq.exceptions import (
     RedriveConflictError,
     RedriveError,
     RedriveNotAcknowledgedError,
+    RedriveRefusedError,
     RedriveSignatureError,
     SecurityDeadLetterError,
     SourceRecordGoneError,
@@ -77,6 +78,8 @@ from engine.ledger.dead_letters import (
     stored_copy,
 )
 from engine.masking import mask_text
+from engine.ops.audit_log import append_action
+from engine.ops.redrive import check_redrivable, redrive_record
 from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.serialization import AvroCodec, DecodeError
 
@@ -144,8 +147,10 @@ class Redriver:
         engine: Engine,
         codec: AvroCodec,
         producer: KafkaProducer | None = None,
+        forced: bool = False,
     ) -> None:
         self.settings = settings
+        self.forced = forced  # also poison and corrupt_batch dead letters (engine.ops.redrive)
         self.engine = engine
         self.codec = codec
         self._producer = producer
@@ -186,6 +191,9 @@ class Redriver:
                 f"dead letter {dead.id} was refused for its signature ({mask_text(dead.reason)}); "
                 f"it is never sent again from here: the bank signs it again and publishes it"
             )
+        refusal = check_redrivable(f"dead letter {dead.id}", dead.kind, self.forced)
+        if refusal is not None and dead.redrive is None:
+            raise RedriveRefusedError(refusal.reason)
         corrected = None if body is None else corrected_body(self.codec, dead.source_topic, body)
         signed = None if signature is None else parse_signature_file(signature)
         if dead.redrive is not None:
@@ -203,7 +211,10 @@ class Redriver:
             payment_id=planned.payment_id,
             event_id=planned.event_id,
         )
-        redrive, created = claim_redrive(self.engine, request)
+        record = redrive_record(request, dead.kind, self.forced, request.requested_at)
+        redrive, created = claim_redrive(
+            self.engine, request, lambda conn: append_action(conn, record)
+        )
         if not created:  # another operator's request won the race
             return self._again(dead, redrive, corrected, signed)
         return self._publish(dead, redrive, planned.headers, resent=False)

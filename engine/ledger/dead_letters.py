@@ -12,6 +12,7 @@ the same event id, which every consumer deduplicates).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -269,11 +270,16 @@ def find_redrive(conn: Connection, dead_letter_id: int) -> Redrive | None:
     return get_dead_letter(conn, dead_letter_id).redrive
 
 
-def claim_redrive(engine: Engine, request: RedriveRequest) -> tuple[Redrive, bool]:
+def claim_redrive(
+    engine: Engine,
+    request: RedriveRequest,
+    on_claim: Callable[[Connection], object] | None = None,
+) -> tuple[Redrive, bool]:
     """Record the request as REQUESTED; or find the redrive already there and write nothing.
 
     Returns (the redrive, True when this call wrote it). The unique dead_letter_id
     decides between two operators racing: one insert wins, the other finds its row.
+    ``on_claim`` writes in the same transaction (the operator's audit record).
     """
     try:
         with engine.begin() as conn:
@@ -292,6 +298,8 @@ def claim_redrive(engine: Engine, request: RedriveRequest) -> tuple[Redrive, boo
                     status=str(RedriveStatus.REQUESTED),
                 )
             )
+            if on_claim is not None:
+                on_claim(conn)
         created = True
     except IntegrityError:
         created = False

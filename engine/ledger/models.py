@@ -489,6 +489,52 @@ class SettlementWindowPosition(Base):
     net_minor: Mapped[int] = mapped_column(BigInteger)
 
 
+class SettlementWindowEvent(Base):
+    """One transition of a settlement window's lifecycle (``engine.risk.windows``).
+
+    Rows are numbered per window (``seq`` from 1) and chained per window: ``row_hash``
+    covers the row and ``prev_hash``, the previous row's hash. A window's state is its
+    last row; a row is never updated or deleted (database triggers refuse both), and the
+    unique ``(window_label, seq)`` lets only one of two racing transitions in.
+    """
+
+    __tablename__ = "settlement_window_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    window_label: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(8))  # close | settle | confirm | abort
+    state: Mapped[str] = mapped_column(String(10))  # the state after the event
+    attempt: Mapped[int] = mapped_column(Integer)
+    instruction_ids: Mapped[str] = mapped_column(Text)  # JSON list, one per currency
+    document_sha256: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("window_label", "seq", name="seq"),)
+
+
+class WindowSettlement(Base):
+    """A bank's net settled in a SETTLED window, position sign (+ when the bank paid).
+
+    Written in the transaction that settles the window; never updated or deleted. A bank's
+    exposure is its posted position less the sum of these rows (``settled_nets``).
+    """
+
+    __tablename__ = "window_settlements"
+
+    window_label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bank_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    settled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ReplayRun(Base):
     """What a replay read (topic, offsets per partition, selection) into this ledger."""
 
@@ -705,3 +751,50 @@ class ApprovedSchema(Base):
     approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("origin IN ('release', 'operator')", name="origin"),)
+
+
+class OperatorAction(Base):
+    """One operator action, as the audit log keeps it (append-only, hash-chained).
+
+    ``row_hash`` covers the row's own content and ``prev_hash``, the hash of the row
+    before it (``seq`` - 1), so altering, deleting or inserting a row breaks the chain
+    from there on (``engine.ops.audit_log``). Database triggers refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (CheckConstraint("seq >= 1", name="seq"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    acted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    reason: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ReferenceVersion(Base):
+    """One change of reference data (a fee rule, a channel limit, a bank's delivery settings).
+
+    Numbered in the order announced; a decision about an event uses, for each item, the
+    newest version whose ``effective_from`` is at or before the event's time
+    (``engine.ledger.reference_versions``), so a replay reproduces it. Append-only.
+    """
+
+    __tablename__ = "reference_versions"
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="version"),
+        CheckConstraint("effective_from >= announced_at", name="notice"),
+    )
+
+    version: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))  # fee | limit | bank
+    item: Mapped[str] = mapped_column(String(64))  # e.g. WEB/PURCHASE/MAD
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON; null: there was none
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON; null: removed
+    announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action_seq: Mapped[int] = mapped_column(BigId)  # the operator action that announced it

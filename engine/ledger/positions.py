@@ -34,18 +34,17 @@ order, which is what a threshold alert compares (:func:`engine.risk.limits.cross
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, column, func, insert, inspect, select, table, tuple_, update
+from sqlalchemy import Connection, func, insert, select, tuple_, update
 
 from engine.domain.notifications import CAP_ALERT, NotificationStatus
 from engine.events import EVENT_NAMESPACE, uuid5_text
-from engine.ledger.models import Account, BankLimit, BankPosition, table_of
+from engine.ledger.models import Account, BankLimit, BankPosition, WindowSettlement, table_of
 from engine.ledger.notification_writes import DueNotification
 from engine.risk.limits import Crossing, Exposure, Share, crossing
 
@@ -158,28 +157,19 @@ def exposures(conn: Connection) -> dict[tuple[str, str], Exposure]:
     return {key: row.exposure for key, row in read_banks(conn).items()}
 
 
-_SETTLED_TABLE = "window_settlements"
-_HAS_SETTLED: dict[str, float] = {}  # database url -> until when "absent" is believed
-_RECHECK_S = 30.0
-
-
 def settled_nets(conn: Connection) -> dict[tuple[str, str], int]:
-    """Each bank's nets summed over the settled windows, per currency (position sign).
+    """Each (bank, currency)'s nets summed over every SETTLED window, position sign.
 
-    Reads ``window_settlements`` (rows that never change once a window is SETTLED); a
-    ledger without that table has settled nothing.
+    ``window_settlements`` rows never change once a window is SETTLED: a bank's exposure
+    is its posted position less this, and settling gives back exactly that window's nets.
     """
-    url = str(conn.engine.url)
-    if _HAS_SETTLED.get(url, 0.0) > time.monotonic():
-        return {}
-    if not inspect(conn).has_table(_SETTLED_TABLE):
-        _HAS_SETTLED[url] = time.monotonic() + _RECHECK_S
-        return {}
-    ws = table(_SETTLED_TABLE, column("bank_code"), column("currency"), column("net_minor"))
-    query = select(ws.c.bank_code, ws.c.currency, func.sum(ws.c.net_minor)).group_by(
-        ws.c.bank_code, ws.c.currency
+    t = table_of(WindowSettlement)
+    rows = conn.execute(
+        select(t.c.bank_code, t.c.currency, func.sum(t.c.net_minor)).group_by(
+            t.c.bank_code, t.c.currency
+        )
     )
-    return {(bank, cur): int(total) for bank, cur, total in conn.execute(query)}
+    return {(bank, currency): int(total) for bank, currency, total in rows}
 
 
 def ensure_rows(
@@ -198,6 +188,15 @@ def ensure_rows(
             _zero_row(bank, cur) | {"liquidity_minor": held.get((bank, cur), 0)}
             for bank, cur in missing
         ])  # fmt: skip
+    # A row that predates its bank's liquidity account (a ledger upgraded to positions)
+    # takes the first deposit the account was just created with.
+    for (bank, cur), amount in sorted(held.items()):
+        if (bank, cur) in existing and amount:
+            conn.execute(
+                update(bp)
+                .where(bp.c.bank_code == bank, bp.c.currency == cur, bp.c.liquidity_minor == 0)
+                .values(liquidity_minor=amount)
+            )
     return len(missing)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -127,8 +128,8 @@ class LoadReport:
     keys_registered: int = 0
 
 
-def load_reference_data(engine: Engine, data: Mapping[str, Any]) -> LoadReport:
-    """Validate ``data`` fully, then upsert it in one transaction."""
+def load_reference_data(engine: Engine | Connection, data: Mapping[str, Any]) -> LoadReport:
+    """Validate ``data`` fully, then upsert it in one transaction (the caller's, given one)."""
     banks = [_check_bank(i, b) for i, b in enumerate(data.get("banks", []))]
     bank_codes = {b["code"] for b in banks}
     keys = _check_keys(data.get("banks", []))
@@ -140,7 +141,7 @@ def load_reference_data(engine: Engine, data: Mapping[str, Any]) -> LoadReport:
     ]
     liquidity = {(b["bank_code"], b["currency"]): b.pop("liquidity_minor") for b in bank_limits}
     report = LoadReport(banks=len(banks), fee_rules=len(fees), channel_limits=len(limits))
-    with engine.begin() as conn:
+    with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
         _upsert_banks(conn, banks)
         try:
             report.keys_registered = register_keys(conn, keys)
@@ -381,3 +382,24 @@ def _check_limit(i: int, lim: Mapping[str, Any]) -> dict[str, Any]:
         "channel": channel, "max_amount_minor": maximum, "hold_expiry_s": expiry,
         "currency": _check_currency(_require(lim, "currency", where, str), where),
     }  # fmt: skip
+
+
+def check_fee_rule(entry: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
+    """One fee rule checked as the file's are (an operator's change, ``engine.ops.reference``);
+    ``index``: the file's ``fee_schedule[index]``, named so in an error."""
+    if index is not None:
+        return _check_fee(index, entry)
+    try:
+        return _check_fee(0, entry)
+    except ReferenceDataError as exc:
+        raise ReferenceDataError(str(exc).replace("fee_schedule[0]", "fee rule")) from None
+
+
+def check_channel_limit(entry: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:
+    """One channel limit checked as the file's are (``index``: as for :func:`check_fee_rule`)."""
+    if index is not None:
+        return _check_limit(index, entry)
+    try:
+        return _check_limit(0, entry)
+    except ReferenceDataError as exc:
+        raise ReferenceDataError(str(exc).replace("channel_limits[0]", "channel limit")) from None

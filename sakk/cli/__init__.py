@@ -34,8 +34,8 @@ def cli(ctx: click.Context) -> None:
 TOOLING = "tooling"
 MISSING_TOOLING = (
     "`sakk {name}` needs the development tools (the tooling package), which this "
-    "installation leaves out (the production image does): install the dev extra from a "
-    "source checkout, pip install -e '.[dev]'"
+    "installation leaves out (the production image does): from a source checkout, "
+    "make install, or pip install -e '.[dev]' -e ./tooling"
 )
 
 
@@ -51,7 +51,7 @@ def _tooling_missing_command(name: str) -> click.Command:
         name,
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
         add_help_option=False,
-        help="(needs the dev extra: not installed)",
+        help="(needs the tooling: not installed)",
     )
     def command() -> None:
         raise click.ClickException(MISSING_TOOLING.format(name=name))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from engine.config import Settings
 from engine.ledger.exceptions import ReferenceDataError
-from engine.ledger.reference import load_reference_data, read_file
+from engine.ledger.reference import LoadReport, read_file
+from engine.ops.action import ActionRefusedError, run_action
+from engine.ops.reference import LoadReferenceFile
 from sakk.app import ledger_engine
 from sakk.cli import cli
+from sakk.cli.options import actor_of, actor_options
 
 
 @cli.group()
@@ -20,12 +25,22 @@ def accounts() -> None:
 
 @accounts.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@actor_options
 @click.pass_obj
-def accounts_load(settings: Settings, file: Path) -> None:
-    """Load (upsert) reference data; opening balances are posted once, as double entries."""
+def accounts_load(settings: Settings, file: Path, by: str | None, reason: str | None) -> None:
+    """Load (upsert) reference data; opening balances are posted once, as double entries.
+
+    Recorded in the operator audit log (sakk audit log) with the file's SHA-256 and the
+    fee rules and limits it changed. To change a fee or a limit while the switch runs,
+    use ``sakk reference`` instead: that change reaches running stages.
+    """
+    actor = actor_of(by, reason)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
     try:
-        report = load_reference_data(ledger_engine(settings, migrate=True), read_file(file))
-    except ReferenceDataError as exc:
+        action = LoadReferenceFile(file.name, digest, read_file(file))
+        engine = ledger_engine(settings, migrate=True)
+        report: LoadReport = run_action(engine, action, actor, datetime.now(UTC)).result
+    except (ReferenceDataError, ActionRefusedError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"{report.banks} banks, {report.accounts_created} accounts created, "

@@ -1,4 +1,5 @@
-"""``sakk audit verify``: hash chains, double entry, lifecycle and closed windows of a ledger."""
+"""``sakk audit verify|log``: a ledger's hash chains, double entry, lifecycle, closed windows and
+operator audit log."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy import Connection, Engine
 
 from engine.audit.chain import (
     Anchor,
@@ -19,7 +22,8 @@ from engine.audit.chain import (
 from engine.audit.export import jsonable, write_report
 from engine.audit.urls import as_database_url, safe_url
 from engine.config import Settings
-from engine.ledger.database import make_engine
+from engine.ledger.database import make_engine, read_only
+from engine.ops.audit_log import LIST_LIMIT_MAX, list_actions
 from sakk.cli import cli
 from sakk.cli.options import report_options
 
@@ -29,7 +33,7 @@ SHOWN_HEADS = 64  # chain heads printed as text; --format json has every one
 
 @cli.group()
 def audit() -> None:
-    """Tamper evidence."""
+    """Tamper evidence, and the operator audit log."""
 
 
 @audit.command("verify")
@@ -49,6 +53,11 @@ def audit() -> None:
     is_flag=True,
     help="Also check the chain heads carried by the window-closed events on the broker.",
 )
+@click.option(
+    "--windows-from-topic",
+    is_flag=True,
+    help="Also replay the settlement.windows events and compare each window's state.",
+)
 @report_options("the findings")
 @click.pass_obj
 def audit_verify(
@@ -56,6 +65,7 @@ def audit_verify(
     database: str | None,
     anchors: tuple[str, ...],
     anchors_from_topic: bool,
+    windows_from_topic: bool,
     fmt: str,
     out_dir: Path | None,
 ) -> None:
@@ -64,7 +74,8 @@ def audit_verify(
     Also checks that every posting sums to zero, every balance equals its entries, the
     lifecycle's invariants (no hold resolved twice, captures within holds, refunds within
     captures, no available balance below minus the overdraft), and every closed window's
-    net positions are still what the close recorded.
+    net positions are still what the close recorded, and the operator audit log's hash
+    chain (sakk audit log) is whole.
     Exits with status 1 on any finding.
     """
     try:
@@ -78,6 +89,8 @@ def audit_verify(
     try:
         with engine.connect() as conn:
             report = verify(conn, given)
+            if windows_from_topic:
+                report.settlement.problems += _replayed_window_problems(settings, engine, conn)
     finally:
         engine.dispose()
     if out_dir is not None:
@@ -119,6 +132,24 @@ def _topic_anchors(settings: Settings) -> list[Anchor]:
         engine.dispose()
     return [a for e in events
             for a in event_anchors(e, f"window {e['window']} closed event on {topic}")]  # fmt: skip
+
+
+def _replayed_window_problems(settings: Settings, engine: Engine, conn: Connection) -> list[str]:
+    """How the window states replayed from ``settlement.windows`` differ from the ledger's."""
+    if settings.uses_embedded_broker:
+        raise click.UsageError("--windows-from-topic needs SAKK_KAFKA_BOOTSTRAP_SERVERS")
+    from engine.audit.window_events import read_transition_events
+    from engine.audit.window_lifecycle import replay_states, state_differences, window_rows
+    from engine.kafka.exceptions import KafkaPlumbingError
+    from engine.ledger.schemas import LedgerApprovedSchemas
+    from engine.serialization import SchemaStoreError
+
+    try:
+        replayed = replay_states(read_transition_events(settings, LedgerApprovedSchemas(engine)))
+    except (KafkaPlumbingError, SchemaStoreError) as exc:
+        raise click.ClickException(f"cannot read the window events: {exc}") from exc
+    ledger = {label: rows[-1].record for label, rows in window_rows(conn).items()}
+    return replayed.problems + state_differences(replayed.states, ledger)
 
 
 def _print(console: Console, url: str, report: VerifyReport) -> None:
@@ -167,11 +198,30 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         "CLOSED WINDOWS CHANGED",
         report.window_problems,
     )
+    _print_settlement(console, report)
     _print_list(
         console,
         f"{report.anchors_checked} anchors match their chains",
         "ANCHORS BROKEN",
         report.anchor_problems,
+    )
+    log = report.action_log
+    _print_list(
+        console,
+        f"the operator audit log holds: {log.rows:,} actions, head #{log.last_seq} {log.head_hash}",
+        "OPERATOR AUDIT LOG BROKEN",
+        log.problems,
+    )
+
+
+def _print_settlement(console: Console, report: VerifyReport) -> None:
+    settled = report.settlement
+    _print_list(
+        console,
+        f"{settled.windows} windows' lifecycle rows intact and allowed; {settled.settled} "
+        f"settled windows unchanged; each bank's position equals its unsettled nets",
+        "SETTLEMENT PROBLEMS",
+        settled.problems,
     )
 
 
@@ -189,3 +239,46 @@ def _print_list(console: Console, ok_text: str, bad_title: str, problems: list[s
     console.print(f"[red]{bad_title}[/] ({len(problems)})")
     for problem in problems[:SHOWN_PROBLEMS]:
         console.print(f"  {problem}")
+
+
+@audit.command("log")
+@click.option(
+    "--database-url", "database", metavar="URL|FILE", help="Ledger to read (default: live)."
+)
+@click.option("--action", metavar="NAME", help="Only this action (e.g. reference.fee).")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Rows after this seq.")
+@click.option("--limit", type=click.IntRange(1, LIST_LIMIT_MAX), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def audit_log(
+    settings: Settings, database: str | None, action: str | None, after: int, limit: int, fmt: str
+) -> None:
+    """Operator actions, oldest first: who, when, what, old and new values.
+
+    Page on with --after SEQ (the last seq shown). `sakk audit verify` checks the chain.
+    """
+    url = as_database_url(database) if database else settings.ledger_url
+    engine = read_only(make_engine(url))
+    try:
+        with engine.connect() as conn:
+            rows = [r.as_dict() for r in list_actions(conn, limit, after, action)]
+    finally:
+        engine.dispose()
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=False))
+        return
+    console = Console(width=200)
+    for r in rows:
+        console.print(
+            f"#{r['seq']} {r['acted_at']} {escape(r['actor'])} {r['action']} "
+            f"{escape(r['target'])}", soft_wrap=True,
+        )  # fmt: skip
+        console.print(f"    old {escape(_compact(r['old']))}", soft_wrap=True)
+        console.print(f"    new {escape(_compact(r['new']))}", soft_wrap=True)
+        if r["reason"]:
+            console.print(f"    why {escape(r['reason'])}", soft_wrap=True)
+    console.print(f"{len(rows)} operator actions")
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

@@ -1,11 +1,14 @@
-"""``sakk bench``: throughput, a latency curve, hot accounts and scale-out, beside the raw hop."""
+"""``sakk bench``: the full flow, its latency curve and knee, beside the topology's ceilings."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import psycopg
@@ -25,7 +28,9 @@ from tooling.bench.flow import (
     run_session,
     scratch_dir,
 )
-from tooling.bench.raw_hop import measure_raw_hop
+from tooling.bench.knee import MAX_KNEE_STEPS
+from tooling.bench.null_pipeline import NullPipelineResult, measure_null_pipeline
+from tooling.bench.raw_hop import RawHopResult, measure_raw_hop
 from tooling.bench.report import BackendRuns, build_report, print_report
 from tooling.bench.signatures import SignatureCheckError, measure_verification
 
@@ -54,6 +59,13 @@ SCALE_OUT_BACKEND = "postgresql"  # SQLite has one writer at a time: nothing to 
     help="Messages for the raw hop.",
 )
 @click.option(
+    "--null-messages",
+    default=60_000,
+    show_default=True,
+    type=click.IntRange(1, MAX_RAW_MESSAGES),
+    help="Messages through the null pipeline (three forwarding processes, no work).",
+)
+@click.option(
     "--curve-rates",
     default=DEFAULT_CURVE_RATES,
     show_default=True,
@@ -66,7 +78,15 @@ SCALE_OUT_BACKEND = "postgresql"  # SQLite has one writer at a time: nothing to 
     type=click.IntRange(1, 3_600),
     help="How long each rate is offered (the skewed latency run's too).",
 )
-@click.option("--skip-curve", is_flag=True, help="No latency curve.")
+@click.option("--skip-curve", is_flag=True, help="No latency curve (and no knee search).")
+@click.option(
+    "--knee-steps",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, MAX_KNEE_STEPS),
+    help="Rates probed between the curve's last p99 under 1 s and its first over, each "
+    "offered for --curve-seconds (none starts after 180 s of search).",
+)
 @click.option(
     "--skew-rate",
     default=1_000,
@@ -104,22 +124,8 @@ SCALE_OUT_BACKEND = "postgresql"  # SQLite has one writer at a time: nothing to 
     help="JSON report (default: var/bench/latest.json).",
 )
 @click.pass_obj
-def bench(
-    settings: Settings,
-    payments: int,
-    raw_messages: int,
-    curve_rates: str,
-    curve_seconds: int,
-    skip_curve: bool,
-    skew_rate: int,
-    skip_skew: bool,
-    scale_out: bool,
-    scale_out_instances: int,
-    backends: str,
-    postgres_admin_url: str,
-    output: Path | None,
-) -> None:
-    """Measure the raw hop, then per backend the full flow and its latency curve.
+def bench(settings: Settings, **given: Any) -> None:
+    """Measure the raw hop and the null pipeline, then per backend the full flow and its curve.
 
     Also, unless skipped: a hot-account run (70% of payments from one bank's customers to
     one merchant account, every e-government payment to the vignette's account) beside
@@ -127,52 +133,98 @@ def bench(
     one consumer group) beside one instance, its ledger also put through the auditor's
     hash-chain verification. A run whose counts or ledger are wrong fails: no figure.
 
+    The null pipeline (three processes chained as the stages, forwarding with the same
+    clients and no work) is the topology's ceiling; the knee is the highest offered rate
+    whose p99 stays under 1 s, from the curve and a few probes between its rates.
+
     Every payment is signed as its payer's bank, and the simulated banks' keys are
     registered in each run's ledger; the validator's signature verification is also
     timed on its own (CPU per 1,000 payments).
     """
+    options = BenchOptions(**given)
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, MIN_REPORT_WIDTH))
-    chosen = _backends(backends)
-    rates = _uniform_rates(curve_rates, skip_curve, None if skip_skew else skew_rate)
-    if scale_out and SCALE_OUT_BACKEND not in chosen:
-        console.print(f"[dim]… scale-out runs on {SCALE_OUT_BACKEND} only: not in --backends[/]")
-        scale_out = False
-    if scale_out and scale_out_instances > settings.topic_partitions:
-        raise click.UsageError(
-            f"--scale-out-instances {scale_out_instances} exceeds the topics' "
-            f"{settings.topic_partitions} partitions (SAKK_TOPIC_PARTITIONS): extra instances idle"
-        )
+    chosen = _backends(options.backends)
+    scale_out_instances = _scale_out_instances(settings, options, chosen, console)
+    rates = _uniform_rates(
+        options.curve_rates, options.skip_curve, None if options.skip_skew else options.skew_rate
+    )
     try:
-        plans = _plans(payments, rates, curve_seconds, skip_skew, skew_rate,
-                       scale_out_instances if scale_out else 0)  # fmt: skip
+        plans = _plans(options.payments, rates, options.curve_seconds, options.skip_skew,
+                       options.skew_rate, scale_out_instances,
+                       0 if options.skip_curve else options.knee_steps)  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    root = settings.data_dir / "bench"
-    work = scratch_dir(root)
-    runs: dict[str, BackendRuns] = {}
+    summary = {"payments": options.payments, "curve_rates": rates,
+               "curve_seconds": options.curve_seconds,
+               "knee_steps": plans["uniform"].knee_steps,
+               "skew_rate": None if options.skip_skew else options.skew_rate,
+               "scale_out_instances": scale_out_instances or None}  # fmt: skip
+    report = _measure(settings, options, chosen, plans, console, summary)
+    print_report(console, report)
+    path = options.output or settings.data_dir / "bench" / "latest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"written {path}")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """The command's options, as given (bounds checked by click)."""
+
+    payments: int
+    raw_messages: int
+    null_messages: int
+    curve_rates: str
+    curve_seconds: int
+    skip_curve: bool
+    knee_steps: int
+    skew_rate: int
+    skip_skew: bool
+    scale_out: bool
+    scale_out_instances: int
+    backends: str
+    postgres_admin_url: str
+    output: Path | None
+
+
+def _scale_out_instances(
+    settings: Settings, options: BenchOptions, chosen: list[str], console: Console
+) -> int:
+    """Instances per stage of the scale-out run; 0 for none."""
+    if not options.scale_out:
+        return 0
+    if SCALE_OUT_BACKEND not in chosen:
+        console.print(f"[dim]… scale-out runs on {SCALE_OUT_BACKEND} only: not in --backends[/]")
+        return 0
+    if options.scale_out_instances > settings.topic_partitions:
+        raise click.UsageError(
+            f"--scale-out-instances {options.scale_out_instances} exceeds the topics' "
+            f"{settings.topic_partitions} partitions (SAKK_TOPIC_PARTITIONS): extra instances idle"
+        )
+    return options.scale_out_instances
+
+
+def _measure(
+    settings: Settings,
+    options: BenchOptions,
+    chosen: list[str],
+    plans: dict[str, SessionPlan],
+    console: Console,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Every measurement, checked; the report. A failed check keeps the run directory."""
+    work = scratch_dir(settings.data_dir / "bench")
     keep = False  # the run directory of a run that failed its checks: its consumers' logs
     try:
         with kafka_for(settings) as live:
             say = lambda text: console.print(f"[dim]… {text}[/]")  # noqa: E731
-            say(
-                f"raw hop: {raw_messages:,} messages of {PAYMENT_MESSAGE_BYTES} bytes, "
-                f"{live.topic_partitions} partitions"
-            )
-            raw = measure_raw_hop(
-                live.replace(topic_prefix=f"raw{uuid.uuid4().hex[:6]}"),
-                raw_messages,
-                PAYMENT_MESSAGE_BYTES,
-            )
-            for backend in chosen:
-                done = {}
-                for part, plan in plans.items():
-                    if part == "scale_out" and backend != SCALE_OUT_BACKEND:
-                        continue
-                    with _database(backend, work, postgres_admin_url) as url:
-                        done[part] = run_session(live, backend, url, plan, work, say)
-                runs[backend] = BackendRuns(**done)
+            raw, null = _ceilings(live, options, work, say)
+            runs = {
+                backend: _backend_runs(live, backend, plans, work, options.postgres_admin_url, say)
+                for backend in chosen
+            }
         verification = measure_verification(
             read_file(settings.reference_file), settings.schemas_dir, settings.topic("initiated")
         )
@@ -184,15 +236,46 @@ def bench(
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
-    options = {"payments": payments, "curve_rates": rates, "curve_seconds": curve_seconds,
-               "skew_rate": None if skip_skew else skew_rate,
-               "scale_out_instances": scale_out_instances if scale_out else None}  # fmt: skip
-    report = build_report(raw, runs, live.topic_partitions, verification, options)
-    print_report(console, report)
-    path = output or root / "latest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"written {path}")
+    return build_report(raw, runs, live.topic_partitions, verification, summary, null)
+
+
+def _ceilings(
+    live: Settings, options: BenchOptions, work: Path, say: Callable[[str], None]
+) -> tuple[RawHopResult, NullPipelineResult]:
+    """The raw hop and the null pipeline, each on fresh topics."""
+    size = PAYMENT_MESSAGE_BYTES
+    say(f"raw hop: {options.raw_messages:,} messages of {size} bytes, "
+        f"{live.topic_partitions} partitions")  # fmt: skip
+    raw = measure_raw_hop(
+        live.replace(topic_prefix=f"raw{uuid.uuid4().hex[:6]}"), options.raw_messages, size
+    )
+    say(f"null pipeline: {options.null_messages:,} messages of {size} bytes through 3 processes")
+    prefix = f"null{uuid.uuid4().hex[:6]}"
+    null = measure_null_pipeline(
+        live.replace(topic_prefix=prefix, consumer_group_prefix=prefix),
+        options.null_messages,
+        size,
+        work / "null-pipeline",
+    )
+    return raw, null
+
+
+def _backend_runs(
+    live: Settings,
+    backend: str,
+    plans: dict[str, SessionPlan],
+    work: Path,
+    admin_url: str,
+    say: Callable[[str], None],
+) -> BackendRuns:
+    """Each planned session on ``backend``, each on a fresh ledger."""
+    done = {}
+    for part, plan in plans.items():
+        if part == "scale_out" and backend != SCALE_OUT_BACKEND:
+            continue
+        with _database(backend, work, admin_url) as url:
+            done[part] = run_session(live, backend, url, plan, work, say)
+    return BackendRuns(**done)
 
 
 def _plans(
@@ -202,6 +285,7 @@ def _plans(
     skip_skew: bool,
     skew_rate: int,
     scale_out_instances: int,
+    knee_steps: int = 0,
 ) -> dict[str, SessionPlan]:
     """The sessions each backend runs, by report part (``scale_out`` on PostgreSQL only).
 
@@ -214,6 +298,7 @@ def _plans(
             rates_per_s=tuple(rates),
             rate_seconds=rate_seconds,
             verify_chain=True,
+            knee_steps=knee_steps if rates else 0,
         )
     }
     if not skip_skew:

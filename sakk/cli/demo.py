@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -23,6 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import Connection, Engine, case, func, select
 
+from engine.audit.window_lifecycle import Transition
+from engine.audit.window_settlement import ConfirmResult, parties_of, settle_as_instructed
+from engine.audit.windows import all_window_reports, close_window
 from engine.config import Settings
 from engine.domain import STEPS, Party, StepOutcome
 from engine.domain import StepKind as K
@@ -38,15 +42,17 @@ from engine.ledger.models import (
     PaymentStep,
 )
 from engine.ledger.reference import load_reference_data, read_file
-from engine.ledger.reports import (
+from engine.money import format_minor
+from engine.pipeline.dead_letters import SECURITY_KIND
+from engine.read.exceptions import WindowError
+from engine.read.reports import (
+    ChannelLine,
     NetPosition,
     channel_summary,
     net_positions,
     processing_window,
     reason_summary,
 )
-from engine.money import format_minor
-from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.reasons import Reason
 from engine.supervisor import Fleet
 from sakk.app import STAGE_NAMES, TOPOLOGY, kafka_for, ledger_engine
@@ -86,6 +92,7 @@ class DemoResult:
     expected_steps: Counter[str] = field(default_factory=Counter)
     steps: Counter[str] = field(default_factory=Counter)
     lifecycle_violations: list[str] = field(default_factory=list)
+    settled_window: ConfirmResult | None = None  # one window settled end to end
 
     @property
     def adds_up(self) -> bool:
@@ -105,6 +112,7 @@ class DemoResult:
         return (
             self.adds_up and self.ledger_ok and self.refusals_as_expected
             and self.lifecycle_as_expected
+            and (self.settled_window is None or self.settled_window.ok)
         )  # fmt: skip
 
     @property
@@ -182,60 +190,101 @@ def run_demo(
         console.print(
             f"[bold]Sakk demo[/]: broker {live.kafka_bootstrap_servers}, ledger {live.ledger_url}"
         )
-        create_topics(live)
-        engine = ledger_engine(live, migrate=True)
-        report = load_reference_data(engine, read_file(live.reference_file))
-        console.print(f"reference data: {report.banks} banks, {report.accounts_created} accounts")
-        signers = simulation_signers(read_file(live.reference_file), seed)
-        registered = register_simulated_keys(live, signers)
-        console.print(
-            f"signing keys: one per bank ({len(signers.banks)}), generated for the run; "
-            f"{registered} public keys registered"
-        )
+        engine = _set_up(live, seed, console)
         fleet = Fleet(live, live.data_dir / "logs", TOPOLOGY)
         for stage in STAGE_NAMES:
             fleet.start(stage)
         try:
             started = time.monotonic()
             with _progress(console) as progress:
-                task = progress.add_task("publishing", total=payments)
-                sim = simulate(
-                    live,
-                    payments=payments,
-                    seed=seed,
-                    rate_per_s=rate,
-                    progress=lambda n: progress.update(task, completed=n),
-                    reference_path=live.reference_file,
-                    register_keys=False,  # registered above
-                    profile=DEMO.mix,
-                    lifecycle=DEMO.lifecycle,
-                )
-                expected = sim.published + sim.expiries  # the switch's expiries are steps too
-                drain = progress.add_task("reaching a terminal state", total=expected)
-                counts = _wait_for_drain(
-                    engine,
-                    sim,
-                    fleet,
-                    lambda done: progress.update(drain, completed=done),
-                )
+                sim, counts = _traffic(live, engine, fleet, (payments, seed, rate), progress)
             seconds = time.monotonic() - started
         finally:
             fleet.stop()
-        with engine.connect() as conn:
-            check = check_ledger(conn)
-            refused = security_refusals(conn)
-            steps, bank_steps = recorded_steps(conn)
-            states = lifecycle_states(conn)
-            lifecycle = check_lifecycle(conn)
-        expected_states = Counter({
-            s.lower(): sim.by_expected[s.lower()] for s in LIFECYCLE_STATES
-            if sim.by_expected[s.lower()]
-        })  # fmt: skip
-        return DemoResult(
-            sim.published, counts, seconds, check.ok, check.violations, sim.signed, sim.forged,
-            refused, bank_steps, expected_states, states, Counter(sim.by_step), steps,
-            lifecycle.violations,
-        )  # fmt: skip
+        return _result(engine, sim, counts, seconds, settle_one_window(live, engine))
+
+
+def _set_up(live: Settings, seed: int, console: Console) -> Engine:
+    """Topics, the migrated ledger, reference data, and one signing key per bank."""
+    create_topics(live)
+    engine = ledger_engine(live, migrate=True)
+    report = load_reference_data(engine, read_file(live.reference_file))
+    console.print(f"reference data: {report.banks} banks, {report.accounts_created} accounts")
+    signers = simulation_signers(read_file(live.reference_file), seed)
+    registered = register_simulated_keys(live, signers)
+    console.print(
+        f"signing keys: one per bank ({len(signers.banks)}), generated for the run; "
+        f"{registered} public keys registered"
+    )
+    return engine
+
+
+def _traffic(
+    live: Settings, engine: Engine, fleet: Fleet, run: tuple[int, int, int | None],
+    progress: Progress,
+) -> tuple[SimulationReport, FlowCounts]:  # fmt: skip
+    """Publish the demo's seeded traffic, then wait until every message has its answer."""
+    payments, seed, rate = run
+    task = progress.add_task("publishing", total=payments)
+    sim = simulate(
+        live, payments=payments, seed=seed, rate_per_s=rate,
+        progress=lambda n: progress.update(task, completed=n),
+        reference_path=live.reference_file,
+        register_keys=False,  # registered by _set_up
+        profile=DEMO.mix, lifecycle=DEMO.lifecycle,
+    )  # fmt: skip
+    expected = sim.published + sim.expiries  # the switch's expiries are steps too
+    drain = progress.add_task("reaching a terminal state", total=expected)
+    counts = _wait_for_drain(
+        engine, sim, fleet, lambda done: progress.update(drain, completed=done)
+    )
+    return sim, counts
+
+
+def _result(
+    engine: Engine,
+    sim: SimulationReport,
+    counts: FlowCounts,
+    seconds: float,
+    settled_window: ConfirmResult | None = None,
+) -> DemoResult:
+    """What the demo found in the ledger once the traffic has drained."""
+    with engine.connect() as conn:
+        check = check_ledger(conn)
+        refused = security_refusals(conn)
+        steps, bank_steps = recorded_steps(conn)
+        states = lifecycle_states(conn)
+        lifecycle = check_lifecycle(conn)
+    expected_states = Counter({
+        s.lower(): sim.by_expected[s.lower()] for s in LIFECYCLE_STATES
+        if sim.by_expected[s.lower()]
+    })  # fmt: skip
+    return DemoResult(
+        sim.published, counts, seconds, check.ok, check.violations, sim.signed, sim.forged,
+        refused, bank_steps, expected_states, states, Counter(sim.by_step), steps,
+        lifecycle.violations, settled_window,
+    )  # fmt: skip
+
+
+def settle_one_window(settings: Settings, engine: Engine) -> ConfirmResult | None:
+    """The latest window with interbank postings closed, settled to a pacs.009 and
+    confirmed by a settlement bank that did as instructed (played by the demo)."""
+    with engine.connect() as conn:
+        reports = [r for r in all_window_reports(conn) if r.lines]
+        parties = parties_of(
+            conn,
+            settings.settlement_switch_code,
+            settings.settlement_bank_code,
+            settings.settlement_clearing_system,
+        )
+    if not reports:
+        return None
+    window, now = reports[-1].window, datetime.now(UTC)
+    try:
+        close_window(engine, window, now, early=True, details=Transition("demo", requested_at=now))
+        return settle_as_instructed(engine, window.label, parties, "demo", now)
+    except WindowError:  # every net zero: nothing to settle, nothing to show
+        return None
 
 
 def security_refusals(conn: Connection) -> int:
@@ -364,30 +413,30 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         reasons = reason_summary(conn)
         lifecycle = lifecycle_summary(conn)
         positions = net_positions(conn)
+    _print_channels(console, channels)
+    _print_reasons(console, reasons)
+    _print_lifecycle(console, lifecycle)
+    _print_positions(console, positions)
+    _print_checks(console, engine, result, positions)
+
+
+def _print_channels(console: Console, channels: list[ChannelLine]) -> None:
     table = Table(title="Payments by channel")
-    for col in (
-        "channel",
-        "cur",
-        "payments",
-        "settled",
-        "rejected",
-        "failed",
-        "settled amount",
-        "fees",
-    ):
+    columns = ("channel", "cur", "payments", "settled", "rejected", "failed", "settled amount",
+               "fees")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="left" if col in ("channel", "cur") else "right")
     for line in channels:
         table.add_row(
-            line.channel,
-            line.currency,
-            f"{line.payments:,}",
-            f"{line.settled:,}",
-            f"{line.rejected:,}",
-            f"{line.failed:,}",
+            line.channel, line.currency, f"{line.payments:,}", f"{line.settled:,}",
+            f"{line.rejected:,}", f"{line.failed:,}",
             _amount(line.settled_amount_minor, line.currency),
             _amount(line.fees_minor, line.currency),
-        )
+        )  # fmt: skip
     console.print(table)
+
+
+def _print_reasons(console: Console, reasons: list[tuple[str, str, int]]) -> None:
     why = Table(title="Rejected and failed, by reason")
     for col in ("outcome", "code", "reason", "payments"):
         why.add_column(col, justify="right" if col == "payments" else "left")
@@ -395,7 +444,9 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         title = Reason(code).label if code in Reason.__members__ else ""
         why.add_row(state.lower(), code, title, f"{count:,}")
     console.print(why)
-    _print_lifecycle(console, lifecycle)
+
+
+def _print_positions(console: Console, positions: list[NetPosition]) -> None:
     banks = Table(
         title="Interbank net positions: payments, captures, refunds, returns "
         "(positive: the switch owes the bank)"
@@ -404,14 +455,17 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         banks.add_column(col, justify="left" if col in ("bank", "name", "cur") else "right")
     for pos in positions:
         banks.add_row(
-            pos.bank_code,
-            pos.bank_name[:24],
-            pos.currency,
+            pos.bank_code, pos.bank_name[:24], pos.currency,
             _amount(pos.gross_debits_minor, pos.currency),
             _amount(pos.gross_credits_minor, pos.currency),
             _amount(pos.net_minor, pos.currency),
-        )
+        )  # fmt: skip
     console.print(banks)
+
+
+def _print_checks(
+    console: Console, engine: Engine, result: DemoResult, positions: list[NetPosition]
+) -> None:
     c = result.counts
     first, last = processing_window(engine)
     busy_s = (last - first).total_seconds() if first and last else 0.0
@@ -433,6 +487,7 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         f"{mark} signed {result.signed:,}, refused for security {result.refused:,} "
         f"(forged or unsigned published: {result.forged:,})"
     )
+    _print_settled_window(console, result.settled_window)
     if result.ledger_ok:
         console.print(
             "[green]OK[/] ledger balances: every posting sums to zero, every balance "
@@ -442,6 +497,23 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
         console.print("[red]LEDGER VIOLATIONS[/]")
         for v in result.violations[:20]:
             console.print(f"  {v}")
+
+
+def _print_settled_window(console: Console, settled: ConfirmResult | None) -> None:
+    if settled is None:
+        return
+    if not settled.ok:
+        console.print(
+            f"[red]WINDOW NOT SETTLED[/] {settled.label}: " + "; ".join(settled.differences)
+        )
+        return
+    moved = sum(net for net in settled.settled.values() if net > 0)
+    currencies = sorted({currency for _, currency in settled.settled})
+    console.print(
+        f"[green]OK[/] window {settled.label} closed, instructed (pacs.009), confirmed "
+        f"(pacs.002) and SETTLED: {len(settled.settled)} banks' nets, "
+        f"{_amount(moved, currencies[0]) if len(currencies) == 1 else moved} paid by net debtors"
+    )
 
 
 def _print_lifecycle(console: Console, lines: list[LifecycleLine]) -> None:

@@ -40,6 +40,7 @@ from engine.ledger.dead_letters import (
 from engine.ledger.exceptions import DeadLetterNotFoundError
 from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.masking import mask_text
+from engine.ops.redrive import FORCE_FLAG, REFUSED_UNLESS_FORCED, check_redrivable
 from engine.read.audience import Audience
 from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_dead_letters
 from engine.read.exceptions import ReadError
@@ -173,7 +174,7 @@ def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
     help="With --body on payments.initiated: the bank's signature headers for it (JSON).",
 )
 @click.option(
-    "--by", "requested_by", metavar="NAME", help="Who asks (default: $USER or the login name)."
+    "--by", "requested_by", metavar="NAME", help="Who asks (default: $SAKK_OPERATOR, else $USER)."
 )
 @click.option("--reason", metavar="TEXT", help="Why, for the auditors (what was fixed).")
 @click.option(
@@ -182,6 +183,13 @@ def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
     default=MAX_LISTED,
     show_default=True,
     help="With --kind: dead letters sent in this run, oldest first.",
+)
+@click.option(
+    FORCE_FLAG,
+    "forced",
+    is_flag=True,
+    help=f"Also send {' and '.join(REFUSED_UNLESS_FORCED)} dead letters as they are (they "
+    "most likely fail the same way again).",
 )
 @click.pass_obj
 def dlq_redrive(
@@ -193,12 +201,15 @@ def dlq_redrive(
     requested_by: str | None,
     reason: str | None,
     limit: int,
+    forced: bool,
 ) -> None:
     """Send a dead letter (ID) or every one of a --kind back to its source topic.
 
     The copy is the original bytes (with the bank's signature, read from the source
     topic), or --body FILE (with the bank's --signature FILE where banks sign). A dead
     letter is sent again once: redriving it a second time sends nothing and says so.
+    Poison and corrupt-batch dead letters are refused unless --force. Each redrive is
+    recorded in the operator audit log (sakk audit log).
     """
     if (dead_letter_id is None) == (kind is None):
         raise click.UsageError("give a dead letter ID or --kind KIND")
@@ -206,6 +217,8 @@ def dlq_redrive(
         raise click.UsageError("--body corrects one dead letter: give its ID, not --kind")
     if signature_file is not None and body_file is None:
         raise click.UsageError("--signature goes with --body: an original keeps its own")
+    if kind is not None and (refusal := check_redrivable(f"--kind {kind}", kind, forced)):
+        raise click.UsageError(refusal.reason)
     if settings.uses_embedded_broker:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: the copy goes to the broker your consumers read"
@@ -222,7 +235,7 @@ def dlq_redrive(
         with (
             _ledger(settings) as engine,
             _writing_codec(settings) as codec,
-            Redriver(settings, engine, codec) as r,
+            Redriver(settings, engine, codec, forced=forced) as r,
         ):
             if dead_letter_id is not None:
                 click.echo(r.redrive(dead_letter_id, who, reason, body, signature).summary)

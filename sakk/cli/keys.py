@@ -19,15 +19,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
 from engine.ledger.database import read_only
-from engine.ledger.keys import KeyEntry, bank_exists, register_keys, revoke_key
+from engine.ledger.keys import KeyEntry, bank_exists, register_keys
+from engine.ops.action import ActionRefusedError, run_action
+from engine.ops.keys import RevokeKey
 from engine.read.audience import Audience
 from engine.read.reference import bank_keys
 from engine.read.snapshot import snapshot
-from engine.trust.exceptions import KeyRegistryError
 from engine.trust.keys import KeyPair, decode_public, encode_public
 from engine.trust.signing import BANK_CODE_MAX_CHARS, BankKey
 from sakk.app import ledger_engine
 from sakk.cli import cli
+from sakk.cli.options import actor_of, actor_options
 
 STATUS_TEXT = {
     None: "yes",
@@ -179,14 +181,28 @@ def keys_list(settings: Settings, bank: str | None, fmt: str) -> None:
 @click.option(
     "--at", "at", type=INSTANT, default=None, help="Revoked from this time (default: now)."
 )
+@actor_options
 @click.pass_obj
-def keys_revoke(settings: Settings, bank: str, key_id: str, at: datetime | None) -> None:
-    """Revoke KEY_ID of BANK from --at on: the validator refuses it from then."""
-    moment = at or datetime.now(UTC).replace(microsecond=0)
+def keys_revoke(
+    settings: Settings,
+    bank: str,
+    key_id: str,
+    at: datetime | None,
+    by: str | None,
+    reason: str | None,
+) -> None:
+    """Revoke KEY_ID of BANK from --at on: the validator refuses it from then.
+
+    Recorded in the operator audit log (sakk audit log) with who asked and why.
+    """
+    actor = actor_of(by, reason)
+    now = datetime.now(UTC)
+    moment = at or now.replace(microsecond=0)
     try:
-        in_force = revoke_key(ledger_engine(settings), bank, key_id, moment)
-    except KeyRegistryError as exc:
+        done = run_action(ledger_engine(settings), RevokeKey(bank, key_id, moment), actor, now)
+    except ActionRefusedError as exc:
         raise click.ClickException(str(exc)) from exc
+    in_force = done.plan.changes
     if in_force < moment:
         click.echo(
             f"key {key_id} of bank {bank} was already revoked from {_iso(in_force)}, earlier: "

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from datetime import UTC, datetime
 
 import click
@@ -18,8 +16,10 @@ from engine.ledger.notifications import (
     STATUSES,
     NotificationFilter,
     RedeliveryError,
-    redeliver,
+    RedeliveryReport,
 )
+from engine.ops.action import ActionRefusedError
+from engine.ops.notifications import Redeliver, run_redelivery
 from engine.read.audience import Audience
 from engine.read.exceptions import ReadError
 from engine.read.notifications import list_notifications
@@ -27,20 +27,12 @@ from engine.read.snapshot import snapshot
 from engine.times import as_utc, parse_instant
 from sakk.app import ledger_engine
 from sakk.cli import cli
-from sakk.cli.options import audience_option, page_options
+from sakk.cli.options import actor_of, actor_options, audience_option, page_options
 
 TABLE_COLUMNS = (
     "notification_id", "payment_id", "recipient_bank", "outcome", "status", "attempts",
     "round", "next_attempt_at", "last_error",
 )  # fmt: skip
-
-
-def _operator() -> str:
-    """Who asks, for the audit record: the login name, as the shell knows it."""
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except OSError:
-        return ""
 
 
 def _since(text: str | None) -> datetime | None:
@@ -114,8 +106,7 @@ def notifications_list(
 )
 @click.option("--bank", metavar="CODE", help="Select the notifications to this bank.")
 @click.option("--since", metavar="TIME", help="Created at or after this ISO 8601 time (UTC).")
-@click.option("--by", "requested_by", default=_operator, help="Who asks (default: login name).")
-@click.option("--reason", help="Why, for the audit record.")
+@actor_options
 @click.pass_obj
 def notifications_redeliver(
     settings: Settings,
@@ -123,29 +114,28 @@ def notifications_redeliver(
     status: str | None,
     bank: str | None,
     since: str | None,
-    requested_by: str,
+    by: str | None,
     reason: str | None,
 ) -> None:
     """Send given-up (FAILED) notifications again, under the same notification id.
 
     Idempotent: a notification already PENDING or DELIVERED is left as it is. Each
-    redelivery is recorded with who asked, when and why.
+    redelivery is recorded with who asked, when and why, and the request in the
+    operator audit log (sakk audit log).
     """
+    if by is not None and not by.strip():
+        raise click.UsageError("a redelivery names who asks for it")
+    actor = actor_of(by, reason)
     selected_status = status or (None if notification_ids else "FAILED")
     which = NotificationFilter(
         status=selected_status, bank=bank, since=_since(since), ids=notification_ids
     )
+    action = Redeliver(which, actor.name, settings.notify_horizon_s, reason)
     try:
-        report = redeliver(
-            ledger_engine(settings),
-            which,
-            requested_by,
-            datetime.now(UTC),
-            settings.notify_horizon_s,
-            reason,
-        )
-    except RedeliveryError as exc:
+        done = run_redelivery(ledger_engine(settings), action, actor, datetime.now(UTC))
+    except (RedeliveryError, ActionRefusedError) as exc:
         raise click.UsageError(str(exc)) from exc
+    report: RedeliveryReport = done.result
     for nid in report.redelivered:
         click.echo(f"redelivering {nid}")
     for nid, why in sorted(report.unchanged.items()):

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 import click
 
 from engine.config import Settings
+from engine.ops.action import Actor
+from engine.ops.audit_log import MAX_REASON_CHARS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,9 +60,13 @@ def report_options(what: str) -> Callable[[F], F]:
     return apply
 
 
-def operator_name(given: str | None, max_chars: int) -> str:
-    """Who acts, as the auditors will read it: ``--by``, else the login name."""
-    name = (given if given is not None else _login_name()).strip()
+OPERATOR_ENV = "SAKK_OPERATOR"
+MAX_OPERATOR_CHARS = 64  # operator_actions.actor is String(64)
+
+
+def operator_name(given: str | None, max_chars: int = MAX_OPERATOR_CHARS) -> str:
+    """Who acts, as the auditors will read it: ``--by``, else $SAKK_OPERATOR, else the login."""
+    name = (given if given is not None else os.environ.get(OPERATOR_ENV) or _login_name()).strip()
     if not name:
         raise click.BadParameter("cannot tell who you are: give --by NAME", param_hint="--by")
     if len(name) > max_chars:
@@ -76,6 +82,24 @@ def _login_name() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return ""
+
+
+def actor_options(command: F) -> F:
+    """``--by NAME`` and ``--reason TEXT``: who acts and why, for the operator audit log."""
+    command = click.option(
+        "--reason", metavar="TEXT", help="Why, for the audit log (sakk audit log)."
+    )(command)
+    return click.option(
+        "--by", "by", metavar="NAME",
+        help=f"Who acts (default: ${OPERATOR_ENV}, else $USER or the login name).",
+    )(command)  # fmt: skip
+
+
+def actor_of(by: str | None, reason: str | None) -> Actor:
+    """The actor the options name; a bad name or reason is a usage error."""
+    if reason is not None and len(reason) > MAX_REASON_CHARS:
+        raise click.BadParameter(f"at most {MAX_REASON_CHARS} characters", param_hint="--reason")
+    return Actor(operator_name(by), reason)
 
 
 def audience_option(command: F) -> F:

@@ -1,22 +1,32 @@
-"""``sakk settlement report|close``: interbank net positions per settlement window."""
+"""``sakk settlement report|close``: interbank net positions per settlement window, and its close.
+
+The rest of a window's lifecycle (settle, confirm, abort) is ``sakk.cli.settlement_windows``.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from engine.audit.exceptions import WindowError
 from engine.audit.export import csv_text, jsonable, write_report
 from engine.audit.urls import as_database_url
+from engine.audit.window_lifecycle import (
+    TransitionRefused,
+    window_rows,
+)
 from engine.audit.windows import (
     DEFAULT_WINDOW_HOURS,
     SUPPORTED_WINDOW_HOURS,
+    CloseResult,
     Window,
     WindowReport,
     all_window_reports,
@@ -28,10 +38,15 @@ from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
 from engine.money import format_minor
+from engine.ops.action import ActionRefusedError, Actor, run_action
+from engine.ops.windows import CloseWindow
 from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
+from engine.risk.windows import closes_at, may_close
 from sakk.cli import cli
+from sakk.cli.options import actor_of, actor_options
 
 WINDOW_HOURS_ENV = "SAKK_SETTLEMENT_WINDOW_HOURS"
+CLOSE_DELAY_ENV = "SAKK_SETTLEMENT_CLOSE_DELAY_S"
 SHOWN_HEADS = 64  # chain heads printed after a close
 
 
@@ -141,62 +156,126 @@ def settlement_report(
 @_database_option
 @click.option("--early", is_flag=True, help="Close a window that has not ended yet.")
 @click.option(
+    "--delay-s",
+    type=click.IntRange(0, 600),
+    help="Seconds to wait after the request so payments in flight finish in this window "
+    f"(default: {CLOSE_DELAY_ENV}).",
+)
+@click.option(
     "--no-publish",
     is_flag=True,
     help="Record the close in the ledger only (no broker); publish later by closing again.",
 )
+@actor_options
+@click.option("--json", "as_json", is_flag=True, help="Print the close as JSON.")
 @click.pass_obj
 def settlement_close(
-    settings: Settings,
-    window_text: str,
-    hours: str,
-    database: str | None,
-    early: bool,
-    no_publish: bool,
-) -> None:
-    """Make a window's net positions final and publish SettlementWindowClosed.
+    settings: Settings, window_text: str, hours: str, database: str | None, early: bool,
+    delay_s: int | None, no_publish: bool, by: str | None, reason: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Make a window's net positions final (CLOSED) and publish its events.
 
-    Payments of this window settled after the close count in the next open window.
-    Closing again changes nothing in the ledger and re-publishes the same event.
+    The close is asked for now and made once the delay has passed: a payment taken in
+    before the request and settled within the delay counts in this window, any later one
+    in the next window still open. Closing again changes nothing in the ledger and
+    re-publishes the same events. The close is recorded in the operator audit log
+    (sakk audit log) and as the window's CLOSED row.
     """
+    actor = actor_of(by, reason)
     if settings.uses_embedded_broker and not no_publish:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS to publish the close, "
             "or record it only with --no-publish"
         )
+    delay = timedelta(seconds=settings.settlement_close_delay_s if delay_s is None else delay_s)
     engine = make_engine(as_database_url(database) if database else settings.ledger_url)
     try:
         window = Window.parse(window_text, int(hours))
-        result = close_window(engine, window, datetime.now(UTC), early=early)
-        console = Console()
-        _print(console, result.report)
-        close = result.report.close
-        assert close is not None  # close_window always returns a closed report
-        verb = "was already closed" if result.already_closed else "closed"
-        console.print(
-            f"window {window.label} {verb} at {close.closed_at.isoformat()}; chain heads "
-            f"(CHAIN:SEQ:HASH):"
-        )
-        for head in close.heads_list()[:SHOWN_HEADS]:
-            console.print(
-                f"  {head['chain_id']}:{head['chain_seq']}:{head['chain_hash']}", soft_wrap=True
+        requested_at = datetime.now(UTC)
+        if window.end > requested_at and not early:
+            raise WindowError(
+                f"window {window.label} ends at {window.end.isoformat()}, after now "
+                f"({requested_at.isoformat()}); closing it early needs --early"
             )
-        if len(close.heads) > SHOWN_HEADS:
-            console.print(f"  ... {len(close.heads) - SHOWN_HEADS} more (in the closed event)")
-        if not no_publish:
-            from engine.audit.window_events import publish_close
-
-            topic = publish_close(settings, result.report)
-            mark_published(engine, window.label, datetime.now(UTC))
-            console.print(f"published SettlementWindowClosed {close.event_id} to {topic}")
+        wait_for_close(requested_at, delay)
+        result = _close(engine, CloseWindow(window, early, requested_at, actor.name), actor)
+        topic = None if no_publish else _publish_close(settings, engine, result.report)
+    except TransitionRefused as exc:
+        raise click.ClickException(str(exc)) from exc
     except WindowError as exc:
         raise click.UsageError(str(exc)) from exc
+    finally:
+        engine.dispose()
+    _print_close(result, requested_at, delay, topic, as_json)
+
+
+def wait_for_close(requested_at: datetime, delay: timedelta) -> None:
+    """Sleep until the close may be written (``may_close``), at most the delay (bounded)."""
+    for _ in range(int(delay.total_seconds()) + 2):
+        now = datetime.now(UTC)
+        if may_close(now, requested_at, delay):
+            return
+        time.sleep(min(1.0, (closes_at(requested_at, delay) - now).total_seconds()))
+
+
+def _publish_close(settings: Settings, engine: Engine, report: WindowReport) -> str:
+    from engine.audit.window_events import publish_close, publish_transitions
+
+    label = report.window.label
+    try:
+        topic = publish_close(settings, report)
+        mark_published(engine, label, datetime.now(UTC))
+        with engine.connect() as conn:
+            rows = window_rows(conn, label).get(label, [])
+        return f"{topic}, {publish_transitions(settings, rows)}"
     except KafkaPlumbingError as exc:
         raise click.ClickException(
             f"the close is recorded but not published: {exc}; close again to publish"
         ) from exc
-    finally:
-        engine.dispose()
+
+
+def _print_close(
+    result: CloseResult, requested_at: datetime, delay: timedelta, topic: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    report, close = result.report, result.report.close
+    if close is None:
+        raise click.ClickException(f"window {report.window.label} is not closed")
+    if as_json:
+        click.echo(json.dumps(jsonable({
+            **report.summary(), "state": "CLOSED", "already_closed": result.already_closed,
+            "requested_at": requested_at, "delay_s": int(delay.total_seconds()),
+            "positions": [x.as_dict() for x in report.lines], "published_to": topic,
+        }), indent=2))  # fmt: skip
+        return
+    console = Console()
+    _print(console, report)
+    verb = "was already closed" if result.already_closed else "closed"
+    console.print(
+        f"window {report.window.label} {verb} at {close.closed_at.isoformat()}; chain heads "
+        f"(CHAIN:SEQ:HASH):"
+    )
+    for head in close.heads_list()[:SHOWN_HEADS]:
+        console.print(
+            f"  {head['chain_id']}:{head['chain_seq']}:{head['chain_hash']}", soft_wrap=True
+        )
+    if len(close.heads) > SHOWN_HEADS:
+        console.print(f"  ... {len(close.heads) - SHOWN_HEADS} more (in the closed event)")
+    if topic is not None:
+        console.print(f"published SettlementWindowClosed {close.event_id} to {topic}")
+
+
+def _close(engine: Engine, action: CloseWindow, actor: Actor) -> CloseResult:
+    """The close, with its audit record; a window closed already is reported as it was closed."""
+    now = datetime.now(UTC)
+    try:
+        done = run_action(engine, action, actor, now)
+    except ActionRefusedError as exc:
+        raise WindowError(str(exc)) from exc
+    if done.plan.noop:
+        return close_window(engine, action.window, now, early=True)  # writes nothing
+    result: CloseResult = done.result
+    return result
 
 
 def _print(console: Console, report: WindowReport) -> None:

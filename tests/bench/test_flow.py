@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tooling.bench.flow import MAX_INSTANCES, FlowResult, ProcessUsage, SessionPlan
+from tooling.bench.knee import MAX_KNEE_STEPS
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,8 @@ from tooling.bench.flow import MAX_INSTANCES, FlowResult, ProcessUsage, SessionP
         ({"rates_per_s": (0,)}, "rates"),
         ({"rates_per_s": (100,), "rate_seconds": 0}, "rate_seconds"),
         ({"rates_per_s": (100_000,), "rate_seconds": 3_600}, "payments in one session"),
+        ({"rates_per_s": (100,), "knee_steps": MAX_KNEE_STEPS + 1}, "knee_steps"),
+        ({"rates_per_s": (1_000,), "rate_seconds": 300, "knee_steps": 8}, "in one session"),
     ],
 )
 def test_plan_refuses_what_no_session_could_run(fields: dict[str, Any], message: str) -> None:

@@ -42,6 +42,14 @@ def test_the_uniform_curve_gets_the_skew_rate_so_the_two_p99s_compare() -> None:
     assert _uniform_rates("250", skip_curve=True, skew_rate=None) == []
 
 
+def test_only_the_uniform_curve_searches_the_knee() -> None:
+    plans = _plans(1_000, [250, 500], 5, skip_skew=False, skew_rate=500, scale_out_instances=2,
+                   knee_steps=3)  # fmt: skip
+    assert plans["uniform"].knee_steps == 3
+    assert plans["skew"].knee_steps == 0 and plans["scale_out"].knee_steps == 0
+    assert _plans(1_000, [], 5, True, 500, 0, knee_steps=3)["uniform"].knee_steps == 0
+
+
 def test_skipped_parts_have_no_session() -> None:
     plans = _plans(1_000, [], 5, skip_skew=True, skew_rate=1_000, scale_out_instances=0)
     assert set(plans) == {"uniform"}
@@ -56,6 +64,8 @@ def test_skipped_parts_have_no_session() -> None:
         (("--payments", "0"), "--payments"),
         (("--backends", "oracle"), "unknown backends"),
         (("--scale-out-instances", "1"), "--scale-out-instances"),
+        (("--knee-steps", "9"), "--knee-steps"),
+        (("--null-messages", "0"), "--null-messages"),
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(

@@ -9,12 +9,23 @@ from rich.console import Console
 
 from tooling.bench.flow import FlowResult, ProcessUsage, SessionPlan, SessionResult
 from tooling.bench.latency import LatencyResult, percentile, summarize
+from tooling.bench.null_pipeline import HopUsage, NullPipelineResult
 from tooling.bench.raw_hop import RawHopResult
 from tooling.bench.report import BackendRuns, build_report, print_report
 from tooling.bench.signatures import VerificationResult
 
 RAW = RawHopResult(messages=10_000, message_bytes=210, partitions=6, seconds=1.0)
 VERIFICATION = VerificationResult(payments=1_000, cpu_s=0.1)
+NULL = NullPipelineResult(
+    messages=30_000,
+    message_bytes=210,
+    partitions=6,
+    hops=(
+        HopUsage("validator", 30_000, 0.9, started_at=100.0, finished_at=101.0),
+        HopUsage("settlement", 30_000, 0.9, started_at=100.1, finished_at=101.4),
+        HopUsage("notification", 30_000, 0.9, started_at=100.2, finished_at=101.5),
+    ),
+)  # 1.5 s end to end, 2.7 CPU s over 90,000 hops
 PAYMENTS = 1_000
 
 
@@ -154,3 +165,35 @@ def test_percentiles_are_nearest_rank_over_the_phase_payments() -> None:
     assert percentile([], 0.99) == 0.0
     result = summarize("sqlite", "uniform", 250, 10, 249.0, [0.3, 0.1, 0.2])
     assert (result.payments, result.p50_s, result.max_s) == (3, 0.2, 0.3)
+
+
+def test_report_holds_the_null_pipeline_the_flow_ratio_to_it_and_each_backend_knee() -> None:
+    runs = every_part()
+    runs["postgresql"].uniform.knee_probes = [point("postgresql", 750, 0.75)]
+    report = build_report(RAW, runs, 6, VERIFICATION, {"payments": PAYMENTS}, NULL)
+    null = report["null_pipeline"]
+    assert (null["messages_per_s"], null["cpu_ms_per_message_per_hop"]) == (20_000.0, 0.03)
+    assert null["hops"]["settlement"] == {"cpu_ms_per_message": 0.03}
+    for backend, knee_rate in (("sqlite", 500), ("postgresql", 750)):
+        figures = report["backends"][backend]
+        assert figures["ratio_to_null_pipeline"] == 0.025  # 500 payments/s over 20,000/s
+        knee = figures["knee"]
+        assert (knee["offered_per_s"], knee["first_over_per_s"], knee["bounded"]) == (
+            knee_rate, 1_000, True,
+        )  # fmt: skip
+    assert [p["offered_per_s"] for p in report["backends"]["postgresql"]["knee"]["probes"]] == [750]
+    text = printed(report)
+    assert "ratio to null pipeline" in text
+    assert "null pipeline (3 processes" in text and "20,000 messages/s end to end" in text
+    assert "0.030 CPU ms per message per hop" in text
+    assert "knee (highest offered payments/s with p99 under 1 s): sqlite 500/s" in text
+    assert any("knee probe" in line and "750" in line for line in text.splitlines())
+
+
+def test_without_the_null_pipeline_or_a_curve_neither_figure_appears() -> None:
+    report = report_of({"sqlite": BackendRuns(uniform=session("sqlite", flow("sqlite", 2.0)))})
+    assert "null_pipeline" not in report
+    assert "knee" not in report["backends"]["sqlite"]
+    assert "ratio_to_null_pipeline" not in report["backends"]["sqlite"]
+    text = printed(report)
+    assert "null pipeline" not in text and "knee" not in text

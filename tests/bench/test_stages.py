@@ -29,3 +29,14 @@ def test_the_command_prints_one_line_per_step(capsys, tmp_path: Path) -> None:  
     assert [line.split()[0] for line in lines[1:]] == [
         "validator", "settlement", "notification", "delivery",
     ]  # fmt: skip
+
+
+def test_the_null_pipeline_forwards_along_the_declared_topology() -> None:
+    """Its hops are the payment's main line through the declared stages, not a copy of it."""
+    from tooling.bench.null_pipeline import HOPS
+
+    assert HOPS == (
+        ("validator", "initiated", "validated"),
+        ("settlement", "validated", "settled"),
+        ("notification", "settled", "notified"),
+    )

@@ -78,7 +78,7 @@ def test_auditor_commands_from_replay_to_a_tampered_ledger(flow_factory, sqlite_
     code, out = run("settlement", "report", "--all", "--format", "csv")
     assert code == 0 and out.splitlines()[0].startswith("window,status,bank_code"), out
     window = records[0]["occurred_at"].date().isoformat()
-    code, out = run("settlement", "close", "--window", window, "--early")
+    code, out = run("settlement", "close", "--window", window, "--early", "--delay-s", "0")
     assert code == 0 and "published SettlementWindowClosed" in out, out
     code, out = run("audit", "verify", "--anchors-from-topic", "--format", "json")
     assert code == 0 and json.loads(out)["summary"]["anchors_checked"] == 2, out

@@ -14,7 +14,7 @@ from engine.audit.windows import Window, all_window_reports, close_window, windo
 from engine.kafka.client import create_topics
 from engine.ledger.models import Payment
 from engine.ledger.postings import write_postings
-from engine.ledger.reports import net_positions
+from engine.read.reports import net_positions
 from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment, switch_id
 from tests.integration.test_audit_tamper import build_ledger, initiated
 from tests.unit.test_postings import draft

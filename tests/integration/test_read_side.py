@@ -17,7 +17,6 @@ from engine.audit.windows import Window, close_window, window_report
 from engine.config import load_settings
 from engine.ledger.models import DeadLetter, Notification, Payment
 from engine.ledger.notifications import NotificationFilter
-from engine.ledger.reports import net_positions as report_net_positions
 from engine.ledger.schemas import approve_release_schemas
 from engine.read.audience import Audience
 from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_dead_letters
@@ -27,6 +26,7 @@ from engine.read.paging import MAX_PAGE
 from engine.read.payments import PaymentFilter, get_payment, search_payments
 from engine.read.positions import net_positions
 from engine.read.reference import approved_schemas, bank_keys
+from engine.read.reports import net_positions as report_net_positions
 from engine.read.snapshot import snapshot
 from engine.read.trace import find_payment_ids, trace_payment
 from engine.serialization import read_release_schemas

@@ -31,12 +31,12 @@ def sakk_without_tooling(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("command", DEV_COMMANDS)
-def test_a_development_command_without_tooling_says_to_install_the_dev_extra(command: str):
+def test_a_development_command_without_tooling_says_how_to_install_it(command: str):
     done = sakk_without_tooling(command, "--payments", "10")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"`sakk {command}` needs the development tools" in done.stderr
-    assert "pip install -e '.[dev]'" in done.stderr
+    assert "pip install -e '.[dev]' -e ./tooling" in done.stderr
 
 
 def test_the_operators_commands_start_without_tooling():

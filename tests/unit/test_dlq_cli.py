@@ -52,6 +52,9 @@ def run(tmp_path: Path):  # type: ignore[no-untyped-def]
         (("--kind", "undecodable", "--body", __file__), "--body corrects one dead letter"),
         (("1", "--signature", __file__), "--signature goes with --body"),
         (("1",), "set SAKK_KAFKA_BOOTSTRAP_SERVERS"),
+        (("--kind", "poison"), "send it anyway with --force"),
+        (("--kind", "corrupt_batch"), "send it anyway with --force"),
+        (("--kind", "poison", "--force"), "set SAKK_KAFKA_BOOTSTRAP_SERVERS"),
     ],
 )
 def test_redrive_arguments_are_refused_before_anything_is_read(run, args, problem) -> None:

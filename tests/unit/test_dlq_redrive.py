@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from consumers.validator import Validator
 from engine.config import Settings, load_settings
@@ -24,6 +24,7 @@ from engine.dlq.exceptions import (
     AlreadyHandledError,
     RedriveConflictError,
     RedriveNotAcknowledgedError,
+    RedriveRefusedError,
     RedriveSignatureError,
     SecurityDeadLetterError,
     StillUndecodableError,
@@ -41,8 +42,9 @@ from engine.ledger.dead_letters import (
     resolved_dead_letter_ids,
 )
 from engine.ledger.exceptions import DeadLetterNotFoundError
-from engine.ledger.models import DeadLetterRedrive
+from engine.ledger.models import DeadLetter, DeadLetterRedrive
 from engine.ledger.reference import load_reference_data, read_file
+from engine.ops.audit_log import list_actions, verify_action_log
 from engine.pipeline.dead_letters import DLQ_HEADROOM_BYTES
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
@@ -334,3 +336,30 @@ def test_a_message_refused_for_its_signature_is_never_sent_again_from_here(ledge
     with pytest.raises(SecurityDeadLetterError, match="signature_missing.*the bank signs it again"):
         ledger.redriver(RecordingProducer()).redrive(dead_letter_id, "alice")
     assert redrives(ledger) == []
+
+
+@pytest.mark.parametrize("kind", ["poison", "corrupt_batch"])
+def test_a_poison_or_corrupt_batch_is_sent_again_only_when_forced_and_each_redrive_is_logged(
+    ledger, kind
+):
+    p = payment(AMINA, KARIM, 2_000)
+    ledger.deliver(5, ledger.codec.encode("PaymentInitiated", p)[:20])
+    (dead_letter_id,) = ledger.dead_letter_ids()
+    with ledger.engine.begin() as conn:  # as the quarantine or the batch reader records them
+        conn.execute(update(DeadLetter).values(kind=kind))
+    producer = RecordingProducer()
+    with pytest.raises(RedriveRefusedError, match=f"{kind} dead letter.*--force"):
+        ledger.redriver(producer).redrive(dead_letter_id, "alice", **ledger.fix(p))
+    assert producer.sent == [] and redrives(ledger) == []
+
+    forced = Redriver(ledger.settings, ledger.engine, ledger.codec, producer, forced=True)  # type: ignore[arg-type]
+    assert forced.redrive(dead_letter_id, "alice", "fixed by 007", **ledger.fix(p)).sent
+    with ledger.engine.connect() as conn:
+        (logged,) = list_actions(conn)
+        assert verify_action_log(conn).ok
+    record = logged.as_dict()
+    assert (record["actor"], record["action"], record["target"], record["reason"]) == (
+        "alice", "dlq.redrive", f"dead letter {dead_letter_id}", "fixed by 007",
+    )  # fmt: skip
+    assert record["old"] == {"kind": kind, "redrive": None}
+    assert record["new"]["forced"] and record["new"]["body_source"] == "corrected"

@@ -13,6 +13,9 @@ in phases:
    each rate starts once the previous one has drained, and its percentiles are computed
    from its own payments only (``tooling.bench.latency``). Without a throughput phase, a
    few payments first warm the fleet up (consumer groups join).
+3. **Knee search** (optional): between the last rate whose p99 stayed under 1 s and the
+   first that did not, the midpoint is offered the same way, a bounded number of times
+   within a time budget (``tooling.bench.knee``).
 
 One simulated stream for the whole session keeps the simulator's funds shadow true
 from phase to phase. A session whose ledger does not balance or whose counts do not
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,10 +46,11 @@ from sqlalchemy import Engine
 from engine.config import Settings
 from engine.kafka.client import create_topics
 from engine.ledger.reference import load_reference_data
-from engine.ledger.reports import processing_window
+from engine.read.reports import processing_window
 from engine.supervisor import ConsumerProcess, Fleet
 from sakk.app import STAGE_NAMES, TOPOLOGY, ledger_engine
 from tooling.bench.checks import BenchmarkCheckError, verify, wait_drained
+from tooling.bench.knee import MAX_KNEE_STEPS, next_probe
 from tooling.bench.latency import LatencyResult, latencies_s, payment_ids, summarize
 
 if TYPE_CHECKING:
@@ -65,6 +70,9 @@ MAX_RATES = 16
 # Below this share of hot payments the skew run did not test what it says (its hot
 # payers ran dry of funds): no figure.
 SKEW_MIN_HOT_SHARE = 0.65
+# No knee probe starts once the search has run this long (each probe offers its rate for
+# ``rate_seconds``, then drains).
+KNEE_BUDGET_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class SessionPlan:
     rates_per_s: tuple[int, ...] = ()  # latency phases, in this order
     rate_seconds: int = 10
     verify_chain: bool = False  # also the auditor's hash-chain verification
+    knee_steps: int = 0  # at most this many knee probes after the curve (tooling.bench.knee)
 
     def __post_init__(self) -> None:
         if not 0 <= self.throughput_payments <= MAX_SESSION_PAYMENTS:
@@ -120,7 +129,10 @@ class SessionPlan:
             raise ValueError(f"rate_seconds={self.rate_seconds} must be in [1, {MAX_RATE_SECONDS}]")
         if not self.throughput_payments and not self.rates_per_s:
             raise ValueError("a session measures throughput, latency, or both")
-        offered = sum(self.rates_per_s) * self.rate_seconds + self.throughput_payments
+        if not 0 <= self.knee_steps <= MAX_KNEE_STEPS:
+            raise ValueError(f"knee_steps={self.knee_steps} must be in [0, {MAX_KNEE_STEPS}]")
+        probes = max(self.rates_per_s, default=0) * self.rate_seconds * self.knee_steps
+        offered = sum(self.rates_per_s) * self.rate_seconds + self.throughput_payments + probes
         if offered > MAX_SESSION_PAYMENTS:
             raise ValueError(
                 f"{offered:,} payments in one session: at most {MAX_SESSION_PAYMENTS:,}"
@@ -136,6 +148,7 @@ class SessionResult:
     published: int
     hot_share: float  # of messages the skew profile sends to the hot merchant (0 if uniform)
     chain_entries_verified: int | None  # None: the chain was not verified
+    knee_probes: list[LatencyResult] = field(default_factory=list)  # rates the knee search added
 
 
 def process_usage(member: ConsumerProcess) -> ProcessUsage:
@@ -212,6 +225,7 @@ def run_session(
                 else:
                     phases.warm_up()
                 latencies = [phases.latency(rate) for rate in plan.rates_per_s]
+                probes = phases.knee_search(latencies)
             finally:
                 fleet.stop()
         chain_entries = verify(engine, phases.published, chain=plan.verify_chain)
@@ -221,7 +235,8 @@ def run_session(
             f"the skewed run sent only {hot_share:.0%} of its messages to the hot merchant "
             f"(at least {SKEW_MIN_HOT_SHARE:.0%} needed): its payers ran dry of funds"
         )
-    return SessionResult(backend, plan, flow, latencies, phases.published, hot_share, chain_entries)
+    return SessionResult(backend, plan, flow, latencies, phases.published, hot_share, chain_entries,
+                         probes)  # fmt: skip
 
 
 @dataclass
@@ -279,6 +294,18 @@ class _Phases:
         if not measured:
             raise BenchmarkCheckError(f"no payment of the {rate_per_s:,}/s phase was notified")
         return summarize(self.backend, self.plan.profile, rate_per_s, seconds, achieved, measured)
+
+    def knee_search(self, curve: list[LatencyResult]) -> list[LatencyResult]:
+        """Probe the knee's bracket: at most ``knee_steps`` rates, none after KNEE_BUDGET_S."""
+        probes: list[LatencyResult] = []
+        deadline = time.monotonic() + KNEE_BUDGET_S
+        for _step in range(self.plan.knee_steps):
+            rate = next_probe(curve + probes)
+            if rate is None or time.monotonic() > deadline:
+                break
+            self.say(f"{self.label}: knee search")
+            probes.append(self.latency(rate))
+        return probes
 
 
 def scratch_dir(root: Path) -> Path:

@@ -3,8 +3,9 @@
 Per backend: the uniform full flow (payments/s, ratio to the raw hop, CPU and memory
 per stage), its latency curve, the skewed run beside the uniform one (payments/s and
 p99 at the same offered rate, the same payment count), and on PostgreSQL the scale-out
-beside one instance. A part that did not run is absent from the JSON and its rows are
-left out of the tables.
+beside one instance, and the knee of the latency curve. Beside every backend: the raw
+hop and the null pipeline (the topology's ceiling), and the full flow's ratio to each.
+A part that did not run is absent from the JSON and its rows are left out of the tables.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from rich.table import Table
 
 from sakk.app import TOPOLOGY
 from tooling.bench.flow import FlowResult, SessionResult
+from tooling.bench.knee import knee_figures, knee_line
 from tooling.bench.latency import LatencyResult
+from tooling.bench.null_pipeline import (
+    NullPipelineResult,
+    null_pipeline_figures,
+    null_pipeline_line,
+)
 from tooling.bench.raw_hop import RawHopResult
 from tooling.bench.signatures import VerificationResult
 
@@ -43,20 +50,27 @@ def build_report(
     partitions: int,
     verification: VerificationResult,
     options: dict[str, Any],
+    null: NullPipelineResult | None = None,
 ) -> dict[str, Any]:
     from tooling.workload.profiles import HOT_MERCHANT, HOT_PAYER_BANK
 
     backends: dict[str, dict[str, Any]] = {}
     for backend, r in runs.items():
         figures = _uniform(r.uniform.flow, raw.messages_per_s) if r.uniform.flow else {}
+        if null is not None and r.uniform.flow:
+            figures["ratio_to_null_pipeline"] = _ratio(
+                r.uniform.flow.payments_per_s, null.messages_per_s
+            )
         figures["chain_verified_entries"] = r.uniform.chain_entries_verified
         figures["latency_curve"] = [_latency(lat) for lat in r.uniform.latencies]
+        if r.uniform.latencies:
+            figures["knee"] = _knee(r.uniform)
         if r.skew is not None and r.skew.flow is not None:
             figures["skew"] = _skew(r, HOT_PAYER_BANK, HOT_MERCHANT)
         if r.scale_out is not None and r.scale_out.flow is not None:
             figures["scale_out"] = _scale_out(r)
         backends[backend] = figures
-    return {
+    report = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
@@ -70,6 +84,12 @@ def build_report(
         },
         "backends": backends,
     }  # fmt: skip
+    return report | ({"null_pipeline": null_pipeline_figures(null)} if null is not None else {})
+
+
+def _knee(uniform: SessionResult) -> dict[str, Any]:
+    figures = knee_figures(uniform.latencies + uniform.knee_probes)
+    return figures | {"probes": [_latency(lat) for lat in uniform.knee_probes]}
 
 
 def _flow(f: FlowResult) -> dict[str, Any]:
@@ -157,6 +177,9 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         f"raw hop (kafka-python consume + produce + commit, no work): "
         f"{report['raw_hop_messages_per_s']:,.0f} messages/s"
     )
+    for line in (null_pipeline_line(report), knee_line(report)):
+        if line:
+            console.print(line, soft_wrap=True)  # one line, whatever the width
     console.print(verification_line(report))
 
 
@@ -185,6 +208,9 @@ def _main_rows(backends: dict[str, Any]) -> list[Row]:
     rows: list[Row] = [
         ("full flow payments/s (uniform)", ("payments_per_s",), "{:,.0f}"),
         ("ratio to raw hop", ("ratio_to_raw_hop",), "{:.2f}"),
+        ("ratio to null pipeline", ("ratio_to_null_pipeline",), "{:.3f}"),
+        ("knee: highest offered/s, p99 < 1 s", ("knee", "offered_per_s"), "{:,}"),
+        ("knee: first offered/s, p99 ≥ 1 s", ("knee", "first_over_per_s"), "{:,}"),
     ]
     if skew is not None:
         rows += [
@@ -227,6 +253,7 @@ def _curve_table(report: dict[str, Any]) -> Table:
             rate = skew_point["offered_per_s"]
             same = [i for i, (_, p) in enumerate(points) if p["offered_per_s"] == rate]
             points.insert(same[0] + 1 if same else len(points), ("skewed", skew_point))
+        points += [("knee probe", p) for p in figures.get("knee", {}).get("probes", [])]
         for traffic, p in points:
             percentiles = (f"{p[k]:.3f}" for k in ("p50_s", "p95_s", "p99_s", "max_s"))
             table.add_row(

@@ -6,17 +6,38 @@ with one guarded update per batch (``engine.ledger.positions``); ``liquidity_mov
 each ``FundsIn`` and ``FundsOut`` as decided. The liquidity itself is a ledger account
 per bank (kind ``LIQUIDITY``), created by the reference data loader.
 
-Revision ID: 0015_positions
-Revises: 0013_read
+Revision ID: 0017_positions
+Revises: 0016_window_lifecycle
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_positions"
-down_revision = "0013_read"
+revision = "0017_positions"
+down_revision = "0016_window_lifecycle"
 branch_labels = None
 depends_on = None
+
+
+# A ledger that already settled payments starts from what it holds: a bank's posted
+# position is its settlement account's balance (row and unfolded deltas: it takes +amount
+# for each interbank payment the bank sends, -amount for each it receives), its holds its
+# payers' active interbank holds. Liquidity starts at zero: the liquidity accounts come
+# with the next load of the reference data.
+BACKFILL = """
+INSERT INTO bank_positions
+    (bank_code, currency, posted_minor, holds_minor, liquidity_minor, version, updated_at)
+SELECT a.bank_code, a.currency,
+       a.balance_minor + coalesce((SELECT sum(d.delta_minor) FROM account_balance_deltas d
+                                   WHERE d.account_number = a.number), 0),
+       coalesce((SELECT sum(h.amount_minor - h.captured_minor) FROM holds h
+                 JOIN payments p ON p.payment_id = h.payment_id
+                 WHERE h.state = 'ACTIVE' AND h.bank_code = a.bank_code
+                   AND h.currency = a.currency AND p.payer_bank <> p.payee_bank), 0),
+       0, 0, NULL
+  FROM accounts a
+ WHERE a.kind = 'SETTLEMENT'
+"""
 
 
 def upgrade() -> None:
@@ -66,6 +87,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("movement_id", name=op.f("pk_liquidity_movements")),
     )
     op.create_index(op.f("ix_liquidity_movements_bank_code"), "liquidity_movements", ["bank_code"])
+    op.execute(BACKFILL)
 
 
 def downgrade() -> None:

@@ -1,0 +1,160 @@
+"""The auditor's proof that settled windows are unchanged and positions are unsettled nets.
+
+Three checks, each listing every finding (``sakk audit verify`` runs them):
+
+- **the lifecycle rows**: each window's ``settlement_window_events`` rows are numbered
+  from 1 without a gap, each hash covers its row and the previous hash, and each move is
+  one the lifecycle allows (:func:`engine.audit.window_lifecycle.chain_problems`);
+- **settled windows are unchanged**: a SETTLED window's nets, recomputed from the ledger
+  now by the one net-position rule (``engine.read.positions``), equal its
+  ``window_settlements`` rows, and a settled window has them and no other window does;
+- **positions are unsettled nets**: each bank's position (everything posted less what
+  settled windows settled) equals the sum of its nets over the windows not settled
+  (:func:`engine.risk.positions.position_differences`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, func, select
+
+from engine.audit.window_lifecycle import (
+    chain_problems,
+    settled_nets,
+    window_rows,
+    window_settlements,
+)
+from engine.ledger.models import Hold, HoldState, table_of
+from engine.read.positions import (
+    DEFAULT_WINDOW_HOURS,
+    all_window_reports,
+    net_positions,
+    read_closes,
+)
+from engine.risk.limits import Exposure
+from engine.risk.positions import position_differences
+from engine.risk.windows import WindowState
+
+Key = tuple[str, str]  # (bank, currency)
+
+
+def posted_positions(conn: Connection) -> dict[Key, int]:
+    """Each bank's position from every interbank posting ever posted (position sign: +
+    when it paid out more than it received), before any settlement."""
+    return {(x.bank_code, x.currency): -x.net_minor for x in net_positions(conn, None)}
+
+
+def unsettled_nets(conn: Connection) -> dict[Key, int]:
+    """Each bank's position now: what it posted less what settled windows settled.
+
+    A settled window gives back exactly its own nets: the debt of another window, closed
+    or open, keeps counting (the cap cannot be escaped by settling one of two windows).
+    """
+    positions = posted_positions(conn)
+    for key, net in settled_nets(conn).items():
+        positions[key] = positions.get(key, 0) - net
+    return {key: value for key, value in sorted(positions.items()) if value}
+
+
+def active_holds(conn: Connection) -> dict[Key, int]:
+    """What each bank's ACTIVE holds still reserve, per currency: counted against it as
+    against its payer's available balance."""
+    h = table_of(Hold)
+    rows = conn.execute(
+        select(h.c.bank_code, h.c.currency, func.sum(h.c.reserved_minor))
+        .where(h.c.state == HoldState.ACTIVE.value)
+        .group_by(h.c.bank_code, h.c.currency)
+    )
+    return {(bank, currency): int(total) for bank, currency, total in rows if total}
+
+
+def exposures(conn: Connection) -> dict[Key, Exposure]:
+    """Each bank's exposure per currency: its position (posted less settled) and its holds.
+
+    The position rows the settlement stage keeps (``bank_positions``) give the same
+    figures without a scan; this reads them from the ledger's entries.
+    """
+    positions, held = unsettled_nets(conn), active_holds(conn)
+    return {
+        key: Exposure(key[0], key[1], positions.get(key, 0), held.get(key, 0))
+        for key in sorted(set(positions) | set(held))
+    }
+
+
+@dataclass
+class WindowSettlementCheck:
+    windows: int = 0
+    settled: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def check_settled_windows(
+    conn: Connection, positions: Mapping[Key, int] | None = None
+) -> WindowSettlementCheck:
+    """Every finding of the three checks. ``positions``: the positions to check (by
+    default :func:`unsettled_nets`, which the ledger's own position rows replace)."""
+    check = WindowSettlementCheck()
+    rows = window_rows(conn)
+    for label, of_window in rows.items():
+        check.windows += 1
+        check.problems += chain_problems(label, of_window)
+    settled_labels = {label for label, r in rows.items() if r[-1].state is WindowState.SETTLED}
+    recorded = window_settlements(conn)
+    for label in sorted(set(recorded) - settled_labels):
+        check.problems.append(f"window {label} has settled nets but is not SETTLED")
+    nets, counted = _window_nets(conn)
+    for label in sorted(settled_labels):
+        check.settled += 1
+        now = {key: net for key, net in nets.get(label, {}).items() if net}
+        for key in sorted(set(now) | set(recorded.get(label, {}))):
+            then = recorded.get(label, {}).get(key, 0)
+            if now.get(key, 0) != then:
+                check.problems.append(
+                    f"settled window {label} bank {key[0]} {key[1]}: settled {then}, "
+                    f"the ledger now gives {now.get(key, 0)}"
+                )
+    unsettled = {label: n for label, n in nets.items() if label in counted - settled_labels}
+    check.problems += _position_problems(conn, unsettled, positions)
+    return check
+
+
+def _window_nets(conn: Connection) -> tuple[dict[str, dict[Key, int]], set[str]]:
+    """Each window's nets now, position sign, by the one net-position rule.
+
+    Windows are cut at the length they were closed with (one length in practice; with
+    several, each posting counts in one window of each length, and the position check
+    reads the windows of the shortest only).
+    """
+    nets: dict[str, dict[Key, int]] = defaultdict(dict)
+    shortest: set[str] = set()
+    hours = {close.window.hours for close in read_closes(conn).values()} or {DEFAULT_WINDOW_HOURS}
+    for length in sorted(hours):
+        for report in all_window_reports(conn, length):
+            nets.setdefault(report.window.label, {})
+            for x in report.lines:
+                nets[report.window.label][(x.bank_code, x.currency)] = -x.net_minor
+            if length == min(hours):
+                shortest.add(report.window.label)
+    return dict(nets), shortest
+
+
+def _position_problems(
+    conn: Connection,
+    unsettled: Mapping[str, Mapping[Key, int]],
+    positions: Mapping[Key, int] | None,
+) -> list[str]:
+    """Each bank's position against the sum of its nets over the ``unsettled`` windows."""
+    recorded = dict(positions) if positions is not None else unsettled_nets(conn)
+    currencies = {c for _, c in recorded} | {c for n in unsettled.values() for _, c in n}
+    problems = []
+    for currency in sorted(currencies):
+        of_currency = [
+            {bank: net for (bank, c), net in window.items() if c == currency}
+            for _, window in sorted(unsettled.items())
+        ]
+        mine = {bank: v for (bank, c), v in recorded.items() if c == currency}
+        problems += [f"{d} {currency}" for d in position_differences(mine, of_currency)]
+    return problems

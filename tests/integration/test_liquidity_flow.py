@@ -59,7 +59,8 @@ def test_funded_capped_refused_told_and_shown(
     assert withdrawn.exit_code == 1 and "REFUSED" in withdrawn.output
     shown = sakk(flow, tmp_path, "settlement", "positions", "--json")
     assert shown.exit_code == 0, shown.output
-    (bank_007,) = [v for v in json.loads(shown.output)["positions"] if v["bank_code"] == "007"]
+    lines = json.loads(shown.output)["positions"]
+    (bank_007,) = [v for v in lines if (v["bank_code"], v["currency"]) == ("007", "MAD")]
     assert (bank_007["position_minor"], bank_007["liquidity_minor"]) == (50_000, 60_000)
     assert (bank_007["share_used_bps"], bank_007["headroom_minor"]) == (10_000, 0)
 

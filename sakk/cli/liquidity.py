@@ -1,4 +1,4 @@
-"""``sakk liquidity fund|withdraw``: a bank's deposit at the switch, in and out.
+"""``sakk liquidity fund|withdraw|cap``: a bank's deposit at the switch, in and out; its cap.
 
 The switch's operators issue these (a bank's treasury wires the money to the settlement
 bank, or asks for it back); the switch publishes a ``FundsIn`` or ``FundsOut`` on
@@ -9,7 +9,6 @@ less liquidity than the bank's exposure (AM04); ``--wait`` prints which.
 
 from __future__ import annotations
 
-import getpass
 import json
 import time
 import uuid
@@ -26,8 +25,11 @@ from engine.kafka.client import Outgoing, make_producer, send_all
 from engine.ledger.database import make_engine
 from engine.ledger.models import LiquidityMovement, table_of
 from engine.money import format_minor
-from sakk.app import kafka_for, make_codec
+from engine.ops.action import ActionRefusedError, run_action
+from engine.ops.limits import IssueMovement, SetBankLimit
+from sakk.app import kafka_for, ledger_engine, make_codec
 from sakk.cli import cli
+from sakk.cli.options import actor_of, actor_options
 
 WAIT_POLL_S = 0.2
 
@@ -70,7 +72,7 @@ def movement_outcome(settings: Settings, movement_id: str) -> dict[str, Any] | N
 
 def _movement(
     settings: Settings, event: EventType, bank: str, amount: str, currency: str,
-    wait_s: float, as_json: bool,
+    wait_s: float, as_json: bool, by: str | None = None, reason: str | None = None,
 ) -> None:  # fmt: skip
     try:
         minor = to_minor(amount, currency)
@@ -78,7 +80,13 @@ def _movement(
         raise click.BadParameter(str(exc), param_hint="--amount") from exc
     if minor <= 0:
         raise click.BadParameter("must be above zero", param_hint="--amount")
-    record = movement_record(bank, minor, currency, getpass.getuser(), datetime.now(UTC))
+    actor = actor_of(by, reason)
+    record = movement_record(bank, minor, currency, actor.name, datetime.now(UTC))
+    issued = IssueMovement(event.name, bank, currency, minor, record["payment_id"])
+    try:
+        run_action(ledger_engine(settings), issued, actor, record["occurred_at"])
+    except ActionRefusedError as exc:
+        raise click.ClickException(str(exc)) from exc
     with kafka_for(settings) as live:
         publish_movement(live, event, record)
     decided = None
@@ -110,7 +118,7 @@ def _options(f: Any) -> Any:
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     )):  # fmt: skip
         f = option(f)
-    return f
+    return actor_options(f)
 
 
 @cli.group()
@@ -122,15 +130,54 @@ def liquidity() -> None:
 @_options
 @click.pass_obj
 def fund(settings: Settings, bank: str, amount: str, currency: str, wait_s: float,
-         as_json: bool) -> None:  # fmt: skip
-    """Publish a FundsIn: BANK deposited AMOUNT at the switch."""
-    _movement(settings, FUNDS_IN, bank, amount, currency, wait_s, as_json)
+         as_json: bool, by: str | None, reason: str | None) -> None:  # fmt: skip
+    """Publish a FundsIn: BANK deposited AMOUNT at the switch (an audited action)."""
+    _movement(settings, FUNDS_IN, bank, amount, currency, wait_s, as_json, by, reason)
 
 
 @liquidity.command("withdraw")
 @_options
 @click.pass_obj
 def withdraw(settings: Settings, bank: str, amount: str, currency: str, wait_s: float,
-             as_json: bool) -> None:  # fmt: skip
-    """Publish a FundsOut: BANK takes AMOUNT back (refused AM04 below its exposure)."""
-    _movement(settings, FUNDS_OUT, bank, amount, currency, wait_s, as_json)
+             as_json: bool, by: str | None, reason: str | None) -> None:  # fmt: skip
+    """Publish a FundsOut: BANK takes AMOUNT back (refused AM04 below its exposure; an
+    audited action)."""
+    _movement(settings, FUNDS_OUT, bank, amount, currency, wait_s, as_json, by, reason)
+
+
+@liquidity.command("cap")
+@click.option("--bank", required=True, help="The bank's code, e.g. 007.")
+@click.option("--currency", default="MAD", show_default=True)
+@click.option("--cap", "cap", required=True, help="Net debit cap, decimal, e.g. 5000000.00.")
+@click.option(
+    "--alert-percent", type=click.IntRange(1, 100), default=80, show_default=True,
+    help="The share of its cap at which the bank is alerted (once per crossing).",
+)  # fmt: skip
+@actor_options
+@click.pass_obj
+def cap(settings: Settings, bank: str, currency: str, cap: str, alert_percent: int,
+        by: str | None, reason: str | None) -> None:  # fmt: skip
+    """Set BANK's net debit cap and alert percentage: an audited operator action.
+
+    A cap below the bank's exposure is taken, with a warning: everything the bank would
+    pay out is refused (AM23) until its position falls back under it.
+    """
+    try:
+        minor = to_minor(cap, currency)
+    except AmountError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cap") from exc
+    actor = actor_of(by, reason)
+    action = SetBankLimit(bank, currency, minor, alert_percent)
+    try:
+        done = run_action(ledger_engine(settings), action, actor, datetime.now(UTC))
+    except ActionRefusedError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if done.seq is None:
+        click.echo(f"bank {bank} {currency}: the cap and alert percentage are already that")
+        return
+    click.echo(
+        f"bank {bank} {currency}: net debit cap {format_minor(minor, currency)}, alerted at "
+        f"{alert_percent} % (operator action #{done.seq} by {actor.name})"
+    )
+    if done.result:
+        click.echo(f"warning: {done.result}")

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
-from engine.ledger.models import BankLimit, LiquidityMovement, Notification, Payment
+from engine.ledger.models import LiquidityMovement, Notification, Payment
+from engine.ops.audit_log import list_actions
 from sakk.cli import cli, register_commands
 from tests.factories import AMINA, KARIM, YOUSSEF, payment
 
@@ -39,10 +40,9 @@ def test_funded_capped_refused_told_and_shown(
     flow_factory: Callable[..., Any], database_url: str, tmp_path: Path
 ) -> None:
     flow = flow_factory(database_url)
-    with flow.engine.begin() as conn:
-        conn.execute(insert(BankLimit).values(
-            bank_code="007", currency="MAD", net_debit_cap_minor=50_000, alert_percent=90,
-        ))  # fmt: skip
+    capped = sakk(flow, tmp_path, "liquidity", "cap", "--bank", "007", "--cap", "500.00",
+                  "--alert-percent", "90", "--by", "amal", "--reason", "test")  # fmt: skip
+    assert capped.exit_code == 0 and "operator action #1 by amal" in capped.output, capped.output
 
     funded = sakk(flow, tmp_path, "liquidity", "fund", "--bank", "007", "--amount", "600.00",
                   "--wait", "60", "--json")  # fmt: skip
@@ -72,6 +72,13 @@ def test_funded_capped_refused_told_and_shown(
     assert failed == "AM23"
     assert ("FAILED", "007") in told and ("CAP_ALERT", "007") in told
     assert sorted(tuple(r) for r in movements) == [("FUNDS_IN", "POSTED"), ("FUNDS_OUT", "REFUSED")]
+    with flow.engine.connect() as conn:  # the cap and each movement are audited actions
+        logged = [(a.action, a.target) for a in list_actions(conn)]
+    assert logged == [
+        ("limits.cap", "bank 007 MAD limits"),
+        ("liquidity.movement", "bank 007 MAD liquidity"),
+        ("liquidity.movement", "bank 007 MAD liquidity"),
+    ]
 
 
 def _states(flow: Any) -> list[str]:

@@ -323,7 +323,7 @@ class ConsumerService:
         now = datetime.now(UTC)
         messages: Counter[tuple[str, str]] = Counter()
         outcomes: Counter[tuple[str, str, str]] = Counter()
-        observed: dict[str, list[dict[str, Any]]] = {name: [] for name in self.observes}
+        observed: dict[str, list[dict[str, Any]]] = {event: [] for event in self.observes}
         for inbound, handled in result.handled:  # counted per batch: one inc per label set
             messages[(inbound.topic, handled.outcome)] += 1
             for emit in handled.emits:
@@ -336,8 +336,8 @@ class ConsumerService:
                 metrics.END_TO_END_SECONDS.labels(name, handled.outcome).observe(
                     max((now - occurred).total_seconds(), 0.0)
                 )
-        for name, records in observed.items():
-            self.observes[name](records)
+        for event_name, records in observed.items():
+            self.observes[event_name](records)
         for (topic, outcome), count in messages.items():
             metrics.MESSAGES.labels(name, topic, outcome).inc(count)
         for (channel, outcome, reason), count in outcomes.items():

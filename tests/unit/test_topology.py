@@ -101,6 +101,11 @@ def test_the_service_counts_the_emits_a_stage_declares_it_observes(tmp_path: Pat
     )
     result = BatchResult(handled=[(Inbound(raw, PAYMENT_VALIDATED.name, {}), decision)])
 
+    messages = metrics.MESSAGES.labels("s", "t.validated", "anything")
+    before = messages._value.get()
+
     service._observe([raw], result, 0.01)
 
     assert seen == [[settled]]  # by its event type, wherever it stands among the emits
+    # Counted under the stage's name, never under an observed event's.
+    assert messages._value.get() == before + 1

@@ -19,7 +19,8 @@ switch's own topic (no bank may write it), which is why an expiry needs no bank'
 signature.
 
 It also keeps the hold gauges (``sakk_holds_outstanding``, ``sakk_holds_outstanding_minor``,
-``sakk_holds_overdue``, ``sakk_holds_overdue_oldest_seconds``) from the ledger, every
+``sakk_holds_overdue``, ``sakk_holds_overdue_oldest_seconds``) and the share of its cap each
+bank uses (``sakk_bank_cap_used_ratio``) from the ledger, every
 ``HOLD_GAUGES_EVERY_S``: the ledger's totals, the same whichever settlement process reads
 them (the dashboard takes their ``max`` over replicas).
 """
@@ -45,6 +46,8 @@ from engine.kafka.client import Outgoing, make_producer, send_all
 from engine.kafka.exceptions import KafkaProducerDeliveryError
 from engine.ledger.database import read_only
 from engine.ledger.models import Hold, HoldState, StepKind, table_of
+from engine.ledger.positions import read_banks
+from engine.risk.limits import Share
 from engine.serialization import AvroCodec
 from engine.times import as_utc
 
@@ -109,6 +112,18 @@ def hold_totals(engine: Engine, now: datetime) -> HoldTotals:
     )
 
 
+def cap_shares(engine: Engine) -> list[tuple[str, str, int, int]]:
+    """(bank, currency, share of its cap used in basis points, alert percentage) of each
+    bank with a cap, from its position row (``sakk_bank_cap_used_ratio``)."""
+    with read_only(engine).connect() as conn:
+        rows = read_banks(conn)
+    return [
+        (r.bank, r.currency, Share(r.exposure.total_minor, r.cap_minor).basis_points,
+         r.alert_percent or 100)
+        for r in rows.values() if r.cap_minor is not None
+    ]  # fmt: skip
+
+
 class ExpiryScheduler:
     """Publishes the expiries that are due, every ``expiry_interval_ms``, until stopped."""
 
@@ -161,6 +176,7 @@ class ExpiryScheduler:
         self._gauges_due = now + HOLD_GAUGES_EVERY_S
         totals = hold_totals(self.engine, self.clock())
         self._gauges.set(totals.by_bank, totals.overdue, totals.oldest_overdue_s, time.time())
+        metrics.set_bank_caps(cap_shares(self.engine))
 
     def run(self) -> None:
         producer = make_producer(self.settings, "sakk-expiry")

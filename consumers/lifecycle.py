@@ -38,12 +38,13 @@ been applied yet, so a replay decides the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from consumers.fees import check_no_vignette_fee, compute_fee
 from consumers.legs import build_legs, settlement_window
+from consumers.positions import BankBook, interbank
 from engine.domain import STEPS, Outcome, StepKind, StepOutcome
 from engine.domain.steps import banks_of
 from engine.events import (
@@ -189,6 +190,33 @@ def _step_rows(
     ]  # fmt: skip
 
 
+def _position_moves(
+    payment: PaymentView, effect: Effect, banks: BankBook, at: datetime
+) -> list[Write]:
+    """How a step moves its banks' positions (``consumers.positions``): interbank only."""
+    if not interbank(payment.payer_bank, payment.payee_bank):
+        return []
+    cur, moves, held = payment.currency, list[Write](), 0
+    if effect.hold is not None:  # what the payer's bank still held of it is released ...
+        view, change = effect.hold.view, effect.hold
+        left = view.amount_minor - view.captured_minor
+        held = (
+            -left
+            if change.state != HoldState.ACTIVE
+            else -(change.captured_minor - view.captured_minor)
+        )
+    if effect.legs is None:
+        if held:
+            moves.append(banks.moved(payment.payer_bank, cur, at, holds=held))
+        return moves
+    payer, payee = payment.payer_bank, payment.payee_bank
+    if effect.kind in (StepKind.REFUND, StepKind.RETURN):
+        payer, payee = payee, payer  # the payee's bank pays it back
+    moves.append(banks.moved(payer, cur, at, posted=effect.amount, holds=held))
+    moves.append(banks.moved(payee, cur, at, posted=-effect.amount))
+    return moves
+
+
 def hold_expiry(limits: Limits, channel: str, currency: str, default_s: int) -> timedelta:
     """How long a hold lives on ``channel``: its reference data, else the default."""
     return timedelta(seconds=limits.hold_expiry_s.get((channel, currency), default_s))
@@ -201,6 +229,7 @@ class StepRules:
 
     fees: FeeSchedule
     chain: int = DEFAULT_CHAIN
+    banks: BankBook = field(default_factory=BankBook)  # the interbank limits (positions)
 
     def decide(
         self,
@@ -337,6 +366,10 @@ class StepRules:
                 f"the payee needs {format_minor(amount + fee, cur)}, "
                 f"{format_minor(max(payee.available_minor or 0, 0), cur)} available",
             )
+        if interbank(payment.payer_bank, payment.payee_bank):
+            beyond = self.banks.check_outgoing(payment.payee_bank, cur, amount)
+            if beyond is not None:  # the payee's bank pays it back: its limits bind
+                return StepRefusal(Reason(beyond.reason_code), beyond.message)
         legs = build_legs(
             payment.payee_account, payment.payer_account, payment.payee_bank, payment.payer_bank,
             amount, fee, cur,
@@ -373,6 +406,7 @@ class StepRules:
             writes.append(PostingDraft(posting_id, payment.payment_id, effect.kind, at, window,
                                        effect.legs, self.chain))  # fmt: skip
         writes += _step_rows(s, payment, effect, step_id, posting_id, window)
+        writes += _position_moves(payment, effect, self.banks, at)
         parties = {k: getattr(payment, k) for k in PARTY_FIELDS}
         record = completed_record(
             parties, s["event_id"], step_id=step_id, step=effect.kind,

@@ -10,7 +10,7 @@ available balance: balance + overdraft - what the account's active holds reserve
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,11 +27,14 @@ from consumers.lifecycle import (
     completed_record,
     hold_expiry,
 )
+from consumers.liquidity import LIQUIDITY, liquidity_decision
+from consumers.positions import BankBook, interbank
 from engine.config import Settings
 from engine.domain import STEPS
 from engine.domain.outcomes import Outcome as DecisionOutcome
 from engine.domain.steps import PAYMENT_POSTING
 from engine.events import (
+    FUNDS_IN,
     PAYMENT_FAILED,
     PAYMENT_SETTLED,
     PAYMENT_STEP_COMPLETED,
@@ -54,6 +57,7 @@ from engine.ledger.models import (
     StepKind,
     table_of,
 )
+from engine.ledger.positions import AlertTo, PositionMoved
 from engine.ledger.postings import PostingDraft
 from engine.ledger.queries import select_in
 from engine.ledger.recorder import (
@@ -74,6 +78,7 @@ from engine.money import format_minor
 from engine.pipeline.contract import Decision, Emit, Refusal, StageDefaults
 from engine.pipeline.messages import Inbound
 from engine.reasons import Reason
+from engine.risk.limits import Refused
 from engine.times import as_utc
 
 NAME = "settlement"
@@ -92,6 +97,7 @@ class SettlementContext:
     payments: dict[str, PaymentView] = field(default_factory=dict)  # those steps name
     holds: dict[str, HoldView] = field(default_factory=dict)
     reference: ReferenceBook | None = None  # fees and limits by event time, when they change
+    banks: BankBook = field(default_factory=BankBook)  # the interbank limits (positions)
 
     def fees_at(self, moment: datetime) -> FeeSchedule:
         return self.fees if self.reference is None else self.reference.fees_at(moment)
@@ -101,7 +107,9 @@ class SettlementContext:
 
     def absorb(self, decision: Decision) -> None:
         for row in decision.writes:
-            if isinstance(row, Outcome):
+            if isinstance(row, PositionMoved):
+                self.banks.absorb(row)
+            elif isinstance(row, Outcome):
                 self.states[row.payment_id] = row.state
                 view = self.payments.get(row.payment_id)  # a step later in the batch names it
                 if view is not None:
@@ -155,16 +163,17 @@ class Settlement(StageDefaults):
         )
         self._clock = clock
         self._next_fold = clock()
+        self._alert_to = AlertTo(settings.notify_sender, settings.notify_horizon_s)
 
     def input_topics(self) -> list[str]:
-        return [PAYMENT_VALIDATED.topic(self.settings)]
+        return [PAYMENT_VALIDATED.topic(self.settings), FUNDS_IN.topic(self.settings)]
 
     def load(self, conn: Connection, batch: Sequence[Inbound]) -> SettlementContext:
         book = self._fixed or self._reference.current(
             conn, latest_occurred_at(i.record for i in batch)
         )
         p = table_of(Payment)
-        ids = {i.record["payment_id"] for i in batch}
+        ids = {i.record["payment_id"] for i in batch if i.event_type not in LIQUIDITY}
         states = {
             r.payment_id: r.state
             for r in select_in(conn, select(p.c.payment_id, p.c.state), p.c.payment_id, ids)
@@ -178,12 +187,13 @@ class Settlement(StageDefaults):
         # (a rebalance), the guarded outcome refuses the second's batch. A refund or a
         # return debits the payee, read too. Every other credit goes through the balance
         # deltas (engine.ledger.balances).
-        paying = {i.record["payer_account"] for i in batch} | {
+        paying = {i.record["payer_account"] for i in batch if "payer_account" in i.record} | {
             v.payee_account for v in payments.values()
         }
+        banks = BankBook.load(conn, _bank_keys(batch, payments.values()), self._alert_to)
         return SettlementContext(
             states, _funds(conn, paying), book.fees[0], book.limits[0], payments,
-            _hold_views(conn, stepped), book,
+            _hold_views(conn, stepped), book, banks,
         )  # fmt: skip
 
     def committed(self, engine: Engine) -> None:
@@ -195,9 +205,13 @@ class Settlement(StageDefaults):
             fold(conn, self.settings.balance_fold_max_rows)
 
     def decide(self, inbound: Inbound, ctx: SettlementContext) -> Decision | Refusal:
+        if inbound.event_type in LIQUIDITY:
+            return liquidity_decision(inbound, ctx.banks)
         if inbound.event_type == PAYMENT_STEP_VALIDATED.name:
             p = inbound.record
-            rules = StepRules(ctx.fees_at(p["occurred_at"]), chain=inbound.partition)
+            rules = StepRules(
+                ctx.fees_at(p["occurred_at"]), chain=inbound.partition, banks=ctx.banks
+            )
             payment = _named_payment(ctx.payments, p["payment_id"])
             hold = ctx.holds.get(payment.payment_id) if payment is not None else None
             return rules.decide(p, payment, hold, ctx.funds)
@@ -233,13 +247,16 @@ class Settlement(StageDefaults):
                 f"{format_minor(max(payer.available_minor or 0, 0), currency)} available"
             )
             return _failed(p, Reason.AM04, message)
+        beyond = _beyond_limits(p, ctx.banks)
+        if beyond is not None:
+            return _failed(p, Reason(beyond.reason_code), beyond.message)
         if authorizing:
             limits = ctx.limits_at(p["occurred_at"])
             life = hold_expiry(limits, p["channel"], currency, self.settings.hold_expiry_s)
-            return _authorized(p, fee, p["occurred_at"] + life)
-        return self._settled(inbound, fee)
+            return _authorized(p, fee, p["occurred_at"] + life, ctx.banks)
+        return self._settled(inbound, fee, ctx.banks)
 
-    def _settled(self, inbound: Inbound, fee: int) -> Decision:
+    def _settled(self, inbound: Inbound, fee: int, banks: BankBook) -> Decision:
         p = inbound.record
         legs = build_legs(
             p["payer_account"], p["payee_account"], p["payer_bank"], p["payee_bank"],
@@ -259,9 +276,10 @@ class Settlement(StageDefaults):
             p["payment_id"], PaymentState.VALIDATED, PaymentState.SETTLED, None, None, fee,
             posting_id, window, p["amount_minor"],
         )  # fmt: skip
+        moves = _payment_moves(p, banks, posted=p["amount_minor"])
         return Decision(
             DecisionOutcome.SETTLED, p["payment_id"],
-            writes=(outcome, draft, _transition(p, PaymentState.SETTLED, None)),
+            writes=(outcome, draft, _transition(p, PaymentState.SETTLED, None), *moves),
             emits=(Emit(PAYMENT_SETTLED, record),), channel=p["channel"],
         )  # fmt: skip
 
@@ -273,7 +291,7 @@ def _named_payment(payments: dict[str, PaymentView], payment_id: str) -> Payment
     return payments.get(payment_id) or payments.get(own_part(payment_id))
 
 
-def _authorized(p: dict[str, Any], fee: int, expires_at: datetime) -> Decision:
+def _authorized(p: dict[str, Any], fee: int, expires_at: datetime, banks: BankBook) -> Decision:
     """An authorization's hold: the amount and its fee reserved until ``expires_at``."""
     amount = p["amount_minor"]
     hold = HoldPlaced(
@@ -293,9 +311,46 @@ def _authorized(p: dict[str, Any], fee: int, expires_at: datetime) -> Decision:
     )  # fmt: skip
     return Decision(
         STEPS[StepKind.AUTHORIZE].outcome, p["payment_id"],
-        writes=(outcome, hold, _transition(p, PaymentState.AUTHORIZED, None)),
+        writes=(
+            outcome, hold, _transition(p, PaymentState.AUTHORIZED, None),
+            *_payment_moves(p, banks, held=amount),
+        ),  # fmt: skip
         emits=(Emit(PAYMENT_STEP_COMPLETED, record),), channel=p["channel"],
     )  # fmt: skip
+
+
+def _beyond_limits(p: dict[str, Any], banks: BankBook) -> Refused | None:
+    """Why the payer's bank may not send this payment (its cap, its liquidity), if so."""
+    if not interbank(p["payer_bank"], p["payee_bank"]):
+        return None
+    return banks.check_outgoing(p["payer_bank"], p["currency"], p["amount_minor"])
+
+
+def _payment_moves(
+    p: dict[str, Any], banks: BankBook, posted: int = 0, held: int = 0
+) -> tuple[PositionMoved, ...]:
+    """A payment's moves of its banks' positions: the payer's bank up, the payee's down."""
+    if not interbank(p["payer_bank"], p["payee_bank"]):
+        return ()
+    at, cur = p["occurred_at"], p["currency"]
+    payer = banks.moved(p["payer_bank"], cur, at, posted=posted, holds=held)
+    if not posted:
+        return (payer,)
+    return payer, banks.moved(p["payee_bank"], cur, at, posted=-posted)
+
+
+def _bank_keys(batch: Sequence[Inbound], payments: Iterable[PaymentView]) -> set[tuple[str, str]]:
+    """The (bank, currency) rows a batch may move: its payments' banks, its movements'."""
+    keys: set[tuple[str, str]] = set()
+    for i in batch:
+        r = i.record
+        if i.event_type in LIQUIDITY:
+            keys.add((r["bank_code"], r["currency"]))
+        elif i.event_type == PAYMENT_VALIDATED.name:
+            keys |= {(r["payer_bank"], r["currency"]), (r["payee_bank"], r["currency"])}
+    for v in payments:
+        keys |= {(v.payer_bank, v.currency), (v.payee_bank, v.currency)}
+    return keys
 
 
 def _failed(p: dict[str, Any], reason: Reason, message: str) -> Decision:

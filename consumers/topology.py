@@ -17,6 +17,8 @@ from sqlalchemy import Engine
 from engine import metrics
 from engine.config import Settings, check_notify_sender
 from engine.events import (
+    FUNDS_IN,
+    FUNDS_OUT,
     OUTCOME_EVENTS,
     PAYMENT_FAILED,
     PAYMENT_INITIATED,
@@ -96,7 +98,8 @@ VALIDATOR = StageSpec(
 SETTLEMENT = StageSpec(
     "settlement",
     _settlement,
-    inputs=(PAYMENT_VALIDATED, PAYMENT_STEP_VALIDATED),
+    # FundsIn, FundsOut: a bank's liquidity, posted with its position (consumers.liquidity)
+    inputs=(PAYMENT_VALIDATED, PAYMENT_STEP_VALIDATED, FUNDS_IN, FUNDS_OUT),
     # PaymentStepValidated: the expiries its scheduler publishes to its own input
     outputs=(
         PAYMENT_SETTLED,

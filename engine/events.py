@@ -125,6 +125,18 @@ PAYMENT_STEP_VALIDATED = EventType(
 )
 PAYMENT_STEP_COMPLETED = EventType("PaymentStepCompleted", "payment_step_completed.avsc", "steps")
 PAYMENT_STEP_REFUSED = EventType("PaymentStepRefused", "payment_step_refused.avsc", "steps-refused")
+# A bank's liquidity at the switch, funded and withdrawn by the switch's operators (never
+# signed by a bank), keyed by bank: one bank's movements stay in order. Settlement posts
+# them (engine.ledger.positions), so replay reproduces every bank's liquidity.
+FUNDS_IN = EventType(
+    "FundsIn", "liquidity_funds_in.avsc", "liquidity.movements",
+    key_field="bank_code", signer_field="bank_code",
+)  # fmt: skip
+FUNDS_OUT = EventType(
+    "FundsOut", "liquidity_funds_out.avsc", "liquidity.movements",
+    key_field="bank_code", signer_field="bank_code",
+)  # fmt: skip
+LIQUIDITY_EVENTS = (FUNDS_IN, FUNDS_OUT)
 
 EVENTS: Mapping[str, EventType] = MappingProxyType(
     {
@@ -140,6 +152,8 @@ EVENTS: Mapping[str, EventType] = MappingProxyType(
             PAYMENT_STEP_VALIDATED,
             PAYMENT_STEP_COMPLETED,
             PAYMENT_STEP_REFUSED,
+            FUNDS_IN,
+            FUNDS_OUT,
         )
     }
 )
@@ -273,7 +287,10 @@ def check_against_schemas(schemas_dir: Path) -> None:
         problems += catalog_enum_problems(event.name, types)
     problems += _switch_event_problems(schemas_dir)
     undeclared = sorted(
-        p.name for p in schemas_dir.glob("payment_*.avsc") if p.name not in declared
+        p.name
+        for pattern in ("payment_*.avsc", "liquidity_*.avsc")
+        for p in schemas_dir.glob(pattern)
+        if p.name not in declared
     )
     if undeclared:
         problems.append(f"schemas without a declared event type: {', '.join(undeclared)}")

@@ -206,6 +206,18 @@ HOLDS_OVERDUE_OLDEST = Gauge(
     "How long the oldest active hold has been past its expiry time (0: none), from the "
     "ledger. Expiries are published every second: a few seconds is normal.",
 )
+BANK_CAP_USED = Gauge(
+    "sakk_bank_cap_used_ratio",
+    "Share of its net debit cap a bank uses (position and holds over the cap; 1 is the cap "
+    "reached), per bank and currency, read from the ledger by each settlement process's "
+    "expiry scheduler. Only banks with a cap.",
+    ["bank", "currency"],
+)
+BANK_ALERT_RATIO = Gauge(
+    "sakk_bank_cap_alert_ratio",
+    "The share of its cap at which a bank chose to be alerted (its alert percentage / 100).",
+    ["bank", "currency"],
+)
 HOLDS_REFRESHED = Gauge(
     "sakk_holds_refreshed_timestamp_seconds",
     "Unix time the hold gauges were last read from the ledger.",
@@ -330,6 +342,13 @@ class HoldGauges:
         HOLDS_OVERDUE.set(overdue)
         HOLDS_OVERDUE_OLDEST.set(oldest_overdue_s)
         HOLDS_REFRESHED.set(now)
+
+
+def set_bank_caps(rows: Iterable[tuple[str, str, int, int]]) -> None:
+    """``rows``: (bank, currency, share used in basis points, alert percentage)."""
+    for bank, currency, used_bps, alert_percent in rows:
+        BANK_CAP_USED.labels(bank, currency).set(used_bps / 10_000)  # a gauge: not money
+        BANK_ALERT_RATIO.labels(bank, currency).set(alert_percent / 100)
 
 
 class HealthState:

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     AM05 = "AM05"  # Duplication
     AM09 = "AM09"  # WrongAmount: above what remains of a hold, or of what is refundable
     AM12 = "AM12"  # InvalidAmount: zero or negative
+    AM23 = "AM23"  # AmountExceedsSettlementLimit: beyond the paying bank's net debit cap
     CH16 = "CH16"  # ElementContentFormallyIncorrect
     DT01 = "DT01"  # InvalidDate
     RC01 = "RC01"  # BankIdentifierIncorrect
@@ -46,6 +47,7 @@ TITLES = {
     Reason.AM04: "insufficient funds",
     Reason.AM05: "duplicate",
     Reason.AM12: "invalid amount",
+    Reason.AM23: "beyond the bank's net debit cap",
     Reason.CH16: "malformed field",
     Reason.DT01: "invalid date",
     Reason.RC01: "unknown bank",

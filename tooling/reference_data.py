@@ -144,6 +144,11 @@ def is_valid_rib(number: str) -> bool:
     return len(number) == RIB_DIGITS and number.isdigit() and int(number) % 97 == 0
 
 
+NET_DEBIT_CAP_MAD = 10_000_000_000  # ten billion dirhams: a bound the seed traffic never nears
+LIQUIDITY_MAD = 12_000_000_000  # deposited at the switch, above the cap: the cap binds
+CAP_ALERT_PERCENT = 80
+
+
 def build_reference(seed: int = 7, customers_per_bank: int = 60) -> dict[str, Any]:
     """The reference data as a dict in the format ``engine.ledger.reference`` loads."""
     if not 0 <= seed < MAX_SEED:
@@ -186,6 +191,18 @@ def build_reference(seed: int = 7, customers_per_bank: int = 60) -> dict[str, An
             | ({"hold_expiry_s": HOLD_EXPIRY_S[ch]} if ch in HOLD_EXPIRY_S else {})
             for ch, mad in CHANNEL_LIMITS_MAD
         ],
+        # Each bank's interbank limits: far above what the demo and the tests send, so
+        # only a workload that means to (the chaos run, a cap test) ever meets them.
+        "bank_limits": [
+            {
+                "bank": code,
+                "currency": CURRENCY,
+                "net_debit_cap_minor": NET_DEBIT_CAP_MAD * 100,
+                "alert_percent": CAP_ALERT_PERCENT,
+                "liquidity_minor": LIQUIDITY_MAD * 100,
+            }
+            for code, _, _ in BANKS
+        ],  # fmt: skip
     }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from consumers.notify.message import Notification
+from engine.domain.notifications import CAP_ALERT
 from engine.iso.notices import XML_CONTENT_TYPE, BankProfiles, iso_notification
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class BodyByBank:
 
     def __call__(self, notification: Notification) -> Body:
         profiles = self.profiles()
-        if not profiles.wants_iso(notification.recipient_bank):
-            return json_body(notification)
+        if not profiles.wants_iso(notification.recipient_bank) or notification.outcome == CAP_ALERT:
+            return json_body(notification)  # an alert is no payment's status: no pacs.002
         n = notification
         document = iso_notification(n.notification_id, n.outcome, n.payload, n.recipient_bank,
                                     datetime.now(UTC), profiles.bics)  # fmt: skip

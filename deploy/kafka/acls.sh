@@ -57,9 +57,11 @@ grant sakk-init Create topic "$TOPICS." prefixed
 grant sakk-init Describe topic "$TOPICS." prefixed
 
 # Steps of payments travel with them: banks' on payments.initiated, the validated ones
-# (and the expiries settlement's scheduler publishes) on payments.validated.
+# (and the expiries settlement's scheduler publishes) on payments.validated. Settlement
+# also reads the banks' liquidity movements, which operators publish as CN=sakk-admin
+# (`sakk liquidity fund|withdraw`).
 stage sakk-validator validator "initiated" "validated rejected steps-refused"
-stage sakk-settlement settlement "validated" "settled failed steps steps-refused validated"
+stage sakk-settlement settlement "validated liquidity.movements" "settled failed steps steps-refused validated"
 stage sakk-notification notification "settled rejected failed steps steps-refused" "notified"
 
 # Auditors' tools (replay, trace): read every payment topic, without a group. The tools

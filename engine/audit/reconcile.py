@@ -38,6 +38,7 @@ from engine.ledger.models import (
     DeadLetter,
     HandledEvent,
     LedgerEntry,
+    LiquidityMovement,
     Payment,
     PaymentStep,
     Posting,
@@ -579,6 +580,15 @@ def _compare_dead_letters(
         )
 
 
+def _movement_postings(conn: Connection) -> dict[str, tuple[str, str]]:
+    """The postings of the liquidity movements recorded as posted: (movement id, kind)."""
+    m = LiquidityMovement.__table__
+    rows = conn.execute(
+        select(m.c.posting_id, m.c.movement_id, m.c.kind).where(m.c.posting_id.is_not(None))
+    )
+    return {r.posting_id: (r.movement_id, r.kind) for r in rows}
+
+
 def _orphans(conn: Connection) -> list[dict[str, Any]]:
     """Postings that nothing accounts for (inserted by hand, or left behind).
 
@@ -600,10 +610,13 @@ def _orphans(conn: Connection) -> list[dict[str, Any]]:
     )  # fmt: skip
     suspects = list(rows)
     owners = _step_postings(conn, [r.posting_id for r in suspects if r.kind != "PAYMENT"])
+    moved = _movement_postings(conn)
     found = []
     for r in suspects:
         if r.kind in STEP_POSTING_STATES and _step_posting_ok(r, owners.get(r.posting_id)):
             continue
+        if moved.get(r.posting_id) == (r.payment_id, r.kind):
+            continue  # a bank's liquidity movement, recorded as posted
         found.append({"posting_id": r.posting_id, "payment_id": r.payment_id, "kind": r.kind,
                       "settlement_window": r.settlement_window})  # fmt: skip
         if len(found) >= MAX_ORPHANS_LISTED:

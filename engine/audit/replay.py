@@ -66,6 +66,8 @@ from engine.config import Settings
 from engine.domain.outcomes import DECIDED
 from engine.events import (
     EVENTS,
+    FUNDS_IN,
+    FUNDS_OUT,
     PAYMENT_INITIATED,
     PAYMENT_STEP_VALIDATED,
     PAYMENT_VALIDATED,
@@ -303,7 +305,7 @@ def _run(
         expiries = read_expiries(settings, request, codec, validated_topic)
         report.expiries_read = len(expiries)
         hold = _order_hold(request, path, topic, ranges, report, expiries)
-        ranked, feed = _route_expiries(expiries, hold)
+        ranked, feed = _route_expiries(expiries, hold, read_movements(settings, request, codec))
         early = [] if hold is None else hold.push_all((e.event_id, e.message) for e in ranked)
         reader = RangeReader(consumer, topic, ranges)
         window = _selected_window(request)
@@ -378,6 +380,32 @@ def read_expiries(
         consumer.close(autocommit=False)
 
 
+def read_movements(settings: Settings, request: ReplayRequest, codec: AvroCodec) -> list[Expiry]:
+    """The switch's other own input: the banks' liquidity movements (``FundsIn``,
+    ``FundsOut`` on liquidity.movements), every one from the start of the topic (a bank's
+    liquidity is the sum of them all), merged into settlement's input by record time as
+    the expiries are."""
+    consumer = make_consumer(settings, group_id=None, client_id="sakk-replay-movements")
+    topic = FUNDS_IN.topic(settings)
+    try:
+        if topic not in (consumer.topics() or set()):
+            return []  # a ledger from before liquidity movements
+        ranges = locate_by_time(OffsetLocator(consumer, topic), None, None)
+        found = []
+        for record in RangeReader(consumer, topic, ranges).records():
+            message = RawMessage.of(record)
+            try:
+                event = codec.decode(message.value) if message.value is not None else None
+            except DecodeError:
+                continue  # the live settlement dead-lettered it
+            if event is not None and event.event_type in (FUNDS_IN.name, FUNDS_OUT.name):
+                found.append(Expiry(str(event.record["event_id"]),
+                                    str(event.record["payment_id"]), message))  # fmt: skip
+        return found
+    finally:
+        consumer.close(autocommit=False)
+
+
 def _expiry(codec: AvroCodec, message: RawMessage) -> Expiry | None:
     if message.value is None:
         return None
@@ -442,16 +470,19 @@ class ExpiryFeed:
 
 
 def _route_expiries(
-    expiries: Sequence[Expiry], hold: OrderHold | None
+    expiries: Sequence[Expiry], hold: OrderHold | None, movements: Sequence[Expiry] = ()
 ) -> tuple[list[Expiry], ExpiryFeed]:
     """(the expiries the live settlement order places, the feed of the others).
 
     An expiry the live settlement decided waits for its turn in the order hold; any
-    other (no ``--order-from``, or not decided live yet) goes in by record time.
+    other (no ``--order-from``, or not decided live yet) goes in by record time, as every
+    liquidity movement does (it waits for no payment).
     """
     ranked = [e for e in expiries if hold is not None and e.event_id in hold.rank]
     others = [e for e in expiries if hold is None or e.event_id not in hold.rank]
-    return ranked, ExpiryFeed(others)
+    feed = ExpiryFeed([*others, *movements])
+    feed.know(m.payment_id for m in movements)
+    return ranked, feed
 
 
 def _payments_made(result: BatchResult) -> set[str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from engine.ledger.models import (
@@ -32,6 +32,7 @@ from engine.ledger.models import (
     WindowSettlement,
     table_of,
 )
+from engine.ledger.positions import settled_nets as settled_nets  # the one rule, re-exported
 from engine.read.exceptions import WindowError
 from engine.risk.windows import (
     IllegalTransition,
@@ -251,21 +252,6 @@ def _insert_row(conn: Connection, row: WindowEventRow) -> None:
 
 
 # -- what settled windows settled ----------------------------------------------------------
-
-
-def settled_nets(conn: Connection) -> dict[tuple[str, str], int]:
-    """Each (bank, currency)'s nets summed over every SETTLED window, position sign.
-
-    A bank's exposure is its posted position less this: settling a window gives back
-    exactly what that window's nets took, and no other window's.
-    """
-    t = table_of(WindowSettlement)
-    rows = conn.execute(
-        select(t.c.bank_code, t.c.currency, func.sum(t.c.net_minor)).group_by(
-            t.c.bank_code, t.c.currency
-        )
-    )
-    return {(bank, currency): int(total) for bank, currency, total in rows}
 
 
 def window_settlements(conn: Connection) -> dict[str, dict[tuple[str, str], int]]:

@@ -14,11 +14,15 @@ from engine.domain.states import TOLD_ANSWERS
 from engine.domain.steps import STEPS
 
 REFUSED = "REFUSED"  # the outcome told of a refused step
+# A bank's exposure rose to the share of its net debit cap it chose (engine.risk.limits):
+# told to that bank alone, once per crossing; no payment's outcome.
+CAP_ALERT = "CAP_ALERT"
 # Every outcome a notification tells, in the order the schema lists them.
 NOTIFIED_OUTCOMES: tuple[str, ...] = (
     *(a.state.value for a in TOLD_ANSWERS),
     *(k.value for k in STEPS),
     REFUSED,
+    CAP_ALERT,
 )
 
 

@@ -25,6 +25,10 @@ class Outcome(enum.StrEnum):
     REFUNDED = "refunded"
     RETURNED = "returned"
     STEP_REFUSED = "step_refused"
+    # a bank's liquidity at the switch (FundsIn, FundsOut): posted, or a withdrawal refused
+    FUNDS_IN = "funds_in"
+    FUNDS_OUT = "funds_out"
+    FUNDS_REFUSED = "funds_refused"
     # the notification stage's
     NOTIFIED = "notified"
     # the processor's own, for a message no stage decided on

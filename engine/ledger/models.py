@@ -74,6 +74,7 @@ class AccountKind(enum.StrEnum):
     SETTLEMENT = "SETTLEMENT"
     CASH = "CASH"
     FUNDING = "FUNDING"  # the bank's equity: opening balances are posted against it
+    LIQUIDITY = "LIQUIDITY"  # what the bank deposited at the switch to cover its position
 
 
 class AccountStatus(enum.StrEnum):
@@ -174,6 +175,60 @@ class FeeRule(Base):
     fixed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     rate_bps: Mapped[int] = mapped_column(Integer, default=0)
     max_minor: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class BankLimit(Base):
+    """A bank's net debit cap in one currency and the share of it that alerts it
+    (``engine.risk.limits``). A bank without a row is not bounded in that currency."""
+
+    __tablename__ = "bank_limits"
+    __table_args__ = (
+        CheckConstraint("net_debit_cap_minor >= 0", name="cap_not_negative"),
+        CheckConstraint("alert_percent BETWEEN 1 AND 100", name="alert_percent_range"),
+    )
+
+    bank_code: Mapped[str] = mapped_column(ForeignKey("banks.code"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    net_debit_cap_minor: Mapped[int] = mapped_column(BigInteger)
+    alert_percent: Mapped[int] = mapped_column(Integer)
+
+
+class BankPosition(Base):
+    """A bank's running interbank position in one currency (``engine.ledger.positions``).
+
+    ``posted_minor``: the net of every interbank posting ever posted, positive when the
+    bank sent more than it received (settled windows lower the exposure, not this);
+    ``holds_minor``: its payers' active interbank holds; ``liquidity_minor``: the balance
+    of its liquidity account, kept here too so the guarded update that moves the position
+    reads the liquidity in the same row.
+    """
+
+    __tablename__ = "bank_positions"
+
+    bank_code: Mapped[str] = mapped_column(ForeignKey("banks.code"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    posted_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    holds_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    liquidity_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LiquidityMovement(Base):
+    """A ``FundsIn`` or ``FundsOut`` as settlement decided it: posted, or refused with why."""
+
+    __tablename__ = "liquidity_movements"
+
+    movement_id: Mapped[str] = mapped_column(SwitchId, primary_key=True)
+    bank_code: Mapped[str] = mapped_column(String(8), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(9))  # FUNDS_IN | FUNDS_OUT
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(8))  # POSTED | REFUSED
+    reason_code: Mapped[str | None] = mapped_column(String(4))
+    reason_message: Mapped[str | None] = mapped_column(String(500))
+    posting_id: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ChannelLimit(Base):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Table, bindparam, literal_column
@@ -29,6 +29,7 @@ from engine.ledger.models import (
     EmittedEvent,
     HandledEvent,
     Hold,
+    LiquidityMovement,
     MessagesInHand,
     Payment,
     PaymentIso,
@@ -43,6 +44,13 @@ from engine.ledger.notification_writes import DueNotification as DueNotification
 from engine.ledger.notification_writes import NotificationDone as NotificationDone
 from engine.ledger.notification_writes import NotificationWrite
 from engine.ledger.notification_writes import RetryLater as RetryLater
+from engine.ledger.positions import (
+    GuardRefused,
+    LiquidityRecorded,
+    PositionMoved,
+    alert_notification,
+    move_positions,
+)
 from engine.ledger.postings import PostingDraft, write_postings
 from engine.ledger.prepared import Prepared, prepared, prepared_insert, prepared_update
 
@@ -262,7 +270,7 @@ Write = (
     NewPayment | PaymentIsoIds | ReferenceTaken | Transition | Outcome | PostingDraft
     | NotificationWrite | Handled | Emitted
     | DeadLettered | HoldPlaced | HoldChanged | PaymentProgress | StepRecorded | InHandMarked
-    | InHandCleared
+    | InHandCleared | PositionMoved | LiquidityRecorded
 )  # fmt: skip
 
 
@@ -304,6 +312,7 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
         table_of(Payment), d, ("payment_id", "state", "refunded_minor"), PaymentProgress._fields[3:]
     ),
     StepRecorded: _insert_of(PaymentStep, StepRecorded),
+    LiquidityRecorded: _insert_of(LiquidityMovement, LiquidityRecorded),
     **notification_writes.STATEMENTS,
     Transition: _insert_of(PaymentTransition, Transition),
     Handled: _insert_of(HandledEvent, Handled),
@@ -322,9 +331,10 @@ STATEMENTS: dict[type, Callable[[Dialect], Prepared]] = {
 GUARDED = frozenset({Outcome, HoldChanged, PaymentProgress, *notification_writes.STRICT})
 WRITE_ORDER: tuple[type, ...] = (
     NewPayment, PaymentIsoIds, ReferenceTaken, Outcome, HoldPlaced, HoldChanged, PaymentProgress,
-    StepRecorded, Transition, *notification_writes.WRITE_ORDER, Handled, Emitted, DeadLettered,
-    InHandMarked, InHandCleared,
-    PostingDraft,  # last: it locks the chain heads, held from here to the commit
+    StepRecorded, LiquidityRecorded, Transition, *notification_writes.WRITE_ORDER, Handled,
+    Emitted, DeadLettered, InHandMarked, InHandCleared,
+    PostingDraft,  # it locks the chain heads, held from here to the commit
+    PositionMoved,  # last: each bank's row, locked only for the commit (positions)
 )  # fmt: skip
 
 
@@ -355,6 +365,23 @@ class Recorder:
             if kind is PostingDraft:
                 write_postings(conn, rows)
                 continue
+            if kind is PositionMoved:
+                self._move_positions(conn, rows)
+                continue
             changed = prepared(conn, kind.__name__, STATEMENTS[kind]).run(conn, rows)
             if kind in GUARDED and changed != len(rows):
                 raise GuardFailed(f"{kind.__name__}: {changed} of {len(rows)} rows still held")
+
+    @staticmethod
+    def _move_positions(conn: Connection, rows: Sequence[PositionMoved]) -> None:
+        """The banks' rows, guarded; an alert for each crossing, in the same transaction."""
+        try:
+            crossed = move_positions(conn, rows)
+        except GuardRefused as exc:
+            raise GuardFailed(str(exc)) from exc
+        to = next((r.alert_to for r in rows if r.alert_to is not None), None)
+        if not crossed or to is None:
+            return
+        now = datetime.now(UTC)
+        alerts = [alert_notification(c, to, now) for c in crossed]
+        prepared(conn, DueNotification.__name__, STATEMENTS[DueNotification]).run(conn, alerts)

@@ -10,7 +10,14 @@ The file is JSON::
                    "status": "ACTIVE"}],
      "fee_schedule": [{"channel": "WEB", "payment_type": "PURCHASE", "currency": "MAD",
                        "fixed_minor": 0, "rate_bps": 50, "max_minor": 2000}],
-     "channel_limits": [{"channel": "ATM", "currency": "MAD", "max_amount_minor": 500000}]}
+     "channel_limits": [{"channel": "ATM", "currency": "MAD", "max_amount_minor": 500000}],
+     "bank_limits": [{"bank": "007", "currency": "MAD", "net_debit_cap_minor": 5000000000,
+                      "alert_percent": 80, "liquidity_minor": 6000000000}]}
+
+A bank's ``bank_limits`` entry bounds its interbank position (``engine.risk.limits``): its
+net debit cap, the share of it that alerts it, and the liquidity it deposits at the switch
+when its liquidity account is first created (later deposits and withdrawals are
+``FundsIn`` / ``FundsOut`` events). A bank without an entry is not bounded.
 
 Loading is idempotent: banks, accounts' descriptive fields, fees and limits
 are upserted; an opening balance is posted (double entry, against the bank's
@@ -38,11 +45,14 @@ from engine.ledger.models import (
     AccountKind,
     AccountStatus,
     Bank,
+    BankLimit,
     ChannelLimit,
     FeeRule,
 )
+from engine.ledger.positions import ensure_rows, liquidity_balances
 from engine.ledger.postings import Leg, PostingDraft, write_postings
 from engine.money import MAX_AMOUNT_MINOR, is_known_currency
+from engine.risk.limits import MAX_ALERT_PERCENT, MAX_LIMIT_MINOR, MIN_ALERT_PERCENT
 from engine.trust.exceptions import KeyRegistryError
 
 CHANNELS = ("WEB", "MOBILE", "ATM", "POS", "BRANCH", "EGOV")
@@ -126,6 +136,10 @@ def load_reference_data(engine: Engine | Connection, data: Mapping[str, Any]) ->
     accounts = [_check_account(i, a, bank_codes) for i, a in enumerate(data.get("accounts", []))]
     fees = [_check_fee(i, f) for i, f in enumerate(data.get("fee_schedule", []))]
     limits = [_check_limit(i, lim) for i, lim in enumerate(data.get("channel_limits", []))]
+    bank_limits = [
+        _check_bank_limit(i, b, bank_codes) for i, b in enumerate(data.get("bank_limits", []))
+    ]
+    liquidity = {(b["bank_code"], b["currency"]): b.pop("liquidity_minor") for b in bank_limits}
     report = LoadReport(banks=len(banks), fee_rules=len(fees), channel_limits=len(limits))
     with engine.begin() if isinstance(engine, Engine) else nullcontext(engine) as conn:
         _upsert_banks(conn, banks)
@@ -139,7 +153,8 @@ def load_reference_data(engine: Engine | Connection, data: Mapping[str, Any]) ->
             for code in sorted(bank_codes)
             for cur in sorted(currencies)
             for kind in (AccountKind.FEE_INCOME, AccountKind.SETTLEMENT, AccountKind.CASH)
-        ]
+        ] + [_liquidity(code, cur, liquidity) for code in sorted(bank_codes)
+             for cur in sorted(currencies)]  # fmt: skip
         funding = [_funding(code, cur) for code in sorted(bank_codes) for cur in sorted(currencies)]
         created, updated = _upsert_accounts(conn, internal + funding + accounts)
         report.accounts_created, report.accounts_updated = created, updated
@@ -149,7 +164,21 @@ def load_reference_data(engine: Engine | Connection, data: Mapping[str, Any]) ->
         conn.execute(delete(ChannelLimit))
         if limits:
             conn.execute(insert(ChannelLimit), limits)
+        conn.execute(delete(BankLimit))
+        if bank_limits:
+            conn.execute(insert(BankLimit), bank_limits)
+        rows = [(code, cur) for code in bank_codes for cur in currencies]
+        ensure_rows(conn, rows, liquidity_balances(conn))
     return report
+
+
+def _liquidity(bank: str, currency: str, opening: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+    """A bank's liquidity account at the switch, with its first deposit if the file has one."""
+    account = _internal(bank, AccountKind.LIQUIDITY, currency)
+    account.update(
+        holder=f"{bank} liquidity", opening_balance_minor=opening.get((bank, currency), 0)
+    )
+    return account
 
 
 def _internal(bank: str, kind: AccountKind, currency: str) -> dict[str, Any]:
@@ -313,6 +342,27 @@ def _check_fee(i: int, f: Mapping[str, Any]) -> dict[str, Any]:
         "fixed_minor": _optional_int(f, "fixed_minor", where) or 0, "rate_bps": rate,
         "max_minor": _optional_int(f, "max_minor", where),
     }  # fmt: skip
+
+
+def _check_bank_limit(i: int, b: Mapping[str, Any], bank_codes: set[str]) -> dict[str, Any]:
+    where = f"bank_limits[{i}]"
+    bank = _require(b, "bank", where, str)
+    if bank not in bank_codes:
+        raise ReferenceDataError(f"{where}: unknown bank {bank!r}")
+    checked = {
+        "bank_code": bank,
+        "currency": _check_currency(_require(b, "currency", where, str), where),
+    }
+    for key, low, high in (
+        ("net_debit_cap_minor", 0, MAX_LIMIT_MINOR),
+        ("alert_percent", MIN_ALERT_PERCENT, MAX_ALERT_PERCENT),
+        ("liquidity_minor", 0, MAX_LIMIT_MINOR),
+    ):
+        value = _require(b, key, where, int)
+        if not low <= value <= high:
+            raise ReferenceDataError(f"{where}: {key} must be in [{low}, {high}]")
+        checked[key] = value
+    return checked
 
 
 def _check_limit(i: int, lim: Mapping[str, Any]) -> dict[str, Any]:

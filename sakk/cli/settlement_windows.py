@@ -16,17 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import Engine
 
 from engine.audit.export import jsonable
-from engine.audit.settled_windows import exposures
 from engine.audit.urls import as_database_url
 from engine.audit.window_lifecycle import (
     TransitionRefused,
     WindowEventRow,
-    settled_nets,
     window_rows,
 )
 from engine.audit.window_settlement import (
@@ -41,11 +37,9 @@ from engine.audit.windows import Window
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
 from engine.ledger.database import make_engine
-from engine.money import format_minor
 from engine.ops.action import ActionRefusedError, Actor, run_action
 from engine.ops.windows import AbortWindow, ConfirmationRefusedError, ConfirmWindow, SettleWindow
 from engine.read.exceptions import WindowError
-from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
 from engine.risk.instruction import Parties
 from sakk.cli.options import actor_of, actor_options
 from sakk.cli.settlement import (
@@ -298,36 +292,5 @@ def settlement_publish(
     click.echo(f"published window {label}'s transitions to {topic}")
 
 
-@settlement.command("positions")
-@_database_option
-@click.option("--json", "as_json", is_flag=True, help="Print the positions as JSON.")
-@click.pass_obj
-def settlement_positions(settings: Settings, database: str | None, as_json: bool) -> None:
-    """Each bank's position per currency: posted less settled, its holds, its exposure.
-
-    Positive: the bank owes the others. Settling a window lowers its banks' positions by
-    that window's nets; the windows not settled, open or closed, keep counting.
-    """
-    engine = make_engine(as_database_url(database) if database else settings.ledger_url)
-    try:
-        with snapshot(engine, REPORT_TIMEOUT_MS) as conn:
-            found = exposures(conn)
-            settled = settled_nets(conn)
-    finally:
-        engine.dispose()
-    lines: list[dict[str, Any]] = [
-        {"bank_code": x.bank, "currency": x.currency, "position_minor": x.position_minor,
-         "held_minor": x.held_minor, "exposure_minor": x.total_minor,
-         "settled_minor": settled.get(key, 0)} for key, x in found.items()
-    ]  # fmt: skip
-    if as_json:
-        click.echo(json.dumps({"positions": lines}, indent=2))
-        return
-    table = Table(title="Interbank positions (positive: the bank owes the others)")
-    for col in ("bank", "cur", "position", "holds", "exposure", "settled so far"):
-        table.add_column(col, justify="left" if col in ("bank", "cur") else "right")
-    amounts = ("position_minor", "held_minor", "exposure_minor", "settled_minor")
-    for line in lines:
-        cur = line["currency"]
-        table.add_row(line["bank_code"], cur, *(format_minor(line[k], cur) for k in amounts))
-    Console().print(table)
+# ``sakk settlement positions`` is in sakk/cli/positions.py: the banks' position rows with
+# their limits.

@@ -16,13 +16,16 @@ from engine.audit.chain import verify
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.reconcile import reconcile
 from engine.audit.replay import ReplayRequest, replay
+from engine.events import FUNDS_IN
 from engine.kafka.client import make_producer
 from engine.ledger.balances import all_balances
 from engine.ledger.database import make_engine
 from engine.ledger.models import DeadLetter, LedgerEntry, Payment, Posting
+from engine.ledger.positions import read_banks
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from sakk.app import TOPOLOGY, build_stage
+from sakk.cli.liquidity import movement_record, publish_movement
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.factories import (
     AMINA,
@@ -105,14 +108,23 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     }
 
 
+def liquidity(engine: Engine) -> int:
+    with engine.connect() as conn:
+        row = read_banks(conn, [("007", "MAD")]).get(("007", "MAD"))
+    return row.liquidity_minor if row is not None else 0
+
+
 def test_replay_of_a_recorded_flow_reproduces_the_live_ledger(
     flow_factory, database_url, replay_url
 ):
     flow = flow_factory(database_url)
     records = traffic()
+    deposit = movement_record("007", 100_000, "MAD", "ops", datetime.now(UTC))
+    publish_movement(flow.settings, FUNDS_IN, deposit)  # the switch's own input, replayed too
     flow.publish(records, raw=[b"not avro", b"\xc3\x01garbage"])
     published = len(records) + 2
     flow.wait_until(lambda: drained(flow, published))
+    flow.wait_until(lambda: liquidity(flow.engine) == 100_000)
 
     # Karim's AM04 message says what he had at that instant, which depends on how the
     # live settlement interleaved partitions: follow its order to reproduce it exactly.
@@ -132,6 +144,7 @@ def test_replay_of_a_recorded_flow_reproduces_the_live_ledger(
         assert again["legs"] == live["legs"]
         assert again["balances"] == live["balances"]
         assert again["dead"] == live["dead"]
+        assert liquidity(replayed) == 100_000
         states = Counter((p["state"], p["reason_code"]) for p in live["payments"].values())
         assert states[("FAILED", "AM04")] == 1 and states[("REJECTED", "AM05")] == 1
         result = reconcile(flow.engine, replayed)

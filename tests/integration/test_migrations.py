@@ -21,9 +21,11 @@ from engine.audit.windows import Window, close_window, window_report
 from engine.ids import SWITCH_ID_MAX_CHARS
 from engine.ledger.database import alembic_config, make_engine, upgrade
 from engine.ledger.models import HandledEvent, Posting, SettlementWindow, SettlementWindowPosition
+from engine.ledger.positions import read_banks
 from engine.ledger.postings import entry_hash, write_postings
 from engine.ledger.reference import load_reference_data, read_file
-from tests.factories import AMINA, KARIM, REFERENCE_FILE
+from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, authorization, payment
+from tests.integration.test_audit_tamper import build_ledger
 from tests.unit.test_postings import draft, heads
 
 pytestmark = pytest.mark.integration
@@ -267,6 +269,40 @@ def test_the_read_side_indexes_come_with_0013_and_go_with_its_downgrade(database
     upgrade(database_url)
     assert wanted <= names()
     engine.dispose()
+
+
+def test_the_position_tables_come_with_0017_and_go_with_its_downgrade(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    tables = {"bank_limits", "bank_positions", "liquidity_movements"}
+    assert tables <= set(inspect(engine).get_table_names())
+    columns = {c["name"] for c in inspect(engine).get_columns("bank_positions")}
+    assert columns == {
+        "bank_code", "currency", "posted_minor", "holds_minor", "liquidity_minor", "version",
+        "updated_at",
+    }  # fmt: skip
+    command.downgrade(alembic_config(database_url), "0016_window_lifecycle")
+    assert not tables & set(inspect(engine).get_table_names())
+    upgrade(database_url)
+    assert tables <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_a_ledger_with_payments_upgrades_to_0017_with_its_positions(database_url):
+    engine = build_ledger(database_url, [
+        payment(AMINA, KARIM, 10_000), payment(KARIM, AMINA, 2_500),
+        authorization(AMINA, KARIM, 4_000), payment(AMINA, YOUSSEF, 700),
+    ])  # fmt: skip
+    with engine.connect() as conn:
+        before = {k: (r.posted_minor, r.holds_minor) for k, r in read_banks(conn).items()}
+    assert before[("007", "MAD")] == (7_500, 4_000) and before[("011", "MAD")] == (-7_500, 0)
+
+    command.downgrade(alembic_config(database_url), "0016_window_lifecycle")
+    upgrade(database_url)  # the rows are rebuilt from the settlement accounts and holds
+    with engine.connect() as conn:
+        after = {k: (r.posted_minor, r.holds_minor) for k, r in read_banks(conn).items()}
+    engine.dispose()
+    assert after == before
 
 
 def test_operator_actions_and_reference_versions_come_with_0014_and_go_with_its_downgrade(

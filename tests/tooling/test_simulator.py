@@ -221,7 +221,7 @@ def test_reference_loads_into_a_ledger_twice_without_change(tmp_path: Path) -> N
     again = load_reference_data(engine, data)
     engine.dispose()
     assert (first.banks, first.fee_rules, first.channel_limits) == (9, 9, 6)
-    internal_per_bank = 4  # cash, fee income, settlement, funding
+    internal_per_bank = 5  # cash, fee income, settlement, funding, liquidity
     assert first.accounts_created == len(data["accounts"]) + 9 * internal_per_bank
     assert again.accounts_created == 0
 

@@ -71,11 +71,12 @@ def test_who_may_ask_is_the_rule_book() -> None:
 def test_the_metric_labels_and_told_outcomes_keep_the_values_dashboards_and_banks_know() -> None:
     assert [o.value for o in DECIDED] == [
         "validated", "rejected", "settled", "failed", "authorized", "step_validated",
-        "captured", "voided", "expired", "refunded", "returned", "step_refused",
+        "captured", "voided", "expired", "refunded", "returned", "step_refused", "funds_in",
+        "funds_out", "funds_refused",
     ]  # fmt: skip
     assert {s.outcome for s in STEPS.values()} <= set(DECIDED)
     assert Outcome.NOTIFIED == "notified" and Outcome.DEAD_LETTERED == "dead_lettered"
     assert NOTIFIED_OUTCOMES == (
         "SETTLED", "REJECTED", "FAILED", "AUTHORIZE", "CAPTURE", "VOID", "EXPIRE", "REFUND",
-        "RETURN", "REFUSED",
+        "RETURN", "REFUSED", "CAP_ALERT",
     )  # fmt: skip

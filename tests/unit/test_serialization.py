@@ -158,6 +158,19 @@ RECORDS: dict[str, dict[str, Any]] = {
         "reason_message": "refund of 2,000.00 MAD above the 1,250.00 MAD refundable",
         "causation_event_id": "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
     },
+    **{
+        name: {
+            "event_id": COMMON["event_id"],
+            "payment_id": COMMON["event_id"],
+            "bank_code": "190",
+            "currency": "MAD",
+            "amount_minor": 1_000_000_00,
+            "occurred_at": OCCURRED_AT,
+            "issued_by": "ops-amal",
+            "causation_event_id": None,
+        }  # fmt: skip
+        for name in ("FundsIn", "FundsOut")
+    },
 }
 RECORDS = {event_type: as_read(event_type, r) for event_type, r in RECORDS.items()}
 

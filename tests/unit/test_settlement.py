@@ -8,6 +8,7 @@ from consumers.settlement import Funds, Settlement, SettlementContext
 from engine.config import load_settings
 from engine.events import PAYMENT_FAILED, PAYMENT_SETTLED, PAYMENT_VALIDATED
 from engine.ledger.models import AccountKind, PaymentState
+from engine.ledger.positions import PositionMoved
 from engine.ledger.postings import PostingDraft
 from engine.ledger.recorder import Outcome, Transition
 from engine.ledger.reference import FeeSchedule, internal_account
@@ -39,8 +40,11 @@ def test_an_interbank_payment_settles_with_its_fee_and_five_balanced_legs() -> N
     decision = decide(ctx, p)
 
     assert isinstance(decision, Decision) and decision.outcome == "settled"
-    outcome, draft, transition = decision.writes
+    outcome, draft, transition, payer_bank, payee_bank = decision.writes
     assert isinstance(outcome, Outcome) and outcome.fee_minor == 200  # 1 MAD + 0.5% of 200
+    assert isinstance(payer_bank, PositionMoved) and isinstance(payee_bank, PositionMoved)
+    moved = {(m.bank_code, m.posted_minor, m.holds_minor) for m in (payer_bank, payee_bank)}
+    assert moved == {("007", 20_000, 0), ("011", -20_000, 0)}  # the amount, never the fee
     assert isinstance(draft, PostingDraft) and sum(leg.amount_minor for leg in draft.legs) == 0
     legs = {leg.account_number: leg.amount_minor for leg in draft.legs}
     assert legs == {

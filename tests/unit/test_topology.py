@@ -11,6 +11,7 @@ import pytest
 from engine import metrics
 from engine.config import load_settings
 from engine.events import (
+    LIQUIDITY_EVENTS,
     PAYMENT_INITIATED,
     PAYMENT_SETTLED,
     PAYMENT_STEP_COMPLETED,
@@ -38,7 +39,8 @@ def test_every_topic_a_stage_reads_is_emitted_by_a_stage_or_sent_by_a_bank() -> 
     emitted = {e for spec in TOPOLOGY.stages for e in spec.outputs}
     read = {e for spec in TOPOLOGY.stages for e in spec.inputs}
 
-    assert read - emitted == {PAYMENT_INITIATED, *TOPOLOGY.entry.inputs}
+    # ... or by an operator: a bank's liquidity movements (sakk liquidity)
+    assert read - emitted == {PAYMENT_INITIATED, *TOPOLOGY.entry.inputs, *LIQUIDITY_EVENTS}
 
 
 def test_the_payment_path_is_validator_then_settlement_then_notification() -> None:

@@ -14,9 +14,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -57,6 +58,8 @@ from engine.reasons import Reason
 from engine.supervisor import Fleet
 from sakk.app import STAGE_NAMES, TOPOLOGY, kafka_for, ledger_engine
 from sakk.cli import cli
+from sakk.cli.demo_liquidity import REFUSED, Pressed, press_on_liquidity
+from sakk.cli.positions import percent, position_lines
 from tooling.drain import Drain, DrainState, wait_drained
 from tooling.workload.profiles import DEMO
 from tooling.workload.traffic import (
@@ -93,6 +96,10 @@ class DemoResult:
     steps: Counter[str] = field(default_factory=Counter)
     lifecycle_violations: list[str] = field(default_factory=list)
     settled_window: ConfirmResult | None = None  # one window settled end to end
+    pressed: Pressed | None = None  # one bank refused at its liquidity, then funded
+    # Each bank's line of ``sakk settlement positions`` once the traffic is done, before
+    # the window is settled (settling it brings every position back to zero).
+    limits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def adds_up(self) -> bool:
@@ -113,6 +120,7 @@ class DemoResult:
             self.adds_up and self.ledger_ok and self.refusals_as_expected
             and self.lifecycle_as_expected
             and (self.settled_window is None or self.settled_window.ok)
+            and (self.pressed is None or self.pressed.ok)
         )  # fmt: skip
 
     @property
@@ -148,8 +156,8 @@ def demo(settings: Settings, payments: int, seed: int, rate: int | None, tls: bo
     )
     with _transport(settings, tls, console) as settings:
         result = run_demo(settings, payments, seed, rate, console)
-    _print_summary(console, settings, result)
-    if not result.ok:
+    within_limits = _print_summary(console, settings, result)
+    if not (result.ok and within_limits):
         raise SystemExit(1)
 
 
@@ -198,10 +206,31 @@ def run_demo(
             started = time.monotonic()
             with _progress(console) as progress:
                 sim, counts = _traffic(live, engine, fleet, (payments, seed, rate), progress)
+            pressed, counts = _press(live, engine, fleet, sim, seed)
             seconds = time.monotonic() - started
         finally:
             fleet.stop()
-        return _result(engine, sim, counts, seconds, settle_one_window(live, engine))
+        limits = position_lines(engine)
+        result = _result(engine, sim, counts, seconds, settle_one_window(live, engine), pressed)
+        return replace(result, limits=limits)
+
+
+def _press(
+    live: Settings, engine: Engine, fleet: Fleet, sim: SimulationReport, seed: int
+) -> tuple[Pressed, FlowCounts]:
+    """One bank pressed on its liquidity (``sakk.cli.demo_liquidity``), then drained."""
+    reference = read_file(live.reference_file)
+    sent = [0]
+    counts: list[FlowCounts] = []
+
+    def drain(more: int) -> None:
+        sent[0] += more
+        counts.append(_wait_for_drain(engine, sim, fleet, lambda _: None, sent[0]))
+
+    pressed = press_on_liquidity(
+        live, engine, reference, simulation_signers(reference, seed), drain
+    )
+    return pressed, counts[-1]
 
 
 def _set_up(live: Settings, seed: int, console: Console) -> Engine:
@@ -247,6 +276,7 @@ def _result(
     counts: FlowCounts,
     seconds: float,
     settled_window: ConfirmResult | None = None,
+    pressed: Pressed | None = None,
 ) -> DemoResult:
     """What the demo found in the ledger once the traffic has drained."""
     with engine.connect() as conn:
@@ -260,9 +290,10 @@ def _result(
         if sim.by_expected[s.lower()]
     })  # fmt: skip
     return DemoResult(
-        sim.published, counts, seconds, check.ok, check.violations, sim.signed, sim.forged,
+        sim.published + (pressed.published if pressed else 0), counts, seconds, check.ok,
+        check.violations, sim.signed + (pressed.published if pressed else 0), sim.forged,
         refused, bank_steps, expected_states, states, Counter(sim.by_step), steps,
-        lifecycle.violations, settled_window,
+        lifecycle.violations, settled_window, pressed,
     )  # fmt: skip
 
 
@@ -386,10 +417,15 @@ def _progress(console: Console) -> Progress:
 
 
 def _wait_for_drain(
-    engine: Engine, sim: SimulationReport, fleet: Fleet, on_progress: Callable[[int], None]
+    engine: Engine,
+    sim: SimulationReport,
+    fleet: Fleet,
+    on_progress: Callable[[int], None],
+    more: int = 0,
 ) -> FlowCounts:
-    """Until every payment is answered or dead-lettered, every step (the switch's expiries
-    included) recorded, and every bank has been told."""
+    """Until every payment (and ``more`` sent since the traffic) is answered or
+    dead-lettered, every step (the switch's expiries included) recorded, and every bank
+    has been told."""
     steps = sim.steps + sim.expiries  # the switch's expiries are steps too
 
     def watch(state: DrainState) -> None:
@@ -398,7 +434,7 @@ def _wait_for_drain(
         if dead:
             raise click.ClickException(f"consumer exited: {dead}; see {fleet.log_dir}")
 
-    wanted = Drain(published=sim.published - sim.steps, steps=steps)
+    wanted = Drain(published=sim.published - sim.steps + more, steps=steps)
     return wait_drained(engine, wanted, DRAIN_TIMEOUT_S, POLL_INTERVAL_S, watch).counts
 
 
@@ -406,7 +442,8 @@ def _amount(amount_minor: int, currency: str) -> str:
     return format_minor(amount_minor, currency).rsplit(" ", 1)[0]
 
 
-def _print_summary(console: Console, settings: Settings, result: DemoResult) -> None:
+def _print_summary(console: Console, settings: Settings, result: DemoResult) -> bool:
+    """The tables and checks; whether every bank is within its cap and its liquidity."""
     engine = ledger_engine(settings)
     with engine.connect() as conn:
         channels = channel_summary(conn)
@@ -418,6 +455,8 @@ def _print_summary(console: Console, settings: Settings, result: DemoResult) -> 
     _print_lifecycle(console, lifecycle)
     _print_positions(console, positions)
     _print_checks(console, engine, result, positions)
+    _print_pressed(console, result.pressed)
+    return _print_liquidity(console, result.limits)
 
 
 def _print_channels(console: Console, channels: list[ChannelLine]) -> None:
@@ -563,3 +602,44 @@ def _print_lifecycle_check(
     unbalanced = {cur: total for cur, total in totals.items() if total}
     mark = "[red]MISMATCH[/]" if unbalanced else "[green]OK[/]"
     console.print(f"{mark} net positions sum to zero per currency {unbalanced or ''}".rstrip())
+
+
+def _print_pressed(console: Console, pressed: Pressed | None) -> None:
+    if pressed is None:
+        return
+    mark = "[green]OK[/]" if pressed.ok else "[red]MISMATCH[/]"
+    console.print(
+        f"{mark} bank {pressed.bank} held to its liquidity: withdrew "
+        f"{_amount(pressed.withdrawn_minor, 'MAD')}, then {pressed.settled_before:,} settled "
+        f"and {pressed.refused_before:,} refused AM04 before its deposit of "
+        f"{_amount(pressed.deposited_minor, 'MAD')}, {pressed.settled_after:,} settled after"
+    )
+    if not pressed.ok:
+        console.print(f"  expected {pressed.fits} settled, {REFUSED} refused, {REFUSED} after")
+
+
+def _print_liquidity(console: Console, lines: list[dict[str, Any]]) -> bool:
+    """Each bank's exposure against its cap and liquidity (``sakk settlement positions``);
+    whether none is beyond either."""
+    table = Table(title="Liquidity before the window settled: each bank's position and holds "
+                  "(positive: it owes the others), its net debit cap and its deposit")  # fmt: skip
+    for col in ("bank", "cur", "position", "cap", "liquidity", "used", "alert at"):
+        table.add_column(col, justify="left" if col in ("bank", "cur") else "right")
+    beyond = []
+    for x in lines:
+        cur, exposure, cap = x["currency"], x["exposure_minor"], x["net_debit_cap_minor"]
+        if cap is not None and (exposure > cap or exposure > x["liquidity_minor"]):
+            beyond.append(x["bank_code"])
+        table.add_row(
+            x["bank_code"], cur, _amount(exposure, cur),
+            "-" if cap is None else _amount(cap, cur), _amount(x["liquidity_minor"], cur),
+            percent(x["share_used_bps"]),
+            "-" if x["alert_percent"] is None else f"{x['alert_percent']} %",
+        )  # fmt: skip
+    console.print(table)
+    mark = "[red]MISMATCH[/]" if beyond else "[green]OK[/]"
+    console.print(
+        f"{mark} no bank's position and holds beyond its net debit cap or its liquidity "
+        f"({len(lines)} banks){': ' + ', '.join(beyond) if beyond else ''}"
+    )
+    return not beyond

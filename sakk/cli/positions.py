@@ -46,7 +46,7 @@ def position_lines(engine: Engine) -> list[dict[str, Any]]:
     return [position_line(row) for _, row in sorted(rows.items())]
 
 
-def _percent(bps: int | None) -> str:
+def percent(bps: int | None) -> str:
     if bps is None:
         return "-"
     return f"{bps * 100 // BASIS_POINTS}.{bps * 100 % BASIS_POINTS * 100 // BASIS_POINTS:02d} %"
@@ -86,7 +86,7 @@ def positions(settings: Settings, as_json: bool, database: str | None) -> None:
                 "position_minor", "held_minor", "settled_minor", "net_debit_cap_minor",
                 "liquidity_minor",
             )),
-            _percent(x["share_used_bps"]),
+            percent(x["share_used_bps"]),
             "-" if x["alert_percent"] is None else f"{x['alert_percent']} %",
             _money(x["headroom_minor"], cur),
         )  # fmt: skip

@@ -47,14 +47,23 @@ def test_make_demo_publishes_settles_and_checks_the_ledger(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Payments by channel" in run.stdout
     assert re.search(
-        r"OK published 400 = settled \d+ \+ rejected \d+ \+ failed \d+ \+ dead-lettered \d+",
+        r"OK published 406 = settled \d+ \+ rejected \d+ \+ failed \d+ \+ dead-lettered \d+",
         run.stdout,
     )
     assert "OK ledger balances" in run.stdout
     assert "OK lifecycle as the traffic expected" in run.stdout
     assert "OK net positions sum to zero" in run.stdout
     assert re.search(r"OK window \S+ closed, instructed \(pacs.009\), confirmed", run.stdout)
-    for table in ("Card holds by channel", "Money back by channel", "Interbank net positions"):
+    assert re.search(
+        r"OK bank 007 held to its liquidity: withdrew [\d,.]+, then \d+ settled and 2 refused "
+        r"AM04 before its deposit of 1,000,000.00, 2 settled after",
+        " ".join(run.stdout.split()),
+    )
+    assert "OK no bank's position and holds beyond its net debit cap or its liquidity" in (
+        " ".join(run.stdout.split())
+    )
+    for table in ("Card holds by channel", "Money back by channel", "Interbank net positions",
+                  "Liquidity before the window settled"):  # fmt: skip
         assert table in run.stdout
     signed = re.search(r"OK signed (\d+), refused for security (\d+)", run.stdout)
     assert signed and int(signed[1]) > 0, "every payment is signed, forgeries refused"

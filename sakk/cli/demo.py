@@ -71,6 +71,7 @@ from tooling.workload.traffic import (
 
 DRAIN_TIMEOUT_S = 300.0
 POLL_INTERVAL_S = 0.5
+PRESS_POLL_S = 0.1  # a handful of payments: answered within a batch or two
 # The states the steps banks (and the expiry scheduler) ask for lead to.
 LIFECYCLE_STATES = tuple(STEPS[k].target for k in REQUESTED_STEPS)
 # Steps on a hold a bank may ask for (the switch's expiries aside), and money back.
@@ -225,7 +226,7 @@ def _press(
 
     def drain(more: int) -> None:
         sent[0] += more
-        counts.append(_wait_for_drain(engine, sim, fleet, lambda _: None, sent[0]))
+        counts.append(_wait_for_drain(engine, sim, fleet, lambda _: None, sent[0], PRESS_POLL_S))
 
     pressed = press_on_liquidity(
         live, engine, reference, simulation_signers(reference, seed), drain
@@ -422,6 +423,7 @@ def _wait_for_drain(
     fleet: Fleet,
     on_progress: Callable[[int], None],
     more: int = 0,
+    poll_s: float = POLL_INTERVAL_S,
 ) -> FlowCounts:
     """Until every payment (and ``more`` sent since the traffic) is answered or
     dead-lettered, every step (the switch's expiries included) recorded, and every bank
@@ -435,7 +437,7 @@ def _wait_for_drain(
             raise click.ClickException(f"consumer exited: {dead}; see {fleet.log_dir}")
 
     wanted = Drain(published=sim.published - sim.steps + more, steps=steps)
-    return wait_drained(engine, wanted, DRAIN_TIMEOUT_S, POLL_INTERVAL_S, watch).counts
+    return wait_drained(engine, wanted, DRAIN_TIMEOUT_S, poll_s, watch).counts
 
 
 def _amount(amount_minor: int, currency: str) -> str:

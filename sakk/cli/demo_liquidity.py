@@ -37,7 +37,7 @@ CURRENCY = "MAD"
 AMOUNT_MINOR = 50_000_000  # 500,000.00 MAD: a branch transfer (its limit is 1,000,000.00)
 REFUSED = 2  # payments sent beyond the bank's liquidity, sent again after its deposit
 MOVEMENT_TIMEOUT_S = 60.0
-POLL_S = 0.2
+POLL_S = 0.1
 ACTOR = Actor("demo", "demo: bank 007 pressed on its liquidity")
 
 

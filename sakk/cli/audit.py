@@ -219,7 +219,8 @@ def _print_settlement(console: Console, report: VerifyReport) -> None:
     _print_list(
         console,
         f"{settled.windows} windows' lifecycle rows intact and allowed; {settled.settled} "
-        f"settled windows unchanged; each bank's position equals its unsettled nets",
+        f"settled windows unchanged; each bank's position equals its unsettled nets; "
+        f"{settled.position_rows} position rows equal the ledger's postings and holds",
         "SETTLEMENT PROBLEMS",
         settled.problems,
     )

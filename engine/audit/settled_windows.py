@@ -33,7 +33,16 @@ from engine.audit.window_lifecycle import (
     window_rows,
     window_settlements,
 )
-from engine.ledger.models import BankPosition, Hold, HoldState, Payment, table_of
+from engine.ledger.models import (
+    Account,
+    AccountKind,
+    BankPosition,
+    Hold,
+    HoldState,
+    LedgerEntry,
+    Payment,
+    table_of,
+)
 from engine.read.positions import (
     DEFAULT_WINDOW_HOURS,
     all_window_reports,
@@ -64,6 +73,20 @@ def unsettled_nets(conn: Connection) -> dict[Key, int]:
     return {key: value for key, value in sorted(positions.items()) if value}
 
 
+def settlement_account_sums(conn: Connection) -> dict[Key, int]:
+    """Each bank's settlement account entries summed, per currency (position sign: a
+    payment it sends credits its settlement account +amount): every posting that ever
+    touched it, whatever its kind, from the entries, not the account's balance."""
+    e, a = table_of(LedgerEntry), table_of(Account)
+    rows = conn.execute(
+        select(a.c.bank_code, e.c.currency, func.sum(e.c.amount_minor))
+        .join(a, a.c.number == e.c.account_number)
+        .where(a.c.kind == AccountKind.SETTLEMENT.value)
+        .group_by(a.c.bank_code, e.c.currency)
+    )
+    return {(bank, currency): int(total) for bank, currency, total in rows}
+
+
 def interbank_holds(conn: Connection) -> dict[Key, int]:
     """What each bank's payers' ACTIVE interbank holds still cover, per currency: the
     amount not yet captured, fee excluded (a fee stays inside the payer's bank)."""
@@ -80,7 +103,7 @@ def interbank_holds(conn: Connection) -> dict[Key, int]:
 def ledger_positions(conn: Connection) -> dict[Key, tuple[int, int]]:
     """Each bank's (posted, holds) recomputed from the ledger's entries and holds: what its
     ``bank_positions`` row must hold (the exposure rule is ``engine.ledger.positions``'s)."""
-    posted, held = posted_positions(conn), interbank_holds(conn)
+    posted, held = settlement_account_sums(conn), interbank_holds(conn)
     return {
         key: (posted.get(key, 0), held.get(key, 0))
         for key in sorted(set(posted) | set(held))

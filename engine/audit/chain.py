@@ -149,6 +149,7 @@ class VerifyReport:
             "anchors_checked": self.anchors_checked, "anchor_problems": len(self.anchor_problems),
             "lifecycle_windows": self.settlement.windows,
             "settled_windows": self.settlement.settled,
+            "position_rows": self.settlement.position_rows,
             "settlement_problems": len(self.settlement.problems),
             "operator_actions": self.action_log.rows,
             "operator_action_problems": len(self.action_log.problems),

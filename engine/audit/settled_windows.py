@@ -1,6 +1,6 @@
 """The auditor's proof that settled windows are unchanged and positions are unsettled nets.
 
-Three checks, each listing every finding (``sakk audit verify`` runs them):
+Four checks, each listing every finding (``sakk audit verify`` runs them):
 
 - **the lifecycle rows**: each window's ``settlement_window_events`` rows are numbered
   from 1 without a gap, each hash covers its row and the previous hash, and each move is
@@ -10,7 +10,13 @@ Three checks, each listing every finding (``sakk audit verify`` runs them):
   ``window_settlements`` rows, and a settled window has them and no other window does;
 - **positions are unsettled nets**: each bank's position (everything posted less what
   settled windows settled) equals the sum of its nets over the windows not settled
-  (:func:`engine.risk.positions.position_differences`).
+  (:func:`engine.risk.positions.position_differences`);
+- **position rows are the ledger's**: each bank's ``bank_positions`` row (``posted_minor``,
+  ``holds_minor``) equals what the ledger says, recomputed without the rows: the sum of its
+  settlement account's entries, and its payers' ACTIVE interbank holds' amount not yet
+  captured (fees excluded: the exposure rule of ``engine.ledger.positions``, the one
+  settlement checks caps against). Every bank and currency that differs is named
+  (:func:`engine.risk.positions.row_differences`).
 """
 
 from __future__ import annotations
@@ -27,15 +33,23 @@ from engine.audit.window_lifecycle import (
     window_rows,
     window_settlements,
 )
-from engine.ledger.models import Hold, HoldState, table_of
+from engine.ledger.models import (
+    Account,
+    AccountKind,
+    BankPosition,
+    Hold,
+    HoldState,
+    LedgerEntry,
+    Payment,
+    table_of,
+)
 from engine.read.positions import (
     DEFAULT_WINDOW_HOURS,
     all_window_reports,
     net_positions,
     read_closes,
 )
-from engine.risk.limits import Exposure
-from engine.risk.positions import position_differences
+from engine.risk.positions import position_differences, row_differences
 from engine.risk.windows import WindowState
 
 Key = tuple[str, str]  # (bank, currency)
@@ -59,42 +73,70 @@ def unsettled_nets(conn: Connection) -> dict[Key, int]:
     return {key: value for key, value in sorted(positions.items()) if value}
 
 
-def active_holds(conn: Connection) -> dict[Key, int]:
-    """What each bank's ACTIVE holds still reserve, per currency: counted against it as
-    against its payer's available balance."""
-    h = table_of(Hold)
+def settlement_account_sums(conn: Connection) -> dict[Key, int]:
+    """Each bank's settlement account entries summed, per currency (position sign: a
+    payment it sends credits its settlement account +amount): every posting that ever
+    touched it, whatever its kind, from the entries, not the account's balance."""
+    e, a = table_of(LedgerEntry), table_of(Account)
     rows = conn.execute(
-        select(h.c.bank_code, h.c.currency, func.sum(h.c.reserved_minor))
-        .where(h.c.state == HoldState.ACTIVE.value)
+        select(a.c.bank_code, e.c.currency, func.sum(e.c.amount_minor))
+        .join(a, a.c.number == e.c.account_number)
+        .where(a.c.kind == AccountKind.SETTLEMENT.value)
+        .group_by(a.c.bank_code, e.c.currency)
+    )
+    return {(bank, currency): int(total) for bank, currency, total in rows}
+
+
+def interbank_holds(conn: Connection) -> dict[Key, int]:
+    """What each bank's payers' ACTIVE interbank holds still cover, per currency: the
+    amount not yet captured, fee excluded (a fee stays inside the payer's bank)."""
+    h, p = table_of(Hold), table_of(Payment)
+    rows = conn.execute(
+        select(h.c.bank_code, h.c.currency, func.sum(h.c.amount_minor - h.c.captured_minor))
+        .join(p, p.c.payment_id == h.c.payment_id)
+        .where(h.c.state == HoldState.ACTIVE.value, p.c.payer_bank != p.c.payee_bank)
         .group_by(h.c.bank_code, h.c.currency)
     )
     return {(bank, currency): int(total) for bank, currency, total in rows if total}
 
 
-def exposures(conn: Connection) -> dict[Key, Exposure]:
-    """Each bank's exposure per currency: its position (posted less settled) and its holds.
-
-    The position rows the settlement stage keeps (``bank_positions``) give the same
-    figures without a scan; this reads them from the ledger's entries.
-    """
-    positions, held = unsettled_nets(conn), active_holds(conn)
+def ledger_positions(conn: Connection) -> dict[Key, tuple[int, int]]:
+    """Each bank's (posted, holds) recomputed from the ledger's entries and holds: what its
+    ``bank_positions`` row must hold (the exposure rule is ``engine.ledger.positions``'s)."""
+    posted, held = settlement_account_sums(conn), interbank_holds(conn)
     return {
-        key: Exposure(key[0], key[1], positions.get(key, 0), held.get(key, 0))
-        for key in sorted(set(positions) | set(held))
+        key: (posted.get(key, 0), held.get(key, 0))
+        for key in sorted(set(posted) | set(held))
+        if posted.get(key, 0) or held.get(key, 0)
     }
+
+
+def position_rows(conn: Connection) -> dict[Key, tuple[int, int]]:
+    """Each ``bank_positions`` row's (posted_minor, holds_minor), as written."""
+    bp = table_of(BankPosition)
+    rows = conn.execute(select(bp.c.bank_code, bp.c.currency, bp.c.posted_minor, bp.c.holds_minor))
+    return {(r.bank_code, r.currency): (int(r.posted_minor), int(r.holds_minor)) for r in rows}
+
+
+def position_row_problems(conn: Connection) -> tuple[int, list[str]]:
+    """How many position rows were checked, and each one (or missing one) that differs
+    from what the ledger's postings and active holds say."""
+    rows = position_rows(conn)
+    return len(rows), [str(d) for d in row_differences(rows, ledger_positions(conn))]
 
 
 @dataclass
 class WindowSettlementCheck:
     windows: int = 0
     settled: int = 0
+    position_rows: int = 0
     problems: list[str] = field(default_factory=list)
 
 
 def check_settled_windows(
     conn: Connection, positions: Mapping[Key, int] | None = None
 ) -> WindowSettlementCheck:
-    """Every finding of the three checks. ``positions``: the positions to check (by
+    """Every finding of the four checks. ``positions``: the positions to check (by
     default :func:`unsettled_nets`, which the ledger's own position rows replace)."""
     check = WindowSettlementCheck()
     rows = window_rows(conn)
@@ -118,6 +160,8 @@ def check_settled_windows(
                 )
     unsettled = {label: n for label, n in nets.items() if label in counted - settled_labels}
     check.problems += _position_problems(conn, unsettled, positions)
+    check.position_rows, row_problems = position_row_problems(conn)
+    check.problems += row_problems
     return check
 
 

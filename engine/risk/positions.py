@@ -69,3 +69,45 @@ def position_differences(
         for bank in sorted(set(recorded) | set(expected))
         if recorded.get(bank, 0) != expected.get(bank, 0)
     ]
+
+
+Amounts = tuple[int, int]  # (posted_minor, holds_minor)
+
+
+@dataclass(frozen=True)
+class RowDifference:
+    """A bank's position row that is not what the ledger's postings and holds say."""
+
+    bank: str
+    currency: str
+    row: Amounts | None  # None: the bank has no position row
+    ledger: Amounts
+
+    def __str__(self) -> str:
+        where = f"bank {self.bank} {self.currency} position row"
+        if self.row is None:
+            posted, holds = self.ledger
+            return f"{where} missing: the ledger gives posted {posted}, holds {holds}"
+        parts = [
+            f"{name} {mine}, the ledger's {source} give {theirs}"
+            for name, source, mine, theirs in (
+                ("posted_minor", "interbank postings", self.row[0], self.ledger[0]),
+                ("holds_minor", "active interbank holds", self.row[1], self.ledger[1]),
+            )
+            if mine != theirs
+        ]
+        return f"{where}: {'; '.join(parts)}"
+
+
+def row_differences(
+    rows: Mapping[tuple[str, str], Amounts], ledger: Mapping[tuple[str, str], Amounts]
+) -> list[RowDifference]:
+    """Every (bank, currency) whose position row differs from the ledger's figures (the
+    auditor's check). A bank the ledger never moved counts as (0, 0) there; a row missing
+    for a bank the ledger moved is a difference."""
+    found = []
+    for key in sorted(set(rows) | set(ledger)):
+        row, expected = rows.get(key), ledger.get(key, (0, 0))
+        if row != expected and (row is not None or expected != (0, 0)):
+            found.append(RowDifference(key[0], key[1], row, expected))
+    return found

@@ -74,8 +74,9 @@ def audit_verify(
     Also checks that every posting sums to zero, every balance equals its entries, the
     lifecycle's invariants (no hold resolved twice, captures within holds, refunds within
     captures, no available balance below minus the overdraft), and every closed window's
-    net positions are still what the close recorded, and the operator audit log's hash
-    chain (sakk audit log) is whole.
+    net positions are still what the close recorded, each bank's position row equals the
+    ledger's interbank postings and active interbank holds, and the operator audit log's
+    hash chain (sakk audit log) is whole.
     Exits with status 1 on any finding.
     """
     try:
@@ -219,7 +220,8 @@ def _print_settlement(console: Console, report: VerifyReport) -> None:
     _print_list(
         console,
         f"{settled.windows} windows' lifecycle rows intact and allowed; {settled.settled} "
-        f"settled windows unchanged; each bank's position equals its unsettled nets",
+        f"settled windows unchanged; each bank's position equals its unsettled nets; "
+        f"{settled.position_rows} position rows equal the ledger's postings and holds",
         "SETTLEMENT PROBLEMS",
         settled.problems,
     )

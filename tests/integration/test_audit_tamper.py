@@ -19,14 +19,14 @@ from engine.audit.windows import Window, close_window
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import LedgerEntry, Payment
-from engine.ledger.postings import entry_hash, write_postings
+from engine.ledger.postings import entry_hash
 from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec, SchemaRegistry
 from sakk.app import build_stage
 from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, signed
-from tests.unit.test_postings import draft
+from tests.unit.test_postings import draft, write_with_positions
 
 pytestmark = pytest.mark.integration
 
@@ -337,7 +337,7 @@ def chains(database_url: str) -> Any:
     engine = build_ledger(database_url, records()[:10])
     at = BASE + timedelta(hours=2)
     with engine.begin() as conn:
-        write_postings(conn, [draft(c, *pair, 100 + i, at + timedelta(minutes=i))
+        write_with_positions(conn, [draft(c, *pair, 100 + i, at + timedelta(minutes=i))
                               for i, (c, pair) in enumerate(
                                   [(1, (AMINA, KARIM)), (2, (YOUSSEF, RAM))] * 6)])  # fmt: skip
     yield engine

@@ -13,11 +13,10 @@ from engine.audit.window_events import publish_close, read_closed_events
 from engine.audit.windows import Window, all_window_reports, close_window, window_report
 from engine.kafka.client import create_topics
 from engine.ledger.models import Payment
-from engine.ledger.postings import write_postings
 from engine.read.reports import net_positions
 from tests.factories import AMINA, KARIM, RAM, VIGNETTE_DGI, YOUSSEF, payment, switch_id
 from tests.integration.test_audit_tamper import build_ledger, initiated
-from tests.unit.test_postings import draft
+from tests.unit.test_postings import draft, write_with_positions
 from tests.unit.test_postings import ledger as reference_ledger
 
 pytestmark = pytest.mark.integration
@@ -190,7 +189,8 @@ def test_windows_closed_while_two_chains_advance_count_exactly_the_right_posting
 
     def post(*drafts: tuple[int, int, Any]) -> None:
         with engine.begin() as conn:
-            write_postings(conn, [draft(c, AMINA, KARIM, amount, at) for c, amount, at in drafts])
+            planted = [draft(c, AMINA, KARIM, amount, at) for c, amount, at in drafts]
+            write_with_positions(conn, planted)
 
     try:
         post((1, 1, on_day1), (2, 2, on_day1))

@@ -17,9 +17,8 @@ from sqlalchemy.exc import OperationalError
 
 from engine.audit.chain import verify
 from engine.audit.windows import Window, close_window, window_report
-from engine.ledger.postings import write_postings
 from tests.factories import AMINA, KARIM, RAM, YOUSSEF
-from tests.unit.test_postings import AT, chain_rows, draft, ledger
+from tests.unit.test_postings import AT, chain_rows, draft, ledger, write_with_positions
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +32,7 @@ def pg_ledger(request: pytest.FixtureRequest, postgres_url: str) -> Iterator[Eng
     engine = ledger(postgres_url)
     if request.param == "existing chains":
         with engine.begin() as conn:
-            write_postings(conn, [draft(1, AMINA, KARIM), draft(2, YOUSSEF, RAM)])
+            write_with_positions(conn, [draft(1, AMINA, KARIM), draft(2, YOUSSEF, RAM)])
     yield engine
     engine.dispose()
 
@@ -42,13 +41,13 @@ def open_append(engine: Engine, chain: int, payer: tuple[str, str], payee: tuple
     """A connection whose open transaction has appended one posting to ``chain``."""
     conn = engine.connect()
     conn.begin()
-    write_postings(conn, [draft(chain, payer, payee)])
+    write_with_positions(conn, [draft(chain, payer, payee)])
     return conn
 
 
 def append_with_lock_timeout(conn: Connection, chain: int) -> None:
     conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    write_postings(conn, [draft(chain, YOUSSEF, RAM)])
+    write_with_positions(conn, [draft(chain, YOUSSEF, RAM)])
 
 
 def waits_on_a_lock(engine: Engine) -> bool:
@@ -102,7 +101,7 @@ def test_an_append_waiting_on_its_chain_goes_on_from_the_head_the_first_one_left
     def second() -> None:
         try:
             with pg_ledger.begin() as conn:
-                write_postings(conn, [draft(1, YOUSSEF, RAM)])
+                write_with_positions(conn, [draft(1, YOUSSEF, RAM)])
         except BaseException as exc:  # reported by the test below
             errors.append(exc)
 
@@ -138,7 +137,7 @@ def test_a_window_close_waits_for_an_append_in_flight_to_a_chain_it_knows(postgr
     window, later = Window.containing(AT), AT + timedelta(days=2)
     try:
         with engine.begin() as conn:
-            write_postings(conn, [draft(2, YOUSSEF, RAM)])
+            write_with_positions(conn, [draft(2, YOUSSEF, RAM)])
         first = open_append(engine, 2, AMINA, KARIM)
         try:
             with pytest.raises(OperationalError, match="lock timeout"):

@@ -26,7 +26,7 @@ from engine.ledger.postings import entry_hash, write_postings
 from engine.ledger.reference import load_reference_data, read_file
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, YOUSSEF, authorization, payment
 from tests.integration.test_audit_tamper import build_ledger
-from tests.unit.test_postings import draft, heads
+from tests.unit.test_postings import draft, heads, write_with_positions
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_after_the_upgrade_chain_0_goes_on_and_other_chains_start(ledger_0004):
     day2 = DAY1.next()
     at = day2.start + timedelta(hours=9)
     with engine.begin() as conn:
-        write_postings(conn, [draft(0, occurred_at=at), draft(1, occurred_at=at)])
+        write_with_positions(conn, [draft(0, occurred_at=at), draft(1, occurred_at=at)])
     close_window(engine, day2, day2.end)
     with engine.connect() as conn:
         assert heads(conn)[0][0] == 12 + 4 and heads(conn)[1][0] == 4

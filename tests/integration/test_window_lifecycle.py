@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 import sakk.cli.audit
+import sakk.cli.positions
 import sakk.cli.settlement
 import sakk.cli.settlement_windows  # noqa: F401  (each module registers its commands)
 from engine.audit.chain import verify

@@ -12,6 +12,7 @@ from engine.risk.positions import (
     PositionDifference,
     after_settlement,
     position_differences,
+    row_differences,
     unsettled_positions,
 )
 
@@ -100,3 +101,15 @@ def test_settling_any_window_leaves_the_positions_of_the_others(
     rest = windows[:chosen] + windows[chosen + 1 :]
     assert position_differences(settled, rest) == []
     assert sum(settled.values()) == 0
+
+
+def test_row_differences_name_each_bank_whose_row_is_not_the_ledgers() -> None:
+    rows = {("007", "MAD"): (7_500, 4_001), ("011", "MAD"): (-7_500, 0), ("012", "MAD"): (0, 0)}
+    ledger = {("007", "MAD"): (7_500, 4_000), ("011", "MAD"): (-7_500, 0), ("013", "EUR"): (9, 0)}
+    found = row_differences(rows, ledger)
+    assert [(d.bank, d.currency) for d in found] == [("007", "MAD"), ("013", "EUR")]
+    assert str(found[0]) == (
+        "bank 007 MAD position row: holds_minor 4001, the ledger's active interbank holds give 4000"
+    )
+    assert str(found[1]) == "bank 013 EUR position row missing: the ledger gives posted 9, holds 0"
+    assert row_differences(ledger, ledger) == []

@@ -198,14 +198,14 @@ class ReferenceRefresher:
 
     ``current`` is called by each batch's load with the latest event time in the batch;
     it reads the newest version number at most every ``refresh_s``, or at once when an
-    event is later than ``checked + notice - refresh`` (what the last read is sure of).
+    event is later than ``checked_at + notice - refresh`` (what the last read is sure of).
     """
 
     refresh_s: float
     notice_s: float
     clock: Callable[[], float] = time.time
     _book: ReferenceBook | None = field(default=None, init=False)
-    _checked: float = field(default=0.0, init=False)
+    _checked_at_s: float = field(default=0.0, init=False)  # clock seconds of the last read
 
     def current(self, conn: Connection, latest_event: datetime | None) -> ReferenceBook:
         now = self.clock()
@@ -213,13 +213,13 @@ class ReferenceRefresher:
             version = newest_version(conn)
             if self._book is None or version != self._book.version:
                 self._book = read_book(conn)
-            self._checked = now
+            self._checked_at_s = now
         return self._book
 
     def _stale(self, now: float, latest_event: datetime | None) -> bool:
-        if now >= self._checked + self.refresh_s:
+        if now >= self._checked_at_s + self.refresh_s:
             return True
-        sure_until = self._checked + self.notice_s - self.refresh_s
+        sure_until = self._checked_at_s + self.notice_s - self.refresh_s
         return latest_event is not None and latest_event.timestamp() >= sure_until
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from engine.ledger.exceptions import ReferenceDataError
 from engine.ledger.models import Bank, ChannelLimit, FeeRule, table_of
@@ -147,6 +147,19 @@ def check_committed_in_time(at: datetime, within_s: float) -> None:
         )
 
 
+def _replace_item(
+    conn: Connection, table: Table, key: dict[str, str], change: VersionChange, seq: int,
+    commit_within_s: float,
+) -> VersionChange:  # fmt: skip
+    """A fee or limit row as the change leaves it (gone if ``new`` is None), and its version."""
+    conn.execute(delete(table).where(*(table.c[k] == v for k, v in key.items())))
+    if change.new is not None:
+        conn.execute(insert(table).values(**key, **change.new))
+    write_version(conn, change, seq)
+    check_committed_in_time(change.announced_at, commit_within_s)
+    return change
+
+
 @dataclass(frozen=True)
 class SetFee:
     """Set (or, with ``rule`` None, remove) the fee rule of a (channel, payment type, currency)."""
@@ -189,16 +202,9 @@ class SetFee:
         return decide_change(FEE, self.item, self.rule, state, at, effective)
 
     def apply(self, conn: Connection, plan: Plan, seq: int) -> VersionChange:
-        change: VersionChange = plan.changes
-        t = table_of(FeeRule)
         key = {"channel": self.channel, "payment_type": self.payment_type,
                "currency": self.currency}  # fmt: skip
-        conn.execute(delete(t).where(*(t.c[k] == v for k, v in key.items())))
-        if change.new is not None:
-            conn.execute(insert(t).values(**key, **change.new))
-        write_version(conn, change, seq)
-        check_committed_in_time(change.announced_at, self.commit_within_s)
-        return change
+        return _replace_item(conn, table_of(FeeRule), key, plan.changes, seq, self.commit_within_s)
 
 
 @dataclass(frozen=True)
@@ -239,15 +245,9 @@ class SetLimit:
         return decide_change(LIMIT, self.item, self.limit, state, at, effective)
 
     def apply(self, conn: Connection, plan: Plan, seq: int) -> VersionChange:
-        change: VersionChange = plan.changes
-        t = table_of(ChannelLimit)
         key = {"channel": self.channel, "currency": self.currency}
-        conn.execute(delete(t).where(t.c.channel == self.channel, t.c.currency == self.currency))
-        if change.new is not None:
-            conn.execute(insert(t).values(**key, **change.new))
-        write_version(conn, change, seq)
-        check_committed_in_time(change.announced_at, self.commit_within_s)
-        return change
+        limits = table_of(ChannelLimit)
+        return _replace_item(conn, limits, key, plan.changes, seq, self.commit_within_s)
 
 
 @dataclass(frozen=True)

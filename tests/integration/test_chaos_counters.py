@@ -7,8 +7,6 @@ metrics port, as it does during a chaos run (no log line is counted).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import text
 
@@ -40,13 +38,16 @@ def test_a_consumer_s_database_retries_are_read_from_its_metrics(
     )
     member.start(watch.port_of("validator-1"))
     assert member.process is not None
+    pid = member.process.pid
+
+    def retried_twice_or_died() -> bool:
+        if not member.alive():
+            return True  # the assertion below shows its log
+        watch.read("validator-1", pid)
+        return watch.totals()["database retries"] >= 2
+
     try:
-        deadline = time.monotonic() + WAIT_S
-        while watch.totals()["database retries"] < 2 and time.monotonic() < deadline:
-            if not member.alive():
-                break
-            watch.read("validator-1", member.process.pid)
-            time.sleep(0.2)  # polling the process's counter, bounded by WAIT_S
+        flow.wait_until(retried_twice_or_died, WAIT_S)
     finally:
         member.stop()
 

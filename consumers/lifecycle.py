@@ -196,7 +196,7 @@ def _position_moves(
     """How a step moves its banks' positions (``consumers.positions``): interbank only."""
     if not interbank(payment.payer_bank, payment.payee_bank):
         return []
-    cur, moves, held = payment.currency, list[Write](), 0
+    cur, moves, held, ref = payment.currency, list[Write](), 0, payment.payment_id
     if effect.hold is not None:  # what the payer's bank still held of it is released ...
         view, change = effect.hold.view, effect.hold
         left = view.amount_minor - view.captured_minor
@@ -207,13 +207,13 @@ def _position_moves(
         )
     if effect.legs is None:
         if held:
-            moves.append(banks.moved(payment.payer_bank, cur, at, holds=held))
+            moves.append(banks.moved(payment.payer_bank, cur, at, holds=held, ref=ref))
         return moves
     payer, payee = payment.payer_bank, payment.payee_bank
     if effect.kind in (StepKind.REFUND, StepKind.RETURN):
         payer, payee = payee, payer  # the payee's bank pays it back
-    moves.append(banks.moved(payer, cur, at, posted=effect.amount, holds=held))
-    moves.append(banks.moved(payee, cur, at, posted=-effect.amount))
+    moves.append(banks.moved(payer, cur, at, posted=effect.amount, holds=held, ref=ref))
+    moves.append(banks.moved(payee, cur, at, posted=-effect.amount, ref=ref))
     return moves
 
 

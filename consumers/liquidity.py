@@ -61,7 +61,9 @@ def liquidity_decision(inbound: Inbound, banks: BankBook) -> Decision | Refusal:
     )  # fmt: skip
     message = f"{'withdrew' if out else 'deposited'} {format_minor(amount, cur)}"
     row = _recorded(r, kind, "POSTED", None, message, posting_id)
-    moved = banks.moved(bank, cur, r["occurred_at"], liquidity=signed)
+    moved = banks.moved(
+        bank, cur, r["occurred_at"], liquidity=signed, ref=r["payment_id"], cause=kind
+    )
     outcome = Outcome.FUNDS_OUT if out else Outcome.FUNDS_IN
     return Decision(outcome, None, writes=(row, draft, moved))
 

@@ -32,7 +32,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from engine.ledger.positions import AlertTo, BankRow, PositionMoved, read_banks
+from engine.ledger.positions import PAYMENTS, AlertTo, BankRow, PositionMoved, read_banks
 from engine.risk.limits import BankLimits, Refused, check_funds_out, check_outgoing
 
 
@@ -76,15 +76,18 @@ class BankBook:
 
     def moved(
         self, bank: str, currency: str, at: datetime, posted: int = 0, holds: int = 0,
-        liquidity: int = 0,
+        liquidity: int = 0, ref: str | None = None, cause: str = PAYMENTS,
     ) -> PositionMoved:  # fmt: skip
-        """The row that moves ``bank``'s position, with the limits its guard checks."""
+        """The row that moves ``bank``'s position, with the limits its guard checks and
+        what the journal names as its cause (``ref``: the payment or movement id)."""
         row = self.rows.get((bank, currency))
         if row is None:
-            return PositionMoved(bank, currency, posted, holds, liquidity, None, 0, None, at)
+            return PositionMoved(
+                bank, currency, posted, holds, liquidity, None, 0, None, at, None, cause, ref
+            )
         return PositionMoved(
             bank, currency, posted, holds, liquidity, row.cap_minor, row.settled_minor,
-            row.alert_percent, at, self.alert_to,
+            row.alert_percent, at, self.alert_to, cause, ref, row.version,
         )  # fmt: skip
 
     def absorb(self, moved: PositionMoved) -> None:

@@ -332,11 +332,11 @@ def _payment_moves(
     """A payment's moves of its banks' positions: the payer's bank up, the payee's down."""
     if not interbank(p["payer_bank"], p["payee_bank"]):
         return ()
-    at, cur = p["occurred_at"], p["currency"]
-    payer = banks.moved(p["payer_bank"], cur, at, posted=posted, holds=held)
+    at, cur, ref = p["occurred_at"], p["currency"], p["payment_id"]
+    payer = banks.moved(p["payer_bank"], cur, at, posted=posted, holds=held, ref=ref)
     if not posted:
         return (payer,)
-    return payer, banks.moved(p["payee_bank"], cur, at, posted=-posted)
+    return payer, banks.moved(p["payee_bank"], cur, at, posted=-posted, ref=ref)
 
 
 def _bank_keys(batch: Sequence[Inbound], payments: Iterable[PaymentView]) -> set[tuple[str, str]]:

@@ -32,6 +32,7 @@ from engine.ledger.models import (
     WindowSettlement,
     table_of,
 )
+from engine.ledger.positions import journal_settled
 from engine.ledger.positions import settled_nets as settled_nets  # the one rule, re-exported
 from engine.read.exceptions import WindowError
 from engine.risk.windows import (
@@ -266,12 +267,14 @@ def window_settlements(conn: Connection) -> dict[str, dict[tuple[str, str], int]
 def record_settlements(
     conn: Connection, label: str, nets: Mapping[tuple[str, str], int], now: datetime
 ) -> None:
-    """Write the window's settled nets (non-zero ones), in the settling transaction."""
+    """Write the window's settled nets (non-zero ones), in the settling transaction, and
+    journal what each bank got back in its position's write order (``journal_settled``)."""
     rows = [{"window_label": label, "bank_code": bank, "currency": currency,
              "net_minor": net, "settled_at": now.astimezone(UTC)}
             for (bank, currency), net in sorted(nets.items()) if net]  # fmt: skip
     if rows:
         conn.execute(insert(WindowSettlement), rows)
+        journal_settled(conn, label, nets, now.astimezone(UTC))
 
 
 # -- the auditor's checks, and replay from the events --------------------------------------

@@ -214,6 +214,43 @@ class BankPosition(Base):
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class PositionChange(Base):
+    """One change of a bank's position row, in the order the rows changed (``id``).
+
+    Written in the transaction that changes the ``bank_positions`` row, right after the
+    update that locks it until commit, so for one bank ``id`` order is the order its row
+    changed (``engine.ledger.positions``). Never updated or deleted (triggers refuse both).
+    ``cause``: ``PAYMENTS``, ``FUNDS_IN``, ``FUNDS_OUT`` (joined by ``+`` when one batch
+    had several), ``OPENED`` (a row created or seeded), ``LIMITS`` (the cap changed),
+    ``SETTLED`` (a window settled). ``refs``: a JSON list naming what caused it (payment
+    or movement ids, an operator action, a window), at most ``MAX_REFS``; ``ref_count`` all.
+    """
+
+    __tablename__ = "position_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    bank_code: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    cause: Mapped[str] = mapped_column(String(40))
+    refs: Mapped[str] = mapped_column(Text)  # JSON list
+    ref_count: Mapped[int] = mapped_column(Integer)
+    posted_delta_minor: Mapped[int] = mapped_column(BigInteger)
+    holds_delta_minor: Mapped[int] = mapped_column(BigInteger)
+    liquidity_delta_minor: Mapped[int] = mapped_column(BigInteger)
+    settled_delta_minor: Mapped[int] = mapped_column(BigInteger)
+    exposure_before_minor: Mapped[int] = mapped_column(BigInteger)  # posted + holds
+    exposure_after_minor: Mapped[int] = mapped_column(BigInteger)
+    liquidity_after_minor: Mapped[int] = mapped_column(BigInteger)
+    cap_minor: Mapped[int | None] = mapped_column(BigInteger)  # checked; LIMITS: the new cap
+    liquidity_checked_minor: Mapped[int | None] = mapped_column(BigInteger)
+    settled_minor: Mapped[int] = mapped_column(BigInteger)  # what the check took off
+    read_version: Mapped[int | None] = mapped_column(BigInteger)  # the batch's snapshot's
+    version: Mapped[int] = mapped_column(BigInteger)  # the row's version once changed
+    occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_position_changes_bank", "bank_code", "currency", "id"),)
+
+
 class LiquidityMovement(Base):
     """A ``FundsIn`` or ``FundsOut`` as settlement decided it: posted, or refused with why."""
 

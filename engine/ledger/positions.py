@@ -29,6 +29,25 @@ never lenient. Rows are written after the postings, so each is locked only until
 
 The statement returns the row as it leaves it: the exposure before and after, in write
 order, which is what a threshold alert compares (:func:`engine.risk.limits.crossing`).
+
+**The journal.** Every change of a position row writes one ``position_changes`` row in
+the same transaction, right after the update (:func:`move_positions`: one per bank per
+batch, one ``executemany``): the deltas, the exposure before and after as the statement
+returned them, the cap and liquidity it checked (None: unbounded), the settled nets it
+took off, the version the batch's snapshot read, the row's version once moved, and what
+caused it (the batch's payment and movement ids, at most :data:`MAX_REFS`). Opening a row
+(:func:`ensure_rows`), setting a cap (:func:`journal_limits`) and settling a window
+(:func:`journal_settled`) also lock the bank's row with an update (its version + 1) and
+journal the change. Why ``id`` order is the order a bank's row changed, with any number
+of settlement instances: a transaction's update holds the bank's row lock until commit,
+and its journal insert, after the update, takes its id before that commit; a second
+transaction changing the same bank waits on the lock until the first commits, and only
+then inserts, so it takes a greater id (PostgreSQL's sequence and SQLite's single writer
+both hand out ids in the order they are asked for). Ids of different banks may interleave
+in any way; the auditor only orders each bank's own rows
+(``engine.audit.position_journal``), and the snapshot's version says exactly which of
+them a batch had seen when it decided (the cap and the settled nets are read in the same
+statement as the version, or before it).
 """
 
 from __future__ import annotations
@@ -36,17 +55,28 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, insert, select, tuple_, update
 
 from engine.domain.notifications import CAP_ALERT, NotificationStatus
 from engine.events import EVENT_NAMESPACE, uuid5_text
-from engine.ledger.models import Account, BankLimit, BankPosition, WindowSettlement, table_of
+from engine.ledger.models import (
+    Account,
+    BankLimit,
+    BankPosition,
+    PositionChange,
+    WindowSettlement,
+    table_of,
+)
 from engine.ledger.notification_writes import DueNotification
 from engine.risk.limits import Crossing, Exposure, Share, crossing
+
+PAYMENTS, FUNDS_IN, FUNDS_OUT = "PAYMENTS", "FUNDS_IN", "FUNDS_OUT"  # a batch's causes
+OPENED, LIMITS, SETTLED = "OPENED", "LIMITS", "SETTLED"  # changes outside batches
+MAX_REFS = 1_000  # ids a journal row names (a batch is bounded; ref_count counts them all)
 
 
 class AlertTo(NamedTuple):
@@ -74,6 +104,9 @@ class PositionMoved(NamedTuple):
     alert_percent: int | None
     at: datetime
     alert_to: AlertTo | None = None  # None: a crossing is not told (tools, tests)
+    cause: str = PAYMENTS  # what the journal says moved it
+    ref: str | None = None  # the payment or movement id that moved it
+    read_version: int | None = None  # the row's version in the batch's snapshot
 
 
 class LiquidityRecorded(NamedTuple):
@@ -116,6 +149,7 @@ class BankRow:
     cap_minor: int | None
     alert_percent: int | None
     settled_minor: int
+    version: int = 0
 
     @property
     def exposure(self) -> Exposure:
@@ -131,7 +165,7 @@ def read_banks(conn: Connection, keys: Iterable[tuple[str, str]] | None = None) 
     bp, bl = table_of(BankPosition), table_of(BankLimit)
     query = select(
         bp.c.bank_code, bp.c.currency, bp.c.posted_minor, bp.c.holds_minor,
-        bp.c.liquidity_minor, bl.c.net_debit_cap_minor, bl.c.alert_percent,
+        bp.c.liquidity_minor, bl.c.net_debit_cap_minor, bl.c.alert_percent, bp.c.version,
     ).select_from(bp.outerjoin(
         bl, (bl.c.bank_code == bp.c.bank_code) & (bl.c.currency == bp.c.currency)
     ))  # fmt: skip
@@ -145,7 +179,7 @@ def read_banks(conn: Connection, keys: Iterable[tuple[str, str]] | None = None) 
         (r.bank_code, r.currency): BankRow(
             r.bank_code, r.currency, int(r.posted_minor), int(r.holds_minor),
             int(r.liquidity_minor), r.net_debit_cap_minor, r.alert_percent,
-            settled.get((r.bank_code, r.currency), 0),
+            settled.get((r.bank_code, r.currency), 0), int(r.version),
         )
         for r in conn.execute(query)
     }  # fmt: skip
@@ -177,26 +211,37 @@ def ensure_rows(
     liquidity: Mapping[tuple[str, str], int] | None = None,
 ) -> int:  # fmt: skip
     """Create the position rows missing for ``keys``, at zero but for the liquidity the
-    banks' liquidity accounts hold; how many were created."""
+    banks' liquidity accounts hold; how many were created. Each is journaled ``OPENED``."""
     bp = table_of(BankPosition)
     rows = conn.execute(select(bp.c.bank_code, bp.c.currency))
     existing = {(r.bank_code, r.currency) for r in rows}
     missing = sorted(set(keys) - existing)
     held = liquidity or {}
+    now = datetime.now(UTC)
+    journal: list[dict[str, Any]] = []
     if missing:
-        conn.execute(insert(bp), [
-            _zero_row(bank, cur) | {"liquidity_minor": held.get((bank, cur), 0)}
-            for bank, cur in missing
-        ])  # fmt: skip
+        created = [_zero_row(bank, cur) | {"liquidity_minor": held.get((bank, cur), 0)}
+                   for bank, cur in missing]  # fmt: skip
+        conn.execute(insert(bp), created)
+        journal += [
+            _change(r["bank_code"], r["currency"], OPENED, ["reference data"], now, version=0,
+                    liquidity=r["liquidity_minor"], liquidity_after=r["liquidity_minor"])
+            for r in created
+        ]  # fmt: skip
     # A row that predates its bank's liquidity account (a ledger upgraded to positions)
     # takes the first deposit the account was just created with.
     for (bank, cur), amount in sorted(held.items()):
         if (bank, cur) in existing and amount:
-            conn.execute(
+            moved = conn.execute(
                 update(bp)
                 .where(bp.c.bank_code == bank, bp.c.currency == cur, bp.c.liquidity_minor == 0)
-                .values(liquidity_minor=amount)
-            )
+                .values(liquidity_minor=amount, version=bp.c.version + 1)
+                .returning(*_RETURNED)
+            ).first()
+            if moved is not None:
+                journal.append(_locked_change(bank, cur, OPENED, ["reference data"], now, moved,
+                                              liquidity=amount))  # fmt: skip
+    _journal(conn, journal)
     return len(missing)
 
 
@@ -222,6 +267,8 @@ class _Net:
     holds: int = 0
     liquidity: int = 0
     last: PositionMoved | None = None
+    causes: set[str] = field(default_factory=set)
+    refs: list[str] = field(default_factory=list)
 
 
 class GuardRefused(Exception):
@@ -229,7 +276,8 @@ class GuardRefused(Exception):
 
 
 def move_positions(conn: Connection, rows: Sequence[PositionMoved]) -> list[Crossed]:
-    """Apply a batch's position changes: one update per bank, in (bank, currency) order.
+    """Apply a batch's position changes: one update per bank, in (bank, currency) order,
+    and one journal row per bank moved (one ``executemany`` after the updates).
 
     Raises :class:`GuardRefused` when a guarded update finds the bank beyond a limit.
     Returns the banks whose share used rose to their alert percentage.
@@ -241,18 +289,32 @@ def move_positions(conn: Connection, rows: Sequence[PositionMoved]) -> list[Cros
         net.holds += row.holds_minor
         net.liquidity += row.liquidity_minor
         net.last = row
+        net.causes.add(row.cause)
+        if row.ref is not None:
+            net.refs.append(row.ref)
     crossed: list[Crossed] = []
+    journal: list[dict[str, Any]] = []
     for key in sorted(nets):
         net = nets[key]
         if net.last is None or (net.posted, net.holds, net.liquidity) == (0, 0, 0):
             continue
-        found = _move_one(conn, net, net.last)
+        found, change = _move_one(conn, net, net.last)
+        journal.append(change)
         if found is not None:
             crossed.append(found)
+    _journal(conn, journal)
     return crossed
 
 
-def _move_one(conn: Connection, net: _Net, row: PositionMoved) -> Crossed | None:
+_RETURNED = (
+    table_of(BankPosition).c.posted_minor, table_of(BankPosition).c.holds_minor,
+    table_of(BankPosition).c.liquidity_minor, table_of(BankPosition).c.version,
+)  # fmt: skip
+
+
+def _move_one(
+    conn: Connection, net: _Net, row: PositionMoved
+) -> tuple[Crossed | None, dict[str, Any]]:
     bp = table_of(BankPosition)
     exposure = bp.c.posted_minor + bp.c.holds_minor + (net.posted + net.holds)
     statement = (
@@ -263,12 +325,14 @@ def _move_one(conn: Connection, net: _Net, row: PositionMoved) -> Crossed | None
             liquidity_minor=bp.c.liquidity_minor + net.liquidity, version=bp.c.version + 1,
             updated_at=row.at,
         )
-        .returning(bp.c.posted_minor, bp.c.holds_minor, bp.c.version)
+        .returning(*_RETURNED)
     )  # fmt: skip
     adds = net.posted + net.holds > 0
-    if row.cap_minor is not None and adds:
-        statement = statement.where(exposure <= row.cap_minor + row.settled_minor)
-    if row.cap_minor is not None and (adds or net.liquidity < 0):
+    cap = row.cap_minor if row.cap_minor is not None and adds else None
+    if cap is not None:
+        statement = statement.where(exposure <= cap + row.settled_minor)
+    liquidity_checked = row.cap_minor is not None and (adds or net.liquidity < 0)
+    if liquidity_checked:
         statement = statement.where(
             exposure <= bp.c.liquidity_minor + net.liquidity + row.settled_minor
         )
@@ -283,8 +347,110 @@ def _move_one(conn: Connection, net: _Net, row: PositionMoved) -> Crossed | None
             "liquidity_minor": net.liquidity, "version": 1, "updated_at": row.at,
         }  # fmt: skip
         conn.execute(insert(bp), [fresh])  # a race with another insert: IntegrityError, retried
-        return None
-    return _crossing(row, net, int(moved.posted_minor) + int(moved.holds_minor), int(moved.version))
+        return None, _batch_change(row, net, fresh["posted_minor"] + fresh["holds_minor"],
+                                   net.liquidity, 1, None, None)  # fmt: skip
+    after = int(moved.posted_minor) + int(moved.holds_minor)
+    checked_liquidity = int(moved.liquidity_minor) if liquidity_checked else None
+    change = _batch_change(row, net, after, int(moved.liquidity_minor), int(moved.version), cap,
+                           checked_liquidity)  # fmt: skip
+    return _crossing(row, net, after, int(moved.version)), change
+
+
+def _batch_change(
+    row: PositionMoved, net: _Net, after: int, liquidity_after: int, version: int,
+    cap: int | None, liquidity_checked: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    """A batch's journal row for one bank: what moved it, and what its guard checked."""
+    return _change(
+        row.bank_code, row.currency, "+".join(sorted(net.causes)), net.refs, row.at,
+        version=version, posted=net.posted, holds=net.holds, liquidity=net.liquidity,
+        before=after - net.posted - net.holds, after=after, liquidity_after=liquidity_after,
+        cap=cap, liquidity_checked=liquidity_checked, settled=row.settled_minor,
+        read_version=row.read_version,
+    )  # fmt: skip
+
+
+def _change(
+    bank: str, currency: str, cause: str, refs: Sequence[str], at: datetime | None, *,
+    version: int, posted: int = 0, holds: int = 0, liquidity: int = 0, settled_delta: int = 0,
+    before: int = 0, after: int = 0, liquidity_after: int = 0, cap: int | None = None,
+    liquidity_checked: int | None = None, settled: int = 0, read_version: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "bank_code": bank, "currency": currency, "cause": cause,
+        "refs": json.dumps(list(refs[:MAX_REFS])), "ref_count": len(refs),
+        "posted_delta_minor": posted, "holds_delta_minor": holds,
+        "liquidity_delta_minor": liquidity, "settled_delta_minor": settled_delta,
+        "exposure_before_minor": before, "exposure_after_minor": after,
+        "liquidity_after_minor": liquidity_after, "cap_minor": cap,
+        "liquidity_checked_minor": liquidity_checked, "settled_minor": settled,
+        "read_version": read_version, "version": version, "occurred_at": at,
+    }  # fmt: skip
+
+
+def _locked_change(
+    bank: str, currency: str, cause: str, refs: Sequence[str], at: datetime, moved: Any,
+    liquidity: int = 0, **fields: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The journal row of a change outside a batch, from the row its update returned."""
+    exposure = int(moved.posted_minor) + int(moved.holds_minor)
+    return _change(
+        bank, currency, cause, refs, at, version=int(moved.version), liquidity=liquidity,
+        before=exposure, after=exposure, liquidity_after=int(moved.liquidity_minor), **fields,
+    )  # fmt: skip
+
+
+def _journal(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(table_of(PositionChange)), rows)
+
+
+def _lock(conn: Connection, bank: str, currency: str) -> Any:
+    """Lock ``bank``'s row until commit (its version + 1), so its journal row is in order."""
+    bp = table_of(BankPosition)
+    return conn.execute(
+        update(bp)
+        .where(bp.c.bank_code == bank, bp.c.currency == currency)
+        .values(version=bp.c.version + 1)
+        .returning(*_RETURNED)
+    ).one()
+
+
+OPERATOR_SOURCE = "operator_action:"  # a cap's source: the operator action's seq follows
+LOAD_SOURCE = "accounts load"  # a cap set by loading the reference data
+
+
+def operator_source(seq: int) -> str:
+    return f"{OPERATOR_SOURCE}{seq}"
+
+
+def journal_limits(
+    conn: Connection, bank: str, currency: str, cap_minor: int | None, source: str
+) -> None:
+    """Journal ``bank``'s new cap (None: unbounded) in write order, in the caller's
+    transaction; ``source`` names what set it (``operator_action:SEQ``, a load)."""
+    ensure_rows(conn, [(bank, currency)])
+    moved = _lock(conn, bank, currency)
+    settled = settled_nets(conn).get((bank, currency), 0)
+    _journal(conn, [_locked_change(bank, currency, LIMITS, [source], datetime.now(UTC), moved,
+                                   cap=cap_minor, settled=settled)])  # fmt: skip
+
+
+def journal_settled(
+    conn: Connection, label: str, nets: Mapping[tuple[str, str], int], at: datetime
+) -> None:
+    """Journal what settling window ``label`` gave back to each bank, in write order, in
+    the settling transaction (after its ``window_settlements`` rows)."""
+    keys = sorted(key for key, net in nets.items() if net)
+    if not keys:
+        return
+    ensure_rows(conn, keys)
+    settled = settled_nets(conn)
+    _journal(conn, [
+        _locked_change(bank, cur, SETTLED, [label], at, _lock(conn, bank, cur),
+                       settled_delta=nets[(bank, cur)], settled=settled.get((bank, cur), 0))
+        for bank, cur in keys
+    ])  # fmt: skip
 
 
 def _crossing(row: PositionMoved, net: _Net, after: int, version: int) -> Crossed | None:

@@ -48,8 +48,14 @@ from engine.ledger.models import (
     BankLimit,
     ChannelLimit,
     FeeRule,
+    table_of,
 )
-from engine.ledger.positions import ensure_rows, liquidity_balances
+from engine.ledger.positions import (
+    LOAD_SOURCE,
+    ensure_rows,
+    journal_limits,
+    liquidity_balances,
+)
 from engine.ledger.postings import Leg, PostingDraft, write_postings
 from engine.money import MAX_AMOUNT_MINOR, is_known_currency
 from engine.risk.limits import MAX_ALERT_PERCENT, MAX_LIMIT_MINOR, MIN_ALERT_PERCENT
@@ -164,12 +170,29 @@ def load_reference_data(engine: Engine | Connection, data: Mapping[str, Any]) ->
         conn.execute(delete(ChannelLimit))
         if limits:
             conn.execute(insert(ChannelLimit), limits)
+        caps_before = _caps(conn)
         conn.execute(delete(BankLimit))
         if bank_limits:
             conn.execute(insert(BankLimit), bank_limits)
         rows = [(code, cur) for code in bank_codes for cur in currencies]
         ensure_rows(conn, rows, liquidity_balances(conn))
+        _journal_caps(conn, caps_before, _caps(conn))
     return report
+
+
+def _caps(conn: Connection) -> dict[tuple[str, str], int]:
+    t = table_of(BankLimit)
+    rows = conn.execute(select(t.c.bank_code, t.c.currency, t.c.net_debit_cap_minor))
+    return {(r.bank_code, r.currency): int(r.net_debit_cap_minor) for r in rows}
+
+
+def _journal_caps(
+    conn: Connection, before: Mapping[tuple[str, str], int], after: Mapping[tuple[str, str], int]
+) -> None:
+    """Journal each cap the file set, changed or removed, in its bank's write order."""
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            journal_limits(conn, *key, after.get(key), LOAD_SOURCE)
 
 
 def _liquidity(bank: str, currency: str, opening: Mapping[tuple[str, str], int]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import ClassVar
 from sqlalchemy import Connection, delete, insert, select
 
 from engine.ledger.models import Bank, BankLimit, table_of
-from engine.ledger.positions import ensure_rows, read_banks
+from engine.ledger.positions import ensure_rows, journal_limits, operator_source, read_banks
 from engine.money import format_minor, is_known_currency
 from engine.ops.action import Plan, Refused
 from engine.risk.limits import (
@@ -93,6 +93,8 @@ class SetBankLimit:
         conn.execute(delete(t).where(t.c.bank_code == self.bank, t.c.currency == self.currency))
         conn.execute(insert(t).values(bank_code=self.bank, currency=self.currency, **plan.changes))
         ensure_rows(conn, [(self.bank, self.currency)])
+        if plan.old["net_debit_cap_minor"] != self.cap_minor:
+            journal_limits(conn, self.bank, self.currency, self.cap_minor, operator_source(seq))
         warning: str | None = plan.new["warning"]
         return warning
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from engine.audit.position_journal import JournalCheck, check_journal
 from engine.audit.settled_windows import WindowSettlementCheck, check_settled_windows
 from engine.audit.windows import Close, all_window_reports, read_closes
 from engine.ledger.checks import LedgerCheck, LifecycleCheck, check_ledger, check_lifecycle
@@ -117,12 +118,14 @@ class VerifyReport:
     windows_checked: int = 0
     settlement: WindowSettlementCheck = field(default_factory=WindowSettlementCheck)
     action_log: ActionLogCheck = field(default_factory=ActionLogCheck)  # engine.ops.audit_log
+    journal: JournalCheck = field(default_factory=JournalCheck)  # engine.audit.position_journal
 
     @property
     def ok(self) -> bool:
         return not (self.walk.break_count or self.ledger.violations or self.lifecycle.violations
                     or self.window_problems or self.anchor_problems
-                    or self.settlement.problems
+                    or self.settlement.problems or self.journal.violations
+                    or self.journal.problems
                     or self.action_log.problems)  # fmt: skip
 
     @property
@@ -151,6 +154,13 @@ class VerifyReport:
             "settled_windows": self.settlement.settled,
             "position_rows": self.settlement.position_rows,
             "settlement_problems": len(self.settlement.problems),
+            "position_changes": self.journal.rows,
+            "position_changes_checked": self.journal.checked,
+            "caps_from_operator": self.journal.caps_operator,
+            "caps_from_loads": self.journal.caps_loaded,
+            "caps_at_upgrade": self.journal.caps_upgraded,
+            "cap_violations": len(self.journal.violations),
+            "journal_problems": len(self.journal.problems),
             "operator_actions": self.action_log.rows,
             "operator_action_problems": len(self.action_log.problems),
         }  # fmt: skip
@@ -165,6 +175,8 @@ class VerifyReport:
             "anchor_problems": [{"problem": p} for p in self.anchor_problems],
             "settlement_problems": [{"problem": p} for p in self.settlement.problems],
             "operator_action_problems": [{"problem": p} for p in self.action_log.problems],
+            "cap_violations": [{"violation": v} for v in self.journal.violations],
+            "journal_problems": [{"problem": p} for p in self.journal.problems],
         }
 
 
@@ -347,6 +359,7 @@ def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyR
                         f"window {window.window.label}: net positions sum to {off}, not zero"
                     )
     report.settlement = check_settled_windows(conn)
+    report.journal = check_journal(conn)
     return report
 
 

@@ -73,9 +73,17 @@ from engine.ledger.models import (
 )
 from engine.ledger.notification_writes import DueNotification
 from engine.risk.limits import Crossing, Exposure, Share, crossing
+from engine.risk.position_walk import FUNDS_IN as FUNDS_IN
+from engine.risk.position_walk import FUNDS_OUT as FUNDS_OUT
+from engine.risk.position_walk import (  # the journal's causes and sources, re-exported
+    LIMITS,
+    OPENED,
+    OPERATOR_SOURCE,
+    PAYMENTS,
+    SETTLED,
+)
+from engine.risk.position_walk import LOAD_SOURCE as LOAD_SOURCE
 
-PAYMENTS, FUNDS_IN, FUNDS_OUT = "PAYMENTS", "FUNDS_IN", "FUNDS_OUT"  # a batch's causes
-OPENED, LIMITS, SETTLED = "OPENED", "LIMITS", "SETTLED"  # changes outside batches
 MAX_REFS = 1_000  # ids a journal row names (a batch is bounded; ref_count counts them all)
 
 
@@ -414,10 +422,6 @@ def _lock(conn: Connection, bank: str, currency: str) -> Any:
         .values(version=bp.c.version + 1)
         .returning(*_RETURNED)
     ).one()
-
-
-OPERATOR_SOURCE = "operator_action:"  # a cap's source: the operator action's seq follows
-LOAD_SOURCE = "accounts load"  # a cap set by loading the reference data
 
 
 def operator_source(seq: int) -> str:

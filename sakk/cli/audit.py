@@ -75,8 +75,10 @@ def audit_verify(
     lifecycle's invariants (no hold resolved twice, captures within holds, refunds within
     captures, no available balance below minus the overdraft), and every closed window's
     net positions are still what the close recorded, each bank's position row equals the
-    ledger's interbank postings and active interbank holds, and the operator audit log's
-    hash chain (sakk audit log) is whole.
+    ledger's interbank postings and active interbank holds, the position journal walked in
+    write order shows no payment or withdrawal accepted beyond a bank's cap (in force when
+    it was decided) or liquidity, and the operator audit log's hash chain (sakk audit log)
+    is whole.
     Exits with status 1 on any finding.
     """
     try:
@@ -200,6 +202,7 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         report.window_problems,
     )
     _print_settlement(console, report)
+    _print_journal(console, report)
     _print_list(
         console,
         f"{report.anchors_checked} anchors match their chains",
@@ -224,6 +227,26 @@ def _print_settlement(console: Console, report: VerifyReport) -> None:
         f"{settled.position_rows} position rows equal the ledger's postings and holds",
         "SETTLEMENT PROBLEMS",
         settled.problems,
+    )
+
+
+def _print_journal(console: Console, report: VerifyReport) -> None:
+    j = report.journal
+    _print_list(
+        console,
+        f"{j.rows:,} position changes of {j.banks} banks walked in write order: none of the "
+        f"{j.checked:,} that raised an exposure or withdrew liquidity went beyond the cap in "
+        "force when it was decided or the liquidity",
+        "ACCEPTED BEYOND A CAP OR LIQUIDITY",
+        j.violations,
+    )
+    _print_list(
+        console,
+        f"the journal sums to the position rows, settled nets, liquidity accounts and funds "
+        f"movements; caps: {j.caps_operator} set by operator actions (each in the audit log), "
+        f"{j.caps_loaded} by reference data loads, {j.caps_upgraded} in force at upgrade",
+        "POSITION JOURNAL PROBLEMS",
+        j.problems,
     )
 
 

@@ -202,7 +202,6 @@ def _print(console: Console, url: str, report: VerifyReport) -> None:
         report.window_problems,
     )
     _print_settlement(console, report)
-    _print_journal(console, report)
     _print_list(
         console,
         f"{report.anchors_checked} anchors match their chains",
@@ -228,6 +227,7 @@ def _print_settlement(console: Console, report: VerifyReport) -> None:
         "SETTLEMENT PROBLEMS",
         settled.problems,
     )
+    _print_journal(console, report)
 
 
 def _print_journal(console: Console, report: VerifyReport) -> None:

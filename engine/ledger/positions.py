@@ -72,6 +72,7 @@ from engine.ledger.models import (
     table_of,
 )
 from engine.ledger.notification_writes import DueNotification
+from engine.ledger.prepared import prepared, prepared_insert
 from engine.risk.limits import Crossing, Exposure, Share, crossing
 from engine.risk.position_walk import FUNDS_IN as FUNDS_IN
 from engine.risk.position_walk import FUNDS_OUT as FUNDS_OUT
@@ -408,9 +409,21 @@ def _locked_change(
     )  # fmt: skip
 
 
+JOURNAL_COLUMNS = (
+    "bank_code", "currency", "cause", "refs", "ref_count", "posted_delta_minor",
+    "holds_delta_minor", "liquidity_delta_minor", "settled_delta_minor",
+    "exposure_before_minor", "exposure_after_minor", "liquidity_after_minor", "cap_minor",
+    "liquidity_checked_minor", "settled_minor", "read_version", "version", "occurred_at",
+)  # fmt: skip
+
+
 def _journal(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """One insert of every row (PostgreSQL: one ``COPY``), compiled once per process."""
     if rows:
-        conn.execute(insert(table_of(PositionChange)), rows)
+        statement = prepared(conn, PositionChange.__name__, lambda d: prepared_insert(
+            table_of(PositionChange), d, JOURNAL_COLUMNS
+        ))  # fmt: skip
+        statement.run(conn, [tuple(r[c] for c in JOURNAL_COLUMNS) for r in rows])
 
 
 def _lock(conn: Connection, bank: str, currency: str) -> Any:

@@ -92,8 +92,9 @@ def test_a_row_moved_without_its_journal_row_or_a_cap_raised_behind_the_log_is_n
     assert code == 1
     (violation,) = found["cap_violations"]
     assert "bank 007 MAD" in violation["violation"]
-    assert "took its exposure to 600.00 MAD, over its net debit cap of 500.00 MAD" in (
-        violation["violation"]
+    assert (
+        "took its exposure to 600.00 MAD, over its net debit cap of 500.00 MAD"
+        in (violation["violation"])
     )
     problems = [p["problem"] for p in found["journal_problems"]]
     assert any("checked a cap of 600.00 MAD, the cap in force when it was decided was "

@@ -5,12 +5,15 @@ cap settle, the next is refused. The journal then holds each change of its posit
 in write order, and ``sakk audit verify`` proves none went beyond the cap in force when
 it was decided. A position row moved without its journal row, or a cap raised behind the
 operator's back that let a payment through, is named; the journal refuses to be edited.
+A batch in flight when the operator lowers the cap is judged by the cap it read.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,13 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
+from engine.audit.position_journal import check_journal
 from engine.ledger.models import BankLimit, BankPosition, Payment, PositionChange, table_of
+from engine.ops.action import Actor, run_action
+from engine.ops.limits import SetBankLimit
 from tests.factories import AMINA, KARIM, YOUSSEF, payment
 from tests.integration.test_liquidity_flow import sakk
+from tests.integration.test_positions import Switch
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +119,31 @@ def test_a_row_moved_without_its_journal_row_or_a_cap_raised_behind_the_log_is_n
 
     with pytest.raises(DBAPIError), flow.engine.begin() as conn:  # the journal is append-only
         conn.execute(update(t).where(t.c.bank_code == "007").values(cap_minor=60_000))
+
+
+def test_a_batch_in_flight_when_the_cap_is_lowered_is_judged_by_the_cap_it_read(
+    database_url: str, tmp_path: Path
+) -> None:
+    switch = Switch(database_url, tmp_path)  # its cap written directly: the operator's next
+    cap = partial(run_action, switch.engine, actor=Actor("amal"), at=datetime.now(UTC))
+    cap(SetBankLimit("007", "MAD", 40_000, 90))
+    first = switch.instance()
+    decoded, _ = first._decode(switch.validated((30_000, AMINA)), None)
+    in_flight = first._plan(decoded, [])  # read the row under the 400.00 cap
+    cap(SetBankLimit("007", "MAD", 10_000, 90))  # lowered below what the batch will send
+    first._commit(in_flight)  # its guard checks the cap it read: within it
+    switch.settle(switch.validated((1, YOUSSEF)))  # decided under the lowered cap: refused
+
+    assert sorted(switch.states()) == [("FAILED", "AM23"), ("SETTLED", None)]
+    with switch.engine.connect() as conn:
+        found = check_journal(conn)
+    assert (found.violations, found.problems, found.caps_operator) == ([], [], 2)
+    assert found.checked == 1  # the payment that raised bank 007's exposure
+    t = table_of(PositionChange)
+    with switch.engine.connect() as conn:
+        rows = conn.execute(
+            select(t.c.cause, t.c.cap_minor).where(t.c.bank_code == "007").order_by(t.c.id)
+        ).all()
+    assert [tuple(r) for r in rows][-3:] == [
+        ("LIMITS", 40_000), ("LIMITS", 10_000), ("PAYMENTS", 40_000),
+    ]  # written after the lower cap, checked against the cap its snapshot read  # fmt: skip

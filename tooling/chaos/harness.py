@@ -45,6 +45,9 @@ from engine.ledger.balances import all_balances
 from engine.ledger.database import make_engine, read_only, upgrade
 from engine.ledger.models import Notification
 from engine.ledger.reference import load_reference_data, read_file
+from engine.ops.action import run_action
+from engine.ops.limits import SetBankLimit
+from engine.read.positions import Window
 from engine.supervisor import ConsumerProcess, Fleet
 from engine.trust.keys import KeyPair
 from producers.signing import SIMULATED_KEYS_VALID_FROM, register_signers
@@ -59,6 +62,8 @@ from tooling.chaos.faults import (
     SqliteOutage,
 )
 from tooling.chaos.invariants import Evidence, check_all
+from tooling.chaos.operator import ACTOR as OPERATOR
+from tooling.chaos.operator import Operator, OperatorRun
 from tooling.chaos.report import ChaosReport
 from tooling.chaos.scrape import CounterWatch
 from tooling.chaos.wire import committed_lag, read_topics
@@ -70,6 +75,8 @@ from tooling.workload.chaos import (
     WorkloadBuilder,
     chaos_signers,
 )
+from tooling.workload.core import CURRENCY
+from tooling.workload.pressing import limits_for
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,7 @@ NOTIFY_HORIZON_S = 24 * 3600  # far beyond any run: a notification given up is a
 BANK_OUTAGE_FLOW_SHARE = 0.8
 BANK_OUTAGE_OVERRUN_MAX_S = 30.0
 LOG_TAIL_LINES = 15
+RETRY_JOIN_S = 5.0  # an operator step told to stop ends within its retry pause
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,8 @@ class ChaosRun:
         self.payer_banks: list[str] = []  # banks with customers: every one gets notified
         self.shutdown_timeout_s = base.shutdown_timeout_s
         self.watch = CounterWatch(base.metrics_host)  # the faults the consumers rode out
+        self.pressing = limits_for(config.payments, config.seed)  # tooling.workload.pressing
+        self.business_start = datetime.now(UTC)  # of the first payment: set with the workload
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -318,17 +328,38 @@ class ChaosRun:
             config.seed, config.duration_s, list(self.members), self.payer_banks
         )
         publisher = Publisher(settings, workload, config.duration_s * PUBLISH_FRACTION)
+        operator = self._operator(settings, engine, workload)
         publisher.start()
+        operator.start()
         self._inject(faults)
         self._end_faults()
+        self._join(operator)
         publisher.join(settings.produce_timeout_s + config.duration_s)
         if publisher.is_alive() or publisher.error:
             raise PublishError(publisher.error or "publisher did not finish")
         self.report.publish_s = publisher.seconds
         self._drain(engine, settings, workload)
         self._stop_gracefully(fleet)
-        self._check(engine, settings, workload, start_balances, webhook)
+        self._check(engine, settings, workload, start_balances, webhook, operator.result)
         self.report.observed = self.watch.totals()
+
+    def _operator(self, settings: Settings, engine: Engine, workload: Workload) -> Operator:
+        """The operator's steps (tooling.chaos.operator) on the fault window's clock."""
+        assert workload.pressing is not None
+        return Operator(
+            settings, engine, make_codec(settings), workload.pressing,
+            Window.containing(self.business_start), time.monotonic(), self.config.duration_s,
+            self.config.duration_s + self.config.drain_timeout_s,
+        )  # fmt: skip
+
+    def _join(self, operator: Operator) -> None:
+        """Wait (bounded) for the operator's last step, the faults' clock ticking."""
+        while operator.is_alive() and time.monotonic() < operator.deadline:
+            self._ticking(DRAIN_POLL_S)
+        operator.stopping.set()
+        operator.join(RETRY_JOIN_S)
+        if operator.is_alive():
+            self.report.violations.append("the operator's steps did not end within the run")
 
     def _settings(self, url: str, run_dir: Path, webhook: FlakyWebhook) -> Settings:
         assert self.broker is not None
@@ -370,17 +401,25 @@ class ChaosRun:
         create_topics(settings)
         upgrade(settings.ledger_url)
         engine = make_engine(settings.ledger_url)
-        reference = read_file(settings.reference_file)
-        for bank in reference.get("banks", []):
-            bank["webhook_url"] = webhook.url_for(bank["code"])
+        base = read_file(settings.reference_file)
+        # The banks the fault plan may take down: those of the reference file, so that a
+        # seed plans the same faults with the pressing banks added.
         self.payer_banks = sorted(
             {
                 a["bank"]
-                for a in reference.get("accounts", [])
+                for a in base.get("accounts", [])
                 if a["kind"] == "CUSTOMER" and a.get("status", "ACTIVE") == "ACTIVE"
             }
         )
+        self.pressing = limits_for(self.config.payments, self.config.seed)
+        reference = self.pressing.extend(base)
+        for bank in reference.get("banks", []):
+            bank["webhook_url"] = webhook.url_for(bank["code"])
         load_reference_data(engine, reference)
+        for plan in self.pressing.banks.values():  # the tight caps, as an operator sets them
+            if plan.cap_minor != plan.reference_cap_minor:
+                limit = SetBankLimit(plan.bank, CURRENCY, plan.cap_minor, plan.alert_percent)
+                run_action(engine, limit, OPERATOR, datetime.now(UTC))
         # The banks' public keys, as each bank's operator registers them: the workload signs
         # with their private halves (chaos_signers of the same reference and seed).
         register_signers(
@@ -392,11 +431,13 @@ class ChaosRun:
 
     def _workload(self, settings: Settings) -> Workload:
         start = self.config.start or datetime.now(UTC).replace(microsecond=0)
+        self.business_start = start
         self.report.start = start.strftime("%Y-%m-%dT%H:%M:%S%z")
         codec = make_codec(settings)
         workload = WorkloadBuilder(
             read_file(settings.reference_file), self.config.seed, start, codec,
             topic=settings.topic("initiated"), hold_expiry_default_s=settings.hold_expiry_s,
+            pressing=self.pressing,
         ).build(self.config.payments)  # fmt: skip
         self.report.poison = Counter(
             {label: n for label, n in workload.labels.items() if label in POISON_KINDS}
@@ -737,6 +778,7 @@ class ChaosRun:
         workload: Workload,
         start_balances: dict[str, int],
         webhook: FlakyWebhook,
+        operator: OperatorRun,
     ) -> None:
         lag = self._lag(settings)
         if lag:
@@ -755,6 +797,7 @@ class ChaosRun:
             down_window=self._down_window(),
             stage_faults=self.stage_faults
             + [(t, datetime.now(UTC)) for t in self._holding.values()],
+            operator=operator,
         )
         self.report.stage_faults = list(evidence.stage_faults)
         with engine.connect() as conn:

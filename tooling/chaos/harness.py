@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from engine.config import Settings, load_settings
+from engine.events import SETTLEMENT_WINDOW_CHANGED
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.balances import all_balances
@@ -384,6 +385,7 @@ class ChaosRun:
             db_retry_max_attempts=600,
             shutdown_timeout_s=10,
             expiry_interval_ms=500,  # a hold due to expire is released within a second
+            settlement_close_delay_s=2,  # the window is closed while the faults run
             metrics_port=0,
             crash_point="",
             crash_on_message_containing=KILLER_MARK,  # the one planted poison
@@ -399,6 +401,7 @@ class ChaosRun:
 
     def _prepare(self, settings: Settings, webhook: FlakyWebhook) -> tuple[Engine, dict[str, int]]:
         create_topics(settings)
+        create_topics(settings, [SETTLEMENT_WINDOW_CHANGED.topic(settings)])  # the operator's
         upgrade(settings.ledger_url)
         engine = make_engine(settings.ledger_url)
         base = read_file(settings.reference_file)
@@ -443,6 +446,7 @@ class ChaosRun:
             {label: n for label, n in workload.labels.items() if label in POISON_KINDS}
         )
         self.report.bank_retries = workload.bank_retries
+        self.report.pressing_payments = sum(b.payments for b in self.pressing.banks.values())
         self.say(
             f"workload: {len(workload.payments)} payments, {len(workload.steps)} lifecycle "
             f"steps, {workload.poison} poison, {workload.bank_retries} bank retries; "
@@ -803,6 +807,10 @@ class ChaosRun:
         with engine.connect() as conn:
             checked, violations = check_all(conn, evidence)
         self.report.checked = checked
+        self.report.operator_moves = [
+            *((f"{m.kind} {m.bank} {m.outcome}", m.decided_s or 0.0) for m in operator.movements),
+            *((f"window {state}", at) for state, at in operator.window.moves),
+        ]
         self.report.violations += violations
         self.report.webhook_modes = webhook.log.modes.copy()
         failures = sum(n for mode, n in webhook.log.modes.items() if mode in RANDOM_FAILURES)

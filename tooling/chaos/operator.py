@@ -7,14 +7,14 @@ through the product's own paths, each an audited operator action (``engine.ops``
    fund`` issues it); it must be posted;
 2. bank 901 withdraws a tenth of its deposit (``FundsOut``), far above its cap and far
    below what it leaves: it must be posted;
-3. once bank 902 owes something, it asks to withdraw its deposit down to one minor unit
-   below its exposure at that moment: that ``FundsOut`` must be refused ``AM04``, whatever
-   the faults do, since 902's exposure only rises until a window settles (it receives
-   nothing, it holds nothing) and the window is settled only after this is decided;
-4. the window of the run's business day is closed (early, after the close delay),
-   settled (its pacs.009 instruction built), and confirmed with the pacs.002 a
-   settlement bank that did as instructed would send (``build_answer``), each move
-   published on ``settlement.windows`` as ``sakk settlement`` publishes it.
+3. once the window of the run's business day has a net to settle, it is closed (early,
+   after the close delay), settled (its pacs.009 instructions built), and confirmed with
+   the pacs.002 a settlement bank that did as instructed would send (``build_answer``),
+   each move published on ``settlement.windows`` as ``sakk settlement`` publishes it;
+4. once bank 902 owes something again, it asks to withdraw its deposit down to one minor
+   unit below its exposure at that moment: that ``FundsOut`` must be refused ``AM04``,
+   whatever the faults do, since 902's exposure only rises from then on (it receives
+   nothing, it holds nothing, and no other window is settled).
 
 Each step waits for the one before (a movement until settlement decided it); a step
 the faults interrupt (the ledger locked, the broker frozen) is tried again until the
@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from engine.audit.window_events import publish_transitions
 from engine.audit.window_lifecycle import window_rows
 from engine.audit.window_settlement import SettleResult, parties_of, read_answers
-from engine.audit.windows import Window
+from engine.audit.windows import Window, window_report
 from engine.config import Settings
 from engine.events import FUNDS_IN, FUNDS_OUT, EventType
 from engine.kafka.client import Outgoing, make_producer, send_all
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 ACTOR = Actor("chaos-operator", "chaos run: liquidity and a window settled under faults")
 POSTED, REFUSED = "POSTED", "REFUSED"
 # When each step starts, as a share of the fault window (each also waits for the last).
-FUNDS_IN_AT, FUNDS_OUT_AT, UNCOVERING_AT, CLOSE_AT = 0.15, 0.25, 0.35, 0.45
+FUNDS_IN_AT, FUNDS_OUT_AT, CLOSE_AT = 0.1, 0.15, 0.2
 RETRY_S = 0.5
 POLL_S = 0.2
 T = TypeVar("T")
@@ -138,10 +138,9 @@ class Operator(threading.Thread):
             "it leaves nine tenths of the deposit, far above the bank's cap, which bounds "
             "its exposure",
         ))  # fmt: skip
-        self._wait_until(UNCOVERING_AT)
-        self._move(self._uncovering())
         self._wait_until(CLOSE_AT)
         self._settle_window()
+        self._move(self._uncovering())
 
     # -- movements -------------------------------------------------------------------------
 
@@ -163,7 +162,7 @@ class Operator(threading.Thread):
             FUNDS_OUT.name, LIQUIDITY_BOUND, amount, REFUSED,
             f"it would leave {format_minor(exposure - 1, CURRENCY)} of liquidity, below the "
             f"bank's exposure of {format_minor(exposure, CURRENCY)} then, which only rises "
-            "until the window settles",
+            "once the window is settled",
             liquidity_before_minor=row.liquidity_minor, exposure_before_minor=exposure,
         )  # fmt: skip
 
@@ -215,6 +214,8 @@ class Operator(threading.Thread):
         """Close (after the close delay), settle, confirm; each move published."""
         window, run = self.window, self.result.window
         run.label = window.label
+        while not self._retry(self._owed, "read the positions"):
+            self._pause(POLL_S, "a first interbank payment to settle")
         requested_at = datetime.now(UTC)
         delay = timedelta(seconds=self.settings.settlement_close_delay_s)
         self._pause(delay.total_seconds(), "the close delay")
@@ -243,6 +244,11 @@ class Operator(threading.Thread):
         confirm = ConfirmWindow(window.label, answers, ACTOR.name)
         self._retry(lambda: run_action(self.engine, confirm, ACTOR, datetime.now(UTC)), "confirm")
         self._moved("SETTLED")
+
+    def _owed(self) -> bool:
+        """Whether the window has a net to settle: some bank owes another in it."""
+        with self.engine.connect() as conn:
+            return any(line.net_minor for line in window_report(conn, self.window).lines)
 
     def _parties(self) -> Parties:
         s = self.settings

@@ -55,6 +55,7 @@ TO_THE_OTHER_PERMILLE = 100  # of 902's payments, those to 901's customers
 LIMIT_PER_PAYMENT_MINOR = 750_000
 AMPLE = 100  # the limit that does not bind is this many times the one that does
 CAP_ALERT_PERCENT = 50  # 901 is alerted at half its cap: crossings happen under faults
+EARLY_PAYMENTS, EARLY_SHARE = 3, 0.02  # 902's first ones, within the first 2% of the run
 LABEL = {CAP_BOUND: "pressing_cap", LIQUIDITY_BOUND: "pressing_liquidity"}
 
 
@@ -147,7 +148,7 @@ def pressing_payments(
     made: list[PressingPayment] = []
     count = 0
     for bank, p in plan.banks.items():
-        for _ in range(p.payments):
+        for i in range(p.payments):
             count += 1
             if bank == LIQUIDITY_BOUND and rng.randrange(1000) < TO_THE_OTHER_PERMILLE:
                 payee = (CAP_BOUND, rng.choice(plan.customers[CAP_BOUND]))
@@ -155,7 +156,11 @@ def pressing_payments(
                 payee = rng.choice(others)
             record = _record(rng, plan.seed, count, start, bank,
                              rng.choice(plan.customers[bank]), payee)  # fmt: skip
-            made.append(PressingPayment(rng.uniform(0, span), record, LABEL[bank], REASONS[bank]))
+            # 902's first payments open the run: its exposure must be positive early,
+            # for the withdrawal that must be refused (tooling.chaos.operator).
+            early = bank == LIQUIDITY_BOUND and i < EARLY_PAYMENTS
+            at = rng.uniform(0, span * EARLY_SHARE if early else span)
+            made.append(PressingPayment(at, record, LABEL[bank], REASONS[bank]))
     return made
 
 

@@ -93,9 +93,12 @@ POISON_DEATH_LINES = 3
 # The embedded broker (Tansu 0.6) wedges a consumer group for good when a member leaves
 # it (LeaveGroup, sent by a clean close) while the group is rebalancing after another
 # member died: nobody gets partitions again. Apache Kafka has no such gap. So a SIGTERM
-# goes only to a group whose members have all been up this long, and no member of a
-# group being stopped is killed meanwhile. docs/chaos.md has the reproduction.
+# goes only to a group whose members have all been consuming this long (counted from
+# when the harness first sees a member's log say it subscribed: on a loaded machine a
+# process can take longer than this to import and subscribe), and no member of a group
+# being stopped is killed meanwhile. docs/chaos.md has the reproduction.
 GROUP_STABLE_S = 8.0
+CONSUMING_LOG = b": consuming ["  # engine.pipeline.service: subscribed, about to join
 MAX_DEFERRALS = 60  # a fault waits at most this many restart delays for its target
 ARMED_TIMEOUT_S = 30.0  # a crash point not reached by then is disarmed by a plain kill
 GRACEFUL_BOUND_EXTRA_S = 5.0  # beyond SAKK_SHUTDOWN_TIMEOUT_S: closing the clients
@@ -237,6 +240,8 @@ class _Member:
     restart_at_s: float = 0.0
     point: str = ""
     kind: str = ""  # the fault that armed it
+    log_offset: int = 0  # where this start's lines begin in its log
+    consuming_since: float | None = None  # first seen consuming (its log says so)
 
 
 class ChaosRun:
@@ -504,7 +509,7 @@ class ChaosRun:
             return False  # see GROUP_STABLE_S
         if fault.kind == fp.GRACEFUL_STOP:
             if not all(
-                m.status == "up" and now_s - m.since_s >= GROUP_STABLE_S
+                m.status == "up" and self._consuming_for(m, now_s) >= GROUP_STABLE_S
                 for m in self._group_of(member)
             ):
                 return False  # see GROUP_STABLE_S
@@ -688,7 +693,26 @@ class ChaosRun:
         member.point = member.kind = ""
         member.process.settings = member.process.settings.replace(crash_point="")
 
+    def _consuming_for(self, member: _Member, now_s: float) -> float:
+        """How long ``member`` has been consuming, as far as the harness has seen: from the
+        first look at its log that found this start's "consuming" line (a loaded machine
+        can take seconds to import and subscribe; GROUP_STABLE_S counts from then)."""
+        if member.consuming_since is None:
+            try:
+                with open(member.process.log_path, "rb") as log:
+                    log.seek(member.log_offset)
+                    if CONSUMING_LOG in log.read():
+                        member.consuming_since = now_s
+            except OSError:
+                pass
+        return 0.0 if member.consuming_since is None else now_s - member.consuming_since
+
     def _restart(self, member: _Member, now_s: float, status: str = "up") -> None:
+        try:
+            member.log_offset = member.process.log_path.stat().st_size
+        except OSError:
+            member.log_offset = 0
+        member.consuming_since = None
         member.process.start(self.watch.port_of(member.process.label))
         member.status, member.since_s = status, now_s
         self.report.restarts += 1

@@ -831,10 +831,14 @@ class ChaosRun:
         with engine.connect() as conn:
             checked, violations = check_all(conn, evidence)
         self.report.checked = checked
-        self.report.operator_moves = [
-            *((f"{m.kind} {m.bank} {m.outcome}", m.decided_s or 0.0) for m in operator.movements),
-            *((f"window {state}", at) for state, at in operator.window.moves),
-        ]
+        self.report.operator_moves = sorted(
+            [
+                *((f"{m.kind} {m.bank} {m.outcome}", m.decided_s or 0.0)
+                  for m in operator.movements),
+                *((f"window {state}", at) for state, at in operator.window.moves),
+            ],
+            key=lambda move: move[1],
+        )  # fmt: skip
         self.report.violations += violations
         self.report.webhook_modes = webhook.log.modes.copy()
         failures = sum(n for mode, n in webhook.log.modes.items() if mode in RANDOM_FAILURES)

@@ -7,14 +7,15 @@ through the product's own paths, each an audited operator action (``engine.ops``
    fund`` issues it); it must be posted;
 2. bank 901 withdraws a tenth of its deposit (``FundsOut``), far above its cap and far
    below what it leaves: it must be posted;
-3. once the window of the run's business day has a net to settle, it is closed (early,
+3. once bank 902 owes something (its first payments open the run), it asks to withdraw
+   its deposit down to one minor unit below its exposure at that moment: that
+   ``FundsOut`` must be refused ``AM04``, whatever the faults do, since 902's exposure
+   only rises until a window settles (it receives nothing, it holds nothing) and the
+   window is settled only once this withdrawal is decided;
+4. the window of the run's business day (once it has a net to settle) is closed (early,
    after the close delay), settled (its pacs.009 instructions built), and confirmed with
    the pacs.002 a settlement bank that did as instructed would send (``build_answer``),
-   each move published on ``settlement.windows`` as ``sakk settlement`` publishes it;
-4. once bank 902 owes something again, it asks to withdraw its deposit down to one minor
-   unit below its exposure at that moment: that ``FundsOut`` must be refused ``AM04``,
-   whatever the faults do, since 902's exposure only rises from then on (it receives
-   nothing, it holds nothing, and no other window is settled).
+   each move published on ``settlement.windows`` as ``sakk settlement`` publishes it.
 
 Each step waits for the one before (a movement until settlement decided it); a step
 the faults interrupt (the ledger locked, the broker frozen) is tried again until the
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 ACTOR = Actor("chaos-operator", "chaos run: liquidity and a window settled under faults")
 POSTED, REFUSED = "POSTED", "REFUSED"
 # When each step starts, as a share of the fault window (each also waits for the last).
-FUNDS_IN_AT, FUNDS_OUT_AT, CLOSE_AT = 0.1, 0.15, 0.2
+FUNDS_IN_AT, FUNDS_OUT_AT, UNCOVERING_AT = 0.1, 0.15, 0.2
 RETRY_S = 0.5
 POLL_S = 0.2
 T = TypeVar("T")
@@ -138,9 +139,9 @@ class Operator(threading.Thread):
             "it leaves nine tenths of the deposit, far above the bank's cap, which bounds "
             "its exposure",
         ))  # fmt: skip
-        self._wait_until(CLOSE_AT)
-        self._settle_window()
+        self._wait_until(UNCOVERING_AT)
         self._move(self._uncovering())
+        self._settle_window()
 
     # -- movements -------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class Operator(threading.Thread):
             FUNDS_OUT.name, LIQUIDITY_BOUND, amount, REFUSED,
             f"it would leave {format_minor(exposure - 1, CURRENCY)} of liquidity, below the "
             f"bank's exposure of {format_minor(exposure, CURRENCY)} then, which only rises "
-            "once the window is settled",
+            "until the window settles, after this is decided",
             liquidity_before_minor=row.liquidity_minor, exposure_before_minor=exposure,
         )  # fmt: skip
 

@@ -352,6 +352,7 @@ class ChaosRun:
     def _operator(self, settings: Settings, engine: Engine, workload: Workload) -> Operator:
         """The operator's steps (tooling.chaos.operator) on the fault window's clock."""
         assert workload.pressing is not None
+        self.report.opened, self.report.fault_window_s = datetime.now(UTC), self.config.duration_s
         return Operator(
             settings, engine, make_codec(settings), workload.pressing,
             Window.containing(self.business_start), time.monotonic(), self.config.duration_s,

@@ -56,6 +56,8 @@ class ChaosReport:
     # The operator's steps under faults (tooling.chaos.operator): (what, seconds since the
     # fault window opened), in order.
     operator_moves: list[tuple[str, float]] = field(default_factory=list)
+    opened: datetime | None = None  # when the fault window opened (UTC)
+    fault_window_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -162,6 +164,8 @@ class ChaosReport:
                 "  operator (s into the fault window) "
                 + ", ".join(f"{what} {at:.1f}" for what, at in self.operator_moves)
             )
+            span = f"{self.fault_window_s:.0f} s{self._outage_span()}"
+            lines.append(f"    faults: the window's {span}")
         for key, figures in sorted(r.positions.items()):
             if figures["cap_minor"] < NOTABLE_CAP_MINOR:
                 lines.append(
@@ -171,6 +175,15 @@ class ChaosReport:
         if r.journal is not None:
             lines.append(f"  position changes      {r.journal:>8,}  walked in write order")
         return lines
+
+    def _outage_span(self) -> str:
+        """When the bank outage ran, in the operator's clock (seconds into the window)."""
+        if self.opened is None or self.down_from is None or self.down_until is None:
+            return ""
+        start = (self.down_from - self.opened).total_seconds()
+        end = (self.down_until - self.opened).total_seconds()
+        return (f"; bank {self.down_bank} down from {start:.1f} to {end:.1f} s; webhook "
+                "failures throughout")  # fmt: skip
 
     def _latency_lines(self) -> list[str]:
         latency = self.checked.latency

@@ -99,6 +99,7 @@ POISON_DEATH_LINES = 3
 # being stopped is killed meanwhile. docs/chaos.md has the reproduction.
 GROUP_STABLE_S = 8.0
 CONSUMING_LOG = b": consuming ["  # engine.pipeline.service: subscribed, about to join
+LOG_LOOK_S = 0.25  # how often a member's log is read until it says it is consuming
 MAX_DEFERRALS = 60  # a fault waits at most this many restart delays for its target
 ARMED_TIMEOUT_S = 30.0  # a crash point not reached by then is disarmed by a plain kill
 GRACEFUL_BOUND_EXTRA_S = 5.0  # beyond SAKK_SHUTDOWN_TIMEOUT_S: closing the clients
@@ -242,6 +243,7 @@ class _Member:
     kind: str = ""  # the fault that armed it
     log_offset: int = 0  # where this start's lines begin in its log
     consuming_since: float | None = None  # first seen consuming (its log says so)
+    next_log_look_s: float = 0.0
 
 
 class ChaosRun:
@@ -601,6 +603,8 @@ class ChaosRun:
             self._bring_bank_up(now_s)
         for member in self.members.values():
             self._supervise(member, now_s)
+            if member.status == "up" and member.consuming_since is None:
+                self._consuming_for(member, now_s)  # noted when first seen, not when asked
         if self.watch.due(now_s):
             for member in self.members.values():
                 self._read_counters(member)
@@ -696,9 +700,11 @@ class ChaosRun:
 
     def _consuming_for(self, member: _Member, now_s: float) -> float:
         """How long ``member`` has been consuming, as far as the harness has seen: from the
-        first look at its log that found this start's "consuming" line (a loaded machine
-        can take seconds to import and subscribe; GROUP_STABLE_S counts from then)."""
-        if member.consuming_since is None:
+        first look at its log (every LOG_LOOK_S, from each tick) that found this start's
+        "consuming" line (a loaded machine can take seconds to import and subscribe;
+        GROUP_STABLE_S counts from then)."""
+        if member.consuming_since is None and now_s >= member.next_log_look_s:
+            member.next_log_look_s = now_s + LOG_LOOK_S
             try:
                 with open(member.process.log_path, "rb") as log:
                     log.seek(member.log_offset)
@@ -713,7 +719,7 @@ class ChaosRun:
             member.log_offset = member.process.log_path.stat().st_size
         except OSError:
             member.log_offset = 0
-        member.consuming_since = None
+        member.consuming_since, member.next_log_look_s = None, 0.0
         member.process.start(self.watch.port_of(member.process.label))
         member.status, member.since_s = status, now_s
         self.report.restarts += 1

@@ -93,11 +93,13 @@ POISON_DEATH_LINES = 3
 # The embedded broker (Tansu 0.6) wedges a consumer group for good when a member leaves
 # it (LeaveGroup, sent by a clean close) while the group is rebalancing after another
 # member died: nobody gets partitions again. Apache Kafka has no such gap. So a SIGTERM
-# goes only to a group whose members have all been consuming this long (counted from
-# when the harness first sees a member's log say it subscribed: on a loaded machine a
-# process can take longer than this to import and subscribe), and no member of a group
-# being stopped is killed meanwhile. docs/chaos.md has the reproduction.
+# goes only to a group whose members have all been up this long, and consuming for
+# CONSUMING_STABLE_S (counted from when the harness first sees a member's log say it
+# subscribed: on a loaded machine a process can take longer than GROUP_STABLE_S to
+# import and subscribe), and no member of a group being stopped is killed meanwhile.
+# docs/chaos.md has the reproduction.
 GROUP_STABLE_S = 8.0
+CONSUMING_STABLE_S = 5.0  # its join and the rebalance it starts: a session timeout and more
 CONSUMING_LOG = b": consuming ["  # engine.pipeline.service: subscribed, about to join
 LOG_LOOK_S = 0.25  # how often a member's log is read until it says it is consuming
 MAX_DEFERRALS = 60  # a fault waits at most this many restart delays for its target
@@ -512,7 +514,9 @@ class ChaosRun:
             return False  # see GROUP_STABLE_S
         if fault.kind == fp.GRACEFUL_STOP:
             if not all(
-                m.status == "up" and self._consuming_for(m, now_s) >= GROUP_STABLE_S
+                m.status == "up"
+                and now_s - m.since_s >= GROUP_STABLE_S
+                and self._consuming_for(m, now_s) >= CONSUMING_STABLE_S
                 for m in self._group_of(member)
             ):
                 return False  # see GROUP_STABLE_S
@@ -702,7 +706,7 @@ class ChaosRun:
         """How long ``member`` has been consuming, as far as the harness has seen: from the
         first look at its log (every LOG_LOOK_S, from each tick) that found this start's
         "consuming" line (a loaded machine can take seconds to import and subscribe;
-        GROUP_STABLE_S counts from then)."""
+        CONSUMING_STABLE_S counts from then)."""
         if member.consuming_since is None and now_s >= member.next_log_look_s:
             member.next_log_look_s = now_s + LOG_LOOK_S
             try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, select
 
+from engine.domain.notifications import CAP_ALERT
 from engine.domain.notifications import NotificationStatus as N
 from engine.ledger.checks import FlowCounts, expected_notifications, flow_counts
 from engine.ledger.database import read_only
@@ -81,9 +82,16 @@ def _delivered_state(
     text: str,
 ) -> DrainState:
     n = Notification.__table__
+    # A bank's cap alert is no payment's notification: it counts for nothing expected,
+    # though it must be delivered too (no notification of any kind left PENDING).
     statuses: Counter[str] = Counter(
-        dict(conn.execute(select(n.c.status, func.count()).group_by(n.c.status)).all())
-    )
+        dict(conn.execute(
+            select(n.c.status, func.count()).where(n.c.outcome != CAP_ALERT).group_by(n.c.status)
+        ).all())
+    )  # fmt: skip
+    pending = conn.execute(
+        select(func.count()).select_from(n).where(n.c.status == N.PENDING)
+    ).scalar_one()
     announced = n.c.announced_at.is_not(None)
     unannounced = conn.execute(
         select(func.count()).select_from(n).where(n.c.status != N.PENDING, ~announced)
@@ -92,11 +100,11 @@ def _delivered_state(
     text += f"; notifications DELIVERED {delivered}/{expected}" + (
         f", FAILED {given_up}" if given_up else ""
     )
-    if given_up and all_terminal and not statuses[N.PENDING] and delivered + given_up >= expected:
+    if given_up and all_terminal and not pending and delivered + given_up >= expected:
         # Nothing is left to wait for: a FAILED notification is never tried again here.
         return DrainState(counts, False, True, text + " (given up; nothing left pending)")
-    if not all_terminal or delivered < expected:
-        return DrainState(counts, False, False, text)
+    if not all_terminal or delivered < expected or pending:
+        return DrainState(counts, False, False, text + (f"; {pending} pending" if pending else ""))
     if unannounced:  # a kill between record and announce: the sweep re-sends them
         return DrainState(counts, False, False, text + f"; {unannounced} not yet announced")
     return _lag_state(drain, counts, text)

@@ -21,6 +21,7 @@ from tooling.chaos.plan import (
     KILL,
     MID_BATCH_KILL,
 )
+from tooling.workload.pressing import CAP_BOUND, LIQUIDITY_BOUND
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +40,8 @@ def test_short_seeded_chaos_run_keeps_every_invariant(backend, tmp_path):
     text = report.render()
     assert report.violations == [], text
     assert text.splitlines()[-1] == "violations: 0"
-    assert report.checked.payments == PAYMENTS
+    # The pressing banks' payments are an extra flow (tooling.workload.pressing).
+    assert report.checked.payments == PAYMENTS + report.pressing_payments > PAYMENTS
     assert report.checked.dead_lettered == sum(report.poison.values()) > 0
     # The planted poison killed validators until it was quarantined (kind poison, its
     # reason naming MAX_DEATHS deaths alone: check_outcomes), and the line went on.
@@ -61,3 +63,15 @@ def test_short_seeded_chaos_run_keeps_every_invariant(backend, tmp_path):
     latency = report.checked.latency
     assert latency is not None and latency.down_bank == report.down_bank, text
     assert latency.down_count > 0 and latency.healthy_count > 0, text
+    # Interbank risk under faults: both limits refused payments, each refusal was told
+    # to its payer's bank, funds moved in and out (the uncovering withdrawal refused),
+    # and the business day's window was closed, settled and confirmed; the invariants of
+    # tooling.chaos.risk_checks held (no violation above).
+    risk = report.checked.risk
+    assert risk.refusals[f"{CAP_BOUND} AM23"] > 0, text
+    assert risk.refusals[f"{LIQUIDITY_BOUND} AM04"] > 0, text
+    assert risk.told == sum(risk.refusals.values()), text
+    assert sum(risk.settled.values()) > 0, text
+    assert risk.movements == {"FundsIn POSTED": 1, "FundsOut POSTED": 1, "FundsOut REFUSED": 1}
+    assert "SETTLED" in risk.windows.values(), text
+    assert risk.settled_nets, text

@@ -18,8 +18,14 @@ from tooling.workload.chaos import (
     POISON_KINDS,
     WorkloadBuilder,
 )
-from tooling.workload.core import hold_life_s
+from tooling.workload.core import Accounts, hold_life_s
 from tooling.workload.flows import FLOWS
+from tooling.workload.pressing import (
+    CAP_BOUND,
+    LIQUIDITY_BOUND,
+    limits_for,
+    pressing_payments,
+)
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -182,3 +188,45 @@ def test_lifecycle_accounts_can_afford_all_they_may_ever_debit(reference, codec)
             r = codec.decode(m.value).record
             held[r["payer_account"]] = held.get(r["payer_account"], 0) + r["amount_minor"]
     assert held and all(total <= opening[n] for n, total in held.items())
+
+
+def pressed(reference, codec, seed=7, payments=300):
+    plan = limits_for(payments, seed)
+    return plan, WorkloadBuilder(reference, seed, START, codec, pressing=plan).build(payments)
+
+
+def test_the_pressing_banks_leave_the_other_banks_bytes_alone(reference, codec):
+    plan, workload = pressed(reference, codec)
+    others = [m for m in workload.messages if not m.label.startswith("pressing_")]
+    assert others == build(reference, codec).messages
+    pressing = {p: e for p, e in workload.payments.items() if e.label.startswith("pressing_")}
+    assert len(pressing) == sum(b.payments for b in plan.banks.values()) == 60
+    by_bank = {CAP_BOUND: {"SETTLED": None, "FAILED": "AM23"},
+               LIQUIDITY_BOUND: {"SETTLED": None, "FAILED": "AM04"}}  # fmt: skip
+    assert all(e.outcomes == by_bank[p.split(":")[0]] for p, e in pressing.items())
+    assert pressed(reference, codec)[1].messages == workload.messages
+
+
+@pytest.mark.parametrize(("seed", "payments"), [(1, 300), (7, 300), (11, 300), (3, 1), (5, 5000)])
+def test_the_pressing_banks_try_to_send_far_more_than_their_limits_ever_let_through(
+    reference, seed, payments
+):
+    """Whatever the faults reorder, both banks are refused: within its limit before the
+    window settles, as much again after it (settling gives back at most what it owed),
+    plus what it can receive (902 from nobody; 901 from 902) and deposits, is less than
+    what each tries to send."""
+    plan = limits_for(payments, seed)
+    made = pressing_payments(plan, Accounts.of(reference).customers, START, payments)
+    sent = {bank: sum(p.record["amount_minor"] for p in made if p.record["payer_bank"] == bank)
+            for bank in plan.banks}  # fmt: skip
+    to_901 = sum(p.record["amount_minor"] for p in made if p.record["payee_bank"] == CAP_BOUND)
+    assert all(p.record["payer_bank"] != p.record["payee_bank"] for p in made)
+    assert sent[CAP_BOUND] > 2 * plan.banks[CAP_BOUND].cap_minor + to_901
+    deposited = plan.banks[LIQUIDITY_BOUND].liquidity_minor + plan.funds_in_minor
+    assert sent[LIQUIDITY_BOUND] > 2 * deposited
+    # and the limit that does not bind never does
+    assert (
+        plan.banks[CAP_BOUND].liquidity_minor - plan.funds_out_minor
+        > 2 * plan.banks[CAP_BOUND].cap_minor
+    )
+    assert plan.banks[LIQUIDITY_BOUND].cap_minor > 2 * deposited

@@ -39,12 +39,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from engine.config import Settings, load_settings
+from engine.events import SETTLEMENT_WINDOW_CHANGED
 from engine.kafka.client import STAGE_TOPICS, create_topics, make_producer
 from engine.kafka.embedded import EmbeddedBroker
 from engine.ledger.balances import all_balances
 from engine.ledger.database import make_engine, read_only, upgrade
 from engine.ledger.models import Notification
 from engine.ledger.reference import load_reference_data, read_file
+from engine.ops.action import run_action
+from engine.ops.limits import SetBankLimit
+from engine.read.positions import Window
 from engine.supervisor import ConsumerProcess, Fleet
 from engine.trust.keys import KeyPair
 from producers.signing import SIMULATED_KEYS_VALID_FROM, register_signers
@@ -59,6 +63,8 @@ from tooling.chaos.faults import (
     SqliteOutage,
 )
 from tooling.chaos.invariants import Evidence, check_all
+from tooling.chaos.operator import ACTOR as OPERATOR
+from tooling.chaos.operator import Operator, OperatorRun
 from tooling.chaos.report import ChaosReport
 from tooling.chaos.scrape import CounterWatch
 from tooling.chaos.wire import committed_lag, read_topics
@@ -70,6 +76,8 @@ from tooling.workload.chaos import (
     WorkloadBuilder,
     chaos_signers,
 )
+from tooling.workload.core import CURRENCY
+from tooling.workload.pressing import limits_for
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +93,15 @@ POISON_DEATH_LINES = 3
 # The embedded broker (Tansu 0.6) wedges a consumer group for good when a member leaves
 # it (LeaveGroup, sent by a clean close) while the group is rebalancing after another
 # member died: nobody gets partitions again. Apache Kafka has no such gap. So a SIGTERM
-# goes only to a group whose members have all been up this long, and no member of a
-# group being stopped is killed meanwhile. docs/chaos.md has the reproduction.
+# goes only to a group whose members have all been up this long, and consuming for
+# CONSUMING_STABLE_S (counted from when the harness first sees a member's log say it
+# subscribed: on a loaded machine a process can take longer than GROUP_STABLE_S to
+# import and subscribe), and no member of a group being stopped is killed meanwhile.
+# docs/chaos.md has the reproduction.
 GROUP_STABLE_S = 8.0
+CONSUMING_STABLE_S = 5.0  # its join and the rebalance it starts: a session timeout and more
+CONSUMING_LOG = b": consuming ["  # engine.pipeline.service: subscribed, about to join
+LOG_LOOK_S = 0.25  # how often a member's log is read until it says it is consuming
 MAX_DEFERRALS = 60  # a fault waits at most this many restart delays for its target
 ARMED_TIMEOUT_S = 30.0  # a crash point not reached by then is disarmed by a plain kill
 GRACEFUL_BOUND_EXTRA_S = 5.0  # beyond SAKK_SHUTDOWN_TIMEOUT_S: closing the clients
@@ -101,6 +115,7 @@ NOTIFY_HORIZON_S = 24 * 3600  # far beyond any run: a notification given up is a
 BANK_OUTAGE_FLOW_SHARE = 0.8
 BANK_OUTAGE_OVERRUN_MAX_S = 30.0
 LOG_TAIL_LINES = 15
+RETRY_JOIN_S = 5.0  # an operator step told to stop ends within its retry pause
 
 
 @dataclass(frozen=True)
@@ -228,6 +243,9 @@ class _Member:
     restart_at_s: float = 0.0
     point: str = ""
     kind: str = ""  # the fault that armed it
+    log_offset: int = 0  # where this start's lines begin in its log
+    consuming_since: float | None = None  # first seen consuming (its log says so)
+    next_log_look_s: float = 0.0
 
 
 class ChaosRun:
@@ -260,6 +278,8 @@ class ChaosRun:
         self.payer_banks: list[str] = []  # banks with customers: every one gets notified
         self.shutdown_timeout_s = base.shutdown_timeout_s
         self.watch = CounterWatch(base.metrics_host)  # the faults the consumers rode out
+        self.pressing = limits_for(config.payments, config.seed)  # tooling.workload.pressing
+        self.business_start = datetime.now(UTC)  # of the first payment: set with the workload
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -318,17 +338,39 @@ class ChaosRun:
             config.seed, config.duration_s, list(self.members), self.payer_banks
         )
         publisher = Publisher(settings, workload, config.duration_s * PUBLISH_FRACTION)
+        operator = self._operator(settings, engine, workload)
         publisher.start()
+        operator.start()
         self._inject(faults)
         self._end_faults()
+        self._join(operator)
         publisher.join(settings.produce_timeout_s + config.duration_s)
         if publisher.is_alive() or publisher.error:
             raise PublishError(publisher.error or "publisher did not finish")
         self.report.publish_s = publisher.seconds
         self._drain(engine, settings, workload)
         self._stop_gracefully(fleet)
-        self._check(engine, settings, workload, start_balances, webhook)
+        self._check(engine, settings, workload, start_balances, webhook, operator.result)
         self.report.observed = self.watch.totals()
+
+    def _operator(self, settings: Settings, engine: Engine, workload: Workload) -> Operator:
+        """The operator's steps (tooling.chaos.operator) on the fault window's clock."""
+        assert workload.pressing is not None
+        self.report.opened, self.report.fault_window_s = datetime.now(UTC), self.config.duration_s
+        return Operator(
+            settings, engine, make_codec(settings), workload.pressing,
+            Window.containing(self.business_start), time.monotonic(), self.config.duration_s,
+            self.config.duration_s + self.config.drain_timeout_s,
+        )  # fmt: skip
+
+    def _join(self, operator: Operator) -> None:
+        """Wait (bounded) for the operator's last step, the faults' clock ticking."""
+        while operator.is_alive() and time.monotonic() < operator.deadline:
+            self._ticking(DRAIN_POLL_S)
+        operator.stopping.set()
+        operator.join(RETRY_JOIN_S)
+        if operator.is_alive():
+            self.report.violations.append("the operator's steps did not end within the run")
 
     def _settings(self, url: str, run_dir: Path, webhook: FlakyWebhook) -> Settings:
         assert self.broker is not None
@@ -353,6 +395,7 @@ class ChaosRun:
             db_retry_max_attempts=600,
             shutdown_timeout_s=10,
             expiry_interval_ms=500,  # a hold due to expire is released within a second
+            settlement_close_delay_s=2,  # the window is closed while the faults run
             metrics_port=0,
             crash_point="",
             crash_on_message_containing=KILLER_MARK,  # the one planted poison
@@ -368,19 +411,28 @@ class ChaosRun:
 
     def _prepare(self, settings: Settings, webhook: FlakyWebhook) -> tuple[Engine, dict[str, int]]:
         create_topics(settings)
+        create_topics(settings, [SETTLEMENT_WINDOW_CHANGED.topic(settings)])  # the operator's
         upgrade(settings.ledger_url)
         engine = make_engine(settings.ledger_url)
-        reference = read_file(settings.reference_file)
-        for bank in reference.get("banks", []):
-            bank["webhook_url"] = webhook.url_for(bank["code"])
+        base = read_file(settings.reference_file)
+        # The banks the fault plan may take down: those of the reference file, so that a
+        # seed plans the same faults with the pressing banks added.
         self.payer_banks = sorted(
             {
                 a["bank"]
-                for a in reference.get("accounts", [])
+                for a in base.get("accounts", [])
                 if a["kind"] == "CUSTOMER" and a.get("status", "ACTIVE") == "ACTIVE"
             }
         )
+        self.pressing = limits_for(self.config.payments, self.config.seed)
+        reference = self.pressing.extend(base)
+        for bank in reference.get("banks", []):
+            bank["webhook_url"] = webhook.url_for(bank["code"])
         load_reference_data(engine, reference)
+        for plan in self.pressing.banks.values():  # the tight caps, as an operator sets them
+            if plan.cap_minor != plan.reference_cap_minor:
+                limit = SetBankLimit(plan.bank, CURRENCY, plan.cap_minor, plan.alert_percent)
+                run_action(engine, limit, OPERATOR, datetime.now(UTC))
         # The banks' public keys, as each bank's operator registers them: the workload signs
         # with their private halves (chaos_signers of the same reference and seed).
         register_signers(
@@ -392,16 +444,19 @@ class ChaosRun:
 
     def _workload(self, settings: Settings) -> Workload:
         start = self.config.start or datetime.now(UTC).replace(microsecond=0)
+        self.business_start = start
         self.report.start = start.strftime("%Y-%m-%dT%H:%M:%S%z")
         codec = make_codec(settings)
         workload = WorkloadBuilder(
             read_file(settings.reference_file), self.config.seed, start, codec,
             topic=settings.topic("initiated"), hold_expiry_default_s=settings.hold_expiry_s,
+            pressing=self.pressing,
         ).build(self.config.payments)  # fmt: skip
         self.report.poison = Counter(
             {label: n for label, n in workload.labels.items() if label in POISON_KINDS}
         )
         self.report.bank_retries = workload.bank_retries
+        self.report.pressing_payments = sum(b.payments for b in self.pressing.banks.values())
         self.say(
             f"workload: {len(workload.payments)} payments, {len(workload.steps)} lifecycle "
             f"steps, {workload.poison} poison, {workload.bank_retries} bank retries; "
@@ -459,7 +514,9 @@ class ChaosRun:
             return False  # see GROUP_STABLE_S
         if fault.kind == fp.GRACEFUL_STOP:
             if not all(
-                m.status == "up" and now_s - m.since_s >= GROUP_STABLE_S
+                m.status == "up"
+                and now_s - m.since_s >= GROUP_STABLE_S
+                and self._consuming_for(m, now_s) >= CONSUMING_STABLE_S
                 for m in self._group_of(member)
             ):
                 return False  # see GROUP_STABLE_S
@@ -550,6 +607,8 @@ class ChaosRun:
             self._bring_bank_up(now_s)
         for member in self.members.values():
             self._supervise(member, now_s)
+            if member.status == "up" and member.consuming_since is None:
+                self._consuming_for(member, now_s)  # noted when first seen, not when asked
         if self.watch.due(now_s):
             for member in self.members.values():
                 self._read_counters(member)
@@ -643,7 +702,28 @@ class ChaosRun:
         member.point = member.kind = ""
         member.process.settings = member.process.settings.replace(crash_point="")
 
+    def _consuming_for(self, member: _Member, now_s: float) -> float:
+        """How long ``member`` has been consuming, as far as the harness has seen: from the
+        first look at its log (every LOG_LOOK_S, from each tick) that found this start's
+        "consuming" line (a loaded machine can take seconds to import and subscribe;
+        CONSUMING_STABLE_S counts from then)."""
+        if member.consuming_since is None and now_s >= member.next_log_look_s:
+            member.next_log_look_s = now_s + LOG_LOOK_S
+            try:
+                with open(member.process.log_path, "rb") as log:
+                    log.seek(member.log_offset)
+                    if CONSUMING_LOG in log.read():
+                        member.consuming_since = now_s
+            except OSError:
+                pass
+        return 0.0 if member.consuming_since is None else now_s - member.consuming_since
+
     def _restart(self, member: _Member, now_s: float, status: str = "up") -> None:
+        try:
+            member.log_offset = member.process.log_path.stat().st_size
+        except OSError:
+            member.log_offset = 0
+        member.consuming_since, member.next_log_look_s = None, 0.0
         member.process.start(self.watch.port_of(member.process.label))
         member.status, member.since_s = status, now_s
         self.report.restarts += 1
@@ -737,6 +817,7 @@ class ChaosRun:
         workload: Workload,
         start_balances: dict[str, int],
         webhook: FlakyWebhook,
+        operator: OperatorRun,
     ) -> None:
         lag = self._lag(settings)
         if lag:
@@ -755,11 +836,20 @@ class ChaosRun:
             down_window=self._down_window(),
             stage_faults=self.stage_faults
             + [(t, datetime.now(UTC)) for t in self._holding.values()],
+            operator=operator,
         )
         self.report.stage_faults = list(evidence.stage_faults)
         with engine.connect() as conn:
             checked, violations = check_all(conn, evidence)
         self.report.checked = checked
+        self.report.operator_moves = sorted(
+            [
+                *((f"{m.kind} {m.bank} {m.outcome}", m.decided_s or 0.0)
+                  for m in operator.movements),
+                *((f"window {state}", at) for state, at in operator.window.moves),
+            ],
+            key=lambda move: move[1],
+        )  # fmt: skip
         self.report.violations += violations
         self.report.webhook_modes = webhook.log.modes.copy()
         failures = sum(n for mode, n in webhook.log.modes.items() if mode in RANDOM_FAILURES)

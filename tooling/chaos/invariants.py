@@ -17,9 +17,10 @@ from sqlalchemy import Connection, select
 from consumers.notification import notification_id
 from consumers.notify.rules import notified_event_id
 from engine.config import Settings
+from engine.domain.notifications import CAP_ALERT
 from engine.domain.notifications import NotificationStatus as N
 from engine.domain.steps import STEPS, Money
-from engine.events import EMITTED_BY_STAGES, OUTCOME_EVENTS
+from engine.events import EMITTED_BY_STAGES, FUNDS_IN, OUTCOME_EVENTS
 from engine.ledger.balances import all_balances
 from engine.ledger.checks import check_ledger
 from engine.ledger.checks import check_lifecycle as check_lifecycle_ledger
@@ -28,6 +29,7 @@ from engine.ledger.models import (
     AccountKind,
     DeadLetter,
     HandledEvent,
+    LiquidityMovement,
     Notification,
     NotificationAttempt,
     Payment,
@@ -35,7 +37,7 @@ from engine.ledger.models import (
     Posting,
 )
 from engine.ledger.models import PaymentState as S
-from engine.ledger.reference import internal_account
+from engine.ledger.reference import funding_account, internal_account
 from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from engine.serialization import AvroCodec, DecodeError
 from tooling.chaos.faults import WebhookLog
@@ -50,6 +52,8 @@ from tooling.chaos.lifecycle_checks import (
     check_steps,
     first_answer,
 )
+from tooling.chaos.operator import OperatorRun
+from tooling.chaos.risk_checks import RiskChecked, check_risk
 from tooling.chaos.wire import WireRecord
 from tooling.workload.chaos import Workload
 from tooling.workload.flows import APPLIED
@@ -89,6 +93,7 @@ class Checked:
     steps: Counter[str] = field(default_factory=Counter)  # "CAPTURE APPLIED" -> count
     refusals: Counter[str] = field(default_factory=Counter)  # reason of refused steps -> count
     holds: Counter[str] = field(default_factory=Counter)  # hold state -> count
+    risk: RiskChecked = field(default_factory=RiskChecked)  # caps, liquidity, windows
 
 
 @dataclass
@@ -104,6 +109,7 @@ class Evidence:
     down_bank: str | None = None  # the bank whose endpoint was down for most of the run
     down_window: Interval | None = None  # when it was down (UTC)
     stage_faults: list[Interval] = field(default_factory=list)  # freezes, ledger outages, ...
+    operator: OperatorRun | None = None  # the movements and the window the run settled
 
 
 def check_all(conn: Connection, evidence: Evidence) -> tuple[Checked, list[str]]:
@@ -119,6 +125,18 @@ def check_all(conn: Connection, evidence: Evidence) -> tuple[Checked, list[str]]
         + check_lifecycle(conn, payments, ledger, evidence, checked)
         + check_notifications(conn, payments, ledger, evidence, checked)
         + check_latency(conn, evidence, checked)
+        + _listed(
+            "risk",
+            check_risk(
+                conn,
+                evidence.settings,
+                evidence.workload,
+                evidence.operator,
+                evidence.webhook,
+                payments,
+                checked.risk,
+            ),
+        )  # fmt: skip
     )
     return checked, violations
 
@@ -294,6 +312,22 @@ def _payment_moves(row: Any, ledger: LedgerSteps) -> list[tuple[str, int]]:
     return moves
 
 
+def _liquidity_moves(conn: Connection) -> list[tuple[str, int]]:
+    """What the posted FundsIn / FundsOut moved: the bank's liquidity account against its
+    funding account (consumers.liquidity)."""
+    m = LiquidityMovement.__table__
+    moves = []
+    for bank, cur, kind, amount in conn.execute(
+        select(m.c.bank_code, m.c.currency, m.c.kind, m.c.amount_minor).where(
+            m.c.outcome == "POSTED"
+        )
+    ):
+        signed = amount if kind == "FUNDS_IN" else -amount
+        moves.append((internal_account(bank, AccountKind.LIQUIDITY, cur), signed))
+        moves.append((funding_account(bank, cur), -signed))
+    return moves
+
+
 def check_money(
     conn: Connection,
     payments: Mapping[str, Any],
@@ -306,6 +340,8 @@ def check_money(
     for row in payments.values():
         for account, delta in _payment_moves(row, ledger):
             expected[account] = expected.get(account, 0) + delta
+    for account, delta in _liquidity_moves(conn):
+        expected[account] = expected.get(account, 0) + delta
     actual = all_balances(conn)
     off = [
         f"{n}: {actual.get(n)} != {expected.get(n)} expected from its payments and steps"
@@ -352,7 +388,8 @@ def check_effects_once(
     expected_handled = {
         "validator": len(_distinct_ids(evidence.codec, wire.get("initiated", []))[0])
         + _undecodable(evidence.codec, wire.get("initiated", [])),
-        "settlement": len(_distinct_ids(evidence.codec, wire.get("validated", []))[0]),
+        "settlement": len(_distinct_ids(evidence.codec, wire.get("validated", []))[0])
+        + len(_distinct_ids(evidence.codec, wire.get(FUNDS_IN.topic_name, []))[0]),
         "notification": sum(
             len(_distinct_ids(evidence.codec, wire.get(t, []))[0]) for t in NOTIFIED_TOPICS
         ),
@@ -469,7 +506,8 @@ def check_notifications(
     problems = []
     for nid, row in sorted(rows.items()):
         checked.notifications[row.status] += 1
-        by_payment[row.payment_id].add(nid)
+        if row.outcome != CAP_ALERT:  # a bank's own alert, no payment's (risk_checks)
+            by_payment[row.payment_id].add(nid)
         if row.status == N.FAILED:
             problems.append(
                 f"notification {nid} to bank {row.recipient_bank} was given up (FAILED after "

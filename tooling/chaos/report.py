@@ -13,6 +13,9 @@ from tooling.chaos.faults import DOWN, RANDOM_FAILURES
 from tooling.chaos.invariants import HEALTHY_P99_BOUND_S, Checked
 
 MAX_VIOLATIONS_SHOWN = 60
+# A bank's figures are shown when its cap is below this (the pressing banks), else the
+# report would list every bank.
+NOTABLE_CAP_MINOR = 10**9
 FIRST_STATES = frozenset(a.state for a in TOLD_ANSWERS)  # the others: the lifecycle's
 
 
@@ -20,7 +23,8 @@ FIRST_STATES = frozenset(a.state for a in TOLD_ANSWERS)  # the others: the lifec
 class ChaosReport:
     seed: int
     database: str
-    payments: int  # distinct payments published
+    payments: int  # distinct payments published (the pressing banks' apart)
+    pressing_payments: int = 0  # the pressing banks' (tooling.workload.pressing)
     poison: Counter[str] = field(default_factory=Counter)  # poison label -> messages
     bank_retries: int = 0  # byte-identical copies published
     faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
@@ -49,6 +53,11 @@ class ChaosReport:
     drain_s: float | None = None  # after the last fault; None: did not drain
     run_s: float = 0.0
     violations: list[str] = field(default_factory=list)
+    # The operator's steps under faults (tooling.chaos.operator): (what, seconds since the
+    # fault window opened), in order.
+    operator_moves: list[tuple[str, float]] = field(default_factory=list)
+    opened: datetime | None = None  # when the fault window opened (UTC)
+    fault_window_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -69,6 +78,7 @@ class ChaosReport:
         lines.append("")
         lines.append("published")
         lines.append(f"  payments              {self.payments:>8,}")
+        lines.append(f"  pressing banks'       {self.pressing_payments:>8,}")
         lines.append(
             f"  poison messages       {sum(self.poison.values()):>8,}  " + _kinds(self.poison)
         )
@@ -103,6 +113,7 @@ class ChaosReport:
             f"  events on the wire    {c.wire_events:>8,}  plus {c.wire_duplicates:,} "
             "repeated copies (no effect)"
         )
+        lines += self._risk_lines()
         lines += self._latency_lines()
         drain = (
             "did not drain"
@@ -136,6 +147,44 @@ class ChaosReport:
             f"  holds                 {sum(c.holds.values()):>8,}  " + _kinds(c.holds).lower(),
         ]
 
+    def _risk_lines(self) -> list[str]:
+        """The pressing banks, the movements, the windows (tooling.chaos.risk_checks)."""
+        r = self.checked.risk
+        lines = [
+            f"  limit refusals        {sum(r.refusals.values()):>8,}  "
+            + _kinds(r.refusals)
+            + f"; settled {_kinds(r.settled)}; told {r.told:,}",
+            f"  funds movements       {sum(r.movements.values()):>8,}  " + _kinds(r.movements),
+            f"  cap alerts            {sum(r.cap_alerts.values()):>8,}  " + _kinds(r.cap_alerts),
+            f"  windows               {len(r.windows):>8,}  "
+            + ", ".join(f"{label} {state}" for label, state in r.windows.items()),
+        ]
+        if self.operator_moves:
+            lines.append(
+                "  operator (s into the fault window) "
+                + ", ".join(f"{what} {at:.1f}" for what, at in self.operator_moves)
+            )
+            span = f"{self.fault_window_s:.0f} s{self._outage_span()}"
+            lines.append(f"    faults: the window's {span}")
+        for key, figures in sorted(r.positions.items()):
+            if figures["cap_minor"] < NOTABLE_CAP_MINOR:
+                lines.append(
+                    f"  bank {key:<16} exposure {figures['exposure_minor']:,} of cap "
+                    f"{figures['cap_minor']:,}, liquidity {figures['liquidity_minor']:,}"
+                )
+        if r.journal is not None:
+            lines.append(f"  position changes      {r.journal:>8,}  walked in write order")
+        return lines
+
+    def _outage_span(self) -> str:
+        """When the bank outage ran, in the operator's clock (seconds into the window)."""
+        if self.opened is None or self.down_from is None or self.down_until is None:
+            return ""
+        start = (self.down_from - self.opened).total_seconds()
+        end = (self.down_until - self.opened).total_seconds()
+        return (f"; bank {self.down_bank} down from {start:.1f} to {end:.1f} s; webhook "
+                "failures throughout")  # fmt: skip
+
     def _latency_lines(self) -> list[str]:
         latency = self.checked.latency
         if latency is None:
@@ -166,6 +215,7 @@ class ChaosReport:
         c, latency = self.checked, self.checked.latency
         return {
             "seed": self.seed, "database": self.database, "payments": self.payments,
+            "pressing_payments": self.pressing_payments,
             "start": self.start, "run_s": round(self.run_s, 1),
             "publish_s": round(self.publish_s, 1),
             "drain_s": None if self.drain_s is None else round(self.drain_s, 1),
@@ -190,6 +240,14 @@ class ChaosReport:
                 "accounts": c.accounts, "notifications": dict(c.notifications),
                 "wire_events": c.wire_events, "wire_duplicates": c.wire_duplicates,
                 "steps": dict(c.steps), "refusals": dict(c.refusals), "holds": dict(c.holds),
+                "risk": {
+                    "limit_refusals": dict(c.risk.refusals),
+                    "pressing_settled": dict(c.risk.settled), "refusals_told": c.risk.told,
+                    "movements": dict(c.risk.movements), "cap_alerts": dict(c.risk.cap_alerts),
+                    "windows": dict(c.risk.windows), "settled_nets": dict(c.risk.settled_nets),
+                    "positions": dict(c.risk.positions), "position_changes": c.risk.journal,
+                    "operator": [[what, round(at, 1)] for what, at in self.operator_moves],
+                },
             },
             "delivery_latency": None if latency is None else {
                 "healthy_p99_bound_s": HEALTHY_P99_BOUND_S,

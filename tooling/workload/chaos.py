@@ -51,6 +51,7 @@ from tooling.workload.core import (
     workload_signers,
 )
 from tooling.workload.flows import Flow, LifecycleFlows
+from tooling.workload.pressing import PressingPlan, mint_pressing, pressing_payments
 from tooling.workload.profiles import CHAOS
 
 MEGABYTE = 1_000_000
@@ -108,6 +109,7 @@ class Workload:
     payments: dict[str, ExpectedPayment]
     dead_letters: Counter[str] = field(default_factory=Counter)  # dead-letter kind -> count
     steps: dict[str, ExpectedStep] = field(default_factory=dict)  # step id -> expected
+    pressing: PressingPlan | None = None  # the banks pressed on their limits, if any
 
     @property
     def labels(self) -> Counter[str]:
@@ -143,6 +145,7 @@ class WorkloadBuilder:
         topic: str = DEFAULT_TOPIC,
         signers: Signers | None = None,
         hold_expiry_default_s: int = Settings.hold_expiry_s,
+        pressing: PressingPlan | None = None,
     ):
         if start.utcoffset() is None:
             raise ValueError("start must be a timezone-aware datetime")
@@ -155,7 +158,12 @@ class WorkloadBuilder:
             raise ValueError(
                 "reference data needs 2+ active MAD customers, a merchant and a government account"
             )
-        signers = signers or chaos_signers(reference, seed)
+        # The pressing banks (tooling.workload.pressing) are not in ``reference``: the
+        # other banks' traffic is drawn from it alone, the same bytes with or without them.
+        self.pressing = pressing
+        signers = signers or chaos_signers(
+            pressing.extend(reference) if pressing else reference, seed
+        )
         self.mint = Minter(self.accounts, seed, start, codec, topic, signers)
         self.rng = self.mint.rng
         self.seed = seed
@@ -222,9 +230,24 @@ class WorkloadBuilder:
                 copy = Message(original.key, original.value, "bank_retry", None, original.headers)
                 slots.append((rng.uniform(position, payments + 1), copy))
         slots += self._step_retries(slots, payments)
+        slots += self._pressing(expected, payments)  # last: their own generator
         slots.sort(key=lambda s: s[0])  # stable: equal positions keep their creation order
         steps = {s.step_id: s for flow in flows for s in flow.steps}
-        return Workload(self.seed, [m for _, m in slots], expected, dead_letters, steps)
+        return Workload(
+            self.seed, [m for _, m in slots], expected, dead_letters, steps, self.pressing
+        )
+
+    def _pressing(
+        self, expected: dict[str, ExpectedPayment], payments: int
+    ) -> list[tuple[float, Message]]:
+        """The pressing banks' payments: each settles or fails for its bank's limit."""
+        if self.pressing is None:
+            return []
+        made = pressing_payments(self.pressing, self.accounts.customers, self.start, payments)
+        for p in made:
+            pid = switch_id_of(p.record)
+            expected[pid] = ExpectedPayment(pid, p.label, {"SETTLED": None, "FAILED": p.reason})
+        return mint_pressing(self.mint, made)
 
     def _flows(self, count: int) -> list[Flow]:
         """Up to ``count`` lifecycle flows (fewer when the set-aside accounts run out)."""

@@ -51,10 +51,12 @@ def test_short_seeded_chaos_run_keeps_every_invariant(backend, tmp_path):
     # Faults that need nothing but time always happen. A crash at a step, mid-batch or on
     # SIGTERM needs its target up and a batch to reach: when timing denies it one, the
     # report says so ("planned, not reached"), and at least one crash of each sort fires.
+    # How many of the armed points a batch reaches before it is disarmed depends on the
+    # machine's load, so only "at least one" is a property of the code.
     timed = {KILL, BROKER_FREEZE, DATABASE_OUTAGE, BANK_OUTAGE, "webhook_failure"}
     assert timed <= injected, text
     assert set(FAULT_KINDS) <= injected | set(report.missed), text
-    assert report.faults[CRASH_POINT] > report.missed[CRASH_POINT], text
+    assert report.faults[CRASH_POINT] >= 1, text
     assert injected & {MID_BATCH_KILL, GRACEFUL_STOP}, text
     assert report.drain_s is not None
     assert report.checked.notifications == {"DELIVERED": sum(report.checked.notifications.values())}

@@ -15,6 +15,8 @@ Kafka-free, so replay and tests drive the very same code as the live loop.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +51,14 @@ log = logging.getLogger(__name__)
 
 REFUSALS_REMEMBERED = 10_000  # coordinates of refusals already counted in the metric
 BATCH_ATTEMPTS = 2  # a racing instance's duplicate makes the first fail; the second sees it
+# Another instance moved a bank's position row between this batch's snapshot and its write
+# (GuardFailed): the batch is planned again from a fresh snapshot, up to this many times,
+# after a short jittered pause that doubles from GUARD_PAUSE_S up to GUARD_PAUSE_MAX_S.
+# Contention is never the input's fault, so it must not end in a dead letter while another
+# try could pass; past this bound the batch is split as for any failure (a bug, not a race).
+GUARD_ATTEMPTS = 8
+GUARD_PAUSE_S = 0.005
+GUARD_PAUSE_MAX_S = 0.2
 MALFORMED_ID = "malformed_id"  # dead-letter kind of an id a bank supplied that the switch refuses
 
 
@@ -169,17 +179,9 @@ class BatchProcessor:
         gate = self.stage.gate
         screen = gate.screen(self.engine) if gate is not None else None
         decoded, bad = self._decode(raw, screen)
-        failure: Exception | None = None
-        for _attempt in range(BATCH_ATTEMPTS):
-            try:
-                return self._commit(self._plan(decoded, list(bad), also))
-            except (IntegrityError, GuardFailed) as exc:
-                failure = exc  # another instance got there first: the retry sees its work
-            except Exception as exc:
-                if Retryable.covers(exc):
-                    raise
-                failure = exc  # a bug in a rule, for some message of the batch
-                break
+        failure = self._commit_attempts(decoded, bad, also)
+        if isinstance(failure, BatchResult):
+            return failure  # committed
         if len(raw) == 1:
             reason = f"{type(failure).__name__}: {failure}"[:REASON_MAX_CHARS]
             return self._commit(self._plan([], [_Bad(raw[0], POISON_KIND, reason)], also))
@@ -193,6 +195,29 @@ class BatchProcessor:
         if also:
             self._commit(_Plan(list(also), BatchResult()))
         return total
+
+    def _commit_attempts(
+        self, decoded: list[Inbound], bad: Sequence[_Bad], also: Sequence[Write]
+    ) -> BatchResult | Exception:
+        """Plan and commit the batch, again after a race; the result, or the last failure."""
+        duplicates = guarded = 0
+        while True:
+            try:
+                return self._commit(self._plan(decoded, list(bad), also))
+            except IntegrityError as exc:
+                duplicates += 1  # another instance got there first: the retry sees its work
+                if duplicates >= BATCH_ATTEMPTS:
+                    return exc
+            except GuardFailed as exc:
+                guarded += 1  # a bank's row moved since the snapshot: plan on a fresh one
+                if guarded >= GUARD_ATTEMPTS:
+                    return exc
+                pause = min(GUARD_PAUSE_S * 2**guarded, GUARD_PAUSE_MAX_S)
+                time.sleep(random.uniform(pause / 2, pause))
+            except Exception as exc:
+                if Retryable.covers(exc):
+                    raise
+                return exc  # a bug in a rule, for some message of the batch
 
     def _decode(
         self, raw: Sequence[RawMessage], screen: Screen | None

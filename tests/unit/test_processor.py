@@ -16,9 +16,10 @@ from engine.config import Settings, load_settings
 from engine.events import PAYMENT_SETTLED, PAYMENT_VALIDATED
 from engine.ledger.database import make_engine, upgrade
 from engine.ledger.models import DeadLetter, EmittedEvent, HandledEvent
+from engine.ledger.recorder import GuardFailed
 from engine.pipeline.contract import Decision, Emit, Refusal, Retryable, StageDefaults
 from engine.pipeline.messages import Inbound, RawMessage
-from engine.pipeline.processor import BatchProcessor
+from engine.pipeline.processor import GUARD_ATTEMPTS, BatchProcessor
 from engine.serialization import AvroCodec
 from sakk.app import make_codec
 from tests.factories import AMINA, KARIM, payment
@@ -195,3 +196,37 @@ def test_the_same_event_twice_in_a_batch_is_decided_once(setup) -> None:  # type
     result = BatchProcessor(Echo(), engine, codec, settings).process([one, copy])
 
     assert len(result.handled) == 1 and result.duplicates == 1
+
+
+class Raced(Echo):
+    """Another instance moves a bank's position row under the first ``races`` plans."""
+
+    def __init__(self, races: int) -> None:
+        super().__init__()
+        self.races = races
+
+    def load(self, conn: Connection, batch: Sequence[Inbound]) -> Seen:
+        if self.races > 0:
+            self.races -= 1
+            raise GuardFailed("PositionMoved: bank 007 MAD moved since the snapshot")
+        return super().load(conn, batch)
+
+
+def test_a_batch_raced_on_a_position_row_is_planned_again_never_dead_lettered(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, codec = setup
+    stage = Raced(races=GUARD_ATTEMPTS - 1)  # every try but the last loses the race
+
+    result = BatchProcessor(stage, engine, codec, settings).process([message(codec, 0)])
+
+    assert result.dead_lettered == 0 and [d.outcome for _, d in result.handled] == ["settled"]
+    assert count(engine, DeadLetter) == 0
+
+
+def test_a_message_that_never_passes_its_guard_is_dead_lettered_after_its_tries(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, engine, codec = setup
+    stage = Raced(races=10**6)  # a guard no plan can pass: a bug, bounded by GUARD_ATTEMPTS
+
+    result = BatchProcessor(stage, engine, codec, settings).process([message(codec, 0)])
+
+    assert result.dead_lettered == 1
+    assert stage.races == 10**6 - GUARD_ATTEMPTS  # planned this many times, no more

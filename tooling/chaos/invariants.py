@@ -216,8 +216,10 @@ def check_outcomes(
         if consumer == "validator"
     )
     downstream = Counter(
-        consumer
-        for (consumer,) in conn.execute(select(DeadLetter.consumer))
+        f"{consumer} ({kind}: {reason})"
+        for consumer, kind, reason in conn.execute(
+            select(DeadLetter.consumer, DeadLetter.kind, DeadLetter.reason)
+        )
         if consumer != "validator"
     )
     checked.dead_lettered = sum(dead.values())

@@ -127,6 +127,7 @@ class LoadReport:
     channel_limits: int = 0
     keys_registered: int = 0
     versions: int = 0  # reference versions the load wrote (engine.ops.reference_load)
+    operator_caps_kept: int = 0  # caps an operator set, left as they are
 
 
 def load_reference_data(engine: Engine | Connection, data: Mapping[str, Any]) -> LoadReport:

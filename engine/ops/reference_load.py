@@ -20,7 +20,10 @@ one audit record (the file's SHA-256, every item's old and new value).
   whole load is refused with both values. An operator's cap is a risk decision made on
   purpose (a bank stopped, a limit raised for a holiday); a file written before it, or by
   a bank, must not undo it as a side effect. To go on, put the operator's value in the
-  file, or set the cap again with ``sakk liquidity cap``.
+  file, or set the cap again with ``sakk liquidity cap``. With ``keep_operator_caps``
+  (``--keep-operator-caps``, what a deployment that loads the same file at every start
+  uses) the load goes on and leaves each such cap as the operator set it; its audit
+  record lists them under ``kept``.
 
 The liquidity a file gives a bank is its first deposit, posted once when its liquidity
 account is created; later deposits are ``FundsIn`` / ``FundsOut`` events, never a load.
@@ -91,6 +94,7 @@ class LoadReferenceFile:
     data: Mapping[str, Any]
     notice_s: int
     commit_within_s: float
+    keep_operator_caps: bool = False
 
     def load(self, conn: Connection) -> LoadState:
         fees = [dict(f) for f in conn.execute(select(table_of(FeeRule))).mappings()]
@@ -115,11 +119,12 @@ class LoadReferenceFile:
             after = _items(*_checked(self.data))
         except ReferenceDataError as exc:
             return Refused(str(exc))
-        changed = sorted(k for k in state.items.keys() | after.keys()
-                         if state.items.get(k) != after.get(k))  # fmt: skip
-        overwritten = _operator_caps_overwritten(state, after, changed)
-        if overwritten:
-            return Refused(overwritten)
+        kept = _operator_caps(state, _changed(state.items, after))
+        if kept and not self.keep_operator_caps:
+            return Refused(_overwrite_refused(state, after, kept))
+        data = _with_caps_kept(self.data, state.items, kept)
+        after.update({k: state.items[k] for k in kept})
+        changed = _changed(state.items, after)
         effective = at + timedelta(seconds=self.notice_s)
         late = [f"a change of {k} already takes effect at {state.last_effective[k].isoformat()}"
                 for k in changed if k in state.last_effective
@@ -129,12 +134,13 @@ class LoadReferenceFile:
         versions = _versions(state, after, changed, at, effective)
         old = {k: state.items.get(k) for k in changed}
         new = {"sha256": self.sha256, "changed": {k: after.get(k) for k in changed},
-               "versions": [c.version for c in versions]}  # fmt: skip
-        return Plan(f"reference file {self.file_name}"[:200], old, new, versions)
+               "versions": [c.version for c in versions], "kept": kept}  # fmt: skip
+        return Plan(f"reference file {self.file_name}"[:200], old, new, (data, versions))
 
     def apply(self, conn: Connection, plan: Plan, seq: int) -> LoadReport:
-        report = load_reference_data(conn, self.data)
-        versions: list[VersionChange] = plan.changes
+        data, versions = plan.changes
+        report = load_reference_data(conn, data)
+        report.operator_caps_kept = len(plan.new["kept"])
         for change in versions:
             write_version(conn, change, seq)
         report.versions = len(versions)
@@ -170,25 +176,52 @@ def _items(
     return items
 
 
-def _operator_caps_overwritten(state: LoadState, after: dict[str, Any], changed: list[str]) -> str:
-    """Why the load may not go on: each cap an operator set that the file would change."""
-    lines = []
+def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def _operator_caps(state: LoadState, changed: list[str]) -> list[str]:
+    """The changed items that are caps an operator set (``cap 007/MAD``)."""
+    kept = []
     for key in changed:
         kind, item = key.split(" ", 1)
         setter = state.cap_setters.get(item)
-        if kind != "cap" or setter is None or setter.action != SetBankLimit.name:
-            continue
+        if kind == "cap" and setter is not None and setter.action == SetBankLimit.name:
+            kept.append(key)
+    return kept
+
+
+def _with_caps_kept(
+    data: Mapping[str, Any], items: Mapping[str, Any], kept: list[str]
+) -> Mapping[str, Any]:
+    """The file with each kept cap as the ledger has it (the file's first deposit stays)."""
+    if not kept:
+        return data
+    entries = {f"cap {cap_item(str(b.get('bank')), str(b.get('currency')))}": dict(b)
+               for b in data.get("bank_limits", [])}  # fmt: skip
+    for key in kept:
+        bank, currency = key.split(" ", 1)[1].split("/")
+        entry = entries.setdefault(key, {"bank": bank, "currency": currency, "liquidity_minor": 0})
+        entry.update(items[key])
+    return {**data, "bank_limits": list(entries.values())}
+
+
+def _overwrite_refused(state: LoadState, after: Mapping[str, Any], kept: list[str]) -> str:
+    """Why the load may not go on: each cap an operator set that the file would change."""
+    lines = []
+    for key in kept:
+        item = key.split(" ", 1)[1]
         bank, currency = item.split("/")
         lines.append(
             f"bank {bank} {currency}: an operator set the net debit cap to "
-            f"{_cap_shown(state.items.get(key), currency)} (operator action #{setter.seq}); "
-            f"the file says {_cap_shown(after.get(key), currency)}"
+            f"{_cap_shown(state.items.get(key), currency)} (operator action "
+            f"#{state.cap_setters[item].seq}); the file says "
+            f"{_cap_shown(after.get(key), currency)}"
         )
-    if not lines:
-        return ""
     return (
         "; ".join(lines) + ". A load never overwrites a cap an operator set: put the "
-        "operator's value in the file, or set the cap with `sakk liquidity cap`, then load again"
+        "operator's value in the file, or set the cap with `sakk liquidity cap`, then load "
+        "again (or load with --keep-operator-caps to leave them as they are)"
     )
 
 

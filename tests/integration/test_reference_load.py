@@ -141,3 +141,11 @@ def test_the_cli_refuses_the_load_naming_the_bank_and_both_caps(ledger, database
     assert again.exit_code != 0
     assert "bank 011 MAD: an operator set the net debit cap to 0.00 MAD" in again.output
     assert "the file says 3,000,000.00 MAD, alert at 75 %" in again.output
+    keep = ["accounts", "load", str(path), "--by", "init", "--keep-operator-caps"]
+    kept = runner.invoke(cli, keep, env=env)
+    assert kept.exit_code == 0, kept.output
+    assert "1 caps an operator set kept" in kept.output
+    assert caps_in(ledger) == {"007": 5_000_000_00, "011": 0}
+    with ledger.connect() as conn:
+        record = list_actions(conn)[-1].as_dict()
+    assert record["new"]["kept"] == ["cap 011/MAD"] and record["new"]["changed"] == {}

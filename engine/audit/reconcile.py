@@ -596,7 +596,8 @@ def _orphans(conn: Connection) -> list[dict[str, Any]]:
     or refunded or returned since); a CAPTURE, REFUND or RETURN posting by the applied
     step of its kind and payment that names it, its payment in a state that step leaves
     it in (a capture: authorized, captured or refunded since; a refund: settled or
-    captured when partial, refunded; a return: returned).
+    captured when partial, refunded, or returned since when partial on a sale; a return:
+    returned).
     """
     po, p = Posting.__table__, Payment.__table__
     rows = conn.execute(

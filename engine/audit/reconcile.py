@@ -46,6 +46,7 @@ from engine.ledger.models import (
 from engine.ledger.queries import chunks, select_in
 from engine.read.rows import hold_rows, payment_rows, step_rows
 from engine.times import as_utc
+from engine.topology import Topology
 
 MAX_ORPHANS_LISTED = 10_000
 PAYMENT_FIELDS = (
@@ -164,12 +165,16 @@ class ReconcileReport:
 def reconcile(
     live: Engine,
     replayed: Engine,
+    topology: Topology,
     from_time: datetime | None = None,
     to_time: datetime | None = None,
 ) -> ReconcileReport:
+    """Compare ``replayed`` (a replay's ledger) with ``live``; ``topology`` names the stage
+    that reads what banks send (the validator), whose handled events scope the run."""
+    entry = topology.entry.name
     with live.connect() as lc, replayed.connect() as rc:
         runs = recorded_runs(rc)
-        scope = _live_scope(lc, runs)
+        scope = _live_scope(lc, runs, entry)
         replay_ids = set(rc.execute(select(Payment.__table__.c.payment_id)).scalars())
         live_rows = _payments(lc, scope.payment_ids)
         replay_rows = _payments(rc, replay_ids)
@@ -178,8 +183,8 @@ def reconcile(
             scope.text += f"; occurred_at in [{from_time or '-inf'}, {to_time or '+inf'})"
             live_rows = _in_time(live_rows, from_time, to_time)
             replay_rows = _in_time(replay_rows, from_time, to_time)
-        live_steps = _steps(lc, scope.steps_of(live_rows if narrowed else None))
-        replay_steps = _steps(rc, StepScope(set(replay_rows)) if narrowed else None)
+        live_steps = _steps(lc, scope.steps_of(live_rows if narrowed else None), entry)
+        replay_steps = _steps(rc, StepScope(set(replay_rows)) if narrowed else None, entry)
         comparable, note = _balances_comparable(lc, runs, len(live_rows), narrowed)
         report = ReconcileReport(scope.text, comparable, note, len(live_rows), len(replay_rows))
         _compare_payments(report, live_rows, replay_rows)
@@ -194,7 +199,7 @@ def reconcile(
         if comparable:
             _compare_openings(report, lc, rc)
         _compare_balances(report, lc, rc, live_legs, replay_legs)
-        _compare_dead_letters(report, lc, rc, runs)
+        _compare_dead_letters(report, lc, rc, runs, entry)
         report.orphan_postings = [{"side": "live", **o} for o in _orphans(lc)] + \
             [{"side": "replay", **o} for o in _orphans(rc)]  # fmt: skip
     return report
@@ -244,7 +249,7 @@ class StepScope:
         return in_time and (self.event_ids is None or row["step_id"] in self.event_ids)
 
 
-def _live_scope(conn: Connection, runs: list[RecordedRun]) -> LiveScope:
+def _live_scope(conn: Connection, runs: list[RecordedRun], entry: str) -> LiveScope:
     if not runs:
         return LiveScope(set(conn.execute(select(Payment.__table__.c.payment_id)).scalars()),
                          "every payment (the replay ledger records no run)")  # fmt: skip
@@ -258,7 +263,7 @@ def _live_scope(conn: Connection, runs: list[RecordedRun]) -> LiveScope:
                 continue
             rows = conn.execute(
                 select(h.c.payment_id, h.c.event_id).where(
-                    h.c.consumer == "validator", h.c.topic == run.topic,
+                    h.c.consumer == entry, h.c.topic == run.topic,
                     h.c.partition == r["partition"], h.c.offset >= r["start"],
                     h.c.offset < r["end"], h.c.payment_id.is_not(None))
             ).all()  # fmt: skip
@@ -433,19 +438,21 @@ def _holds(conn: Connection, payments: dict[str, dict[str, Any]]) -> dict[str, d
     return hold_rows(conn, [pid for pid, r in payments.items() if r["intent"] == "AUTHORIZATION"])
 
 
-def _steps(conn: Connection, scope: StepScope | None) -> dict[str, dict[str, Any]]:
+def _steps(conn: Connection, scope: StepScope | None, entry: str) -> dict[str, dict[str, Any]]:
     """step id -> its row, for the steps in ``scope`` (every step: ``None``)."""
     if scope is None:
         return {r["step_id"]: r for r in step_rows(conn, None)}
     rows = step_rows(conn, scope.payment_ids)
-    elsewhere = _read_by_validator(conn, [r["step_id"] for r in rows if not scope.read_here(r)])
+    outside = [r["step_id"] for r in rows if not scope.read_here(r)]
+    elsewhere = _read_by_entry(conn, outside, entry)
     return {r["step_id"]: r for r in rows if r["step_id"] not in elsewhere}
 
 
-def _read_by_validator(conn: Connection, event_ids: Sequence[str]) -> set[str]:
-    """Those of ``event_ids`` the validator handled (at offsets outside the replay's)."""
+def _read_by_entry(conn: Connection, event_ids: Sequence[str], entry: str) -> set[str]:
+    """Those of ``event_ids`` the entry stage (the validator) handled (at offsets outside
+    the replay's)."""
     h = HandledEvent.__table__
-    query = select(h.c.event_id).where(h.c.consumer == "validator")
+    query = select(h.c.event_id).where(h.c.consumer == entry)
     return {r.event_id for r in select_in(conn, query, h.c.event_id, event_ids)}
 
 
@@ -549,11 +556,11 @@ def _compare_balances(
             })  # fmt: skip
 
 
-def _dead_letter_keys(conn: Connection, runs: list[RecordedRun]) -> set[tuple[int, int, str]]:
+def _dead_letter_keys(
+    conn: Connection, runs: list[RecordedRun], entry: str
+) -> set[tuple[int, int, str]]:
     d = DeadLetter.__table__
-    query = select(d.c.source_partition, d.c.source_offset, d.c.kind).where(
-        d.c.consumer == "validator"
-    )
+    query = select(d.c.source_partition, d.c.source_offset, d.c.kind).where(d.c.consumer == entry)
     if runs:
         conditions = [and_(d.c.source_topic == run.topic, d.c.source_partition == r["partition"],
                            d.c.source_offset >= r["start"], d.c.source_offset < r["end"])
@@ -565,11 +572,11 @@ def _dead_letter_keys(conn: Connection, runs: list[RecordedRun]) -> set[tuple[in
 
 
 def _compare_dead_letters(
-    report: ReconcileReport, lc: Connection, rc: Connection, runs: list[RecordedRun]
+    report: ReconcileReport, lc: Connection, rc: Connection, runs: list[RecordedRun], entry: str
 ) -> None:
     if runs and runs[-1].selection == "occurred-at":
         return  # an undecodable message has no occurred_at: the two sides' scopes differ
-    live, replayed = _dead_letter_keys(lc, runs), _dead_letter_keys(rc, runs)
+    live, replayed = _dead_letter_keys(lc, runs, entry), _dead_letter_keys(rc, runs, entry)
     for partition, offset, kind in sorted(live - replayed):
         report.dead_letters.append(
             {"side": "live only", "partition": partition, "offset": offset, "kind": kind}

@@ -27,7 +27,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec, SchemaRegistry
-from sakk.app import build_stage
+from sakk.app import TOPOLOGY, build_stage
 from tests.factories import (
     AMINA,
     KARIM,
@@ -298,12 +298,12 @@ def test_a_step_posting_without_its_step_is_found_by_verify_and_reconcile(
     engine, p = ledger
     replayed = build(f"sqlite:///{tmp_path / 'replayed.db'}", recorded)  # the same again
     try:
-        assert reconcile(engine, replayed).ok  # the same ids: the two ledgers agree
+        assert reconcile(engine, replayed, TOPOLOGY).ok  # the same ids: the two ledgers agree
         capture = switch_id(p["whole"])
         run(engine, "DELETE FROM payment_steps WHERE payment_id = :p", p=capture)
         found = violations(engine)
         assert any(f"payment {capture}: no applied step" in v for v in found)
-        report = reconcile(engine, replayed)
+        report = reconcile(engine, replayed, TOPOLOGY)
         assert [(o["side"], o["kind"]) for o in report.orphan_postings] == [("live", "CAPTURE")]
         assert {s["difference"] for s in report.steps} == {"missing in live"}
     finally:
@@ -321,7 +321,7 @@ def test_a_changed_hold_is_found_by_reconcile(ledger, recorded, tmp_path):
                 .where(Hold.payment_id == active)
                 .values(expires_at=BASE + timedelta(days=30))
             )
-        report = reconcile(engine, replayed)
+        report = reconcile(engine, replayed, TOPOLOGY)
     finally:
         replayed.dispose()
     assert [(h["payment_id"], h["difference"]) for h in report.holds] == [(active, "expires_at")]
@@ -363,7 +363,7 @@ def test_a_sale_partly_refunded_then_returned_keeps_its_refund_posting_accounted
                 ).scalars()
             )
         assert (state, kinds) == ("RETURNED", ["REFUND", "RETURN"])
-        report = reconcile(engine, replayed)
+        report = reconcile(engine, replayed, TOPOLOGY)
         assert not violations(engine)  # sakk audit verify's lifecycle check agrees
     finally:
         replayed.dispose()

@@ -147,7 +147,7 @@ def test_replay_of_a_recorded_flow_reproduces_the_live_ledger(
         assert liquidity(replayed) == 100_000
         states = Counter((p["state"], p["reason_code"]) for p in live["payments"].values())
         assert states[("FAILED", "AM04")] == 1 and states[("REJECTED", "AM05")] == 1
-        result = reconcile(flow.engine, replayed)
+        result = reconcile(flow.engine, replayed, TOPOLOGY)
         assert result.ok, result.sections()
         assert result.balances_compared
         assert result.matched == len(records)
@@ -252,7 +252,7 @@ def test_replay_over_a_mid_stream_time_range_picks_exactly_the_payments_in_it(
     for url in (by_record, by_occurrence):
         replayed = make_engine(url)
         try:
-            result = reconcile(flow.engine, replayed)
+            result = reconcile(flow.engine, replayed, TOPOLOGY)
         finally:
             replayed.dispose()
         assert result.ok, result.sections()
@@ -344,7 +344,7 @@ def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credi
     for url in (by_time, in_order):
         replayed = make_engine(url)
         try:
-            outcomes[url] = reconcile(flow.engine, replayed)
+            outcomes[url] = reconcile(flow.engine, replayed, TOPOLOGY)
         finally:
             replayed.dispose()
     assert not outcomes[by_time].ok

@@ -38,6 +38,7 @@ from engine.ledger.models import PaymentState as S
 from engine.ledger.reference import internal_account
 from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from engine.serialization import AvroCodec, DecodeError
+from sakk.app import TOPOLOGY
 from tooling.chaos.faults import WebhookLog
 from tooling.chaos.latency import Interval, LatencySplit, delivery_latencies
 from tooling.chaos.lifecycle_checks import (
@@ -195,12 +196,12 @@ def check_outcomes(
     dead = Counter(
         kind
         for consumer, kind in conn.execute(select(DeadLetter.consumer, DeadLetter.kind))
-        if consumer == "validator"
+        if consumer == TOPOLOGY.entry.name
     )
     downstream = Counter(
         consumer
         for (consumer,) in conn.execute(select(DeadLetter.consumer))
-        if consumer != "validator"
+        if consumer != TOPOLOGY.entry.name
     )
     checked.dead_lettered = sum(dead.values())
     violations += _listed(
@@ -350,10 +351,10 @@ def check_effects_once(
     handled = Counter(consumer for (consumer,) in conn.execute(select(HandledEvent.consumer)))
     wire = evidence.wire
     expected_handled = {
-        "validator": len(_distinct_ids(evidence.codec, wire.get("initiated", []))[0])
+        TOPOLOGY.entry.name: len(_distinct_ids(evidence.codec, wire.get("initiated", []))[0])
         + _undecodable(evidence.codec, wire.get("initiated", [])),
-        "settlement": len(_distinct_ids(evidence.codec, wire.get("validated", []))[0]),
-        "notification": sum(
+        TOPOLOGY.deciding.name: len(_distinct_ids(evidence.codec, wire.get("validated", []))[0]),
+        TOPOLOGY.notifying.name: sum(
             len(_distinct_ids(evidence.codec, wire.get(t, []))[0]) for t in NOTIFIED_TOPICS
         ),
     }

@@ -35,6 +35,7 @@ from engine.domain.steps import STEPS
 from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.models import (
+    BankPosition,
     DeadLetter,
     HandledEvent,
     LedgerEntry,
@@ -121,12 +122,15 @@ class ReconcileReport:
     balances: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     orphan_postings: list[dict[str, Any]] = field(default_factory=list)
+    movements: list[dict[str, Any]] = field(default_factory=list)  # FundsIn / FundsOut
+    positions: list[dict[str, Any]] = field(default_factory=list)  # banks' position rows
 
     @property
     def differences(self) -> int:
         return (len(self.payments) + len(self.holds) + len(self.steps) + len(self.postings)
                 + len(self.balances) + len(self.dead_letters)
-                + len(self.orphan_postings))  # fmt: skip
+                + len(self.orphan_postings) + len(self.movements)
+                + len(self.positions))  # fmt: skip
 
     @property
     def ok(self) -> bool:
@@ -147,7 +151,9 @@ class ReconcileReport:
             "posting_differences": len(self.postings), "balance_differences": len(self.balances),
             "balances_compared": self.balances_compared, "balances_note": self.balances_note,
             "dead_letter_differences": len(self.dead_letters),
-            "orphan_postings": len(self.orphan_postings), "differences": self.differences,
+            "orphan_postings": len(self.orphan_postings),
+            "movement_differences": len(self.movements),
+            "position_differences": len(self.positions), "differences": self.differences,
         }  # fmt: skip
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
@@ -159,6 +165,8 @@ class ReconcileReport:
             "balances": self.balances,
             "dead_letters": self.dead_letters,
             "orphan_postings": self.orphan_postings,
+            "movements": self.movements,
+            "positions": self.positions,
         }
 
 
@@ -199,6 +207,8 @@ def reconcile(
         if comparable:
             _compare_openings(report, lc, rc)
         _compare_balances(report, lc, rc, live_legs, replay_legs)
+        if comparable:
+            _compare_liquidity(report, lc, rc)
         _compare_dead_letters(report, lc, rc, runs, entry)
         report.orphan_postings = [{"side": "live", **o} for o in _orphans(lc)] + \
             [{"side": "replay", **o} for o in _orphans(rc)]  # fmt: skip
@@ -569,6 +579,40 @@ def _dead_letter_keys(
             return set()
         query = query.where(or_(*conditions))
     return {(r.source_partition, r.source_offset, r.kind) for r in conn.execute(query)}
+
+
+MOVEMENT_FIELDS = (
+    "bank_code", "currency", "kind", "amount_minor", "outcome", "reason_code", "posting_id",
+)  # fmt: skip
+POSITION_FIELDS = ("posted_minor", "holds_minor", "liquidity_minor")
+
+
+def _compare_liquidity(report: ReconcileReport, lc: Connection, rc: Connection) -> None:
+    """The banks' liquidity movements (posted or refused, with the reason) and position
+    rows, when whole ledgers are compared: a replay reads every movement from the start of
+    its topic, and a bank's position is the sum of everything it ever sent and received.
+    A refusal's message is left out: it quotes the exposure at that instant."""
+    m, bp = LiquidityMovement.__table__, BankPosition.__table__
+    for section, table, key, fields in (
+        (report.movements, m, ("movement_id",), MOVEMENT_FIELDS),
+        (report.positions, bp, ("bank_code", "currency"), POSITION_FIELDS),
+    ):
+        live, again = _keyed(lc, table, key, fields), _keyed(rc, table, key, fields)
+        for k in sorted(live.keys() | again.keys()):
+            a, b = live.get(k), again.get(k)
+            if a == b:
+                continue
+            names = [f for f in fields if a and b and a[f] != b[f]]
+            side = "missing in replay" if b is None else "missing in live" if a is None else None
+            section.append({"key": "/".join(k), "difference": side or ", ".join(names),
+                            "live": a, "replay": b})  # fmt: skip
+
+
+def _keyed(
+    conn: Connection, table: Any, key: tuple[str, ...], fields: tuple[str, ...]
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    rows = conn.execute(select(*(table.c[c] for c in (*key, *fields)))).mappings()
+    return {tuple(str(r[c]) for c in key): {f: r[f] for f in fields} for r in rows}
 
 
 def _compare_dead_letters(

@@ -21,7 +21,8 @@ refund, return      the payee's bank: posted + a  the payer's bank: posted - a
 Only interbank movements count (a payment within one bank never reaches the settlement
 accounts) and only the amount (a fee stays inside the payer's bank). A decision later in
 the batch sees what the earlier ones added to a bank's exposure, never what they took
-off: money coming in raises headroom once it is posted, that is once the batch commits.
+off: money a bank receives raises its headroom once it is posted, that is once the batch
+commits. The bank's own deposits are the exception (:meth:`BankBook.absorb`).
 """
 
 from __future__ import annotations
@@ -91,14 +92,20 @@ class BankBook:
         )  # fmt: skip
 
     def absorb(self, moved: PositionMoved) -> None:
-        """What a decision added to a bank's exposure, or took off its liquidity."""
+        """What a decision added to a bank's exposure, and what it did to its liquidity.
+
+        A bank's own deposit (``FundsIn``) counts for the decisions after it in the batch,
+        as a withdrawal does: it is posted in the same transaction and the guard checks
+        the batch's net liquidity, so a deposit and the payments it makes room for end the
+        same way however they are batched (a replay's batches are not the live ones).
+        """
         row = self.rows.get((moved.bank_code, moved.currency))
         if row is None:
             return
         if moved.posted_minor + moved.holds_minor >= 0:
             row.posted_minor += moved.posted_minor
             row.holds_minor += moved.holds_minor
-        row.liquidity_minor += min(moved.liquidity_minor, 0)
+        row.liquidity_minor += moved.liquidity_minor
 
 
 def interbank(payer_bank: str, payee_bank: str) -> bool:

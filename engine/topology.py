@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import Engine
 
 from engine.config import Settings
-from engine.events import PAYMENT_INITIATED, PAYMENT_VALIDATED, EventType
+from engine.events import PAYMENT_INITIATED, PAYMENT_NOTIFIED, PAYMENT_VALIDATED, EventType
 from engine.pipeline.contract import Stage
 from engine.serialization import AvroCodec
 
@@ -120,3 +120,11 @@ class Topology:
     def deciding(self) -> StageSpec:
         """The stage that reads what the entry stage forwards and decides it: settlement."""
         return self.reading(PAYMENT_VALIDATED)
+
+    @property
+    def notifying(self) -> StageSpec:
+        """The stage that tells the banks (it emits payments.notified): the notification."""
+        for spec in self.stages:
+            if PAYMENT_NOTIFIED in spec.outputs:
+                return spec
+        raise ValueError(f"no stage emits {PAYMENT_NOTIFIED.name}")

@@ -23,6 +23,7 @@ from engine.domain.notifications import NotificationStatus as N
 from engine.ledger.checks import FlowCounts, expected_notifications, flow_counts
 from engine.ledger.database import read_only
 from engine.ledger.models import Notification
+from sakk.app import TOPOLOGY
 
 Lag = Callable[[], dict[str, int]]  # uncommitted messages per "topic[partition]"
 
@@ -55,7 +56,7 @@ class DrainState:
 
 def drain_state(conn: Connection, drain: Drain) -> DrainState:
     """Where the run stands; the lag probe is asked only once the ledger is done."""
-    counts = flow_counts(conn)
+    counts = flow_counts(conn, TOPOLOGY.entry.name)
     expected, finished = expected_notifications(conn)
     steps = counts.steps_applied + counts.steps_refused
     all_terminal = (

@@ -35,6 +35,7 @@ from engine.domain.steps import STEPS
 from engine.events import SWITCH
 from engine.ledger.balances import all_balances
 from engine.ledger.models import (
+    BankPosition,
     DeadLetter,
     HandledEvent,
     LedgerEntry,
@@ -46,6 +47,7 @@ from engine.ledger.models import (
 from engine.ledger.queries import chunks, select_in
 from engine.read.rows import hold_rows, payment_rows, step_rows
 from engine.times import as_utc
+from engine.topology import Topology
 
 MAX_ORPHANS_LISTED = 10_000
 PAYMENT_FIELDS = (
@@ -120,12 +122,15 @@ class ReconcileReport:
     balances: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     orphan_postings: list[dict[str, Any]] = field(default_factory=list)
+    movements: list[dict[str, Any]] = field(default_factory=list)  # FundsIn / FundsOut
+    positions: list[dict[str, Any]] = field(default_factory=list)  # banks' position rows
 
     @property
     def differences(self) -> int:
         return (len(self.payments) + len(self.holds) + len(self.steps) + len(self.postings)
                 + len(self.balances) + len(self.dead_letters)
-                + len(self.orphan_postings))  # fmt: skip
+                + len(self.orphan_postings) + len(self.movements)
+                + len(self.positions))  # fmt: skip
 
     @property
     def ok(self) -> bool:
@@ -146,7 +151,9 @@ class ReconcileReport:
             "posting_differences": len(self.postings), "balance_differences": len(self.balances),
             "balances_compared": self.balances_compared, "balances_note": self.balances_note,
             "dead_letter_differences": len(self.dead_letters),
-            "orphan_postings": len(self.orphan_postings), "differences": self.differences,
+            "orphan_postings": len(self.orphan_postings),
+            "movement_differences": len(self.movements),
+            "position_differences": len(self.positions), "differences": self.differences,
         }  # fmt: skip
 
     def sections(self) -> dict[str, list[dict[str, Any]]]:
@@ -158,18 +165,24 @@ class ReconcileReport:
             "balances": self.balances,
             "dead_letters": self.dead_letters,
             "orphan_postings": self.orphan_postings,
+            "movements": self.movements,
+            "positions": self.positions,
         }
 
 
 def reconcile(
     live: Engine,
     replayed: Engine,
+    topology: Topology,
     from_time: datetime | None = None,
     to_time: datetime | None = None,
 ) -> ReconcileReport:
+    """Compare ``replayed`` (a replay's ledger) with ``live``; ``topology`` names the stage
+    that reads what banks send (the validator), whose handled events scope the run."""
+    entry = topology.entry.name
     with live.connect() as lc, replayed.connect() as rc:
         runs = recorded_runs(rc)
-        scope = _live_scope(lc, runs)
+        scope = _live_scope(lc, runs, entry)
         replay_ids = set(rc.execute(select(Payment.__table__.c.payment_id)).scalars())
         live_rows = _payments(lc, scope.payment_ids)
         replay_rows = _payments(rc, replay_ids)
@@ -178,8 +191,8 @@ def reconcile(
             scope.text += f"; occurred_at in [{from_time or '-inf'}, {to_time or '+inf'})"
             live_rows = _in_time(live_rows, from_time, to_time)
             replay_rows = _in_time(replay_rows, from_time, to_time)
-        live_steps = _steps(lc, scope.steps_of(live_rows if narrowed else None))
-        replay_steps = _steps(rc, StepScope(set(replay_rows)) if narrowed else None)
+        live_steps = _steps(lc, scope.steps_of(live_rows if narrowed else None), entry)
+        replay_steps = _steps(rc, StepScope(set(replay_rows)) if narrowed else None, entry)
         comparable, note = _balances_comparable(lc, runs, len(live_rows), narrowed)
         report = ReconcileReport(scope.text, comparable, note, len(live_rows), len(replay_rows))
         _compare_payments(report, live_rows, replay_rows)
@@ -194,7 +207,9 @@ def reconcile(
         if comparable:
             _compare_openings(report, lc, rc)
         _compare_balances(report, lc, rc, live_legs, replay_legs)
-        _compare_dead_letters(report, lc, rc, runs)
+        if comparable:
+            _compare_liquidity(report, lc, rc)
+        _compare_dead_letters(report, lc, rc, runs, entry)
         report.orphan_postings = [{"side": "live", **o} for o in _orphans(lc)] + \
             [{"side": "replay", **o} for o in _orphans(rc)]  # fmt: skip
     return report
@@ -244,7 +259,7 @@ class StepScope:
         return in_time and (self.event_ids is None or row["step_id"] in self.event_ids)
 
 
-def _live_scope(conn: Connection, runs: list[RecordedRun]) -> LiveScope:
+def _live_scope(conn: Connection, runs: list[RecordedRun], entry: str) -> LiveScope:
     if not runs:
         return LiveScope(set(conn.execute(select(Payment.__table__.c.payment_id)).scalars()),
                          "every payment (the replay ledger records no run)")  # fmt: skip
@@ -258,7 +273,7 @@ def _live_scope(conn: Connection, runs: list[RecordedRun]) -> LiveScope:
                 continue
             rows = conn.execute(
                 select(h.c.payment_id, h.c.event_id).where(
-                    h.c.consumer == "validator", h.c.topic == run.topic,
+                    h.c.consumer == entry, h.c.topic == run.topic,
                     h.c.partition == r["partition"], h.c.offset >= r["start"],
                     h.c.offset < r["end"], h.c.payment_id.is_not(None))
             ).all()  # fmt: skip
@@ -433,19 +448,21 @@ def _holds(conn: Connection, payments: dict[str, dict[str, Any]]) -> dict[str, d
     return hold_rows(conn, [pid for pid, r in payments.items() if r["intent"] == "AUTHORIZATION"])
 
 
-def _steps(conn: Connection, scope: StepScope | None) -> dict[str, dict[str, Any]]:
+def _steps(conn: Connection, scope: StepScope | None, entry: str) -> dict[str, dict[str, Any]]:
     """step id -> its row, for the steps in ``scope`` (every step: ``None``)."""
     if scope is None:
         return {r["step_id"]: r for r in step_rows(conn, None)}
     rows = step_rows(conn, scope.payment_ids)
-    elsewhere = _read_by_validator(conn, [r["step_id"] for r in rows if not scope.read_here(r)])
+    outside = [r["step_id"] for r in rows if not scope.read_here(r)]
+    elsewhere = _read_by_entry(conn, outside, entry)
     return {r["step_id"]: r for r in rows if r["step_id"] not in elsewhere}
 
 
-def _read_by_validator(conn: Connection, event_ids: Sequence[str]) -> set[str]:
-    """Those of ``event_ids`` the validator handled (at offsets outside the replay's)."""
+def _read_by_entry(conn: Connection, event_ids: Sequence[str], entry: str) -> set[str]:
+    """Those of ``event_ids`` the entry stage (the validator) handled (at offsets outside
+    the replay's)."""
     h = HandledEvent.__table__
-    query = select(h.c.event_id).where(h.c.consumer == "validator")
+    query = select(h.c.event_id).where(h.c.consumer == entry)
     return {r.event_id for r in select_in(conn, query, h.c.event_id, event_ids)}
 
 
@@ -549,11 +566,11 @@ def _compare_balances(
             })  # fmt: skip
 
 
-def _dead_letter_keys(conn: Connection, runs: list[RecordedRun]) -> set[tuple[int, int, str]]:
+def _dead_letter_keys(
+    conn: Connection, runs: list[RecordedRun], entry: str
+) -> set[tuple[int, int, str]]:
     d = DeadLetter.__table__
-    query = select(d.c.source_partition, d.c.source_offset, d.c.kind).where(
-        d.c.consumer == "validator"
-    )
+    query = select(d.c.source_partition, d.c.source_offset, d.c.kind).where(d.c.consumer == entry)
     if runs:
         conditions = [and_(d.c.source_topic == run.topic, d.c.source_partition == r["partition"],
                            d.c.source_offset >= r["start"], d.c.source_offset < r["end"])
@@ -564,12 +581,46 @@ def _dead_letter_keys(conn: Connection, runs: list[RecordedRun]) -> set[tuple[in
     return {(r.source_partition, r.source_offset, r.kind) for r in conn.execute(query)}
 
 
+MOVEMENT_FIELDS = (
+    "bank_code", "currency", "kind", "amount_minor", "outcome", "reason_code", "posting_id",
+)  # fmt: skip
+POSITION_FIELDS = ("posted_minor", "holds_minor", "liquidity_minor")
+
+
+def _compare_liquidity(report: ReconcileReport, lc: Connection, rc: Connection) -> None:
+    """The banks' liquidity movements (posted or refused, with the reason) and position
+    rows, when whole ledgers are compared: a replay reads every movement from the start of
+    its topic, and a bank's position is the sum of everything it ever sent and received.
+    A refusal's message is left out: it quotes the exposure at that instant."""
+    m, bp = LiquidityMovement.__table__, BankPosition.__table__
+    for section, table, key, fields in (
+        (report.movements, m, ("movement_id",), MOVEMENT_FIELDS),
+        (report.positions, bp, ("bank_code", "currency"), POSITION_FIELDS),
+    ):
+        live, again = _keyed(lc, table, key, fields), _keyed(rc, table, key, fields)
+        for k in sorted(live.keys() | again.keys()):
+            a, b = live.get(k), again.get(k)
+            if a == b:
+                continue
+            names = [f for f in fields if a and b and a[f] != b[f]]
+            side = "missing in replay" if b is None else "missing in live" if a is None else None
+            section.append({"key": "/".join(k), "difference": side or ", ".join(names),
+                            "live": a, "replay": b})  # fmt: skip
+
+
+def _keyed(
+    conn: Connection, table: Any, key: tuple[str, ...], fields: tuple[str, ...]
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    rows = conn.execute(select(*(table.c[c] for c in (*key, *fields)))).mappings()
+    return {tuple(str(r[c]) for c in key): {f: r[f] for f in fields} for r in rows}
+
+
 def _compare_dead_letters(
-    report: ReconcileReport, lc: Connection, rc: Connection, runs: list[RecordedRun]
+    report: ReconcileReport, lc: Connection, rc: Connection, runs: list[RecordedRun], entry: str
 ) -> None:
     if runs and runs[-1].selection == "occurred-at":
         return  # an undecodable message has no occurred_at: the two sides' scopes differ
-    live, replayed = _dead_letter_keys(lc, runs), _dead_letter_keys(rc, runs)
+    live, replayed = _dead_letter_keys(lc, runs, entry), _dead_letter_keys(rc, runs, entry)
     for partition, offset, kind in sorted(live - replayed):
         report.dead_letters.append(
             {"side": "live only", "partition": partition, "offset": offset, "kind": kind}
@@ -596,7 +647,8 @@ def _orphans(conn: Connection) -> list[dict[str, Any]]:
     or refunded or returned since); a CAPTURE, REFUND or RETURN posting by the applied
     step of its kind and payment that names it, its payment in a state that step leaves
     it in (a capture: authorized, captured or refunded since; a refund: settled or
-    captured when partial, refunded; a return: returned).
+    captured when partial, refunded, or returned since when partial on a sale; a return:
+    returned).
     """
     po, p = Posting.__table__, Payment.__table__
     rows = conn.execute(

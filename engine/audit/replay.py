@@ -61,6 +61,7 @@ from sqlalchemy.exc import OperationalError
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.offsets import OffsetLocator, PartitionRange, locate_by_offsets, locate_by_time
 from engine.audit.reader import RangeReader
+from engine.audit.replay_caps import CapTimeline
 from engine.audit.urls import safe_url
 from engine.config import Settings
 from engine.domain.outcomes import DECIDED
@@ -92,7 +93,7 @@ from engine.pipeline.dead_letters import SECURITY_KIND
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor, BatchResult
 from engine.serialization import AvroCodec, DecodeError, SchemaRegistry
-from engine.times import to_ms
+from engine.times import from_ms, to_ms
 from engine.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class ReplayReport:
     signature_failures: list[str] = field(default_factory=list)  # "partition/offset: reason"
     expiries_read: int = 0  # the switch's EXPIRE steps found on payments.validated
     expiries_replayed: int = 0  # those fed to settlement (their payment is in the replay)
+    cap_versions_applied: int = 0  # the live ledger's cap changes, applied by record time
 
     @property
     def events_per_s(self) -> float:
@@ -181,6 +183,7 @@ class ReplayReport:
             "timestamps_going_back": self.timestamps_going_back,
             **{o.summary_key: self.outcomes[o] for o in DECIDED},
             "expiries_read": self.expiries_read, "expiries_replayed": self.expiries_replayed,
+            "cap_versions_applied": self.cap_versions_applied,
             "dead_lettered": self.dead_lettered, "duplicates": self.duplicates,
             "settlement_order": self.settlement_order, "order_forced": self.order_forced,
             "signatures_verified": self.signatures_verified,
@@ -294,7 +297,7 @@ def _run(
     settlement = BatchProcessor(path.make_settling(replay_settings), engine, codec, replay_settings)
     topic = PAYMENT_INITIATED.topic(settings)
     validated_topic = PAYMENT_VALIDATED.topic(settings)
-    started_at = datetime.now(UTC)
+    started_at, caps = datetime.now(UTC), CapTimeline.start(engine)
     consumer = make_consumer(settings, group_id=None, client_id="sakk-replay")
     try:
         locator = OffsetLocator(consumer, topic)
@@ -310,7 +313,7 @@ def _run(
         reader = RangeReader(consumer, topic, ranges)
         window = _selected_window(request)
         started = time.perf_counter()
-        _settle(settlement, early, request.batch_size, report)
+        _settle(settlement, early, request.batch_size, report, caps)
         for batch in reader.batches(request.batch_size):
             raw = [RawMessage.of(r) for r in batch]
             report.events_read += len(raw)
@@ -322,15 +325,15 @@ def _run(
             feed.know(_payments_made(result))
             forwarded = _validated_messages(result, validated_topic, codec)
             ready = _released(result, forwarded, hold, path)
-            _settle(settlement, feed.merge(ready), request.batch_size, report)
+            _settle(settlement, feed.merge(ready), request.batch_size, report, caps)
             report.events_replayed += len(raw)
             if progress:
                 report.seconds = time.perf_counter() - started
                 progress(report)
         if hold is not None:
-            _settle(settlement, feed.merge(hold.flush()), request.batch_size, report)
+            _settle(settlement, feed.merge(hold.flush()), request.batch_size, report, caps)
             report.order_forced = hold.forced
-        _settle(settlement, feed.rest(), request.batch_size, report)
+        _settle(settlement, feed.rest(), request.batch_size, report, caps)
         report.expiries_replayed = feed.released + len(ranked)
         report.seconds = time.perf_counter() - started
         report.timestamps_going_back = reader.stats.timestamps_going_back
@@ -600,10 +603,16 @@ def _validated_messages(
 
 
 def _settle(
-    settlement: BatchProcessor, messages: Sequence[RawMessage], size: int, report: ReplayReport
-) -> None:
+    settlement: BatchProcessor, messages: Sequence[RawMessage], size: int, report: ReplayReport,
+    caps: CapTimeline,
+) -> None:  # fmt: skip
+    """Feed settlement in batches of ``size``, each with the caps in force at its latest
+    record time (:mod:`engine.audit.replay_caps`)."""
     for start in range(0, len(messages), size):
-        _tally(report, settlement.process(messages[start : start + size]), validator_stage=False)
+        batch = messages[start : start + size]
+        caps.advance(settlement.engine, from_ms(max(m.timestamp_ms for m in batch)))
+        _tally(report, settlement.process(batch), validator_stage=False)
+    report.cap_versions_applied = caps.applied
 
 
 class OrderHold:

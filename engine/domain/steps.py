@@ -111,7 +111,8 @@ _SPECS = (
     StepSpec(
         StepKind.REFUND, frozenset({Party.PAYEE_BANK}), frozenset({S.SETTLED, S.CAPTURED}),
         S.REFUNDED, Money.TO_PAYER, Outcome.REFUNDED, "ACSC", "DMCT",
-        frozenset({S.SETTLED, S.CAPTURED, S.REFUNDED}), partial=True,
+        # A partial refund leaves a sale SETTLED, and a return may follow it.
+        frozenset({S.SETTLED, S.CAPTURED, S.REFUNDED, S.RETURNED}), partial=True,
     ),
     StepSpec(
         StepKind.RETURN, frozenset({Party.PAYEE_BANK}), frozenset({S.SETTLED}), S.RETURNED,

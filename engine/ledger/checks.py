@@ -126,7 +126,9 @@ class FlowCounts:
         return self.settled + self.rejected + self.failed + self.later
 
 
-def flow_counts(conn: Connection, dead_letter_consumer: str = "validator") -> FlowCounts:
+def flow_counts(conn: Connection, dead_letter_consumer: str) -> FlowCounts:
+    """The flow's counts; dead letters are those ``dead_letter_consumer`` recorded (the
+    stage reading what banks send: the topology's entry)."""
     p = Payment.__table__
     states: dict[str, int] = dict(
         conn.execute(select(p.c.state, func.count()).group_by(p.c.state)).all()

@@ -828,8 +828,8 @@ class ReferenceVersion(Base):
     )
 
     version: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
-    kind: Mapped[str] = mapped_column(String(16))  # fee | limit | bank
-    item: Mapped[str] = mapped_column(String(64))  # e.g. WEB/PURCHASE/MAD
+    kind: Mapped[str] = mapped_column(String(16))  # fee | limit | bank | cap
+    item: Mapped[str] = mapped_column(String(64))  # e.g. WEB/PURCHASE/MAD, 007/MAD
     old_value: Mapped[str | None] = mapped_column(Text)  # JSON; null: there was none
     new_value: Mapped[str | None] = mapped_column(Text)  # JSON; null: removed
     announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

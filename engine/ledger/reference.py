@@ -132,6 +132,8 @@ class LoadReport:
     fee_rules: int = 0
     channel_limits: int = 0
     keys_registered: int = 0
+    versions: int = 0  # reference versions the load wrote (engine.ops.reference_load)
+    operator_caps_kept: int = 0  # caps an operator set, left as they are
 
 
 def load_reference_data(engine: Engine | Connection, data: Mapping[str, Any]) -> LoadReport:
@@ -416,6 +418,12 @@ def check_fee_rule(entry: Mapping[str, Any], index: int | None = None) -> dict[s
         return _check_fee(0, entry)
     except ReferenceDataError as exc:
         raise ReferenceDataError(str(exc).replace("fee_schedule[0]", "fee rule")) from None
+
+
+def check_bank_limits(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A file's ``bank_limits``, checked as the loader checks them (each bank in its ``banks``)."""
+    codes = {str(b.get("code")) for b in data.get("banks", []) if isinstance(b, Mapping)}
+    return [_check_bank_limit(i, b, codes) for i, b in enumerate(data.get("bank_limits", []))]
 
 
 def check_channel_limit(entry: Mapping[str, Any], index: int | None = None) -> dict[str, Any]:

@@ -1,12 +1,17 @@
 """Reference data that changes while the switch runs: versions in force by event time.
 
-An operator's change of a fee rule, a channel limit or a bank's delivery settings is a
-row of ``reference_versions`` (``engine.ops.reference`` writes it): numbered in the order
-announced, with ``effective_from``, at least the notice (``SAKK_REFERENCE_NOTICE_S``)
+An operator's change of a fee rule, a channel limit, a bank's delivery settings or its
+net debit cap is a row of ``reference_versions`` (``engine.ops`` writes it): numbered in
+the order announced, with ``effective_from``, at least the notice (``SAKK_REFERENCE_NOTICE_S``)
 after it was announced. A decision about an event uses, for each item, the value of the
 newest version in force at the event's time (``occurred_at``), else the value before the
 item's first version, else the table loaded from the reference file. Replay loads the
 same versions and so decides the same way.
+
+A net debit cap and its alert percentage (kind ``cap``, item ``007/MAD``) are versioned
+for their history and their author, not read by event time: settlement reads
+``bank_limits`` with each batch, so a cap binds from the next batch on, at once
+(``effective_from`` is when it was announced; see :mod:`engine.ops.limits`).
 
 Running stages notice a new version without a restart (:class:`ReferenceRefresher`):
 each batch's load reads the newest version number at most every
@@ -36,8 +41,8 @@ from engine.ledger.models import table_of
 from engine.ledger.reference import FeeSchedule, Limits, read_fee_schedule, read_limits
 from engine.times import as_utc
 
-FEE, LIMIT, BANK = "fee", "limit", "bank"
-KINDS = (FEE, LIMIT, BANK)
+FEE, LIMIT, BANK, CAP = "fee", "limit", "bank", "cap"
+KINDS = (FEE, LIMIT, BANK, CAP)
 MAX_VERSIONS = 10_000  # versions a stage holds in memory; more is refused at load
 
 _V = table_of(VersionRow)
@@ -62,6 +67,10 @@ def fee_item(channel: str, payment_type: str, currency: str) -> str:
 
 def limit_item(channel: str, currency: str) -> str:
     return f"{channel}/{currency}"
+
+
+def cap_item(bank: str, currency: str) -> str:
+    return f"{bank}/{currency}"
 
 
 def has_versions_table(conn: Connection) -> bool:

@@ -1,31 +1,62 @@
 """Change a bank's net debit cap and alert percentage: an audited operator action.
 
 The cap is reference data (``bank_limits``); changing it is validated by
-:func:`engine.risk.limits.check_cap_change`: out of bounds or no change is refused; a cap
-lowered below the bank's exposure is taken (an operator may need to stop a bank at once)
+:func:`engine.risk.limits.check_cap_change`: a cap is a whole number of minor units from 0
+to ``MAX_LIMIT_MINOR`` in a currency Sakk settles, for a bank that exists; out of bounds
+or no change is refused; a cap lowered below the bank's exposure is taken (an operator may
+need to stop a bank at once: what it sends is refused AM23 until its position falls back)
 and its warning is kept in the audit record. Settlement reads the cap with each batch, so
 the change binds from the next batch on; a stale read in a batch in flight is bounded by
 the guard, which checks the cap that batch read.
+
+Each change is also a numbered version (kind ``cap`` of ``reference_versions``, in force
+when announced) naming the action that made it, so that a reference file loaded later
+can tell a cap an operator set from one a file set, and never overwrites the first
+(:mod:`engine.ops.reference_load`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, select
 
-from engine.ledger.models import Bank, BankLimit, table_of
+from engine.ledger.models import Bank, BankLimit, OperatorAction, table_of
+from engine.ledger.models import ReferenceVersion as VersionRow
 from engine.ledger.positions import ensure_rows, journal_limits, operator_source, read_banks
+from engine.ledger.reference_versions import CAP, cap_item, newest_version
 from engine.money import format_minor, is_known_currency
 from engine.ops.action import Plan, Refused
+from engine.ops.reference import VersionChange, write_version
 from engine.risk.limits import (
     MAX_ALERT_PERCENT,
     MIN_ALERT_PERCENT,
     Exposure,
     check_cap_change,
 )
+
+CAP_FIELDS = ("net_debit_cap_minor", "alert_percent")
+
+
+class CapSetter(NamedTuple):
+    """Who set a cap last: the action (``limits.cap``, ``reference.load``) and its record."""
+
+    action: str
+    seq: int
+
+
+def cap_setters(conn: Connection) -> dict[str, CapSetter]:
+    """The action behind each cap item's newest version (item ``007/MAD``)."""
+    v, a = table_of(VersionRow), table_of(OperatorAction)
+    rows = conn.execute(
+        select(v.c.item, a.c.action, a.c.seq)
+        .select_from(v.join(a, a.c.seq == v.c.action_seq))
+        .where(v.c.kind == CAP)
+        .order_by(v.c.version)
+    )
+    return {r.item: CapSetter(r.action, int(r.seq)) for r in rows}  # the newest wins
 
 
 @dataclass(frozen=True)
@@ -34,6 +65,7 @@ class LimitState:
     cap_minor: int | None
     alert_percent: int | None
     exposure: Exposure | None
+    newest_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +77,12 @@ class SetBankLimit:
     currency: str
     cap_minor: int
     alert_percent: int
+
+    def __post_init__(self) -> None:
+        for name in CAP_FIELDS:
+            value = self.cap_minor if name == "net_debit_cap_minor" else self.alert_percent
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a whole number, got {value!r}")
 
     @property
     def target(self) -> str:
@@ -62,7 +100,7 @@ class SetBankLimit:
         return LimitState(
             exists, None if row is None else int(row.net_debit_cap_minor),
             None if row is None else int(row.alert_percent),
-            None if position is None else position.exposure,
+            None if position is None else position.exposure, newest_version(conn),
         )  # fmt: skip
 
     def decide(self, state: LimitState, at: datetime) -> Plan | Refused:
@@ -82,17 +120,24 @@ class SetBankLimit:
             change = check_cap_change(exposure, old_cap, self.cap_minor)
         except ValueError as exc:
             if state.cap_minor != self.cap_minor:
-                return Refused(str(exc))
+                return Refused(f"bank {self.bank} {self.currency}: {exc}")
             change = None  # the percentage alone changes
         warning = None if change is None else change.warning
         shown = format_minor(self.cap_minor, self.currency)
-        return Plan(self.target, old, new | {"cap": shown, "warning": warning}, new)
+        item = cap_item(self.bank, self.currency)
+        was = None if state.cap_minor is None else old
+        version = VersionChange(CAP, item, was, new, state.newest_version + 1, at, at)
+        return Plan(self.target, old, new | {"cap": shown, "warning": warning}, version)
 
     def apply(self, conn: Connection, plan: Plan, seq: int) -> str | None:
+        change: VersionChange = plan.changes
         t = table_of(BankLimit)
         conn.execute(delete(t).where(t.c.bank_code == self.bank, t.c.currency == self.currency))
-        conn.execute(insert(t).values(bank_code=self.bank, currency=self.currency, **plan.changes))
+        conn.execute(
+            insert(t).values(bank_code=self.bank, currency=self.currency, **(change.new or {}))
+        )
         ensure_rows(conn, [(self.bank, self.currency)])
+        write_version(conn, change, seq)
         if plan.old["net_debit_cap_minor"] != self.cap_minor:
             journal_limits(conn, self.bank, self.currency, self.cap_minor, operator_source(seq))
         warning: str | None = plan.new["warning"]

@@ -16,7 +16,6 @@ part of any decision a replay repeats: they take effect at once, at the next del
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -28,10 +27,8 @@ from engine.ledger.models import Bank, ChannelLimit, FeeRule, table_of
 from engine.ledger.models import ReferenceVersion as VersionRow
 from engine.ledger.reference import (
     NOTIFICATION_FORMATS,
-    LoadReport,
     check_channel_limit,
     check_fee_rule,
-    load_reference_data,
 )
 from engine.ledger.reference_versions import (
     BANK,
@@ -301,60 +298,3 @@ class SetBankDelivery:
 
 def _shown(value: dict[str, Any] | None) -> str:
     return "absent" if value is None else ", ".join(f"{k}={v}" for k, v in value.items())
-
-
-@dataclass(frozen=True)
-class LoadReferenceFile:
-    """Load a reference file (banks, accounts, keys, fees, limits) into the ledger.
-
-    The audit record names the file by its SHA-256 and keeps the fee rules and channel
-    limits it changes, old and new. Unlike ``SetFee``, the file's fees and limits are not
-    versions: running stages use them after a restart (see docs/operations.md).
-    """
-
-    name: ClassVar[str] = "reference.load"
-    file_name: str
-    sha256: str
-    data: Mapping[str, Any]
-
-    def load(self, conn: Connection) -> dict[str, Any]:
-        fees = conn.execute(select(table_of(FeeRule))).mappings().all()
-        limits = conn.execute(select(table_of(ChannelLimit))).mappings().all()
-        return _items([dict(f) for f in fees], [dict(lim) for lim in limits])
-
-    def decide(self, state: dict[str, Any], at: datetime) -> Plan | Refused:
-        try:
-            fees = [check_fee_rule(f, i) for i, f in enumerate(self.data.get("fee_schedule", []))]
-            limits = [
-                check_channel_limit(lim, i)
-                for i, lim in enumerate(self.data.get("channel_limits", []))
-            ]
-        except ReferenceDataError as exc:
-            return Refused(str(exc))
-        after = _items(fees, limits)
-        changed = sorted(k for k in state.keys() | after.keys() if state.get(k) != after.get(k))
-        old = {k: state.get(k) for k in changed}
-        new = {"sha256": self.sha256, "changed": {k: after.get(k) for k in changed}}
-        return Plan(f"reference file {self.file_name}"[:200], old, new)
-
-    def apply(self, conn: Connection, plan: Plan, seq: int) -> LoadReport:
-        return load_reference_data(conn, self.data)
-
-
-def _items(fees: list[dict[str, Any]], limits: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fee rules and channel limits by item, as the audit log shows them."""
-    items = {
-        f"fee {fee_item(f['channel'], f['payment_type'], f['currency'])}": {
-            k: f[k] for k in FEE_FIELDS
-        }
-        for f in fees
-    }
-    items.update(
-        {
-            f"limit {limit_item(lim['channel'], lim['currency'])}": {
-                k: lim[k] for k in LIMIT_FIELDS
-            }
-            for lim in limits
-        }
-    )
-    return items

@@ -70,12 +70,11 @@ def net_positions(conn: Connection, window: str | None = None) -> list[NetPositi
     return positions.net_positions(conn, Window.parse(window, hours))
 
 
-def processing_window(engine: Engine) -> tuple[datetime | None, datetime | None]:
-    """Wall-clock span from the validator's first handled event to the last notification."""
+def processing_window(engine: Engine, entry: str) -> tuple[datetime | None, datetime | None]:
+    """Wall-clock span from the first event ``entry`` (the validator) handled to the last
+    notification."""
     h, n = HandledEvent.__table__, Notification.__table__
     with read_only(engine).connect() as conn:
-        first = conn.execute(
-            select(func.min(h.c.handled_at)).where(h.c.consumer == "validator")
-        ).scalar()
+        first = conn.execute(select(func.min(h.c.handled_at)).where(h.c.consumer == entry)).scalar()
         last = conn.execute(select(func.max(n.c.finished_at))).scalar()
     return first, last

@@ -508,7 +508,7 @@ def _print_checks(
     console: Console, engine: Engine, result: DemoResult, positions: list[NetPosition]
 ) -> None:
     c = result.counts
-    first, last = processing_window(engine)
+    first, last = processing_window(engine, TOPOLOGY.entry.name)
     busy_s = (last - first).total_seconds() if first and last else 0.0
     rate = result.published / busy_s if busy_s > 0 else 0.0
     console.print(

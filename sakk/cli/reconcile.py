@@ -16,6 +16,7 @@ from engine.audit.urls import as_database_url, safe_url
 from engine.config import Settings
 from engine.ledger.database import make_engine
 from engine.times import parse_instant
+from sakk.app import TOPOLOGY
 from sakk.cli import cli
 
 SHOWN_ROWS = 20
@@ -69,7 +70,7 @@ def reconcile_command(
     replay_url = as_database_url(replay_db)
     live, replayed = make_engine(live_url), make_engine(replay_url)
     try:
-        report = reconcile(live, replayed, lo, hi)
+        report = reconcile(live, replayed, TOPOLOGY, lo, hi)
     finally:
         live.dispose()
         replayed.dispose()

@@ -38,7 +38,7 @@ from engine.serialization import (
     schema_identity,
     schema_text,
 )
-from sakk.app import make_codec
+from sakk.app import TOPOLOGY, make_codec
 from sakk.cli import cli
 from tests.factories import AMINA, KARIM, payment, switch_id
 from tests.integration.test_flow import balance
@@ -94,7 +94,7 @@ def settled_as_sent(flow, record: dict[str, Any]) -> bool:  # type: ignore[no-un
 
 def assert_counts_add_up(flow, sent: int) -> None:  # type: ignore[no-untyped-def]
     with flow.engine.connect() as conn:
-        c = flow_counts(conn)
+        c = flow_counts(conn, TOPOLOGY.entry.name)
     assert c.terminal + c.dead_lettered == sent, c
 
 
@@ -227,7 +227,7 @@ def test_a_flood_of_unknown_fingerprints_costs_no_store_read_per_message(
     flow.wait_until(lambda: settled_as_sent(flow, genuine), 120)
     elapsed = time.monotonic() - started
     with flow.engine.connect() as conn:
-        assert flow_counts(conn).dead_lettered == FLOOD
+        assert flow_counts(conn, TOPOLOGY.entry.name).dead_lettered == FLOOD
     # At most one query per interval per codec: never one per message.
     assert CountingApprovals.newest_queries <= 2 * (elapsed / 5.0 + 1), (
         CountingApprovals.newest_queries, elapsed)  # fmt: skip

@@ -131,7 +131,7 @@ def test_replay_of_a_lifecycle_run_reconciles_with_zero_differences(
     assert outcomes(replay_url) == outcomes(database_url)
     replayed = make_engine(replay_url)
     try:
-        report = reconcile(flow.engine, replayed)
+        report = reconcile(flow.engine, replayed, TOPOLOGY)
         assert report.ok, report.sections()
         assert report.matched == 6 and report.balances_compared
         for engine in (flow.engine, replayed):
@@ -165,7 +165,7 @@ def test_reconcile_finds_a_step_the_replay_did_not_make(flow_factory, sqlite_url
         )
     replayed = make_engine(target)
     try:
-        report = reconcile(flow.engine, replayed)
+        report = reconcile(flow.engine, replayed, TOPOLOGY)
     finally:
         replayed.dispose()
     assert not report.ok

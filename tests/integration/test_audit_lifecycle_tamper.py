@@ -27,7 +27,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec, SchemaRegistry
-from sakk.app import build_stage
+from sakk.app import TOPOLOGY, build_stage
 from tests.factories import (
     AMINA,
     KARIM,
@@ -298,12 +298,12 @@ def test_a_step_posting_without_its_step_is_found_by_verify_and_reconcile(
     engine, p = ledger
     replayed = build(f"sqlite:///{tmp_path / 'replayed.db'}", recorded)  # the same again
     try:
-        assert reconcile(engine, replayed).ok  # the same ids: the two ledgers agree
+        assert reconcile(engine, replayed, TOPOLOGY).ok  # the same ids: the two ledgers agree
         capture = switch_id(p["whole"])
         run(engine, "DELETE FROM payment_steps WHERE payment_id = :p", p=capture)
         found = violations(engine)
         assert any(f"payment {capture}: no applied step" in v for v in found)
-        report = reconcile(engine, replayed)
+        report = reconcile(engine, replayed, TOPOLOGY)
         assert [(o["side"], o["kind"]) for o in report.orphan_postings] == [("live", "CAPTURE")]
         assert {s["difference"] for s in report.steps} == {"missing in live"}
     finally:
@@ -321,7 +321,51 @@ def test_a_changed_hold_is_found_by_reconcile(ledger, recorded, tmp_path):
                 .where(Hold.payment_id == active)
                 .values(expires_at=BASE + timedelta(days=30))
             )
-        report = reconcile(engine, replayed)
+        report = reconcile(engine, replayed, TOPOLOGY)
     finally:
         replayed.dispose()
     assert [(h["payment_id"], h["difference"]) for h in report.holds] == [(active, "expires_at")]
+
+
+def refunded_then_returned() -> list[dict[str, Any]]:
+    """A sale partly refunded (it stays SETTLED), then returned: what is left of it."""
+    sale = payment(AMINA, KARIM, 10_000, "WEB", "PURCHASE", occurred_at=BASE)
+    at = BASE + timedelta(minutes=5)
+    refund = step(sale, "REFUND", "011", 4_000, occurred_at=at)
+    returned = step(sale, "RETURN", "011", reason_code="AC04", occurred_at=at + timedelta(1))
+    return [sale, refund, returned]
+
+
+def build_in_turn(url: str, records: list[dict[str, Any]]) -> Engine:
+    """The payment, then each of its steps in a batch of its own."""
+    builder = Builder(url)
+    builder.publish("PaymentInitiated", records[:1], "payer_bank")
+    for asked in records[1:]:
+        builder.publish("PaymentStepRequested", [asked], "sender_bank")
+    return builder.engine
+
+
+def test_a_sale_partly_refunded_then_returned_keeps_its_refund_posting_accounted_for(
+    database_url, tmp_path
+):
+    records = refunded_then_returned()
+    sale = switch_id(records[0])
+    engine = build_in_turn(database_url, records)
+    replayed = build_in_turn(f"sqlite:///{tmp_path / 'replayed.db'}", records)
+    try:
+        with engine.connect() as conn:
+            state = conn.execute(select(Payment.state).where(Payment.payment_id == sale)).scalar()
+            kinds = sorted(
+                conn.execute(
+                    select(PaymentStep.kind).where(
+                        PaymentStep.payment_id == sale, PaymentStep.outcome == "APPLIED"
+                    )
+                ).scalars()
+            )
+        assert (state, kinds) == ("RETURNED", ["REFUND", "RETURN"])
+        report = reconcile(engine, replayed, TOPOLOGY)
+        assert not violations(engine)  # sakk audit verify's lifecycle check agrees
+    finally:
+        replayed.dispose()
+        engine.dispose()
+    assert report.orphan_postings == [] and report.ok

@@ -16,12 +16,14 @@ from engine.audit.chain import verify
 from engine.audit.exceptions import ReplayTargetError
 from engine.audit.reconcile import reconcile
 from engine.audit.replay import ReplayRequest, replay
-from engine.events import FUNDS_IN
+from engine.events import FUNDS_IN, FUNDS_OUT, EventType
 from engine.kafka.client import make_producer
 from engine.ledger.balances import all_balances
 from engine.ledger.database import make_engine
-from engine.ledger.models import DeadLetter, LedgerEntry, Payment, Posting
+from engine.ledger.models import DeadLetter, LedgerEntry, LiquidityMovement, Payment, Posting
 from engine.ledger.positions import read_banks
+from engine.ops.action import Actor, run_action
+from engine.ops.limits import SetBankLimit
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from sakk.app import TOPOLOGY, build_stage
@@ -95,7 +97,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         dead = sorted(
             conn.execute(
                 select(d.c.source_partition, d.c.source_offset, d.c.kind).where(
-                    d.c.consumer == "validator"
+                    d.c.consumer == TOPOLOGY.entry.name
                 )
             ).all()
         )
@@ -147,7 +149,7 @@ def test_replay_of_a_recorded_flow_reproduces_the_live_ledger(
         assert liquidity(replayed) == 100_000
         states = Counter((p["state"], p["reason_code"]) for p in live["payments"].values())
         assert states[("FAILED", "AM04")] == 1 and states[("REJECTED", "AM05")] == 1
-        result = reconcile(flow.engine, replayed)
+        result = reconcile(flow.engine, replayed, TOPOLOGY)
         assert result.ok, result.sections()
         assert result.balances_compared
         assert result.matched == len(records)
@@ -155,6 +157,69 @@ def test_replay_of_a_recorded_flow_reproduces_the_live_ledger(
             assert verify(conn).ok
         with flow.engine.connect() as conn:
             assert verify(conn).ok
+    finally:
+        replayed.dispose()
+
+
+def movements(engine: Engine) -> dict[str, tuple[str, str | None]]:
+    m = LiquidityMovement.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(m.c.movement_id, m.c.outcome, m.c.reason_code)).all()
+    return {r.movement_id: (r.outcome, r.reason_code) for r in rows}
+
+
+def outcomes(engine: Engine) -> dict[str, tuple[str, str | None]]:
+    p = Payment.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(p.c.payment_id, p.c.state, p.c.reason_code)).all()
+    return {r.payment_id: (r.state, r.reason_code) for r in rows}
+
+
+def test_replay_and_reconcile_reproduce_cap_and_liquidity_refusals_and_funds_in_and_out(
+    flow_factory, database_url, replay_url
+):
+    """007 capped at 500.00 by an operator, funded 600.00: a payment to the cap settles,
+    one minor unit more is refused AM23; a withdrawal below its position is refused AM04,
+    a smaller one posted; then a payment beyond what is left of its liquidity is refused
+    AM04. The replay, applying the live cap version, gives every outcome again, and
+    reconcile finds zero differences, movements and position rows included."""
+    flow = flow_factory(database_url)
+    cap = SetBankLimit("007", "MAD", 50_000, 90)
+    run_action(flow.engine, cap, Actor("ops-amal"), datetime.now(UTC))
+    expected: dict[str, tuple[str, str | None]] = {}
+
+    def move(event: EventType, amount_minor: int, outcome: tuple[str, str | None]) -> None:
+        record = movement_record("007", amount_minor, "MAD", "ops", datetime.now(UTC))
+        publish_movement(flow.settings, event, record)
+        flow.wait_until(lambda: record["payment_id"] in movements(flow.engine))
+        expected[record["payment_id"]] = outcome
+
+    def pay(payer: Any, amount_minor: int, outcome: tuple[str, str | None]) -> None:
+        record = payment(payer, KARIM, amount_minor)
+        flow.publish([record])
+        flow.wait_until(lambda: switch_id(record) in outcomes(flow.engine))
+        expected[switch_id(record)] = outcome
+
+    move(FUNDS_IN, 60_000, ("POSTED", None))
+    pay(AMINA, 50_000, ("SETTLED", None))  # exactly at the cap
+    pay(YOUSSEF, 1, ("FAILED", "AM23"))  # one minor unit beyond it
+    move(FUNDS_OUT, 10_001, ("REFUSED", "AM04"))  # would leave 499.99 under 500.00 owed
+    move(FUNDS_OUT, 5_000, ("POSTED", None))  # leaves 550.00
+    pay(AMINA, 10_000, ("FAILED", "AM04"))  # 600.00 owed: beyond the liquidity first
+    pay(YOUSSEF, 1, ("FAILED", "AM23"))
+    live = {**outcomes(flow.engine), **movements(flow.engine)}
+    assert live == expected
+
+    report = replay(flow.settings, ReplayRequest(REFERENCE_FILE, replay_url), TOPOLOGY)
+    assert report.cap_versions_applied == 1
+    replayed = make_engine(replay_url)
+    try:
+        assert {**outcomes(replayed), **movements(replayed)} == expected
+        assert liquidity(replayed) == liquidity(flow.engine) == 55_000
+        result = reconcile(flow.engine, replayed, TOPOLOGY)
+        assert result.balances_compared
+        assert result.differences == 0, result.sections()
+        assert (result.movements, result.positions) == ([], [])
     finally:
         replayed.dispose()
 
@@ -252,7 +317,7 @@ def test_replay_over_a_mid_stream_time_range_picks_exactly_the_payments_in_it(
     for url in (by_record, by_occurrence):
         replayed = make_engine(url)
         try:
-            result = reconcile(flow.engine, replayed)
+            result = reconcile(flow.engine, replayed, TOPOLOGY)
         finally:
             replayed.dispose()
         assert result.ok, result.sections()
@@ -344,7 +409,7 @@ def test_replay_in_a_ledgers_settlement_order_reproduces_a_cross_partition_credi
     for url in (by_time, in_order):
         replayed = make_engine(url)
         try:
-            outcomes[url] = reconcile(flow.engine, replayed)
+            outcomes[url] = reconcile(flow.engine, replayed, TOPOLOGY)
         finally:
             replayed.dispose()
     assert not outcomes[by_time].ok

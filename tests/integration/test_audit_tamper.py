@@ -24,7 +24,7 @@ from engine.ledger.reference import load_reference_data, read_file
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec, SchemaRegistry
-from sakk.app import build_stage
+from sakk.app import TOPOLOGY, build_stage
 from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, signed
 from tests.unit.test_postings import draft, write_with_positions
 
@@ -126,7 +126,7 @@ def test_an_honest_ledger_verifies_and_reconciles(ledgers):
     live, replayed = ledgers
     with live.connect() as conn:
         assert verify(conn).ok
-    assert reconcile(live, replayed).ok
+    assert reconcile(live, replayed, TOPOLOGY).ok
 
 
 def test_altered_amount_is_named_by_verify_and_found_by_reconcile(ledgers):
@@ -148,7 +148,7 @@ def test_altered_amount_is_named_by_verify_and_found_by_reconcile(ledgers):
     assert "content altered" in report.first_break.problem
     assert len(report.walk.breaks) == 1  # the link to the next entry still holds: one entry named
     assert any(target.posting_id in v for v in report.ledger.violations)  # no longer sums to zero
-    result = reconcile(live, replayed)
+    result = reconcile(live, replayed, TOPOLOGY)
     assert {d["posting_id"] for d in result.postings} == {target.posting_id}
     assert any(b["account_number"] == KARIM[1] for b in result.balances)
 
@@ -169,7 +169,7 @@ def test_deleted_entry_is_named_by_verify_and_found_by_reconcile(ledgers):
         f"#{target.chain_seq}" in report.first_break.problem
         and "missing" in report.first_break.problem
     )
-    result = reconcile(live, replayed)
+    result = reconcile(live, replayed, TOPOLOGY)
     assert [(d["side"], d["account_number"]) for d in result.postings] == [
         ("replay only", KARIM[1])
     ]
@@ -198,7 +198,7 @@ def test_inserted_entry_is_named_by_verify_and_found_by_reconcile(ledgers):
         report = verify(conn)
     assert report.first_break is not None and report.first_break.chain_seq == top + 1
     assert not report.ledger.violations  # double entry alone would not have seen it
-    result = reconcile(live, replayed)
+    result = reconcile(live, replayed, TOPOLOGY)
     assert {(d["side"], d["account_number"]) for d in result.postings} == {
         ("live only", KARIM[1]),
         ("live only", AMINA[1]),
@@ -239,7 +239,7 @@ def test_forged_posting_with_a_correct_chain_is_found_by_reconcile(ledgers):
 
     with live.connect() as conn:
         assert verify(conn).ok
-    result = reconcile(live, replayed)
+    result = reconcile(live, replayed, TOPOLOGY)
     assert [o["posting_id"] for o in result.orphan_postings] == ["forged"]
     assert {b["account_number"] for b in result.balances} == {KARIM[1], AMINA[1]}
 
@@ -281,7 +281,7 @@ def test_rewritten_chain_is_caught_by_an_anchor_taken_before(ledgers):
         report = verify(conn, [anchor])
     assert not report.ok
     assert report.anchor_problems and "rewritten" in report.anchor_problems[0]
-    assert not reconcile(live, replayed).ok
+    assert not reconcile(live, replayed, TOPOLOGY).ok
 
 
 def _rechain_from(conn: Any, first_seq: int, chain: int = 0) -> None:

@@ -24,6 +24,7 @@ from engine.ledger.balances import balance_of
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
 from engine.ledger.keys import KeyEntry, register_keys
 from engine.ledger.models import DeadLetter, Hold, Notification, Payment, PaymentStep
+from sakk.app import TOPOLOGY
 from tests.bank_client.foreign_client import BankPublisher, send
 from tests.factories import AMINA, RAM
 
@@ -95,7 +96,7 @@ def capture(of: dict[str, Any], amount_minor: int) -> dict[str, Any]:
 
 def done(flow: Any, payments: int, steps: int, dead: int = 0) -> bool:
     with flow.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         expected, finished = expected_notifications(conn)
     return (
         counts.terminal + counts.dead_lettered >= payments + dead

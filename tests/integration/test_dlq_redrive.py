@@ -89,7 +89,7 @@ def state_of(flow: Flow, record: dict[str, Any]) -> str | None:
 
 def counts(flow: Flow) -> FlowCounts:
     with flow.engine.connect() as conn:
-        return flow_counts(conn)
+        return flow_counts(conn, TOPOLOGY.entry.name)
 
 
 def ledger_rows(flow: Flow) -> tuple[int, int, list[Any]]:

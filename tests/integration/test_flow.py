@@ -17,6 +17,7 @@ from engine.ledger.models import (
     Payment,
     Posting,
 )
+from sakk.app import TOPOLOGY
 from tests.factories import (
     AMINA,
     BLOCKED,
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 def drained(flow, published: int) -> bool:  # type: ignore[no-untyped-def]
     with flow.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         expected, finished = expected_notifications(conn)
     return counts.terminal + counts.dead_lettered >= published and finished >= expected
 

@@ -30,6 +30,7 @@ from engine.ledger.models import (
     PaymentStep,
 )
 from producers.iso_import import import_file
+from sakk.app import TOPOLOGY
 from tests.factories import (
     AMINA,
     KARIM,
@@ -52,7 +53,7 @@ A, B, C = "007", "011", "310"  # the attacker, its victim, a bank that is no par
 
 def answered(flow: Any, published: int) -> bool:
     with flow.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         expected, finished = expected_notifications(conn)
     return counts.terminal + counts.dead_lettered >= published and finished >= expected
 
@@ -63,7 +64,7 @@ def ledger_ok(flow: Any, payments: int, dead_lettered: int = 0) -> None:
     with flow.engine.connect() as conn:
         report = check_ledger(conn)
         assert report.ok, report.sections()
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
     assert (counts.terminal, counts.in_flight) == (payments, 0)
     assert counts.dead_lettered == dead_lettered
 

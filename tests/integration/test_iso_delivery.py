@@ -34,6 +34,7 @@ from engine.ledger.models import Payment
 from engine.ledger.reference import load_reference_data, read_file
 from engine.trust.keys import KeyPair
 from producers.iso_import import ImportReport, import_file
+from sakk.app import TOPOLOGY
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, step
 from tests.fixtures.iso.messages import Tx, pacs008
@@ -129,7 +130,7 @@ def import_bytes(flow: Flow, tmp_path: Path, data: bytes) -> ImportReport:
 
 def all_delivered(flow: Flow, published: int) -> bool:
     with flow.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         expected, finished = expected_notifications(conn)
         statuses = set(conn.execute(select(NotificationRow.status)).scalars())
     return counts.terminal >= published and finished >= expected and statuses == {"DELIVERED"}

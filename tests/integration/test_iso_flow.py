@@ -23,6 +23,7 @@ from engine.ledger.checks import check_ledger, expected_notifications, flow_coun
 from engine.ledger.models import Payment, PaymentIso
 from engine.ledger.reference import load_reference_data, read_file
 from producers.iso_import import ImportReport, import_file
+from sakk.app import TOPOLOGY
 from tests.conftest import Flow
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, SIGNERS, YOUSSEF
 from tests.fixtures.iso.messages import Tx, now_text, pacs008, pain001
@@ -36,7 +37,7 @@ BULK_TIMEOUT_S = 240.0
 
 def drained(flow: Flow, published: int) -> bool:
     with flow.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         expected, finished = expected_notifications(conn)
     return counts.terminal + counts.dead_lettered >= published and finished >= expected
 

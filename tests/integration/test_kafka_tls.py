@@ -27,6 +27,7 @@ from engine.kafka.terminator import stunnel_missing
 from engine.kafka.tls_broker import EmbeddedTlsBroker
 from engine.ledger.checks import check_ledger, expected_notifications, flow_counts
 from engine.ledger.models import Payment
+from sakk.app import TOPOLOGY
 from tests.factories import AMINA, KARIM, YOUSSEF, payment, switch_id, vignette
 
 pytestmark = pytest.mark.integration
@@ -93,7 +94,7 @@ def bootstrap_refused(settings: Settings) -> KafkaError:
 
 def drained(flow, published: int) -> bool:  # type: ignore[no-untyped-def]
     with flow.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         expected, finished = expected_notifications(conn)
     return counts.terminal + counts.dead_lettered >= published and finished >= expected
 

@@ -25,6 +25,7 @@ from engine.ledger.models import (
     Posting,
 )
 from engine.ledger.reference import internal_account
+from sakk.app import TOPOLOGY
 from tests.factories import AMINA, KARIM, RAM, SALMA, authorization, payment, step, switch_id
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ STEP_POSTINGS = ("CAPTURE", "REFUND", "RETURN")
 def done(flow: Any, payments: int, steps: int) -> bool:
     """Every payment answered, every step applied or refused, every notification finished."""
     with flow.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         expected, finished = expected_notifications(conn)
     return (
         counts.terminal + counts.dead_lettered >= payments

@@ -49,7 +49,7 @@ from engine.pipeline.dead_letters import DLQ_HEADROOM_BYTES
 from engine.pipeline.messages import RawMessage
 from engine.pipeline.processor import BatchProcessor
 from engine.serialization import AvroCodec
-from sakk.app import make_codec
+from sakk.app import TOPOLOGY, make_codec
 from tests.factories import AMINA, KARIM, REFERENCE_FILE, as_read, payment, signed, switch_id
 
 KEY = AMINA[1].encode()
@@ -258,14 +258,14 @@ def test_a_redriven_copy_counts_once_whatever_its_own_result(ledger):
     redriver.redrive(first, "alice", **ledger.fix(settled_later))
     redriver.redrive(second, "alice", **ledger.fix(lost_again))
     with ledger.engine.connect() as conn:
-        published_not_handled = flow_counts(conn)
+        published_not_handled = flow_counts(conn, TOPOLOGY.entry.name)
     assert (published_not_handled.dead_lettered, published_not_handled.redriven) == (2, 0)
 
     ledger.deliver(10, producer.sent[0]["value"])  # the copy is handled: a payment
     ledger.deliver(11, b"\x01 mangled on the way")  # the other copy is dead-lettered again
 
     with ledger.engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         assert resolved_dead_letter_ids(conn, "validator") == {first, second}
         assert count_dead_letters(conn) == 3
     assert (counts.payments, counts.dead_lettered, counts.redriven) == (1, 1, 2)

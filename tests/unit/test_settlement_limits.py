@@ -61,6 +61,16 @@ def test_money_coming_in_within_the_batch_raises_no_headroom() -> None:
     assert decide(ctx, 1).reason == "AM23"
 
 
+def test_a_deposit_within_the_batch_makes_room_for_the_payments_after_it() -> None:
+    ctx = context(liquidity=0)
+    assert decide(ctx, 1).reason == "AM04"
+    at = payment()["occurred_at"]
+    ctx.banks.absorb(PositionMoved("007", "MAD", 0, 0, 30_000, CAP, 0, 80, at))  # FundsIn
+    ctx.banks.absorb(PositionMoved("007", "MAD", 0, 0, -10_000, CAP, 0, 80, at))  # FundsOut
+    assert decide(ctx, 20_000).outcome == "settled"
+    assert decide(ctx, 1).reason == "AM04"  # 20,000 owed, 20,000 deposited
+
+
 def test_a_bank_without_limits_is_not_bounded() -> None:
     ctx = context()
     record = payment(KARIM, AMINA, 100)

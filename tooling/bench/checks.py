@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from engine.ledger.checks import check_ledger, flow_counts
 from engine.supervisor import Fleet
+from sakk.app import TOPOLOGY
 from tooling import drain
 from tooling.drain import DrainState
 
@@ -47,7 +48,7 @@ def verify(engine: Engine, published: int, chain: bool = False) -> int | None:
     Returns the number of ledger entries the chain verification walked (None without it).
     """
     with engine.connect() as conn:
-        counts = flow_counts(conn)
+        counts = flow_counts(conn, TOPOLOGY.entry.name)
         ledger = check_ledger(conn)
     if published != counts.terminal + counts.dead_lettered:
         raise BenchmarkCheckError(

@@ -272,7 +272,7 @@ class _Phases:
         self.say(f"{self.label}: consumers draining")
         wait_drained(self.engine, self.published, self.fleet)
         usage = [process_usage(m) for m in self.fleet.members]
-        first, last = processing_window(self.engine)
+        first, last = processing_window(self.engine, TOPOLOGY.entry.name)
         seconds = (last - first).total_seconds() if first and last else 0.0
         return FlowResult(self.backend, self.published, seconds, usage, self.plan.profile,
                           self.plan.instances)  # fmt: skip

@@ -641,7 +641,7 @@ class ChaosRun:
 
     def _stage_held_up(self, member: _Member) -> None:
         """A notification consumer going down holds up its dispatcher's deliveries too."""
-        if member.process.stage == "notification":
+        if member.process.stage == TOPOLOGY.notifying.name:
             self._held_up(member.process.label)
 
     def _supervise(self, member: _Member, now_s: float) -> None:

@@ -40,6 +40,7 @@ from engine.ledger.models import PaymentState as S
 from engine.ledger.reference import funding_account, internal_account
 from engine.pipeline.quarantine import MAX_DEATHS, poison_reason
 from engine.serialization import AvroCodec, DecodeError
+from sakk.app import TOPOLOGY
 from tooling.chaos.faults import WebhookLog
 from tooling.chaos.latency import Interval, LatencySplit, delivery_latencies
 from tooling.chaos.lifecycle_checks import (
@@ -213,14 +214,14 @@ def check_outcomes(
     dead = Counter(
         kind
         for consumer, kind in conn.execute(select(DeadLetter.consumer, DeadLetter.kind))
-        if consumer == "validator"
+        if consumer == TOPOLOGY.entry.name
     )
     downstream = Counter(
         f"{consumer} ({kind}: {reason})"
         for consumer, kind, reason in conn.execute(
             select(DeadLetter.consumer, DeadLetter.kind, DeadLetter.reason)
         )
-        if consumer != "validator"
+        if consumer != TOPOLOGY.entry.name
     )
     checked.dead_lettered = sum(dead.values())
     violations += _listed(
@@ -388,11 +389,11 @@ def check_effects_once(
     handled = Counter(consumer for (consumer,) in conn.execute(select(HandledEvent.consumer)))
     wire = evidence.wire
     expected_handled = {
-        "validator": len(_distinct_ids(evidence.codec, wire.get("initiated", []))[0])
+        TOPOLOGY.entry.name: len(_distinct_ids(evidence.codec, wire.get("initiated", []))[0])
         + _undecodable(evidence.codec, wire.get("initiated", [])),
-        "settlement": len(_distinct_ids(evidence.codec, wire.get("validated", []))[0])
+        TOPOLOGY.deciding.name: len(_distinct_ids(evidence.codec, wire.get("validated", []))[0])
         + len(_distinct_ids(evidence.codec, wire.get(FUNDS_IN.topic_name, []))[0]),
-        "notification": sum(
+        TOPOLOGY.notifying.name: sum(
             len(_distinct_ids(evidence.codec, wire.get(t, []))[0]) for t in NOTIFIED_TOPICS
         ),
     }

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.pipeline.crash_points import CRASH_POINTS
+from sakk.app import TOPOLOGY
 
 KILL = "kill"  # kill -9 at a random moment
 CRASH_POINT = "crash_point"  # kill -9 exactly at a step of the consumer loop
@@ -39,11 +40,9 @@ STALL_MIN_S, STALL_MAX_S = 3.0, 8.0  # freezes and outages: several seconds
 BANK_OUTAGE_START, BANK_OUTAGE_END = 0.10, 0.80
 MAX_FAULTS = 10_000
 # A crash point only fires where its step runs: deliveries happen in the notification stage.
-POINT_STAGE = {
-    "after_complete": "notification",
-    "after_attempt": "notification",
-    "after_delivery_record": "notification",
-}
+POINT_STAGE = dict.fromkeys(
+    ("after_complete", "after_attempt", "after_delivery_record"), TOPOLOGY.notifying.name
+)
 
 
 @dataclass(frozen=True, slots=True)

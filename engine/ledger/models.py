@@ -791,7 +791,7 @@ class OperatorProposal(Base):
             "state IN ('PENDING', 'APPROVED', 'REFUSED', 'EXPIRED', 'FAILED')", name="state"
         ),
         CheckConstraint("expires_at > proposed_at", name="expiry"),
-        CheckConstraint("decided_by IS NULL OR decided_by <> proposed_by", name="four_eyes"),
+        CheckConstraint("state <> 'APPROVED' OR decided_by <> proposed_by", name="four_eyes"),
         Index("ix_operator_proposals_state", "state", "id"),
     )
 

@@ -23,9 +23,10 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from engine.audit.window_settlement import Answer, read_answers
+from engine.ledger.exceptions import LedgerError
 from engine.ledger.notifications import NotificationFilter
 from engine.ops.keys import RevokeKey
 from engine.ops.limits import IssueMovement, SetBankLimit
@@ -121,7 +122,7 @@ def from_json(data: Mapping[str, Any]) -> Any:
         return registration.decode(data["request"])
     except RegistryError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, LedgerError) as exc:  # a request's own checks
         raise RegistryError(f"{registration.name}: {exc}") from exc
 
 
@@ -149,7 +150,7 @@ def _decode_value(name: str, annotation: str, value: Any) -> Any:
     if base in _SCALARS:
         if isinstance(value, bool) and base != "bool" or not isinstance(value, _SCALARS[base]):
             raise RegistryError(f"{name}: expected {base}, got {type(value).__name__}")
-        return float(value) if base == "float" else value
+        return float(cast(float, value)) if base == "float" else value
     if base == "datetime":
         return parse_time(name, value)
     if base == "bytes":

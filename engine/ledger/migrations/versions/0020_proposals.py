@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.CheckConstraint(f"state IN ({STATES})", name=op.f("ck_operator_proposals_state")),
         sa.CheckConstraint("expires_at > proposed_at", name=op.f("ck_operator_proposals_expiry")),
         sa.CheckConstraint(
-            "decided_by IS NULL OR decided_by <> proposed_by",
+            "state <> 'APPROVED' OR decided_by <> proposed_by",
             name=op.f("ck_operator_proposals_four_eyes"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operator_proposals")),

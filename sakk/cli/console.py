@@ -50,7 +50,9 @@ def console(
         sys.stdout.write(openapi_text(create_app(config)))
         return
     engine = ledger_engine(settings.replace(database_url=url), migrate=True)
-    _serve(create_app(config, engine), host, port, certfile, keyfile)
+    app = create_app(config, engine)
+    app.state.settings = settings.replace(database_url=url)  # what follows an approval
+    _serve(app, host, port, certfile, keyfile)
 
 
 def openapi_text(app: object) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sakk.console.api.payments import router as payments
+from sakk.console.api.proposals import router as proposals
 from sakk.console.api.session import router as session
 from sakk.console.errors import ERROR_RESPONSES
 
-API_ROUTERS = (session, payments)
+API_ROUTERS = (session, payments, proposals)
 
 api_router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 for each in API_ROUTERS:

@@ -64,6 +64,11 @@ def actor(who: Principal, reason: str | None) -> Actor:
     return Actor(who.name, reason)
 
 
-def done_out(name: str, done: Done[Any]) -> DoneOut:
+def done_out(action: Any, done: Done[Any]) -> DoneOut:
+    """What the audit record keeps of ``done`` (the values only the writing knew, too)."""
     plan = done.plan
-    return DoneOut(action=name, target=plan.target, seq=done.seq, old=plan.old, new=plan.new)
+    recorded = getattr(action, "recorded", None)
+    old, new = (plan.old, plan.new)
+    if recorded is not None and not plan.noop:
+        old, new = recorded(plan, done.result)
+    return DoneOut(action=action.name, target=plan.target, seq=done.seq, old=old, new=new)

@@ -100,4 +100,4 @@ def redeliver(
     horizon = request.app.state.settings.notify_horizon_s
     action = Redeliver(NotificationFilter(ids=(notification_id,)), who.name, horizon, body.reason)
     done = run_redelivery(request.app.state.engine, action, actor(who, body.reason), now(request))
-    return done_out(action.name, done)
+    return done_out(action, done)

@@ -102,7 +102,7 @@ def close(
     published = None
     if not settings.uses_embedded_broker:
         published = _publish(settings, engine, result.report)
-    return CloseOut(**done_out(action.name, done).model_dump(), published=published)
+    return CloseOut(**done_out(action, done).model_dump(), published=published)
 
 
 def _publish(settings: Settings, engine: Engine, report: WindowReport) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from engine.ledger.dead_letters import DeadLetterRecord
 from engine.read.dead_letters import (
@@ -19,7 +19,7 @@ from engine.read.dead_letters import (
     get_dead_letter,
     list_dead_letters,
 )
-from sakk.console.api.common import REASON_CHARS, Cursor, Limit, reading
+from sakk.console.api.common import REASON_CHARS, Cursor, Instant, Limit, Out, reading
 from sakk.console.auth import Principal, require_any, require_operator
 from sakk.console.errors import ConsoleError, ErrorBody
 
@@ -27,7 +27,7 @@ router = APIRouter(tags=["dead letters"])
 DeadLetterId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-class RedriveOut(BaseModel):
+class RedriveOut(Out):
     status: str
     requested_by: str
     requested_at: datetime
@@ -39,7 +39,7 @@ class RedriveOut(BaseModel):
     published_at: datetime | None
 
 
-class DeadLetterOut(BaseModel):
+class DeadLetterOut(Out):
     id: int
     consumer: str
     source_topic: str
@@ -52,7 +52,7 @@ class DeadLetterOut(BaseModel):
     redrive: RedriveOut | None  # never its bytes
 
 
-class DeadLetterPage(BaseModel):
+class DeadLetterPage(Out):
     items: list[DeadLetterOut]
     next_cursor: str | None
     total: int
@@ -73,7 +73,7 @@ def search(
     who: Annotated[Principal, Depends(require_any)],
     kind: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     consumer: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    since: AwareDatetime | None = None,
+    since: Instant | None = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> DeadLetterPage:
@@ -101,7 +101,7 @@ class RedriveIn(BaseModel):
     force: bool = False  # also a poison or corrupt_batch dead letter, as stored
 
 
-class RedriveDone(BaseModel):
+class RedriveDone(Out):
     dead_letter_id: int
     sent: bool
     resent: bool

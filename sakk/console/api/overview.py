@@ -7,24 +7,23 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 
 from engine.read.dead_letters import DeadLetterFilter, count_dead_letters
 from engine.read.notifications import delivery_status
 from engine.read.reports import ChannelLine, channel_summary, reason_summary
-from sakk.console.api.common import reading
+from sakk.console.api.common import Out, reading
 from sakk.console.auth import Principal, require_reader
 
 router = APIRouter(tags=["overview"])
 
 
-class ReasonLine(BaseModel):
+class ReasonLine(Out):
     reason_code: str
     state: str
     payments: int
 
 
-class Overview(BaseModel):
+class Overview(Out):
     at: datetime
     channels: list[ChannelLine]
     reasons: list[ReasonLine]

@@ -12,9 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
+from engine.audit.window_lifecycle import TransitionRefused
 from engine.ops.action import ActionRefusedError
 from engine.read.exceptions import NotVisibleError, ReadError
 
@@ -79,6 +82,10 @@ def _refused(request: Request, exc: Exception) -> Response:
     return error_response(409, "refused", exc.reason, action=exc.action)
 
 
+def _conflict(request: Request, exc: Exception) -> Response:
+    return error_response(409, "refused", str(exc))
+
+
 def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # Never echo what was sent (a password, an account number): where and what was wrong only.
@@ -93,7 +100,21 @@ def _http(request: Request, exc: Exception) -> Response:
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
         exc.status_code, "error"
     )
-    return error_response(exc.status_code, code, str(exc.detail))
+    response = error_response(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers (several routes may share a path)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex, _, _ = compile_path(str(route.path))
+        if regex.match(request.url.path):
+            methods |= set(getattr(route.route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
@@ -101,5 +122,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(NotVisibleError, _not_visible)
     app.add_exception_handler(ReadError, _read_error)
     app.add_exception_handler(ActionRefusedError, _refused)
+    app.add_exception_handler(TransitionRefused, _conflict)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)

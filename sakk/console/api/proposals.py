@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from engine.audit.window_settlement import parties_of
-from engine.config import Settings, load_settings
+from engine.config import Settings
 from engine.ops.action import Actor
 from engine.ops.audit_log import MAX_REASON_CHARS
 from engine.ops.proposals import (
@@ -106,10 +106,7 @@ def _error(exc: ProposalError) -> ConsoleError:
 
 def settings_of(request: Request) -> Settings:
     """The switch's settings (broker, data dir) for what follows an approval."""
-    state = request.app.state
-    if getattr(state, "settings", None) is None:
-        state.settings = load_settings().replace(database_url=state.config.database_url)
-    settings: Settings = state.settings
+    settings: Settings = request.app.state.settings
     return settings
 
 

@@ -32,6 +32,7 @@ from engine.ops.proposals import (
     refuse,
 )
 from engine.ops.registry import FOUR_EYES, RegistryError, from_json, needs_four_eyes
+from engine.ops.users import PasswordPolicyError, hash_password, new_token
 from sakk.console.api.common import engine_of, now
 from sakk.console.auth import Principal, require_operator
 from sakk.console.errors import ConsoleError
@@ -68,6 +69,10 @@ class ProposalOut(BaseModel):
     decision_seq: int | None
     action_seq: int | None
     request: dict[str, Any] | None = None
+
+
+class ProposalMade(ProposalOut):
+    token: str | None = None  # a token proposed for a user: shown this once, works once approved
 
 
 class ProposalPage(BaseModel):
@@ -148,21 +153,41 @@ def one(
         raise _error(exc) from exc
 
 
-@router.post(
-    "/proposals", response_model=ProposalOut, status_code=201,
-    summary="Propose a four-eyes action; another operator approves it",
-    responses={409: {"description": "Refused by the action's rules, or nothing would change"}},
-)  # fmt: skip
-def create(
-    request: Request, body: NewProposal, who: Annotated[Principal, Depends(require_operator)]
-) -> ProposalOut:
-    fields = dict(body.request)
+def _filled(
+    request: Request, body: NewProposal, who: Principal
+) -> tuple[dict[str, Any], str | None]:
+    """The request with what the console decides itself: who asks, a movement's id, a
+    settlement's parties, a password's hash (never the password), a token's id and hash
+    (its text returned once)."""
+    fields, token = dict(body.request), None
     if body.action in ACTOR_FIELDS:
         fields[ACTOR_FIELDS[body.action]] = who.name
     if body.action == "liquidity.movement":
         fields.setdefault("movement_id", str(uuid.uuid4()))
     if body.action in ("window.settle", "window.confirm"):
         fields["parties"] = _parties(request)
+    if "password" in fields and body.action in ("user.create", "user.password"):
+        password = fields.pop("password")
+        try:
+            fields["password_hash"] = hash_password(password if isinstance(password, str) else "")
+        except PasswordPolicyError as exc:
+            raise ConsoleError(400, "invalid", str(exc)) from exc
+    if body.action == "user.token.issue":
+        issued = new_token()
+        fields.update(token_id=issued.token_id, secret_hash=issued.secret_hash)
+        token = issued.text
+    return fields, token
+
+
+@router.post(
+    "/proposals", response_model=ProposalMade, status_code=201,
+    summary="Propose a four-eyes action; another operator approves it",
+    responses={409: {"description": "Refused by the action's rules, or nothing would change"}},
+)  # fmt: skip
+def create(
+    request: Request, body: NewProposal, who: Annotated[Principal, Depends(require_operator)]
+) -> ProposalMade:
+    fields, token = _filled(request, body, who)
     try:
         action = from_json({"action": body.action, "request": fields})
     except RegistryError as exc:
@@ -176,7 +201,7 @@ def create(
         made = propose(engine_of(request), action, Actor(who.name, body.reason), now(request), ttl)
     except ProposalError as exc:
         raise _error(exc) from exc
-    return _out(made)
+    return ProposalMade(**made.as_dict(), token=token)
 
 
 @router.post(

@@ -295,8 +295,9 @@ def _take(
 ) -> Done[Any] | ProposalError:
     """Run the action in a savepoint: refused or failing, it writes nothing and the
     proposal is FAILED with the reason."""
-    note = f"four eyes: proposal {proposal.id} by {proposal.proposed_by}"
-    reason = note if who.reason is None else f"{note}: {who.reason}"
+    reason = f"four eyes: proposal {proposal.id} by {proposal.proposed_by}"
+    reason += "" if proposal.reason is None else f": {proposal.reason}"
+    reason += "" if who.reason is None else f"; approved: {who.reason}"
     try:
         action = proposal.decoded()
         with conn.begin_nested():

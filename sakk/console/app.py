@@ -44,7 +44,7 @@ def create_app(
     """
     app = FastAPI(
         title=API_TITLE, version=API_VERSION, openapi_url=OPENAPI_URL,
-        docs_url="/api/v1/docs", redoc_url=None, swagger_ui_oauth2_redirect_url=None,
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # no CDN scripts
         description="Operators, auditors and each bank: what they see and do (docs/console.md).",
     )  # fmt: skip
     app.state.config = config

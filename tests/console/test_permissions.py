@@ -27,7 +27,6 @@ PAYMENT = "{payment}"  # replaced by a payment of the bank playing the bank role
 # (method, path) -> (who may call it, how: path with examples, JSON or form body)
 MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/api/v1/openapi.json"): (PUBLIC, "/api/v1/openapi.json", {}),
-    ("GET", "/api/v1/docs"): (PUBLIC, "/api/v1/docs", {}),
     ("GET", "/login"): (PUBLIC, "/login", {}),
     ("POST", "/login"): (PUBLIC, "/login", {"data": {"name": "op2", "password": PASSWORD}}),
     ("POST", "/logout"): (ANY, "/logout", {}),

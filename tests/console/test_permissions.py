@@ -182,3 +182,12 @@ def test_operators_see_every_row_and_auditors_every_account_whole(console: Conso
     assert failed and all("00778" not in n["last_error"] for n in failed)
     whole = _everything(console, "aud", "/api/v1/notifications", "items")
     assert any("007780000000000000000111" in (n["last_error"] or "") for n in whole)
+
+
+def test_the_liquidity_board_and_windows_show_every_bank_to_operators(console: Console):
+    board = console.client("op1").get("/api/v1/settlement/positions").json()["lines"]
+    assert {x["bank_code"] for x in board} >= {"007", "011"}
+    own = console.client("b011").get("/api/v1/settlement/positions").json()["lines"]
+    assert own and {x["bank_code"] for x in own} == {"011"}
+    windows = console.client("aud").get("/api/v1/settlement/windows").json()["items"]
+    assert {x["bank_code"] for w in windows for x in w["lines"]} >= {"007", "011", "310"}

@@ -47,6 +47,11 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ),  # fmt: skip
     ("GET", "/api/v1/dead-letters"): (ANY, "/api/v1/dead-letters", {}),
     ("GET", "/api/v1/dead-letters/{dead_letter_id}"): (ANY, "/api/v1/dead-letters/999999", {}),
+    ("GET", "/api/v1/dead-letters/{dead_letter_id}/body"): (
+        READER,
+        "/api/v1/dead-letters/1/body",
+        {},
+    ),  # fmt: skip
     ("POST", "/api/v1/dead-letters/{dead_letter_id}/redrive"): (
         OPERATOR,
         "/api/v1/dead-letters/999999/redrive",

@@ -37,7 +37,12 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ),  # fmt: skip
     ("GET", "/api/v1/session"): (ANY, "/api/v1/session", {}),
     ("DELETE", "/api/v1/session"): (ANY, "/api/v1/session", {}),
-    ("GET", "/api/v1/overview"): (READER, "/api/v1/overview", {}),
+    ("GET", "/api/v1/overview"): (ANY, "/api/v1/overview", {}),
+    ("GET", "/api/v1/overview/rate"): (
+        ANY,
+        "/api/v1/overview/rate?since=2026-11-24T00:00:00Z&until=2026-11-25T00:00:00Z",
+        {},
+    ),  # fmt: skip
     ("GET", "/api/v1/payments"): (ANY, "/api/v1/payments", {}),
     ("GET", "/api/v1/payments/{payment_id}"): (ANY, f"/api/v1/payments/{PAYMENT}", {}),
     ("GET", "/api/v1/payments/{payment_id}/trace"): (
@@ -196,3 +201,19 @@ def test_the_liquidity_board_and_windows_show_every_bank_to_operators(console: C
     assert own and {x["bank_code"] for x in own} == {"011"}
     windows = console.client("aud").get("/api/v1/settlement/windows").json()["items"]
     assert {x["bank_code"] for w in windows for x in w["lines"]} >= {"007", "011", "310"}
+
+
+def test_the_overview_counts_what_each_role_may_see(console: Console):
+    def total(user: str) -> int:
+        page = console.client(user).get("/api/v1/overview").json()
+        return sum(line["payments"] for line in page["channels"])
+
+    assert total("op1") == total("aud") == len(console.records)
+    assert total("b310") == len(console.ids_involving("310"))
+    window = {"since": "2026-11-24T00:00:00Z", "until": "2026-11-25T00:00:00Z"}
+    minutes = console.client("b011").get("/api/v1/overview/rate", params=window).json()
+    assert sum(m["payments"] for m in minutes["minutes"]) == len(console.ids_involving("011"))
+    first = console.client("op1").get("/api/v1/overview/rate", params=window).json()["minutes"][0]
+    assert first["minute"] == "2026-11-24T00:05:00Z" and first["payments"] == 1
+    too_long = {"since": "2026-11-20T00:00:00Z", "until": "2026-11-25T00:00:00Z"}
+    assert console.client("op1").get("/api/v1/overview/rate", params=too_long).status_code == 400

@@ -56,3 +56,7 @@ def test_another_banks_payment_is_as_missing(console: Console, suffix):
 
 def test_search_filters(console: Console):
     test_payments.test_search_filters_by_reference_last_four_and_time(console)
+
+
+def test_the_overview(console: Console):
+    test_permissions.test_the_overview_counts_what_each_role_may_see(console)

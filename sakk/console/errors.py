@@ -8,6 +8,7 @@ with the same words for both, and it is answered here unchanged.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -61,7 +62,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def _console_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConsoleError)
     if exc.status == 401 and not request.url.path.startswith(API_PREFIX):
-        return RedirectResponse("/login", status_code=303)
+        back = f"?next={quote(request.url.path)}" if request.method == "GET" else ""
+        return RedirectResponse(f"/login{back}", status_code=303)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     response = error_response(exc.status, exc.code, exc.message)
     if headers:

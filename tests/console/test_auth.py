@@ -101,3 +101,19 @@ def test_a_bearer_token_needs_no_csrf_and_a_bad_one_is_refused(console: Console)
     for header in ("Bearer sakk_nope.nope", "Basic abc", "Bearer " + console.tokens["op1"] + "x"):
         response = console.client().get("/api/v1/payments", headers={"Authorization": header})
         assert response.status_code == 401
+
+
+def test_a_change_from_another_sites_page_is_refused_even_the_sign_in(console: Console):
+    client = console.client()
+    evil = {"Origin": "https://evil.example"}
+    response = client.post(
+        "/login", data={"name": "op1", "password": PASSWORD}, headers=evil, follow_redirects=False
+    )
+    assert response.status_code == 403 and "sakk_session" not in response.headers.get(
+        "set-cookie", ""
+    )
+    own = {"Origin": "http://testserver"}
+    response = client.post(
+        "/login", data={"name": "op1", "password": PASSWORD}, headers=own, follow_redirects=False
+    )
+    assert response.status_code == 303

@@ -20,7 +20,7 @@ from engine.read.dead_letters import (
     list_dead_letters,
 )
 from sakk.console.api.common import REASON_CHARS, Cursor, Instant, Limit, Out, reading
-from sakk.console.auth import Principal, require_any, require_operator
+from sakk.console.auth import Principal, require_any, require_operator, require_reader
 from sakk.console.errors import ConsoleError, ErrorBody
 
 router = APIRouter(tags=["dead letters"])
@@ -161,3 +161,41 @@ def _redrive(request: Request, dead_letter_id: int, by: str, body: RedriveIn) ->
         raise ConsoleError(409, "refused", str(exc)) from exc
     except KafkaPlumbingError as exc:
         raise ConsoleError(503, "broker_unavailable", str(exc)) from exc
+
+
+class DeadLetterBody(Out):
+    """The stored copy decoded with the release's and the approved schemas, masked."""
+
+    dead_letter_id: int
+    key: str
+    stored_bytes: int | None  # None: no stored copy
+    cut: bool  # as long as a copy can be: the original was likely longer
+    event_type: str | None
+    body: dict[str, Any] | None
+    decode_error: str | None
+
+
+@router.get(
+    "/dead-letters/{dead_letter_id}/body", response_model=DeadLetterBody,
+    summary="Read a dead letter's body, decoded and masked (operators and auditors)",
+)  # fmt: skip
+def body(
+    request: Request,
+    dead_letter_id: DeadLetterId,
+    who: Annotated[Principal, Depends(require_reader)],
+) -> DeadLetterBody:
+    from engine.audit.export import jsonable
+    from engine.dlq.inspect import inspect_dead_letter
+    from engine.ledger.schemas import LedgerApprovedSchemas
+    from engine.serialization import AvroCodec, SchemaRegistry
+
+    settings, engine = request.app.state.settings, request.app.state.engine
+    codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir), LedgerApprovedSchemas(engine))
+    with reading(request) as conn:
+        get_dead_letter(conn, who.audience, dead_letter_id)  # 404 when there is none
+        view = inspect_dead_letter(conn, codec, dead_letter_id, settings.max_message_bytes)
+    return DeadLetterBody(
+        dead_letter_id=dead_letter_id, key=view.key, stored_bytes=view.stored_bytes,
+        cut=view.cut, event_type=view.event_type,
+        body=None if view.body is None else jsonable(view.body), decode_error=view.decode_error,
+    )  # fmt: skip

@@ -32,7 +32,8 @@ from engine.ops.keys import RevokeKey
 from engine.ops.limits import IssueMovement, SetBankLimit
 from engine.ops.notifications import Redeliver
 from engine.ops.redrive import RedriveCorrected
-from engine.ops.reference import LoadReferenceFile, SetBankDelivery, SetFee, SetLimit
+from engine.ops.reference import SetBankDelivery, SetFee, SetLimit
+from engine.ops.reference_load import LoadReferenceFile
 from engine.ops.users import (
     ChangeRole,
     CreateUser,

@@ -14,7 +14,8 @@ from engine.ops.keys import RevokeKey
 from engine.ops.limits import IssueMovement, SetBankLimit
 from engine.ops.notifications import Redeliver
 from engine.ops.redrive import RedriveCorrected
-from engine.ops.reference import LoadReferenceFile, SetBankDelivery, SetFee, SetLimit
+from engine.ops.reference import SetBankDelivery, SetFee, SetLimit
+from engine.ops.reference_load import LoadReferenceFile
 from engine.ops.registry import (
     FOUR_EYES,
     RegistryError,
@@ -64,7 +65,9 @@ EXAMPLES: list[Any] = [
     SetFee("WEB", "TRANSFER", "MAD", None, 360, 30.0),
     SetLimit("ATM", "MAD", {"max_amount_minor": 200_000, "hold_expiry_s": 3600}, 360, 30.0),
     SetBankDelivery("007", {"webhook_url": "https://bank.example/hook"}),
-    LoadReferenceFile("reference.yaml", "ab" * 32, {"fee_schedule": [], "banks": [{"code": "7"}]}),
+    LoadReferenceFile(
+        "reference.yaml", "ab" * 32, {"fee_schedule": [], "banks": [{"code": "7"}]}, 360, 30.0, True
+    ),
     CreateUser("bank7.ops", "bank", "007", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "amal"),
     ChangeRole("badr", "auditor", None),
     SetDisabled("badr", disabled=False),

@@ -22,6 +22,7 @@ from typing import cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -813,6 +814,45 @@ class OperatorAction(Base):
     row_hash: Mapped[str] = mapped_column(String(64))
 
 
+class OperatorProposal(Base):
+    """An operator action one operator proposed and another must approve (four eyes).
+
+    ``request`` is the action's request as JSON (``engine.ops.registry``); ``preview_old``
+    and ``preview_new`` what it would change when proposed. Only a PENDING row changes,
+    and only to APPROVED, REFUSED, EXPIRED or FAILED; a decided row never changes again,
+    nor is any row deleted (database triggers refuse both; ``engine.ops.proposals``).
+    """
+
+    __tablename__ = "operator_proposals"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('PENDING', 'APPROVED', 'REFUSED', 'EXPIRED', 'FAILED')", name="state"
+        ),
+        CheckConstraint("expires_at > proposed_at", name="expiry"),
+        CheckConstraint("state <> 'APPROVED' OR decided_by <> proposed_by", name="four_eyes"),
+        Index("ix_operator_proposals_state", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    request: Mapped[str] = mapped_column(Text)  # JSON, engine.ops.registry
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    preview_old: Mapped[str | None] = mapped_column(Text)  # JSON
+    preview_new: Mapped[str | None] = mapped_column(Text)  # JSON
+    state: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+    proposal_seq: Mapped[int] = mapped_column(BigId)  # its record in operator_actions
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decision_seq: Mapped[int | None] = mapped_column(BigId)  # the decision's record
+    action_seq: Mapped[int | None] = mapped_column(BigId)  # the action's record, approved
+
+
 class ReferenceVersion(Base):
     """One change of reference data (a fee rule, a channel limit, a bank's delivery settings).
 
@@ -835,3 +875,54 @@ class ReferenceVersion(Base):
     announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     action_seq: Mapped[int] = mapped_column(BigId)  # the operator action that announced it
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the console: an operator, an auditor, or one bank's user.
+
+    Only an argon2 hash of the password is kept. A bank user names exactly one bank; the
+    others none. A disabled user cannot sign in, and its sessions and tokens stop working.
+    """
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        CheckConstraint("role IN ('operator', 'auditor', 'bank')", name="role"),
+        CheckConstraint("(role = 'bank') = (bank_code IS NOT NULL)", name="bank_for_bank_role"),
+    )
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    bank_code: Mapped[str | None] = mapped_column(String(8))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleSession(Base):
+    """A browser session: the SHA-256 of its random id (the cookie's value is never kept),
+    its CSRF token, and when it ends."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("console_users.name"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ApiToken(Base):
+    """A machine's bearer token: its public id and the SHA-256 of its secret part."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(ForeignKey("console_users.name"), index=True)
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -78,7 +78,8 @@ def audit_verify(
     ledger's interbank postings and active interbank holds, the position journal walked in
     write order shows no payment or withdrawal accepted beyond a bank's cap (in force when
     it was decided) or liquidity, and the operator audit log's hash chain (sakk audit log)
-    is whole.
+    is whole, with every approved proposal's action recorded and approved by someone other
+    than its proposer (sakk proposals).
     Exits with status 1 on any finding.
     """
     try:

@@ -22,6 +22,7 @@ from typing import cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -798,3 +799,54 @@ class ReferenceVersion(Base):
     announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     action_seq: Mapped[int] = mapped_column(BigId)  # the operator action that announced it
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the console: an operator, an auditor, or one bank's user.
+
+    Only an argon2 hash of the password is kept. A bank user names exactly one bank; the
+    others none. A disabled user cannot sign in, and its sessions and tokens stop working.
+    """
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        CheckConstraint("role IN ('operator', 'auditor', 'bank')", name="role"),
+        CheckConstraint("(role = 'bank') = (bank_code IS NOT NULL)", name="bank_for_bank_role"),
+    )
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    bank_code: Mapped[str | None] = mapped_column(String(8))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleSession(Base):
+    """A browser session: the SHA-256 of its random id (the cookie's value is never kept),
+    its CSRF token, and when it ends."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("console_users.name"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ApiToken(Base):
+    """A machine's bearer token: its public id and the SHA-256 of its secret part."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(ForeignKey("console_users.name"), index=True)
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -33,6 +33,7 @@ from engine.ledger.checks import LedgerCheck, LifecycleCheck, check_ledger, chec
 from engine.ledger.models import LedgerChainHead, LedgerEntry, Posting
 from engine.ledger.postings import DEFAULT_CHAIN, GENESIS_HASH, MAX_CHAINS, entry_hash
 from engine.ops.audit_log import ActionLogCheck, verify_action_log
+from engine.ops.proposal_check import check_proposals
 
 WALK_CHUNK = 10_000
 MAX_BREAKS_LISTED = 1_000
@@ -329,6 +330,7 @@ def verify(conn: Connection, external_anchors: Iterable[Anchor] = ()) -> VerifyR
     walk = walk_ledger(conn, anchors)
     report = VerifyReport(walk, check_ledger(conn), check_lifecycle(conn))
     report.action_log = verify_action_log(conn)
+    report.action_log.problems += check_proposals(conn)  # four eyes held, in the same log
     for anchor in anchors:
         report.anchors_checked += 1
         problem = _anchor_problem(walk, anchor)

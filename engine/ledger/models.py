@@ -777,6 +777,45 @@ class OperatorAction(Base):
     row_hash: Mapped[str] = mapped_column(String(64))
 
 
+class OperatorProposal(Base):
+    """An operator action one operator proposed and another must approve (four eyes).
+
+    ``request`` is the action's request as JSON (``engine.ops.registry``); ``preview_old``
+    and ``preview_new`` what it would change when proposed. Only a PENDING row changes,
+    and only to APPROVED, REFUSED, EXPIRED or FAILED; a decided row never changes again,
+    nor is any row deleted (database triggers refuse both; ``engine.ops.proposals``).
+    """
+
+    __tablename__ = "operator_proposals"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('PENDING', 'APPROVED', 'REFUSED', 'EXPIRED', 'FAILED')", name="state"
+        ),
+        CheckConstraint("expires_at > proposed_at", name="expiry"),
+        CheckConstraint("state <> 'APPROVED' OR decided_by <> proposed_by", name="four_eyes"),
+        Index("ix_operator_proposals_state", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    request: Mapped[str] = mapped_column(Text)  # JSON, engine.ops.registry
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    preview_old: Mapped[str | None] = mapped_column(Text)  # JSON
+    preview_new: Mapped[str | None] = mapped_column(Text)  # JSON
+    state: Mapped[str] = mapped_column(String(16))
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+    proposal_seq: Mapped[int] = mapped_column(BigId)  # its record in operator_actions
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    decision_seq: Mapped[int | None] = mapped_column(BigId)  # the decision's record
+    action_seq: Mapped[int | None] = mapped_column(BigId)  # the action's record, approved
+
+
 class ReferenceVersion(Base):
     """One change of reference data (a fee rule, a channel limit, a bank's delivery settings).
 

@@ -97,6 +97,9 @@ class SetBankLimit:
         return warning
 
 
+MOVEMENT_KINDS = ("FundsIn", "FundsOut")
+
+
 @dataclass(frozen=True)
 class IssueMovement:
     """An operator issues a ``FundsIn`` or ``FundsOut`` for ``bank``: recorded before it is
@@ -120,6 +123,12 @@ class IssueMovement:
     def decide(self, state: bool, at: datetime) -> Plan | Refused:
         if not state:
             return Refused(f"no bank {self.bank}")
+        if self.kind not in MOVEMENT_KINDS:
+            return Refused(f"movement {self.kind!r}: expected one of {list(MOVEMENT_KINDS)}")
+        if self.amount_minor <= 0:
+            return Refused("a movement's amount is above zero")
+        if not is_known_currency(self.currency):
+            return Refused(f"currency {self.currency!r} is not one Sakk settles")
         new = {"movement": self.kind, "movement_id": self.movement_id,
                "amount": format_minor(self.amount_minor, self.currency)}  # fmt: skip
         return Plan(self.target, None, new)

@@ -115,6 +115,7 @@ class ConfirmWindow:
     label: str
     answers: Sequence[Answer] = field(compare=False)
     by: str = LEDGER_ACTOR
+    parties: Parties | None = None  # who the answers were read with: to read them again
 
     def load(self, conn: Connection) -> WindowRecord:
         return window_state(conn, self.label)

@@ -76,7 +76,8 @@ def audit_verify(
     captures, no available balance below minus the overdraft), and every closed window's
     net positions are still what the close recorded, each bank's position row equals the
     ledger's interbank postings and active interbank holds, and the operator audit log's
-    hash chain (sakk audit log) is whole.
+    hash chain (sakk audit log) is whole, with every approved proposal's action recorded
+    and approved by someone other than its proposer (sakk proposals).
     Exits with status 1 on any finding.
     """
     try:

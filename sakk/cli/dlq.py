@@ -23,7 +23,7 @@ from engine.audit.exceptions import AuditError
 from engine.audit.export import jsonable
 from engine.audit.urls import safe_url
 from engine.config import Settings
-from engine.dlq.body import read_body_file
+from engine.dlq.body import corrected_body, read_body_file
 from engine.dlq.exceptions import RedriveError
 from engine.dlq.inspect import DeadLetterView, inspect_dead_letter
 from engine.dlq.redrive import KindRedrive, Redriver
@@ -36,11 +36,18 @@ from engine.ledger.dead_letters import (
     MAX_REQUESTED_BY_CHARS,
     DeadLetterRecord,
     Redrive,
+    get_dead_letter,
 )
 from engine.ledger.exceptions import DeadLetterNotFoundError
 from engine.ledger.schemas import LedgerApprovedSchemas
 from engine.masking import mask_text
-from engine.ops.redrive import FORCE_FLAG, REFUSED_UNLESS_FORCED, check_redrivable
+from engine.ops.action import Actor
+from engine.ops.redrive import (
+    FORCE_FLAG,
+    REFUSED_UNLESS_FORCED,
+    RedriveCorrected,
+    check_redrivable,
+)
 from engine.read.audience import Audience
 from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_dead_letters
 from engine.read.exceptions import ReadError
@@ -49,7 +56,14 @@ from engine.serialization import AvroCodec, SchemaRegistry, SchemaStoreError, Se
 from engine.times import as_utc, parse_instant
 from sakk.app import STAGE_NAMES, make_codec
 from sakk.cli import cli
-from sakk.cli.options import audience_option, operator_name, page_options
+from sakk.cli.options import (
+    actor_of,
+    audience_option,
+    file_proposal,
+    operator_name,
+    page_options,
+    propose_options,
+)
 
 REASON_COLUMN_CHARS = 60  # the table cuts reasons; ``show`` prints them whole
 
@@ -191,6 +205,7 @@ def dlq_show(settings: Settings, dead_letter_id: int, as_json: bool) -> None:
     help=f"Also send {' and '.join(REFUSED_UNLESS_FORCED)} dead letters as they are (they "
     "most likely fail the same way again).",
 )
+@propose_options
 @click.pass_obj
 def dlq_redrive(
     settings: Settings,
@@ -202,6 +217,8 @@ def dlq_redrive(
     reason: str | None,
     limit: int,
     forced: bool,
+    propose: bool,
+    expires_in_s: int,
 ) -> None:
     """Send a dead letter (ID) or every one of a --kind back to its source topic.
 
@@ -209,16 +226,16 @@ def dlq_redrive(
     topic), or --body FILE (with the bank's --signature FILE where banks sign). A dead
     letter is sent again once: redriving it a second time sends nothing and says so.
     Poison and corrupt-batch dead letters are refused unless --force. Each redrive is
-    recorded in the operator audit log (sakk audit log).
+    recorded in the operator audit log (sakk audit log). --propose (four eyes, with
+    --body): sent once another operator approves the corrected body (sakk proposals).
     """
-    if (dead_letter_id is None) == (kind is None):
-        raise click.UsageError("give a dead letter ID or --kind KIND")
-    if body_file is not None and kind is not None:
-        raise click.UsageError("--body corrects one dead letter: give its ID, not --kind")
-    if signature_file is not None and body_file is None:
-        raise click.UsageError("--signature goes with --body: an original keeps its own")
-    if kind is not None and (refusal := check_redrivable(f"--kind {kind}", kind, forced)):
-        raise click.UsageError(refusal.reason)
+    _check_redrive_options(dead_letter_id, kind, body_file, signature_file, forced)
+    if propose:
+        if body_file is None or dead_letter_id is None:
+            raise click.UsageError("--propose holds a corrected --body for one dead letter ID")
+        _propose_corrected(settings, dead_letter_id, body_file, signature_file, forced,
+                           actor_of(requested_by, reason), expires_in_s)  # fmt: skip
+        return
     if settings.uses_embedded_broker:
         raise click.UsageError(
             "set SAKK_KAFKA_BOOTSTRAP_SERVERS: the copy goes to the broker your consumers read"
@@ -247,6 +264,39 @@ def dlq_redrive(
     _print_kind_run(run)
     if run.refused:
         raise SystemExit(1)
+
+
+def _check_redrive_options(
+    dead_letter_id: int | None, kind: str | None, body_file: Path | None,
+    signature_file: Path | None, forced: bool,
+) -> None:  # fmt: skip
+    if (dead_letter_id is None) == (kind is None):
+        raise click.UsageError("give a dead letter ID or --kind KIND")
+    if body_file is not None and kind is not None:
+        raise click.UsageError("--body corrects one dead letter: give its ID, not --kind")
+    if signature_file is not None and body_file is None:
+        raise click.UsageError("--signature goes with --body: an original keeps its own")
+    if kind is not None and (refusal := check_redrivable(f"--kind {kind}", kind, forced)):
+        raise click.UsageError(refusal.reason)
+
+
+def _propose_corrected(
+    settings: Settings, dead_letter_id: int, body_file: Path, signature_file: Path | None,
+    forced: bool, actor: Actor, expires_in_s: int,
+) -> None:  # fmt: skip
+    """File the corrected body for a second operator's approval; nothing is sent."""
+    try:
+        body = read_body_file(body_file, settings.max_message_bytes)
+        signature = (None if signature_file is None
+                     else read_body_file(signature_file, MAX_SIGNATURE_FILE_BYTES))  # fmt: skip
+        codec, _ = _reading_codec(settings)
+        with _ledger(settings) as engine, engine.connect() as conn:
+            topic = get_dead_letter(conn, dead_letter_id).source_topic
+        corrected_body(codec, topic, body)  # a body that does not decode is refused now
+    except (RedriveError, DeadLetterNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    action = RedriveCorrected(dead_letter_id, body, signature, forced)
+    file_proposal(settings, action, actor, expires_in_s)
 
 
 @contextmanager

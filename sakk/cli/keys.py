@@ -29,7 +29,7 @@ from engine.trust.keys import KeyPair, decode_public, encode_public
 from engine.trust.signing import BANK_CODE_MAX_CHARS, BankKey
 from sakk.app import ledger_engine
 from sakk.cli import cli
-from sakk.cli.options import actor_of, actor_options
+from sakk.cli.options import actor_of, actor_options, file_proposal, propose_options
 
 STATUS_TEXT = {
     None: "yes",
@@ -182,6 +182,7 @@ def keys_list(settings: Settings, bank: str | None, fmt: str) -> None:
     "--at", "at", type=INSTANT, default=None, help="Revoked from this time (default: now)."
 )
 @actor_options
+@propose_options
 @click.pass_obj
 def keys_revoke(
     settings: Settings,
@@ -190,14 +191,20 @@ def keys_revoke(
     at: datetime | None,
     by: str | None,
     reason: str | None,
+    propose: bool,
+    expires_in_s: int,
 ) -> None:
     """Revoke KEY_ID of BANK from --at on: the validator refuses it from then.
 
     Recorded in the operator audit log (sakk audit log) with who asked and why.
+    --propose: four eyes, revoked once another operator approves it (sakk proposals).
     """
     actor = actor_of(by, reason)
     now = datetime.now(UTC)
     moment = at or now.replace(microsecond=0)
+    if propose:
+        file_proposal(settings, RevokeKey(bank, key_id, moment), actor, expires_in_s)
+        return
     try:
         done = run_action(ledger_engine(settings), RevokeKey(bank, key_id, moment), actor, now)
     except ActionRefusedError as exc:

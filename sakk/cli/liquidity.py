@@ -29,16 +29,17 @@ from engine.ops.action import ActionRefusedError, run_action
 from engine.ops.limits import IssueMovement, SetBankLimit
 from sakk.app import kafka_for, ledger_engine, make_codec
 from sakk.cli import cli
-from sakk.cli.options import actor_of, actor_options
+from sakk.cli.options import actor_of, actor_options, file_proposal, propose_options
 
 WAIT_POLL_S = 0.2
 
 
 def movement_record(
-    bank: str, amount_minor: int, currency: str, issued_by: str, at: datetime
-) -> dict[str, Any]:
-    """A movement's record: its id fresh, its time the operator's."""
-    movement_id = str(uuid.uuid4())
+    bank: str, amount_minor: int, currency: str, issued_by: str, at: datetime,
+    movement_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A movement's record: its id fresh (or the one proposed), its time the operator's."""
+    movement_id = movement_id or str(uuid.uuid4())
     return {
         "event_id": movement_id, "payment_id": movement_id, "bank_code": bank,
         "currency": currency, "amount_minor": amount_minor, "occurred_at": at,
@@ -73,7 +74,9 @@ def movement_outcome(settings: Settings, movement_id: str) -> dict[str, Any] | N
 def _movement(
     settings: Settings, event: EventType, bank: str, amount: str, currency: str,
     wait_s: float, as_json: bool, by: str | None = None, reason: str | None = None,
+    proposing: int | None = None,
 ) -> None:  # fmt: skip
+    """Issue the movement; with ``proposing`` (an expiry in seconds), propose it only."""
     try:
         minor = to_minor(amount, currency)
     except AmountError as exc:
@@ -83,6 +86,9 @@ def _movement(
     actor = actor_of(by, reason)
     record = movement_record(bank, minor, currency, actor.name, datetime.now(UTC))
     issued = IssueMovement(event.name, bank, currency, minor, record["payment_id"])
+    if proposing is not None:
+        file_proposal(settings, issued, actor, proposing, as_json)
+        return
     try:
         run_action(ledger_engine(settings), issued, actor, record["occurred_at"])
     except ActionRefusedError as exc:
@@ -118,7 +124,7 @@ def _options(f: Any) -> Any:
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
     )):  # fmt: skip
         f = option(f)
-    return actor_options(f)
+    return propose_options(actor_options(f))
 
 
 @cli.group()
@@ -130,19 +136,24 @@ def liquidity() -> None:
 @_options
 @click.pass_obj
 def fund(settings: Settings, bank: str, amount: str, currency: str, wait_s: float,
-         as_json: bool, by: str | None, reason: str | None) -> None:  # fmt: skip
-    """Publish a FundsIn: BANK deposited AMOUNT at the switch (an audited action)."""
-    _movement(settings, FUNDS_IN, bank, amount, currency, wait_s, as_json, by, reason)
+         as_json: bool, by: str | None, reason: str | None, propose: bool,
+         expires_in_s: int) -> None:  # fmt: skip
+    """Publish a FundsIn: BANK deposited AMOUNT at the switch (an audited action;
+    --propose: four eyes, published once another operator approves it)."""
+    proposing = expires_in_s if propose else None
+    _movement(settings, FUNDS_IN, bank, amount, currency, wait_s, as_json, by, reason, proposing)
 
 
 @liquidity.command("withdraw")
 @_options
 @click.pass_obj
 def withdraw(settings: Settings, bank: str, amount: str, currency: str, wait_s: float,
-             as_json: bool, by: str | None, reason: str | None) -> None:  # fmt: skip
+             as_json: bool, by: str | None, reason: str | None, propose: bool,
+             expires_in_s: int) -> None:  # fmt: skip
     """Publish a FundsOut: BANK takes AMOUNT back (refused AM04 below its exposure; an
-    audited action)."""
-    _movement(settings, FUNDS_OUT, bank, amount, currency, wait_s, as_json, by, reason)
+    audited action; --propose: four eyes, published once another operator approves it)."""
+    proposing = expires_in_s if propose else None
+    _movement(settings, FUNDS_OUT, bank, amount, currency, wait_s, as_json, by, reason, proposing)
 
 
 @liquidity.command("cap")
@@ -154,10 +165,13 @@ def withdraw(settings: Settings, bank: str, amount: str, currency: str, wait_s: 
     help="The share of its cap at which the bank is alerted (once per crossing).",
 )  # fmt: skip
 @actor_options
+@propose_options
 @click.pass_obj
 def cap(settings: Settings, bank: str, currency: str, cap: str, alert_percent: int,
-        by: str | None, reason: str | None) -> None:  # fmt: skip
-    """Set BANK's net debit cap and alert percentage: an audited operator action.
+        by: str | None, reason: str | None, propose: bool,
+        expires_in_s: int) -> None:  # fmt: skip
+    """Set BANK's net debit cap and alert percentage: an audited operator action
+    (--propose: four eyes, another operator approves it).
 
     A cap below the bank's exposure is taken, with a warning: everything the bank would
     pay out is refused (AM23) until its position falls back under it.
@@ -168,6 +182,9 @@ def cap(settings: Settings, bank: str, currency: str, cap: str, alert_percent: i
         raise click.BadParameter(str(exc), param_hint="--cap") from exc
     actor = actor_of(by, reason)
     action = SetBankLimit(bank, currency, minor, alert_percent)
+    if propose:
+        file_proposal(settings, action, actor, expires_in_s)
+        return
     try:
         done = run_action(ledger_engine(settings), action, actor, datetime.now(UTC))
     except ActionRefusedError as exc:

@@ -27,7 +27,14 @@ from engine.read.snapshot import snapshot
 from engine.times import as_utc, parse_instant
 from sakk.app import ledger_engine
 from sakk.cli import cli
-from sakk.cli.options import actor_of, actor_options, audience_option, page_options
+from sakk.cli.options import (
+    actor_of,
+    actor_options,
+    audience_option,
+    file_proposal,
+    page_options,
+    propose_options,
+)
 
 TABLE_COLUMNS = (
     "notification_id", "payment_id", "recipient_bank", "outcome", "status", "attempts",
@@ -107,6 +114,7 @@ def notifications_list(
 @click.option("--bank", metavar="CODE", help="Select the notifications to this bank.")
 @click.option("--since", metavar="TIME", help="Created at or after this ISO 8601 time (UTC).")
 @actor_options
+@propose_options
 @click.pass_obj
 def notifications_redeliver(
     settings: Settings,
@@ -116,12 +124,15 @@ def notifications_redeliver(
     since: str | None,
     by: str | None,
     reason: str | None,
+    propose: bool,
+    expires_in_s: int,
 ) -> None:
     """Send given-up (FAILED) notifications again, under the same notification id.
 
     Idempotent: a notification already PENDING or DELIVERED is left as it is. Each
     redelivery is recorded with who asked, when and why, and the request in the
-    operator audit log (sakk audit log).
+    operator audit log (sakk audit log). --propose (four eyes, for a redelivery in bulk):
+    redelivered once another operator approves it (sakk proposals).
     """
     if by is not None and not by.strip():
         raise click.UsageError("a redelivery names who asks for it")
@@ -131,6 +142,9 @@ def notifications_redeliver(
         status=selected_status, bank=bank, since=_since(since), ids=notification_ids
     )
     action = Redeliver(which, actor.name, settings.notify_horizon_s, reason)
+    if propose:
+        file_proposal(settings, action, actor, expires_in_s)
+        return
     try:
         done = run_redelivery(ledger_engine(settings), action, actor, datetime.now(UTC))
     except (RedeliveryError, ActionRefusedError) as exc:

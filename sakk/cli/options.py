@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -142,3 +143,51 @@ def page_options(command: F) -> F:
         show_default=True,
         help=f"Rows a page (at most {MAX_PAGE}).",
     )(command)
+
+
+def propose_options(command: F) -> F:
+    """``--propose`` and ``--expires-in``: file the action for a second operator's approval
+    (``sakk proposals approve``) instead of taking it."""
+    from engine.ops.proposals import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
+
+    command = click.option(
+        "--expires-in", "expires_in_s", type=click.IntRange(MIN_TTL_S, MAX_TTL_S),
+        default=DEFAULT_TTL_S, show_default=True, metavar="SECONDS",
+        help="With --propose: how long the proposal waits for its approval.",
+    )(command)  # fmt: skip
+    return click.option(
+        "--propose", is_flag=True,
+        help="Four eyes: file a proposal that another operator approves "
+        "(sakk proposals approve ID) instead of acting now.",
+    )(command)  # fmt: skip
+
+
+def file_proposal(
+    settings: Settings, action: Any, actor: Actor, expires_in_s: int, as_json: bool = False,
+    database_url: str | None = None,
+) -> None:  # fmt: skip
+    """Propose ``action`` as ``actor`` (in ``database_url``'s ledger, default the live one);
+    print the proposal, or why it is refused (exit 1)."""
+    from datetime import UTC, datetime
+
+    from engine.ledger.database import make_engine
+    from engine.ops.action import ActionRefusedError
+    from engine.ops.proposals import ProposalError, propose
+
+    engine = make_engine(database_url or settings.ledger_url)
+    try:
+        proposal = propose(engine, action, actor, datetime.now(UTC), expires_in_s)
+    except (ActionRefusedError, ProposalError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(proposal.as_dict(), indent=2, sort_keys=True))
+        return
+    click.echo(
+        f"proposal {proposal.id} filed: {proposal.action} on {proposal.target}, by "
+        f"{proposal.proposed_by}, expires at {proposal.expires_at:%Y-%m-%dT%H:%M:%SZ}\n"
+        f"  now:      {json.dumps(proposal.preview_old, sort_keys=True)}\n"
+        f"  proposed: {json.dumps(proposal.preview_new, sort_keys=True)}\n"
+        f"another operator approves it: sakk proposals approve {proposal.id} --by NAME"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from engine.ops.action import ActionRefusedError, Actor, run_action
 from engine.ops.windows import AbortWindow, ConfirmationRefusedError, ConfirmWindow, SettleWindow
 from engine.read.exceptions import WindowError
 from engine.risk.instruction import Parties
-from sakk.cli.options import actor_of, actor_options
+from sakk.cli.options import actor_of, actor_options, file_proposal, propose_options
 from sakk.cli.settlement import (
     _database_option,
     _hours_option,
@@ -133,22 +133,33 @@ def write_instructions(out: Path, instructions: Mapping[str, bytes]) -> dict[str
 @settlement.command("settle")
 @click.argument("window_text", metavar="WINDOW")
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-    help="Where to write the pacs.009 (one file per currency: FILE.CUR.xml for several).",
+    "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the pacs.009 (one file per currency: FILE.CUR.xml for several); "
+    "required unless --propose.",
 )  # fmt: skip
 @_hours_option
 @lifecycle_options
+@propose_options
 @click.pass_obj
 def settlement_settle(
-    settings: Settings, window_text: str, out: Path, hours: str, database: str | None,
-    no_publish: bool, as_json: bool, by: str | None, reason: str | None,
+    settings: Settings, window_text: str, out: Path | None, hours: str, database: str | None,
+    no_publish: bool, as_json: bool, by: str | None, reason: str | None, propose: bool,
+    expires_in_s: int,
 ) -> None:  # fmt: skip
     """Instruct the settlement bank for a CLOSED (or ABORTED) window: SETTLING.
 
     Writes one pacs.009 per currency carrying each bank's net as the close recorded it;
-    each new attempt after an abort has new message ids.
+    each new attempt after an abort has new message ids. --propose: four eyes, settled
+    once another operator approves it (sakk proposals approve ID --out FILE).
     """
     label, actor = label_of(window_text, hours), actor_of(by, reason)
+    if propose:
+        _propose(settings, database, expires_in_s, as_json, actor,
+                 lambda engine: SettleWindow(label, parties(settings, engine), actor.name,
+                                             _nowhere))  # fmt: skip
+        return
+    if out is None:
+        raise click.UsageError("--out FILE: where to write the pacs.009")
     engine = ledger_of(settings, database, no_publish)
     written: dict[str, Path] = {}
     try:
@@ -187,19 +198,26 @@ def settlement_settle(
 )  # fmt: skip
 @_hours_option
 @lifecycle_options
+@propose_options
 @click.pass_obj
 def settlement_confirm(
     settings: Settings, files: tuple[Path, ...], window_text: str | None, hours: str,
     database: str | None, no_publish: bool, as_json: bool, by: str | None, reason: str | None,
+    propose: bool, expires_in_s: int,
 ) -> None:  # fmt: skip
     """Check the settlement bank's pacs.002 answers (one per currency): SETTLED, or refused
     whole with every difference (this window, each bank once, each amount its net, sum zero).
+    --propose: four eyes, checked and confirmed once another operator approves it.
     """
     label = label_of(window_text, hours) if window_text else None
     actor = actor_of(by, reason)
     for path in files:
         if path.stat().st_size > MAX_CONFIRMATION_BYTES:
             raise click.UsageError(f"{path}: over {MAX_CONFIRMATION_BYTES} bytes")
+    if propose:
+        _propose(settings, database, expires_in_s, as_json, actor,
+                 lambda engine: _confirmation(settings, engine, files, label, actor))  # fmt: skip
+        return
     engine = ledger_of(settings, database, no_publish)
     try:
         answers = read_answers([(str(p), p.read_bytes()) for p in files], parties(settings, engine))
@@ -229,6 +247,39 @@ def _confirm(
         return exc.result
     result: ConfirmResult = done.result
     return result
+
+
+def _nowhere(_instructions: Mapping[str, bytes]) -> None:
+    """A proposed settlement writes nothing: its approver writes the pacs.009."""
+
+
+def _confirmation(
+    settings: Settings, engine: Engine, files: tuple[Path, ...], label: str | None, actor: Actor
+) -> ConfirmWindow:
+    """The confirmation to propose, its answers read with the parties they name."""
+    bound = parties(settings, engine)
+    answers = read_answers([(str(p), p.read_bytes()) for p in files], bound)
+    if label is None:
+        with engine.connect() as conn:
+            label = window_answered(conn, answers)
+    return ConfirmWindow(label, answers, actor.name, bound)
+
+
+def _propose(
+    settings: Settings, database: str | None, expires_in_s: int, as_json: bool, actor: Actor,
+    make: Callable[[Engine], Any],
+) -> None:  # fmt: skip
+    """File the action ``make`` builds as a proposal (nothing is written nor published)."""
+    url = as_database_url(database) if database else settings.ledger_url
+    engine = make_engine(url)
+    try:
+        action = make(engine)
+    except (TransitionRefused, WindowError) as exc:
+        refuse(as_json, None, [str(exc)])
+        return
+    finally:
+        engine.dispose()
+    file_proposal(settings, action, actor, expires_in_s, as_json, url)
 
 
 def _report_confirmation(as_json: bool, result: ConfirmResult, topic: str | None) -> None:

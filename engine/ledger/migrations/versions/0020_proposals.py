@@ -6,14 +6,14 @@ once, from PENDING to APPROVED, REFUSED, EXPIRED or FAILED; triggers refuse any 
 change (a decided row is final; a request is never rewritten) and every DELETE.
 
 Revision ID: 0020_proposals
-Revises: 0017_positions
+Revises: 0019_console_auth
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_proposals"
-down_revision = "0017_positions"
+down_revision = "0019_console_auth"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
 from engine.ledger.database import make_engine
-from sakk.console import errors, login
+from sakk.console import errors, login, pages
 from sakk.console.auth import LoginLimiter
 from sakk.console.config import ConsoleConfig
 from sakk.console.routes import api_router
@@ -50,6 +50,7 @@ def create_app(
     errors.install(app)
     app.include_router(api_router)
     app.include_router(login.router)
+    pages.install(app)
     _middleware(app, config)
     return app
 

@@ -113,3 +113,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("browser screenshots")
         for folder in written:
             terminalreporter.write_line(f"{folder} ({len(list(folder.iterdir()))} files)")
+
+
+@pytest.fixture
+def console_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start ``sakk console`` processes over a ledger; each is stopped after the test."""
+    from tests.browser.console import Console, start_console
+
+    started: list[Console] = []
+
+    def start(database_url: str, **env: str) -> Console:
+        console = start_console(database_url, tmp_path / f"console-{len(started)}.log", **env)
+        started.append(console)
+        return console
+
+    yield start
+    for console in started:
+        console.stop()

@@ -139,6 +139,14 @@ def cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS] + "…"
 
 
+def cell_of(row: Mapping[str, Any], column: str) -> str:
+    """A row's value as table text; amounts (``*_minor``) in their row's currency."""
+    value = row.get(column)
+    if column.endswith("_minor") and isinstance(value, int) and not isinstance(value, bool):
+        return money(value, str(row.get("currency") or "MAD"))
+    return cell(value)
+
+
 def columns_of(rows: list[Mapping[str, Any]] | tuple[Mapping[str, Any], ...]) -> list[str]:
     """The columns of a table of rows: every key any row has, in first-seen order."""
     seen: dict[str, None] = {}
@@ -148,7 +156,7 @@ def columns_of(rows: list[Mapping[str, Any]] | tuple[Mapping[str, Any], ...]) ->
 
 
 TEMPLATES.env.filters.update(money=money, when=when, cell=cell)
-TEMPLATES.env.globals.update(columns_of=columns_of)
+TEMPLATES.env.globals.update(columns_of=columns_of, cell_of=cell_of)
 
 
 def error_page(request: Request, exc: Exception) -> HTMLResponse:

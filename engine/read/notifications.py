@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
-from engine.ledger.models import Notification
+from engine.ledger.models import Notification, NotificationAttempt
 from engine.ledger.notifications import NotificationFilter
 from engine.masking import mask_text
 from engine.read.audience import Audience
+from engine.read.exceptions import NotVisibleError
 from engine.read.paging import DEFAULT_PAGE, Page, check_limit, decode_cursor, page_of
 from engine.times import as_utc
 
@@ -65,8 +66,7 @@ def list_notifications(
     query = select(*(t.c[name] for name in NotificationView.__dataclass_fields__)).where(
         *which.where()
     )
-    if not audience.sees_every_bank():
-        query = query.where(t.c.recipient_bank == audience.bank_code)
+    query = query.where(*_visible(audience))
     if cursor is not None:
         at, notification_id = decode_cursor(LIST, cursor)
         query = query.where(
@@ -78,3 +78,60 @@ def list_notifications(
     query = query.order_by(t.c.created_at, t.c.notification_id).limit(limit + 1)
     views = [_view(r, audience) for r in conn.execute(query)]
     return page_of(LIST, views, limit, lambda v: (v.created_at, v.notification_id))
+
+
+def _visible(audience: Audience) -> list[Any]:
+    t = Notification.__table__
+    return [] if audience.sees_every_bank() else [t.c.recipient_bank == audience.bank_code]
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    number: int
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+
+MAX_ATTEMPTS_SHOWN = 1_000
+
+
+def get_notification(
+    conn: Connection, audience: Audience, notification_id: str
+) -> tuple[NotificationView, list[AttemptView]]:
+    """One notification with its delivery attempts; another bank's is as missing as none."""
+    t, a = Notification.__table__, NotificationAttempt.__table__
+    row = conn.execute(
+        select(*(t.c[name] for name in NotificationView.__dataclass_fields__)).where(
+            t.c.notification_id == notification_id, *_visible(audience)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotVisibleError(f"no notification {notification_id}")
+    attempts = conn.execute(
+        select(a.c.number, a.c.started_at, a.c.duration_ms, a.c.status_code, a.c.error)
+        .where(a.c.notification_id == notification_id)
+        .order_by(a.c.number, a.c.id)
+        .limit(MAX_ATTEMPTS_SHOWN)
+    )
+    whole = audience.unmasked()
+    return _view(row, audience), [
+        AttemptView(int(r.number), as_utc(r.started_at), int(r.duration_ms), r.status_code,
+                    r.error if whole or r.error is None else mask_text(r.error))
+        for r in attempts
+    ]  # fmt: skip
+
+
+def delivery_status(conn: Connection, audience: Audience) -> dict[str, dict[str, int]]:
+    """How many notifications each bank has in each status (a bank: its own only)."""
+    t = Notification.__table__
+    query = (
+        select(t.c.recipient_bank, t.c.status, func.count())
+        .where(*_visible(audience))
+        .group_by(t.c.recipient_bank, t.c.status)
+    )
+    out: dict[str, dict[str, int]] = {}
+    for bank, status, count in conn.execute(query):
+        out.setdefault(bank, {})[status] = int(count)
+    return dict(sorted(out.items()))

@@ -50,7 +50,7 @@ def console(
         sys.stdout.write(openapi_text(create_app(config)))
         return
     engine = ledger_engine(settings.replace(database_url=url), migrate=True)
-    _serve(create_app(config, engine), host, port, certfile, keyfile)
+    _serve(create_app(config, engine, settings=settings), host, port, certfile, keyfile)
 
 
 def openapi_text(app: object) -> str:

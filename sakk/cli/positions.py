@@ -15,28 +15,15 @@ from engine.config import Settings
 from engine.ledger.database import make_engine
 from engine.ledger.positions import BankRow, read_banks
 from engine.money import format_minor
+from engine.read.liquidity import board_line
 from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
-from engine.risk.limits import BASIS_POINTS, BankLimits, PositionView
+from engine.risk.limits import BASIS_POINTS
 from sakk.cli.settlement import settlement
-
-LIMIT_FIELDS = (
-    "net_debit_cap_minor", "liquidity_minor", "share_used_bps", "alert_percent", "headroom_minor",
-)  # fmt: skip
 
 
 def position_line(row: BankRow) -> dict[str, Any]:
     """One bank and currency: its position and holds, and its limits (None: unbounded)."""
-    exposure = row.exposure
-    line: dict[str, Any] = {
-        "bank_code": row.bank, "currency": row.currency,
-        "position_minor": exposure.position_minor, "held_minor": exposure.held_minor,
-        "exposure_minor": exposure.total_minor, "settled_minor": row.settled_minor,
-    }  # fmt: skip
-    if row.cap_minor is None:
-        return line | dict.fromkeys(LIMIT_FIELDS) | {"liquidity_minor": row.liquidity_minor}
-    limits = BankLimits(row.cap_minor, max(row.liquidity_minor, 0))
-    view = PositionView.of(exposure, limits, row.alert_percent or 100)
-    return line | {k: getattr(view, k) for k in LIMIT_FIELDS}
+    return board_line(row).as_dict()
 
 
 def position_lines(engine: Engine) -> list[dict[str, Any]]:

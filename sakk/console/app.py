@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
+from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine
 from sakk.console import errors, login, pages
 from sakk.console.auth import LoginLimiter
@@ -34,8 +35,13 @@ def create_app(
     config: ConsoleConfig,
     engine: Engine | None = None,
     clock: Callable[[], datetime] = utc_now,
+    settings: Settings | None = None,
 ) -> FastAPI:
-    """The console over the ledger at ``config.database_url`` (or ``engine``, already open)."""
+    """The console over the ledger at ``config.database_url`` (or ``engine``, already open).
+
+    ``settings``: the switch's (its broker, for a redrive or a window's close to publish);
+    without them, the defaults: no broker, so those actions record only or are refused.
+    """
     app = FastAPI(
         title=API_TITLE, version=API_VERSION, openapi_url=OPENAPI_URL,
         docs_url="/api/v1/docs", redoc_url=None, swagger_ui_oauth2_redirect_url=None,
@@ -44,6 +50,7 @@ def create_app(
     app.state.config = config
     app.state.engine = engine or make_engine(config.database_url, pool_size=config.db_pool_size)
     app.state.clock = clock
+    app.state.settings = settings or load_settings(environ={}, database_url=config.database_url)
     app.state.limiter = LoginLimiter(
         config.login_max_failures, config.login_window_s, config.login_tracked_keys
     )

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.audit.window_lifecycle import TransitionRefused
 from engine.ops.action import ActionRefusedError
 from engine.read.exceptions import NotVisibleError, ReadError
 
@@ -79,6 +80,10 @@ def _refused(request: Request, exc: Exception) -> Response:
     return error_response(409, "refused", exc.reason, action=exc.action)
 
 
+def _conflict(request: Request, exc: Exception) -> Response:
+    return error_response(409, "refused", str(exc))
+
+
 def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # Never echo what was sent (a password, an account number): where and what was wrong only.
@@ -101,5 +106,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(NotVisibleError, _not_visible)
     app.add_exception_handler(ReadError, _read_error)
     app.add_exception_handler(ActionRefusedError, _refused)
+    app.add_exception_handler(TransitionRefused, _conflict)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
+from engine.ledger.models import DeadLetter, Notification, NotificationAttempt
 from engine.ops.action import Actor, run_action
 from engine.ops.users import CreateUser, IssueToken, hash_password, new_token
 from sakk.console.app import create_app
@@ -86,11 +87,44 @@ def add_users(engine: Engine, at: datetime) -> dict[str, str]:
     return tokens
 
 
+def seed_notifications_and_dead_letters(engine: Engine, records: list[dict[str, Any]]) -> None:
+    """Each payment told to both its banks (some given up, with attempts), and dead letters
+    naming payments of each bank's namespace and none."""
+    notes, attempts = [], []
+    for i, r in enumerate(records):
+        for bank in {r["payer_bank"], r["payee_bank"]}:
+            nid = f"N-{i}-{bank}"
+            at = r["occurred_at"] + timedelta(seconds=1)
+            notes.append({
+                "notification_id": nid, "payment_id": switch_id(r), "outcome": "SETTLED",
+                "recipient_bank": bank, "sender": "switch",
+                "status": "FAILED" if i % 3 == 0 else "DELIVERED", "attempts": 1,
+                "last_error": "HTTP 500 for 007780000000000000000111" if i % 3 == 0 else None,
+                "payload": "{}", "source_event_id": f"E-{i}", "created_at": at,
+                "finished_at": at, "round": 0,
+            })  # fmt: skip
+            attempts.append({"notification_id": nid, "number": 1, "started_at": at,
+                             "duration_ms": 12, "status_code": 500 if i % 3 == 0 else 200,
+                             "error": None})  # fmt: skip
+    dead = [
+        {"consumer": "validator", "source_topic": "tamper.payments.initiated",
+         "source_partition": 0, "source_offset": 1_000 + i, "kind": "undecodable",
+         "reason": f"cannot read account 0077800000000000000001{i:02d}",
+         "payment_id": pid, "recorded_at": DAY1 + timedelta(minutes=i)}
+        for i, pid in enumerate([None, "007:X-1", "011:X-2", "310:X-3", "0071:X-4"])
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(Notification), notes)
+        conn.execute(insert(NotificationAttempt), attempts)
+        conn.execute(insert(DeadLetter), dead)
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     url = f"sqlite:///{tmp_path_factory.mktemp('console') / 'ledger.db'}"
     records = ledger_payments()
     engine = build_ledger(url, records)
+    seed_notifications_and_dead_letters(engine, records)
     made = Console(engine, url, records)
     made.tokens = add_users(engine, DAY1 + timedelta(days=1))
     yield made

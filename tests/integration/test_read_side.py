@@ -252,12 +252,13 @@ def test_net_positions_follow_the_effective_window_once_a_late_posting_is_carrie
         assert [(x.bank_code, x.net_minor) for x in only_011] == [("011", 4_242)]
 
 
-def test_dead_letters_page_by_cursor_for_operators_and_never_for_a_bank(ledger):
+def test_dead_letters_page_by_cursor_for_operators_and_a_bank_reads_its_own_only(ledger):
     engine, _ = ledger
     rows = [
         {"consumer": "validator", "source_topic": "t.payments.initiated", "source_partition": 0,
          "source_offset": i, "kind": ("undecodable", "poison")[i % 2],
          "reason": f"cannot read account 0077800000000000000001{i:02d}",
+         "payment_id": (None, "007:P-1", "011:P-1", "0071:P-1")[i % 4],
          "recorded_at": DAY1 + timedelta(minutes=i)}
         for i in range(7)
     ]  # fmt: skip
@@ -278,8 +279,11 @@ def test_dead_letters_page_by_cursor_for_operators_and_never_for_a_bank(ledger):
         assert [d.source_offset for d in poison.items] == [1, 3, 5]
         assert poison.items[0].reason == rows[1]["reason"]  # an auditor reads it whole
         assert count_dead_letters(conn, OPERATOR, DeadLetterFilter(kind="poison")) == 3
-        with pytest.raises(ReadError):
-            list_dead_letters(conn, BANK_007, DeadLetterFilter())
+        own = list_dead_letters(conn, BANK_007, DeadLetterFilter(), limit=MAX_PAGE)
+        assert [d.source_offset for d in own.items] == [1, 5]  # 007:..., never 0071: nor none
+        assert all("00778" not in d.reason for d in own.items)
+        assert count_dead_letters(conn, BANK_007, DeadLetterFilter()) == 2
+        assert list_dead_letters(conn, Audience.bank("310"), DeadLetterFilter()).items == ()
 
 
 def test_reference_listings_keys_per_audience_and_the_approved_schemas(ledger):

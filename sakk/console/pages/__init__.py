@@ -16,7 +16,6 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from engine.config import load_settings
 from sakk.console.pages.audit import router as audit
 from sakk.console.pages.banks import router as banks
 from sakk.console.pages.dead_letters import router as dead_letters
@@ -44,8 +43,6 @@ SCREENS = (
 
 def install(app: FastAPI) -> None:
     """Add the screens, their static files and their error pages to the console ``app``."""
-    if not hasattr(app.state, "settings"):
-        app.state.settings = load_settings()  # the broker and schemas a redrive uses
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(PageError, error_page)
     for screen in SCREENS:

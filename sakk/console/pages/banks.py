@@ -1,5 +1,5 @@
-"""Banks and their signing keys (a bank user: its own); the reference data (fees, channel
-limits, approved schemas) for operators and auditors."""
+"""Banks (a bank user: the directory, its own delivery settings and keys) and their keys; the
+reference data (fees, channel limits, approved schemas) for operators and auditors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from engine.ledger.reference import read_fee_schedule, read_limits
-from engine.read.reference import approved_schemas, bank_keys, list_banks
+from engine.read.reference import approved_schemas, bank_keys, current_reference
+from engine.read.reference import banks as list_banks
 from sakk.console.api.common import reading
 from sakk.console.auth import Principal, require_any
 from sakk.console.pages.render import READERS, need, page, shown_as_page
@@ -29,20 +29,9 @@ def banks(request: Request, who: Annotated[Principal, Depends(require_any)]) -> 
 def reference(request: Request, who: Annotated[Principal, Depends(require_any)]) -> HTMLResponse:
     need(who, READERS)
     with shown_as_page(who), reading(request) as conn:
-        fees = read_fee_schedule(conn)
-        limits = read_limits(conn)
+        now_in_force = current_reference(conn)
         schemas = approved_schemas(conn)
-    fee_rows = [
-        {"channel": channel, "payment_type": kind, "currency": currency, "fixed_minor": fixed,
-         "rate_bps": rate, "max_minor": most}
-        for (channel, kind, currency), (fixed, rate, most) in sorted(fees.rules.items())
-    ]  # fmt: skip
-    limit_rows = [
-        {"channel": channel, "currency": currency, "max_amount_minor": most,
-         "hold_expiry_s": limits.hold_expiry_s.get((channel, currency))}
-        for (channel, currency), most in sorted(limits.max_amount_minor.items())
-    ]  # fmt: skip
     return page(
-        request, who, "reference.html", "Reference data", fees=fee_rows, limits=limit_rows,
-        schemas=schemas,
+        request, who, "reference.html", "Reference data", fees=now_in_force["fees"],
+        limits=now_in_force["limits"], schemas=schemas,
     )  # fmt: skip

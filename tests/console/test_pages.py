@@ -73,3 +73,17 @@ def test_a_form_posted_without_the_csrf_token_is_refused(console):
 def test_a_search_with_a_bad_field_says_what_is_wrong(console):
     answer = console.client(AS_ROLE["operator"]).get("/payments", params={"account_last4": "12"})
     assert answer.status_code == 400 and "account_last4" in answer.text
+
+
+def test_an_operator_closes_a_window_from_the_settlement_page_and_an_auditor_cannot(console):
+    auditor = console.client(AS_ROLE["auditor"])
+    assert auditor.post("/settlement/close", data={"window": "2026-11-24"}).status_code == 403
+    operator = console.client(AS_ROLE["operator"])
+    before = operator.get("/settlement", params={"window": "2026-11-24"}).text
+    assert "Close window 2026-11-24" in before
+    closed = operator.post("/settlement/close", data={"window": "2026-11-24", "reason": "day end"})
+    assert closed.status_code == 200, closed.text[:500]
+    assert "window 2026-11-24 closed, recorded (no broker)" in closed.text
+    assert "Close window 2026-11-24" not in closed.text
+    log = operator.get("/audit", params={"action": "window.close"}).text
+    assert "window 2026-11-24" in log and ">op1<" in log

@@ -17,18 +17,22 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from engine.config import Settings
+from engine.dlq.body import corrected_body
 from engine.dlq.exceptions import RedriveError
 from engine.dlq.inspect import inspect_dead_letter
 from engine.dlq.redrive import RedriveOutcome, Redriver
+from engine.dlq.signatures import MAX_SIGNATURE_FILE_BYTES
 from engine.kafka.exceptions import KafkaPlumbingError
-from engine.ledger.dead_letters import MAX_REASON_CHARS
+from engine.ledger.dead_letters import MAX_REASON_CHARS, get_dead_letter
 from engine.ledger.exceptions import DeadLetterNotFoundError
 from engine.ledger.schemas import LedgerApprovedSchemas
+from engine.ops.redrive import RedriveCorrected
 from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_dead_letters
 from engine.serialization import AvroCodec, SchemaRegistry, SerializationError
 from sakk.app import make_codec
 from sakk.console.api.common import engine_of, reading
 from sakk.console.auth import Principal, require_any
+from sakk.console.pages.proposals import proposed
 from sakk.console.pages.render import (
     OPERATORS,
     READERS,
@@ -40,6 +44,7 @@ from sakk.console.pages.render import (
 )
 
 router = APIRouter(include_in_schema=False)
+MAX_BODY_CHARS = 1_048_576  # a corrected event's JSON (the broker's message limit is lower)
 PAGE_ROWS = 100
 DeadLetterId = Annotated[int, Path(ge=1, le=2**62)]
 
@@ -129,3 +134,28 @@ async def redrive(
     return page(
         request, who, "dead_letter.html", title, view=view, d=view.record, notice=outcome.summary
     )
+
+
+@router.post("/dead-letters/{dead_letter_id}/propose", response_class=HTMLResponse)
+def propose_corrected(
+    request: Request,
+    dead_letter_id: DeadLetterId,
+    who: Annotated[Principal, Depends(require_any)],
+    body: Annotated[str, Form(min_length=1, max_length=MAX_BODY_CHARS)],
+    signature: Annotated[str, Form(max_length=MAX_SIGNATURE_FILE_BYTES)] = "",
+    reason: Annotated[str, Form(max_length=MAX_REASON_CHARS)] = "",
+) -> HTMLResponse:
+    """Propose sending the dead letter again with the bank's corrected body (JSON fields of
+    the event) and its signature: a second operator approves it before it goes anywhere."""
+    need(who, OPERATORS)
+    corrected, signed = body.strip().encode(), signature.strip().encode() or None
+    try:
+        with shown_as_page(who), reading(request) as conn:
+            topic = get_dead_letter(conn, dead_letter_id).source_topic
+        corrected_body(_reading_codec(request), topic, corrected)  # refused now if it won't decode
+    except DeadLetterNotFoundError as exc:
+        raise PageError(404, str(exc), who) from exc
+    except RedriveError as exc:
+        raise PageError(400, str(exc), who) from exc
+    action = RedriveCorrected(dead_letter_id, corrected, signed)
+    return proposed(request, who, action, reason.strip())

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
+from engine.config import Settings
 from engine.iso.amounts import AmountError, to_minor
 from engine.ops.action import Actor
 from engine.ops.audit_log import MAX_REASON_CHARS
@@ -22,6 +23,7 @@ from engine.ops.proposals import (
     ProposalError,
     ProposalState,
     approve,
+    get_proposal,
     list_proposals,
     propose,
     refuse,
@@ -34,8 +36,10 @@ from sakk.console.pages.render import (
     PageError,
     need,
     page,
+    settings_of,
     shown_as_page,
 )
+from sakk.followups import follow_up, problem_before_approving
 
 router = APIRouter(include_in_schema=False)
 PAGE_ROWS = 100
@@ -95,6 +99,11 @@ def proposed(request: Request, who: Principal, action: Any, reason: str) -> HTML
     return listing(request, who, "", notice)
 
 
+def _switch_settings(request: Request) -> Settings:
+    """The settings a follow-up runs with: the console's, on the ledger it reads."""
+    return settings_of(request).replace(database_url=request.app.state.config.database_url)
+
+
 @router.post("/proposals/{proposal_id}/approve", response_class=HTMLResponse)
 def approve_proposal(
     request: Request,
@@ -102,15 +111,23 @@ def approve_proposal(
     who: Annotated[Principal, Depends(require_any)],
     reason: Reason = "",
 ) -> HTMLResponse:
+    """Take the proposal's action now, then what follows it outside the ledger (a corrected
+    dead letter sent, a window's move published), as ``sakk proposals approve`` does."""
     need(who, OPERATORS)
+    settings, engine, at = _switch_settings(request), engine_of(request), now(request)
     try:
+        problem = problem_before_approving(settings, get_proposal(engine, proposal_id, at).action)
+        if problem is not None:
+            raise PageError(409, problem, who)
         with shown_as_page(who):
-            done = approve(
-                engine_of(request), proposal_id, Actor(who.name, reason or None), now(request)
-            )
+            done = approve(engine, proposal_id, Actor(who.name, reason or None), at)
+        taken = get_proposal(engine, proposal_id, at)
     except ProposalError as exc:
         raise proposal_error(exc, who) from exc
-    notice = f"proposal {proposal_id} approved: taken as operator action #{done.seq}"
+    lines = follow_up(settings, taken, done, who.name, at)
+    notice = "; ".join(
+        [f"proposal {proposal_id} approved: taken as operator action #{done.seq}", *lines]
+    )
     return listing(request, who, "", notice)
 
 

@@ -11,8 +11,8 @@ Fields the JSON cannot carry are given back by their decoder: a settlement instr
 confirmation's answers are read again from their files' bytes.
 
 :data:`FOUR_EYES` names the actions one operator proposes and another approves
-(``engine.ops.proposals``); :func:`register` adds an action kept elsewhere (the console's
-user management registers its own, ``users.*``, all of them four eyes).
+(``engine.ops.proposals``), among them every change of the console's users
+(``engine.ops.users``, ``user.*``); :func:`register` adds an action kept elsewhere.
 """
 
 from __future__ import annotations
@@ -33,11 +33,20 @@ from engine.ops.limits import IssueMovement, SetBankLimit
 from engine.ops.notifications import Redeliver
 from engine.ops.redrive import RedriveCorrected
 from engine.ops.reference import LoadReferenceFile, SetBankDelivery, SetFee, SetLimit
+from engine.ops.users import (
+    ChangeRole,
+    CreateUser,
+    IssueToken,
+    ResetPassword,
+    RevokeToken,
+    SetDisabled,
+)
 from engine.ops.windows import AbortWindow, CloseWindow, ConfirmWindow, SettleWindow
 from engine.read.positions import Window
 from engine.risk.instruction import Parties
 
-USER_ACTIONS_PREFIX = "users."  # engine/ops/users.py: adding users, changing roles, disabling
+USER_ACTIONS_PREFIX = "user."  # engine/ops/users.py: every change of users, roles, tokens
+USER_ACTIONS = (CreateUser, ChangeRole, SetDisabled, ResetPassword, IssueToken, RevokeToken)
 FOUR_EYES = frozenset({
     SetBankLimit.name,  # a cap or an alert percentage
     IssueMovement.name,  # funds in or out
@@ -45,7 +54,7 @@ FOUR_EYES = frozenset({
     RedriveCorrected.name,  # a dead letter sent again with a corrected body
     RevokeKey.name,  # a bank's key revoked
     Redeliver.name,  # notifications redelivered in bulk (see needs_four_eyes)
-    "users.add", "users.role", "users.disable", "users.enable", "users.password", "users.token",
+    *(kind.name for kind in USER_ACTIONS),  # users and their roles, passwords, tokens
 })  # fmt: skip
 
 
@@ -314,7 +323,7 @@ def _nowhere(_instructions: Mapping[str, bytes]) -> None:
 
 def _register_all() -> None:
     for kind in (SetBankLimit, IssueMovement, AbortWindow, RevokeKey, RedriveCorrected,
-                 SetFee, SetLimit, SetBankDelivery, LoadReferenceFile):  # fmt: skip
+                 SetFee, SetLimit, SetBankDelivery, LoadReferenceFile, *USER_ACTIONS):  # fmt: skip
         register(kind)
     register(CloseWindow, *fields_codec(CloseWindow, {"window": (_window_json, _window_of)}))
     parties = {"parties": (_parties_json, _parties_of)}

@@ -9,6 +9,7 @@ from sakk.console.api.dead_letters import router as dead_letters
 from sakk.console.api.notifications import router as notifications
 from sakk.console.api.overview import router as overview
 from sakk.console.api.payments import router as payments
+from sakk.console.api.proposals import router as proposals
 from sakk.console.api.reference import router as reference
 from sakk.console.api.session import router as session
 from sakk.console.api.settlement import router as settlement
@@ -25,6 +26,7 @@ API_ROUTERS = (
     reference,
     audit,
     users,
+    proposals,
 )
 
 api_router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)

@@ -24,6 +24,14 @@ from engine.ops.registry import (
     registered,
     to_json,
 )
+from engine.ops.users import (
+    ChangeRole,
+    CreateUser,
+    IssueToken,
+    ResetPassword,
+    RevokeToken,
+    SetDisabled,
+)
 from engine.ops.windows import AbortWindow, CloseWindow, ConfirmWindow, SettleWindow
 from engine.read.positions import Window
 from engine.risk.instruction import Parties
@@ -57,6 +65,12 @@ EXAMPLES: list[Any] = [
     SetLimit("ATM", "MAD", {"max_amount_minor": 200_000, "hold_expiry_s": 3600}, 360, 30.0),
     SetBankDelivery("007", {"webhook_url": "https://bank.example/hook"}),
     LoadReferenceFile("reference.yaml", "ab" * 32, {"fee_schedule": [], "banks": [{"code": "7"}]}),
+    CreateUser("bank7.ops", "bank", "007", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "amal"),
+    ChangeRole("badr", "auditor", None),
+    SetDisabled("badr", disabled=False),
+    ResetPassword("badr", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"),
+    IssueToken("bank7.ops", "AbCdEfGh", "ab" * 32, "reconciliation job", "amal", 86_400),
+    RevokeToken("AbCdEfGh"),
 ]
 
 
@@ -178,16 +192,18 @@ def test_what_needs_four_eyes() -> None:
     assert four_eyes == {
         "limits.cap", "liquidity.movement", "window.settle", "window.confirm",
         "key.revoke", "notifications.redeliver", "dlq.redrive.corrected",
+        "user.create", "user.role", "user.disable", "user.password", "user.token.issue",
+        "user.token.revoke",
     }  # fmt: skip
     one = Redeliver(NotificationFilter(ids=("n-1",)), "ops-amal", 3600)
     assert not needs_four_eyes(one)  # one notification is not in bulk
     assert not needs_four_eyes(EXAMPLES[5])  # an abort, a close: no money moves
-    assert {"users.add", "users.role"} <= FOUR_EYES
+    assert {"user.create", "user.role"} <= FOUR_EYES
 
-    class UsersAdd:
-        name = "users.grant"
+    class UserGrant:
+        name = "user.grant"
 
-    assert needs_four_eyes(UsersAdd())  # every user action, named or not yet
+    assert needs_four_eyes(UserGrant())  # every user action, listed or yet to come
 
 
 def test_a_name_is_registered_by_one_request_type_only() -> None:

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from engine.audit.chain import verify
 from engine.ops.audit_log import count_actions, list_actions, verify_action_log
 from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
 from sakk.console.api.common import engine_of, reading
-from sakk.console.auth import Principal, require_any
-from sakk.console.pages.render import READERS, need, page, shown_as_page
+from sakk.console.pages.render import Reader, page, shown_as_page
 
 router = APIRouter(include_in_schema=False)
 PAGE_ROWS = 100
@@ -23,12 +22,11 @@ PAGE_ROWS = 100
 @router.get("/audit", response_class=HTMLResponse)
 def audit(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Reader,
     action: Annotated[str, Query(max_length=64)] = "",
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
 ) -> HTMLResponse:
     """The log's newest page (or the page after ``after``), the chain check of every row."""
-    need(who, READERS)
     with shown_as_page(who), reading(request) as conn:
         total = count_actions(conn)
         start = max(0, total - PAGE_ROWS) if after is None else after
@@ -42,9 +40,8 @@ def audit(
 
 
 @router.get("/audit/verify", response_class=HTMLResponse)
-def audit_verify(request: Request, who: Annotated[Principal, Depends(require_any)]) -> HTMLResponse:
+def audit_verify(request: Request, who: Reader) -> HTMLResponse:
     """``sakk audit verify`` on the ledger the console reads: chains, double entry, windows."""
-    need(who, READERS)
     with shown_as_page(who), snapshot(engine_of(request), REPORT_TIMEOUT_MS) as conn:
         report = verify(conn)
     return page(

@@ -12,7 +12,7 @@ from engine.read.reference import approved_schemas, bank_keys, current_reference
 from engine.read.reference import banks as list_banks
 from sakk.console.api.common import reading
 from sakk.console.auth import Principal, require_any
-from sakk.console.pages.render import READERS, need, page, shown_as_page
+from sakk.console.pages.render import Reader, page, shown_as_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -26,8 +26,7 @@ def banks(request: Request, who: Annotated[Principal, Depends(require_any)]) -> 
 
 
 @router.get("/reference", response_class=HTMLResponse)
-def reference(request: Request, who: Annotated[Principal, Depends(require_any)]) -> HTMLResponse:
-    need(who, READERS)
+def reference(request: Request, who: Reader) -> HTMLResponse:
     with shown_as_page(who), reading(request) as conn:
         now_in_force = current_reference(conn)
         schemas = approved_schemas(conn)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
@@ -31,13 +31,12 @@ from engine.read.dead_letters import DeadLetterFilter, count_dead_letters, list_
 from engine.serialization import AvroCodec, SchemaRegistry, SerializationError
 from sakk.app import make_codec
 from sakk.console.api.common import engine_of, reading
-from sakk.console.auth import Principal, require_any
+from sakk.console.auth import Principal
 from sakk.console.pages.proposals import proposed
 from sakk.console.pages.render import (
-    OPERATORS,
-    READERS,
+    Operator,
     PageError,
-    need,
+    Reader,
     page,
     settings_of,
     shown_as_page,
@@ -63,11 +62,10 @@ def broker_settings(request: Request, who: Principal) -> Settings:
 @router.get("/dead-letters", response_class=HTMLResponse)
 def dead_letters(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Reader,
     kind: Annotated[str, Query(max_length=32)] = "",
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> HTMLResponse:
-    need(who, READERS)
     which = DeadLetterFilter(kind=kind or None)
     with shown_as_page(who), reading(request) as conn:
         found = list_dead_letters(conn, who.audience, which, cursor, PAGE_ROWS)
@@ -86,10 +84,7 @@ def _reading_codec(request: Request) -> AvroCodec:
 
 
 @router.get("/dead-letters/{dead_letter_id}", response_class=HTMLResponse)
-def dead_letter(
-    request: Request, dead_letter_id: DeadLetterId, who: Annotated[Principal, Depends(require_any)]
-) -> HTMLResponse:
-    need(who, READERS)
+def dead_letter(request: Request, dead_letter_id: DeadLetterId, who: Reader) -> HTMLResponse:
     max_bytes = settings_of(request).max_message_bytes
     try:
         with shown_as_page(who), reading(request) as conn:
@@ -114,10 +109,9 @@ def _redrive(
 async def redrive(
     request: Request,
     dead_letter_id: DeadLetterId,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     reason: Annotated[str, Form(max_length=MAX_REASON_CHARS)] = "",
 ) -> HTMLResponse:
-    need(who, OPERATORS)
     settings = broker_settings(request, who)
     try:
         outcome = await run_in_threadpool(
@@ -140,14 +134,13 @@ async def redrive(
 def propose_corrected(
     request: Request,
     dead_letter_id: DeadLetterId,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     body: Annotated[str, Form(min_length=1, max_length=MAX_BODY_CHARS)],
     signature: Annotated[str, Form(max_length=MAX_SIGNATURE_FILE_BYTES)] = "",
     reason: Annotated[str, Form(max_length=MAX_REASON_CHARS)] = "",
 ) -> HTMLResponse:
     """Propose sending the dead letter again with the bank's corrected body (JSON fields of
     the event) and its signature: a second operator approves it before it goes anywhere."""
-    need(who, OPERATORS)
     corrected, signed = body.strip().encode(), signature.strip().encode() or None
     try:
         with shown_as_page(who), reading(request) as conn:

@@ -20,7 +20,7 @@ from engine.read.exceptions import ReadError
 from engine.read.notifications import list_notifications
 from sakk.console.api.common import engine_of, now, reading
 from sakk.console.auth import Principal, require_any
-from sakk.console.pages.render import OPERATORS, PageError, need, page, settings_of, shown_as_page
+from sakk.console.pages.render import Operator, PageError, page, settings_of, shown_as_page
 
 router = APIRouter(include_in_schema=False)
 PAGE_ROWS = 100
@@ -65,12 +65,11 @@ def notifications(
 @router.post("/notifications/redeliver", response_class=HTMLResponse)
 def redeliver(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     notification_id: Annotated[str, Form(min_length=1, max_length=MAX_ID_CHARS)],
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> HTMLResponse:
     """Send one given-up notification again (several at once: a proposal, four eyes)."""
-    need(who, OPERATORS)
     which = NotificationFilter(ids=(notification_id,))
     action = Redeliver(which, who.name, settings_of(request).notify_horizon_s, reason or None)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from engine.config import Settings
@@ -29,11 +29,12 @@ from engine.ops.proposals import (
     refuse,
 )
 from sakk.console.api.common import engine_of, now
-from sakk.console.auth import Principal, require_any
+from sakk.console.auth import Principal
 from sakk.console.pages.render import (
     OPERATORS,
-    READERS,
+    Operator,
     PageError,
+    Reader,
     need,
     page,
     settings_of,
@@ -74,10 +75,9 @@ def _shown(proposal: Any) -> dict[str, Any]:
 @router.get("/proposals", response_class=HTMLResponse)
 def proposals(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Reader,
     state: Annotated[str, Query(max_length=16)] = "",
 ) -> HTMLResponse:
-    need(who, READERS)
     return listing(request, who, state)
 
 
@@ -108,12 +108,11 @@ def _switch_settings(request: Request) -> Settings:
 def approve_proposal(
     request: Request,
     proposal_id: ProposalId,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     reason: Reason = "",
 ) -> HTMLResponse:
     """Take the proposal's action now, then what follows it outside the ledger (a corrected
     dead letter sent, a window's move published), as ``sakk proposals approve`` does."""
-    need(who, OPERATORS)
     settings, engine, at = _switch_settings(request), engine_of(request), now(request)
     try:
         problem = problem_before_approving(settings, get_proposal(engine, proposal_id, at).action)
@@ -135,10 +134,9 @@ def approve_proposal(
 def refuse_proposal(
     request: Request,
     proposal_id: ProposalId,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     reason: Annotated[str, Form(min_length=1, max_length=MAX_REASON_CHARS)],
 ) -> HTMLResponse:
-    need(who, OPERATORS)
     try:
         refuse(engine_of(request), proposal_id, who.name, now(request), reason)
     except ProposalError as exc:
@@ -149,7 +147,7 @@ def refuse_proposal(
 @router.post("/proposals/cap", response_class=HTMLResponse)
 def propose_cap(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     bank: Annotated[str, Form(min_length=1, max_length=8, pattern=r"^[0-9A-Za-z]+$")],
     cap: Annotated[str, Form(min_length=1, max_length=32)],
     alert_percent: Annotated[int, Form(ge=1, le=100)],
@@ -157,7 +155,6 @@ def propose_cap(
     reason: Reason = "",
 ) -> HTMLResponse:
     """Propose a bank's net debit cap (a decimal amount) and alert percentage."""
-    need(who, OPERATORS)
     try:
         cap_minor = to_minor(cap.replace(",", "").strip(), currency)
     except AmountError as exc:

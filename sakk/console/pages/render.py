@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
@@ -25,7 +25,7 @@ from engine.ops.action import ActionRefusedError
 from engine.read.audience import Role
 from engine.read.exceptions import NotVisibleError, ReadError
 from engine.times import as_utc
-from sakk.console.auth import Principal
+from sakk.console.auth import Principal, require_any
 from sakk.console.errors import ConsoleError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -70,6 +70,21 @@ def need(who: Principal, roles: frozenset[Role]) -> None:
     if who.role not in roles:
         allowed = " or ".join(sorted(r.value for r in roles))
         raise PageError(403, f"a {who.role.value} user may not: this needs {allowed}", who)
+
+
+def _reader(who: Annotated[Principal, Depends(require_any)]) -> Principal:
+    need(who, READERS)
+    return who
+
+
+def _operator(who: Annotated[Principal, Depends(require_any)]) -> Principal:
+    need(who, OPERATORS)
+    return who
+
+
+# A page's caller, checked before its form or query is read (a refusal comes first).
+Reader = Annotated[Principal, Depends(_reader)]  # an operator or an auditor
+Operator = Annotated[Principal, Depends(_operator)]
 
 
 @contextmanager

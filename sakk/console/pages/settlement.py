@@ -20,7 +20,7 @@ from sakk.cli.positions import percent
 from sakk.console.api.common import REASON_CHARS, reading
 from sakk.console.api.settlement import WINDOW_TEXT, CloseIn, close
 from sakk.console.auth import Principal, require_any
-from sakk.console.pages.render import OPERATORS, need, page, shown_as_page
+from sakk.console.pages.render import Operator, page, shown_as_page
 
 router = APIRouter(include_in_schema=False)
 WINDOWS_SHOWN = 30  # the newest windows the page lists (older: the API pages on)
@@ -51,13 +51,12 @@ def settlement(
 @router.post("/settlement/close", response_class=HTMLResponse)
 def close_window(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     window: Annotated[str, Form(pattern=WINDOW_TEXT)],
     early: Annotated[bool, Form()] = False,
     reason: Annotated[str, Form(max_length=REASON_CHARS)] = "",
 ) -> HTMLResponse:
     """Close ``window`` (its nets become final), as ``POST /api/v1/settlement/windows/close``."""
-    need(who, OPERATORS)
     label = window.split("/")[0]
     with shown_as_page(who):
         done = close(request, CloseIn(window=label, early=early, reason=reason or None), who)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from engine.ledger.console import list_users
@@ -19,9 +19,8 @@ from engine.ops.users import (
 )
 from engine.read.audience import Role
 from sakk.console.api.common import reading
-from sakk.console.auth import Principal, require_any
 from sakk.console.pages.proposals import Reason, proposed
-from sakk.console.pages.render import READERS, PageError, need, page, shown_as_page
+from sakk.console.pages.render import Operator, PageError, Reader, page, shown_as_page
 
 router = APIRouter(include_in_schema=False)
 UserName = Annotated[str, Form(min_length=1, max_length=64)]
@@ -31,8 +30,7 @@ ROLES = tuple(r.value for r in Role)
 
 
 @router.get("/users", response_class=HTMLResponse)
-def users(request: Request, who: Annotated[Principal, Depends(require_any)]) -> HTMLResponse:
-    need(who, READERS)
+def users(request: Request, who: Reader) -> HTMLResponse:
     with shown_as_page(who), reading(request) as conn:
         found = list_users(conn)
     return page(request, who, "users.html", "Users", users=found, roles=ROLES)
@@ -41,7 +39,7 @@ def users(request: Request, who: Annotated[Principal, Depends(require_any)]) -> 
 @router.post("/users/add", response_class=HTMLResponse)
 def add_user(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     user_name: UserName,
     role: RoleName,
     password: Annotated[str, Form(min_length=1, max_length=1_024)],
@@ -59,7 +57,7 @@ def add_user(
 @router.post("/users/role", response_class=HTMLResponse)
 def change_role(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     user_name: UserName,
     role: RoleName,
     bank_code: BankCode = "",
@@ -71,7 +69,7 @@ def change_role(
 @router.post("/users/disabled", response_class=HTMLResponse)
 def set_disabled(
     request: Request,
-    who: Annotated[Principal, Depends(require_any)],
+    who: Operator,
     user_name: UserName,
     disabled: Annotated[bool, Form()],
     reason: Reason = "",

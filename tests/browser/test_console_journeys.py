@@ -235,7 +235,7 @@ def test_a_dead_letter_redriven_from_the_console_settles_its_payment(
     assert "PUBLISHED by amal" in page.get_by_test_id("redrive-status").inner_text()
     shot(page, screenshots, "3-redriven")
     flow.wait_until(lambda: state_of(flow.engine, late) == "SETTLED")
-    page.goto(f"{console.url}/payments/{switch_id(late)}")
+    page.get_by_test_id("payment-link").click()  # the redrive named the payment it carried
     assert page.get_by_test_id("state").inner_text().startswith("SETTLED")
     shot(page, screenshots, "4-payment-settled")
     page.get_by_role("link", name="Audit").click()

@@ -16,10 +16,6 @@ from engine.ledger.positions import BankRow, read_banks
 from engine.read.audience import Audience
 from engine.risk.limits import BankLimits, PositionView
 
-LIMIT_FIELDS = (
-    "net_debit_cap_minor", "liquidity_minor", "share_used_bps", "alert_percent", "headroom_minor",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class BoardLine:
@@ -46,10 +42,17 @@ def board_line(row: BankRow) -> BoardLine:
     common = (row.bank, row.currency, exposure.position_minor, exposure.held_minor,
               exposure.total_minor, row.settled_minor)  # fmt: skip
     if row.cap_minor is None:
-        return BoardLine(*common, row.liquidity_minor, None, None, None, None)
+        return BoardLine(
+            *common, liquidity_minor=row.liquidity_minor, net_debit_cap_minor=None,
+            share_used_bps=None, alert_percent=None, headroom_minor=None,
+        )  # fmt: skip
     limits = BankLimits(row.cap_minor, max(row.liquidity_minor, 0))
     view = PositionView.of(exposure, limits, row.alert_percent or 100)
-    return BoardLine(*common, *(getattr(view, k) for k in LIMIT_FIELDS))
+    return BoardLine(
+        *common, liquidity_minor=view.liquidity_minor, net_debit_cap_minor=view.net_debit_cap_minor,
+        share_used_bps=view.share_used_bps, alert_percent=view.alert_percent,
+        headroom_minor=view.headroom_minor,
+    )  # fmt: skip
 
 
 def liquidity_board(conn: Connection, audience: Audience) -> list[BoardLine]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
@@ -11,7 +12,7 @@ from sqlalchemy import Engine
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine
 from sakk.console import errors, login, pages
-from sakk.console.auth import LoginLimiter
+from sakk.console.auth import SAFE_METHODS, LoginLimiter
 from sakk.console.config import ConsoleConfig
 from sakk.console.routes import api_router
 
@@ -44,7 +45,7 @@ def create_app(
     """
     app = FastAPI(
         title=API_TITLE, version=API_VERSION, openapi_url=OPENAPI_URL,
-        docs_url="/api/v1/docs", redoc_url=None, swagger_ui_oauth2_redirect_url=None,
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # no CDN scripts
         description="Operators, auditors and each bank: what they see and do (docs/console.md).",
     )  # fmt: skip
     app.state.config = config
@@ -62,6 +63,15 @@ def create_app(
     return app
 
 
+def same_origin(request: Request) -> bool:
+    """Whether a request that changes something came from this site (or names no origin:
+    not a browser, or one that sends none; the session's CSRF token still stands)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
 def _middleware(app: FastAPI, config: ConsoleConfig) -> None:
     @app.middleware("http")
     async def guard(
@@ -71,6 +81,10 @@ def _middleware(app: FastAPI, config: ConsoleConfig) -> None:
         if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
             return errors.error_response(
                 413, "too_large", f"a request body is at most {config.max_body_bytes} bytes"
+            )
+        if request.method not in SAFE_METHODS and not same_origin(request):
+            return errors.error_response(
+                403, "forbidden", "a change must come from the console's own pages"
             )
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)

@@ -8,12 +8,15 @@ with the same words for both, and it is answered here unchanged.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from engine.audit.window_lifecycle import TransitionRefused
 from engine.ops.action import ActionRefusedError
@@ -59,7 +62,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def _console_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ConsoleError)
     if exc.status == 401 and not request.url.path.startswith(API_PREFIX):
-        return RedirectResponse("/login", status_code=303)
+        back = f"?next={quote(request.url.path)}" if request.method == "GET" else ""
+        return RedirectResponse(f"/login{back}", status_code=303)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     response = error_response(exc.status, exc.code, exc.message)
     if headers:
@@ -98,7 +102,21 @@ def _http(request: Request, exc: Exception) -> Response:
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
         exc.status_code, "error"
     )
-    return error_response(exc.status_code, code, str(exc.detail))
+    response = error_response(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers (several routes may share a path)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex, _, _ = compile_path(str(route.path))
+        if regex.match(request.url.path):
+            methods |= set(getattr(route.route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:

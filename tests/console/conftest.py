@@ -119,16 +119,20 @@ def seed_notifications_and_dead_letters(engine: Engine, records: list[dict[str, 
         conn.execute(insert(DeadLetter), dead)
 
 
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('console') / 'ledger.db'}"
+def make_console(url: str) -> Console:
     records = ledger_payments()
     engine = build_ledger(url, records)
     seed_notifications_and_dead_letters(engine, records)
     made = Console(engine, url, records)
     made.tokens = add_users(engine, DAY1 + timedelta(days=1))
+    return made
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    made = make_console(f"sqlite:///{tmp_path_factory.mktemp('console') / 'ledger.db'}")
     yield made
-    engine.dispose()
+    made.engine.dispose()
 
 
 def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> str:

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
 
 from engine.audit.chain import verify
 from engine.audit.export import jsonable
@@ -20,7 +19,7 @@ from engine.masking import mask_text
 from engine.ops.audit_log import LIST_LIMIT_MAX, list_actions
 from engine.read.paging import MAX_PAGE
 from engine.read.snapshot import REPORT_TIMEOUT_MS, snapshot
-from sakk.console.api.common import engine_of, reading
+from sakk.console.api.common import Out, engine_of, reading
 from sakk.console.auth import Principal, require_reader
 from sakk.console.errors import ConsoleError, ErrorBody
 
@@ -28,7 +27,7 @@ router = APIRouter(tags=["audit"])
 _VERIFYING = threading.Lock()
 
 
-class ActionOut(BaseModel):
+class ActionOut(Out):
     seq: int
     acted_at: datetime
     actor: str
@@ -40,7 +39,7 @@ class ActionOut(BaseModel):
     row_hash: str
 
 
-class ActionLog(BaseModel):
+class ActionLog(Out):
     items: list[ActionOut]
     next_after_seq: int | None  # pass as after_seq for the next page; None: the last page
 
@@ -62,7 +61,7 @@ def log(
     )
 
 
-class VerifyOut(BaseModel):
+class VerifyOut(Out):
     """``sakk audit verify --format json``: the summary and every finding."""
 
     ok: bool

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from engine.ledger.dead_letters import DeadLetterRecord
 from engine.read.dead_letters import (
@@ -19,15 +19,15 @@ from engine.read.dead_letters import (
     get_dead_letter,
     list_dead_letters,
 )
-from sakk.console.api.common import REASON_CHARS, Cursor, Limit, reading
-from sakk.console.auth import Principal, require_any, require_operator
+from sakk.console.api.common import REASON_CHARS, Cursor, Instant, Limit, Out, reading
+from sakk.console.auth import Principal, require_any, require_operator, require_reader
 from sakk.console.errors import ConsoleError, ErrorBody
 
 router = APIRouter(tags=["dead letters"])
 DeadLetterId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-class RedriveOut(BaseModel):
+class RedriveOut(Out):
     status: str
     requested_by: str
     requested_at: datetime
@@ -39,7 +39,7 @@ class RedriveOut(BaseModel):
     published_at: datetime | None
 
 
-class DeadLetterOut(BaseModel):
+class DeadLetterOut(Out):
     id: int
     consumer: str
     source_topic: str
@@ -52,7 +52,7 @@ class DeadLetterOut(BaseModel):
     redrive: RedriveOut | None  # never its bytes
 
 
-class DeadLetterPage(BaseModel):
+class DeadLetterPage(Out):
     items: list[DeadLetterOut]
     next_cursor: str | None
     total: int
@@ -73,7 +73,7 @@ def search(
     who: Annotated[Principal, Depends(require_any)],
     kind: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     consumer: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    since: AwareDatetime | None = None,
+    since: Instant | None = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> DeadLetterPage:
@@ -101,7 +101,7 @@ class RedriveIn(BaseModel):
     force: bool = False  # also a poison or corrupt_batch dead letter, as stored
 
 
-class RedriveDone(BaseModel):
+class RedriveDone(Out):
     dead_letter_id: int
     sent: bool
     resent: bool
@@ -161,3 +161,41 @@ def _redrive(request: Request, dead_letter_id: int, by: str, body: RedriveIn) ->
         raise ConsoleError(409, "refused", str(exc)) from exc
     except KafkaPlumbingError as exc:
         raise ConsoleError(503, "broker_unavailable", str(exc)) from exc
+
+
+class DeadLetterBody(Out):
+    """The stored copy decoded with the release's and the approved schemas, masked."""
+
+    dead_letter_id: int
+    key: str
+    stored_bytes: int | None  # None: no stored copy
+    cut: bool  # as long as a copy can be: the original was likely longer
+    event_type: str | None
+    body: dict[str, Any] | None
+    decode_error: str | None
+
+
+@router.get(
+    "/dead-letters/{dead_letter_id}/body", response_model=DeadLetterBody,
+    summary="Read a dead letter's body, decoded and masked (operators and auditors)",
+)  # fmt: skip
+def body(
+    request: Request,
+    dead_letter_id: DeadLetterId,
+    who: Annotated[Principal, Depends(require_reader)],
+) -> DeadLetterBody:
+    from engine.audit.export import jsonable
+    from engine.dlq.inspect import inspect_dead_letter
+    from engine.ledger.schemas import LedgerApprovedSchemas
+    from engine.serialization import AvroCodec, SchemaRegistry
+
+    settings, engine = request.app.state.settings, request.app.state.engine
+    codec = AvroCodec(SchemaRegistry.from_dir(settings.schemas_dir), LedgerApprovedSchemas(engine))
+    with reading(request) as conn:
+        get_dead_letter(conn, who.audience, dead_letter_id)  # 404 when there is none
+        view = inspect_dead_letter(conn, codec, dead_letter_id, settings.max_message_bytes)
+    return DeadLetterBody(
+        dead_letter_id=dead_letter_id, key=view.key, stored_bytes=view.stored_bytes,
+        cut=view.cut, event_type=view.event_type,
+        body=None if view.body is None else jsonable(view.body), decode_error=view.decode_error,
+    )  # fmt: skip

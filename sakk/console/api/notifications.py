@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel
 
 from engine.ledger.notifications import STATUSES, NotificationFilter
 from engine.ops.notifications import Redeliver, run_redelivery
@@ -17,7 +16,18 @@ from engine.read.notifications import (
     get_notification,
     list_notifications,
 )
-from sakk.console.api.common import ActionIn, Cursor, DoneOut, Limit, actor, done_out, now, reading
+from sakk.console.api.common import (
+    ActionIn,
+    Cursor,
+    DoneOut,
+    Instant,
+    Limit,
+    Out,
+    actor,
+    done_out,
+    now,
+    reading,
+)
 from sakk.console.auth import Principal, require_any, require_operator
 from sakk.console.errors import ErrorBody
 
@@ -26,17 +36,17 @@ NotificationId = Annotated[str, Path(min_length=1, max_length=80)]
 Status = Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")]
 
 
-class NotificationPage(BaseModel):
+class NotificationPage(Out):
     items: list[NotificationView]
     next_cursor: str | None
 
 
-class NotificationOut(BaseModel):
+class NotificationOut(Out):
     notification: NotificationView
     attempts: list[AttemptView]
 
 
-class DeliveryStatus(BaseModel):
+class DeliveryStatus(Out):
     """Per bank, how many notifications are in each status."""
 
     banks: dict[str, dict[str, int]]
@@ -50,7 +60,7 @@ def search(
     who: Annotated[Principal, Depends(require_any)],
     status: Status = None,
     bank: Annotated[str | None, Query(min_length=1, max_length=8, pattern="^[0-9A-Za-z]+$")] = None,
-    since: AwareDatetime | None = None,
+    since: Instant | None = None,
     cursor: Cursor = None,
     limit: Limit = 100,
 ) -> NotificationPage:

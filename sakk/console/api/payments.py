@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel
 
 from engine.read.payments import PaymentFilter, PaymentView, get_payment, search_payments
 from engine.read.trace import trace_payment
 from sakk.app import TOPOLOGY
-from sakk.console.api.common import DEFAULT_LIMIT, Cursor, Limit, reading
+from sakk.console.api.common import DEFAULT_LIMIT, Cursor, Instant, Limit, Out, reading
 from sakk.console.auth import Principal, require_any
 
 router = APIRouter(tags=["payments"])
@@ -20,12 +19,12 @@ Short = Annotated[str | None, Query(min_length=1, max_length=80)]
 Code = Annotated[str | None, Query(min_length=1, max_length=8, pattern=r"^[0-9A-Za-z]+$")]
 
 
-class PaymentPage(BaseModel):
+class PaymentPage(Out):
     items: list[PaymentView]
     next_cursor: str | None
 
 
-class PaymentTraceOut(BaseModel):
+class PaymentTraceOut(Out):
     """A payment's life as the caller may see it (``sakk trace``'s sections)."""
 
     payment: dict[str, Any]
@@ -54,8 +53,8 @@ def search(
     state: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     reason_code: Annotated[str | None, Query(min_length=1, max_length=8)] = None,
     channel: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> PaymentPage:

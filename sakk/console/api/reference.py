@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
 
 from engine.read.reference import (
     BankView,
@@ -16,17 +15,17 @@ from engine.read.reference import (
     current_reference,
     reference_versions,
 )
-from sakk.console.api.common import reading
+from sakk.console.api.common import Out, reading
 from sakk.console.auth import Principal, require_any
 
 router = APIRouter(tags=["reference"])
 
 
-class BankList(BaseModel):
+class BankList(Out):
     banks: list[BankView]
 
 
-class KeyOut(BaseModel):
+class KeyOut(Out):
     bank_code: str
     key_id: str
     public_key: str
@@ -35,16 +34,16 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None
 
 
-class KeyList(BaseModel):
+class KeyList(Out):
     keys: list[KeyOut]
 
 
-class ReferenceOut(BaseModel):
+class ReferenceOut(Out):
     fees: list[dict[str, Any]]
     limits: list[dict[str, Any]]
 
 
-class VersionOut(BaseModel):
+class VersionOut(Out):
     version: int
     kind: str
     item: str
@@ -54,11 +53,11 @@ class VersionOut(BaseModel):
     effective_from: datetime
 
 
-class VersionList(BaseModel):
+class VersionList(Out):
     versions: list[VersionOut]
 
 
-class SchemaOut(BaseModel):
+class SchemaOut(Out):
     id: int
     fingerprint: str
     identity: str
@@ -68,7 +67,7 @@ class SchemaOut(BaseModel):
     approved_at: datetime
 
 
-class SchemaList(BaseModel):
+class SchemaList(Out):
     schemas: list[SchemaOut]
 
 

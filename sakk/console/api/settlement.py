@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
+from engine.audit.exceptions import AuditError
 from engine.audit.windows import close_window
 from engine.config import Settings
 from engine.ops.action import run_action
@@ -26,7 +27,16 @@ from engine.read.positions import (
     WindowReport,
 )
 from engine.read.windows import WindowView, list_windows
-from sakk.console.api.common import REASON_CHARS, Cursor, DoneOut, Limit, actor, done_out, reading
+from sakk.console.api.common import (
+    REASON_CHARS,
+    Cursor,
+    DoneOut,
+    Limit,
+    Out,
+    actor,
+    done_out,
+    reading,
+)
 from sakk.console.auth import Principal, require_any, require_operator
 from sakk.console.errors import ConsoleError, ErrorBody
 
@@ -38,12 +48,12 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
-class WindowPage(BaseModel):
+class WindowPage(Out):
     items: list[WindowView]
     next_cursor: str | None
 
 
-class Board(BaseModel):
+class Board(Out):
     lines: list[BoardLine]
 
 
@@ -92,7 +102,10 @@ def close(
     from sakk.cli.settlement import wait_for_close
 
     settings, engine = request.app.state.settings, request.app.state.engine
-    window = Window.parse(body.window, body.hours)
+    try:
+        window = Window.parse(body.window, body.hours)
+    except AuditError as exc:  # not a date (a window's own errors are 400 already)
+        raise ConsoleError(400, "bad_request", str(exc)) from exc
     requested_at = datetime.now(UTC)
     if window.end <= requested_at or body.early:
         wait_for_close(requested_at, timedelta(seconds=settings.settlement_close_delay_s))

@@ -10,16 +10,15 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 
 from engine.ledger.console import list_tokens, list_users
-from sakk.console.api.common import reading
+from sakk.console.api.common import Out, reading
 from sakk.console.auth import Principal, require_reader
 
 router = APIRouter(tags=["users"])
 
 
-class UserOut(BaseModel):
+class UserOut(Out):
     name: str
     role: str
     bank_code: str | None
@@ -29,7 +28,7 @@ class UserOut(BaseModel):
     changed_at: datetime
 
 
-class TokenOut(BaseModel):
+class TokenOut(Out):
     token_id: str
     user_name: str
     label: str
@@ -39,11 +38,11 @@ class TokenOut(BaseModel):
     revoked_at: datetime | None
 
 
-class UserList(BaseModel):
+class UserList(Out):
     users: list[UserOut]
 
 
-class TokenList(BaseModel):
+class TokenList(Out):
     tokens: list[TokenOut]
 
 

@@ -6,4 +6,7 @@
 - :mod:`engine.ops.keys`, :mod:`engine.ops.windows`, :mod:`engine.ops.notifications`,
   :mod:`engine.ops.redrive`: revoke a key, close a settlement window, redeliver
   notifications, redrive a dead letter.
+- :mod:`engine.ops.registry`: every request by name, to and from JSON; which need four eyes.
+- :mod:`engine.ops.proposals`: four eyes: one operator proposes, another approves;
+  :mod:`engine.ops.proposal_check`: what ``sakk audit verify`` checks of it.
 """

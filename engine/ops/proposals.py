@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from engine.ledger.models import OperatorProposal, table_of
+from engine.ledger.recorder import GuardFailed
 from engine.ops.action import Action, ActionRefusedError, Actor, Done, Refused, act
 from engine.ops.audit_log import (
     MAX_REASON_CHARS,
@@ -47,6 +48,8 @@ MIN_TTL_S = 60
 MAX_TTL_S = 7 * 86_400
 MAX_REQUEST_CHARS = 16 * 1024 * 1024  # a request's JSON (a corrected body, pacs.002 files)
 LIST_LIMIT_MAX = 1_000
+APPROVE_TRIES_MAX = 3  # an approval read again when a writer changed its action's rows meanwhile
+HIDDEN = "(hidden)"  # a hash of a password or a token secret, as a proposal is shown
 EXPIRY_ACTOR = "sakk-expiry"  # who the log names for a proposal that expired
 PROPOSE, APPROVE, REFUSE, EXPIRE, FAIL = (
     "proposal.propose", "proposal.approve", "proposal.refuse", "proposal.expire", "proposal.fail",
@@ -114,8 +117,15 @@ class Proposal:
             "decision_seq": self.decision_seq, "action_seq": self.action_seq,
         }  # fmt: skip
         if with_request:
-            shown["request"] = self.request
+            shown["request"] = _hide_hashes(self.request)
         return shown
+
+
+def _hide_hashes(value: Any) -> Any:
+    """The request as shown: a password's or a token's hash is never shown, even so."""
+    if isinstance(value, dict):
+        return {k: HIDDEN if k.endswith("_hash") else _hide_hashes(v) for k, v in value.items()}
+    return value
 
 
 def request_text(action: Any) -> tuple[str, str]:
@@ -184,21 +194,32 @@ def approve(engine: Engine, proposal_id: int, approver: Actor | str, at: datetim
     an expired proposal is EXPIRED, one whose action is refused now is FAILED (both kept).
     """
     who, at = _actor(approver), as_utc(at)
+    for attempt in range(1, APPROVE_TRIES_MAX + 1):
+        try:
+            outcome = _approve_once(engine, proposal_id, who, at)
+            break
+        except GuardFailed:  # another writer moved one of the action's rows: read again
+            if attempt == APPROVE_TRIES_MAX:
+                raise
+    if isinstance(outcome, ProposalError):
+        raise outcome
+    return outcome
+
+
+def _approve_once(
+    engine: Engine, proposal_id: int, who: Actor, at: datetime
+) -> Done[Any] | ProposalError:
     with engine.begin() as conn:
         lock_action_log(conn)  # one decision at a time: two approvers, one action
         proposal = _pending(conn, proposal_id, at)
         if isinstance(proposal, ProposalError):
-            outcome: Done[Any] | ProposalError = proposal
-        elif proposal.proposed_by == who.name:
-            outcome = ProposalError(
+            return proposal
+        if proposal.proposed_by == who.name:
+            return ProposalError(
                 "own_proposal", f"proposal {proposal_id} is {who.name}'s own: another operator "
                 "approves it",
             )  # fmt: skip
-        else:
-            outcome = _take(conn, proposal, who, at)
-    if isinstance(outcome, ProposalError):
-        raise outcome
-    return outcome
+        return _take(conn, proposal, who, at)
 
 
 def refuse(
@@ -274,8 +295,9 @@ def _take(
 ) -> Done[Any] | ProposalError:
     """Run the action in a savepoint: refused or failing, it writes nothing and the
     proposal is FAILED with the reason."""
-    note = f"four eyes: proposal {proposal.id} by {proposal.proposed_by}"
-    reason = note if who.reason is None else f"{note}: {who.reason}"
+    reason = f"four eyes: proposal {proposal.id} by {proposal.proposed_by}"
+    reason += "" if proposal.reason is None else f": {proposal.reason}"
+    reason += "" if who.reason is None else f"; approved: {who.reason}"
     try:
         action = proposal.decoded()
         with conn.begin_nested():

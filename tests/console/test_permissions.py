@@ -97,7 +97,21 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/api/v1/tokens"): (READER, "/api/v1/tokens", {}),
     ("GET", "/api/v1/proposals"): (OPERATOR, "/api/v1/proposals", {}),
     ("GET", "/api/v1/proposals/{proposal_id}"): (OPERATOR, "/api/v1/proposals/999999", {}),
-    ("POST", "/api/v1/proposals"): (OPERATOR, "/api/v1/proposals", {"json": {}}),
+    ("POST", "/api/v1/proposals"): (
+        OPERATOR,
+        "/api/v1/proposals",
+        {
+            "json": {
+                "action": "limits.cap",
+                "request": {
+                    "bank": "999",
+                    "currency": "MAD",
+                    "cap_minor": 100,
+                    "alert_percent": 80,
+                },
+            }
+        },
+    ),  # fmt: skip
     ("POST", "/api/v1/proposals/{proposal_id}/approve"): (
         OPERATOR,
         "/api/v1/proposals/999999/approve",

@@ -117,3 +117,27 @@ def test_a_deposit_proposed_gets_its_movement_id_from_the_console(console: Conso
                                      params={"with_request": True}).json()  # fmt: skip
     assert len(made["request"]["request"]["movement_id"]) == 36
     assert made["new"]["amount"] == "500.00 MAD"
+
+
+def test_a_user_is_added_with_four_eyes_and_the_password_is_kept_only_as_its_hash(
+    console: Console,
+):
+    body = {"action": "user.create", "request": {"user_name": "b011.treasury", "role": "bank",
+            "bank_code": "011", "password": "correct horse battery staple"}}  # fmt: skip
+    made = filed(console, body)
+    shown = console.client("op2").get(f"/api/v1/proposals/{made['id']}",
+                                      params={"with_request": True}).json()  # fmt: skip
+    assert shown["request"]["request"]["password_hash"] == "(hidden)"
+    assert shown["request"]["request"]["created_by"] == "op1"
+    assert "correct horse" not in str(shown)
+    assert console.client("op2").post(
+        f"/api/v1/proposals/{made['id']}/approve", json={}
+    ).status_code == 200  # fmt: skip
+    session = console.client().post(
+        "/api/v1/session",
+        json={"name": "b011.treasury", "password": "correct horse battery staple"},
+    )
+    assert session.status_code == 200 and session.json()["bank_code"] == "011"
+    short = {**body, "request": {**body["request"], "user_name": "x", "password": "short"}}
+    refused = console.client("op1").post("/api/v1/proposals", json=short)
+    assert refused.status_code == 400 and "password" in refused.json()["message"]

@@ -284,3 +284,22 @@ def test_audit_verify_checks_each_approval_against_the_log(ledger, database_url,
     assert any(f"proposal {swapped.id} " in p and "SHA-256" in p for p in problems)
     code, output = verify_cli(database_url, tmp_path)
     assert code == 1 and "OPERATOR AUDIT LOG BROKEN" in output
+
+
+def test_a_users_role_changes_with_four_eyes_and_no_hash_is_shown(ledger):
+    from engine.ledger.console import get_user
+    from engine.ops.users import ChangeRole, CreateUser, ResetPassword, hash_password
+
+    password_hash = hash_password("a long enough passphrase")
+    for name in ("kenza", "root"):  # two operators: the last one never changes role
+        run_action(ledger, CreateUser(name, "operator", None, password_hash, "root"), AMAL, now())
+    role = propose(ledger, ChangeRole("kenza", "auditor", None), AMAL, now(), TTL_S)
+    reset = propose(ledger, ResetPassword("kenza", password_hash), AMAL, now(), TTL_S)
+    shown = reset.as_dict(with_request=True)
+    assert shown["request"]["request"]["password_hash"] == "(hidden)"
+    assert password_hash not in str(shown) and password_hash not in str(log(ledger))
+    approve(ledger, role.id, BADR, now())
+    with ledger.connect() as conn:
+        user = get_user(conn, "kenza")
+    assert user is not None and user.role == "auditor"
+    assert verified(ledger) == []

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from engine.audit.window_settlement import parties_of
-from engine.config import Settings, load_settings
+from engine.config import Settings
 from engine.ops.action import Actor
 from engine.ops.audit_log import MAX_REASON_CHARS
 from engine.ops.proposals import (
@@ -32,6 +32,7 @@ from engine.ops.proposals import (
     refuse,
 )
 from engine.ops.registry import FOUR_EYES, RegistryError, from_json, needs_four_eyes
+from engine.ops.users import PasswordPolicyError, hash_password, new_token
 from sakk.console.api.common import engine_of, now
 from sakk.console.auth import Principal, require_operator
 from sakk.console.errors import ConsoleError
@@ -70,6 +71,10 @@ class ProposalOut(BaseModel):
     request: dict[str, Any] | None = None
 
 
+class ProposalMade(ProposalOut):
+    token: str | None = None  # a token proposed for a user: shown this once, works once approved
+
+
 class ProposalPage(BaseModel):
     items: list[ProposalOut]
     next_before: int | None  # pass as ``before`` for the next (older) page
@@ -106,10 +111,7 @@ def _error(exc: ProposalError) -> ConsoleError:
 
 def settings_of(request: Request) -> Settings:
     """The switch's settings (broker, data dir) for what follows an approval."""
-    state = request.app.state
-    if getattr(state, "settings", None) is None:
-        state.settings = load_settings().replace(database_url=state.config.database_url)
-    settings: Settings = state.settings
+    settings: Settings = request.app.state.settings
     return settings
 
 
@@ -151,21 +153,41 @@ def one(
         raise _error(exc) from exc
 
 
-@router.post(
-    "/proposals", response_model=ProposalOut, status_code=201,
-    summary="Propose a four-eyes action; another operator approves it",
-    responses={409: {"description": "Refused by the action's rules, or nothing would change"}},
-)  # fmt: skip
-def create(
-    request: Request, body: NewProposal, who: Annotated[Principal, Depends(require_operator)]
-) -> ProposalOut:
-    fields = dict(body.request)
+def _filled(
+    request: Request, body: NewProposal, who: Principal
+) -> tuple[dict[str, Any], str | None]:
+    """The request with what the console decides itself: who asks, a movement's id, a
+    settlement's parties, a password's hash (never the password), a token's id and hash
+    (its text returned once)."""
+    fields, token = dict(body.request), None
     if body.action in ACTOR_FIELDS:
         fields[ACTOR_FIELDS[body.action]] = who.name
     if body.action == "liquidity.movement":
         fields.setdefault("movement_id", str(uuid.uuid4()))
     if body.action in ("window.settle", "window.confirm"):
         fields["parties"] = _parties(request)
+    if "password" in fields and body.action in ("user.create", "user.password"):
+        password = fields.pop("password")
+        try:
+            fields["password_hash"] = hash_password(password if isinstance(password, str) else "")
+        except PasswordPolicyError as exc:
+            raise ConsoleError(400, "invalid", str(exc)) from exc
+    if body.action == "user.token.issue":
+        issued = new_token()
+        fields.update(token_id=issued.token_id, secret_hash=issued.secret_hash)
+        token = issued.text
+    return fields, token
+
+
+@router.post(
+    "/proposals", response_model=ProposalMade, status_code=201,
+    summary="Propose a four-eyes action; another operator approves it",
+    responses={409: {"description": "Refused by the action's rules, or nothing would change"}},
+)  # fmt: skip
+def create(
+    request: Request, body: NewProposal, who: Annotated[Principal, Depends(require_operator)]
+) -> ProposalMade:
+    fields, token = _filled(request, body, who)
     try:
         action = from_json({"action": body.action, "request": fields})
     except RegistryError as exc:
@@ -179,7 +201,7 @@ def create(
         made = propose(engine_of(request), action, Actor(who.name, body.reason), now(request), ttl)
     except ProposalError as exc:
         raise _error(exc) from exc
-    return _out(made)
+    return ProposalMade(**made.as_dict(), token=token)
 
 
 @router.post(

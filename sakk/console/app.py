@@ -23,7 +23,9 @@ OPENAPI_URL = "/api/v1/openapi.json"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends ``Origin: null`` with
+    # the console's own forms, and the same-origin check below would refuse every one.
+    "Referrer-Policy": "same-origin",
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
 }
 

@@ -28,7 +28,8 @@ def test_each_screen_opens_for_the_roles_it_is_for_and_refuses_the_others(consol
 @pytest.mark.parametrize("path", EVERYONE + READERS_ONLY)
 def test_a_screen_sends_a_stranger_to_sign_in(console, path):
     response = console.client().get(path, follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next={path}"
 
 
 def test_a_bank_user_lists_its_own_payments_only_and_another_banks_is_not_found(console):

@@ -88,3 +88,19 @@ def test_an_operator_closes_a_window_from_the_settlement_page_and_an_auditor_can
     assert "Close window 2026-11-24" not in closed.text
     log = operator.get("/audit", params={"action": "window.close"}).text
     assert "window 2026-11-24" in log and ">op1<" in log
+
+
+def test_an_operator_proposes_revoking_a_key_and_it_waits_for_another(console):
+    operator = console.client(AS_ROLE["operator"])
+    banks = operator.get("/banks").text
+    bank, key_id = re.search(r'name="bank" value="(\w+)"><input type="hidden" name="key_id" '
+                             r'value="([^"]+)"', banks).groups()  # fmt: skip
+    answer = operator.post("/banks/keys/revoke", data={"bank": bank, "key_id": key_id})
+    assert answer.status_code == 200, answer.text[:500]
+    assert f"key.revoke on key {bank}/{key_id}) waits for another operator" in answer.text
+    assert (
+        console.client(AS_ROLE["auditor"])
+        .post("/banks/keys/revoke", data={"bank": bank, "key_id": key_id})
+        .status_code
+        == 403
+    )

@@ -144,6 +144,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/settlement"): (ANY, "/settlement", {}),
     ("POST", "/settlement/close"): (OPERATOR, "/settlement/close", {"data": {"window": "bad"}}),
     ("GET", "/banks"): (ANY, "/banks", {}),
+    ("POST", "/banks/keys/revoke"): (OPERATOR, "/banks/keys/revoke", {"data": {}}),
     ("GET", "/reference"): (READER, "/reference", {}),
     ("GET", "/users"): (READER, "/users", {}),
     ("POST", "/users/add"): (OPERATOR, "/users/add", {"data": {}}),

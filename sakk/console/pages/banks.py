@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse
 
+from engine.ops.keys import RevokeKey
 from engine.read.reference import approved_schemas, bank_keys, current_reference
 from engine.read.reference import banks as list_banks
-from sakk.console.api.common import reading
+from sakk.console.api.common import now, reading
 from sakk.console.auth import Principal, require_any
-from sakk.console.pages.render import Reader, page, shown_as_page
+from sakk.console.pages.proposals import Reason, proposed
+from sakk.console.pages.render import Operator, Reader, page, shown_as_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,3 +36,16 @@ def reference(request: Request, who: Reader) -> HTMLResponse:
         request, who, "reference.html", "Reference data", fees=now_in_force["fees"],
         limits=now_in_force["limits"], schemas=schemas,
     )  # fmt: skip
+
+
+@router.post("/banks/keys/revoke", response_class=HTMLResponse)
+def propose_revoke(
+    request: Request,
+    who: Operator,
+    bank: Annotated[str, Form(min_length=1, max_length=8, pattern=r"^[0-9A-Za-z]+$")],
+    key_id: Annotated[str, Form(min_length=1, max_length=64)],
+    reason: Reason = "",
+) -> HTMLResponse:
+    """Propose revoking a bank's key from now on: its messages signed with it are refused
+    once a second operator approves."""
+    return proposed(request, who, RevokeKey(bank, key_id, now(request)), reason.strip())

@@ -104,3 +104,11 @@ def test_an_operator_proposes_revoking_a_key_and_it_waits_for_another(console):
         .status_code
         == 403
     )
+
+
+def test_redelivering_a_banks_notifications_in_bulk_is_a_proposal(console):
+    operator = console.client(AS_ROLE["operator"])
+    answer = operator.post("/notifications/redeliver-all", data={"bank": "011", "reason": "up"})
+    assert answer.status_code == 200, answer.text[:500]
+    assert "(notifications.redeliver on notifications status=FAILED bank=011)" in answer.text
+    assert "waits for another operator" in answer.text

@@ -141,6 +141,11 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ),  # fmt: skip
     ("GET", "/notifications"): (ANY, "/notifications", {}),
     ("POST", "/notifications/redeliver"): (OPERATOR, "/notifications/redeliver", {"data": {}}),
+    ("POST", "/notifications/redeliver-all"): (
+        OPERATOR,
+        "/notifications/redeliver-all",
+        {"data": {}},
+    ),  # fmt: skip
     ("GET", "/settlement"): (ANY, "/settlement", {}),
     ("POST", "/settlement/close"): (OPERATOR, "/settlement/close", {"data": {"window": "bad"}}),
     ("GET", "/banks"): (ANY, "/banks", {}),

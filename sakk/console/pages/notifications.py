@@ -20,6 +20,7 @@ from engine.read.exceptions import ReadError
 from engine.read.notifications import list_notifications
 from sakk.console.api.common import engine_of, now, reading
 from sakk.console.auth import Principal, require_any
+from sakk.console.pages.proposals import proposed
 from sakk.console.pages.render import Operator, PageError, page, settings_of, shown_as_page
 
 router = APIRouter(include_in_schema=False)
@@ -86,3 +87,17 @@ def redeliver(
         why = report.unchanged.get(notification_id, "not found")
         notice = f"notification {notification_id} unchanged: {why}"
     return _listing(request, who, "", "", None, notice)
+
+
+@router.post("/notifications/redeliver-all", response_class=HTMLResponse)
+def propose_bulk_redelivery(
+    request: Request,
+    who: Operator,
+    bank: Annotated[str, Form(min_length=1, max_length=8, pattern=r"^[0-9A-Za-z]+$")],
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> HTMLResponse:
+    """Propose sending again every given-up notification of ``bank`` (its endpoint is back):
+    in bulk, a second operator approves it."""
+    which = NotificationFilter(status=NotificationStatus.FAILED.value, bank=bank)
+    action = Redeliver(which, who.name, settings_of(request).notify_horizon_s, reason or None)
+    return proposed(request, who, action, reason.strip())

@@ -112,3 +112,21 @@ def test_redelivering_a_banks_notifications_in_bulk_is_a_proposal(console):
     assert answer.status_code == 200, answer.text[:500]
     assert "(notifications.redeliver on notifications status=FAILED bank=011)" in answer.text
     assert "waits for another operator" in answer.text
+
+
+def test_a_new_user_is_proposed_with_its_passwords_hash_only_and_approved_by_another(console):
+    proposer, approver = console.client(AS_ROLE["operator"]), console.client("op2")
+    password = "the new auditor's passphrase"
+    made = proposer.post(
+        "/users/add", data={"user_name": "aud-2", "role": "auditor", "password": password}
+    )
+    assert made.status_code == 200, made.text[:500]
+    proposal_id = re.search(r"proposal (\d+) \(user.create on user aud-2\)", made.text).group(1)
+    listed = approver.get("/proposals", params={"state": "PENDING"}).text
+    assert (
+        password not in listed
+        and "password" not in listed.split(f"Proposal {proposal_id}:")[1][:800]
+    )
+    taken = approver.post(f"/proposals/{proposal_id}/approve", data={})
+    assert taken.status_code == 200 and f"proposal {proposal_id} approved" in taken.text
+    assert "<td>aud-2</td><td>auditor</td>" in approver.get("/users").text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ from engine.ledger.reference import read_file
 from sakk.app import TOPOLOGY
 from sakk.cli import cli
 from sakk.cli.bench import BACKENDS, MIN_REPORT_WIDTH, POSTGRES_ADMIN_URL, _backends
-from tooling.bench.read_bench import BUDGET_MS, MAX_REPEAT, KindResult, run_read_bench
+from tooling.bench.read_bench import (
+    BUDGET_MS,
+    MAX_REPEAT,
+    KindResult,
+    load_average,
+    run_read_bench,
+)
 from tooling.bench.read_load import MAX_PAYMENTS, LoadResult, ensure_ledger
 
 DEFAULT_DATABASE = "sakk_bench_read"
@@ -108,8 +115,11 @@ def bench_read(settings: Settings, **given: Any) -> None:
             results = run_read_bench(engine, TOPOLOGY, given["repeat"], given["seed"], say)
         finally:
             engine.dispose()
+        busy = load_average()
         _print(console, backend, given["payments"], loaded, results)
+        console.print(f"load average at the end: {busy:.1f} on {os.cpu_count()} cores")
         report["backends"][backend] = {
+            "load_average": round(busy, 2),
             "load_seconds": round(loaded.seconds, 1) if loaded else None,
             "rows_loaded": loaded.rows if loaded else None,
             "kinds": [r.as_json() for r in results],

@@ -15,6 +15,7 @@ asserted: a timing test on a shared machine fails for reasons of its own.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -252,6 +253,11 @@ def measure_kind(
         percentile(timings, 0.99),
         timings[-1],
     )
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (other work sharing the cores shows in the tails)."""
+    return os.getloadavg()[0]
 
 
 def run_read_bench(

@@ -136,3 +136,17 @@ def test_search_walked_page_by_page_finds_what_a_plain_filter_finds(bench_run):
                     break
             assert expected and found == expected, (audience, which)
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_loaded_ledger_passes_the_auditors_verification(bench_run):
+    """Chains, double entry, the lifecycle, positions: what `sakk audit verify` checks."""
+    ledger, _out, _printed = bench_run
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAKK_")}
+    env["SAKK_DATA_DIR"] = str(ledger.parent)
+    run = subprocess.run(
+        [sys.executable, "-m", "sakk", "audit", "verify", "--database-url", str(ledger)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "OK every hash chain intact" in run.stdout

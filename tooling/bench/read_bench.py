@@ -124,6 +124,11 @@ def _last4(s: Sample) -> str:
     return s.payee_account[-4:] if s.payee_account[-4:].isdigit() else s.payer_account[-4:]
 
 
+def _upto(s: Sample) -> datetime:
+    """The end of a time range that holds the sample itself (never an empty search)."""
+    return s.occurred_at + timedelta(seconds=1)
+
+
 def _operator(_s: Sample) -> Audience:
     return Audience.operator()
 
@@ -160,20 +165,20 @@ def query_kinds(topology: Topology) -> list[tuple[str, str, Query]]:
             "operator",
             _search(
                 _operator,
-                lambda s, i: f(bank=s.payee_bank, since=s.occurred_at - hour, until=s.occurred_at),
+                lambda s, i: f(bank=s.payee_bank, since=_upto(s) - hour, until=_upto(s)),
             ),
         ),
         (
             "own, last day",
             "bank",
-            _search(_payer_bank, lambda s, i: f(since=s.occurred_at - day, until=s.occurred_at)),
+            _search(_payer_bank, lambda s, i: f(since=_upto(s) - day, until=_upto(s))),
         ),
         (
             "other bank + day",
             "bank",
             _search(
                 _payer_bank,
-                lambda s, i: f(bank=s.payee_bank, since=s.occurred_at - day, until=s.occurred_at),
+                lambda s, i: f(bank=s.payee_bank, since=_upto(s) - day, until=_upto(s)),
             ),
         ),
         (

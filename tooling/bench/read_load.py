@@ -246,14 +246,22 @@ class Clock:
         self._seconds: dict[int, str] = {}
 
     def text(self, at: float) -> str:
-        whole = int(at)
+        whole, micros = divmod(int(at * 1_000_000), 1_000_000)  # as moment() reads it
         base = self._seconds.get(whole)
         if base is None:
             if len(self._seconds) > 200_000:
                 self._seconds.clear()
             base = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%d %H:%M:%S")
             self._seconds[whole] = base
-        return f"{base}.{int((at - whole) * 1_000_000):06d}{self.suffix}"
+        return f"{base}.{micros:06d}{self.suffix}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def moment(at: float) -> datetime:
+    """The instant ``Clock.text`` writes for ``at``, to the microsecond (entries hash it)."""
+    return EPOCH + timedelta(microseconds=int(at * 1_000_000))
 
 
 @dataclass
@@ -397,10 +405,10 @@ class Generator:
     ) -> tuple[str, str]:
         """A posting and its chained entries; (posting id, settlement window)."""
         posting_id = _uuid(self.rng)
-        moment = datetime.fromtimestamp(at, UTC)
-        window = moment.strftime("%Y-%m-%d")
+        when = moment(at)
+        window = when.strftime("%Y-%m-%d")
         t.add("postings", (posting_id, payment_id, kind, self.clock.text(at), window))
-        part = posting_part(posting_id, payment_id, kind, moment, window)
+        part = posting_part(posting_id, payment_id, kind, when, window)
         seq, prev = self.heads.get(chain, (0, GENESIS_HASH))
         for account, amount in legs:
             seq += 1
@@ -964,9 +972,9 @@ def prepare_reference(engine: Engine, data: dict[str, Any], seed: int, payments:
         for b, k in pairs.items()
     ]
     given = data.get("accounts", [])
-    customers = {
-        b: [a["number"] for a in given if a["bank"] == b and a["kind"] == "CUSTOMER"] for b in banks
-    }
+    # Payers are generated customers without an overdraft limit: they only pay here, so
+    # their balances go below zero (the reference file's customers, limited, stay idle).
+    customers: dict[str, list[str]] = {b: [] for b in banks}
     merchants = {
         b: [a["number"] for a in given if a["bank"] == b and a["kind"] == "MERCHANT"] for b in banks
     }

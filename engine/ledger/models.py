@@ -49,6 +49,10 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 # ids (UUIDs) fit too. Ids from before namespaces are shorter.
 SwitchId = String(SWITCH_ID_MAX_CHARS)
 
+# An account's last four characters, as indexed (0021) and searched (engine.read.payments):
+# the same text on SQLite and PostgreSQL.
+LAST4_SQL = "substr({column}, length({column}) - 3)"
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -284,10 +288,29 @@ class Payment(Base):
     """Current state of a payment; its history is in ``payment_transitions``."""
 
     __tablename__ = "payments"
-    __table_args__ = (  # the read side's keyset pages of one bank's payments (0013)
+    __table_args__ = (
+        # The read side's keyset pages, newest first: one bank's payments (0013); every
+        # payment, or those of one state, reason or channel, or of one account's last four
+        # digits on either side (0021: engine.read.payments walks each side on its own).
         Index("ix_payments_payer_bank_occurred", "payer_bank", "occurred_at", "payment_id"),
         Index("ix_payments_payee_bank_occurred", "payee_bank", "occurred_at", "payment_id"),
-    )
+        Index("ix_payments_occurred", "occurred_at", "payment_id"),
+        Index("ix_payments_state_occurred", "state", "occurred_at", "payment_id"),
+        Index("ix_payments_reason_occurred", "reason_code", "occurred_at", "payment_id"),
+        Index("ix_payments_channel_occurred", "channel", "occurred_at", "payment_id"),
+        Index("ix_payments_bank_reference", "bank_reference"),
+        Index("ix_payments_payer_last4", text(LAST4_SQL.format(column="payer_account")),
+              "occurred_at", "payment_id"),
+        Index("ix_payments_payee_last4", text(LAST4_SQL.format(column="payee_account")),
+              "occurred_at", "payment_id"),
+        # A bank's own payments of one state or channel, whichever is rare (0021).
+        Index("ix_payments_payer_bank_state", "payer_bank", "state", "occurred_at", "payment_id"),
+        Index("ix_payments_payee_bank_state", "payee_bank", "state", "occurred_at", "payment_id"),
+        Index("ix_payments_payer_bank_channel", "payer_bank", "channel", "occurred_at",
+              "payment_id"),
+        Index("ix_payments_payee_bank_channel", "payee_bank", "channel", "occurred_at",
+              "payment_id"),
+    )  # fmt: skip
 
     payment_id: Mapped[str] = mapped_column(SwitchId, primary_key=True)
     initiated_event_id: Mapped[str] = mapped_column(SwitchId, unique=True)
@@ -298,12 +321,12 @@ class Payment(Base):
     payee_account: Mapped[str] = mapped_column(String(34))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    channel: Mapped[str] = mapped_column(String(8), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
     payment_type: Mapped[str] = mapped_column(String(16))
     merchant_category_code: Mapped[str | None] = mapped_column(String(4))
     egov_service: Mapped[str | None] = mapped_column(String(32))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    state: Mapped[str] = mapped_column(String(10), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(10))
     reason_code: Mapped[str | None] = mapped_column(String(4))
     reason_message: Mapped[str | None] = mapped_column(String(300))
     fee_minor: Mapped[int | None] = mapped_column(BigInteger)
@@ -675,7 +698,7 @@ class DeadLetter(Base):
     source_offset: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
-    payment_id: Mapped[str | None] = mapped_column(SwitchId)
+    payment_id: Mapped[str | None] = mapped_column(SwitchId, index=True)  # a trace's (0021)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

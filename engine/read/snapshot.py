@@ -32,9 +32,10 @@ def snapshot(engine: Engine, timeout_ms: int = STATEMENT_TIMEOUT_MS) -> Iterator
     if postgres:
         reading = reading.execution_options(isolation_level="REPEATABLE READ")
     with reading.connect() as conn, conn.begin() as transaction:
-        if postgres:
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        if postgres:  # one round trip for both: a screen opens a snapshot per request
+            conn.exec_driver_sql(
+                f"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {int(timeout_ms)}"
+            )
         try:
             yield conn
         finally:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_read_indexes"
-down_revision = "0017_positions"
+down_revision = "0020_proposals"
 branch_labels = None
 depends_on = None
 

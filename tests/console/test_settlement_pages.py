@@ -96,7 +96,12 @@ def test_a_window_is_settled_and_confirmed_from_the_screen_with_a_second_operato
     screen: Screen,
 ):
     op1, op2 = screen.client("op1"), screen.client("op2")
+    still_open = op1.post("/settlement/settle", data={"window": DAY})
+    assert still_open.status_code == 409 and "refused:" in still_open.text
     assert op1.post("/settlement/close", data={"window": DAY}).status_code == 200
+    early = {"confirmation": ("pacs002.xml", b"<x/>", "application/xml")}
+    not_settling = op1.post("/settlement/confirm", data={"window": DAY}, files=early)
+    assert not_settling.status_code == 409 and "refused:" in not_settling.text
     closed = op1.get("/settlement", params={"window": DAY}).text
     assert f"Propose settling window {DAY}" in closed and "propose-confirm" not in closed
     proposed = op1.post("/settlement/settle", data={"window": DAY, "reason": "day end"})

@@ -67,7 +67,9 @@ def _propose(
                        now(request), ttl_s)  # fmt: skip
     except ActionRefusedError as exc:
         return _refused(request, who, label, [f"refused: {exc.reason}"])
-    except (ProposalError, WindowError) as exc:
+    except ProposalError as exc:  # nothing would change, or it cannot be kept
+        return _refused(request, who, label, [str(exc)], 400 if exc.code == "invalid" else 409)
+    except WindowError as exc:
         return _refused(request, who, label, [str(exc)])
     notice = (
         f"proposal {made.id} ({made.action} on {made.target}) waits for another operator "
@@ -90,14 +92,15 @@ def _nowhere(_instructions: Any) -> None:
     """A proposed settlement writes nothing: its approval writes the pacs.009."""
 
 
-def _upload(request: Request, file: UploadFile) -> bytes | str:
-    """The file's bytes, at most the console's body limit; else why not."""
+def _upload(request: Request, file: UploadFile) -> bytes | tuple[int, str]:
+    """The file's bytes, at most the console's body limit (a body sent without its
+    length is read no further); else the status and why not."""
     limit = request.app.state.config.max_body_bytes
     data = file.file.read(limit + 1)
     if len(data) > limit:
-        return f"{file.filename or 'the file'}: over {limit} bytes"
+        return 413, f"{file.filename or 'the file'}: over {limit} bytes"
     if not data:
-        return "the confirmation file is empty"
+        return 400, "the confirmation file is empty"
     return data
 
 
@@ -112,8 +115,8 @@ def propose_confirm(
     """Propose confirming SETTLING ``window`` with the settlement bank's pacs.002, checked
     now: a file that differs from the window is refused with every difference."""
     data = _upload(request, confirmation)
-    if isinstance(data, str):
-        return _refused(request, who, window, [data], 413 if "over" in data else 400)
+    if isinstance(data, tuple):
+        return _refused(request, who, window, [data[1]], data[0])
     name = (confirmation.filename or "pacs.002")[:200]
     parties = _parties(request)
     try:

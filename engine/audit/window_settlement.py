@@ -191,6 +191,15 @@ def confirm_in(
     return ConfirmResult(label, row, (), settled)
 
 
+def answer_differences(conn: Connection, label: str, answers: Sequence[Answer]) -> list[str]:
+    """Every difference between ``answers`` and SETTLING window ``label``'s current attempt,
+    as :func:`confirm_in` finds them, writing nothing (TransitionRefused: not SETTLING)."""
+    record = allowed_now(conn, label, WindowEvent.CONFIRM)
+    return _differences(
+        [b for b in window_batches(conn, label, record.attempt) if b.lines], answers
+    )
+
+
 def window_answered(conn: Connection, answers: Sequence[Answer]) -> str:
     """The SETTLING window whose instructions ``answers`` name, or the only one SETTLING
     (so that a wrong answer's differences are listed against it); else WindowError."""

@@ -148,6 +148,14 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ),  # fmt: skip
     ("GET", "/settlement"): (ANY, "/settlement", {}),
     ("POST", "/settlement/close"): (OPERATOR, "/settlement/close", {"data": {"window": "bad"}}),
+    ("POST", "/settlement/settle"): (OPERATOR, "/settlement/settle", {"data": {"window": "no"}}),
+    ("POST", "/settlement/confirm"): (
+        OPERATOR,
+        "/settlement/confirm",
+        {"data": {"window": "no"}, "files": {"confirmation": ("a.xml", b"<a/>", "text/xml")}},
+    ),  # fmt: skip
+    ("POST", "/settlement/funds"): (OPERATOR, "/settlement/funds", {"data": {}}),
+    ("POST", "/settlement/abort"): (OPERATOR, "/settlement/abort", {"data": {}}),
     ("GET", "/banks"): (ANY, "/banks", {}),
     ("POST", "/banks/keys/revoke"): (OPERATOR, "/banks/keys/revoke", {"data": {}}),
     ("GET", "/reference"): (READER, "/reference", {}),

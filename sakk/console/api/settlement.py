@@ -152,6 +152,4 @@ def abort(
 ) -> DoneOut:
     action = AbortWindow(body.label, body.reason, who.name)
     engine = request.app.state.engine
-    return done_out(
-        action.name, run_action(engine, action, actor(who, body.reason), datetime.now(UTC))
-    )
+    return done_out(action, run_action(engine, action, actor(who, body.reason), datetime.now(UTC)))

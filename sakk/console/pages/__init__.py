@@ -25,6 +25,7 @@ from sakk.console.pages.payments import router as payments
 from sakk.console.pages.proposals import router as proposals
 from sakk.console.pages.render import PageError, error_page
 from sakk.console.pages.settlement import router as settlement
+from sakk.console.pages.settlement_actions import router as settlement_actions
 from sakk.console.pages.users import router as users
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -34,6 +35,7 @@ SCREENS = (
     dead_letters,
     notifications,
     settlement,
+    settlement_actions,
     banks,
     users,
     proposals,

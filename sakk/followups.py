@@ -21,7 +21,12 @@ from engine.config import Settings
 from engine.ops.action import Done
 from engine.ops.proposals import Proposal
 
-NEEDS_BROKER = ("dlq.redrive.corrected",)
+# What is sent to the broker the consumers read once approved: with none configured, a
+# throwaway embedded one would swallow it (a deposit never posted), so approval waits.
+NEEDS_BROKER = {
+    "dlq.redrive.corrected": "an approved redrive",
+    "liquidity.movement": "an approved funds in or out",
+}
 INSTRUCTIONS_DIR = "instructions"  # under the data dir: a settled window's pacs.009 files
 
 
@@ -29,7 +34,7 @@ def problem_before_approving(settings: Settings, action: str) -> str | None:
     """Why proposal's ``action`` cannot be carried out here, or None."""
     if action in NEEDS_BROKER and settings.uses_embedded_broker:
         return (
-            "set SAKK_KAFKA_BOOTSTRAP_SERVERS: an approved redrive is sent to the broker "
+            f"set SAKK_KAFKA_BOOTSTRAP_SERVERS: {NEEDS_BROKER[action]} is sent to the broker "
             "your consumers read"
         )
     return None

@@ -117,6 +117,12 @@ def test_a_deposit_proposed_gets_its_movement_id_from_the_console(console: Conso
                                      params={"with_request": True}).json()  # fmt: skip
     assert len(made["request"]["request"]["movement_id"]) == 36
     assert made["new"]["amount"] == "500.00 MAD"
+    # With no broker configured the deposit could not reach settlement: not approved.
+    kept = console.client("op2").post(f"/api/v1/proposals/{made['id']}/approve", json={})
+    assert kept.status_code == 409 and kept.json()["error"] == "cannot_follow_up"
+    assert "SAKK_KAFKA_BOOTSTRAP_SERVERS" in kept.json()["message"]
+    after = console.client("op1").get(f"/api/v1/proposals/{made['id']}").json()
+    assert after["state"] == "PENDING"
 
 
 def test_a_user_is_added_with_four_eyes_and_the_password_is_kept_only_as_its_hash(

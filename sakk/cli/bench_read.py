@@ -17,6 +17,7 @@ from rich.table import Table
 from engine.config import Settings
 from engine.ledger.database import make_engine
 from engine.ledger.reference import read_file
+from engine.supervisor import settings_env
 from sakk.app import TOPOLOGY
 from sakk.cli import cli
 from sakk.cli.bench import BACKENDS, MIN_REPORT_WIDTH, POSTGRES_ADMIN_URL, _backends
@@ -27,6 +28,7 @@ from tooling.bench.read_bench import (
     load_average,
     run_read_bench,
 )
+from tooling.bench.read_http import run_http_bench
 from tooling.bench.read_load import MAX_PAYMENTS, LoadResult, ensure_ledger
 
 DEFAULT_DATABASE = "sakk_bench_read"
@@ -76,6 +78,11 @@ DEFAULT_DATABASE = "sakk_bench_read"
 )
 @click.option("--reload", is_flag=True, help="Load the ledgers again, even if full.")
 @click.option(
+    "--http",
+    is_flag=True,
+    help="Through a console (its own process): the JSON API and the pages, with API tokens.",
+)
+@click.option(
     "--output",
     type=click.Path(path_type=Path),
     default=None,
@@ -91,6 +98,10 @@ def bench_read(settings: Settings, **given: Any) -> None:
     query kind runs --repeat times, each in a read-only snapshot of its own, as an
     operator and as a bank user; p50, p95, p99 and max are printed per kind, with
     whether p99 stays under 100 ms.
+
+    With --http the same kinds go through a real ``sakk console`` started on a free port
+    over the ledger: its JSON API and its pages, each asked on a keep-alive connection
+    with an API token (an operator's, a bank user's), timed to the last byte received.
     """
     console = Console()
     if not console.is_terminal:
@@ -98,6 +109,7 @@ def bench_read(settings: Settings, **given: Any) -> None:
     say: Callable[[str], None] = lambda text: console.print(f"[dim]… {text}[/]")  # noqa: E731
     data = read_file(settings.reference_file)
     report: dict[str, Any] = {
+        "via": "http" if given["http"] else "direct",
         "payments": given["payments"],
         "repeat": given["repeat"],
         "budget_ms": BUDGET_MS,
@@ -110,24 +122,40 @@ def bench_read(settings: Settings, **given: Any) -> None:
             loaded = ensure_ledger(url, data, given["payments"], given["seed"], say)
         except ValueError as exc:
             raise click.ClickException(f"{backend}: {exc} (--reload)") from exc
-        engine = make_engine(url)
-        try:
-            results = run_read_bench(engine, TOPOLOGY, given["repeat"], given["seed"], say)
-        finally:
-            engine.dispose()
-        busy = load_average()
-        _print(console, backend, given["payments"], loaded, results)
-        console.print(f"load average at the end: {busy:.1f} on {os.cpu_count()} cores")
-        report["backends"][backend] = {
-            "load_average": round(busy, 2),
-            "load_seconds": round(loaded.seconds, 1) if loaded else None,
-            "rows_loaded": loaded.rows if loaded else None,
-            "kinds": [r.as_json() for r in results],
-        }
-    path = given["output"] or settings.data_dir / "bench" / "read-latest.json"
+        report["backends"][backend] = _run_backend(console, settings, url, loaded, given, say)
+    latest = "read-http-latest.json" if given["http"] else "read-latest.json"
+    path = given["output"] or settings.data_dir / "bench" / latest
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"written {path}")
+
+
+def _run_backend(
+    console: Console, settings: Settings, url: str, loaded: LoadResult | None,
+    given: dict[str, Any], say: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """Every kind on one backend's ledger (directly, or through a console); printed."""
+    backend = "sqlite" if url.startswith("sqlite") else "postgresql"
+    engine = make_engine(url)
+    try:
+        results: list[KindResult]
+        if given["http"]:
+            log = settings.data_dir / "bench" / f"console-{backend}.log"
+            env = settings_env(settings.replace(database_url=url))
+            results = [*run_http_bench(engine, url, env, log, given["repeat"], given["seed"], say)]
+        else:
+            results = run_read_bench(engine, TOPOLOGY, given["repeat"], given["seed"], say)
+    finally:
+        engine.dispose()
+    busy = load_average()
+    _print(console, backend, given["payments"], loaded, results, given["http"])
+    console.print(f"load average at the end: {busy:.1f} on {os.cpu_count()} cores")
+    return {
+        "load_average": round(busy, 2),
+        "load_seconds": round(loaded.seconds, 1) if loaded else None,
+        "rows_loaded": loaded.rows if loaded else None,
+        "kinds": [r.as_json() for r in results],
+    }
 
 
 def _ledger_url(settings: Settings, backend: str, given: dict[str, Any]) -> str:
@@ -157,14 +185,18 @@ def _print(
     payments: int,
     loaded: LoadResult | None,
     results: list[KindResult],
+    http: bool = False,
 ) -> None:
     load = f"loaded in {loaded.seconds:.0f} s ({loaded.rows:,} rows)" if loaded else "ledger reused"
-    table = Table(title=f"Read side on {backend}, {payments:,} payments ({load})")
-    for column in ("query", "as", "runs", "rows", "p50 ms", "p95 ms", "p99 ms", "max ms"):
-        table.add_column(column, justify="left" if column in ("query", "as") else "right")
+    through = " through HTTP" if http else ""
+    table = Table(title=f"Read side{through} on {backend}, {payments:,} payments ({load})")
+    left = ("via", "query", "as") if http else ("query", "as")
+    for column in (*left, "runs", "rows", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="left" if column in left else "right")
     table.add_column(f"p99 < {BUDGET_MS:.0f} ms")
     for r in results:
         table.add_row(
+            *([getattr(r, "via", "")] if http else []),
             r.kind,
             r.audience,
             str(r.runs),
@@ -176,7 +208,11 @@ def _print(
             "[green]pass[/]" if r.passed else "[red]FAIL[/]",
         )
     console.print(table)
-    over = [f"{r.kind} ({r.audience})" for r in results if not r.passed]
+    over = [
+        f"{getattr(r, 'via', '') + ' ' if http else ''}{r.kind} ({r.audience})"
+        for r in results
+        if not r.passed
+    ]
     console.print(
         f"{backend}: "
         + (

@@ -23,6 +23,7 @@ from engine.read.audience import Audience
 from engine.read.payments import PaymentFilter, search_payments
 from engine.read.snapshot import snapshot
 from tooling.bench.read_bench import query_kinds
+from tooling.bench.read_http import VIAS
 
 PAYMENTS = 2_000
 
@@ -41,6 +42,46 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     return ledger, out, run.stdout
+
+
+@pytest.fixture(scope="module")
+def http_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The same kinds through a console the benchmark starts, on a ledger of its own."""
+    tmp = tmp_path_factory.mktemp("read-bench-http")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAKK_")}
+    env["SAKK_DATA_DIR"] = str(tmp)
+    out = tmp / "read-http.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "sakk", "bench-read", "--http", "--payments", str(PAYMENTS),
+         "--repeat", "3", "--backends", "sqlite", "--sqlite-file", str(tmp / "read.db"),
+         "--output", str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    return out, run.stdout
+
+
+@pytest.mark.slow
+def test_bench_read_http_asks_the_console_every_kind_through_api_and_pages(http_run):
+    """Each kind through the JSON API and the pages: answered (a non-200 stops the run, so a
+    zero exit means every request got 200) and never empty; the figures printed and written."""
+    out, printed = http_run
+    report = json.loads(out.read_text())
+    assert report["via"] == "http"
+    kinds = report["backends"]["sqlite"]["kinds"]
+    expected = {
+        (via, kind, audience)
+        for via in VIAS
+        for kind, audience, _query in query_kinds(topology=None)  # type: ignore[arg-type]
+    }
+    assert {(k["via"], k["kind"], k["audience"]) for k in kinds} == expected
+    assert VIAS == ("api", "page")
+    for k in kinds:
+        assert k["runs"] == 3 and k["rows_mean"] > 0 and k["empty"] == 0, k
+        assert 0 < k["p50_ms"] <= k["p95_ms"] <= k["p99_ms"] <= k["max_ms"], k
+    assert "Read side through HTTP on sqlite, 2,000 payments" in printed
+    assert "p99 < 100 ms" in printed and "load average at the end" in printed
+    assert "console on http://127.0.0.1:" in printed
 
 
 @pytest.mark.slow

@@ -111,7 +111,7 @@ def _search(
     deep: bool = False,
 ) -> Query:
     def run(conn: Connection, s: Sample, i: int) -> int:
-        cursor = encode_cursor(SEARCH, (s.occurred_at, s.payment_id)) if deep else None
+        cursor = deep_cursor(s) if deep else None
         page = search_payments(conn, audience_of(s), filter_of(s, i), cursor, DEFAULT_PAGE)
         return len(page)
 
@@ -149,76 +149,96 @@ def _trace(audience_of: Callable[[Sample], Audience], topology: Topology) -> Que
     return run
 
 
-def query_kinds(topology: Topology) -> list[tuple[str, str, Query]]:
-    """(kind, audience, query): the console's searches and a payment's page."""
+@dataclass(frozen=True)
+class KindSpec:
+    """A query kind as a screen asks it: who asks, and the search (None: a payment's page)."""
+
+    kind: str
+    audience: str
+    audience_of: Callable[[Sample], Audience]
+    filter_of: Callable[[Sample, int], PaymentFilter] | None = None
+    deep: bool = False  # the page after a payment picked at random (its cursor)
+
+
+def deep_cursor(s: Sample) -> str:
+    """The cursor of the page after ``s`` in a search's order (newest first)."""
+    return encode_cursor(SEARCH, (s.occurred_at, s.payment_id))
+
+
+def kind_specs() -> list[KindSpec]:
+    """The console's searches and a payment's page, as an operator and as a bank."""
     hour, day = timedelta(hours=1), timedelta(days=1)
-    f = PaymentFilter
+    f, k = PaymentFilter, KindSpec
     return [
-        ("payment id", "operator", _search(_operator, lambda s, i: f(payment_id=s.payment_id))),
-        (
-            "bank reference",
-            "bank",
-            _search(_payer_bank, lambda s, i: f(bank_reference=s.bank_reference)),
-        ),
-        (
+        k("payment id", "operator", _operator, lambda s, i: f(payment_id=s.payment_id)),
+        k("bank reference", "bank", _payer_bank, lambda s, i: f(bank_reference=s.bank_reference)),
+        k(
             "bank + last hour",
             "operator",
-            _search(
-                _operator,
-                lambda s, i: f(bank=s.payee_bank, since=_upto(s) - hour, until=_upto(s)),
-            ),
+            _operator,
+            lambda s, i: f(bank=s.payee_bank, since=_upto(s) - hour, until=_upto(s)),
         ),
-        (
+        k(
             "own, last day",
             "bank",
-            _search(_payer_bank, lambda s, i: f(since=_upto(s) - day, until=_upto(s))),
+            _payer_bank,
+            lambda s, i: f(since=_upto(s) - day, until=_upto(s)),
         ),
-        (
+        k(
             "other bank + day",
             "bank",
-            _search(
-                _payer_bank,
-                lambda s, i: f(bank=s.payee_bank, since=_upto(s) - day, until=_upto(s)),
-            ),
+            _payer_bank,
+            lambda s, i: f(bank=s.payee_bank, since=_upto(s) - day, until=_upto(s)),
         ),
-        (
-            "account last four",
-            "operator",
-            _search(_operator, lambda s, i: f(account_last4=_last4(s))),
-        ),
-        (
+        k("account last four", "operator", _operator, lambda s, i: f(account_last4=_last4(s))),
+        k(
             "account last four",
             "bank",
-            _search(_payer_bank, lambda s, i: f(account_last4=s.payer_account[-4:])),
+            _payer_bank,
+            lambda s, i: f(account_last4=s.payer_account[-4:]),
         ),
-        ("state", "operator", _search(_operator, lambda s, i: f(state=STATES[i % len(STATES)]))),
-        ("state", "bank", _search(_payee_bank, lambda s, i: f(state=STATES[i % len(STATES)]))),
-        (
+        k("state", "operator", _operator, lambda s, i: f(state=STATES[i % len(STATES)])),
+        k("state", "bank", _payee_bank, lambda s, i: f(state=STATES[i % len(STATES)])),
+        k(
             "reason code",
             "operator",
-            _search(_operator, lambda s, i: f(reason_code=REASONS[i % len(REASONS)])),
+            _operator,
+            lambda s, i: f(reason_code=REASONS[i % len(REASONS)]),
         ),
-        (
+        k(
             "reason code",
             "bank",
-            _search(_payer_bank, lambda s, i: f(reason_code=REASONS[i % len(REASONS)])),
+            _payer_bank,
+            lambda s, i: f(reason_code=REASONS[i % len(REASONS)]),
         ),
-        (
-            "channel",
-            "operator",
-            _search(_operator, lambda s, i: f(channel=CHANNELS[i % len(CHANNELS)])),
-        ),
-        ("first page", "operator", _search(_operator, lambda s, i: f())),
-        ("first page", "bank", _search(_payer_bank, lambda s, i: f())),
-        ("deep page", "operator", _search(_operator, lambda s, i: f(), deep=True)),
-        ("deep page", "bank", _search(_payee_bank, lambda s, i: f(), deep=True)),
-        (
+        k("channel", "operator", _operator, lambda s, i: f(channel=CHANNELS[i % len(CHANNELS)])),
+        k("first page", "operator", _operator, lambda s, i: f()),
+        k("first page", "bank", _payer_bank, lambda s, i: f()),
+        k("deep page", "operator", _operator, lambda s, i: f(), deep=True),
+        k("deep page", "bank", _payee_bank, lambda s, i: f(), deep=True),
+        k(
             "deep page, state",
             "bank",
-            _search(_payer_bank, lambda s, i: f(state=STATES[i % len(STATES)]), deep=True),
+            _payer_bank,
+            lambda s, i: f(state=STATES[i % len(STATES)]),
+            deep=True,
         ),
-        ("payment page", "operator", _trace(_operator, topology)),
-        ("payment page", "bank", _trace(_payer_bank, topology)),
+        k("payment page", "operator", _operator),
+        k("payment page", "bank", _payer_bank),
+    ]
+
+
+def query_kinds(topology: Topology) -> list[tuple[str, str, Query]]:
+    """(kind, audience, query): the console's searches and a payment's page."""
+    return [
+        (
+            spec.kind,
+            spec.audience,
+            _trace(spec.audience_of, topology)
+            if spec.filter_of is None
+            else _search(spec.audience_of, spec.filter_of, spec.deep),
+        )
+        for spec in kind_specs()
     ]
 
 

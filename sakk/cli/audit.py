@@ -101,7 +101,8 @@ def audit_verify(
         "windows_from_topic": windows_from_topic,
     }
     actor = operator_name(run_by)
-    with recording("verify", actor, record_url(record, record_in, url), options) as run:
+    where = record_url(record, record_in, url)
+    with recording("verify", actor, where, options, announce=fmt == "text") as run:
         report = _verified(settings, url, given, anchors_from_topic, windows_from_topic)
         summary = report.summary()
         findings = verify_findings(summary)

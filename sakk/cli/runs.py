@@ -57,6 +57,7 @@ class Recorder:
     actor: str
     url: str | None  # None: not recorded
     options: dict[str, Any]
+    announce: bool = True  # say on stderr where the run was recorded
     started_at: datetime = field(default_factory=utc_now)
     done: bool = False
 
@@ -81,15 +82,18 @@ class Recorder:
             ) from exc
         finally:
             engine.dispose()
-        click.echo(f"recorded as audit run #{run_id} in {safe_url(self.url)}", err=True)
+        if self.announce:
+            click.echo(f"recorded as audit run #{run_id} in {safe_url(self.url)}", err=True)
 
 
 @contextmanager
 def recording(
-    kind: str, actor: str, url: str | None, options: Mapping[str, Any]
+    kind: str, actor: str, url: str | None, options: Mapping[str, Any], announce: bool = True
 ) -> Iterator[Recorder]:
-    """A run being made; one that raises (not a usage error) is recorded as FAILED."""
-    recorder = Recorder(kind, actor, url, dict(options))
+    """A run being made; one that raises (not a usage error) is recorded as FAILED.
+
+    ``announce``: False keeps stderr to the report (``--format json`` read whole)."""
+    recorder = Recorder(kind, actor, url, dict(options), announce)
     try:
         yield recorder
     except click.UsageError:

@@ -1,0 +1,41 @@
+"""The audit screen's runs: a verification asked of the console is recorded with who
+asked, and listed with those of the command line; operators and auditors read them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from engine.audit.runs import FinishedRun, record_run
+from tests.console.conftest import DAY1, Console
+
+
+def test_a_verification_from_the_console_is_recorded_and_listed_with_its_report(
+    console: Console,
+):
+    at = DAY1 + timedelta(days=1)
+    differences = {"payments": [{"payment_id": "007:P-1", "difference": "amount",
+                                 "live": "account 007780000000000000000111"}]}  # fmt: skip
+    record_run(console.engine, FinishedRun(
+        "reconcile", "nadia", "cli", at, at + timedelta(seconds=3), {"live": "ledger"},
+        "DIFFERENCES", 1, {"differences": 1}, {"ok": False, "differences": 1}, differences,
+    ))  # fmt: skip
+    verified = console.client("op2").get("/api/v1/audit/verify")
+    assert verified.status_code == 200, verified.text
+    page = console.client("aud").get("/api/v1/audit/runs").json()
+    newest = page["items"][0]
+    assert (newest["kind"], newest["actor"], newest["via"]) == ("verify", "op2", "console")
+    assert newest["outcome"] == ("OK" if verified.json()["ok"] else "DIFFERENCES")
+    assert newest["counts"]["entries"] == verified.json()["summary"]["entries"]
+    shown = console.client("aud").get(f"/api/v1/audit/runs/{newest['id']}").json()
+    assert shown["report"]["summary"]["entries"] == newest["counts"]["entries"]
+    reconciles = console.client("op1").get("/api/v1/audit/runs", params={"kind": "reconcile"})
+    rec = reconciles.json()["items"][0]
+    assert (rec["actor"], rec["outcome"], rec["differences"]) == ("nadia", "DIFFERENCES", 1)
+    as_auditor = console.client("aud").get(f"/api/v1/audit/runs/{rec['id']}").json()
+    as_operator = console.client("op1").get(f"/api/v1/audit/runs/{rec['id']}").json()
+    assert as_auditor["report"]["sections"] == differences  # whole
+    assert "007780000000000000000111" not in str(as_operator["report"])  # masked
+    assert as_operator["report"]["sections"]["payments"][0]["payment_id"] == "007:P-1"
+    assert console.client("b007").get(f"/api/v1/audit/runs/{rec['id']}").status_code == 403
+    bad = console.client("aud").get("/api/v1/audit/runs", params={"kind": "other"})
+    assert bad.status_code == 422 or bad.status_code == 400, bad.text

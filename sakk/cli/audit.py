@@ -109,6 +109,12 @@ def audit_verify(
         sections = report.sections()  # the findings first, the chain heads last
         sections["chains"] = sections.pop("chains")
         run.finish(outcome_of(report.ok), findings, integer_counts(summary), summary, sections)
+    _emit(url, report, fmt, out_dir)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _emit(url: str, report: VerifyReport, fmt: str, out_dir: Path | None) -> None:
     if out_dir is not None:
         for path in write_report(
             out_dir,
@@ -123,8 +129,6 @@ def audit_verify(
         )
     else:
         _print(Console(), url, report)
-    if not report.ok:
-        raise SystemExit(1)
 
 
 def _verified(

@@ -141,7 +141,19 @@ def replay_command(
         f"{safe_url(request.target_url)}"
     )
     where = record_url(record, record_in, settings.ledger_url)
-    with recording("replay", operator_name(run_by), where, _options(settings, request)) as run:
+    report = _replayed(settings, request, console, operator_name(run_by), where)
+    _print(Console(), report)
+    if out_dir is not None:
+        ranges = [r.as_dict() for r in report.ranges]
+        for path in write_report(out_dir, "replay", report.summary(), {"ranges": ranges}):
+            click.echo(f"wrote {path}")
+
+
+def _replayed(
+    settings: Settings, request: ReplayRequest, console: Console, actor: str, where: str | None
+) -> ReplayReport:
+    """The replay, recorded as an audit run (refused signatures are its differences)."""
+    with recording("replay", actor, where, _options(settings, request)) as run:
         try:
             report = replay(settings, request, TOPOLOGY, _progress(console))
         except (AuditError, LedgerError, KafkaPlumbingError) as exc:
@@ -151,11 +163,7 @@ def replay_command(
         run.finish(outcome_of(refused == 0), refused, integer_counts(summary), summary, {
             "signature_failures": [{"refused": f} for f in report.signature_failures],
             "ranges": [r.as_dict() for r in report.ranges]})  # fmt: skip
-    _print(Console(), report)
-    if out_dir is not None:
-        ranges = [r.as_dict() for r in report.ranges]
-        for path in write_report(out_dir, "replay", report.summary(), {"ranges": ranges}):
-            click.echo(f"wrote {path}")
+    return report
 
 
 SIGNATURE_FAILURES_SHOWN = 20

@@ -49,7 +49,8 @@ def console(
     if openapi:
         sys.stdout.write(openapi_text(create_app(config)))
         return
-    engine = ledger_engine(settings.replace(database_url=url), migrate=True)
+    settings = settings.replace(database_url=url)  # what follows an approval runs on it too
+    engine = ledger_engine(settings, migrate=True)
     _serve(create_app(config, engine, settings=settings), host, port, certfile, keyfile)
 
 

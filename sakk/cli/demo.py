@@ -10,6 +10,7 @@ traffic expected, and the lifecycle's invariants (``check_lifecycle``).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -158,8 +159,25 @@ def demo(settings: Settings, payments: int, seed: int, rate: int | None, tls: bo
     with _transport(settings, tls, console) as settings:
         result = run_demo(settings, payments, seed, rate, console)
     within_limits = _print_summary(console, settings, result)
+    _print_console_how_to(console, settings)
     if not (result.ok and within_limits):
         raise SystemExit(1)
+
+
+def _print_console_how_to(console: Console, settings: Settings) -> None:
+    """How to look at this run's ledger in the console (the next demo starts it afresh)."""
+    sakk = sys.argv[0] if Path(sys.argv[0]).name == "sakk" else "sakk"
+    url = settings.ledger_url
+    console.print(
+        "\n[bold]The console[/] on this ledger: make yourself an operator (the password is "
+        "asked for, 12 characters at least), then serve it and open http://127.0.0.1:8600/",
+        highlight=False,
+    )
+    for line in (
+        f"{sakk} users add admin --role operator --database-url {url}",
+        f"{sakk} console --database-url {url}",
+    ):
+        console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
 
 
 @contextmanager

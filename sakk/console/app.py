@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from engine.config import Settings, load_settings
 from engine.ledger.database import make_engine
-from sakk.console import errors, login
+from sakk.console import errors, login, pages
 from sakk.console.auth import SAFE_METHODS, LoginLimiter
 from sakk.console.config import ConsoleConfig
 from sakk.console.routes import api_router
@@ -23,7 +23,9 @@ OPENAPI_URL = "/api/v1/openapi.json"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends ``Origin: null`` with
+    # the console's own forms, and the same-origin check below would refuse every one.
+    "Referrer-Policy": "same-origin",
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
 }
 
@@ -58,6 +60,7 @@ def create_app(
     errors.install(app)
     app.include_router(api_router)
     app.include_router(login.router)
+    pages.install(app)
     _middleware(app, config)
     return app
 

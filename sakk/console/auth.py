@@ -124,7 +124,8 @@ def sign_in(
     with engine.connect() as conn:
         stored = store.password_hash_of(conn, name)
         user = store.get_user(conn, name) if stored else None
-    if user is None or not verify_password(stored, password):
+    matches = verify_password(stored, password)  # an argon2 check even for an unknown name
+    if user is None or not matches:
         limiter.failed(keys, at)
         raise unauthenticated("wrong name or password")
     limiter.succeeded(keys[0])

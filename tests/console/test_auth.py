@@ -117,3 +117,17 @@ def test_a_change_from_another_sites_page_is_refused_even_the_sign_in(console: C
         "/login", data={"name": "op1", "password": PASSWORD}, headers=own, follow_redirects=False
     )
     assert response.status_code == 303
+
+
+def test_answers_carry_the_security_headers_and_a_large_body_is_refused(console: Console):
+    client = console.client("op1")
+    answer = client.get("/api/v1/payments", params={"limit": 1})
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+    assert "default-src 'self'" in answer.headers["content-security-policy"]
+    big = client.post(
+        "/api/v1/settlement/windows/abort", content=b"x" * 2_000_000,
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    assert big.status_code == 413 and big.json()["error"] == "too_large"

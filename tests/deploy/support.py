@@ -191,7 +191,7 @@ def prometheus_binary() -> str:
     if path is None:
         pytest.skip(
             "the Prometheus server is not installed (Debian package `prometheus`, "
-            "which .ci/run installs)"
+            "which `make test` installs through .ci/test-deps)"
         )
     return path
 
@@ -200,7 +200,8 @@ def promtool_binary() -> str:
     path = shutil.which("promtool")
     if path is None:
         pytest.skip(
-            "promtool is not installed (Debian package `prometheus`, which .ci/run installs)"
+            "promtool is not installed (Debian package `prometheus`, "
+            "which `make test` installs through .ci/test-deps)"
         )
     return path
 

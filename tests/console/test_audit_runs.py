@@ -39,3 +39,32 @@ def test_a_verification_from_the_console_is_recorded_and_listed_with_its_report(
     assert console.client("b007").get(f"/api/v1/audit/runs/{rec['id']}").status_code == 403
     bad = console.client("aud").get("/api/v1/audit/runs", params={"kind": "other"})
     assert bad.status_code == 422 or bad.status_code == 400, bad.text
+
+
+def test_the_audit_screen_lists_runs_with_what_differed_and_a_run_shows_each_difference(
+    console: Console,
+):
+    at = DAY1 + timedelta(days=1, hours=2)
+    differences = {"balances": [{"account": "011-SETTLEMENT-MAD", "live_balance_minor": 5,
+                                 "replay_balance_minor": 4}]}  # fmt: skip
+    run_id = record_run(console.engine, FinishedRun(
+        "reconcile", "yasmine", "cli", at, at + timedelta(seconds=2), {"live": "ledger"},
+        "DIFFERENCES", 1, {"balance_differences": 1, "differences": 1, "matched": 12},
+        {"ok": False}, differences,
+    ))  # fmt: skip
+    screen = console.client("aud").get("/audit").text
+    listed = screen[screen.index('data-testid="audit-runs"') :]
+    row = listed[listed.index(f'href="/audit/runs/{run_id}"') :].split("</tr>")[0]
+    assert "yasmine" in row and "DIFFERENCES" in row and "balance differences 1" in row
+    shown = console.client("op1").get(f"/audit/runs/{run_id}")
+    assert shown.status_code == 200
+    table = shown.text[shown.text.index('data-testid="run-balances"') :].split("</table>")[0]
+    assert "011-SETTLEMENT-MAD" in table and "yasmine" in shown.text
+    assert console.client("b011").get(f"/audit/runs/{run_id}").status_code == 403
+    assert console.client("aud").get("/audit/runs/999999").status_code == 404
+
+
+def test_the_overview_screen_says_the_lag_is_unknown_without_a_broker(console: Console):
+    screen = console.client("op1").get("/").text
+    assert 'data-testid="lag"' in screen and "unknown: no broker configured" in screen
+    assert 'data-testid="lag"' not in console.client("b007").get("/").text

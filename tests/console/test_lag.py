@@ -42,6 +42,9 @@ def test_each_stages_lag_counts_what_it_has_not_consumed_then_falls_to_zero(
     assert validator["lag"] == UNCONSUMED
     assert lags["settlement"]["lag"] == 0 and s.topic("validated") in lags["settlement"]["topics"]
     assert overview_lag(console, s, "b007") == []  # the switch's traffic is not a bank's
+    app = create_app(console.config(), console.engine, settings=s)
+    screen = TestClient(app, headers={"Authorization": f"Bearer {console.tokens['op1']}"})
+    assert f'data-testid="lag-validator">{UNCONSUMED}<' in screen.get("/").text
     flow.threads = run_consumers(s, ("validator",), flow.stop_event)
     groups = {s.group("validator"): [s.topic("initiated")]}
     flow.wait_until(lambda: group_lags(s, groups, 5.0)[s.group("validator")].total == 0)

@@ -171,6 +171,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("POST", "/proposals/cap"): (OPERATOR, "/proposals/cap", {"data": {}}),
     ("GET", "/audit"): (READER, "/audit", {}),
     ("GET", "/audit/verify"): (READER, "/audit/verify", {}),
+    ("GET", "/audit/runs/{run_id}"): (READER, "/audit/runs/999999", {}),
 }
 
 

@@ -108,8 +108,8 @@ def audit_verify(
         findings = verify_findings(summary)
         sections = report.sections()  # the findings first, the chain heads last
         sections["chains"] = sections.pop("chains")
+        _emit(url, report, fmt, out_dir)  # shown first: a record refused never hides it
         run.finish(outcome_of(report.ok), findings, integer_counts(summary), summary, sections)
-    _emit(url, report, fmt, out_dir)
     if not report.ok:
         raise SystemExit(1)
 

@@ -85,15 +85,15 @@ def reconcile_command(
         finally:
             live.dispose()
             replayed.dispose()
-        summary = report.summary()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = out_dir or settings.data_dir / "reports" / f"reconcile-{stamp}"
+        shown = {"live": safe_url(live_url), "replay": safe_url(replay_url), **report.summary()}
+        paths = write_report(out_dir, "reconcile", shown, report.sections(), with_html=html)
+        _print(Console(), report)
+        click.echo(f"report: {out_dir} ({len(paths)} files)")
+        summary = report.summary()  # recorded once shown: a record refused never hides it
         run.finish(outcome_of(report.ok), report.differences, integer_counts(summary),
                    summary, report.sections())  # fmt: skip
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = out_dir or settings.data_dir / "reports" / f"reconcile-{stamp}"
-    summary = {"live": safe_url(live_url), "replay": safe_url(replay_url), **report.summary()}
-    paths = write_report(out_dir, "reconcile", summary, report.sections(), with_html=html)
-    _print(Console(), report)
-    click.echo(f"report: {out_dir} ({len(paths)} files)")
     if not report.ok:
         raise SystemExit(1)
 

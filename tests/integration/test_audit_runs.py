@@ -102,3 +102,13 @@ def test_a_recorded_run_is_never_changed_nor_deleted(ledger):
     with pytest.raises(DBAPIError, match="append-only"), ledger.begin() as conn:
         conn.execute(text("DELETE FROM audit_runs"))
     assert runs_in(ledger) == 1
+
+
+def test_a_ledger_that_cannot_record_still_shows_its_findings_and_says_how_to_go_on(
+    ledger, database_url, tmp_path
+):
+    with ledger.begin() as conn:  # a ledger of a revision before audit runs
+        conn.execute(text("DROP TABLE audit_runs"))
+    code, out = verify_cli(database_url, tmp_path)
+    assert code == 1 and "hash chain intact" in out and "--no-record" in out, out
+    assert verify_cli(database_url, tmp_path, "--no-record")[0] == 0

@@ -25,6 +25,7 @@ from engine.audit.runs import (
     record_run,
     verify_findings,
 )
+from engine.audit.urls import safe_url
 from engine.masking import mask_text
 from engine.ops.audit_log import LIST_LIMIT_MAX, list_actions
 from engine.read.audit_runs import get_audit_run, list_audit_runs
@@ -107,7 +108,7 @@ def verify_recorded(request: Request, who: Principal) -> VerifyReport:
 def _verify_recorded(request: Request, who: Principal) -> VerifyReport:
     """Verify in a snapshot, and record the run (a failed one too, then re-raise)."""
     started, engine = now(request), engine_of(request)
-    options = {"ledger": "the console's", "anchors": 0}
+    options = {"ledger": safe_url(request.app.state.config.database_url), "anchors": 0}
 
     def finished(outcome: str, **rest: Any) -> FinishedRun:
         end = max(now(request), started)

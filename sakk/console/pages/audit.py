@@ -68,9 +68,12 @@ def audit_run(
     with shown_as_page(who), reading(request) as conn:
         run = get_audit_run(conn, who.audience, run_id)
     report = run.report or {}
+    sections = dict(report.get("sections") or {})  # stored with sorted keys: findings first
+    if "chains" in sections:
+        sections["chains"] = sections.pop("chains")
     return page(
         request, who, "audit_run.html", f"Audit run #{run.id}: {run.kind}", run=run,
-        summary=report.get("summary") or {}, sections=report.get("sections") or {},
+        summary=report.get("summary") or {}, sections=sections,
         cut=report.get("cut") or {}, differing=differing(run),
     )  # fmt: skip
 

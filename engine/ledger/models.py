@@ -949,3 +949,38 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRun(Base):
+    """One run of ``audit verify``, ``replay`` or ``reconcile``, recorded as it ended.
+
+    ``options`` says what the run covered (ledgers, range, anchors) as JSON; ``counts``
+    its figures; ``report`` its findings as JSON, cut to ``engine.audit.runs``'s bound
+    (``report_cut``; ``report_chars`` is the whole report's length). Append-only: database
+    triggers refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_runs"
+    __table_args__ = (
+        CheckConstraint("kind IN ('verify', 'replay', 'reconcile')", name="kind"),
+        CheckConstraint("outcome IN ('OK', 'DIFFERENCES', 'FAILED')", name="outcome"),
+        CheckConstraint("via IN ('cli', 'console')", name="via"),
+        CheckConstraint("finished_at >= started_at", name="times"),
+        CheckConstraint("differences >= 0", name="differences"),
+        Index("ix_audit_runs_kind", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(16))  # cli | console
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    options: Mapped[str] = mapped_column(Text)  # JSON
+    outcome: Mapped[str] = mapped_column(String(16))
+    differences: Mapped[int] = mapped_column(BigInteger)
+    counts: Mapped[str] = mapped_column(Text)  # JSON: name -> integer
+    report: Mapped[str | None] = mapped_column(Text)  # JSON, at most MAX_REPORT_CHARS
+    report_chars: Mapped[int] = mapped_column(BigInteger)
+    report_cut: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)

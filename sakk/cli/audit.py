@@ -20,12 +20,14 @@ from engine.audit.chain import (
     verify,
 )
 from engine.audit.export import jsonable, write_report
+from engine.audit.runs import integer_counts, outcome_of, verify_findings
 from engine.audit.urls import as_database_url, safe_url
 from engine.config import Settings
 from engine.ledger.database import make_engine, read_only
 from engine.ops.audit_log import LIST_LIMIT_MAX, list_actions
 from sakk.cli import cli
-from sakk.cli.options import report_options
+from sakk.cli.options import operator_name, report_options
+from sakk.cli.runs import record_options, record_url, recording
 
 SHOWN_PROBLEMS = 20
 SHOWN_HEADS = 64  # chain heads printed as text; --format json has every one
@@ -59,6 +61,7 @@ def audit() -> None:
     help="Also replay the settlement.windows events and compare each window's state.",
 )
 @report_options("the findings")
+@record_options(("--by", "--actor"), "the ledger verified")
 @click.pass_obj
 def audit_verify(
     settings: Settings,
@@ -68,6 +71,9 @@ def audit_verify(
     windows_from_topic: bool,
     fmt: str,
     out_dir: Path | None,
+    run_by: str | None,
+    record_in: str | None,
+    record: bool,
 ) -> None:
     """Walk every hash chain of the entries and name the first entry that breaks one.
 
@@ -80,23 +86,35 @@ def audit_verify(
     it was decided) or liquidity, and the operator audit log's hash chain (sakk audit log)
     is whole, with every approved proposal's action recorded and approved by someone other
     than its proposer (sakk proposals).
-    Exits with status 1 on any finding.
+    Exits with status 1 on any finding. The run is recorded in the ledger's audit runs
+    (the console's audit screen) unless --no-record.
     """
     try:
         given = [parse_anchor(a) for a in anchors]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if anchors_from_topic:
-        given += _topic_anchors(settings)
     url = as_database_url(database) if database else settings.ledger_url
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            report = verify(conn, given)
-            if windows_from_topic:
-                report.settlement.problems += _replayed_window_problems(settings, engine, conn)
-    finally:
-        engine.dispose()
+    options = {
+        "ledger": safe_url(url),
+        "anchors": len(anchors),
+        "anchors_from_topic": anchors_from_topic,
+        "windows_from_topic": windows_from_topic,
+    }
+    actor = operator_name(run_by)
+    where = record_url(record, record_in, url)
+    with recording("verify", actor, where, options, announce=fmt == "text") as run:
+        report = _verified(settings, url, given, anchors_from_topic, windows_from_topic)
+        summary = report.summary()
+        findings = verify_findings(summary)
+        sections = report.sections()  # the findings first, the chain heads last
+        sections["chains"] = sections.pop("chains")
+        _emit(url, report, fmt, out_dir)  # shown first: a record refused never hides it
+        run.finish(outcome_of(report.ok), findings, integer_counts(summary), summary, sections)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _emit(url: str, report: VerifyReport, fmt: str, out_dir: Path | None) -> None:
     if out_dir is not None:
         for path in write_report(
             out_dir,
@@ -111,8 +129,22 @@ def audit_verify(
         )
     else:
         _print(Console(), url, report)
-    if not report.ok:
-        raise SystemExit(1)
+
+
+def _verified(
+    settings: Settings, url: str, given: list[Anchor], from_topic: bool, windows: bool
+) -> VerifyReport:
+    if from_topic:
+        given = given + _topic_anchors(settings)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            report = verify(conn, given)
+            if windows:
+                report.settlement.problems += _replayed_window_problems(settings, engine, conn)
+    finally:
+        engine.dispose()
+    return report
 
 
 def _topic_anchors(settings: Settings) -> list[Anchor]:

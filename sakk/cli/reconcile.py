@@ -12,12 +12,15 @@ from rich.table import Table
 from engine.audit.exceptions import AuditError
 from engine.audit.export import write_report
 from engine.audit.reconcile import ReconcileReport, reconcile
+from engine.audit.runs import integer_counts, outcome_of
 from engine.audit.urls import as_database_url, safe_url
 from engine.config import Settings
 from engine.ledger.database import make_engine
 from engine.times import parse_instant
 from sakk.app import TOPOLOGY
 from sakk.cli import cli
+from sakk.cli.options import operator_name
+from sakk.cli.runs import record_options, record_url, recording
 
 SHOWN_ROWS = 20
 
@@ -47,6 +50,7 @@ SHOWN_ROWS = 20
     help="Report directory. Default: var/reports/reconcile-<time>/.",
 )
 @click.option("--html/--no-html", default=True, show_default=True)
+@record_options(("--by", "--actor"), "the live ledger")
 @click.pass_obj
 def reconcile_command(
     settings: Settings,
@@ -56,10 +60,14 @@ def reconcile_command(
     to_text: str | None,
     out_dir: Path | None,
     html: bool,
+    run_by: str | None,
+    record_in: str | None,
+    record: bool,
 ) -> None:
     """Payments matched, missing on either side, different outcome, amount or fee; balances.
 
-    Exits with status 1 when there is any difference.
+    Exits with status 1 when there is any difference. The run and its differences are
+    recorded in the live ledger's audit runs unless --no-record.
     """
     try:
         lo = parse_instant(from_text) if from_text else None
@@ -68,18 +76,24 @@ def reconcile_command(
         raise click.UsageError(str(exc)) from exc
     live_url = as_database_url(live_db) if live_db else settings.ledger_url
     replay_url = as_database_url(replay_db)
-    live, replayed = make_engine(live_url), make_engine(replay_url)
-    try:
-        report = reconcile(live, replayed, TOPOLOGY, lo, hi)
-    finally:
-        live.dispose()
-        replayed.dispose()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = out_dir or settings.data_dir / "reports" / f"reconcile-{stamp}"
-    summary = {"live": safe_url(live_url), "replay": safe_url(replay_url), **report.summary()}
-    paths = write_report(out_dir, "reconcile", summary, report.sections(), with_html=html)
-    _print(Console(), report)
-    click.echo(f"report: {out_dir} ({len(paths)} files)")
+    options = {"live": safe_url(live_url), "replay": safe_url(replay_url), "from": lo, "to": hi}
+    where = record_url(record, record_in, live_url)
+    with recording("reconcile", operator_name(run_by), where, options) as run:
+        live, replayed = make_engine(live_url), make_engine(replay_url)
+        try:
+            report = reconcile(live, replayed, TOPOLOGY, lo, hi)
+        finally:
+            live.dispose()
+            replayed.dispose()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = out_dir or settings.data_dir / "reports" / f"reconcile-{stamp}"
+        shown = {"live": safe_url(live_url), "replay": safe_url(replay_url), **report.summary()}
+        paths = write_report(out_dir, "reconcile", shown, report.sections(), with_html=html)
+        _print(Console(), report)
+        click.echo(f"report: {out_dir} ({len(paths)} files)")
+        summary = report.summary()  # recorded once shown: a record refused never hides it
+        run.finish(outcome_of(report.ok), report.differences, integer_counts(summary),
+                   summary, report.sections())  # fmt: skip
     if not report.ok:
         raise SystemExit(1)
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from engine.audit.exceptions import AuditError
 from engine.audit.export import write_report
 from engine.audit.replay import ReplayReport, ReplayRequest, replay
+from engine.audit.runs import integer_counts, outcome_of
 from engine.audit.urls import as_database_url, safe_url
 from engine.config import Settings
 from engine.kafka.exceptions import KafkaPlumbingError
@@ -20,6 +21,8 @@ from engine.ledger.exceptions import LedgerError
 from engine.times import parse_instant
 from sakk.app import TOPOLOGY
 from sakk.cli import cli
+from sakk.cli.options import operator_name
+from sakk.cli.runs import record_options, record_url, recording
 
 PROGRESS_EVERY_S = 5.0
 
@@ -87,6 +90,7 @@ def _offsets(values: tuple[str, ...], option: str) -> dict[int, int]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write the replay summary as JSON and CSV to this directory.",
 )
+@record_options(("--actor",), "the live ledger, SAKK_DATABASE_URL")
 @click.pass_obj
 def replay_command(
     settings: Settings,
@@ -100,13 +104,17 @@ def replay_command(
     order_from: str | None,
     batch_size: int,
     out_dir: Path | None,
+    run_by: str | None,
+    record_in: str | None,
+    record: bool,
 ) -> None:
     """Replay payments.initiated through the validator and settlement code into a new ledger.
 
     Payments and the steps banks asked of them (captures, voids, refunds, returns) come
     from payments.initiated; the switch's hold expiries from payments.validated. Reads
     with no consumer group (nothing is committed), produces nothing, and writes only
-    the new ledger. Compare it with the live one with `sakk reconcile`.
+    the new ledger. Compare it with the live one with `sakk reconcile`. The run is
+    recorded in the live ledger's audit runs unless --no-record.
     """
     if settings.uses_embedded_broker:
         raise click.UsageError("set SAKK_KAFKA_BOOTSTRAP_SERVERS to the broker holding the topics")
@@ -132,10 +140,8 @@ def replay_command(
         f"replaying {settings.topic('initiated')} ({request.selection}) into "
         f"{safe_url(request.target_url)}"
     )
-    try:
-        report = replay(settings, request, TOPOLOGY, _progress(console))
-    except (AuditError, LedgerError, KafkaPlumbingError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    where = record_url(record, record_in, settings.ledger_url)
+    report = _replayed(settings, request, console, operator_name(run_by), where)
     _print(Console(), report)
     if out_dir is not None:
         ranges = [r.as_dict() for r in report.ranges]
@@ -143,7 +149,35 @@ def replay_command(
             click.echo(f"wrote {path}")
 
 
+def _replayed(
+    settings: Settings, request: ReplayRequest, console: Console, actor: str, where: str | None
+) -> ReplayReport:
+    """The replay, recorded as an audit run (refused signatures are its differences)."""
+    with recording("replay", actor, where, _options(settings, request)) as run:
+        try:
+            report = replay(settings, request, TOPOLOGY, _progress(console))
+        except (AuditError, LedgerError, KafkaPlumbingError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        summary = report.summary()
+        refused = len(report.signature_failures)
+        run.finish(outcome_of(refused == 0), refused, integer_counts(summary), summary, {
+            "signature_failures": [{"refused": f} for f in report.signature_failures],
+            "ranges": [r.as_dict() for r in report.ranges]})  # fmt: skip
+    return report
+
+
 SIGNATURE_FAILURES_SHOWN = 20
+
+
+def _options(settings: Settings, request: ReplayRequest) -> dict[str, object]:
+    """What a replay covered, as its audit run keeps it."""
+    return {
+        "topic": settings.topic("initiated"), "selection": request.selection,
+        "from": request.from_time, "to": request.to_time,
+        "from_offsets": request.from_offsets, "to_offsets": request.to_offsets,
+        "reference": str(request.reference_file), "target": safe_url(request.target_url),
+        "order_from": safe_url(request.order_from) if request.order_from else None,
+    }  # fmt: skip
 
 
 def _new_replay_file(settings: Settings) -> str:

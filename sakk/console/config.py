@@ -23,6 +23,7 @@ class ConsoleConfig:
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS  # a screen's query runs at most this
     db_pool_size: int = 4
     max_body_bytes: int = 1_048_576  # a request body larger than this is refused (413)
+    lag_timeout_ms: int = 2_000  # the overview waits this long for the broker's lag, then "unknown"
 
     def __post_init__(self) -> None:
         bounds = {
@@ -34,6 +35,7 @@ class ConsoleConfig:
             "statement_timeout_ms": (1, MAX_STATEMENT_TIMEOUT_MS),
             "db_pool_size": (1, 100),
             "max_body_bytes": (1_024, 64 * 1_048_576),
+            "lag_timeout_ms": (100, 30_000),
         }
         for name, (low, high) in bounds.items():
             value = getattr(self, name)

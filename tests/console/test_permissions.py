@@ -93,6 +93,8 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("GET", "/api/v1/reference/schemas"): (ANY, "/api/v1/reference/schemas", {}),
     ("GET", "/api/v1/audit/log"): (READER, "/api/v1/audit/log", {}),
     ("GET", "/api/v1/audit/verify"): (READER, "/api/v1/audit/verify", {}),
+    ("GET", "/api/v1/audit/runs"): (READER, "/api/v1/audit/runs?kind=verify", {}),
+    ("GET", "/api/v1/audit/runs/{run_id}"): (READER, "/api/v1/audit/runs/999999", {}),
     ("GET", "/api/v1/users"): (READER, "/api/v1/users", {}),
     ("GET", "/api/v1/tokens"): (READER, "/api/v1/tokens", {}),
     ("GET", "/api/v1/proposals"): (OPERATOR, "/api/v1/proposals", {}),
@@ -177,6 +179,7 @@ MATRIX: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("POST", "/proposals/cap"): (OPERATOR, "/proposals/cap", {"data": {}}),
     ("GET", "/audit"): (READER, "/audit", {}),
     ("GET", "/audit/verify"): (READER, "/audit/verify", {}),
+    ("GET", "/audit/runs/{run_id}"): (READER, "/audit/runs/999999", {}),
 }
 
 

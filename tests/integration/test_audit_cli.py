@@ -13,6 +13,8 @@ import sakk.cli.reconcile
 import sakk.cli.replay
 import sakk.cli.settlement
 import sakk.cli.trace  # noqa: F401  (each module registers its command on ``cli``)
+from engine.read.audience import Audience
+from engine.read.audit_runs import get_audit_run, list_audit_runs
 from sakk.cli import cli
 from tests.factories import AMINA, KARIM, RAM, REFERENCE_FILE, YOUSSEF, payment, switch_id
 from tests.integration.test_flow import drained
@@ -99,3 +101,16 @@ def test_auditor_commands_from_replay_to_a_tampered_ledger(flow_factory, sqlite_
     code, out = run("reconcile", "--replay", str(replayed), "--out", str(tmp_path / "again"))
     assert code == 1, out
     assert "011-SETTLEMENT-MAD" in (tmp_path / "again" / "reconcile-postings.csv").read_text()
+
+    with flow.engine.connect() as conn:  # each run recorded in the live ledger, newest first
+        runs = list_audit_runs(conn, Audience.auditor()).items
+        assert [(r.kind, r.outcome) for r in runs] == [
+            ("reconcile", "DIFFERENCES"), ("verify", "DIFFERENCES"), ("verify", "OK"),
+            ("verify", "OK"), ("reconcile", "OK"), ("replay", "OK"),
+        ]  # fmt: skip
+        assert runs[-1].counts["events_replayed"] == len(records)
+        assert runs[-1].options["target"].endswith("replayed.db")
+        assert runs[0].differences >= 1 and runs[0].options["replay"].endswith("replayed.db")
+        differences = get_audit_run(conn, Audience.auditor(), runs[0].id).report
+    assert differences is not None
+    assert "011-SETTLEMENT-MAD" in json.dumps(differences["sections"]["postings"])

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from consumers.settlement import build_legs
 from engine.audit.chain import verify
+from engine.audit.runs import FinishedRun, record_run
 from engine.audit.windows import Window, close_window, window_report
 from engine.ids import SWITCH_ID_MAX_CHARS
 from engine.ledger.database import alembic_config, make_engine, upgrade
@@ -326,4 +327,18 @@ def test_operator_actions_and_reference_versions_come_with_0014_and_go_with_its_
         )
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text("DELETE FROM reference_versions"))
+    engine.dispose()
+
+
+def test_audit_runs_come_with_0022_and_go_with_its_downgrade(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    assert "audit_runs" in inspect(engine).get_table_names()
+    command.downgrade(alembic_config(database_url), "0020_proposals")
+    assert "audit_runs" not in inspect(engine).get_table_names()
+    upgrade(database_url)  # the triggers come back with the table
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    record_run(engine, FinishedRun("verify", "auditor", "cli", at, at, {}, "OK"))
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_runs"))
     engine.dispose()

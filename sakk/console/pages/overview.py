@@ -1,5 +1,7 @@
 """The overview (``/``): payments per minute by channel and outcome, the dead letters, the
-notifications waiting; a bank sees its own payments and the notifications sent to it."""
+notifications waiting, each stage's consumer lag (operators and auditors: asked of the
+broker with the console's bound, ``sakk.console.api.overview``); a bank sees its own
+payments and the notifications sent to it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from engine.read.activity import (
 )
 from engine.read.dead_letters import DeadLetterFilter, count_dead_letters
 from sakk.console.api.common import now, reading
+from sakk.console.api.overview import stage_lags
 from sakk.console.auth import Principal, require_any
 from sakk.console.pages.charts import minute_chart
 from sakk.console.pages.render import page, shown_as_page
@@ -57,9 +60,11 @@ def overview(request: Request, who: Annotated[Principal, Depends(require_any)]) 
     waiting = sum(n.notifications for n in notifications if n.status == NotificationStatus.PENDING)
     given_up = sum(n.notifications for n in notifications if n.status == NotificationStatus.FAILED)
     states, channels = _by_channel(counts)
+    lag = stage_lags(request) if audience.sees_every_bank() else None
     return page(
         request, who, "overview.html", "Overview",
         chart=minute_chart(counts, start, SPAN_MINUTES), start=start, end=end,
         states=states, channels=channels, payments=sum(c.payments for c in counts),
         dead_letters=dead, waiting=waiting, given_up=given_up, notifications=notifications,
+        lag=lag,
     )  # fmt: skip

@@ -334,7 +334,7 @@ def test_audit_runs_come_with_0022_and_go_with_its_downgrade(database_url):
     upgrade(database_url)
     engine = make_engine(database_url)
     assert "audit_runs" in inspect(engine).get_table_names()
-    command.downgrade(alembic_config(database_url), "0020_proposals")
+    command.downgrade(alembic_config(database_url), "0021_read_indexes")
     assert "audit_runs" not in inspect(engine).get_table_names()
     upgrade(database_url)  # the triggers come back with the table
     at = datetime(2026, 11, 24, tzinfo=UTC)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022_audit_runs"
-down_revision = "0020_proposals"
+down_revision = "0021_read_indexes"
 branch_labels = None
 depends_on = None
 

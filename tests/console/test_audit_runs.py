@@ -4,9 +4,13 @@ asked, and listed with those of the command line; operators and auditors read th
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import text
 
 from engine.audit.runs import FinishedRun, record_run
-from tests.console.conftest import DAY1, Console
+from tests.console.conftest import DAY1, Console, make_console
+from tests.factories import AMINA
 
 
 def test_a_verification_from_the_console_is_recorded_and_listed_with_its_report(
@@ -68,3 +72,23 @@ def test_the_overview_screen_says_the_lag_is_unknown_without_a_broker(console: C
     screen = console.client("op1").get("/").text
     assert 'data-testid="lag"' in screen and "unknown: no broker configured" in screen
     assert 'data-testid="lag"' not in console.client("b007").get("/").text
+
+
+def test_a_verification_page_masks_an_account_for_an_operator_and_not_for_an_auditor(
+    tmp_path: Path,
+):
+    tampered = make_console(f"sqlite:///{tmp_path / 'ledger.db'}")
+    number = AMINA[1]
+    with tampered.engine.begin() as conn:  # a balance changed behind the ledger's back
+        conn.execute(
+            text("UPDATE accounts SET balance_minor = balance_minor + 1 WHERE number = :n"),
+            {"n": number},
+        )
+    as_auditor = tampered.client("aud").get("/audit/verify")
+    as_operator = tampered.client("op1").get("/audit/verify")
+    assert as_auditor.status_code == as_operator.status_code == 200
+    assert number in as_auditor.text  # auditors check account numbers whole
+    assert number not in as_operator.text and number[-4:] in as_operator.text
+    api = tampered.client("op1").get("/api/v1/audit/verify").json()
+    assert not api["ok"] and number not in str(api["sections"])
+    tampered.engine.dispose()

@@ -88,11 +88,18 @@ class VerifyOut(Out):
 )  # fmt: skip
 def audit_verify(request: Request, who: Annotated[Principal, Depends(require_reader)]) -> VerifyOut:
     report = verify_recorded(request, who)
-    sections = jsonable(report.sections())
-    if not who.audience.unmasked():  # an operator: account-like digit runs masked
-        sections = {k: [{f: _masked(v) for f, v in row.items()} for row in rows]
-                    for k, rows in sections.items()}  # fmt: skip
+    sections = shown_sections(report, who)
     return VerifyOut(ok=report.ok, summary=jsonable(report.summary()), sections=sections)
+
+
+def shown_sections(report: VerifyReport, who: Principal) -> dict[str, list[dict[str, Any]]]:
+    """A verification's findings as ``who`` may read them: an operator's with account-like
+    digit runs masked, an auditor's whole (the API and the page alike)."""
+    sections: dict[str, list[dict[str, Any]]] = jsonable(report.sections())
+    if who.audience.unmasked():
+        return sections
+    return {k: [{f: _masked(v) for f, v in row.items()} for row in rows]
+            for k, rows in sections.items()}  # fmt: skip
 
 
 def verify_recorded(request: Request, who: Principal) -> VerifyReport:

@@ -14,7 +14,7 @@ from engine.audit.runs import VERIFY_FINDINGS
 from engine.ops.audit_log import count_actions, list_actions, verify_action_log
 from engine.read.audit_runs import AuditRunLine, get_audit_run, list_audit_runs
 from engine.read.paging import MAX_CURSOR_CHARS
-from sakk.console.api.audit import verify_recorded
+from sakk.console.api.audit import shown_sections, verify_recorded
 from sakk.console.api.common import reading
 from sakk.console.pages.render import Reader, page, shown_as_page
 
@@ -86,5 +86,5 @@ def audit_verify(request: Request, who: Reader) -> HTMLResponse:
         report = verify_recorded(request, who)
     return page(
         request, who, "audit_verify.html", "Audit: verify the ledger", report=report,
-        summary=report.summary(), sections=report.sections(),
+        summary=report.summary(), sections=shown_sections(report, who),
     )  # fmt: skip
